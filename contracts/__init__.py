@@ -1,0 +1,1 @@
+"""Wire contracts shared by every Sagabank service: plain Pydantic models, no framework."""

@@ -1,0 +1,32 @@
+"""Small shapes every contract reuses: pages, health, limits on free text."""
+
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ItemT = TypeVar("ItemT")
+
+LIMIT_MAX = 500
+LIMIT_DEFAULT = 50
+
+ShortText = Annotated[str, Field(max_length=140)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+
+
+class StrictModel(BaseModel):
+    """A request body: unknown fields are refused, so nothing can be mass-assigned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a cursor-paginated list; `next_cursor` is None on the last page."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(default=None, max_length=200)
+
+
+class Health(BaseModel):
+    status: str = Field(max_length=20)
+    service: str = Field(max_length=40)
+    checks: dict[str, str] = Field(default_factory=dict)

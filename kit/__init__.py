@@ -1,0 +1,1 @@
+"""The thin kit every Sagabank service shares: settings, logs, database, errors, HTTP."""

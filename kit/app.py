@@ -1,0 +1,191 @@
+"""The application shell every service shares: request context, access log, health, errors."""
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from contracts.common import Health
+from contracts.problem import Problem, problem_type
+from kit.db import Database
+from kit.logging import configure_logging
+from kit.migrations import is_at_head
+from kit.problems import install_problem_handlers, internal_error_problem, problem_response
+from kit.settings import ServiceSettings
+
+log = structlog.get_logger()
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_LENGTH_MAX = 128
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    """Binds a request id to every log line, logs one access line, caps the body size,
+    and turns an unexpected exception into a 500 problem without leaking its trace."""
+
+    def __init__(self, app: ASGIApp, *, body_max_bytes: int) -> None:
+        self.app = app
+        self.body_max_bytes = body_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        headers = dict(scope["headers"])
+        supplied = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = (
+            supplied
+            if supplied and len(supplied) <= _REQUEST_ID_LENGTH_MAX and supplied.isprintable()
+            else str(uuid.uuid4())
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+        path = scope["path"]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                response_headers = list(message.get("headers", []))
+                response_headers.append((b"x-request-id", request_id.encode("latin-1")))
+                response_headers.extend(_SECURITY_HEADERS)
+                message["headers"] = response_headers
+            await send(message)
+
+        received_bytes = 0
+
+        async def receive_bounded() -> Message:
+            nonlocal received_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                received_bytes += len(message.get("body", b""))
+                if received_bytes > self.body_max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            if declared > self.body_max_bytes:
+                raise _BodyTooLarge
+            await self.app(scope, receive_bounded, send_with_headers)
+        except _BodyTooLarge:
+            if status_holder["started"]:
+                raise
+            problem = Problem(
+                type=problem_type("payload-too-large"),
+                title="Payload too large",
+                status=413,
+                detail=f"The request body exceeds {self.body_max_bytes} bytes.",
+                instance=path,
+                trace_id=request_id,
+            )
+            await problem_response(problem)(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("request.unhandled_error")
+            if status_holder["started"]:
+                raise
+            problem = internal_error_problem(instance=path, trace_id=request_id)
+            await problem_response(problem)(scope, receive, send_with_headers)
+        finally:
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=path,
+                status=status_holder["status"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    version: str,
+    settings: ServiceSettings,
+    migrations_path: Path,
+    routers: Sequence[APIRouter],
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """Build a service: its routers plus the shell (health, problems, request context).
+
+    The database lives on `app.state.database`; `lifespan` runs inside it for the
+    service's own resources (HTTP clients, background tasks).
+    """
+    configure_logging(service=service, level=settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(
+            settings.async_database_url(),
+            pool_size=settings.database_pool_size,
+            application_name=service,
+        )
+        app.state.database = database
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
+    app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
+    install_problem_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> Health:
+        return Health(status="ok", service=service)
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="The database is reachable and its schema is at the newest migration",
+        responses={503: {"model": Health}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        database: Database = request.app.state.database
+        checks: dict[str, str] = {}
+        try:
+            async with database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+                checks["database"] = "ok"
+                at_head = await is_at_head(connection, migrations_path)
+                checks["migrations"] = "ok" if at_head else "behind"
+        except Exception as error:
+            checks.setdefault("database", f"unreachable: {type(error).__name__}")
+        ready = all(value == "ok" for value in checks.values()) and len(checks) == 2
+        body = Health(status="ready" if ready else "not_ready", service=service, checks=checks)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    for router in routers:
+        app.include_router(router)
+    return app

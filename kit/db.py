@@ -1,0 +1,44 @@
+"""The database of one service: an async engine and a unit of work per request."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+class Database:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, application_name: str = "sagabank"
+    ) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={
+                "server_settings": {"application_name": application_name},
+                # A query that hangs must not hold a request (and its row locks) forever.
+                "command_timeout": 30,
+            },
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: commit when the handler returns, roll back if it raises."""
+    database: Database = request.app.state.database
+    async with database.sessions() as session, session.begin():
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]

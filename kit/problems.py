@@ -1,0 +1,160 @@
+"""Domain errors carry their HTTP status and RFC 9457 type; one set of handlers renders them."""
+
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts.problem import PROBLEM_CONTENT_TYPE, Problem, problem_type
+
+log = structlog.get_logger()
+
+
+class ProblemError(Exception):
+    """Base of every error a caller can cause. Subclasses set status, slug and title."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extensions = extensions
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return problem_type(cls.slug)
+
+    def to_problem(self, *, instance: str | None, trace_id: str | None) -> Problem:
+        return Problem(
+            type=self.type_uri(),
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            trace_id=trace_id,
+            **self.extensions,
+        )
+
+
+class NotFound(ProblemError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+_STATUS_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    409: ("conflict", "Conflict"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
+}
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route, so /docs shows each problem it can answer with."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        entry = responses.setdefault(
+            error.status,
+            {"model": Problem, "content": {PROBLEM_CONTENT_TYPE: {}}, "description": ""},
+        )
+        entry["description"] = "; ".join(
+            part for part in (entry["description"], f"{error.title} (`{error.type_uri()}`)") if part
+        )
+    return responses
+
+
+def _request_id(request: Request) -> str | None:
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Domain, validation and HTTP errors answer problem+json (unexpected ones: kit.app)."""
+
+    @app.exception_handler(ProblemError)
+    async def on_problem(request: Request, error: ProblemError) -> JSONResponse:
+        problem = error.to_problem(instance=request.url.path, trace_id=_request_id(request))
+        headers = (
+            {"Retry-After": str(error.extensions["retry_after_seconds"])}
+            if ("retry_after_seconds" in error.extensions)
+            else None
+        )
+        return problem_response(problem, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        issues = [
+            {
+                "location": [part for part in item.get("loc", ()) if isinstance(part, str | int)],
+                "message": str(item.get("msg", ""))[:500],
+                "kind": str(item.get("type", ""))[:100],
+            }
+            for item in error.errors()[:50]
+        ]
+        problem = Problem(
+            type=problem_type("invalid-request"),
+            title="Invalid request",
+            status=422,
+            detail="The request is malformed; see `errors` for each field.",
+            instance=request.url.path,
+            trace_id=_request_id(request),
+            errors=issues,
+        )
+        return problem_response(problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        slug, title = _STATUS_SLUGS.get(error.status_code, ("http-error", "HTTP error"))
+        problem = Problem(
+            type=problem_type(slug),
+            title=title,
+            status=error.status_code,
+            detail=str(error.detail) if error.detail else None,
+            instance=request.url.path,
+            trace_id=_request_id(request),
+        )
+        return problem_response(problem, dict(error.headers) if error.headers else None)
+
+
+def internal_error_problem(*, instance: str, trace_id: str | None) -> Problem:
+    return Problem(
+        type=problem_type("internal-error"),
+        title="Internal server error",
+        status=500,
+        detail="An unexpected error occurred; quote the trace id when reporting it.",
+        instance=instance,
+        trace_id=trace_id,
+    )

@@ -1,0 +1,90 @@
+"""The service shell: request ids, health, problem+json for every kind of error."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import APIRouter
+
+from kit.testing import app_client, assert_problem
+from notifications.config import Settings
+from notifications.main import MIGRATIONS_PATH, create_app
+
+boom = APIRouter()
+
+
+@boom.get("/boom")
+async def explode() -> None:
+    raise RuntimeError("secret internal detail")
+
+
+@pytest.fixture
+async def client(database_factory: object) -> AsyncIterator[httpx.AsyncClient]:
+    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+    app = create_app(Settings(database_url=url, log_json=True, request_body_max_bytes=2048))
+    app.include_router(boom)
+    async with app_client(app) as client:
+        yield client
+
+
+async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "req-123"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-123"
+
+
+async def test_request_id_is_generated(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert uuid.UUID(response.headers["x-request-id"])
+
+
+async def test_ready_when_migrated(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok", "migrations": "ok"}
+
+
+async def test_not_ready_when_migrations_behind(database_factory: object) -> None:
+    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+    app = create_app(Settings(database_url=url, log_json=True))
+    async with app_client(app) as client:
+        async with app.state.database.engine.begin() as connection:
+            await connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'old'")
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"] == "behind"
+
+
+async def test_not_ready_without_database() -> None:
+    settings = Settings(database_url="postgresql://postgres@127.0.0.1:1/nowhere", log_json=True)
+    async with app_client(create_app(settings)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("unreachable")
+
+
+async def test_unexpected_error_is_a_problem_without_trace(client: httpx.AsyncClient) -> None:
+    response = await client.get("/boom", headers={"X-Request-ID": "trace-me"})
+    body = assert_problem(response, 500, "internal-error")
+    assert body["trace_id"] == "trace-me"
+    assert "secret" not in response.text
+    assert response.headers["x-request-id"] == "trace-me"
+
+
+async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/v1/nothing-here"), 404, "not-found")
+
+
+async def test_oversized_body_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/events", content=b"x" * 4096, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+async def test_openapi_describes_the_service(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["info"]["title"] == "Sagabank notifications"
+    assert document["info"]["version"]
+    assert (await client.get("/docs")).status_code == 200

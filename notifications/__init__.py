@@ -1,0 +1,1 @@
+"""Notifications service: transfer events in, webhooks and email out."""

@@ -1,0 +1,1 @@
+"""The `sagabank` command: the local stack launcher and operator tools."""

