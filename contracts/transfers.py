@@ -13,8 +13,13 @@ from contracts.fraud import FraudDecision, ScoreReason
 from contracts.money import AmountMinor, CurrencyCode
 
 TRANSFERS_PATH = "/v1/transfers"
+# The saga reports each step here (transactions service, internal): POST a StepRecord.
+TRANSFER_STEPS_PATH = "/v1/internal/transfers/{transfer_id}/steps"
 TASK_QUEUE: Final = "sagabank-transfers"
 WORKFLOW_NAME: Final = "TransferWorkflow"
+SIGNAL_REVIEW_DECISION: Final = "review_decision"
+SIGNAL_CANCEL: Final = "cancel"
+QUERY_STATUS: Final = "status"
 REVIEW_TIMEOUT_SECONDS_DEFAULT: Final = 24 * 3600
 
 # Namespace for ids derived from a transfer id and a step, so every retry of a step
@@ -122,6 +127,8 @@ class StepRecord(StrictModel):
 
 
 class TransferWorkflowInput(BaseModel):
+    """The saga's one input. Everything it needs travels here; it reads no database."""
+
     transfer_id: UUID
     source_account_id: UUID
     target_account_id: UUID
@@ -138,6 +145,14 @@ class TransferWorkflowResult(BaseModel):
 
 
 class ReviewDecision(StrictModel):
+    """A reviewer's verdict on a transfer in review (signal `review_decision`)."""
+
     decision: Literal["approve", "reject"]
     reviewer_id: Identifier
     note: ShortText | None = None
+
+
+class CancelRequest(StrictModel):
+    """A customer's request to cancel (signal `cancel`); honoured only before posting."""
+
+    reason: ShortText | None = None
