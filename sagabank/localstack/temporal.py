@@ -4,8 +4,12 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.transfers import SEARCH_ATTRIBUTES
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 
 def _wheel_binary(name: str) -> Path:
@@ -71,3 +75,34 @@ class TemporalDevServer:
         for name, kind in SEARCH_ATTRIBUTES.items():
             arguments += ["--search-attribute", f"{name}={kind}"]
         return arguments
+
+
+async def ensure_search_attributes(client: "Client", namespace: str) -> list[str]:
+    """Register our custom search attributes on an external Temporal; returns those added.
+
+    The dev server gets them from `--search-attribute`; a real cluster needs them added
+    once through the operator service (adding an existing one is an error, so list first).
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    types = {
+        "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+        "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    }
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        name: types[kind]
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        if name not in existing.custom_attributes
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

@@ -1,0 +1,3 @@
+from sagabank.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""Settings of the local launcher (`sagabank up`): environment variables `SAGABANK_*`."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = int
+
+SERVICES: tuple[str, ...] = ("accounts", "transactions", "fraud", "notifications")
+
+
+class LauncherSettings(BaseSettings):
+    """Where the local bank keeps its state and which ports it listens on.
+
+    `database_url` / `temporal_address` point the launcher at an external PostgreSQL
+    server / Temporal frontend instead of starting the embedded ones.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SAGABANK_", extra="ignore", frozen=True)
+
+    state_dir: Path = Path(".sagabank")
+    host: str = "127.0.0.1"
+    database_url: str | None = Field(default=None, max_length=500)
+    postgres_port: Port = Field(default=5433, ge=1, le=65535)
+    temporal_address: str | None = Field(default=None, max_length=200)
+    temporal_namespace: str = Field(default="default", max_length=100)
+    temporal_port: Port = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: Port = Field(default=8233, ge=1, le=65535)
+    accounts_port: Port = Field(default=8001, ge=1, le=65535)
+    transactions_port: Port = Field(default=8002, ge=1, le=65535)
+    fraud_port: Port = Field(default=8003, ge=1, le=65535)
+    notifications_port: Port = Field(default=8004, ge=1, le=65535)
+    ready_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
+    stop_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    log_json: bool | None = None
+
+    def service_port(self, service: str) -> int:
+        assert service in SERVICES, f"unknown service {service!r}"
+        port: int = getattr(self, f"{service}_port")
+        return port
+
+    def service_url(self, service: str) -> str:
+        return f"http://{self.host}:{self.service_port(service)}"
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"{self.host}:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str | None:
+        return f"http://localhost:{self.temporal_ui_port}" if self.embedded_temporal else None
+
+    def postgres_server_url(self) -> str:
+        return (
+            self.database_url or f"postgresql://postgres@{self.host}:{self.postgres_port}/postgres"
+        )

@@ -1,0 +1,477 @@
+"""`sagabank up`: the whole bank on one machine, in one terminal.
+
+Starts PostgreSQL (embedded, unless an external server is configured), creates and
+migrates each service's database, starts the Temporal dev server with its web UI (unless
+an external Temporal is configured), the four services and the worker; prefixes every
+output line with its source; waits until everything is healthy; and on Ctrl-C or SIGTERM
+stops every child in reverse order, escalating to SIGKILL after a bounded wait.
+
+Each child runs in its own session, so a Ctrl-C in the terminal reaches only the launcher:
+it then stops the worker and the services before Temporal and PostgreSQL they depend on.
+"""
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from contracts.transfers import TASK_QUEUE
+from kit.migrations import upgrade_to_head
+from sagabank.config import SERVICES, LauncherSettings
+from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database, with_database
+from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
+from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
+
+STATE_FILE_NAME = "up.json"
+_POLL_INTERVAL_SECONDS = 0.25
+_COLOURS = ("36", "33", "35", "32", "34", "91", "96", "93")
+
+
+class LaunchError(Exception):
+    """A reason the bank cannot start, worded for the person at the terminal."""
+
+
+@dataclass
+class Child:
+    """One supervised child process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    # PostgreSQL treats SIGINT as its "fast" shutdown; everything else stops on SIGTERM.
+    stop_signal: signal.Signals = signal.SIGTERM
+    user: int | None = None
+    group: int | None = None
+    process: asyncio.subprocess.Process | None = None
+    pump: asyncio.Task[None] | None = None
+    expected_exit: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+def migrations_path(service: str) -> Path:
+    spec = importlib.util.find_spec(service)
+    assert spec is not None, f"service package {service!r} is not installed"
+    assert spec.origin is not None
+    return Path(spec.origin).parent / "migrations"
+
+
+class Launcher:
+    def __init__(self, settings: LauncherSettings, *, out: TextIO = sys.stdout) -> None:
+        self.settings = settings
+        self.out = out
+        self.colour = out.isatty()
+        self.children: list[Child] = []
+        self.stop_requested = asyncio.Event()
+        self.child_died = asyncio.Event()
+        self.state_dir = settings.state_dir.resolve()
+        self.state_file = self.state_dir / STATE_FILE_NAME
+
+    # -- output ------------------------------------------------------------------------
+
+    def say(self, source: str, line: str) -> None:
+        index = sum(source.encode()) % len(_COLOURS)
+        prefix = f"{source:<13}|"
+        if self.colour:
+            prefix = f"\033[{_COLOURS[index]}m{prefix}\033[0m"
+        self.out.write(f"{prefix} {line}\n")
+        self.out.flush()
+
+    async def _pump(self, child: Child) -> None:
+        assert child.process is not None
+        assert child.process.stdout is not None
+        async for raw in child.process.stdout:
+            self.say(child.name, raw.decode("utf-8", "replace").rstrip())
+        returncode = await child.process.wait()
+        if not child.expected_exit:
+            self.say("sagabank", f"{child.name} exited unexpectedly with status {returncode}")
+            self.child_died.set()
+
+    # -- children ----------------------------------------------------------------------
+
+    async def start_child(self, child: Child) -> None:
+        child.process = await asyncio.create_subprocess_exec(
+            *child.argv,
+            env=child.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            user=child.user,
+            group=child.group,
+            # A JSON log line of a long traceback can exceed asyncio's 64 KiB default.
+            limit=1024 * 1024,
+        )
+        self.children.append(child)
+        child.pump = asyncio.create_task(self._pump(child))
+        self._write_state()
+
+    async def stop_child(self, child: Child) -> None:
+        child.expected_exit = True
+        process = child.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(child.stop_signal)
+        try:
+            await asyncio.wait_for(process.wait(), self.settings.stop_timeout_seconds)
+        except TimeoutError:
+            self.say("sagabank", f"{child.name} did not stop in time; killing it")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        if child.pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(child.pump, 5)
+
+    async def stop_all(self) -> None:
+        """Reverse order: the worker, then the services, then Temporal, then PostgreSQL."""
+        order = ["worker", *SERVICES, "temporal", "postgres"]
+        for names in (order[:1], order[1:5], order[5:6], order[6:]):
+            group = [child for child in self.children if child.name in names]
+            await asyncio.gather(*(self.stop_child(child) for child in group))
+        for child in self.children:
+            # Belt and braces: a grandchild left in a child's process group goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if child.pid is not None:
+                    os.killpg(child.pid, signal.SIGKILL)
+
+    # -- state file --------------------------------------------------------------------
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "children": {child.name: child.pid for child in self.children},
+            "urls": self.urls(),
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def urls(self) -> dict[str, str]:
+        urls = {name: f"{self.settings.service_url(name)}/docs" for name in SERVICES}
+        if self.settings.temporal_ui_url is not None:
+            urls["temporal-ui"] = self.settings.temporal_ui_url
+        return urls
+
+    # -- steps -------------------------------------------------------------------------
+
+    def check_ports(self) -> None:
+        wanted: list[tuple[int, str]] = []
+        if self.settings.embedded_postgres:
+            wanted.append((self.settings.postgres_port, "postgres"))
+        if self.settings.embedded_temporal:
+            wanted.append((self.settings.temporal_port, "temporal"))
+            wanted.append((self.settings.temporal_ui_port, "temporal-ui"))
+        wanted += [(self.settings.service_port(name), name) for name in SERVICES]
+        for port, owner in wanted:
+            if not port_is_free(self.settings.host, port):
+                variable = f"SAGABANK_{owner.upper().replace('-', '_')}_PORT"
+                raise LaunchError(
+                    f"port {port} ({owner}) is already in use on {self.settings.host}. "
+                    f"Stop what holds it (`sagabank down` if it is an earlier bank) "
+                    f"or choose another port with {variable}."
+                )
+
+    def check_not_running(self) -> None:
+        if not self.state_file.exists():
+            return
+        with contextlib.suppress(ValueError, KeyError, OSError):
+            pid = int(json.loads(self.state_file.read_text())["pid"])
+            if pid != os.getpid() and _pid_alive(pid):
+                raise LaunchError(
+                    f"a bank is already running from {self.state_dir} (pid {pid}); "
+                    "`sagabank down` stops it"
+                )
+
+    async def start_postgres(self) -> str:
+        """Start the embedded server (or use the external one); returns the server URL."""
+        if not self.settings.embedded_postgres:
+            self.say("sagabank", "using the external PostgreSQL from SAGABANK_DATABASE_URL")
+            return self.settings.postgres_server_url()
+        server = EmbeddedPostgres(
+            data_dir=self.state_dir / "postgres",
+            port=self.settings.postgres_port,
+            host=self.settings.host,
+        )
+        await asyncio.to_thread(server.prepare)
+        child = Child(
+            name="postgres",
+            argv=server.command(),
+            env=dict(os.environ),
+            stop_signal=signal.SIGINT,
+            user=server.uid,
+            group=server.gid,
+        )
+        await self.start_child(child)
+        await self._wait_for("postgres", lambda: asyncio.to_thread(server.is_accepting))
+        return server.admin_url
+
+    async def prepare_databases(self, server_url: str) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        for service in SERVICES:
+            database = SERVICE_DATABASES[service]
+            await ensure_database(server_url, database)
+            urls[service] = with_database(server_url, database)
+            await asyncio.to_thread(upgrade_to_head, migrations_path(service), urls[service])
+            self.say("sagabank", f"database {database}: migrations at head")
+        return urls
+
+    async def start_temporal(self) -> None:
+        from temporalio.client import Client
+
+        settings = self.settings
+        if settings.embedded_temporal:
+            server = TemporalDevServer(
+                db_path=self.state_dir / "temporal.db",
+                host=settings.host,
+                port=settings.temporal_port,
+                ui_port=settings.temporal_ui_port,
+                namespace=settings.temporal_namespace,
+            )
+            await self.start_child(
+                Child(name="temporal", argv=server.command(), env=dict(os.environ))
+            )
+
+        async def connected() -> bool:
+            try:
+                client = await asyncio.wait_for(
+                    Client.connect(settings.temporal_target, namespace=settings.temporal_namespace),
+                    5,
+                )
+            except Exception:
+                return False
+            if not settings.embedded_temporal:
+                added = await ensure_search_attributes(client, settings.temporal_namespace)
+                if added:
+                    self.say("sagabank", f"registered search attributes: {', '.join(added)}")
+            return True
+
+        await self._wait_for("temporal", connected)
+
+    def _service_env(self, service: str, database_url: str) -> dict[str, str]:
+        prefix = service.upper()
+        env = dict(os.environ)
+        env[f"{prefix}_DATABASE_URL"] = database_url
+        if service == "transactions":
+            env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target
+            env["TRANSACTIONS_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+        self._log_format(env, prefix)
+        return env
+
+    def _log_format(self, env: dict[str, str], prefix: str) -> None:
+        # Children write to a pipe, so they would choose JSON; on a terminal the person
+        # reading wants the console format (an explicit SAGABANK_LOG_JSON wins).
+        json_logs = self.settings.log_json
+        if json_logs is None:
+            json_logs = not self.out.isatty()
+        env.setdefault(f"{prefix}_LOG_JSON", "true" if json_logs else "false")
+
+    async def start_services(self, database_urls: dict[str, str]) -> None:
+        for service in SERVICES:
+            argv = [
+                sys.executable,
+                "-m",
+                "sagabank",
+                "serve",
+                service,
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.settings.service_port(service)),
+            ]
+            await self.start_child(
+                Child(
+                    name=service, argv=argv, env=self._service_env(service, database_urls[service])
+                )
+            )
+
+    async def start_worker(self) -> None:
+        env = dict(os.environ)
+        env["WORKER_TEMPORAL_ADDRESS"] = self.settings.temporal_target
+        env["WORKER_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+        for service in SERVICES:
+            env[f"WORKER_{service.upper()}_URL"] = self.settings.service_url(service)
+        self._log_format(env, "WORKER")
+        await self.start_child(
+            Child(name="worker", argv=[sys.executable, "-m", "sagabank", "worker"], env=env)
+        )
+
+    async def wait_until_ready(self) -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
+
+            async def all_ready() -> bool:
+                for service in SERVICES:
+                    try:
+                        response = await http.get(f"{self.settings.service_url(service)}/readyz")
+                    except httpx.HTTPError:
+                        return False
+                    if response.status_code != 200:
+                        return False
+                if self.settings.temporal_ui_url is not None:
+                    try:
+                        ui = await http.get(self.settings.temporal_ui_url)
+                    except httpx.HTTPError:
+                        return False
+                    if ui.status_code != 200:
+                        return False
+                return await self._worker_polling()
+
+            await self._wait_for("the bank", all_ready)
+
+    async def _worker_polling(self) -> bool:
+        from temporalio.api.enums.v1 import TaskQueueType
+        from temporalio.api.taskqueue.v1 import TaskQueue
+        from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+        from temporalio.client import Client
+
+        try:
+            client = await asyncio.wait_for(
+                Client.connect(
+                    self.settings.temporal_target, namespace=self.settings.temporal_namespace
+                ),
+                5,
+            )
+            description = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.settings.temporal_namespace,
+                    task_queue=TaskQueue(name=TASK_QUEUE),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+        except Exception:
+            return False
+        return len(description.pollers) > 0
+
+    async def _wait_for(self, what: str, check: Callable[[], Awaitable[bool]]) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout_seconds
+        while True:
+            if self.stop_requested.is_set():
+                raise LaunchError(f"stopped while waiting for {what}")
+            if self.child_died.is_set():
+                raise LaunchError(f"a component exited while waiting for {what}")
+            if await check():
+                return
+            if time.monotonic() > deadline:
+                raise LaunchError(
+                    f"{what} not ready after {self.settings.ready_timeout_seconds:.0f}s"
+                )
+            await asyncio.sleep(_POLL_INTERVAL_SECONDS)
+
+    def print_table(self, elapsed_seconds: float) -> None:
+        rows = [(name, url) for name, url in self.urls().items()]
+        rows.append(("temporal", self.settings.temporal_target))
+        if self.settings.embedded_postgres:
+            rows.append(("postgres", self.settings.postgres_server_url()))
+        rows.append(("state", str(self.state_dir)))
+        width = max(len(name) for name, _ in rows)
+        self.say("sagabank", f"Sagabank is ready ({elapsed_seconds:.1f}s). Ctrl-C stops it.")
+        for name, url in rows:
+            self.say("sagabank", f"  {name:<{width}}  {url}")
+
+    # -- the whole run -----------------------------------------------------------------
+
+    async def run(self) -> int:
+        started = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.check_not_running()
+            self.check_ports()
+        except LaunchError as error:
+            self.say("sagabank", f"error: {error}")
+            return 1
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop_requested.set)
+        self._write_state()
+        status = 0
+        try:
+            server_url = await self.start_postgres()
+            database_urls = await self.prepare_databases(server_url)
+            await self.start_temporal()
+            await self.start_services(database_urls)
+            await self.start_worker()
+            await self.wait_until_ready()
+            self.print_table(time.monotonic() - started)
+            stop = asyncio.create_task(self.stop_requested.wait())
+            died = asyncio.create_task(self.child_died.wait())
+            await asyncio.wait({stop, died}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (stop, died):
+                task.cancel()
+            if self.child_died.is_set() and not self.stop_requested.is_set():
+                status = 1
+        except LaunchError as error:
+            self.say("sagabank", f"error: {error}")
+            status = 0 if self.stop_requested.is_set() else 1
+        except Exception as error:
+            self.say("sagabank", f"error: {type(error).__name__}: {error}")
+            status = 1
+        finally:
+            self.say("sagabank", "stopping")
+            await self.stop_all()
+            with contextlib.suppress(FileNotFoundError):
+                self.state_file.unlink()
+            self.say("sagabank", "stopped")
+        return status
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_state(state_dir: Path) -> dict[str, object] | None:
+    path = state_dir.resolve() / STATE_FILE_NAME
+    try:
+        state: dict[str, object] = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return state
+
+
+def down(state_dir: Path, *, timeout_seconds: float = 30.0) -> str:
+    """Stop a bank started from `state_dir`: ask the launcher, or clean up after it."""
+    state = read_state(state_dir)
+    if state is None:
+        return "no bank is running from this state directory"
+    pid = state.get("pid")
+    assert isinstance(pid, int), "state file without a launcher pid"
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_seconds
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL_SECONDS)
+        if not _pid_alive(pid):
+            return f"stopped the bank (launcher pid {pid})"
+    # The launcher is gone (killed) or stuck: stop what it left behind.
+    children = state.get("children")
+    stopped: list[str] = []
+    if isinstance(children, dict):
+        for name, child_pid in children.items():
+            if isinstance(child_pid, int) and _pid_alive(child_pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child_pid, signal.SIGKILL)
+                stopped.append(str(name))
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir.resolve() / STATE_FILE_NAME).unlink()
+    return "killed leftovers: " + ", ".join(stopped) if stopped else "nothing was left running"

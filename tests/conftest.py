@@ -1,0 +1,36 @@
+"""System-test fixtures: one whole bank, started by `sagabank up`, shared by the session."""
+
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from tests.bank import Bank, start_bank
+
+READY_TIMEOUT_SECONDS = 240.0
+
+
+@pytest.fixture(scope="session")
+def bank() -> Iterator[Bank]:
+    with tempfile.TemporaryDirectory(prefix="sagabank-system-") as directory:
+        running = start_bank(Path(directory) / "state")
+        try:
+            running.wait_until_ready(READY_TIMEOUT_SECONDS)
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+async def bank_temporal(bank: Bank) -> Client:
+    return await Client.connect(bank.temporal_address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+        yield client

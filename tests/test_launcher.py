@@ -1,0 +1,75 @@
+"""`sagabank up` as a person uses it: it starts everything, and Ctrl-C leaves nothing behind."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.bank import SERVICES, bank_environment, start_bank
+from sagabank.localstack.postgres import free_port
+
+pytestmark = pytest.mark.system
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_sigint_stops_every_child(tmp_path: Path) -> None:
+    bank = start_bank(tmp_path / "state")
+    try:
+        bank.wait_until_ready(240)
+        for service in SERVICES:
+            assert httpx.get(f"{bank.url(service)}/readyz", timeout=5).status_code == 200
+        assert httpx.get(bank.temporal_ui_url, timeout=5).status_code == 200
+        children = psutil.Process(bank.process.pid).children(recursive=True)
+        commands = " ".join(" ".join(child.cmdline()) for child in children)
+        for expected in ("postgres", "temporal", "serve accounts", "serve transactions",
+                         "serve fraud", "serve notifications", "worker"):
+            assert expected in commands, f"{expected} not among the launcher's children"
+    finally:
+        returncode = bank.stop()
+
+    assert returncode == 0, bank.output()[-4000:]
+    deadline = time.monotonic() + 10
+    while any(_alive(child.pid) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [child.pid for child in children if _alive(child.pid)]
+    assert survivors == [], f"processes survived SIGINT: {survivors}"
+    assert not (tmp_path / "state" / "up.json").exists()
+
+
+def test_port_in_use_is_named(tmp_path: Path) -> None:
+    names = ("postgres", "temporal", "temporal_ui", *SERVICES)
+    ports = {name: free_port() for name in names}
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", ports["accounts"]))
+        squatter.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "sagabank", "up"],
+            env=bank_environment(tmp_path / "state", ports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {ports['accounts']} (accounts) is already in use" in result.stdout
+    assert "SAGABANK_ACCOUNTS_PORT" in result.stdout
+
+
+def test_help_explains_each_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sagabank", "--help"], capture_output=True, text=True,
+        timeout=60, check=True,
+    )
+    for command in ("up", "down", "status", "serve", "worker", "migrate"):
+        assert f"  {command} " in result.stdout
