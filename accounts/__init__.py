@@ -1,1 +1,1 @@
-"""accounts package."""
+"""Accounts service: bank accounts and the two-phase, double-entry ledger."""

@@ -122,3 +122,38 @@ class TransferValidationRequest(StrictModel):
 class TransferValidation(BaseModel):
     transfer_id: UUID
     valid: bool
+
+
+LEDGER_INVARIANTS_PATH = "/v1/admin/ledger/invariants"
+# How many mismatching account ids one invariants report lists (the count is always exact).
+INVARIANT_MISMATCHES_MAX = 100
+
+
+class CurrencyTotals(BaseModel):
+    """Sums over every account of one currency; double entry keeps each pair equal."""
+
+    currency: str
+    debits_pending_minor: int
+    credits_pending_minor: int
+    debits_posted_minor: int
+    credits_posted_minor: int
+    pending_balanced: bool
+    posted_balanced: bool
+
+
+class AccountTotalsCheck(BaseModel):
+    """Whether each account's stored totals equal the sum of its journal entries."""
+
+    accounts_checked: int
+    mismatched_count: int
+    # The first INVARIANT_MISMATCHES_MAX mismatching accounts, in id order.
+    mismatched_account_ids: list[UUID] = Field(max_length=INVARIANT_MISMATCHES_MAX)
+
+
+class LedgerInvariants(BaseModel):
+    """The ledger's invariants checked at one moment; `ok` only when every check holds."""
+
+    ok: bool
+    currencies: list[CurrencyTotals]
+    accounts: AccountTotalsCheck
+    checked_at: datetime

@@ -43,3 +43,39 @@ class Score(BaseModel):
     reasons: list[ScoreReason]
     ruleset_version: str = Field(max_length=64)
     created_at: datetime
+
+
+RULESET_CURRENT_PATH = "/v1/rulesets/current"
+
+
+class FraudRuleCode(enum.StrEnum):
+    """The stable code of each rule; a `ScoreReason.code` is one of these."""
+
+    large_amount = "large_amount"
+    very_large_amount = "very_large_amount"
+    velocity = "velocity"
+    first_counterparty_large = "first_counterparty_large"
+    round_amount = "round_amount"
+
+
+# A rule parameter: a count, a duration, or per-currency thresholds in minor units.
+RuleParameter = int | dict[str, int]
+
+
+class RuleDescription(BaseModel):
+    """One rule of the live ruleset: what it looks at, its parameters and its points."""
+
+    code: FraudRuleCode
+    description: str = Field(max_length=300)
+    points: int = Field(ge=0, le=SCORE_MAX)
+    parameters: dict[str, RuleParameter] = Field(max_length=20)
+
+
+class RulesetDescription(BaseModel):
+    """The ruleset scoring new transfers; a stored score keeps the version that made it."""
+
+    version: str = Field(max_length=64)
+    review_at: int = Field(ge=1, le=SCORE_MAX)
+    decline_at: int = Field(ge=1, le=SCORE_MAX)
+    score_max: int = SCORE_MAX
+    rules: list[RuleDescription] = Field(max_length=50)

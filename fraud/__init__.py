@@ -1,1 +1,1 @@
-"""fraud package."""
+"""Fraud service: explainable risk scores that gate every transfer."""

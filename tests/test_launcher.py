@@ -10,8 +10,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.bank import SERVICES, bank_environment, start_bank
 from sagabank.localstack.postgres import free_port
+from tests.bank import SERVICES, bank_environment, start_bank
 
 pytestmark = pytest.mark.system
 
@@ -32,8 +32,15 @@ def test_sigint_stops_every_child(tmp_path: Path) -> None:
         assert httpx.get(bank.temporal_ui_url, timeout=5).status_code == 200
         children = psutil.Process(bank.process.pid).children(recursive=True)
         commands = " ".join(" ".join(child.cmdline()) for child in children)
-        for expected in ("postgres", "temporal", "serve accounts", "serve transactions",
-                         "serve fraud", "serve notifications", "worker"):
+        for expected in (
+            "postgres",
+            "temporal",
+            "serve accounts",
+            "serve transactions",
+            "serve fraud",
+            "serve notifications",
+            "worker",
+        ):
             assert expected in commands, f"{expected} not among the launcher's children"
     finally:
         returncode = bank.stop()
@@ -68,8 +75,11 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
 
 def test_help_explains_each_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sagabank", "--help"], capture_output=True, text=True,
-        timeout=60, check=True,
+        [sys.executable, "-m", "sagabank", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     for command in ("up", "down", "status", "serve", "worker", "migrate"):
         assert f"  {command} " in result.stdout

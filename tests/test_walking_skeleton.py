@@ -60,8 +60,13 @@ async def test_one_transfer_end_to_end(
 
     created = await http.post(
         f"{bank.url('transactions')}/v1/transfers",
-        json={"source_account_id": alice, "target_account_id": bob,
-              "amount_minor": 2_550, "currency": "EUR", "description": "rent share"},
+        json={
+            "source_account_id": alice,
+            "target_account_id": bob,
+            "amount_minor": 2_550,
+            "currency": "EUR",
+            "description": "rent share",
+        },
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert created.status_code == 202, created.text

@@ -1,1 +1,1 @@
-"""transactions package."""
+"""Transactions service: the front door for transfers (API, idempotency, saga projection)."""

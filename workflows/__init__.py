@@ -1,1 +1,1 @@
-"""workflows package."""
+"""The transfer saga: `TransferWorkflow`, its activities and the worker that runs them."""

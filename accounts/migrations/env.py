@@ -1,0 +1,4 @@
+from accounts.models import Base
+from kit.migrations import run_env
+
+run_env(Base.metadata)

@@ -1,0 +1,73 @@
+"""Tables of the accounts database. Constraints and triggers live in the migrations."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    String,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccountRow(Base):
+    """A customer or per-currency system account with its four running totals."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    status: Mapped[str] = mapped_column(String(16))
+    debits_must_not_exceed_credits: Mapped[bool] = mapped_column(Boolean)
+    credits_must_not_exceed_debits: Mapped[bool] = mapped_column(Boolean)
+    max_transfer_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    daily_outflow_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
+    debits_pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    debits_posted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    credits_pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    credits_posted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerTransferRow(Base):
+    """An immutable ledger transfer; its id is chosen by the caller (idempotency)."""
+
+    __tablename__ = "ledger_transfers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    debit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    credit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    pending_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ledger_transfers.id"))
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reference: Mapped[str | None] = mapped_column(String(140))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerEntryRow(Base):
+    """One line of the journal: a signed change of one balance column of one account."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transfers.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    balance: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

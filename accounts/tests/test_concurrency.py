@@ -1,0 +1,217 @@
+"""Concurrent requests over a real database: no overdraft, no double resolution, no lost
+replay. Each test holds a row lock from outside to make the requests pile up, checks in
+pg_stat_activity that they really wait side by side, then lets them go at once."""
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from accounts.tests.helpers import Bank, raw_connection
+from kit.testing import assert_problem
+
+_WAIT_SECONDS_MAX = 10.0
+
+_LOCK_WAITERS = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database()
+      AND application_name = 'accounts'
+      AND wait_event_type = 'Lock'
+"""
+
+
+async def wait_for_lock_waiters(database_url: str, count: int) -> int:
+    """Block until at least `count` of the service's sessions wait on a lock (bounded)."""
+    async with raw_connection(database_url) as connection:
+        deadline = asyncio.get_running_loop().time() + _WAIT_SECONDS_MAX
+        while True:
+            waiting: int = await connection.fetchval(_LOCK_WAITERS)
+            if waiting >= count:
+                return waiting
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"only {waiting} of {count} sessions reached the lock"
+            )
+            await asyncio.sleep(0.01)
+
+
+class HeldTransaction:
+    """A transaction kept open from outside the service, ended once by the test."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.open = True
+
+    async def end(self, *, commit: bool) -> None:
+        if self.open:
+            self.open = False
+            await self.connection.execute("COMMIT" if commit else "ROLLBACK")
+
+
+@asynccontextmanager
+async def held(
+    database_url: str, statement: str, *arguments: Any
+) -> AsyncIterator[HeldTransaction]:
+    """Run `statement` in a transaction of its own and keep it open (and its locks held)."""
+    async with raw_connection(database_url) as connection:
+        await connection.execute("BEGIN")
+        transaction = HeldTransaction(connection)
+        try:
+            await connection.execute(statement, *arguments)
+            yield transaction
+        finally:
+            await transaction.end(commit=False)
+
+
+async def released_together(
+    database_url: str,
+    lock_statement: str,
+    lock_arguments: tuple[Any, ...],
+    requests: Sequence[Awaitable[httpx.Response]],
+    waiters: int,
+) -> list[httpx.Response]:
+    """Start `requests` while a lock is held, wait until `waiters` of them queue on it,
+    release it, and return every answer."""
+    async with held(database_url, lock_statement, *lock_arguments) as transaction:
+        answers = asyncio.gather(*requests)
+        try:
+            await wait_for_lock_waiters(database_url, waiters)
+        finally:
+            await transaction.end(commit=False)
+        return list(await answers)
+
+
+def statuses(responses: list[httpx.Response]) -> Counter[int]:
+    return Counter(response.status_code for response in responses)
+
+
+class TestConcurrentMovements:
+    async def test_fifty_holds_and_transfers_never_overdraw(
+        self, bank: Bank, app: FastAPI, database_url: str
+    ) -> None:
+        alice = (await bank.funded_account(1000))["id"]
+        bob = (await bank.open_account(customer_id="bob"))["id"]
+        requests = [
+            bank.hold(alice, bob, 30) if number % 2 else bank.single_phase(alice, bob, 30)
+            for number in range(50)
+        ]
+        pool_size = app.state.database.engine.pool.size()
+
+        responses = await released_together(
+            database_url,
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            (uuid.UUID(alice),),
+            requests,
+            waiters=pool_size,
+        )
+
+        # 1000 // 30: 33 fit, whichever kind each was; every other one is refused.
+        assert statuses(responses) == {201: 33, 409: 17}, [r.text for r in responses]
+        for response in responses:
+            if response.status_code == 409:
+                assert_problem(response, 409, "insufficient-funds")
+        balances = await bank.balances(alice)
+        assert balances["debits_pending_minor"] + balances["debits_posted_minor"] == 990
+        assert balances["available_minor"] == 10
+        report = await bank.invariants()
+        assert report["ok"], report
+
+    async def test_identical_requests_create_one_transfer(
+        self, bank: Bank, database_url: str
+    ) -> None:
+        alice = (await bank.funded_account(1000))["id"]
+        bob = (await bank.open_account(customer_id="bob"))["id"]
+        transfer_id = str(uuid.uuid4())
+        requests = [bank.hold(alice, bob, 400, id=transfer_id) for _ in range(12)]
+
+        responses = await released_together(
+            database_url,
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            (uuid.UUID(alice),),
+            requests,
+            waiters=len(requests),
+        )
+
+        assert statuses(responses) == {201: 1, 200: 11}
+        assert len({response.text for response in responses}) == 1
+        assert (await bank.balances(alice))["debits_pending_minor"] == 400
+        await bank.assert_ledger_sound()
+
+    async def test_post_and_void_race_one_wins(self, bank: Bank, database_url: str) -> None:
+        alice = (await bank.funded_account(1000))["id"]
+        bob = (await bank.open_account(customer_id="bob"))["id"]
+        hold_id = await bank.placed_hold(alice, bob, 300)
+        requests = [bank.post(hold_id), bank.void(hold_id), bank.post(hold_id)]
+
+        responses = await released_together(
+            database_url,
+            "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+            (uuid.UUID(alice),),
+            requests,
+            waiters=len(requests),
+        )
+
+        assert statuses(responses) == {201: 1, 409: 2}
+        winner = next(response for response in responses if response.status_code == 201)
+        slug = {"post_pending": "posted", "void_pending": "voided"}[winner.json()["kind"]]
+        for response in responses:
+            if response.status_code == 409:
+                assert_problem(response, 409, f"pending-transfer-already-{slug}")
+        assert (await bank.balances(alice))["debits_pending_minor"] == 0
+        await bank.assert_ledger_sound()
+
+
+class TestSameIdInsertRace:
+    """Same id, other accounts: the requests share no lock and meet at the insert."""
+
+    async def test_loser_answers_with_a_conflict(self, bank: Bank, database_url: str) -> None:
+        alice = (await bank.funded_account(1000))["id"]
+        bob = (await bank.open_account(customer_id="bob"))["id"]
+        carol = (await bank.funded_account(1000, customer_id="carol"))["id"]
+        dave = (await bank.open_account(customer_id="dave"))["id"]
+        transfer_id = uuid.uuid4()
+
+        async with held(
+            database_url,
+            "INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id,"
+            " amount_minor, currency) VALUES ($1, 'single_phase', $2, $3, 100, 'EUR')",
+            transfer_id,
+            uuid.UUID(carol),
+            uuid.UUID(dave),
+        ) as transaction:
+            answer = asyncio.ensure_future(bank.single_phase(alice, bob, 100, id=str(transfer_id)))
+            try:
+                await wait_for_lock_waiters(database_url, 1)
+            finally:
+                await transaction.end(commit=True)
+            response = await answer
+
+        body = assert_problem(response, 409, "ledger-transfer-exists")
+        assert body["field"] == "debit_account_id"
+        assert (await bank.balances(alice))["available_minor"] == 1000
+
+    async def test_insert_goes_ahead_when_the_other_rolls_back(
+        self, bank: Bank, database_url: str
+    ) -> None:
+        alice = (await bank.funded_account(1000))["id"]
+        bob = (await bank.open_account(customer_id="bob"))["id"]
+        carol = (await bank.open_account(customer_id="carol"))["id"]
+        dave = (await bank.open_account(customer_id="dave"))["id"]
+        transfer_id = uuid.uuid4()
+
+        responses = await released_together(
+            database_url,
+            "INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id,"
+            " amount_minor, currency) VALUES ($1, 'single_phase', $2, $3, 100, 'EUR')",
+            (transfer_id, uuid.UUID(carol), uuid.UUID(dave)),
+            [bank.single_phase(alice, bob, 100, id=str(transfer_id))],
+            waiters=1,
+        )
+
+        assert responses[0].status_code == 201, responses[0].text
+        assert (await bank.balances(alice))["available_minor"] == 900
+        await bank.assert_ledger_sound()

@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from pydantic_settings import SettingsConfigDict
+
+from kit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", frozen=True)
+
+    # None: the ruleset shipped with the package (fraud/rulesets/default.toml).
+    ruleset_path: Path | None = None

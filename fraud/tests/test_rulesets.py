@@ -1,0 +1,150 @@
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.fraud import FraudRuleCode
+from contracts.money import MINOR_UNIT_EXPONENTS
+from fraud.config import Settings
+from fraud.main import MIGRATIONS_PATH, create_app
+from fraud.ruleset import DEFAULT_RULESET_PATH, Ruleset, RulesetError
+from kit.testing import app_client
+
+# create_app refuses a ruleset before it touches the database, so none is needed here.
+UNUSED_DATABASE_URL = "postgresql://fraud@localhost:1/unused"
+
+DEFAULT_TEXT = DEFAULT_RULESET_PATH.read_text(encoding="utf-8")
+
+
+def _edited(old: str, new: str) -> str:
+    assert DEFAULT_TEXT.count(old) == 1, f"the default ruleset no longer holds {old!r}"
+    return DEFAULT_TEXT.replace(old, new)
+
+
+class TestDefaultRuleset:
+    def test_valid(self, ruleset: Ruleset) -> None:
+        assert ruleset.version
+        assert 0 < ruleset.review_at < ruleset.decline_at <= 1000
+
+    def test_covers_every_accepted_currency(self, ruleset: Ruleset) -> None:
+        for rule in (
+            ruleset.rules.large_amount,
+            ruleset.rules.very_large_amount,
+            ruleset.rules.first_counterparty_large,
+        ):
+            assert set(rule.threshold_minor) == set(MINOR_UNIT_EXPONENTS)
+
+    def test_documented_euro_thresholds(self, ruleset: Ruleset) -> None:
+        assert ruleset.rules.large_amount.threshold_minor["EUR"] == 1_000_000
+        assert ruleset.rules.very_large_amount.threshold_minor["EUR"] == 5_000_000
+        assert ruleset.rules.large_amount.points >= ruleset.review_at
+        assert ruleset.rules.very_large_amount.points >= ruleset.decline_at
+
+
+class TestBrokenRulesetRefusedAtStartup:
+    @pytest.mark.parametrize(
+        ("text", "complaint"),
+        [
+            pytest.param("version = \n", "not valid TOML", id="not-toml"),
+            pytest.param(
+                _edited("[rules.velocity]", "[rules.speed]"), "velocity", id="rule-missing"
+            ),
+            pytest.param(_edited("points = 250", "points = 250.0"), "points", id="float-points"),
+            pytest.param(_edited("points = 250", "points = 1001"), "points", id="points-above-max"),
+            pytest.param(
+                _edited("review_at = 400", "review_at = 700"),
+                "review_at must be below decline_at",
+                id="review-not-below-decline",
+            ),
+            pytest.param(
+                _edited('version = "2026.11.1"', 'version = ""'), "version", id="empty-version"
+            ),
+            pytest.param(
+                _edited("JPY = 1_600_000  # 1,600,000 JPY\n", ""),
+                "lacks currencies: JPY",
+                id="currency-missing",
+            ),
+            pytest.param(
+                _edited(
+                    "[rules.large_amount.threshold_minor]\n",
+                    "[rules.large_amount.threshold_minor]\nXTS = 100\n",
+                ),
+                "XTS",
+                id="unknown-currency",
+            ),
+            pytest.param(
+                _edited("EUR = 200_000  # 2,000 EUR", "EUR = 0"), "EUR", id="zero-threshold"
+            ),
+            pytest.param(
+                _edited("EUR = 5_000_000  # 50,000 EUR", "EUR = 1_000_000"),
+                "very_large_amount threshold for EUR must exceed",
+                id="very-large-not-above-large",
+            ),
+            pytest.param(
+                _edited("multiple_major = 1000", 'multiple_major = "1000"'),
+                "multiple_major",
+                id="string-parameter",
+            ),
+            pytest.param(DEFAULT_TEXT + "\nshadow = true\n", "shadow", id="unknown-key"),
+        ],
+    )
+    def test_refused(self, tmp_path: Path, text: str, complaint: str) -> None:
+        path = tmp_path / "ruleset.toml"
+        path.write_text(text, encoding="utf-8")
+        settings = Settings(database_url=UNUSED_DATABASE_URL, ruleset_path=path)
+        with pytest.raises(RulesetError, match=re.escape(str(path))) as refused:
+            create_app(settings)
+        assert complaint in str(refused.value)
+
+    def test_missing_file_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "absent.toml"
+        settings = Settings(database_url=UNUSED_DATABASE_URL, ruleset_path=path)
+        with pytest.raises(RulesetError, match="cannot read fraud ruleset"):
+            create_app(settings)
+
+    def test_oversized_file_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "huge.toml"
+        path.write_text(DEFAULT_TEXT + "#" * 300_000 + "\n", encoding="utf-8")
+        settings = Settings(database_url=UNUSED_DATABASE_URL, ruleset_path=path)
+        with pytest.raises(RulesetError, match="bytes"):
+            create_app(settings)
+
+
+class TestCurrentRuleset:
+    async def test_valid(self, client: httpx.AsyncClient, ruleset: Ruleset) -> None:
+        response = await client.get("/v1/rulesets/current")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["version"] == ruleset.version
+        assert body["review_at"] == ruleset.review_at
+        assert body["decline_at"] == ruleset.decline_at
+        assert body["score_max"] == 1000
+        rules = {rule["code"]: rule for rule in body["rules"]}
+        assert set(rules) == set(FraudRuleCode)
+        assert rules["large_amount"]["points"] == ruleset.rules.large_amount.points
+        assert rules["large_amount"]["parameters"]["threshold_minor"]["EUR"] == 1_000_000
+        assert rules["velocity"]["parameters"] == {
+            "transfers_min": ruleset.rules.velocity.transfers_min,
+            "window_seconds": ruleset.rules.velocity.window_seconds,
+        }
+
+    async def test_ruleset_path_setting(self, tmp_path: Path, database_factory: object) -> None:
+        path = tmp_path / "ruleset.toml"
+        path.write_text(_edited('version = "2026.11.1"', 'version = "local-1"'), "utf-8")
+        url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+        app = create_app(Settings(database_url=url, ruleset_path=path, log_json=True))
+        async with app_client(app) as client:
+            response = await client.get("/v1/rulesets/current")
+            assert response.json()["version"] == "local-1"
+            scored = await client.post(
+                "/v1/scores",
+                json={
+                    "transfer_id": "00000000-0000-4000-8000-000000000001",
+                    "source_account_id": "00000000-0000-4000-8000-000000000002",
+                    "target_account_id": "00000000-0000-4000-8000-000000000003",
+                    "amount_minor": 125_00,
+                    "currency": "EUR",
+                },
+            )
+            assert scored.json()["ruleset_version"] == "local-1"

@@ -1,0 +1,240 @@
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fraud.ruleset import Ruleset
+from fraud.tests.clock import SettableClock
+from kit.testing import assert_problem
+
+
+def _score_request(**overrides: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "transfer_id": str(uuid.uuid4()),
+        "source_account_id": str(uuid.uuid4()),
+        "target_account_id": str(uuid.uuid4()),
+        "amount_minor": 125_00,
+        "currency": "EUR",
+    }
+    body.update(overrides)
+    return body
+
+
+def _codes(score: dict[str, object]) -> list[object]:
+    reasons = score["reasons"]
+    assert isinstance(reasons, list)
+    return [reason["code"] for reason in reasons]
+
+
+async def _score(client: httpx.AsyncClient, **overrides: object) -> dict[str, object]:
+    response = await client.post("/v1/scores", json=_score_request(**overrides))
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+class TestScoreTransfer:
+    async def test_valid(
+        self, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+    ) -> None:
+        request = _score_request()
+        response = await client.post("/v1/scores", json=request)
+        assert response.status_code == 201, response.text
+        score = response.json()
+        assert score["transfer_id"] == request["transfer_id"]
+        assert score["score"] == 0
+        assert score["decision"] == "approve"
+        assert score["reasons"] == []
+        assert score["ruleset_version"] == ruleset.version
+        assert datetime.fromisoformat(score["created_at"]) == clock.now
+        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        assert fetched.status_code == 200
+        assert fetched.json() == score
+
+    async def test_large_amount_goes_to_review(self, client: httpx.AsyncClient) -> None:
+        score = await _score(client, amount_minor=10_000_00)
+        assert score["decision"] == "review"
+        assert score["score"] == 600
+        assert _codes(score) == ["large_amount", "first_counterparty_large", "round_amount"]
+        reasons = score["reasons"]
+        assert isinstance(reasons, list)
+        assert "10000.00 EUR" in reasons[0]["text"]
+        assert sum(reason["points"] for reason in reasons) == score["score"]
+
+    async def test_very_large_amount_is_declined(self, client: httpx.AsyncClient) -> None:
+        score = await _score(client, amount_minor=50_000_00)
+        assert score["decision"] == "decline"
+        assert score["score"] == 1000
+        assert _codes(score)[0] == "very_large_amount"
+
+    async def test_replay_returns_the_stored_score(self, client: httpx.AsyncClient) -> None:
+        request = _score_request(amount_minor=10_000_00)
+        first = await client.post("/v1/scores", json=request)
+        second = await client.post("/v1/scores", json=request)
+        assert first.status_code == 201
+        assert second.status_code == 200
+        assert second.json() == first.json()
+
+    async def test_replay_ignores_later_history_and_ruleset(
+        self, app: FastAPI, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+    ) -> None:
+        source = str(uuid.uuid4())
+        request = _score_request(source_account_id=source, amount_minor=10_00)
+        first = await client.post("/v1/scores", json=request)
+        assert first.json()["decision"] == "approve"
+        # The source turns busy, and the operators make every transfer a decline.
+        for _ in range(ruleset.rules.velocity.transfers_min):
+            clock.advance(timedelta(seconds=1))
+            await _score(client, source_account_id=source, amount_minor=10_00)
+        strict = {"version": "strict", "review_at": 1, "decline_at": 2}
+        app.state.ruleset = Ruleset.model_validate({**ruleset.model_dump(), **strict})
+
+        replay = await client.post("/v1/scores", json=request)
+        assert replay.status_code == 200
+        assert replay.json() == first.json()
+        # A new transfer with the same details is judged by today's ruleset and history.
+        fresh = await _score(client, source_account_id=source, amount_minor=10_00)
+        assert fresh["decision"] == "decline"
+        assert fresh["ruleset_version"] == "strict"
+        assert _codes(fresh) == ["velocity"]
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"amount_minor": 125_01},
+            {"currency": "USD"},
+            {"source_account_id": str(uuid.uuid4())},
+            {"target_account_id": str(uuid.uuid4())},
+        ],
+    )
+    async def test_same_transfer_other_details_conflicts(
+        self, client: httpx.AsyncClient, change: dict[str, object]
+    ) -> None:
+        request = _score_request()
+        first = await client.post("/v1/scores", json=request)
+        response = await client.post("/v1/scores", json={**request, **change})
+        body = assert_problem(response, 409, "score-request-mismatch")
+        assert body["fields"] == list(change)
+        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        assert fetched.json() == first.json()
+
+    async def test_concurrent_first_requests_agree(self, client: httpx.AsyncClient) -> None:
+        for _ in range(5):
+            request = _score_request(amount_minor=10_000_00)
+            responses = await asyncio.gather(
+                client.post("/v1/scores", json=request),
+                client.post("/v1/scores", json=request),
+            )
+            assert sorted(response.status_code for response in responses) == [200, 201]
+            assert responses[0].json() == responses[1].json()
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            pytest.param({"currency": "XTS"}, id="unknown-currency"),
+            pytest.param({"currency": "eur"}, id="lower-case-currency"),
+            pytest.param({"amount_minor": 125.5}, id="float-amount"),
+            pytest.param({"amount_minor": 125.0}, id="whole-float-amount"),
+            pytest.param({"amount_minor": "12500"}, id="string-amount"),
+            pytest.param({"amount_minor": -125_00}, id="negative-amount"),
+            pytest.param({"amount_minor": 0}, id="zero-amount"),
+            pytest.param({"amount_minor": 10**15 + 1}, id="amount-above-maximum"),
+            pytest.param({"source_account_id": "not-a-uuid"}, id="malformed-account"),
+            pytest.param({"priority": "high"}, id="unknown-field"),
+        ],
+    )
+    async def test_malformed_request_is_refused(
+        self, client: httpx.AsyncClient, change: dict[str, object]
+    ) -> None:
+        request = _score_request(**change)
+        response = await client.post("/v1/scores", json=request)
+        body = assert_problem(response, 422, "invalid-request")
+        assert body["errors"]
+        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        assert_problem(fetched, 404, "score-not-found")
+
+    async def test_missing_field_is_refused(self, client: httpx.AsyncClient) -> None:
+        request = _score_request()
+        del request["currency"]
+        response = await client.post("/v1/scores", json=request)
+        assert_problem(response, 422, "invalid-request")
+        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        assert_problem(fetched, 404, "score-not-found")
+
+
+class TestVelocity:
+    async def test_counts_the_sources_transfers_in_the_window(
+        self, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+    ) -> None:
+        source = str(uuid.uuid4())
+        transfers_min = ruleset.rules.velocity.transfers_min
+        for _ in range(transfers_min - 1):
+            assert _codes(await _score(client, source_account_id=source)) == []
+            clock.advance(timedelta(minutes=1))
+        # Another account's transfers do not count towards this one's.
+        await _score(client)
+        assert _codes(await _score(client, source_account_id=source)) == []
+        clock.advance(timedelta(minutes=1))
+
+        score = await _score(client, source_account_id=source)
+        assert _codes(score) == ["velocity"]
+        reasons = score["reasons"]
+        assert isinstance(reasons, list)
+        total = f"{transfers_min * 125}.00 EUR"
+        assert f"{transfers_min} transfers" in reasons[0]["text"]
+        assert total in reasons[0]["text"]
+
+    async def test_transfers_older_than_the_window_drop_out(
+        self, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+    ) -> None:
+        source = str(uuid.uuid4())
+        window = timedelta(seconds=ruleset.rules.velocity.window_seconds)
+        started = clock.now
+        for _ in range(ruleset.rules.velocity.transfers_min):
+            await _score(client, source_account_id=source)
+
+        clock.now = started + window - timedelta(seconds=1)
+        assert _codes(await _score(client, source_account_id=source)) == ["velocity"]
+        clock.now = started + window
+        assert _codes(await _score(client, source_account_id=source)) == []
+
+    async def test_declined_attempts_count(
+        self, client: httpx.AsyncClient, ruleset: Ruleset
+    ) -> None:
+        source = str(uuid.uuid4())
+        for _ in range(ruleset.rules.velocity.transfers_min):
+            declined = await _score(client, source_account_id=source, amount_minor=50_000_00)
+            assert declined["decision"] == "decline"
+        assert _codes(await _score(client, source_account_id=source)) == ["velocity"]
+
+
+class TestFirstCounterparty:
+    async def test_approved_transfer_makes_the_recipient_known(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        pair = {"source_account_id": str(uuid.uuid4()), "target_account_id": str(uuid.uuid4())}
+        first = await _score(client, **pair, amount_minor=2_500_00)
+        assert first["decision"] == "approve"
+        assert _codes(first) == ["first_counterparty_large"]
+        second = await _score(client, **pair, amount_minor=2_500_00)
+        assert _codes(second) == []
+
+    async def test_declined_transfer_does_not(self, client: httpx.AsyncClient) -> None:
+        pair = {"source_account_id": str(uuid.uuid4()), "target_account_id": str(uuid.uuid4())}
+        declined = await _score(client, **pair, amount_minor=50_000_00)
+        assert declined["decision"] == "decline"
+        again = await _score(client, **pair, amount_minor=2_500_00)
+        assert _codes(again) == ["first_counterparty_large"]
+
+
+class TestGetScore:
+    async def test_missing(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(f"/v1/scores/{uuid.uuid4()}")
+        assert_problem(response, 404, "score-not-found")
+
+    async def test_malformed_id(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/v1/scores/not-a-uuid")
+        assert_problem(response, 422, "invalid-request")

@@ -1,0 +1,110 @@
+"""Tables of the transactions database."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TransferRow(Base):
+    """A transfer request and its status projection, written by the saga's step reports."""
+
+    __tablename__ = "transfers"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="ck_transfers_amount_positive"),
+        CheckConstraint(
+            "source_account_id <> target_account_id", name="ck_transfers_distinct_accounts"
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_transfers_currency_code"),
+        CheckConstraint("version >= 0", name="ck_transfers_version_not_negative"),
+        CheckConstraint(
+            "status IN ('pending', 'in_review', 'completed', 'rejected', 'declined',"
+            " 'expired', 'cancelled')",
+            name="ck_transfers_status_known",
+        ),
+        Index("ix_transfers_created_at_id", "created_at", "id"),
+        Index("ix_transfers_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_transfers_source_created_at_id", "source_account_id", "created_at", "id"),
+        Index("ix_transfers_target_created_at_id", "target_account_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    source_account_id: Mapped[uuid.UUID]
+    target_account_id: Mapped[uuid.UUID]
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str | None] = mapped_column(String(140))
+    # `metadata` is reserved on declarative classes; the column keeps the wire name.
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)
+    status: Mapped[str] = mapped_column(String(20))
+    # The version of the last step report applied; reports with a lower one are stale.
+    version: Mapped[int] = mapped_column(Integer)
+    fraud: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    hold_id: Mapped[uuid.UUID | None]
+    posting_id: Mapped[uuid.UUID | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TransferStepRow(Base):
+    """One step the saga reported: the audit trail. Written once per (transfer, step)."""
+
+    __tablename__ = "transfer_steps"
+    __table_args__ = (CheckConstraint("version >= 1", name="ck_transfer_steps_version_positive"),)
+
+    transfer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transfers.id", name="fk_transfer_steps_transfer_id"), primary_key=True
+    )
+    step: Mapped[str] = mapped_column(String(40), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class IdempotencyKeyRow(Base):
+    """A caller's Idempotency-Key: claimed while in flight, then the stored response."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("state IN ('in_flight', 'completed')", name="ck_idempotency_keys_state"),
+        CheckConstraint(
+            "state <> 'completed' OR (response_status IS NOT NULL AND response_body IS NOT NULL)",
+            name="ck_idempotency_keys_completed_has_response",
+        ),
+    )
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 (hex) of the canonical JSON of the parsed request body.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    # Chosen when the key is first claimed, so a resumed claim creates the same transfer.
+    transfer_id: Mapped[uuid.UUID]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # An in-flight claim whose holder died is resumable once this has passed.
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

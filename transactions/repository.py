@@ -1,0 +1,277 @@
+"""Every query of the transactions service."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, null, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.transfers import StepRecord, TransferCreate, TransferStatus
+from transactions.models import IdempotencyKeyRow, TransferRow, TransferStepRow
+
+IN_FLIGHT = "in_flight"
+COMPLETED = "completed"
+
+
+# --- idempotency keys -------------------------------------------------------------------
+
+
+async def claim_idempotency_key(
+    session: AsyncSession,
+    *,
+    caller: str,
+    key: str,
+    request_hash: str,
+    transfer_id: uuid.UUID,
+    ttl: timedelta,
+    lease: timedelta,
+) -> uuid.UUID | None:
+    """Claim `key` for this request; the transfer id to use, or None if someone holds it.
+
+    A new key is claimed with `transfer_id`. An expired key is claimed afresh. An
+    in-flight claim of the same request whose lease ran out (its holder failed or died)
+    is resumed with the transfer id it was claimed with, so a retry never creates a
+    second transfer.
+    """
+    table = IdempotencyKeyRow
+    inserting = insert(table).values(
+        caller=caller,
+        key=key,
+        request_hash=request_hash,
+        state=IN_FLIGHT,
+        transfer_id=transfer_id,
+        created_at=func.now(),
+        expires_at=func.now() + ttl,
+        locked_until=func.now() + lease,
+    )
+    excluded = inserting.excluded
+    same_unfinished_request = and_(
+        table.state == IN_FLIGHT, table.request_hash == excluded.request_hash
+    )
+    statement = inserting.on_conflict_do_update(
+        index_elements=[table.caller, table.key],
+        set_={
+            "request_hash": excluded.request_hash,
+            "state": IN_FLIGHT,
+            "transfer_id": case(
+                (same_unfinished_request, table.transfer_id), else_=excluded.transfer_id
+            ),
+            "response_status": null(),
+            "response_body": null(),
+            "created_at": excluded.created_at,
+            "expires_at": excluded.expires_at,
+            "locked_until": excluded.locked_until,
+        },
+        where=or_(
+            table.expires_at <= func.now(),
+            and_(same_unfinished_request, table.locked_until <= func.now()),
+        ),
+    ).returning(table.transfer_id)
+    claimed: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
+    return claimed
+
+
+async def get_idempotency_key(
+    session: AsyncSession, *, caller: str, key: str
+) -> IdempotencyKeyRow | None:
+    return (
+        await session.execute(
+            select(IdempotencyKeyRow).where(
+                IdempotencyKeyRow.caller == caller, IdempotencyKeyRow.key == key
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def complete_idempotency_key(
+    session: AsyncSession,
+    *,
+    caller: str,
+    key: str,
+    transfer_id: uuid.UUID,
+    response_status: int,
+    response_body: dict[str, Any],
+) -> bool:
+    """Store the response of our claim; False if the claim is no longer ours in flight."""
+    statement = (
+        update(IdempotencyKeyRow)
+        .where(
+            IdempotencyKeyRow.caller == caller,
+            IdempotencyKeyRow.key == key,
+            IdempotencyKeyRow.transfer_id == transfer_id,
+            IdempotencyKeyRow.state == IN_FLIGHT,
+        )
+        .values(
+            state=COMPLETED,
+            response_status=response_status,
+            response_body=response_body,
+            locked_until=null(),
+        )
+        .returning(IdempotencyKeyRow.key)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def release_idempotency_key(
+    session: AsyncSession, *, caller: str, key: str, transfer_id: uuid.UUID
+) -> None:
+    """End the lease of our in-flight claim now, so that a retry may resume it."""
+    await session.execute(
+        update(IdempotencyKeyRow)
+        .where(
+            IdempotencyKeyRow.caller == caller,
+            IdempotencyKeyRow.key == key,
+            IdempotencyKeyRow.transfer_id == transfer_id,
+            IdempotencyKeyRow.state == IN_FLIGHT,
+        )
+        .values(locked_until=func.now())
+    )
+
+
+# --- transfers --------------------------------------------------------------------------
+
+
+async def insert_transfer(
+    session: AsyncSession, *, transfer_id: uuid.UUID, transfer: TransferCreate
+) -> bool:
+    """Insert a pending transfer unless its id exists; True when this call created it."""
+    statement = (
+        insert(TransferRow)
+        .values(
+            id=transfer_id,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            amount_minor=transfer.amount_minor,
+            currency=transfer.currency,
+            description=transfer.description,
+            metadata_=transfer.metadata,
+            status=TransferStatus.pending.value,
+            version=0,
+        )
+        .on_conflict_do_nothing(index_elements=[TransferRow.id])
+        .returning(TransferRow.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def get_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> TransferRow | None:
+    return (
+        await session.execute(select(TransferRow).where(TransferRow.id == transfer_id))
+    ).scalar_one_or_none()
+
+
+async def list_transfers(
+    session: AsyncSession,
+    *,
+    status: TransferStatus | None,
+    account_id: uuid.UUID | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[TransferRow]:
+    """Newest first by (created_at, id); `after` is the last row of the previous page."""
+    assert limit > 0
+    statement = select(TransferRow)
+    if status is not None:
+        statement = statement.where(TransferRow.status == status.value)
+    if account_id is not None:
+        statement = statement.where(
+            or_(
+                TransferRow.source_account_id == account_id,
+                TransferRow.target_account_id == account_id,
+            )
+        )
+    if created_after is not None:
+        statement = statement.where(TransferRow.created_at >= created_after)
+    if created_before is not None:
+        statement = statement.where(TransferRow.created_at < created_before)
+    if after is not None:
+        after_created_at, after_id = after
+        statement = statement.where(
+            or_(
+                TransferRow.created_at < after_created_at,
+                and_(TransferRow.created_at == after_created_at, TransferRow.id < after_id),
+            )
+        )
+    statement = statement.order_by(TransferRow.created_at.desc(), TransferRow.id.desc()).limit(
+        limit
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def update_projection(
+    session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord
+) -> bool:
+    """Move the projection to `record` if it is newer than the last applied report.
+
+    The version guard sits in the UPDATE itself, so two reports racing for the same
+    row serialise on its lock and the newer one wins whatever order they commit in.
+    """
+    values: dict[str, Any] = {
+        "status": record.status.value,
+        "version": record.version,
+        "updated_at": func.now(),
+    }
+    # A step reports only what it learnt; fields it leaves out keep their value.
+    if record.fraud is not None:
+        values["fraud"] = record.fraud.model_dump(mode="json")
+    if record.hold_id is not None:
+        values["hold_id"] = record.hold_id
+    if record.posting_id is not None:
+        values["posting_id"] = record.posting_id
+    if record.failure_reason is not None:
+        values["failure_reason"] = record.failure_reason
+    statement = (
+        update(TransferRow)
+        .where(TransferRow.id == transfer_id, TransferRow.version < record.version)
+        .values(**values)
+        .returning(TransferRow.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+# --- steps ------------------------------------------------------------------------------
+
+
+async def insert_step(session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord) -> bool:
+    """Record a step unless this transfer already has it; True when this call recorded it."""
+    statement = (
+        insert(TransferStepRow)
+        .values(
+            transfer_id=transfer_id,
+            step=record.step,
+            outcome=record.outcome,
+            status=record.status.value,
+            version=record.version,
+            occurred_at=record.occurred_at,
+            detail=record.detail,
+        )
+        .on_conflict_do_nothing(index_elements=[TransferStepRow.transfer_id, TransferStepRow.step])
+        .returning(TransferStepRow.step)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def list_steps(
+    session: AsyncSession, transfer_ids: Sequence[uuid.UUID]
+) -> Sequence[TransferStepRow]:
+    """The steps of these transfers, each transfer's in the order the saga reported them."""
+    if not transfer_ids:
+        return []
+    statement = (
+        select(TransferStepRow)
+        .where(TransferStepRow.transfer_id.in_(transfer_ids))
+        .order_by(TransferStepRow.transfer_id, TransferStepRow.version, TransferStepRow.step)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def step_exists(session: AsyncSession, *, transfer_id: uuid.UUID, step: str) -> bool:
+    statement = select(TransferStepRow.step).where(
+        TransferStepRow.transfer_id == transfer_id, TransferStepRow.step == step
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None

@@ -1,0 +1,164 @@
+"""The service's side of the transfer saga in Temporal: start it, signal it.
+
+Connects lazily, so the service starts and answers /healthz while Temporal is still
+starting; the first request that needs Temporal connects (one connection, under a lock).
+"""
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Final
+
+import structlog
+from pydantic import BaseModel
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.transfers import (
+    SEARCH_ATTRIBUTES,
+    SIGNAL_CANCEL,
+    SIGNAL_REVIEW_DECISION,
+    WORKFLOW_NAME,
+    CancelRequest,
+    ReviewDecision,
+    TransferCreate,
+    TransferStatus,
+    TransferWorkflowInput,
+    workflow_id,
+)
+from transactions.errors import WorkflowServiceUnavailable
+
+log = structlog.get_logger()
+
+STATUS_KEY: Final = SearchAttributeKey.for_keyword("TransferStatus")
+SOURCE_ACCOUNT_KEY: Final = SearchAttributeKey.for_keyword("SourceAccountId")
+TARGET_ACCOUNT_KEY: Final = SearchAttributeKey.for_keyword("TargetAccountId")
+AMOUNT_MINOR_KEY: Final = SearchAttributeKey.for_int("AmountMinor")
+CURRENCY_KEY: Final = SearchAttributeKey.for_keyword("Currency")
+for _key in (STATUS_KEY, SOURCE_ACCOUNT_KEY, TARGET_ACCOUNT_KEY, AMOUNT_MINOR_KEY, CURRENCY_KEY):
+    assert _key.name in SEARCH_ATTRIBUTES, f"{_key.name} is not a registered search attribute"
+
+_RETRY_AFTER_SECONDS: Final = 5
+
+
+class TransferWorkflows:
+    """Starts and signals `TransferWorkflow` executions."""
+
+    def __init__(
+        self,
+        *,
+        client: Client | None,
+        address: str,
+        namespace: str,
+        task_queue: str,
+        review_timeout_seconds: int,
+        rpc_timeout_seconds: float,
+    ) -> None:
+        assert review_timeout_seconds > 0
+        assert rpc_timeout_seconds > 0
+        self._client = client
+        self._address = address
+        self._namespace = namespace
+        self._task_queue = task_queue
+        self._review_timeout_seconds = review_timeout_seconds
+        self._rpc_timeout = timedelta(seconds=rpc_timeout_seconds)
+        self._connect_lock = asyncio.Lock()
+
+    async def _connected(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._connect_lock:
+            if self._client is None:
+                try:
+                    self._client = await Client.connect(
+                        self._address,
+                        namespace=self._namespace,
+                        data_converter=pydantic_data_converter,
+                        connect_timeout=self._rpc_timeout,
+                    )
+                except Exception as error:
+                    log.warning("temporal.connect_failed", error=str(error)[:500])
+                    raise _unavailable() from error
+                log.info("temporal.connected", address=self._address)
+            return self._client
+
+    async def start(self, *, transfer_id: uuid.UUID, transfer: TransferCreate) -> None:
+        """Start the saga of a transfer; starting it again is harmless (same workflow id)."""
+        arguments = TransferWorkflowInput(
+            transfer_id=transfer_id,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            amount_minor=transfer.amount_minor,
+            currency=transfer.currency,
+            description=transfer.description,
+            review_timeout_seconds=self._review_timeout_seconds,
+        )
+        search_attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(STATUS_KEY, TransferStatus.pending.value),
+                SearchAttributePair(SOURCE_ACCOUNT_KEY, str(arguments.source_account_id)),
+                SearchAttributePair(TARGET_ACCOUNT_KEY, str(arguments.target_account_id)),
+                SearchAttributePair(AMOUNT_MINOR_KEY, arguments.amount_minor),
+                SearchAttributePair(CURRENCY_KEY, arguments.currency),
+            ]
+        )
+        client = await self._connected()
+        try:
+            await client.start_workflow(
+                WORKFLOW_NAME,
+                arguments,
+                id=workflow_id(arguments.transfer_id),
+                task_queue=self._task_queue,
+                # A transfer's saga runs once: a duplicate start while it runs joins it,
+                # and one after it closed is refused (and ignored below), never rerun.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=search_attributes,
+                memo={"description": transfer.description},
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info("transfer.workflow_already_closed")
+        except RPCError as error:
+            log.warning("temporal.start_failed", error=error.message[:500])
+            raise _unavailable() from error
+        log.info("transfer.workflow_started", task_queue=self._task_queue)
+
+    async def signal_cancel(self, *, transfer_id: uuid.UUID, request: CancelRequest) -> bool:
+        """Ask the saga to cancel; False if its workflow is no longer running."""
+        return await self._signal(transfer_id, SIGNAL_CANCEL, request)
+
+    async def signal_review_decision(
+        self, *, transfer_id: uuid.UUID, decision: ReviewDecision
+    ) -> bool:
+        """Hand a reviewer's verdict to the saga; False if its workflow is no longer running."""
+        return await self._signal(transfer_id, SIGNAL_REVIEW_DECISION, decision)
+
+    async def _signal(self, transfer_id: uuid.UUID, signal: str, payload: BaseModel) -> bool:
+        client = await self._connected()
+        handle = client.get_workflow_handle(workflow_id(transfer_id))
+        try:
+            await handle.signal(signal, payload, rpc_timeout=self._rpc_timeout)
+        except RPCError as error:
+            # Temporal answers NOT_FOUND for a workflow that has already closed.
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            log.warning("temporal.signal_failed", signal=signal, error=error.message[:500])
+            raise _unavailable() from error
+        log.info("transfer.signalled", signal=signal)
+        return True
+
+
+def _unavailable() -> WorkflowServiceUnavailable:
+    return WorkflowServiceUnavailable(
+        "Temporal did not answer; retry later.", retry_after_seconds=_RETRY_AFTER_SECONDS
+    )

@@ -1,0 +1,363 @@
+"""Use cases of the transactions service."""
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.common import Page
+from contracts.transfers import (
+    CancelRequest,
+    FraudAssessment,
+    ReviewDecision,
+    StepRecord,
+    Transfer,
+    TransferCreate,
+    TransferStatus,
+    TransferStep,
+    workflow_id,
+)
+from kit.db import Database
+from transactions import repository
+from transactions.errors import (
+    IdempotencyKeyInFlight,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    SameAccount,
+    TransferNotCancellable,
+    TransferNotFound,
+    TransferNotInReview,
+)
+from transactions.models import IdempotencyKeyRow, TransferRow, TransferStepRow
+from transactions.saga import TransferWorkflows
+
+log = structlog.get_logger()
+
+IDEMPOTENCY_KEY_TTL: Final = timedelta(hours=24)
+# Longer than a create can take (database command timeout + Temporal RPC timeout), so a
+# live holder never loses its claim; after it, the claim of a crashed holder is resumable.
+IDEMPOTENCY_LEASE: Final = timedelta(seconds=60)
+_IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
+# The step after which a transfer can no longer be cancelled (the saga's pivot).
+PIVOT_STEP: Final = "post"
+CURSOR_LENGTH_MAX: Final = 200
+
+
+@dataclass(frozen=True)
+class TransferCreation:
+    """The answer to a create: the stored response, and whether it is a replay."""
+
+    transfer_id: uuid.UUID
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def request_hash(transfer: TransferCreate) -> str:
+    """SHA-256 of the canonical JSON of the parsed body: equal requests, equal hashes,
+    however their JSON was spelt (key order, spacing, omitted defaults)."""
+    canonical = json.dumps(
+        transfer.model_dump(mode="json"),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def encode_cursor(created_at: datetime, transfer_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{transfer_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if len(cursor) > CURSOR_LENGTH_MAX:
+        raise InvalidCursor("the cursor is too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+        created_at_text, separator, id_text = raw.partition("|")
+        created_at = datetime.fromisoformat(created_at_text)
+        transfer_id = uuid.UUID(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidCursor("pass back the next_cursor of a previous page unchanged") from error
+    if not separator or created_at.tzinfo is None:
+        raise InvalidCursor("pass back the next_cursor of a previous page unchanged")
+    return created_at, transfer_id
+
+
+def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer:
+    return Transfer(
+        id=row.id,
+        workflow_id=workflow_id(row.id),
+        status=TransferStatus(row.status),
+        source_account_id=row.source_account_id,
+        target_account_id=row.target_account_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        description=row.description,
+        metadata=row.metadata_,
+        steps=[
+            TransferStep(
+                name=step.step,
+                outcome=step.outcome,
+                occurred_at=step.occurred_at,
+                detail=step.detail,
+            )
+            for step in steps
+        ],
+        fraud=None if row.fraud is None else FraudAssessment.model_validate(row.fraud),
+        hold_id=row.hold_id,
+        posting_id=row.posting_id,
+        failure_reason=row.failure_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def _load_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> Transfer:
+    row = await repository.get_transfer(session, transfer_id)
+    if row is None:
+        raise TransferNotFound(f"no transfer {transfer_id}")
+    return _to_contract(row, await repository.list_steps(session, [row.id]))
+
+
+def _answer_existing_key(row: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation:
+    if row.request_hash != hash_of_request:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used with another request body; use a new key"
+        )
+    if row.state == repository.COMPLETED:
+        assert row.response_status is not None, "a completed key stores its response"
+        assert row.response_body is not None, "a completed key stores its response"
+        log.info("transfer.create_replayed", transfer_id=str(row.transfer_id))
+        return TransferCreation(
+            transfer_id=row.transfer_id,
+            status_code=row.response_status,
+            body=row.response_body,
+            replayed=True,
+        )
+    raise IdempotencyKeyInFlight(
+        "the first request with this key is still being processed; retry shortly",
+        retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
+    )
+
+
+async def create_transfer(
+    database: Database,
+    workflows: TransferWorkflows,
+    *,
+    caller: str,
+    idempotency_key: str | None,
+    transfer: TransferCreate,
+) -> TransferCreation:
+    """Create a transfer and start its saga, at most once per (caller, idempotency key).
+
+    Unlike every other use case this one commits by itself, in three short
+    transactions, because one request-wide transaction cannot do the job:
+    - the key is claimed and committed first, so a concurrent request with the same key
+      sees it in flight (409) instead of blocking on an uncommitted row or racing past;
+    - the transfer row is committed before its workflow starts, so the saga's first step
+      report never finds it missing;
+    - the response is stored and the key completed only once the workflow has started.
+    If anything fails after the claim, the claim is released and keeps its transfer id,
+    so a retry resumes this very transfer instead of creating a second one.
+    """
+    if idempotency_key is None:
+        raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
+    if transfer.source_account_id == transfer.target_account_id:
+        raise SameAccount("a transfer needs two different accounts")
+    hash_of_request = request_hash(transfer)
+
+    async with database.sessions() as session, session.begin():
+        transfer_id = await repository.claim_idempotency_key(
+            session,
+            caller=caller,
+            key=idempotency_key,
+            request_hash=hash_of_request,
+            transfer_id=uuid.uuid4(),
+            ttl=IDEMPOTENCY_KEY_TTL,
+            lease=IDEMPOTENCY_LEASE,
+        )
+        existing = (
+            None
+            if transfer_id is not None
+            else await repository.get_idempotency_key(session, caller=caller, key=idempotency_key)
+        )
+    if transfer_id is None:
+        assert existing is not None, "a key that cannot be claimed is held by another request"
+        return _answer_existing_key(existing, hash_of_request)
+
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    try:
+        async with database.sessions() as session, session.begin():
+            created = await repository.insert_transfer(
+                session, transfer_id=transfer_id, transfer=transfer
+            )
+        await workflows.start(transfer_id=transfer_id, transfer=transfer)
+        async with database.sessions() as session, session.begin():
+            body = (await _load_transfer(session, transfer_id)).model_dump(mode="json")
+            completed = await repository.complete_idempotency_key(
+                session,
+                caller=caller,
+                key=idempotency_key,
+                transfer_id=transfer_id,
+                response_status=202,
+                response_body=body,
+            )
+            stored = (
+                None
+                if completed
+                else await repository.get_idempotency_key(
+                    session, caller=caller, key=idempotency_key
+                )
+            )
+    except BaseException:
+        await _release_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
+        raise
+    if stored is not None:
+        # Our lease ran out and a retry of the same request finished first; both created
+        # the same transfer, so its stored answer is ours as well.
+        return _answer_existing_key(stored, hash_of_request)
+    log.info(
+        "transfer.created" if created else "transfer.create_resumed",
+        amount_minor=transfer.amount_minor,
+        currency=transfer.currency,
+    )
+    return TransferCreation(transfer_id=transfer_id, status_code=202, body=body, replayed=False)
+
+
+async def _release_claim(
+    database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
+) -> None:
+    try:
+        async with database.sessions() as session, session.begin():
+            await repository.release_idempotency_key(
+                session, caller=caller, key=key, transfer_id=transfer_id
+            )
+    except Exception:
+        # The lease still ends on its own; a retry may then resume the claim.
+        log.exception("idempotency.release_failed")
+
+
+async def get_transfer(session: AsyncSession, *, transfer_id: uuid.UUID) -> Transfer:
+    return await _load_transfer(session, transfer_id)
+
+
+async def list_transfers(
+    session: AsyncSession,
+    *,
+    status: TransferStatus | None,
+    account_id: uuid.UUID | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Transfer]:
+    """One page of transfers, newest first; pass `next_cursor` back for the next."""
+    rows = await repository.list_transfers(
+        session,
+        status=status,
+        account_id=account_id,
+        created_after=created_after,
+        created_before=created_before,
+        after=None if cursor is None else decode_cursor(cursor),
+        # One row more than asked tells whether another page follows.
+        limit=limit + 1,
+    )
+    page_rows = rows[:limit]
+    steps_by_transfer: dict[uuid.UUID, list[TransferStepRow]] = defaultdict(list)
+    for step in await repository.list_steps(session, [row.id for row in page_rows]):
+        steps_by_transfer[step.transfer_id].append(step)
+    last = page_rows[-1] if page_rows else None
+    return Page[Transfer](
+        items=[_to_contract(row, steps_by_transfer[row.id]) for row in page_rows],
+        next_cursor=(
+            encode_cursor(last.created_at, last.id)
+            if last is not None and len(rows) > limit
+            else None
+        ),
+    )
+
+
+async def record_step(
+    session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord
+) -> Transfer:
+    """Apply one step report of the saga: the step is written once, and the projection
+    moves only to a newer version, so retried and late reports never move it back."""
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    if await repository.get_transfer(session, transfer_id) is None:
+        raise TransferNotFound(f"no transfer {transfer_id}")
+    step_recorded = await repository.insert_step(session, transfer_id=transfer_id, record=record)
+    moved = await repository.update_projection(session, transfer_id=transfer_id, record=record)
+    log.info(
+        "transfer.step_reported",
+        step=record.step,
+        outcome=record.outcome,
+        status=record.status.value,
+        version=record.version,
+        step_recorded=step_recorded,
+        projection_moved=moved,
+    )
+    # The UPDATE went around the session's identity map; read the row afresh.
+    session.expire_all()
+    return await _load_transfer(session, transfer_id)
+
+
+async def cancel_transfer(
+    session: AsyncSession,
+    workflows: TransferWorkflows,
+    *,
+    transfer_id: uuid.UUID,
+    request: CancelRequest,
+) -> Transfer:
+    """Ask the saga to cancel a transfer that has not reached its pivot (posting)."""
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    transfer = await _load_transfer(session, transfer_id)
+    if transfer.status.is_terminal:
+        raise TransferNotCancellable(f"the transfer is already {transfer.status.value}")
+    if await repository.step_exists(session, transfer_id=transfer_id, step=PIVOT_STEP):
+        raise TransferNotCancellable("the transfer is being posted")
+    # The saga itself ignores a cancel that arrives after posting began; this answer
+    # only says the request was handed over.
+    if not await workflows.signal_cancel(transfer_id=transfer_id, request=request):
+        raise TransferNotCancellable("the transfer's workflow has already finished")
+    log.info("transfer.cancel_requested")
+    return transfer
+
+
+async def review_transfer(
+    session: AsyncSession,
+    workflows: TransferWorkflows,
+    *,
+    transfer_id: uuid.UUID,
+    decision: ReviewDecision,
+) -> Transfer:
+    """Hand a reviewer's verdict to the saga of a transfer waiting in review."""
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    transfer = await _load_transfer(session, transfer_id)
+    if transfer.status != TransferStatus.in_review:
+        raise TransferNotInReview(f"the transfer is {transfer.status.value}")
+    if not await workflows.signal_review_decision(transfer_id=transfer_id, decision=decision):
+        raise TransferNotInReview("the transfer's workflow has already finished")
+    log.info(
+        "transfer.review_decided", decision=decision.decision, reviewer_id=decision.reviewer_id
+    )
+    return transfer

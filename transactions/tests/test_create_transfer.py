@@ -1,0 +1,363 @@
+"""POST /v1/transfers: idempotent creation that starts the transfer saga."""
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from contracts.transfers import WORKFLOW_NAME, TransferCreate, TransferWorkflowInput, workflow_id
+from kit.testing import app_client, assert_problem
+from sagabank.localstack.postgres import free_port
+from transactions import repository, service
+from transactions.config import Settings
+from transactions.main import create_app
+from transactions.saga import (
+    AMOUNT_MINOR_KEY,
+    CURRENCY_KEY,
+    SOURCE_ACCOUNT_KEY,
+    STATUS_KEY,
+    TARGET_ACCOUNT_KEY,
+)
+from transactions.tests.support import (
+    count_rows,
+    key_header,
+    transfer_body,
+    workflow_count,
+    workflow_handle,
+)
+
+
+def _source_query(body: dict[str, Any]) -> str:
+    return f'SourceAccountId = "{body["source_account_id"]}"'
+
+
+async def _transfers_of(client: httpx.AsyncClient, body: dict[str, Any]) -> list[dict[str, Any]]:
+    response = await client.get("/v1/transfers", params={"account_id": body["source_account_id"]})
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+class TestCreateTransfer:
+    async def test_valid(
+        self, client: httpx.AsyncClient, temporal: Client, settings: Settings
+    ) -> None:
+        body = transfer_body()
+        response = await client.post("/v1/transfers", json=body, headers=key_header())
+
+        assert response.status_code == 202, response.text
+        created = response.json()
+        assert response.headers["location"] == f"/v1/transfers/{created['id']}"
+        assert "idempotency-replayed" not in response.headers
+        assert created["status"] == "pending"
+        assert created["workflow_id"] == workflow_id(uuid.UUID(created["id"]))
+        for field in ("source_account_id", "target_account_id", "amount_minor", "currency"):
+            assert created[field] == body[field]
+        assert created["description"] == body["description"]
+        assert created["metadata"] == body["metadata"]
+        assert created["steps"] == []
+        assert created["fraud"] is None
+        fetched = await client.get(response.headers["location"])
+        assert fetched.json() == created
+
+    async def test_starts_the_saga(
+        self, client: httpx.AsyncClient, temporal: Client, settings: Settings
+    ) -> None:
+        body = transfer_body()
+        created = (await client.post("/v1/transfers", json=body, headers=key_header())).json()
+
+        handle = workflow_handle(temporal, created["id"])
+        description = await handle.describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+        assert description.workflow_type == WORKFLOW_NAME
+        assert description.task_queue == settings.task_queue
+        attributes = description.typed_search_attributes
+        assert attributes[STATUS_KEY] == "pending"
+        assert attributes[SOURCE_ACCOUNT_KEY] == body["source_account_id"]
+        assert attributes[TARGET_ACCOUNT_KEY] == body["target_account_id"]
+        assert attributes[AMOUNT_MINOR_KEY] == body["amount_minor"]
+        assert attributes[CURRENCY_KEY] == "EUR"
+        assert await description.memo_value("description") == body["description"]
+
+        history = await handle.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        (arguments,) = await temporal.data_converter.decode(
+            list(started.input.payloads), [TransferWorkflowInput]
+        )
+        assert arguments == TransferWorkflowInput(
+            transfer_id=created["id"],
+            source_account_id=body["source_account_id"],
+            target_account_id=body["target_account_id"],
+            amount_minor=body["amount_minor"],
+            currency="EUR",
+            description=body["description"],
+            review_timeout_seconds=settings.review_timeout_seconds,
+        )
+
+    async def test_idempotency_key_missing(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+        response = await client.post("/v1/transfers", json=transfer_body())
+        assert_problem(response, 400, "idempotency-key-missing")
+        assert await count_rows(app, "transfers") == 0
+        assert await count_rows(app, "idempotency_keys") == 0
+
+    @pytest.mark.parametrize("key", ["", "k" * 256, "tab\tinside"])
+    async def test_idempotency_key_malformed(
+        self, client: httpx.AsyncClient, app: FastAPI, key: str
+    ) -> None:
+        response = await client.post(
+            "/v1/transfers", json=transfer_body(), headers={"Idempotency-Key": key}
+        )
+        assert_problem(response, 422, "invalid-request")
+        assert await count_rows(app, "transfers") == 0
+
+    async def test_idempotency_key_of_255_printable_characters(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        key = "K ~" * 85
+        response = await client.post("/v1/transfers", json=transfer_body(), headers=key_header(key))
+        assert response.status_code == 202, response.text
+
+    async def test_same_account(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        account = str(uuid.uuid4())
+        body = transfer_body(source_account_id=account, target_account_id=account)
+        headers = key_header()
+        assert_problem(
+            await client.post("/v1/transfers", json=body, headers=headers), 422, "same-account"
+        )
+        assert await count_rows(app, "transfers") == 0
+        # The key was not consumed: a corrected request with it goes through.
+        corrected = transfer_body(source_account_id=account)
+        response = await client.post("/v1/transfers", json=corrected, headers=headers)
+        assert response.status_code == 202, response.text
+        assert "idempotency-replayed" not in response.headers
+        assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+
+    async def test_same_key_same_body_replays(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        first = await client.post("/v1/transfers", json=body, headers=headers)
+        # The same body spelt differently: other key order, spacing, explicit defaults.
+        respelt = json.dumps(dict(reversed(list(body.items()))), indent=2)
+        second = await client.post(
+            "/v1/transfers",
+            content=respelt,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+
+        assert second.status_code == first.status_code == 202
+        assert second.headers["idempotency-replayed"] == "true"
+        assert second.headers["location"] == first.headers["location"]
+        assert second.json() == first.json()
+        assert len(await _transfers_of(client, body)) == 1
+        assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+
+    async def test_replay_is_the_stored_answer(self, client: httpx.AsyncClient) -> None:
+        body = transfer_body()
+        headers = key_header()
+        first = (await client.post("/v1/transfers", json=body, headers=headers)).json()
+        await client.post(
+            f"/v1/internal/transfers/{first['id']}/steps",
+            json={
+                "step": "validate",
+                "outcome": "succeeded",
+                "status": "pending",
+                "version": 1,
+                "occurred_at": "2026-11-28T10:00:00+00:00",
+            },
+        )
+        replayed = await client.post("/v1/transfers", json=body, headers=headers)
+        assert replayed.json() == first
+        assert replayed.json()["steps"] == []
+
+    async def test_same_key_other_body(self, client: httpx.AsyncClient) -> None:
+        body = transfer_body()
+        headers = key_header()
+        first = (await client.post("/v1/transfers", json=body, headers=headers)).json()
+
+        response = await client.post(
+            "/v1/transfers", json={**body, "amount_minor": 999_999}, headers=headers
+        )
+        assert_problem(response, 422, "idempotency-key-reused")
+        transfers = await _transfers_of(client, body)
+        assert [transfer["id"] for transfer in transfers] == [first["id"]]
+        assert transfers[0]["amount_minor"] == body["amount_minor"]
+
+    async def test_keys_are_distinct_requests(self, client: httpx.AsyncClient) -> None:
+        body = transfer_body()
+        first = await client.post("/v1/transfers", json=body, headers=key_header())
+        second = await client.post("/v1/transfers", json=body, headers=key_header())
+        assert first.status_code == second.status_code == 202
+        assert first.json()["id"] != second.json()["id"]
+        assert len(await _transfers_of(client, body)) == 2
+
+    async def test_same_key_while_in_flight(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+        body = transfer_body()
+        headers = key_header()
+        # Hold the key exactly as a first request does while it creates the transfer.
+        async with app.state.database.sessions() as session, session.begin():
+            claimed = await repository.claim_idempotency_key(
+                session,
+                caller="anonymous",
+                key=headers["Idempotency-Key"],
+                request_hash=service.request_hash(TransferCreate.model_validate(body)),
+                transfer_id=uuid.uuid4(),
+                ttl=service.IDEMPOTENCY_KEY_TTL,
+                lease=service.IDEMPOTENCY_LEASE,
+            )
+        assert claimed is not None
+
+        response = await client.post("/v1/transfers", json=body, headers=headers)
+        assert_problem(response, 409, "idempotency-key-in-flight")
+        assert int(response.headers["retry-after"]) > 0
+        assert await count_rows(app, "transfers") == 0
+
+    async def test_claim_of_a_dead_request_is_resumed(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        claimed_id = uuid.uuid4()
+        # A first request claimed the key and died: its lease has run out.
+        async with app.state.database.sessions() as session, session.begin():
+            await repository.claim_idempotency_key(
+                session,
+                caller="anonymous",
+                key=headers["Idempotency-Key"],
+                request_hash=service.request_hash(TransferCreate.model_validate(body)),
+                transfer_id=claimed_id,
+                ttl=service.IDEMPOTENCY_KEY_TTL,
+                lease=timedelta(0),
+            )
+
+        response = await client.post("/v1/transfers", json=body, headers=headers)
+        assert response.status_code == 202, response.text
+        assert response.json()["id"] == str(claimed_id)
+        assert "idempotency-replayed" not in response.headers
+
+    async def test_expired_key_is_a_new_request(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        first = (await client.post("/v1/transfers", json=body, headers=headers)).json()
+        async with app.state.database.engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "UPDATE idempotency_keys SET expires_at = now() - interval '1 second'"
+            )
+
+        second = await client.post("/v1/transfers", json=body, headers=headers)
+        assert second.status_code == 202, second.text
+        assert "idempotency-replayed" not in second.headers
+        assert second.json()["id"] != first["id"]
+        assert len(await _transfers_of(client, body)) == 2
+
+    async def test_failure_releases_the_key(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings, temporal: Client
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+        async with app_client(create_app(unreachable)) as cut_off:
+            failed = await cut_off.post("/v1/transfers", json=body, headers=headers)
+        assert_problem(failed, 503, "workflow-service-unavailable")
+        assert int(failed.headers["retry-after"]) > 0
+
+        assert_problem(
+            await client.post("/v1/transfers", json={**body, "amount_minor": 1}, headers=headers),
+            422,
+            "idempotency-key-reused",
+        )
+        retried = await client.post("/v1/transfers", json=body, headers=headers)
+        assert retried.status_code == 202, retried.text
+        assert "idempotency-replayed" not in retried.headers
+        transfers = await _transfers_of(client, body)
+        assert [transfer["id"] for transfer in transfers] == [retried.json()["id"]]
+        assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+        description = await workflow_handle(temporal, retried.json()["id"]).describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+
+    async def test_ten_identical_requests_at_once(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+
+        responses = await asyncio.gather(
+            *(client.post("/v1/transfers", json=body, headers=headers) for _ in range(10))
+        )
+
+        accepted = [response for response in responses if response.status_code == 202]
+        fresh = [r for r in accepted if "idempotency-replayed" not in r.headers]
+        assert len(fresh) == 1, [r.status_code for r in responses]
+        for response in responses:
+            if response.status_code == 202:
+                assert response.json() == fresh[0].json()
+            else:
+                assert_problem(response, 409, "idempotency-key-in-flight")
+        assert await count_rows(app, "transfers") == 1
+        assert len(await _transfers_of(client, body)) == 1
+        assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+
+
+class TestCreateTransferValidation:
+    """Malformed bodies answer 422 and leave no trace: no row, no key, no workflow."""
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            pytest.param({"amount_minor": 12.5}, id="float-amount"),
+            pytest.param({"amount_minor": 1250.0}, id="float-amount-integral"),
+            pytest.param({"amount_minor": "1250"}, id="string-amount"),
+            pytest.param({"amount_minor": 0}, id="zero-amount"),
+            pytest.param({"amount_minor": -5}, id="negative-amount"),
+            pytest.param({"amount_minor": 10**16}, id="amount-too-large"),
+            pytest.param({"currency": "XXX"}, id="unknown-currency"),
+            pytest.param({"currency": "eur"}, id="lower-case-currency"),
+            pytest.param({"status": "completed"}, id="unknown-field-status"),
+            pytest.param({"fraud_score": 0}, id="unknown-field-fraud-score"),
+            pytest.param({"description": "x" * 141}, id="description-too-long"),
+            pytest.param({"source_account_id": "not-a-uuid"}, id="malformed-account"),
+            pytest.param({"metadata": {f"k{n}": "v" for n in range(21)}}, id="metadata-too-big"),
+        ],
+    )
+    async def test_malformed(
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        temporal: Client,
+        overrides: dict[str, Any],
+    ) -> None:
+        body = transfer_body(**overrides)
+        headers = key_header()
+
+        problem = assert_problem(
+            await client.post("/v1/transfers", json=body, headers=headers), 422, "invalid-request"
+        )
+
+        assert problem["errors"]
+        assert await count_rows(app, "transfers") == 0
+        assert await count_rows(app, "idempotency_keys") == 0
+        if overrides.get("source_account_id") != "not-a-uuid":
+            # A valid transfer from the same account afterwards is the only workflow:
+            # once it is visible, a workflow started by the bad request would be too.
+            valid = transfer_body(source_account_id=body["source_account_id"])
+            accepted = await client.post("/v1/transfers", json=valid, headers=headers)
+            assert accepted.status_code == 202, accepted.text
+            assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+
+    async def test_missing_field(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+        body = transfer_body()
+        del body["currency"]
+        response = await client.post("/v1/transfers", json=body, headers=key_header())
+        assert_problem(response, 422, "invalid-request")
+        assert await count_rows(app, "transfers") == 0

@@ -1,0 +1,63 @@
+"""The service around the routes: it starts without Temporal, and its schema is its models."""
+
+import asyncio
+
+import httpx
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import Connection
+
+from kit.testing import app_client, assert_problem
+from sagabank.localstack.postgres import free_port
+from transactions.config import Settings
+from transactions.main import create_app
+from transactions.models import Base
+from transactions.tests.support import transfer_body
+
+
+class TestService:
+    async def test_answers_health_while_temporal_is_away(self, settings: Settings) -> None:
+        away = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+        async with app_client(create_app(away)) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+            # Concurrent first uses share one connection attempt and fail alike.
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/v1/transfers",
+                        json=transfer_body(),
+                        headers={"Idempotency-Key": f"key-{number}"},
+                    )
+                    for number in range(3)
+                )
+            )
+        for response in responses:
+            assert_problem(response, 503, "workflow-service-unavailable")
+
+    async def test_migrations_match_the_models(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        def differences(connection: Connection) -> list[object]:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+
+        async with app.state.database.engine.connect() as connection:
+            assert await connection.run_sync(differences) == []
+
+    async def test_openapi_lists_the_routes(self, client: httpx.AsyncClient) -> None:
+        document = (await client.get("/openapi.json")).json()
+        assert document["info"]["title"] == "Sagabank transactions"
+        paths = document["paths"]
+        assert set(paths) >= {
+            "/v1/transfers",
+            "/v1/transfers/{transfer_id}",
+            "/v1/transfers/{transfer_id}/cancel",
+            "/v1/internal/transfers/{transfer_id}/steps",
+            "/v1/admin/transfers/{transfer_id}/review",
+        }
+        create = paths["/v1/transfers"]["post"]
+        assert {"202", "400", "409", "422", "503"} <= set(create["responses"])
+        headers = [p["name"] for p in create["parameters"] if p["in"] == "header"]
+        assert headers == ["Idempotency-Key"]

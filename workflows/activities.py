@@ -1,0 +1,307 @@
+"""The saga's activities: one HTTP call each, to an idempotent endpoint, with a deterministic id.
+
+Error mapping (the saga's retry policies rely on it):
+- a 4xx problem other than 408/425/429 is a business failure: a non-retryable
+  `ApplicationError` whose `type` is the problem slug (e.g. `insufficient-funds`);
+- 5xx, 408/425/429, timeouts, connection errors and unreadable 2xx answers are retryable.
+The pivot (`post_hold`) and the compensation (`void_hold`) must never be abandoned, so they
+raise even business failures as retryable: the activity then shows in the Temporal UI with
+its attempts and last failure until an operator sees to it.
+"""
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.accounts import (
+    LEDGER_TRANSFERS_PATH,
+    LEDGER_VALIDATIONS_PATH,
+    LedgerTransfer,
+    LedgerTransferCreate,
+    LedgerTransferKind,
+    TransferValidation,
+    TransferValidationRequest,
+)
+from contracts.fraud import SCORES_PATH, Score, ScoreRequest
+from contracts.notifications import EVENTS_PATH, Event, EventCreate
+from contracts.problem import PROBLEM_TYPE_PREFIX
+from contracts.transfers import TRANSFER_STEPS_PATH, Transfer, TransferWorkflowInput, step_id
+from workflows.models import EventPublication, HoldAction, StepReport
+
+log = structlog.get_logger()
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# Client errors that mean "try again later", not "this request is wrong".
+_RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+_MESSAGE_LENGTH_MAX = 500
+# A Retry-After header is honoured up to this; a larger value is the retry policy's business.
+_RETRY_AFTER_SECONDS_MAX = 300
+_SLUG_LENGTH_MAX = 100
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _MESSAGE_LENGTH_MAX else text[: _MESSAGE_LENGTH_MAX - 1] + "…"
+
+
+def _problem_of(response: httpx.Response) -> tuple[str, str]:
+    """The slug and a readable message of an error answer, problem+json or not."""
+    fallback = f"http-{response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        return fallback, _truncate(f"HTTP {response.status_code}: {response.text}")
+    if not isinstance(body, dict):
+        return fallback, _truncate(f"HTTP {response.status_code}")
+    problem_type = body.get("type")
+    slug = fallback
+    if (
+        isinstance(problem_type, str)
+        and problem_type.startswith(PROBLEM_TYPE_PREFIX)
+        and 0 < len(problem_type) - len(PROBLEM_TYPE_PREFIX) <= _SLUG_LENGTH_MAX
+    ):
+        slug = problem_type.removeprefix(PROBLEM_TYPE_PREFIX)
+    detail = body.get("detail") or body.get("title") or f"HTTP {response.status_code}"
+    return slug, _truncate(str(detail))
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("retry-after", "")
+    if not value.isdigit():
+        return None
+    return timedelta(seconds=min(int(value), _RETRY_AFTER_SECONDS_MAX))
+
+
+@asynccontextmanager
+async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
+    """Bind the transfer, the workflow and a request id (sent on as X-Request-ID) to each line."""
+    info = activity.info()
+    request_id = f"{info.workflow_id}:{info.activity_type}:{info.attempt}"
+    with structlog.contextvars.bound_contextvars(
+        transfer_id=str(transfer_id),
+        workflow_id=info.workflow_id,
+        activity=info.activity_type,
+        attempt=info.attempt,
+        request_id=request_id,
+    ):
+        yield
+
+
+class TransferActivities:
+    """The saga's activities, holding one HTTP client per service (closed by the owner)."""
+
+    def __init__(
+        self,
+        *,
+        accounts: httpx.AsyncClient,
+        transactions: httpx.AsyncClient,
+        fraud: httpx.AsyncClient,
+        notifications: httpx.AsyncClient,
+    ) -> None:
+        self.accounts = accounts
+        self.transactions = transactions
+        self.fraud = fraud
+        self.notifications = notifications
+
+    def all(self) -> Sequence[Callable[..., Any]]:
+        """Every activity, for `Worker(activities=...)`."""
+        return [
+            self.validate_transfer,
+            self.place_hold,
+            self.score_transfer,
+            self.post_hold,
+            self.void_hold,
+            self.publish_event,
+            self.record_step,
+        ]
+
+    async def aclose(self) -> None:
+        for client in (self.accounts, self.transactions, self.fraud, self.notifications):
+            await client.aclose()
+
+    @activity.defn(name="validate_transfer")
+    async def validate_transfer(self, transfer: TransferWorkflowInput) -> TransferValidation:
+        """Ask accounts whether the transfer may go ahead (accounts, status, currency, limits)."""
+        async with _activity_context(transfer.transfer_id):
+            request = TransferValidationRequest(
+                transfer_id=transfer.transfer_id,
+                source_account_id=transfer.source_account_id,
+                target_account_id=transfer.target_account_id,
+                amount_minor=transfer.amount_minor,
+                currency=transfer.currency,
+            )
+            validation = await _post(
+                self.accounts, LEDGER_VALIDATIONS_PATH, request, TransferValidation
+            )
+            if not validation.valid:
+                # Accounts answers a problem when it refuses; a bare `valid: false` is
+                # still a refusal, so it must not let the saga go on.
+                raise ApplicationError(
+                    "accounts answered that the transfer is not valid",
+                    type="transfer-invalid",
+                    non_retryable=True,
+                )
+            return validation
+
+    @activity.defn(name="place_hold")
+    async def place_hold(self, transfer: TransferWorkflowInput) -> LedgerTransfer:
+        """Reserve the amount on the source account: a pending ledger transfer."""
+        async with _activity_context(transfer.transfer_id):
+            hold = LedgerTransferCreate(
+                id=step_id(transfer.transfer_id, "hold"),
+                kind=LedgerTransferKind.pending,
+                debit_account_id=transfer.source_account_id,
+                credit_account_id=transfer.target_account_id,
+                amount_minor=transfer.amount_minor,
+                currency=transfer.currency,
+                reference=f"transfer:{transfer.transfer_id}",
+            )
+            placed = await _post(self.accounts, LEDGER_TRANSFERS_PATH, hold, LedgerTransfer)
+            log.info("transfer.hold_placed", hold_id=str(placed.id))
+            return placed
+
+    @activity.defn(name="score_transfer")
+    async def score_transfer(self, transfer: TransferWorkflowInput) -> Score:
+        """Have the fraud service score the transfer (the same transfer scores the same)."""
+        async with _activity_context(transfer.transfer_id):
+            request = ScoreRequest(
+                transfer_id=transfer.transfer_id,
+                source_account_id=transfer.source_account_id,
+                target_account_id=transfer.target_account_id,
+                amount_minor=transfer.amount_minor,
+                currency=transfer.currency,
+            )
+            return await _post(self.fraud, SCORES_PATH, request, Score)
+
+    @activity.defn(name="post_hold")
+    async def post_hold(self, action: HoldAction) -> LedgerTransfer:
+        """Post the hold in full: the pivot, after which the money has moved."""
+        async with _activity_context(action.transfer_id):
+            post = LedgerTransferCreate(
+                id=step_id(action.transfer_id, "post"),
+                kind=LedgerTransferKind.post_pending,
+                pending_id=action.hold_id,
+                reference=f"transfer:{action.transfer_id}",
+            )
+            posting = await _post(
+                self.accounts,
+                LEDGER_TRANSFERS_PATH,
+                post,
+                LedgerTransfer,
+                business_failures_retryable=True,
+            )
+            log.info("transfer.hold_posted", posting_id=str(posting.id))
+            return posting
+
+    @activity.defn(name="void_hold")
+    async def void_hold(self, action: HoldAction) -> LedgerTransfer:
+        """Release the hold: the compensation of `place_hold`."""
+        async with _activity_context(action.transfer_id):
+            void = LedgerTransferCreate(
+                id=step_id(action.transfer_id, "void"),
+                kind=LedgerTransferKind.void_pending,
+                pending_id=action.hold_id,
+                reference=f"transfer:{action.transfer_id}",
+            )
+            voided = await _post(
+                self.accounts,
+                LEDGER_TRANSFERS_PATH,
+                void,
+                LedgerTransfer,
+                business_failures_retryable=True,
+            )
+            log.info("transfer.hold_voided", void_id=str(voided.id))
+            return voided
+
+    @activity.defn(name="publish_event")
+    async def publish_event(self, publication: EventPublication) -> Event:
+        """Publish a transfer event; its id derives from the transfer and the event type."""
+        transfer = publication.transfer
+        async with _activity_context(transfer.transfer_id):
+            event = EventCreate(
+                id=step_id(transfer.transfer_id, f"event:{publication.type.value}"),
+                type=publication.type,
+                timestamp=publication.occurred_at,
+                data={
+                    "transfer_id": str(transfer.transfer_id),
+                    "status": publication.status.value,
+                    "amount_minor": transfer.amount_minor,
+                    "currency": transfer.currency,
+                    "source_account_id": str(transfer.source_account_id),
+                    "target_account_id": str(transfer.target_account_id),
+                    "failure_reason": publication.failure_reason,
+                },
+            )
+            return await _post(self.notifications, EVENTS_PATH, event, Event)
+
+    @activity.defn(name="record_step")
+    async def record_step(self, report: StepReport) -> Transfer:
+        """Report one step to the transactions service (audit trail and status projection)."""
+        async with _activity_context(report.transfer_id):
+            path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
+            return await _post(self.transactions, path, report.record, Transfer)
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    path: str,
+    body: BaseModel,
+    response_model: type[ModelT],
+    *,
+    business_failures_retryable: bool = False,
+) -> ModelT:
+    """POST `body` as JSON and parse the answer, mapping failures as the module docstring says.
+
+    Errors are raised `from None`: Temporal stores a failure with its whole cause chain and
+    stack traces, and httpx's (through httpcore and anyio) exceed the server's failure size
+    limit, which then replaces the failure with "Failure exceeds size limit."
+    """
+    try:
+        response = await client.post(path, json=body.model_dump(mode="json", exclude_none=True))
+    except httpx.TimeoutException as error:
+        log.warning("http.timeout", path=path, error=type(error).__name__)
+        raise ApplicationError(
+            _truncate(f"POST {path} timed out: {type(error).__name__}"), type="timeout"
+        ) from None
+    except httpx.TransportError as error:
+        log.warning("http.connection_error", path=path, error=type(error).__name__)
+        raise ApplicationError(
+            _truncate(f"POST {path} failed: {type(error).__name__}: {error}"),
+            type="connection-error",
+        ) from None
+
+    if response.is_success:
+        try:
+            return response_model.model_validate_json(response.content)
+        except ValidationError as error:
+            # The call may have had its effect; the endpoint is idempotent, so asking
+            # again is safe, while giving up could strand a hold.
+            log.error("http.invalid_response", path=path, status=response.status_code)
+            raise ApplicationError(
+                _truncate(
+                    f"POST {path} answered an unreadable {response_model.__name__}: "
+                    f"{error.error_count()} errors, first at {error.errors()[0]['loc']}"
+                ),
+                type="invalid-response",
+            ) from None
+
+    slug, message = _problem_of(response)
+    status = response.status_code
+    business = 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
+    if business and not business_failures_retryable:
+        log.info("http.refused", path=path, status=status, problem=slug)
+        raise ApplicationError(message, type=slug, non_retryable=True)
+    if business:
+        # Only the pivot and the compensation get here: loud, since retrying alone may not
+        # fix it, yet giving up would leave money held or half-moved.
+        log.error("http.refused_will_retry", path=path, status=status, problem=slug)
+    else:
+        log.warning("http.retryable_failure", path=path, status=status, problem=slug)
+    raise ApplicationError(message, type=slug, next_retry_delay=_retry_after(response))

@@ -1,0 +1,33 @@
+"""Settings of the saga worker. Only `worker.main` reads them; the rest receives values."""
+
+from pydantic import AnyHttpUrl, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.transfers import TASK_QUEUE
+
+
+class Settings(BaseSettings):
+    """The four service URLs have no default: a worker that does not know them must not start."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore", frozen=True)
+
+    temporal_address: str = Field(default="127.0.0.1:7233", min_length=1, max_length=255)
+    temporal_namespace: str = Field(default="default", min_length=1, max_length=255)
+    task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
+
+    accounts_url: AnyHttpUrl
+    transactions_url: AnyHttpUrl
+    fraud_url: AnyHttpUrl
+    notifications_url: AnyHttpUrl
+
+    # Below the activities' 30 s start-to-close timeout, so a slow answer is an HTTP
+    # timeout the activity maps to a retryable error, not a lost activity attempt.
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
+    activity_concurrency_max: int = Field(default=32, ge=1, le=1000)
+    workflow_task_concurrency_max: int = Field(default=32, ge=1, le=1000)
+    # How long a stopping worker lets running activities finish before cancelling them.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=300)
+
+    log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
+    # None: JSON when stderr is not a terminal, coloured console lines when it is.
+    log_json: bool | None = None

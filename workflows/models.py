@@ -1,0 +1,69 @@
+"""Activity arguments and saga vocabulary that only the worker uses (not wire contracts)."""
+
+import enum
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from contracts.notifications import EventType
+from contracts.transfers import StepRecord, TransferStatus, TransferWorkflowInput
+
+
+class Step(enum.StrEnum):
+    """The steps the saga reports to the transactions service (one report each per transfer)."""
+
+    validate = "validate"
+    hold = "hold"
+    score = "score"
+    review = "review"
+    post = "post"
+    void = "void"
+    cancel = "cancel"
+    notify = "notify"
+
+
+class Outcome(enum.StrEnum):
+    succeeded = "succeeded"
+    failed = "failed"
+    approve = "approve"
+    review = "review"
+    decline = "decline"
+    approved = "approved"
+    rejected = "rejected"
+    timed_out = "timed_out"
+    requested = "requested"
+
+
+# The terminal event published for each way a transfer can end.
+TERMINAL_EVENTS: dict[TransferStatus, EventType] = {
+    TransferStatus.completed: EventType.transfer_completed,
+    TransferStatus.rejected: EventType.transfer_rejected,
+    TransferStatus.declined: EventType.transfer_declined,
+    TransferStatus.expired: EventType.transfer_expired,
+    TransferStatus.cancelled: EventType.transfer_cancelled,
+}
+
+
+class HoldAction(BaseModel):
+    """Post or void the hold of a transfer."""
+
+    transfer_id: UUID
+    hold_id: UUID
+
+
+class EventPublication(BaseModel):
+    """A transfer event to publish; `occurred_at` comes from workflow time, so retries agree."""
+
+    transfer: TransferWorkflowInput
+    type: EventType
+    status: TransferStatus
+    occurred_at: datetime
+    failure_reason: str | None = None
+
+
+class StepReport(BaseModel):
+    """One step report for the transactions service."""
+
+    transfer_id: UUID
+    record: StepRecord

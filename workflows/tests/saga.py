@@ -1,0 +1,287 @@
+"""Test doubles for the saga's activities and helpers that start transfers as transactions does.
+
+The fakes stand in for the HTTP services, not for Temporal: the workflow under test is the
+real `TransferWorkflow` on the real (time-skipping) test server.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowHandle
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from contracts.accounts import LedgerTransfer, LedgerTransferKind, TransferValidation
+from contracts.fraud import FraudDecision, Score, ScoreReason
+from contracts.notifications import Event
+from contracts.transfers import (
+    QUERY_STATUS,
+    StepRecord,
+    Transfer,
+    TransferStatus,
+    TransferWorkflowInput,
+    TransferWorkflowResult,
+    step_id,
+    workflow_id,
+)
+from workflows.models import EventPublication, HoldAction, StepReport
+from workflows.transfer import TransferWorkflow
+
+WAIT_SECONDS_MAX = 10.0
+POLL_INTERVAL_SECONDS = 0.05
+# Polling a remote server has no event to wait on; the bound is the number of polls.
+POLLS_MAX = int(WAIT_SECONDS_MAX / POLL_INTERVAL_SECONDS)
+FAKE_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def new_transfer(**overrides: Any) -> TransferWorkflowInput:
+    values: dict[str, Any] = {
+        "transfer_id": uuid.uuid4(),
+        "source_account_id": uuid.uuid4(),
+        "target_account_id": uuid.uuid4(),
+        "amount_minor": 125_000,
+        "currency": "EUR",
+        "description": "rent",
+    }
+    values.update(overrides)
+    return TransferWorkflowInput(**values)
+
+
+def business_failure(slug: str, detail: str) -> ApplicationError:
+    """What an activity raises for a 4xx problem answer."""
+    return ApplicationError(detail, type=slug, non_retryable=True)
+
+
+def transient_failure() -> ApplicationError:
+    """What an activity raises for a 5xx answer, a timeout or a refused connection."""
+    return ApplicationError("service unavailable", type="http-503")
+
+
+@dataclass
+class Gate:
+    """Holds an activity inside its call until the test releases it."""
+
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class FakeServices:
+    """The saga's activities, registered under their real names, answering as told.
+
+    `calls` lists every attempt in order (record_step apart, in `records`).
+    """
+
+    transfer: TransferWorkflowInput
+    validation_failure: ApplicationError | None = None
+    hold_failure: ApplicationError | None = None
+    score_failure: ApplicationError | None = None
+    decision: FraudDecision = FraudDecision.approve
+    post_transient_failures: int = 0
+    void_transient_failures: int = 0
+    publish_always_fails: bool = False
+    calls: list[str] = field(default_factory=list)
+    holds_posted: list[HoldAction] = field(default_factory=list)
+    holds_voided: list[HoldAction] = field(default_factory=list)
+    publications: list[EventPublication] = field(default_factory=list)
+    records: list[StepRecord] = field(default_factory=list)
+    gates: dict[str, Gate] = field(default_factory=dict)
+
+    def activities(self) -> Sequence[Callable[..., Any]]:
+        return [
+            self.validate_transfer,
+            self.place_hold,
+            self.score_transfer,
+            self.post_hold,
+            self.void_hold,
+            self.publish_event,
+            self.record_step,
+        ]
+
+    def gate(self, activity_name: str) -> Gate:
+        return self.gates.setdefault(activity_name, Gate())
+
+    def calls_of(self, activity_name: str) -> int:
+        return self.calls.count(activity_name)
+
+    def steps(self) -> list[tuple[str, str, TransferStatus]]:
+        return [(record.step, record.outcome, record.status) for record in self.records]
+
+    async def _enter(self, activity_name: str) -> None:
+        self.calls.append(activity_name)
+        gate = self.gates.get(activity_name)
+        if gate is not None:
+            gate.entered.set()
+            await asyncio.wait_for(gate.released.wait(), WAIT_SECONDS_MAX)
+
+    def _ledger_transfer(self, step: str, kind: LedgerTransferKind) -> LedgerTransfer:
+        return LedgerTransfer(
+            id=step_id(self.transfer.transfer_id, step),
+            kind=kind,
+            debit_account_id=self.transfer.source_account_id,
+            credit_account_id=self.transfer.target_account_id,
+            amount_minor=self.transfer.amount_minor,
+            currency=self.transfer.currency,
+            pending_id=None if step == "hold" else step_id(self.transfer.transfer_id, "hold"),
+            timeout_seconds=None,
+            expires_at=None,
+            reference=None,
+            created_at=FAKE_TIME,
+        )
+
+    @activity.defn(name="validate_transfer")
+    async def validate_transfer(self, transfer: TransferWorkflowInput) -> TransferValidation:
+        await self._enter("validate_transfer")
+        if self.validation_failure is not None:
+            raise self.validation_failure
+        return TransferValidation(transfer_id=transfer.transfer_id, valid=True)
+
+    @activity.defn(name="place_hold")
+    async def place_hold(self, transfer: TransferWorkflowInput) -> LedgerTransfer:
+        await self._enter("place_hold")
+        if self.hold_failure is not None:
+            raise self.hold_failure
+        return self._ledger_transfer("hold", LedgerTransferKind.pending)
+
+    @activity.defn(name="score_transfer")
+    async def score_transfer(self, transfer: TransferWorkflowInput) -> Score:
+        await self._enter("score_transfer")
+        if self.score_failure is not None:
+            raise self.score_failure
+        points = {FraudDecision.approve: 120, FraudDecision.review: 540, FraudDecision.decline: 910}
+        return Score(
+            transfer_id=transfer.transfer_id,
+            score=points[self.decision],
+            decision=self.decision,
+            reasons=[
+                ScoreReason(code="new_payee", text="First transfer to this payee", points=120)
+            ],
+            ruleset_version="test-1",
+            created_at=FAKE_TIME,
+        )
+
+    @activity.defn(name="post_hold")
+    async def post_hold(self, action: HoldAction) -> LedgerTransfer:
+        await self._enter("post_hold")
+        if self.post_transient_failures > 0:
+            self.post_transient_failures -= 1
+            raise transient_failure()
+        self.holds_posted.append(action)
+        return self._ledger_transfer("post", LedgerTransferKind.post_pending)
+
+    @activity.defn(name="void_hold")
+    async def void_hold(self, action: HoldAction) -> LedgerTransfer:
+        await self._enter("void_hold")
+        if self.void_transient_failures > 0:
+            self.void_transient_failures -= 1
+            raise transient_failure()
+        self.holds_voided.append(action)
+        return self._ledger_transfer("void", LedgerTransferKind.void_pending)
+
+    @activity.defn(name="publish_event")
+    async def publish_event(self, publication: EventPublication) -> Event:
+        await self._enter("publish_event")
+        if self.publish_always_fails:
+            raise transient_failure()
+        self.publications.append(publication)
+        return Event(
+            id=uuid.uuid4(),
+            type=publication.type,
+            timestamp=publication.occurred_at,
+            data={},
+            received_at=FAKE_TIME,
+        )
+
+    @activity.defn(name="record_step")
+    async def record_step(self, report: StepReport) -> Transfer:
+        assert report.transfer_id == self.transfer.transfer_id
+        self.records.append(report.record)
+        return Transfer(
+            id=self.transfer.transfer_id,
+            workflow_id=workflow_id(self.transfer.transfer_id),
+            status=report.record.status,
+            source_account_id=self.transfer.source_account_id,
+            target_account_id=self.transfer.target_account_id,
+            amount_minor=self.transfer.amount_minor,
+            currency=self.transfer.currency,
+            description=self.transfer.description,
+            metadata={},
+            steps=[],
+            fraud=report.record.fraud,
+            hold_id=report.record.hold_id,
+            posting_id=report.record.posting_id,
+            failure_reason=report.record.failure_reason,
+            created_at=FAKE_TIME,
+            updated_at=report.record.occurred_at,
+        )
+
+
+@asynccontextmanager
+async def saga_worker(
+    env: WorkflowEnvironment, task_queue: str, fakes: FakeServices
+) -> AsyncIterator[Worker]:
+    """A worker running the real TransferWorkflow with the fake activities."""
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[TransferWorkflow],
+        activities=fakes.activities(),
+    ) as worker:
+        yield worker
+
+
+async def start_transfer(
+    env: WorkflowEnvironment, task_queue: str, transfer: TransferWorkflowInput
+) -> WorkflowHandle[TransferWorkflow, TransferWorkflowResult]:
+    """Start the saga the way the transactions service does (id, search attributes, memo)."""
+    return await env.client.start_workflow(
+        TransferWorkflow.run,
+        transfer,
+        id=workflow_id(transfer.transfer_id),
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(SearchAttributeKey.for_keyword("TransferStatus"), "pending"),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword("SourceAccountId"),
+                    str(transfer.source_account_id),
+                ),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword("TargetAccountId"),
+                    str(transfer.target_account_id),
+                ),
+                SearchAttributePair(
+                    SearchAttributeKey.for_int("AmountMinor"), transfer.amount_minor
+                ),
+                SearchAttributePair(SearchAttributeKey.for_keyword("Currency"), transfer.currency),
+            ]
+        ),
+        memo={"description": transfer.description},
+    )
+
+
+async def wait_for_status(handle: WorkflowHandle[Any, Any], status: TransferStatus) -> None:
+    """Poll the status query until it answers `status`, for at most WAIT_SECONDS_MAX."""
+    answered = None
+    for _ in range(POLLS_MAX):
+        answered = await handle.query(QUERY_STATUS, result_type=TransferStatus)
+        if answered == status:
+            return
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise AssertionError(f"the status stayed {answered}, never {status}")
+
+
+async def entered(gate: Gate) -> None:
+    await asyncio.wait_for(gate.entered.wait(), WAIT_SECONDS_MAX)

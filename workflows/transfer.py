@@ -1,0 +1,435 @@
+"""TransferWorkflow: the saga that moves money, validate → hold → score → (review) → post → notify.
+
+Every step is reported to the transactions service (`record_step`, versions 1, 2, 3, …) and
+every status change is upserted as the `TransferStatus` search attribute. Failing after the
+hold voids it (the compensation); posting the hold is the pivot, after which nothing is
+undone and cancellation is ignored.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from uuid import UUID
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.fraud import FraudDecision
+    from contracts.notifications import EventType
+    from contracts.transfers import (
+        QUERY_STATUS,
+        SEARCH_ATTRIBUTES,
+        SIGNAL_CANCEL,
+        SIGNAL_REVIEW_DECISION,
+        WORKFLOW_NAME,
+        CancelRequest,
+        FraudAssessment,
+        ReviewDecision,
+        StepRecord,
+        TransferStatus,
+        TransferWorkflowInput,
+        TransferWorkflowResult,
+    )
+    from workflows.activities import TransferActivities
+    from workflows.models import (
+        TERMINAL_EVENTS,
+        EventPublication,
+        HoldAction,
+        Outcome,
+        Step,
+        StepReport,
+    )
+
+STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("TransferStatus")
+FRAUD_DECISION_ATTRIBUTE = SearchAttributeKey.for_keyword("FraudDecision")
+assert SEARCH_ATTRIBUTES[STATUS_ATTRIBUTE.name] == "Keyword"
+assert SEARCH_ATTRIBUTES[FRAUD_DECISION_ATTRIBUTE.name] == "Keyword"
+
+# One HTTP call per attempt, whose client times out well before this (config.py).
+STEP_TIMEOUT = timedelta(seconds=30)
+
+# Problems that retrying cannot change. The activities already raise them non-retryable;
+# naming them here keeps them final even from an activity that forgot to.
+ACCOUNT_REFUSALS = (
+    "invalid-request",
+    "transfer-invalid",
+    "account-not-found",
+    "account-not-active",
+    "currency-mismatch",
+    "same-account",
+    "transfer-limit-exceeded",
+    "insufficient-funds",
+    "ledger-transfer-exists",
+)
+
+# Before the hold there is nothing to undo, and scoring happens while a hold can be voided:
+# a service that stays down for minutes ends the transfer rather than stalling it.
+LOOKUP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=10,
+    non_retryable_error_types=ACCOUNT_REFUSALS,
+)
+# The hold must end in a definite answer: giving up on a request that may have reached the
+# ledger would leave a hold nobody voids. Retried until accounts says yes or a final no.
+HOLD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=0,
+    non_retryable_error_types=ACCOUNT_REFUSALS,
+)
+# The pivot and the compensation retry until they succeed (no maximum attempts): each
+# stays visible in the Temporal UI with its attempt count and last failure meanwhile.
+UNTIL_DONE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=0,
+)
+# The audit trail must catch up with every step, however long transactions is away.
+RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    maximum_attempts=0,
+    non_retryable_error_types=("invalid-request", "transfer-not-found"),
+)
+# Notification trouble never undoes a transfer: a few tries, then the saga goes on.
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=("invalid-request", "event-id-reused"),
+)
+
+TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= TEXT_LENGTH_MAX else text[: TEXT_LENGTH_MAX - 1] + "…"
+
+
+def _failure_reason(error: ActivityError) -> str:
+    """`<problem slug>: <detail>` of a failed activity, e.g. `insufficient-funds: ...`."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        return _truncate(f"{cause.type or 'error'}: {cause.message}")
+    if isinstance(cause, ActivityTimeoutError):
+        return _truncate(f"timeout: {cause.message}")
+    return _truncate(f"{type(cause).__name__}: {cause}")
+
+
+Compensation = Callable[[], Awaitable[None]]
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class TransferWorkflow:
+    @workflow.init
+    def __init__(self, transfer: TransferWorkflowInput) -> None:
+        self._transfer = transfer
+        self._status = TransferStatus.pending
+        self._version = 0
+        self._fraud: FraudAssessment | None = None
+        self._hold_id: UUID | None = None
+        self._posting_id: UUID | None = None
+        self._failure_reason: str | None = None
+        self._review: ReviewDecision | None = None
+        self._cancel: CancelRequest | None = None
+        self._workflow_cancelled = False
+        self._pivot_started = False
+        self._compensations: list[Compensation] = []
+
+    @workflow.run
+    async def run(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
+        # A Temporal cancellation must neither abandon an activity whose effect is unknown
+        # (a hold being placed) nor interrupt a compensation. So the saga runs as a task of
+        # its own, shielded, and a cancellation becomes a cancel request that it honours
+        # between steps, compensations included, exactly like the `cancel` signal.
+        saga = asyncio.ensure_future(self._saga(transfer))
+        # Each pass ends with the saga done or absorbs one cancellation (Temporal delivers
+        # one per run; the server deduplicates repeated requests).
+        while not saga.done():
+            try:
+                await asyncio.shield(saga)
+            except asyncio.CancelledError:
+                self._on_workflow_cancelled()
+        result = saga.result()
+        if self._workflow_cancelled and result.status is TransferStatus.cancelled:
+            # The compensations have run; close as Canceled so Temporal tells the truth too.
+            raise asyncio.CancelledError(result.failure_reason)
+        return result
+
+    @workflow.signal(name=SIGNAL_REVIEW_DECISION)
+    def review_decision(self, decision: ReviewDecision) -> None:
+        """A reviewer's verdict; only the first one while the transfer is in review counts."""
+        if self._status is not TransferStatus.in_review or self._review is not None:
+            workflow.logger.warning(
+                "transfer.review_decision_ignored",
+                extra={"status": self._status.value, "decision": decision.decision},
+            )
+            return
+        self._review = decision
+
+    @workflow.signal(name=SIGNAL_CANCEL)
+    def cancel(self, request: CancelRequest) -> None:
+        """A customer's cancel: honoured before the post step begins, ignored after."""
+        if self._pivot_started:
+            workflow.logger.info("transfer.cancel_ignored_after_pivot")
+            return
+        if self._cancel is None:
+            self._cancel = request
+
+    @workflow.query(name=QUERY_STATUS)
+    def status(self) -> TransferStatus:
+        return self._status
+
+    def _on_workflow_cancelled(self) -> None:
+        if self._pivot_started:
+            workflow.logger.warning("transfer.cancellation_ignored_after_pivot")
+            return
+        self._workflow_cancelled = True
+        if self._cancel is None:
+            self._cancel = CancelRequest(reason="workflow cancelled")
+
+    async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
+        try:
+            await workflow.execute_activity_method(
+                TransferActivities.validate_transfer,
+                transfer,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=LOOKUP_RETRY,
+            )
+        except ActivityError as error:
+            return await self._end(
+                TransferStatus.rejected, Step.validate, Outcome.failed, _failure_reason(error)
+            )
+        await self._record(Step.validate, Outcome.succeeded)
+        if self._cancel is not None:
+            return await self._end_cancelled()
+
+        try:
+            hold = await workflow.execute_activity_method(
+                TransferActivities.place_hold,
+                transfer,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=HOLD_RETRY,
+            )
+        except ActivityError as error:
+            return await self._end(
+                TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
+            )
+        self._hold_id = hold.id
+        self._compensations.append(lambda: self._void_hold(hold.id))
+        await self._record(Step.hold, Outcome.succeeded)
+        if self._cancel is not None:
+            return await self._end_cancelled()
+
+        try:
+            score = await workflow.execute_activity_method(
+                TransferActivities.score_transfer,
+                transfer,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=LOOKUP_RETRY,
+            )
+        except ActivityError as error:
+            return await self._end(
+                TransferStatus.rejected, Step.score, Outcome.failed, _failure_reason(error)
+            )
+        self._fraud = FraudAssessment(
+            score=score.score, decision=score.decision, reasons=score.reasons
+        )
+        workflow.upsert_search_attributes(
+            [FRAUD_DECISION_ATTRIBUTE.value_set(score.decision.value)]
+        )
+        if score.decision is FraudDecision.decline:
+            codes = ", ".join(reason.code for reason in score.reasons)
+            reason = f"fraud-declined: score {score.score}" + (f" ({codes})" if codes else "")
+            return await self._end(
+                TransferStatus.declined, Step.score, Outcome.decline, _truncate(reason)
+            )
+        if score.decision is FraudDecision.review:
+            ended = await self._review_gate()
+            if ended is not None:
+                return ended
+        else:
+            await self._record(Step.score, Outcome.approve)
+        if self._cancel is not None:
+            return await self._end_cancelled()
+        return await self._post(transfer)
+
+    async def _review_gate(self) -> TransferWorkflowResult | None:
+        """Wait for a reviewer or a cancel; None when approved, else how the transfer ended."""
+        self._set_status(TransferStatus.in_review)
+        await self._record(Step.score, Outcome.review)
+        # Announced alongside the wait, so a slow notifications service delays nothing.
+        announcement = asyncio.ensure_future(
+            self._publish(self._publication(EventType.transfer_in_review))
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._review is not None or self._cancel is not None,
+                timeout=timedelta(seconds=self._transfer.review_timeout_seconds),
+                timeout_summary="review timeout",
+            )
+        except TimeoutError:
+            await announcement
+            return await self._end(
+                TransferStatus.expired, Step.review, Outcome.timed_out, "review-timed-out"
+            )
+        await announcement
+        if self._cancel is not None:
+            return await self._end_cancelled()
+        decision = self._review
+        assert decision is not None, "the wait ends on a decision, a cancel or the timeout"
+        detail = _truncate(
+            f"reviewer {decision.reviewer_id}" + (f": {decision.note}" if decision.note else "")
+        )
+        if decision.decision == "reject":
+            return await self._end(
+                TransferStatus.declined,
+                Step.review,
+                Outcome.rejected,
+                "review-rejected",
+                detail=detail,
+            )
+        self._set_status(TransferStatus.pending)
+        await self._record(Step.review, Outcome.approved, detail=detail)
+        return None
+
+    async def _post(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
+        """The pivot: from here the transfer completes, whatever happens."""
+        assert self._hold_id is not None, "posting needs a hold"
+        self._pivot_started = True
+        posting = await workflow.execute_activity_method(
+            TransferActivities.post_hold,
+            HoldAction(transfer_id=transfer.transfer_id, hold_id=self._hold_id),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY,
+        )
+        self._compensations.clear()
+        self._posting_id = posting.id
+        self._set_status(TransferStatus.completed)
+        await self._record(Step.post, Outcome.succeeded)
+        await self._notify()
+        return TransferWorkflowResult(
+            transfer_id=transfer.transfer_id, status=TransferStatus.completed
+        )
+
+    async def _end(
+        self,
+        status: TransferStatus,
+        step: Step,
+        outcome: Outcome,
+        failure_reason: str,
+        *,
+        detail: str | None = None,
+    ) -> TransferWorkflowResult:
+        """End without posting: report the deciding step, compensate, announce."""
+        assert status.is_terminal, "a saga ends in a terminal status"
+        assert status is not TransferStatus.completed, "only posting completes a transfer"
+        self._set_status(status)
+        self._failure_reason = failure_reason
+        await self._record(step, outcome, detail=detail)
+        await self._compensate()
+        await self._notify()
+        return TransferWorkflowResult(
+            transfer_id=self._transfer.transfer_id, status=status, failure_reason=failure_reason
+        )
+
+    async def _end_cancelled(self) -> TransferWorkflowResult:
+        request = self._cancel
+        assert request is not None, "ending as cancelled needs a cancel request"
+        reason = "cancelled" + (f": {request.reason}" if request.reason else "")
+        return await self._end(
+            TransferStatus.cancelled, Step.cancel, Outcome.requested, _truncate(reason)
+        )
+
+    async def _compensate(self) -> None:
+        """Run the compensations pushed so far, newest first."""
+        while self._compensations:
+            compensation = self._compensations.pop()
+            await compensation()
+
+    async def _void_hold(self, hold_id: UUID) -> None:
+        await workflow.execute_activity_method(
+            TransferActivities.void_hold,
+            HoldAction(transfer_id=self._transfer.transfer_id, hold_id=hold_id),
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY,
+        )
+        await self._record(Step.void, Outcome.succeeded)
+
+    async def _notify(self) -> None:
+        """Publish the terminal event; a failure is logged and reported, never undone."""
+        publication = self._publication(TERMINAL_EVENTS[self._status])
+        published = await self._publish(publication)
+        outcome = Outcome.succeeded if published else Outcome.failed
+        await self._record(Step.notify, outcome, detail=publication.type.value)
+
+    def _publication(self, event_type: EventType) -> EventPublication:
+        return EventPublication(
+            transfer=self._transfer,
+            type=event_type,
+            status=self._status,
+            occurred_at=workflow.now(),
+            failure_reason=self._failure_reason,
+        )
+
+    async def _publish(self, publication: EventPublication) -> bool:
+        try:
+            await workflow.execute_activity_method(
+                TransferActivities.publish_event,
+                publication,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.error(
+                "transfer.event_not_published",
+                extra={"event_type": publication.type.value, "reason": _failure_reason(error)},
+            )
+            return False
+        return True
+
+    async def _record(self, step: Step, outcome: Outcome, *, detail: str | None = None) -> None:
+        """Report a step with the whole projection, so any later report repairs a lost one."""
+        self._version += 1
+        record = StepRecord(
+            step=step.value,
+            outcome=outcome.value,
+            status=self._status,
+            version=self._version,
+            occurred_at=workflow.now(),
+            detail=detail,
+            fraud=self._fraud,
+            hold_id=self._hold_id,
+            posting_id=self._posting_id,
+            failure_reason=self._failure_reason,
+        )
+        try:
+            await workflow.execute_activity_method(
+                TransferActivities.record_step,
+                StepReport(transfer_id=self._transfer.transfer_id, record=record),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=RECORD_RETRY,
+            )
+        except ActivityError as error:
+            # Only a final refusal gets here (retryable trouble is retried without end).
+            # The money path must not stall on the audit trail; the error is logged loudly
+            # and the next report, carrying the whole projection, brings it up to date.
+            workflow.logger.error(
+                "transfer.step_not_recorded",
+                extra={"step": step.value, "reason": _failure_reason(error)},
+            )
+
+    def _set_status(self, status: TransferStatus) -> None:
+        if status is self._status:
+            return
+        self._status = status
+        workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
