@@ -1,6 +1,6 @@
 """Every error a caller of the accounts service can cause, with its status and stable slug."""
 
-from kit.problems import ProblemError
+from kit.errors import ProblemError
 
 
 class AccountNotFound(ProblemError):

@@ -1,6 +1,6 @@
-"""Domain errors carry their HTTP status and RFC 9457 type; one set of handlers renders them."""
+"""One set of handlers renders every error as RFC 9457 problem+json (domain errors: kit.errors)."""
 
-from typing import Any, ClassVar
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -9,54 +9,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.problem import PROBLEM_CONTENT_TYPE, Problem, problem_type
+from kit.errors import ProblemError
 
 log = structlog.get_logger()
-
-
-class ProblemError(Exception):
-    """Base of every error a caller can cause. Subclasses set status, slug and title."""
-
-    status: ClassVar[int] = 400
-    slug: ClassVar[str] = "bad-request"
-    title: ClassVar[str] = "Bad request"
-
-    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail
-        self.extensions = extensions
-
-    @classmethod
-    def type_uri(cls) -> str:
-        return problem_type(cls.slug)
-
-    def to_problem(self, *, instance: str | None, trace_id: str | None) -> Problem:
-        return Problem(
-            type=self.type_uri(),
-            title=self.title,
-            status=self.status,
-            detail=self.detail,
-            instance=instance,
-            trace_id=trace_id,
-            **self.extensions,
-        )
-
-
-class NotFound(ProblemError):
-    status = 404
-    slug = "not-found"
-    title = "Not found"
-
-
-class Conflict(ProblemError):
-    status = 409
-    slug = "conflict"
-    title = "Conflict"
-
-
-class ServiceUnavailable(ProblemError):
-    status = 503
-    slug = "service-unavailable"
-    title = "Service unavailable"
 
 
 _STATUS_SLUGS = {

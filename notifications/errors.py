@@ -1,4 +1,4 @@
-from kit.problems import ProblemError
+from kit.errors import ProblemError
 
 
 class EventIdReused(ProblemError):

@@ -1,0 +1,55 @@
+"""Domain errors carry their HTTP status and RFC 9457 type, with no web framework attached.
+
+Pure domain modules (a service's `ledger.py`, `scoring.py`) raise these; `kit.problems`
+renders them at the edge.
+"""
+
+from typing import Any, ClassVar
+
+from contracts.problem import Problem, problem_type
+
+
+class ProblemError(Exception):
+    """Base of every error a caller can cause. Subclasses set status, slug and title."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extensions = extensions
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return problem_type(cls.slug)
+
+    def to_problem(self, *, instance: str | None, trace_id: str | None) -> Problem:
+        return Problem(
+            type=self.type_uri(),
+            title=self.title,
+            status=self.status,
+            detail=self.detail,
+            instance=instance,
+            trace_id=trace_id,
+            **self.extensions,
+        )
+
+
+class NotFound(ProblemError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class ServiceUnavailable(ProblemError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
