@@ -79,3 +79,25 @@ class RulesetDescription(BaseModel):
     decline_at: int = Field(ge=1, le=SCORE_MAX)
     score_max: int = SCORE_MAX
     rules: list[RuleDescription] = Field(max_length=50)
+
+
+OUTCOMES_PATH = "/v1/outcomes"
+
+
+class OutcomeReport(StrictModel):
+    """How a scored transfer ended, reported once by the saga; idempotent on `transfer_id`.
+
+    Feeds the per-account features (only `completed` transfers move money) and the
+    per-rule precision (a reviewer's verdict and the final status, against the score).
+    """
+
+    transfer_id: UUID
+    source_account_id: UUID
+    target_account_id: UUID
+    amount_minor: AmountMinor
+    currency: CurrencyCode
+    final_status: str = Field(
+        pattern=r"^(completed|rejected|declined|expired|cancelled)$", max_length=20
+    )
+    review_decision: str | None = Field(default=None, pattern=r"^(approve|reject)$")
+    occurred_at: datetime

@@ -19,6 +19,9 @@ TASK_QUEUE: Final = "sagabank-transfers"
 WORKFLOW_NAME: Final = "TransferWorkflow"
 SIGNAL_REVIEW_DECISION: Final = "review_decision"
 SIGNAL_CANCEL: Final = "cancel"
+# The update behind `POST /v1/transfers/{id}/cancel`: unlike the signal, its validator
+# refuses once posting has begun, so the caller learns the answer (409) synchronously.
+UPDATE_CANCEL: Final = "request_cancel"
 QUERY_STATUS: Final = "status"
 REVIEW_TIMEOUT_SECONDS_DEFAULT: Final = 24 * 3600
 
@@ -156,3 +159,10 @@ class CancelRequest(StrictModel):
     """A customer's request to cancel (signal `cancel`); honoured only before posting."""
 
     reason: ShortText | None = None
+
+
+class CancelResult(BaseModel):
+    """The workflow's answer to a cancel update: accepted, and the status at that moment."""
+
+    accepted: bool
+    status: TransferStatus
