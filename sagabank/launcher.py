@@ -34,6 +34,12 @@ from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attrib
 
 STATE_FILE_NAME = "up.json"
 _POLL_INTERVAL_SECONDS = 0.25
+# A crashed worker or service is restarted (its work is idempotent and Temporal retries
+# what it was doing), but a component that keeps crashing stops the bank: at most this
+# many restarts within the window, with a growing pause between them.
+RESTARTS_MAX = 5
+RESTART_WINDOW_SECONDS = 60.0
+RESTART_BACKOFF_MAX_SECONDS = 5.0
 _COLOURS = ("36", "33", "35", "32", "34", "91", "96", "93")
 
 
@@ -52,10 +58,12 @@ class Child:
     stop_signal: signal.Signals = signal.SIGTERM
     user: int | None = None
     group: int | None = None
+    # Stateless components come back after a crash; PostgreSQL and Temporal do not.
+    restartable: bool = False
     process: asyncio.subprocess.Process | None = None
     pump: asyncio.Task[None] | None = None
     expected_exit: bool = False
-    started_at: float = field(default_factory=time.monotonic)
+    restarts: list[float] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -100,13 +108,34 @@ class Launcher:
         async for raw in child.process.stdout:
             self.say(child.name, raw.decode("utf-8", "replace").rstrip())
         returncode = await child.process.wait()
-        if not child.expected_exit:
-            self.say("sagabank", f"{child.name} exited unexpectedly with status {returncode}")
+        if child.expected_exit or self.stop_requested.is_set():
+            return
+        self.say("sagabank", f"{child.name} exited unexpectedly with status {returncode}")
+        now = time.monotonic()
+        child.restarts = [at for at in child.restarts if now - at < RESTART_WINDOW_SECONDS]
+        if not child.restartable or len(child.restarts) >= RESTARTS_MAX:
             self.child_died.set()
+            return
+        child.restarts.append(now)
+        pause = min(0.25 * 2 ** (len(child.restarts) - 1), RESTART_BACKOFF_MAX_SECONDS)
+        self.say(
+            "sagabank",
+            f"restarting {child.name} in {pause:.2f}s "
+            f"({len(child.restarts)}/{RESTARTS_MAX} within "
+            f"{RESTART_WINDOW_SECONDS:.0f}s)",
+        )
+        await asyncio.sleep(pause)
+        # stop_child marks the child while we slept: then it must stay down.
+        if not self.stop_requested.is_set() and not child.expected_exit:
+            await self._spawn(child)
 
     # -- children ----------------------------------------------------------------------
 
     async def start_child(self, child: Child) -> None:
+        self.children.append(child)
+        await self._spawn(child)
+
+    async def _spawn(self, child: Child) -> None:
         child.process = await asyncio.create_subprocess_exec(
             *child.argv,
             env=child.env,
@@ -119,7 +148,6 @@ class Launcher:
             # A JSON log line of a long traceback can exceed asyncio's 64 KiB default.
             limit=1024 * 1024,
         )
-        self.children.append(child)
         child.pump = asyncio.create_task(self._pump(child))
         self._write_state()
 
@@ -127,6 +155,8 @@ class Launcher:
         child.expected_exit = True
         process = child.process
         if process is None or process.returncode is not None:
+            if child.pump is not None and child.pump is not asyncio.current_task():
+                child.pump.cancel()  # e.g. pausing before a restart
             return
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(child.stop_signal)
@@ -295,11 +325,8 @@ class Launcher:
                 "--port",
                 str(self.settings.service_port(service)),
             ]
-            await self.start_child(
-                Child(
-                    name=service, argv=argv, env=self._service_env(service, database_urls[service])
-                )
-            )
+            env = self._service_env(service, database_urls[service])
+            await self.start_child(Child(name=service, argv=argv, env=env, restartable=True))
 
     async def start_worker(self) -> None:
         env = dict(os.environ)
@@ -308,9 +335,8 @@ class Launcher:
         for service in SERVICES:
             env[f"WORKER_{service.upper()}_URL"] = self.settings.service_url(service)
         self._log_format(env, "WORKER")
-        await self.start_child(
-            Child(name="worker", argv=[sys.executable, "-m", "sagabank", "worker"], env=env)
-        )
+        argv = [sys.executable, "-m", "sagabank", "worker"]
+        await self.start_child(Child(name="worker", argv=argv, env=env, restartable=True))
 
     async def wait_until_ready(self) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:

@@ -1,5 +1,8 @@
 """`sagabank up` as a person uses it: it starts everything, and Ctrl-C leaves nothing behind."""
 
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,13 +26,37 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _worker_pid(state_dir: Path) -> int | None:
+    try:
+        state = json.loads((state_dir / "up.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    pid = state["children"].get("worker")
+    return pid if isinstance(pid, int) else None
+
+
+def _kill_worker_and_wait_for_its_restart(state_dir: Path) -> None:
+    crashed = _worker_pid(state_dir)
+    assert crashed is not None
+    os.kill(crashed, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        current = _worker_pid(state_dir)
+        if current is not None and current != crashed and _alive(current):
+            return
+        assert time.monotonic() < deadline, "the launcher did not restart the killed worker"
+        time.sleep(0.1)
+
+
 def test_sigint_stops_every_child(tmp_path: Path) -> None:
+    """Also: a worker killed with SIGKILL is restarted, and the bank stays up."""
     bank = start_bank(tmp_path / "state")
     try:
         bank.wait_until_ready(240)
         for service in SERVICES:
             assert httpx.get(f"{bank.url(service)}/readyz", timeout=5).status_code == 200
         assert httpx.get(bank.temporal_ui_url, timeout=5).status_code == 200
+        _kill_worker_and_wait_for_its_restart(bank.state_dir)
         children = psutil.Process(bank.process.pid).children(recursive=True)
         commands = " ".join(" ".join(child.cmdline()) for child in children)
         for expected in (
