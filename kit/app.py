@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.common import Health
 from contracts.problem import Problem, problem_type
+from kit.auth import JwksKeySource, TokenVerifier
 from kit.db import Database
 from kit.logging import configure_logging
 from kit.migrations import is_at_head
@@ -132,11 +133,13 @@ def create_service_app(
     migrations_path: Path,
     routers: Sequence[APIRouter],
     lifespan: Lifespan | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """Build a service: its routers plus the shell (health, problems, request context).
 
     The database lives on `app.state.database`; `lifespan` runs inside it for the
-    service's own resources (HTTP clients, background tasks).
+    service's own resources (HTTP clients, background tasks). Bearer tokens are verified
+    by `token_verifier` (tests pass one) or else against `settings.auth_jwks_url`.
     """
     configure_logging(service=service, level=settings.log_level, json=settings.log_json)
 
@@ -148,6 +151,14 @@ def create_service_app(
             application_name=service,
         )
         app.state.database = database
+        key_source: JwksKeySource | None = None
+        if token_verifier is not None:
+            app.state.token_verifier = token_verifier
+        elif settings.auth_jwks_url is not None:
+            key_source = JwksKeySource(settings.auth_jwks_url)
+            app.state.token_verifier = TokenVerifier(
+                key_source, issuer=settings.auth_issuer, audience=settings.auth_audience
+            )
         try:
             if lifespan is None:
                 yield
@@ -155,6 +166,8 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
+            if key_source is not None:
+                await key_source.close()
             await database.dispose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)

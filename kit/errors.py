@@ -16,10 +16,19 @@ class ProblemError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extensions = extensions
+        if "retry_after_seconds" in extensions:
+            self.headers.setdefault("Retry-After", str(extensions["retry_after_seconds"]))
 
     @classmethod
     def type_uri(cls) -> str:
@@ -53,3 +62,32 @@ class ServiceUnavailable(ProblemError):
     status = 503
     slug = "service-unavailable"
     title = "Service unavailable"
+
+
+class Unauthorized(ProblemError):
+    """No credentials, or credentials that do not verify: the caller is not authenticated."""
+
+    status = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+
+    def __init__(self, detail: str | None = None, **extensions: Any) -> None:
+        # RFC 6750: a 401 names the scheme; the detail never says which check failed
+        # beyond a coarse reason, so a forger learns nothing useful.
+        super().__init__(
+            detail, headers={"WWW-Authenticate": 'Bearer realm="sagabank"'}, **extensions
+        )
+
+
+class Forbidden(ProblemError):
+    """Authenticated, but the token lacks a scope this operation needs."""
+
+    status = 403
+    slug = "insufficient-scope"
+    title = "Insufficient scope"
+
+
+class TooManyRequests(ProblemError):
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"

@@ -62,11 +62,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def on_problem(request: Request, error: ProblemError) -> JSONResponse:
         problem = error.to_problem(instance=request.url.path, trace_id=_request_id(request))
-        headers = (
-            {"Retry-After": str(error.extensions["retry_after_seconds"])}
-            if ("retry_after_seconds" in error.extensions)
-            else None
-        )
+        headers = error.headers or None
         return problem_response(problem, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -3,6 +3,8 @@
 from pydantic import Field, PostgresDsn
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT
+
 
 class ServiceSettings(BaseSettings):
     """Subclass per service with its own `env_prefix` (e.g. `ACCOUNTS_`).
@@ -18,6 +20,11 @@ class ServiceSettings(BaseSettings):
     # None: JSON when stderr is not a terminal, coloured console lines when it is.
     log_json: bool | None = None
     request_body_max_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Where this service fetches the token issuer's public keys. None: no token verifies
+    # (every protected route answers 401), never "no auth".
+    auth_jwks_url: str | None = Field(default=None, max_length=500)
+    auth_issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
+    auth_audience: str = Field(default=TOKEN_AUDIENCE, max_length=200)
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

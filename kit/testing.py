@@ -1,12 +1,26 @@
 """Helpers for service tests: drive an app in-process, lifespan included."""
 
+import base64
+import hmac
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from contracts.auth import (
+    CUSTOMER_SCOPES,
+    OPERATOR_SCOPES,
+    TOKEN_AUDIENCE,
+    WORKER_SCOPES,
+    PrincipalKind,
+    Scope,
+)
 from contracts.problem import PROBLEM_CONTENT_TYPE
+from kit.auth import StaticKeySource, TokenVerifier
+from kit.signing import SigningKey, mint_token
 
 
 @asynccontextmanager
@@ -27,3 +41,107 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert body["status"] == status
     assert body["title"]
     return body
+
+
+class TestIssuer:
+    """Mints tokens the way the accounts service does, with keys made for the test.
+
+    Give `issuer.verifier` to an app (`app.state.token_verifier`) and `issuer.headers(...)`
+    to the requests; `issuer.forgeries(...)` are the attacks every endpoint must refuse.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, *, issuer: str = "sagabank-test", audience: str = TOKEN_AUDIENCE) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.key = SigningKey.generate()
+        self.key_source = StaticKeySource({self.key.kid: self.key.public_jwk()})
+        self.verifier = TokenVerifier(self.key_source, issuer=issuer, audience=audience)
+
+    def token(
+        self,
+        subject: str,
+        kind: PrincipalKind,
+        scopes: frozenset[str] | set[str] | frozenset[Scope],
+        *,
+        key: SigningKey | None = None,
+        lifetime_seconds: int = 900,
+        **claims: Any,
+    ) -> str:
+        return mint_token(
+            key or self.key,
+            subject=subject,
+            kind=kind,
+            scopes={str(scope) for scope in scopes},
+            issuer=self.issuer,
+            audience=self.audience,
+            lifetime_seconds=lifetime_seconds,
+            extra_claims=claims,
+        )
+
+    def headers(
+        self,
+        subject: str,
+        kind: PrincipalKind,
+        scopes: frozenset[str] | set[str] | frozenset[Scope],
+    ) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(subject, kind, scopes)}"}
+
+    def customer(self, customer_id: str) -> dict[str, str]:
+        return self.headers(customer_id, PrincipalKind.customer, CUSTOMER_SCOPES)
+
+    def operator(self, operator_id: str = "operator-1") -> dict[str, str]:
+        return self.headers(operator_id, PrincipalKind.operator, OPERATOR_SCOPES)
+
+    def worker(self) -> dict[str, str]:
+        return self.headers("worker", PrincipalKind.service, WORKER_SCOPES)
+
+    def forgeries(
+        self,
+        subject: str,
+        kind: PrincipalKind,
+        scopes: frozenset[str] | set[str] | frozenset[Scope],
+    ) -> dict[str, dict[str, str]]:
+        """Headers for each attack in the security matrix, keyed by a readable name.
+
+        Each is refused with 401 by a correct verifier. (The missing-scope and
+        foreign-object cells depend on the endpoint, so tests add them themselves.)
+        """
+        valid = self.token(subject, kind, scopes)
+        header_b64, payload_b64, _signature = valid.split(".")
+        payload = json.loads(_b64decode(payload_b64))
+        tampered_payload = _b64encode(
+            json.dumps({**payload, "sub": f"{subject}-x", "scope": "audit:read"}).encode()
+        )
+        none_header = _b64encode(
+            json.dumps({"alg": "none", "typ": "JWT", "kid": self.key.kid}).encode()
+        )
+        hs_header = _b64encode(
+            json.dumps({"alg": "HS256", "typ": "JWT", "kid": self.key.kid}).encode()
+        )
+        hs_signature = _b64encode(
+            hmac.new(self.key.public_pem, f"{hs_header}.{payload_b64}".encode(), "sha256").digest()
+        )
+        tokens = {
+            "malformed": "not-a-jwt",
+            "expired": self.token(subject, kind, scopes, lifetime_seconds=-3600),
+            "alg-none": f"{none_header}.{payload_b64}.",
+            "hs256-with-public-key": f"{hs_header}.{payload_b64}.{hs_signature}",
+            "wrong-audience": self.token(subject, kind, scopes, aud="someone-else"),
+            "wrong-issuer": self.token(subject, kind, scopes, iss="https://evil.invalid"),
+            "no-exp": self.token(subject, kind, scopes, exp=None),
+            "unknown-kid": self.token(subject, kind, scopes, key=SigningKey.generate()),
+            "tampered-payload": f"{header_b64}.{tampered_payload}.{_signature}",
+        }
+        cells = {name: {"Authorization": f"Bearer {token}"} for name, token in tokens.items()}
+        cells["no-token"] = {}
+        return cells
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
