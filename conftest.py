@@ -80,6 +80,15 @@ async def database_factory(
         await drop_database(postgres_url, name)
 
 
+@pytest.fixture
+async def empty_database_url(postgres_url: str) -> AsyncIterator[str]:
+    """URL of a fresh, empty database (no migrations), dropped after the test."""
+    name = f"test_empty_{uuid.uuid4().hex[:12]}"
+    await ensure_database(postgres_url, name)
+    yield with_database(postgres_url, name)
+    await drop_database(postgres_url, name)
+
+
 def _search_attribute_keys() -> list[SearchAttributeKey[Any]]:
     keys: list[SearchAttributeKey[Any]] = []
     for name, kind in SEARCH_ATTRIBUTES.items():

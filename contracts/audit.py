@@ -1,0 +1,61 @@
+"""Audit trail wire contracts: the same on every service that keeps audit events."""
+
+import enum
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+AUDIT_EVENTS_PATH: Final = "/v1/admin/audit-events"
+AUDIT_VERIFY_PATH: Final = "/v1/admin/audit-events/verify"
+AUDIT_EXPORT_PATH: Final = "/v1/admin/audit-events/export"
+AUDIT_LIMIT_MAX: Final = 500
+# The hash a chain starts from (the "previous hash" of the first event).
+GENESIS_HASH: Final = "0" * 64
+
+
+class ActorType(enum.StrEnum):
+    customer = "customer"
+    service = "service"
+    operator = "operator"
+    system = "system"
+
+
+class AuditEventCreate(BaseModel):
+    """One audited fact. `id` is deterministic where the writer may retry (saga steps)."""
+
+    id: UUID
+    occurred_at: datetime
+    actor_id: str = Field(max_length=64)
+    actor_type: ActorType
+    action: str = Field(max_length=64, pattern=r"^[a-z0-9_.:-]+$")
+    subject_type: str = Field(max_length=32)
+    subject_id: str = Field(max_length=64)
+    transfer_id: UUID | None = None
+    account_ids: list[str] = Field(default_factory=list, max_length=4)
+    workflow_id: str | None = Field(default=None, max_length=128)
+    run_id: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, max_length=128)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    outcome: str = Field(max_length=40)
+    # For a compensation: the id of the audit event of the step it undoes.
+    compensates: UUID | None = None
+
+
+class AuditEvent(AuditEventCreate):
+    service: str
+    sequence: int
+    recorded_at: datetime
+    previous_hash: str
+    hash: str
+
+
+class AuditVerification(BaseModel):
+    service: str
+    events_checked: int
+    ok: bool
+    first_broken_event_id: UUID | None = None
+    first_broken_sequence: int | None = None
+    reason: str | None = None

@@ -1,0 +1,386 @@
+"""A tamper-evident, append-only audit trail: one table per service, one shape everywhere.
+
+Each event is written in the same transaction as the change it records (pass the
+request's session), so there is no change without its event and no event without its
+change. Events are chained per service in insertion order:
+`hash = SHA-256(previous hash + canonical JSON of the event)`. A trigger refuses UPDATE,
+DELETE and TRUNCATE; `verify` recomputes the chain and names the first broken link, so a
+row rewritten behind the trigger's back (by a superuser) is found.
+"""
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    Row,
+    Select,
+    String,
+    Table,
+    Uuid,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.audit import (
+    AUDIT_EVENTS_PATH,
+    AUDIT_EXPORT_PATH,
+    AUDIT_LIMIT_MAX,
+    AUDIT_VERIFY_PATH,
+    GENESIS_HASH,
+    ActorType,
+    AuditEvent,
+    AuditEventCreate,
+    AuditVerification,
+)
+from contracts.auth import Scope
+from contracts.common import Page
+from kit.auth import Principal, require_scopes
+from kit.db import Database, Session
+from kit.errors import ProblemError
+from kit.problems import problem_responses
+
+AUDIT_TABLE: Final = "audit_events"
+# One chain per database: appends take this transaction-scoped advisory lock, so two
+# concurrent writers cannot both link to the same previous event.
+_CHAIN_LOCK_KEY: Final = 0x5A6A_A0D1
+_VERIFY_BATCH_SIZE: Final = 1000
+_EXPORT_BATCH_SIZE: Final = 500
+
+
+class InvalidAuditCursor(ProblemError):
+    status = 422
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+
+
+def audit_table(metadata: MetaData) -> Table:
+    """The audit table, declared on a service's metadata (its models module calls this)."""
+    return Table(
+        AUDIT_TABLE,
+        metadata,
+        Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+        Column("id", Uuid, nullable=False, unique=True),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
+        Column("actor_id", String(64), nullable=False),
+        Column("actor_type", String(16), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("subject_type", String(32), nullable=False),
+        Column("subject_id", String(64), nullable=False),
+        Column("transfer_id", Uuid, nullable=True),
+        Column("account_ids", ARRAY(String(64)), nullable=False),
+        Column("workflow_id", String(128), nullable=True),
+        Column("run_id", String(64), nullable=True),
+        Column("request_id", String(128), nullable=True),
+        Column("before", JSONB, nullable=True),
+        Column("after", JSONB, nullable=True),
+        Column("outcome", String(40), nullable=False),
+        Column("compensates", Uuid, nullable=True),
+        Column("previous_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Index("ix_audit_events_transfer_id", "transfer_id"),
+        Index("ix_audit_events_account_ids", "account_ids", postgresql_using="gin"),
+        Index("ix_audit_events_actor_id", "actor_id"),
+        Index("ix_audit_events_action", "action"),
+        Index("ix_audit_events_occurred_at", "occurred_at"),
+    )
+
+
+APPEND_ONLY_DDL: Final = (
+    """
+    CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'audit_events is append-only: % refused', TG_OP
+            USING ERRCODE = 'insufficient_privilege';
+    END;
+    $$
+    """,
+    """
+    CREATE TRIGGER audit_events_no_update_or_delete
+    BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()
+    """,
+    """
+    CREATE TRIGGER audit_events_no_truncate
+    BEFORE TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()
+    """,
+)
+
+
+def create_audit_objects(operation: Any) -> None:
+    """For a service's Alembic migration: `create_audit_objects(op)`.
+
+    Builds the table from `audit_table` as it is at the time of writing; a later change
+    to that table needs its own migration with explicit DDL.
+    """
+    bind = operation.get_bind()
+    audit_table(MetaData()).create(bind)
+    for statement in APPEND_ONLY_DDL:
+        operation.execute(statement)
+
+
+def drop_audit_objects(operation: Any) -> None:
+    operation.execute("DROP TABLE IF EXISTS audit_events")
+    operation.execute("DROP FUNCTION IF EXISTS audit_events_append_only()")
+
+
+# -- the chain (pure) -------------------------------------------------------------------
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        assert value.tzinfo is not None, "audit times are timezone-aware"
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): _canonical_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_value(item) for item in value]
+    assert not isinstance(value, float), "no floats in audit events (money is minor units)"
+    return value
+
+
+def canonical_json(fields: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTC ISO times: the same bytes for the same event, always."""
+    return json.dumps(
+        _canonical_value(fields), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def chain_hash(previous_hash: str, fields: dict[str, Any]) -> str:
+    assert len(previous_hash) == 64, "hashes are hex SHA-256"
+    return hashlib.sha256(previous_hash.encode() + canonical_json(fields)).hexdigest()
+
+
+_HASHED_COLUMNS: Final = (
+    "sequence", "id", "occurred_at", "recorded_at", "actor_id", "actor_type", "action",
+    "subject_type", "subject_id", "transfer_id", "account_ids", "workflow_id", "run_id",
+    "request_id", "before", "after", "outcome", "compensates",
+)  # fmt: skip
+
+
+def _hashed_fields(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in _HASHED_COLUMNS}
+
+
+# -- writing ----------------------------------------------------------------------------
+
+
+async def append(
+    session: AsyncSession,
+    table: Table,
+    event: AuditEventCreate,
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Append `event` in the caller's transaction; a known id is not written twice.
+
+    Returns the stored row's values and whether this call wrote it.
+    """
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    existing = (await session.execute(select(table).where(table.c.id == event.id))).first()
+    if existing is not None:
+        return dict(existing._mapping), False
+    last = (
+        await session.execute(
+            select(table.c.sequence, table.c.hash).order_by(table.c.sequence.desc()).limit(1)
+        )
+    ).first()
+    recorded_at = (now or (lambda: datetime.now(UTC)))()
+    values: dict[str, Any] = {
+        **event.model_dump(),
+        "actor_type": event.actor_type.value,
+        "sequence": 1 if last is None else last.sequence + 1,
+        "recorded_at": recorded_at,
+        "previous_hash": GENESIS_HASH if last is None else last.hash,
+    }
+    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values))
+    await session.execute(table.insert().values(**values))
+    return values, True
+
+
+def to_contract(values: dict[str, Any] | Row[Any], *, service: str) -> AuditEvent:
+    mapping = dict(values._mapping) if isinstance(values, Row) else values
+    return AuditEvent(
+        service=service,
+        **{**mapping, "actor_type": ActorType(mapping["actor_type"])},
+    )
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _filtered(
+    table: Table,
+    *,
+    transfer_id: uuid.UUID | None,
+    account_id: str | None,
+    actor_id: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    statement = select(table)
+    if transfer_id is not None:
+        statement = statement.where(table.c.transfer_id == transfer_id)
+    if account_id is not None:
+        statement = statement.where(table.c.account_ids.contains([account_id]))
+    if actor_id is not None:
+        statement = statement.where(table.c.actor_id == actor_id)
+    if action is not None:
+        statement = statement.where(table.c.action == action)
+    if since is not None:
+        statement = statement.where(table.c.occurred_at >= since)
+    if until is not None:
+        statement = statement.where(table.c.occurred_at < until)
+    return statement
+
+
+def _encode_cursor(sequence: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{sequence}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text_value = base64.urlsafe_b64decode(cursor.encode()).decode()
+        prefix, _, number = text_value.partition(":")
+        if prefix != "seq":
+            raise ValueError(prefix)
+        return int(number)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidAuditCursor("The cursor is not one this service issued.") from None
+
+
+async def verify_chain(session: AsyncSession, table: Table, *, service: str) -> AuditVerification:
+    """Recompute every link in insertion order; report the first that does not hold."""
+    expected_previous = GENESIS_HASH
+    expected_sequence = 1
+    checked = 0
+    while True:
+        rows = (
+            await session.execute(
+                select(table)
+                .where(table.c.sequence >= expected_sequence)
+                .order_by(table.c.sequence)
+                .limit(_VERIFY_BATCH_SIZE)
+            )
+        ).all()
+        if not rows:
+            return AuditVerification(service=service, events_checked=checked, ok=True)
+        for row in rows:
+            values = dict(row._mapping)
+            reason = None
+            if values["sequence"] != expected_sequence:
+                reason = f"sequence {expected_sequence} is missing"
+            elif values["previous_hash"] != expected_previous:
+                reason = "previous_hash does not match the preceding event"
+            elif chain_hash(values["previous_hash"], _hashed_fields(values)) != values["hash"]:
+                reason = "the event's content does not match its hash"
+            if reason is not None:
+                return AuditVerification(
+                    service=service,
+                    events_checked=checked,
+                    ok=False,
+                    first_broken_event_id=values["id"],
+                    first_broken_sequence=values["sequence"],
+                    reason=reason,
+                )
+            checked += 1
+            expected_previous = values["hash"]
+            expected_sequence += 1
+
+
+def audit_router(*, service: str, table: Table) -> APIRouter:
+    """`GET /v1/admin/audit-events`, `/verify` and `/export`, for callers with `audit:read`."""
+    router = APIRouter(tags=["audit"])
+    AuditReader = Annotated[Principal, Depends(require_scopes(Scope.audit_read))]
+    auth_problems = problem_responses(InvalidAuditCursor)
+
+    @router.get(
+        AUDIT_EVENTS_PATH,
+        summary="Audit events, filtered, oldest first, cursor-paginated",
+        responses=auth_problems,
+    )
+    async def list_audit_events(
+        _principal: AuditReader,
+        session: Session,
+        transfer_id: uuid.UUID | None = None,
+        account_id: Annotated[str | None, Query(max_length=64)] = None,
+        actor_id: Annotated[str | None, Query(max_length=64)] = None,
+        action: Annotated[str | None, Query(max_length=64)] = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=AUDIT_LIMIT_MAX)] = 100,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Page[AuditEvent]:
+        statement = _filtered(
+            table, transfer_id=transfer_id, account_id=account_id, actor_id=actor_id,
+            action=action, since=since, until=until,
+        )  # fmt: skip
+        if cursor is not None:
+            statement = statement.where(table.c.sequence > _decode_cursor(cursor))
+        rows = (await session.execute(statement.order_by(table.c.sequence).limit(limit + 1))).all()
+        items = [to_contract(row, service=service) for row in rows[:limit]]
+        next_cursor = _encode_cursor(items[-1].sequence) if len(rows) > limit else None
+        return Page[AuditEvent](items=items, next_cursor=next_cursor)
+
+    @router.get(AUDIT_VERIFY_PATH, summary="Recompute the hash chain and report the first break")
+    async def verify_audit_events(_principal: AuditReader, session: Session) -> AuditVerification:
+        return await verify_chain(session, table, service=service)
+
+    @router.get(
+        AUDIT_EXPORT_PATH,
+        summary="Stream audit events of a time range as NDJSON",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    async def export_audit_events(
+        _principal: AuditReader,
+        request: Request,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> StreamingResponse:
+        database: Database = request.app.state.database
+
+        async def lines() -> AsyncIterator[bytes]:
+            after_sequence = 0
+            while True:
+                # A session per batch: a long export must not hold one transaction open.
+                async with database.sessions() as session:
+                    statement = _filtered(
+                        table, transfer_id=None, account_id=None, actor_id=None, action=None,
+                        since=since, until=until,
+                    )  # fmt: skip
+                    rows = (
+                        await session.execute(
+                            statement.where(table.c.sequence > after_sequence)
+                            .order_by(table.c.sequence)
+                            .limit(_EXPORT_BATCH_SIZE)
+                        )
+                    ).all()
+                if not rows:
+                    return
+                for row in rows:
+                    yield to_contract(row, service=service).model_dump_json().encode() + b"\n"
+                after_sequence = rows[-1].sequence
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    return router
