@@ -8,6 +8,7 @@ from pathlib import Path
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +20,7 @@ from kit.db import Database
 from kit.logging import configure_logging
 from kit.migrations import is_at_head
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
+from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter
 from kit.settings import ServiceSettings
 
 log = structlog.get_logger()
@@ -171,6 +173,19 @@ def create_service_app(
             await database.dispose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
+    app.state.rate_limiter = RateLimiter(
+        {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token}
+    )
+    if settings.cors_allow_origins:
+        # Bearer tokens travel in a header, never a cookie: no credentials mode needed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+            expose_headers=["Location", "Retry-After", "Idempotency-Replayed", "X-Request-ID"],
+            max_age=600,
+        )
     app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
     install_problem_handlers(app)
 

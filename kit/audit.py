@@ -67,6 +67,17 @@ class InvalidAuditCursor(ProblemError):
     title = "Invalid cursor"
 
 
+def actor_of(principal: Principal) -> tuple[str, ActorType]:
+    """The audit actor for a caller: its token subject and its kind."""
+    return principal.subject, ActorType(principal.kind.value)
+
+
+def request_id_of(request: Request) -> str | None:
+    """The request id the service shell assigned (or accepted from `X-Request-ID`)."""
+    value = getattr(request.state, "request_id", None)
+    return value if isinstance(value, str) else None
+
+
 def audit_table(metadata: MetaData) -> Table:
     """The audit table, declared on a service's metadata (its models module calls this)."""
     return Table(
@@ -213,6 +224,47 @@ async def append(
     }
     values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values))
     await session.execute(table.insert().values(**values))
+    return values, True
+
+
+_RAW_COLUMNS: Final = (*_HASHED_COLUMNS, "previous_hash", "hash")
+# Built from module constants only, never from input.
+_RAW_INSERT: Final = (
+    f"INSERT INTO {AUDIT_TABLE} ({', '.join(_RAW_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join(f'${index}' for index in range(1, len(_RAW_COLUMNS) + 1))})"
+)
+
+
+async def append_asyncpg(
+    connection: Any,
+    event: AuditEventCreate,
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """`append` for a raw asyncpg connection inside the caller's transaction (the ledger's
+    write path uses asyncpg directly). Same lock, same chain, same exactly-once rule."""
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
+    existing = await connection.fetchrow("SELECT * FROM audit_events WHERE id = $1", event.id)
+    if existing is not None:
+        return dict(existing), False
+    last = await connection.fetchrow(
+        "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"
+    )
+    values: dict[str, Any] = {
+        **event.model_dump(),
+        "actor_type": event.actor_type.value,
+        "sequence": 1 if last is None else last["sequence"] + 1,
+        "recorded_at": (now or (lambda: datetime.now(UTC)))(),
+        "previous_hash": GENESIS_HASH if last is None else last["hash"],
+    }
+    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values))
+    # asyncpg encodes JSONB from text; the hash above was computed over the Python values.
+    row = {
+        **values,
+        "before": None if values["before"] is None else json.dumps(values["before"]),
+        "after": None if values["after"] is None else json.dumps(values["after"]),
+    }
+    await connection.execute(_RAW_INSERT, *(row[column] for column in _RAW_COLUMNS))
     return values, True
 
 

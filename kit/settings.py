@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     auth_jwks_url: str | None = Field(default=None, max_length=500)
     auth_issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
     auth_audience: str = Field(default=TOKEN_AUDIENCE, max_length=200)
+    # Browser origins allowed to call this service (CORS). Empty: no cross-origin calls.
+    cors_allow_origins: list[str] = Field(default_factory=list, max_length=50)
+    # Per-principal rates for money-moving requests and for the token endpoint, in the
+    # `limits` notation ("60/minute"); see kit.ratelimit for what "per principal" means.
+    rate_limit_money: str = Field(default="120/minute", max_length=40)
+    rate_limit_token: str = Field(default="30/minute", max_length=40)
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

@@ -30,6 +30,7 @@ from kit.migrations import upgrade_to_head
 from sagabank.config import SERVICES, LauncherSettings
 from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database, with_database
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
+from sagabank.localstack.secrets import dev_secret
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 
 STATE_FILE_NAME = "up.json"
@@ -301,6 +302,12 @@ class Launcher:
         if service == "transactions":
             env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target
             env["TRANSACTIONS_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+            # Seals the callback clients' signing secrets at rest; a value from the
+            # environment (the operator's secret store) wins over the generated dev key.
+            env.setdefault(
+                "TRANSACTIONS_CALLBACK_SECRETS_KEY",
+                dev_secret(self.state_dir, "callback-secrets-key"),
+            )
         self._log_format(env, prefix)
         return env
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import PrincipalKind, Scope
 from kit.audit import (
     append,
+    append_asyncpg,
     audit_router,
     audit_table,
     chain_hash,
@@ -99,6 +101,27 @@ class TestAppend:
         async with database.sessions() as session:
             count = (await session.execute(text("SELECT count(*) FROM audit_events"))).scalar()
         assert count == 1
+
+    async def test_raw_asyncpg_writers_extend_the_same_chain(
+        self, database: Database, empty_database_url: str
+    ) -> None:
+        await _append(database, _event())
+        raw_event = _event(before=None, after={"limit_minor": 500, "note": "ünïcode"})
+        connection = await asyncpg.connect(empty_database_url)
+        try:
+            for _ in range(2):  # a retried write is not written twice
+                async with connection.transaction():
+                    await append_asyncpg(connection, raw_event)
+        finally:
+            await connection.close()
+        await _append(database, _event())
+        async with database.sessions() as session:
+            verification = await verify_chain(session, TABLE, service="test")
+            stored = (await session.execute(TABLE.select().where(TABLE.c.id == raw_event.id))).one()
+        assert verification.ok, verification
+        assert verification.events_checked == 3
+        assert stored.sequence == 2
+        assert stored.after == {"limit_minor": 500, "note": "ünïcode"}
 
     async def test_concurrent_writers_keep_one_chain(self, database: Database) -> None:
         await asyncio.gather(*(_append(database, _event()) for _ in range(20)))

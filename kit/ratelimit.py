@@ -1,0 +1,63 @@
+"""Per-principal rate limits: a moving window per (bucket, caller), 429 with `Retry-After`.
+
+Counters live in the process (the `limits` library's memory storage), so with N replicas a
+caller gets up to N times the limit; the limit protects each replica from one noisy caller,
+which is the failure it exists for. A shared store is one `storage_uri` away if needed.
+"""
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from kit.auth import Principal, authenticate
+from kit.errors import TooManyRequests
+
+# Requests that move money (transfers, deposits, withdrawals, ledger postings by customers).
+MONEY_BUCKET = "money"
+# The token endpoint, counted per client id or username and per address.
+TOKEN_BUCKET = "token"  # noqa: S105 - a bucket name, not a secret
+
+
+class RateLimiter:
+    """Named buckets, each with its own rate such as "60/minute"."""
+
+    def __init__(self, rates: dict[str, str]) -> None:
+        self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def hit(self, bucket: str, key: str) -> None:
+        """Count one request by `key` in `bucket`; TooManyRequests once over the rate."""
+        item = self._items.get(bucket)
+        if item is None:
+            return
+        if await self._limiter.hit(item, bucket, key):
+            return
+        stats = await self._limiter.get_window_stats(item, bucket, key)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        raise TooManyRequests(
+            f"Too many requests; try again in {retry_after} s.", retry_after_seconds=retry_after
+        )
+
+
+def limiter_of(request: Request) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    assert limiter is not None, "create_service_app installs the rate limiter"
+    return limiter
+
+
+def rate_limited(bucket: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated principal, counted against `bucket`."""
+
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(authenticate)]
+    ) -> Principal:
+        await limiter_of(request).hit(bucket, f"{principal.kind.value}:{principal.subject}")
+        return principal
+
+    return dependency

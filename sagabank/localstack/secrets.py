@@ -1,0 +1,31 @@
+"""Development secrets for the local bank, generated once into the state directory.
+
+A secret must outlive a restart (a sealed callback secret could no longer be opened under a
+new key), so each is written once, readable by the owner only, and read back afterwards.
+Production takes the same values from its secret store through the services' settings.
+"""
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+SECRETS_DIR_NAME = "secrets"
+
+
+def dev_secret(state_dir: Path, name: str, *, size_bytes: int = 32) -> str:
+    """The base64 secret called `name` under `state_dir`, created on first use."""
+    directory = state_dir / SECRETS_DIR_NAME
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / name
+    if not path.exists():
+        value = base64.b64encode(secrets.token_bytes(size_bytes)).decode()
+        # O_EXCL: two launchers racing on a fresh state directory keep the first secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as file:
+                file.write(value)
+    return path.read_text().strip()
