@@ -112,3 +112,60 @@ class InvalidRequest(ProblemError):
     status = 422
     slug = "invalid-request"
     title = "Invalid request"
+
+
+class DailyOutflowLimitExceeded(ProblemError):
+    status = 409
+    slug = "daily-outflow-limit-exceeded"
+    title = "Amount exceeds what the account may still send today"
+
+
+class AccountClosed(ProblemError):
+    status = 409
+    slug = "account-closed"
+    title = "Account is closed"
+
+
+class AccountNotEmpty(ProblemError):
+    status = 409
+    slug = "account-not-empty"
+    title = "Account still holds money or has open holds"
+
+
+class SystemAccountImmutable(ProblemError):
+    status = 409
+    slug = "system-account-immutable"
+    title = "System accounts have no status changes and no limits"
+
+
+class OverdraftNotAllowed(ProblemError):
+    status = 422
+    slug = "overdraft-not-allowed"
+    title = "Only an account whose debits must not exceed its credits has an overdraft"
+
+
+class OverdraftInUse(ProblemError):
+    status = 409
+    slug = "overdraft-in-use"
+    title = "The account already uses more overdraft than the new limit"
+
+
+class LinkedEventFailed(ProblemError):
+    status = 424
+    slug = "linked-event-failed"
+    title = "Another event of the linked chain failed"
+
+
+class LinkedEventChainOpen(ProblemError):
+    status = 422
+    slug = "linked-event-chain-open"
+    title = "The batch ends inside a linked chain"
+
+
+class LedgerBusy(ProblemError):
+    """The database kept aborting the transaction (deadlocks or serialization failures)
+    after every bounded retry; the request changed nothing and may be sent again."""
+
+    status = 503
+    slug = "ledger-busy"
+    title = "Ledger busy, try again"

@@ -35,6 +35,7 @@ class AccountRow(Base):
     credits_must_not_exceed_debits: Mapped[bool] = mapped_column(Boolean)
     max_transfer_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
     daily_outflow_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
+    overdraft_limit_minor: Mapped[int | None] = mapped_column(BigInteger)
     debits_pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
     debits_posted: Mapped[int] = mapped_column(BigInteger, server_default="0")
     credits_pending: Mapped[int] = mapped_column(BigInteger, server_default="0")
@@ -66,8 +67,30 @@ class LedgerEntryRow(Base):
     __tablename__ = "ledger_entries"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ledger_transfers.id"))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    # No foreign keys, for speed (see migration 0002); the invariants check stands in.
+    transfer_id: Mapped[uuid.UUID] = mapped_column()
+    account_id: Mapped[uuid.UUID] = mapped_column()
     balance: Mapped[str] = mapped_column(String(16))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
+    # The account's balances (credits - debits) right after this entry, for its statement.
+    posted_balance_after_minor: Mapped[int] = mapped_column(BigInteger)
+    pending_balance_after_minor: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ExpiringHoldRow(Base):
+    """An open hold with a deadline, until it is posted, voided or expires (then deleted).
+
+    The journal is append-only, so whether a hold is still open cannot be marked on it;
+    this small table is what the sweeper and the balance reads consult instead.
+    """
+
+    __tablename__ = "ledger_expiring_holds"
+
+    pending_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ledger_transfers.id"), primary_key=True
+    )
+    debit_account_id: Mapped[uuid.UUID] = mapped_column()
+    credit_account_id: Mapped[uuid.UUID] = mapped_column()
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

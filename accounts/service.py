@@ -1,11 +1,23 @@
-"""Use cases of the accounts service. The caller's session is the unit of work."""
+"""Use cases of the accounts service.
 
+Reads and account creation use the request's session (kit's unit of work). The ledger's
+write path owns its transactions instead, because it retries them: a deadlock, a
+serialization failure or an id inserted concurrently rolls the attempt back and runs it
+again (bounded), so it must be able to start over from scratch.
+"""
+
+import asyncio
 import base64
+import binascii
 import enum
+import random
 import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
+import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,16 +25,25 @@ from accounts import ledger, repository
 from accounts.errors import (
     AccountNotFound,
     InvalidCursor,
-    LedgerTransferExists,
+    LedgerBusy,
     LedgerTransferNotFound,
-    PendingTransferNotFound,
+)
+from accounts.ledger import (
+    AccountSnapshot,
+    LedgerState,
+    Outcome,
+    PendingSnapshot,
+    Resolution,
+    TransferRecord,
 )
 from accounts.models import AccountRow, LedgerTransferRow
+from accounts.repository import Connection
 from contracts.accounts import (
     INVARIANT_MISMATCHES_MAX,
     Account,
     AccountCreate,
     AccountKind,
+    AccountLimitsUpdate,
     AccountStatus,
     AccountTotalsCheck,
     Balances,
@@ -32,6 +53,8 @@ from contracts.accounts import (
     LedgerTransfer,
     LedgerTransferCreate,
     LedgerTransferKind,
+    StatementEntry,
+    StatementEntryTotal,
     TransferValidation,
     TransferValidationRequest,
 )
@@ -39,9 +62,279 @@ from contracts.common import LIMIT_MAX, Page
 
 log = structlog.get_logger()
 
+ResultT = TypeVar("ResultT")
+
 # Namespace of the ledger transfer ids derived from (account, direction, Idempotency-Key),
 # so a retried deposit or withdrawal finds the transfer its first attempt wrote.
 EXTERNAL_TRANSFER_NAMESPACE: Final = uuid.UUID("5d0e8f3a-7c41-4b9e-a6d2-1f3c9b7e2a54")
+# Expired holds a transaction releases on its way (the sweeper takes care of the rest).
+EXPIRED_HOLDS_PER_TRANSACTION_MAX: Final = 1000
+_RETRY_BACKOFF_SECONDS: Final = 0.01
+_RETRY_BACKOFF_SECONDS_MAX: Final = 0.2
+_OPENING_KINDS: Final = frozenset({LedgerTransferKind.single_phase, LedgerTransferKind.pending})
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """The ledger's write path: its connection pool and the bounds of each transaction."""
+
+    pool: Any
+    attempts_max: int = 5
+    acquire_timeout_seconds: float = 10.0
+
+
+class _ConcurrentInsert(Exception):
+    """A transfer id this transaction meant to create was created by another one that
+    locked other accounts; the next attempt sees it and answers as a replay or conflict."""
+
+
+_RETRYABLE = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    _ConcurrentInsert,
+)
+
+
+async def in_transaction(
+    database: Ledger, work: Callable[[Connection], Awaitable[ResultT]]
+) -> ResultT:
+    """Run `work` in a transaction of its own, again (bounded, with jittered backoff) when
+    the database aborts it for a deadlock or a serialization failure."""
+    assert database.attempts_max >= 1, "at least one attempt"
+    for attempt in range(1, database.attempts_max + 1):
+        try:
+            async with repository.transaction(
+                database.pool, acquire_timeout_seconds=database.acquire_timeout_seconds
+            ) as connection:
+                return await work(connection)
+        except TimeoutError as error:
+            # No connection free in time, or a statement over its timeout: the database is
+            # overloaded, and retrying here would only add to it.
+            log.warning("ledger.transaction_timed_out", attempt=attempt)
+            raise LedgerBusy(
+                "the ledger's database is overloaded; nothing was changed", retry_after_seconds=1
+            ) from error
+        except _RETRYABLE as error:
+            log.warning("ledger.transaction_retried", attempt=attempt, reason=type(error).__name__)
+            if attempt == database.attempts_max:
+                raise LedgerBusy(
+                    f"gave up after {attempt} attempts; nothing was changed",
+                    retry_after_seconds=1,
+                ) from error
+            backoff_seconds = min(_RETRY_BACKOFF_SECONDS * 2**attempt, _RETRY_BACKOFF_SECONDS_MAX)
+            await asyncio.sleep(random.uniform(0, backoff_seconds))
+    raise AssertionError("the loop returns or raises")
+
+
+# --- Accounts ---------------------------------------------------------------------------
+
+
+async def create_account(
+    session: AsyncSession, *, request: AccountCreate, now: datetime
+) -> Account:
+    row = await repository.insert_account(
+        session,
+        customer_id=request.customer_id,
+        currency=request.currency,
+        balance_rule=request.balance_rule,
+        max_transfer_amount_minor=request.max_transfer_amount_minor,
+        daily_outflow_limit_minor=request.daily_outflow_limit_minor,
+        overdraft_limit_minor=request.overdraft_limit_minor,
+        created_at=now,
+    )
+    log.info("account.created", account_id=str(row.id), currency=row.currency)
+    return _account(row, _snapshot_of_row(row))
+
+
+async def get_account(session: AsyncSession, *, account_id: uuid.UUID, now: datetime) -> Account:
+    view = await repository.get_account(session, account_id, now=now)
+    if view is None:
+        raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
+    return _account_of_view(view)
+
+
+async def list_accounts(
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+) -> Page[Account]:
+    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
+    after = None if cursor is None else _decode_cursor(cursor)
+    # One more than asked tells whether another page follows.
+    views = await repository.list_accounts(
+        session, customer_id=customer_id, after=after, limit=limit + 1, now=now
+    )
+    page = views[:limit]
+    next_cursor = _encode_cursor(page[-1].row) if len(views) > limit else None
+    return Page[Account](items=[_account_of_view(view) for view in page], next_cursor=next_cursor)
+
+
+async def change_status(
+    database: Ledger, *, account_id: uuid.UUID, action: ledger.StatusAction, now: datetime
+) -> Account:
+    """Freeze, unfreeze or close a customer account (closing needs it empty)."""
+
+    async def work(connection: Connection) -> Account:
+        state, rows = await _locked_state(connection, {account_id}, now=now)
+        account = _found(state.accounts, account_id)
+        status = ledger.next_status(account, action)
+        await _write(connection, state, now=now)
+        if status != account.status:
+            await repository.set_status(connection, account_id, status)
+        return _account(rows[account_id], account._replace(status=status))
+
+    account = await in_transaction(database, work)
+    log.info("account.status_changed", account_id=str(account_id), status=account.status.value)
+    return account
+
+
+async def update_limits(
+    database: Ledger, *, account_id: uuid.UUID, request: AccountLimitsUpdate, now: datetime
+) -> Account:
+    """Replace the limits the request names; the others stay as they are."""
+    given = request.model_fields_set
+
+    async def work(connection: Connection) -> Account:
+        state, rows = await _locked_state(connection, {account_id}, now=now)
+        account = _found(state.accounts, account_id)
+        updated = account._replace(
+            max_transfer_amount_minor=(
+                request.max_transfer_amount_minor
+                if "max_transfer_amount_minor" in given
+                else account.max_transfer_amount_minor
+            ),
+            daily_outflow_limit_minor=(
+                request.daily_outflow_limit_minor
+                if "daily_outflow_limit_minor" in given
+                else account.daily_outflow_limit_minor
+            ),
+            overdraft_limit_minor=(
+                request.overdraft_limit_minor
+                if "overdraft_limit_minor" in given
+                else account.overdraft_limit_minor
+            ),
+        )
+        ledger.check_limits(updated, overdraft_limit_minor=updated.overdraft_limit_minor)
+        await _write(connection, state, now=now)
+        await repository.set_limits(
+            connection,
+            account_id,
+            max_transfer_amount_minor=updated.max_transfer_amount_minor,
+            daily_outflow_limit_minor=updated.daily_outflow_limit_minor,
+            overdraft_limit_minor=updated.overdraft_limit_minor,
+        )
+        return _account(rows[account_id], updated)
+
+    account = await in_transaction(database, work)
+    log.info("account.limits_changed", account_id=str(account_id), fields=sorted(given))
+    return account
+
+
+async def list_entries(
+    session: AsyncSession, *, account_id: uuid.UUID, limit: int, cursor: str | None
+) -> Page[StatementEntry]:
+    """An account's journal, oldest first, each entry with the balances right after it."""
+    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
+    after_id = None if cursor is None else _decode_entry_cursor(cursor)
+    if not await repository.account_exists(session, account_id):
+        raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
+    lines = await repository.list_entries(
+        session, account_id=account_id, after_id=after_id, limit=limit + 1
+    )
+    page = lines[:limit]
+    next_cursor = _encode_entry_cursor(page[-1].entry.id) if len(lines) > limit else None
+    items = [
+        StatementEntry(
+            id=line.entry.id,
+            transfer_id=line.entry.transfer_id,
+            transfer_kind=LedgerTransferKind(line.transfer_kind),
+            reference=line.reference,
+            total=StatementEntryTotal(line.entry.balance),
+            amount_minor=line.entry.amount_minor,
+            posted_balance_after_minor=line.entry.posted_balance_after_minor,
+            pending_balance_after_minor=line.entry.pending_balance_after_minor,
+            created_at=line.entry.created_at,
+        )
+        for line in page
+    ]
+    return Page[StatementEntry](items=items, next_cursor=next_cursor)
+
+
+# --- Ledger transfers -------------------------------------------------------------------
+
+
+async def create_ledger_transfer(
+    database: Ledger, *, request: LedgerTransferCreate, now: datetime
+) -> tuple[LedgerTransfer, bool]:
+    """Record a ledger transfer once; True when this call created it.
+
+    A retry with the same id and fields returns the original, even if the accounts have
+    changed since (a replay never re-checks funds or status).
+    """
+
+    async def work(connection: Connection) -> Outcome:
+        return await _create_one(connection, request, now=now)
+
+    return _created(await in_transaction(database, work))
+
+
+async def _create_one(
+    connection: Connection, request: LedgerTransferCreate, *, now: datetime
+) -> Outcome:
+    state, (outcome,) = await _apply(connection, [request], [False], now=now)
+    if outcome.error is not None:
+        raise outcome.error
+    await _write(connection, state, now=now)
+    return outcome
+
+
+def _created(outcome: Outcome) -> tuple[LedgerTransfer, bool]:
+    assert outcome.transfer is not None, "a success carries its transfer"
+    if outcome.created:
+        log.info(
+            "ledger.transfer_created",
+            ledger_transfer_id=str(outcome.transfer.id),
+            kind=outcome.transfer.kind.value,
+            amount_minor=outcome.transfer.amount_minor,
+            currency=outcome.transfer.currency,
+        )
+    return transfer_model(outcome.transfer), outcome.created
+
+
+def transfer_model(record: TransferRecord) -> LedgerTransfer:
+    return LedgerTransfer.model_validate(record, from_attributes=True)
+
+
+async def create_ledger_transfers(
+    database: Ledger,
+    *,
+    requests: Sequence[LedgerTransferCreate],
+    linked: Sequence[bool],
+    now: datetime,
+) -> list[Outcome]:
+    """Apply a batch in one transaction; one outcome per event, in order. Events that fail
+    change nothing (nor does any event of a linked chain that fails); the rest commit."""
+
+    async def work(connection: Connection) -> list[Outcome]:
+        state, outcomes = await _apply(connection, requests, linked, now=now)
+        await _write(connection, state, now=now)
+        return outcomes
+
+    outcomes = await in_transaction(database, work)
+    created = sum(1 for outcome in outcomes if outcome.created)
+    failed = sum(1 for outcome in outcomes if outcome.error is not None)
+    log.info("ledger.batch_applied", events=len(outcomes), created=created, failed=failed)
+    return outcomes
+
+
+async def get_ledger_transfer(session: AsyncSession, *, transfer_id: uuid.UUID) -> LedgerTransfer:
+    row = await repository.get_ledger_transfer(session, transfer_id)
+    if row is None:
+        raise LedgerTransferNotFound(f"no ledger transfer {transfer_id}")
+    return _ledger_transfer(row)
 
 
 class Direction(enum.StrEnum):
@@ -59,130 +352,8 @@ def external_transfer_id(
     )
 
 
-async def create_account(
-    session: AsyncSession, *, request: AccountCreate, now: datetime
-) -> Account:
-    row = await repository.insert_account(
-        session,
-        customer_id=request.customer_id,
-        currency=request.currency,
-        max_transfer_amount_minor=request.max_transfer_amount_minor,
-        daily_outflow_limit_minor=request.daily_outflow_limit_minor,
-        created_at=now,
-    )
-    log.info("account.created", account_id=str(row.id), currency=row.currency)
-    return _account(row)
-
-
-async def get_account(session: AsyncSession, *, account_id: uuid.UUID) -> Account:
-    row = await repository.get_account(session, account_id)
-    if row is None:
-        raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
-    return _account(row)
-
-
-async def list_accounts(
-    session: AsyncSession, *, customer_id: str | None, limit: int, cursor: str | None
-) -> Page[Account]:
-    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else _decode_cursor(cursor)
-    # One more than asked tells whether another page follows.
-    rows = await repository.list_accounts(
-        session, customer_id=customer_id, after=after, limit=limit + 1
-    )
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    return Page[Account](items=[_account(row) for row in page], next_cursor=next_cursor)
-
-
-async def create_ledger_transfer(
-    session: AsyncSession, *, request: LedgerTransferCreate, now: datetime
-) -> tuple[LedgerTransfer, bool]:
-    """Record a ledger transfer once; True when this call created it.
-
-    A retry with the same id and fields returns the original, even if the accounts have
-    changed since (a replay never re-checks funds or status).
-    """
-    ledger.check_shape(request)
-    original = await _replay(session, request)
-    if original is not None:
-        return original, False
-
-    if request.kind in (LedgerTransferKind.single_phase, LedgerTransferKind.pending):
-        assert request.debit_account_id is not None, "check_shape requires it"
-        assert request.credit_account_id is not None, "check_shape requires it"
-        ledger.check_distinct(request.debit_account_id, request.credit_account_id)
-        debit, credit = await _lock_pair(
-            session, request.debit_account_id, request.credit_account_id
-        )
-        pending = None
-        resolved_by = None
-    else:
-        assert request.pending_id is not None, "check_shape requires it"
-        pending = await _pending(session, request.pending_id)
-        ledger.check_matches_pending(request, pending)
-        debit, credit = await _lock_pair(
-            session, pending.debit_account_id, pending.credit_account_id
-        )
-        # Read under the locks: every resolution of this hold locks the same two accounts.
-        kind = await repository.get_resolution_kind(session, pending.id)
-        resolved_by = None if kind is None else LedgerTransferKind(kind)
-
-    # An identical request may have committed while this one waited for the locks.
-    original = await _replay(session, request)
-    if original is not None:
-        return original, False
-
-    plan = _plan(
-        request, debit=debit, credit=credit, pending=pending, resolved_by=resolved_by, now=now
-    )
-    created = await repository.insert_ledger_transfer(
-        session,
-        transfer_id=request.id,
-        kind=request.kind.value,
-        debit_account_id=plan.debit_account_id,
-        credit_account_id=plan.credit_account_id,
-        amount_minor=plan.amount_minor,
-        currency=plan.currency,
-        pending_id=request.pending_id,
-        timeout_seconds=request.timeout_seconds,
-        expires_at=plan.expires_at,
-        reference=request.reference,
-        created_at=now,
-    )
-    if not created:
-        # A request with the same id committed between our checks and our insert; it
-        # locked other accounts, so nothing made this one wait for it earlier.
-        original = await _replay(session, request)
-        assert original is not None, "the conflicting insert committed"
-        return original, False
-
-    await repository.insert_entries(
-        session, transfer_id=request.id, entries=plan.entries, created_at=now
-    )
-    for account_id, changes in ledger.deltas(plan.entries).items():
-        await repository.add_to_totals(session, account_id, changes)
-    row = await repository.get_ledger_transfer(session, request.id)
-    assert row is not None, "inserted above"
-    log.info(
-        "ledger.transfer_created",
-        ledger_transfer_id=str(request.id),
-        kind=request.kind.value,
-        amount_minor=plan.amount_minor,
-        currency=plan.currency,
-    )
-    return _ledger_transfer(row), True
-
-
-async def get_ledger_transfer(session: AsyncSession, *, transfer_id: uuid.UUID) -> LedgerTransfer:
-    row = await repository.get_ledger_transfer(session, transfer_id)
-    if row is None:
-        raise LedgerTransferNotFound(f"no ledger transfer {transfer_id}")
-    return _ledger_transfer(row)
-
-
 async def move_external(
-    session: AsyncSession,
+    database: Ledger,
     *,
     account_id: uuid.UUID,
     direction: Direction,
@@ -193,44 +364,84 @@ async def move_external(
     """Money in (deposit) or out (withdrawal) through the currency's system account,
     idempotent on the Idempotency-Key; True when this call created the transfer."""
     assert idempotency_key, "the route requires a key"
-    # Created before anything is locked (STYLE rule 3); harmless when it exists already.
-    system_account_id = await repository.ensure_system_account(
-        session, currency=request.currency, created_at=now
-    )
-    debit_account_id, credit_account_id = (
-        (system_account_id, account_id)
-        if direction == Direction.deposit
-        else (account_id, system_account_id)
-    )
-    transfer = LedgerTransferCreate(
-        id=external_transfer_id(account_id, direction, idempotency_key),
-        kind=LedgerTransferKind.single_phase,
-        debit_account_id=debit_account_id,
-        credit_account_id=credit_account_id,
-        amount_minor=request.amount_minor,
-        currency=request.currency,
-        reference=request.reference,
-    )
-    return await create_ledger_transfer(session, request=transfer, now=now)
+
+    async def work(connection: Connection) -> Outcome:
+        # Created before anything is locked (STYLE rule 3), harmless when it exists, and
+        # rolled back with the rest if the movement is refused.
+        system_account_id = await repository.ensure_system_account(
+            connection, currency=request.currency, created_at=now
+        )
+        debit_account_id, credit_account_id = (
+            (system_account_id, account_id)
+            if direction == Direction.deposit
+            else (account_id, system_account_id)
+        )
+        transfer = LedgerTransferCreate(
+            id=external_transfer_id(account_id, direction, idempotency_key),
+            kind=LedgerTransferKind.single_phase,
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            reference=request.reference,
+        )
+        return await _create_one(connection, transfer, now=now)
+
+    return _created(await in_transaction(database, work))
 
 
 async def validate_transfer(
-    session: AsyncSession, *, request: TransferValidationRequest
+    database: Ledger, *, request: TransferValidationRequest, now: datetime
 ) -> TransferValidation:
-    """Whether a customer transfer may go ahead; reads only, and leaves funds to the hold."""
+    """Whether a customer transfer may go ahead: accounts, status, currency and limits.
+    Reads only, and leaves funds to the hold (a check here could be stale by then)."""
     ledger.check_distinct(request.source_account_id, request.target_account_id)
-    rows = await repository.get_accounts(
-        session, {request.source_account_id, request.target_account_id}
-    )
-    source = _found(rows, request.source_account_id)
-    target = _found(rows, request.target_account_id)
-    ledger.check_transfer_allowed(
-        debit=_snapshot(source),
-        credit=_snapshot(target),
-        amount_minor=request.amount_minor,
-        currency=request.currency,
-    )
+
+    async def work(connection: Connection) -> None:
+        rows = await repository.read_accounts(
+            connection, {request.source_account_id, request.target_account_id}
+        )
+        accounts = {row["id"]: _snapshot_of_record(row) for row in rows}
+        source = _found(accounts, request.source_account_id)
+        target = _found(accounts, request.target_account_id)
+        outflow_today_minor = 0
+        if source.daily_outflow_limit_minor is not None:
+            day_start, day_end = ledger.outflow_day(now)
+            outflows = await repository.daily_outflows(
+                connection, {source.id}, day_start=day_start, day_end=day_end, now=now
+            )
+            outflow_today_minor = outflows.get(source.id, 0)
+        ledger.check_transfer_allowed(
+            debit=source,
+            credit=target,
+            amount_minor=request.amount_minor,
+            currency=request.currency,
+            outflow_today_minor=outflow_today_minor,
+        )
+
+    await in_transaction(database, work)
     return TransferValidation(transfer_id=request.transfer_id, valid=True)
+
+
+async def sweep_expired_holds(database: Ledger, *, now: datetime, batch_size: int) -> int:
+    """Void up to `batch_size` holds past their deadline, oldest first; how many it voided."""
+    assert batch_size > 0, "sweep at least one hold"
+
+    async def work(connection: Connection) -> int:
+        candidates = await repository.expired_holds(connection, now=now, limit=batch_size)
+        if not candidates:
+            return 0
+        state, _ = await _locked_state(connection, set(), now=now, expired_rows=candidates)
+        await _write(connection, state, now=now)
+        return len(state.postings)
+
+    voided = await in_transaction(database, work)
+    if voided:
+        log.info("ledger.holds_expired", voided=voided)
+    return voided
+
+
+# --- Invariants -------------------------------------------------------------------------
 
 
 async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInvariants:
@@ -257,117 +468,227 @@ async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInv
         mismatched_count=mismatches.mismatched_count,
         mismatched_account_ids=mismatches.mismatched_account_ids,
     )
-    ok = accounts.mismatched_count == 0 and all(
-        totals.pending_balanced and totals.posted_balanced for totals in currencies
+    entries_without_transfer = await repository.count_entries_without_transfer(session)
+    ok = (
+        accounts.mismatched_count == 0
+        and entries_without_transfer == 0
+        and all(totals.pending_balanced and totals.posted_balanced for totals in currencies)
     )
     if not ok:
         log.error(
             "ledger.invariants_broken",
             mismatched_count=accounts.mismatched_count,
+            entries_without_transfer=entries_without_transfer,
             unbalanced_currencies=[
                 totals.currency
                 for totals in currencies
                 if not (totals.pending_balanced and totals.posted_balanced)
             ],
         )
-    return LedgerInvariants(ok=ok, currencies=currencies, accounts=accounts, checked_at=now)
-
-
-def _plan(
-    request: LedgerTransferCreate,
-    *,
-    debit: ledger.AccountSnapshot,
-    credit: ledger.AccountSnapshot,
-    pending: ledger.PendingSnapshot | None,
-    resolved_by: LedgerTransferKind | None,
-    now: datetime,
-) -> ledger.Plan:
-    match request.kind:
-        case LedgerTransferKind.single_phase:
-            assert request.amount_minor is not None, "check_shape requires it"
-            assert request.currency is not None, "check_shape requires it"
-            return ledger.plan_single_phase(
-                debit=debit,
-                credit=credit,
-                amount_minor=request.amount_minor,
-                currency=request.currency,
-            )
-        case LedgerTransferKind.pending:
-            assert request.amount_minor is not None, "check_shape requires it"
-            assert request.currency is not None, "check_shape requires it"
-            return ledger.plan_pending(
-                debit=debit,
-                credit=credit,
-                amount_minor=request.amount_minor,
-                currency=request.currency,
-                timeout_seconds=request.timeout_seconds,
-                now=now,
-            )
-        case LedgerTransferKind.post_pending:
-            assert pending is not None, "a post resolves a pending transfer"
-            return ledger.plan_post_pending(
-                pending=pending,
-                debit=debit,
-                credit=credit,
-                amount_minor=request.amount_minor,
-                resolved_by=resolved_by,
-                now=now,
-            )
-        case LedgerTransferKind.void_pending:
-            assert pending is not None, "a void resolves a pending transfer"
-            return ledger.plan_void_pending(
-                pending=pending, debit=debit, credit=credit, resolved_by=resolved_by
-            )
-
-
-async def _replay(session: AsyncSession, request: LedgerTransferCreate) -> LedgerTransfer | None:
-    """The stored transfer with this id if the request repeats it; a conflict if it differs."""
-    row = await repository.get_ledger_transfer(session, request.id)
-    if row is None:
-        return None
-    stored = _ledger_transfer(row)
-    field = ledger.first_difference(request, stored)
-    if field is not None:
-        raise LedgerTransferExists(
-            f"ledger transfer {request.id} exists with a different {field}", field=field
-        )
-    return stored
-
-
-async def _pending(session: AsyncSession, pending_id: uuid.UUID) -> ledger.PendingSnapshot:
-    row = await repository.get_ledger_transfer(session, pending_id)
-    if row is None or row.kind != LedgerTransferKind.pending.value:
-        raise PendingTransferNotFound(
-            f"no pending transfer {pending_id}", pending_id=str(pending_id)
-        )
-    return ledger.PendingSnapshot(
-        id=row.id,
-        debit_account_id=row.debit_account_id,
-        credit_account_id=row.credit_account_id,
-        amount_minor=row.amount_minor,
-        currency=row.currency,
-        expires_at=row.expires_at,
+    return LedgerInvariants(
+        ok=ok,
+        currencies=currencies,
+        accounts=accounts,
+        checked_at=now,
+        expired_holds_unswept_count=await repository.count_expired_holds(session, now=now),
+        entries_without_transfer_count=entries_without_transfer,
     )
 
 
-async def _lock_pair(
-    session: AsyncSession, debit_account_id: uuid.UUID, credit_account_id: uuid.UUID
-) -> tuple[ledger.AccountSnapshot, ledger.AccountSnapshot]:
-    rows = await repository.lock_accounts(session, (debit_account_id, credit_account_id))
-    debit = _found(rows, debit_account_id)
-    credit = _found(rows, credit_account_id)
-    return _snapshot(debit), _snapshot(credit)
+# --- The write path's steps -------------------------------------------------------------
 
 
-def _found(rows: dict[uuid.UUID, AccountRow], account_id: uuid.UUID) -> AccountRow:
-    row = rows.get(account_id)
-    if row is None:
+async def _apply(
+    connection: Connection,
+    requests: Sequence[LedgerTransferCreate],
+    linked: Sequence[bool],
+    *,
+    now: datetime,
+) -> tuple[LedgerState, list[Outcome]]:
+    """Lock every account the events touch, read what they need, apply them in memory."""
+    account_ids: set[uuid.UUID] = set()
+    pending_ids: set[uuid.UUID] = set()
+    for request in requests:
+        if request.kind in _OPENING_KINDS:
+            if request.debit_account_id is not None:
+                account_ids.add(request.debit_account_id)
+            if request.credit_account_id is not None:
+                account_ids.add(request.credit_account_id)
+        elif request.pending_id is not None:
+            pending_ids.add(request.pending_id)
+    # Holds never change, so they may be read before the locks; their accounts join the lock.
+    pendings: dict[uuid.UUID, PendingSnapshot] = {}
+    if pending_ids:
+        for row in await repository.get_pendings(connection, pending_ids):
+            pendings[row["id"]] = _pending_of_record(row)
+    for pending in pendings.values():
+        account_ids.add(pending.debit_account_id)
+        account_ids.add(pending.credit_account_id)
+    state, _ = await _locked_state(
+        connection,
+        account_ids,
+        now=now,
+        transfer_ids={request.id for request in requests},
+        pendings=pendings,
+    )
+    return state, state.execute(requests, linked)
+
+
+async def _locked_state(
+    connection: Connection,
+    account_ids: Collection[uuid.UUID],
+    *,
+    now: datetime,
+    transfer_ids: Collection[uuid.UUID] = (),
+    pendings: Mapping[uuid.UUID, PendingSnapshot] | None = None,
+    expired_rows: Sequence[Any] | None = None,
+) -> tuple[LedgerState, dict[uuid.UUID, Any]]:
+    """Lock the accounts (and those of their holds past deadline) in one statement, read
+    the rest under the locks, and release the expired holds that are still open."""
+    pendings = dict(pendings or {})
+    if expired_rows is None:
+        expired_rows = (
+            await repository.expired_holds_of_accounts(
+                connection, account_ids, now=now, limit=EXPIRED_HOLDS_PER_TRANSACTION_MAX
+            )
+            if account_ids
+            else []
+        )
+    expired = [_pending_of_expiring_hold(row) for row in expired_rows]
+    lock_ids = set(account_ids)
+    for hold in expired:
+        lock_ids.add(hold.debit_account_id)
+        lock_ids.add(hold.credit_account_id)
+    rows = {row["id"]: row for row in await repository.lock_accounts(connection, lock_ids)}
+    accounts = {account_id: _snapshot_of_record(row) for account_id, row in rows.items()}
+
+    # Under the locks: every resolution of a hold locks both of its accounts first.
+    still_open = (
+        await repository.open_expiring_holds(connection, [hold.id for hold in expired])
+        if expired
+        else set()
+    )
+    stored = (
+        {
+            row["id"]: _ledger_transfer_of_record(row)
+            for row in await repository.get_transfers(connection, transfer_ids)
+        }
+        if transfer_ids
+        else {}
+    )
+    resolutions: dict[uuid.UUID, Resolution] = {}
+    if pendings:
+        for pending_id, transfer_id, kind in await repository.get_resolutions(connection, pendings):
+            resolutions[pending_id] = _resolution(pending_id, transfer_id, kind)
+    limited = [
+        account.id
+        for account in accounts.values()
+        if account.kind == AccountKind.customer and account.daily_outflow_limit_minor is not None
+    ]
+    outflows: dict[uuid.UUID, int] = {}
+    if limited:
+        day_start, day_end = ledger.outflow_day(now)
+        outflows = dict.fromkeys(limited, 0)
+        outflows.update(
+            await repository.daily_outflows(
+                connection, limited, day_start=day_start, day_end=day_end, now=now
+            )
+        )
+    state = LedgerState(
+        accounts=accounts,
+        pendings=pendings,
+        resolutions=resolutions,
+        transfers=stored,
+        outflows_today_minor=outflows,
+        now=now,
+    )
+    for hold in expired:
+        if hold.id in still_open:
+            state.pendings.setdefault(hold.id, hold)
+            state.expire(hold)
+    return state, rows
+
+
+async def _write(connection: Connection, state: LedgerState, *, now: datetime) -> None:
+    """Persist what the state recorded: transfers, entries, totals, open holds."""
+    if not state.postings:
+        return
+    transfers = [posting.transfer for posting in state.postings]
+    inserted = await repository.insert_transfers(connection, transfers, created_at=now)
+    if inserted != len(transfers):
+        raise _ConcurrentInsert
+    await repository.insert_entries(connection, state.entry_columns(), created_at=now)
+    changes = state.changed_totals()
+    # A hold and its void in one batch write entries that leave every total as it was.
+    if changes:
+        await repository.add_to_totals(connection, changes)
+    written = {transfer.id for transfer in transfers}
+    opened = [
+        transfer
+        for transfer in transfers
+        if transfer.kind == LedgerTransferKind.pending
+        and transfer.expires_at is not None
+        and transfer.id not in state.resolutions
+    ]
+    if opened:
+        await repository.insert_expiring_holds(connection, opened)
+    closed = [
+        pending_id
+        for pending_id in _resolved_pending_ids(transfers)
+        if pending_id not in written and state.pendings[pending_id].expires_at is not None
+    ]
+    if closed:
+        await repository.delete_expiring_holds(connection, closed)
+
+
+def _resolved_pending_ids(transfers: Iterable[TransferRecord]) -> list[uuid.UUID]:
+    return [transfer.pending_id for transfer in transfers if transfer.pending_id is not None]
+
+
+def _resolution(pending_id: uuid.UUID, transfer_id: uuid.UUID, kind: str) -> Resolution:
+    if kind == LedgerTransferKind.post_pending.value:
+        return Resolution.posted
+    assert kind == LedgerTransferKind.void_pending.value, f"{kind} resolves no hold"
+    if transfer_id == ledger.expiry_void_id(pending_id):
+        return Resolution.expired
+    return Resolution.voided
+
+
+# --- Shapes -----------------------------------------------------------------------------
+
+
+def _found(accounts: Mapping[uuid.UUID, AccountSnapshot], account_id: uuid.UUID) -> AccountSnapshot:
+    account = accounts.get(account_id)
+    if account is None:
         raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
-    return row
+    return account
 
 
-def _snapshot(row: AccountRow) -> ledger.AccountSnapshot:
-    return ledger.AccountSnapshot(
+# Dictionary lookups rather than enum calls: a batch converts a thousand account rows.
+_KINDS: Final = {kind.value: kind for kind in AccountKind}
+_STATUSES: Final = {status.value: status for status in AccountStatus}
+
+
+def _snapshot_of_record(record: Any) -> AccountSnapshot:
+    return AccountSnapshot(
+        id=record["id"],
+        kind=_KINDS[record["kind"]],
+        currency=record["currency"],
+        status=_STATUSES[record["status"]],
+        debits_must_not_exceed_credits=record["debits_must_not_exceed_credits"],
+        credits_must_not_exceed_debits=record["credits_must_not_exceed_debits"],
+        max_transfer_amount_minor=record["max_transfer_amount_minor"],
+        debits_pending=record["debits_pending"],
+        debits_posted=record["debits_posted"],
+        credits_pending=record["credits_pending"],
+        credits_posted=record["credits_posted"],
+        overdraft_limit_minor=record["overdraft_limit_minor"],
+        daily_outflow_limit_minor=record["daily_outflow_limit_minor"],
+    )
+
+
+def _snapshot_of_row(row: AccountRow) -> AccountSnapshot:
+    return AccountSnapshot(
         id=row.id,
         kind=AccountKind(row.kind),
         currency=row.currency,
@@ -379,31 +700,70 @@ def _snapshot(row: AccountRow) -> ledger.AccountSnapshot:
         debits_posted=row.debits_posted,
         credits_pending=row.credits_pending,
         credits_posted=row.credits_posted,
+        overdraft_limit_minor=row.overdraft_limit_minor,
+        daily_outflow_limit_minor=row.daily_outflow_limit_minor,
     )
 
 
-def _account(row: AccountRow) -> Account:
-    snapshot = _snapshot(row)
+def _pending_of_record(record: Any) -> PendingSnapshot:
+    return PendingSnapshot(
+        id=record["id"],
+        debit_account_id=record["debit_account_id"],
+        credit_account_id=record["credit_account_id"],
+        amount_minor=record["amount_minor"],
+        currency=record["currency"].strip(),
+        expires_at=record["expires_at"],
+        created_at=record["created_at"],
+    )
+
+
+def _pending_of_expiring_hold(record: Any) -> PendingSnapshot:
+    return PendingSnapshot(
+        id=record["pending_id"],
+        debit_account_id=record["debit_account_id"],
+        credit_account_id=record["credit_account_id"],
+        amount_minor=record["amount_minor"],
+        currency=record["currency"].strip(),
+        expires_at=record["expires_at"],
+        created_at=record["created_at"],
+    )
+
+
+def _account_of_view(view: repository.AccountView) -> Account:
+    snapshot = ledger.without_expired_holds(
+        _snapshot_of_row(view.row),
+        expired_debits_minor=view.expired_debits_minor,
+        expired_credits_minor=view.expired_credits_minor,
+    )
+    return _account(view.row, snapshot)
+
+
+def _account(row: AccountRow | Any, snapshot: AccountSnapshot) -> Account:
+    """The account as the API shows it: `row` gives what never changes (owner, creation),
+    `snapshot` the status, limits and totals as of now."""
+    customer_id = row.customer_id if isinstance(row, AccountRow) else row["customer_id"]
+    created_at = row.created_at if isinstance(row, AccountRow) else row["created_at"]
     return Account(
-        id=row.id,
-        customer_id=row.customer_id,
+        id=snapshot.id,
+        customer_id=customer_id,
         kind=snapshot.kind,
-        currency=row.currency,
+        currency=snapshot.currency,
         status=snapshot.status,
-        debits_must_not_exceed_credits=row.debits_must_not_exceed_credits,
-        credits_must_not_exceed_debits=row.credits_must_not_exceed_debits,
-        max_transfer_amount_minor=row.max_transfer_amount_minor,
-        daily_outflow_limit_minor=row.daily_outflow_limit_minor,
+        debits_must_not_exceed_credits=snapshot.debits_must_not_exceed_credits,
+        credits_must_not_exceed_debits=snapshot.credits_must_not_exceed_debits,
+        max_transfer_amount_minor=snapshot.max_transfer_amount_minor,
+        daily_outflow_limit_minor=snapshot.daily_outflow_limit_minor,
+        overdraft_limit_minor=snapshot.overdraft_limit_minor,
         balances=Balances(
-            posted_minor=row.credits_posted - row.debits_posted,
-            pending_minor=row.credits_pending - row.debits_pending,
+            posted_minor=snapshot.credits_posted - snapshot.debits_posted,
+            pending_minor=snapshot.credits_pending - snapshot.debits_pending,
             available_minor=snapshot.debits_available_minor,
-            debits_pending_minor=row.debits_pending,
-            debits_posted_minor=row.debits_posted,
-            credits_pending_minor=row.credits_pending,
-            credits_posted_minor=row.credits_posted,
+            debits_pending_minor=snapshot.debits_pending,
+            debits_posted_minor=snapshot.debits_posted,
+            credits_pending_minor=snapshot.credits_pending,
+            credits_posted_minor=snapshot.credits_posted,
         ),
-        created_at=row.created_at,
+        created_at=created_at,
     )
 
 
@@ -423,6 +783,22 @@ def _ledger_transfer(row: LedgerTransferRow) -> LedgerTransfer:
     )
 
 
+def _ledger_transfer_of_record(record: Any) -> TransferRecord:
+    return TransferRecord(
+        id=record["id"],
+        kind=LedgerTransferKind(record["kind"]),
+        debit_account_id=record["debit_account_id"],
+        credit_account_id=record["credit_account_id"],
+        amount_minor=record["amount_minor"],
+        currency=record["currency"].strip(),
+        pending_id=record["pending_id"],
+        timeout_seconds=record["timeout_seconds"],
+        expires_at=record["expires_at"],
+        reference=record["reference"],
+        created_at=record["created_at"],
+    )
+
+
 def _encode_cursor(row: AccountRow) -> str:
     position = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(position.encode()).decode()
@@ -439,3 +815,21 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if not separator or created_at.tzinfo is None:
         raise InvalidCursor("pass back a next_cursor exactly as received")
     return created_at, account_id
+
+
+_ENTRY_CURSOR_PREFIX: Final = "entry:"
+
+
+def _encode_entry_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_ENTRY_CURSOR_PREFIX}{entry_id}".encode()).decode()
+
+
+def _decode_entry_cursor(cursor: str) -> int:
+    try:
+        position = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, ValueError) as error:
+        raise InvalidCursor("pass back a next_cursor exactly as received") from error
+    digits = position.removeprefix(_ENTRY_CURSOR_PREFIX)
+    if digits == position or not digits.isdigit() or len(digits) > 19:
+        raise InvalidCursor("pass back a next_cursor exactly as received")
+    return int(digits)

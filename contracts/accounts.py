@@ -5,10 +5,11 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from contracts.common import Identifier, ShortText, StrictModel
 from contracts.money import AMOUNT_MINOR_MAX, AmountMinor, CurrencyCode
+from contracts.problem import Problem
 
 ACCOUNTS_PATH = "/v1/accounts"
 LEDGER_TRANSFERS_PATH = "/v1/ledger/transfers"
@@ -29,15 +30,39 @@ class AccountKind(enum.StrEnum):
     system = "system"
 
 
+class BalanceRule(enum.StrEnum):
+    """Which side of a customer account may not outgrow the other (TigerBeetle's flags)."""
+
+    # No overdraft (beyond `overdraft_limit_minor`): the default for customer accounts.
+    debits_must_not_exceed_credits = "debits_must_not_exceed_credits"
+    # Credited only up to what it was debited, e.g. a loan or a settlement account.
+    credits_must_not_exceed_debits = "credits_must_not_exceed_debits"
+
+
 class AccountCreate(StrictModel):
     customer_id: Identifier
     currency: CurrencyCode
     max_transfer_amount_minor: LimitMinor | None = None
     daily_outflow_limit_minor: LimitMinor | None = None
+    balance_rule: BalanceRule = BalanceRule.debits_must_not_exceed_credits
+    # How far debits may exceed credits; only with `debits_must_not_exceed_credits`.
+    overdraft_limit_minor: LimitMinor | None = None
+
+    @model_validator(mode="after")
+    def _overdraft_needs_the_debit_rule(self) -> "AccountCreate":
+        if (
+            self.overdraft_limit_minor is not None
+            and self.balance_rule != BalanceRule.debits_must_not_exceed_credits
+        ):
+            raise ValueError("an overdraft limit needs balance_rule debits_must_not_exceed_credits")
+        return self
 
 
 class Balances(BaseModel):
-    """Balances in minor units. `available` already subtracts pending debits (holds)."""
+    """Balances in minor units, as of now: an expired hold no longer counts in any of them.
+
+    `available_minor` subtracts pending debits (holds) and adds the overdraft limit.
+    """
 
     posted_minor: int
     pending_minor: int
@@ -60,6 +85,16 @@ class Account(BaseModel):
     daily_outflow_limit_minor: int | None
     balances: Balances
     created_at: datetime
+    overdraft_limit_minor: int | None = None
+
+
+class AccountLimitsUpdate(StrictModel):
+    """Change an account's limits: a field sent replaces that limit (`null` removes it);
+    a field left out stays as it is."""
+
+    max_transfer_amount_minor: LimitMinor | None = None
+    daily_outflow_limit_minor: LimitMinor | None = None
+    overdraft_limit_minor: LimitMinor | None = None
 
 
 class DepositCreate(StrictModel):
@@ -122,6 +157,9 @@ class TransferValidationRequest(StrictModel):
 class TransferValidation(BaseModel):
     transfer_id: UUID
     valid: bool
+    # Who owns each side, so the saga can route the transfer's events to both customers.
+    source_customer_id: str | None = None
+    target_customer_id: str | None = None
 
 
 LEDGER_INVARIANTS_PATH = "/v1/admin/ledger/invariants"
@@ -142,7 +180,8 @@ class CurrencyTotals(BaseModel):
 
 
 class AccountTotalsCheck(BaseModel):
-    """Whether each account's stored totals equal the sum of its journal entries."""
+    """Whether each account's stored totals equal the sum of its journal entries (journal
+    entries of an account that does not exist count as a mismatch, under that id)."""
 
     accounts_checked: int
     mismatched_count: int
@@ -157,3 +196,67 @@ class LedgerInvariants(BaseModel):
     currencies: list[CurrencyTotals]
     accounts: AccountTotalsCheck
     checked_at: datetime
+    # Holds past their deadline that the sweeper has not voided yet (informational: they
+    # already count for nothing in the balances the API reports).
+    expired_holds_unswept_count: int = 0
+    # Journal entries whose ledger transfer does not exist (any makes `ok` false).
+    entries_without_transfer_count: int = 0
+
+
+class StatementEntryTotal(enum.StrEnum):
+    """The account total a journal entry moves."""
+
+    debits_pending = "debits_pending"
+    debits_posted = "debits_posted"
+    credits_pending = "credits_pending"
+    credits_posted = "credits_posted"
+
+
+class StatementEntry(BaseModel):
+    """One journal entry of an account, with the account's balances right after it."""
+
+    id: int
+    transfer_id: UUID
+    transfer_kind: LedgerTransferKind
+    reference: str | None
+    total: StatementEntryTotal
+    # Signed: releasing a hold is a negative pending entry.
+    amount_minor: int
+    # credits - debits, posted and pending, after this entry (as Balances reports them).
+    posted_balance_after_minor: int
+    pending_balance_after_minor: int
+    created_at: datetime
+
+
+LEDGER_TRANSFER_BATCH_PATH = "/v1/ledger/transfers/batch"
+LEDGER_TRANSFER_BATCH_SIZE_MAX = 1000
+
+
+class LedgerTransferBatchEvent(LedgerTransferCreate):
+    """A ledger transfer in a batch. `linked` ties it to the next event: a chain of linked
+    events (up to the first one without `linked`) succeeds or fails as a whole."""
+
+    linked: bool = False
+
+
+class LedgerTransferBatch(StrictModel):
+    transfers: list[LedgerTransferBatchEvent] = Field(
+        min_length=1, max_length=LEDGER_TRANSFER_BATCH_SIZE_MAX
+    )
+
+
+class LedgerTransferBatchResult(BaseModel):
+    """The outcome of one event, at the event's position in the batch.
+
+    `status` is what the event alone would have answered: 201 created, 200 replayed (same
+    id, same fields), else the status of `problem`.
+    """
+
+    index: int
+    status: int
+    transfer: LedgerTransfer | None = None
+    problem: Problem | None = None
+
+
+class LedgerTransferBatchResults(BaseModel):
+    results: list[LedgerTransferBatchResult] = Field(max_length=LEDGER_TRANSFER_BATCH_SIZE_MAX)

@@ -26,7 +26,9 @@ async def database_url(database_factory: DatabaseFactory) -> str:
 
 @pytest.fixture
 def app(database_url: str, clock: Clock) -> FastAPI:
-    return create_app(Settings(database_url=database_url, log_json=True), clock=clock)
+    # The sweeper's own tests start it; elsewhere it would void holds behind a test's back.
+    settings = Settings(database_url=database_url, log_json=True, hold_sweep_enabled=False)
+    return create_app(settings, clock=clock)
 
 
 @pytest.fixture

@@ -1,9 +1,15 @@
 """A small vocabulary for the accounts tests: open accounts, move money, read balances."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -43,10 +49,10 @@ class Bank:
         self.client = client
 
     async def open_account(
-        self, *, currency: str = "EUR", customer_id: str = "customer-1", **limits: int
+        self, *, currency: str = "EUR", customer_id: str = "customer-1", **options: Any
     ) -> dict[str, Any]:
         response = await self.client.post(
-            "/v1/accounts", json={"customer_id": customer_id, "currency": currency, **limits}
+            "/v1/accounts", json={"customer_id": customer_id, "currency": currency, **options}
         )
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
@@ -156,6 +162,41 @@ class Bank:
         balances: dict[str, int] = (await self.account(account_id))["balances"]
         return balances
 
+    async def batch(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
+        """Post a batch; its results, one per event (each event gets an id if it has none)."""
+        body = [{"id": str(uuid.uuid4()), **event} for event in events]
+        response = await self.client.post("/v1/ledger/transfers/batch", json={"transfers": body})
+        assert response.status_code == 200, response.text
+        results: list[dict[str, Any]] = response.json()["results"]
+        assert [result["index"] for result in results] == list(range(len(events)))
+        return results
+
+    async def status_action(self, account_id: str, action: str) -> httpx.Response:
+        return await self.client.post(f"/v1/accounts/{account_id}/{action}")
+
+    async def limits(self, account_id: str, **limits: int | None) -> httpx.Response:
+        return await self.client.patch(f"/v1/accounts/{account_id}/limits", json=limits)
+
+    async def entries(self, account_id: str, **params: str | int) -> httpx.Response:
+        return await self.client.get(f"/v1/accounts/{account_id}/entries", params=params)
+
+    async def statement(self, account_id: str) -> list[dict[str, Any]]:
+        """Every entry of the account, page by page (bounded)."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(100):
+            params: dict[str, str | int] = {"limit": 500}
+            if cursor is not None:
+                params["cursor"] = cursor
+            response = await self.entries(account_id, **params)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+        raise AssertionError("more than 100 pages")
+
     async def invariants(self) -> dict[str, Any]:
         response = await self.client.get("/v1/admin/ledger/invariants")
         assert response.status_code == 200, response.text
@@ -168,8 +209,81 @@ class Bank:
 
 
 async def set_status(database_url: str, account_id: str, status: str) -> None:
-    """Freeze or close an account directly (its endpoints come with a later issue)."""
+    """Set an account's status behind the service's back, rules aside (e.g. reopen a closed
+    account), to set up a state a test needs."""
     async with raw_connection(database_url) as connection:
         await connection.execute(
             "UPDATE accounts SET status = $1 WHERE id = $2", status, uuid.UUID(account_id)
         )
+
+
+def single_phase_event(debit: str, credit: str, amount_minor: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "kind": "single_phase",
+        "debit_account_id": debit,
+        "credit_account_id": credit,
+        "amount_minor": amount_minor,
+        "currency": "EUR",
+        **fields,
+    }
+
+
+def hold_event(debit: str, credit: str, amount_minor: int, **fields: Any) -> dict[str, Any]:
+    return {**single_phase_event(debit, credit, amount_minor), "kind": "pending", **fields}
+
+
+_SERVER_READY_SECONDS = 30.0
+_SERVER_STOP_SECONDS = 15.0
+
+
+@contextmanager
+def accounts_server(
+    database_url: str, port: int, *, log_path: Path, environment: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The accounts service under uvicorn in a process of its own; its base URL. Stopped
+    (SIGINT, then SIGKILL if it lingers) when the block ends, also on failure."""
+    variables = {
+        **os.environ,
+        "ACCOUNTS_DATABASE_URL": database_url,
+        "ACCOUNTS_LOG_JSON": "true",
+        **(environment or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "accounts.main:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("ab") as log_file:
+        process = subprocess.Popen(
+            command, env=variables, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + _SERVER_READY_SECONDS
+        while True:
+            assert process.poll() is None, f"accounts exited early:\n{log_path.read_text()}"
+            try:
+                if httpx.get(f"{base_url}/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"accounts not ready:\n{log_path.read_text()}"
+            time.sleep(0.05)
+        yield base_url
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=_SERVER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=_SERVER_STOP_SECONDS)

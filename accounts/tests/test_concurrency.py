@@ -7,12 +7,13 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
-from accounts.tests.helpers import Bank, raw_connection
+from accounts.tests.helpers import Bank, raw_connection, single_phase_event
 from kit.testing import assert_problem
 
 _WAIT_SECONDS_MAX = 10.0
@@ -214,4 +215,69 @@ class TestSameIdInsertRace:
 
         assert responses[0].status_code == 201, responses[0].text
         assert (await bank.balances(alice))["available_minor"] == 900
+        await bank.assert_ledger_sound()
+
+
+class TestDeadlockRetry:
+    """Locks taken in id order in one statement keep the service's own transactions from
+    deadlocking; a transaction from elsewhere can still close a cycle with one of them.
+    PostgreSQL then aborts the service's (its deadlock check fires first here), and the
+    service runs it again."""
+
+    @staticmethod
+    async def deadlock(
+        database_url: str,
+        low: str,
+        high: str,
+        request: Awaitable[httpx.Response],
+    ) -> httpx.Response:
+        async with held(
+            database_url, "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", uuid.UUID(high)
+        ) as transaction:
+            # The service's transactions detect the cycle (after 1 s), not this one.
+            await transaction.connection.execute("SET LOCAL deadlock_timeout = '30s'")
+            answer = asyncio.ensure_future(request)
+            try:
+                # The service locked `low` and waits for `high`; closing the cycle:
+                await wait_for_lock_waiters(database_url, 1)
+                await transaction.connection.execute(
+                    "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", uuid.UUID(low)
+                )
+                # Granted: the service's transaction was the victim and let `low` go.
+            finally:
+                await transaction.end(commit=False)
+            return await answer
+
+    @staticmethod
+    async def pair(bank: Bank) -> tuple[str, str]:
+        first = (await bank.funded_account(1000))["id"]
+        second = (await bank.funded_account(1000, customer_id="bob"))["id"]
+        low, high = sorted((first, second), key=uuid.UUID)
+        return low, high
+
+    async def test_single_transfer_is_retried(self, bank: Bank, database_url: str) -> None:
+        low, high = await self.pair(bank)
+        response = await self.deadlock(database_url, low, high, bank.single_phase(low, high, 100))
+        assert response.status_code == 201, response.text
+        assert (await bank.balances(high))["posted_minor"] == 1100
+        await bank.assert_ledger_sound()
+
+    async def test_batch_is_retried(self, bank: Bank, database_url: str) -> None:
+        low, high = await self.pair(bank)
+        events = [single_phase_event(low, high, 10), single_phase_event(high, low, 20)]
+        body = {"transfers": [{"id": str(uuid.uuid4()), **event} for event in events]}
+        request = bank.client.post("/v1/ledger/transfers/batch", json=body)
+        response = await self.deadlock(database_url, low, high, request)
+        assert response.status_code == 200, response.text
+        assert [result["status"] for result in response.json()["results"]] == [201, 201]
+        assert (await bank.balances(low))["posted_minor"] == 1010
+        await bank.assert_ledger_sound()
+
+    async def test_retries_are_bounded(self, bank: Bank, app: FastAPI, database_url: str) -> None:
+        low, high = await self.pair(bank)
+        app.state.ledger = replace(app.state.ledger, attempts_max=1)
+        response = await self.deadlock(database_url, low, high, bank.single_phase(low, high, 100))
+        assert_problem(response, 503, "ledger-busy")
+        assert response.headers["retry-after"] == "1"
+        assert (await bank.balances(high))["posted_minor"] == 1000
         await bank.assert_ledger_sound()

@@ -42,6 +42,7 @@ class TestLedgerInvariants:
         assert report["ok"] is True
         assert report["currencies"] == []
         assert report["accounts"]["accounts_checked"] == 0
+        assert report["entries_without_transfer_count"] == 0
 
     async def test_detects_totals_that_differ_from_the_journal(
         self, bank: Bank, database_url: str
@@ -59,6 +60,45 @@ class TestLedgerInvariants:
         assert report["accounts"]["mismatched_account_ids"] == [alice["id"]]
         assert report["currencies"][0]["posted_balanced"] is False
         assert report["currencies"][0]["pending_balanced"] is True
+
+    async def test_detects_entries_of_an_unknown_account(
+        self, bank: Bank, database_url: str
+    ) -> None:
+        await bank.funded_account(1000)
+        stranger = uuid.uuid4()
+        async with raw_connection(database_url) as connection:
+            transfer_id = await connection.fetchval("SELECT id FROM ledger_transfers LIMIT 1")
+            await connection.execute(
+                "INSERT INTO ledger_entries (transfer_id, account_id, balance, amount_minor,"
+                " posted_balance_after_minor, pending_balance_after_minor)"
+                " VALUES ($1, $2, 'credits_posted', 5, 5, 0)",
+                transfer_id,
+                stranger,
+            )
+        report = await bank.invariants()
+        assert report["ok"] is False
+        assert report["accounts"]["mismatched_account_ids"] == [str(stranger)]
+        assert report["accounts"]["accounts_checked"] == 2
+
+    async def test_detects_entries_without_their_transfer(
+        self, bank: Bank, database_url: str
+    ) -> None:
+        alice = await bank.funded_account(1000)
+        async with raw_connection(database_url) as connection:
+            # Two entries that cancel out, so every total still agrees, but belong to nothing.
+            for amount_minor in (5, -5):
+                await connection.execute(
+                    "INSERT INTO ledger_entries (transfer_id, account_id, balance, amount_minor,"
+                    " posted_balance_after_minor, pending_balance_after_minor)"
+                    " VALUES ($1, $2, 'credits_posted', $3, 1000, 0)",
+                    uuid.uuid4(),
+                    uuid.UUID(alice["id"]),
+                    amount_minor,
+                )
+        report = await bank.invariants()
+        assert report["ok"] is False
+        assert report["entries_without_transfer_count"] == 2
+        assert report["accounts"]["mismatched_count"] == 0
 
 
 class TestJournalIsAppendOnly:

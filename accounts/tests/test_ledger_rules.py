@@ -23,11 +23,17 @@ from accounts.errors import (
     SameAccount,
     TransferLimitExceeded,
 )
-from accounts.ledger import AccountSnapshot, Balance, Entry, PendingSnapshot
+from accounts.ledger import (
+    AccountSnapshot,
+    Balance,
+    Entry,
+    PendingSnapshot,
+    Resolution,
+    TransferRecord,
+)
 from contracts.accounts import (
     AccountKind,
     AccountStatus,
-    LedgerTransfer,
     LedgerTransferCreate,
     LedgerTransferKind,
 )
@@ -49,15 +55,12 @@ def customer(credits_posted: int = 0, **changes: Any) -> AccountSnapshot:
         credits_pending=0,
         credits_posted=credits_posted,
     )
-    return replace(account, **changes)
+    return account._replace(**changes)
 
 
 def system(**changes: Any) -> AccountSnapshot:
-    return replace(
-        customer(),
-        kind=AccountKind.system,
-        debits_must_not_exceed_credits=False,
-        **changes,
+    return customer()._replace(
+        kind=AccountKind.system, debits_must_not_exceed_credits=False, **changes
     )
 
 
@@ -166,17 +169,21 @@ class TestSinglePhase:
     @pytest.mark.parametrize("side", ["debit", "credit"])
     def test_account_not_active(self, status: AccountStatus, side: str) -> None:
         accounts = {"debit": customer(credits_posted=500), "credit": customer()}
-        accounts[side] = replace(accounts[side], status=status)
+        accounts[side] = accounts[side]._replace(status=status)
         with pytest.raises(AccountNotActive) as raised:
-            ledger.plan_single_phase(**accounts, amount_minor=1, currency="EUR")
+            ledger.plan_single_phase(
+                debit=accounts["debit"], credit=accounts["credit"], amount_minor=1, currency="EUR"
+            )
         assert raised.value.extensions["account_id"] == str(accounts[side].id)
 
     @pytest.mark.parametrize("side", ["debit", "credit"])
     def test_currency_mismatch(self, side: str) -> None:
         accounts = {"debit": customer(credits_posted=500), "credit": customer()}
-        accounts[side] = replace(accounts[side], currency="USD")
+        accounts[side] = accounts[side]._replace(currency="USD")
         with pytest.raises(CurrencyMismatch):
-            ledger.plan_single_phase(**accounts, amount_minor=1, currency="EUR")
+            ledger.plan_single_phase(
+                debit=accounts["debit"], credit=accounts["credit"], amount_minor=1, currency="EUR"
+            )
 
     def test_transfer_limit_caps_the_debit_side(self) -> None:
         debit = customer(credits_posted=500, max_transfer_amount_minor=100)
@@ -266,7 +273,7 @@ class TestPostPending:
             debit=debit,
             credit=credit,
             amount_minor=None,
-            resolved_by=None,
+            resolution=None,
             now=NOW,
         )
         assert plan.amount_minor == 200
@@ -278,7 +285,7 @@ class TestPostPending:
     def test_partial_post_releases_the_rest(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         plan = ledger.plan_post_pending(
-            pending=pending, debit=debit, credit=credit, amount_minor=150, resolved_by=None, now=NOW
+            pending=pending, debit=debit, credit=credit, amount_minor=150, resolution=None, now=NOW
         )
         assert plan.amount_minor == 150
         debit_after = ledger.apply(debit, plan.entries)
@@ -293,7 +300,7 @@ class TestPostPending:
                 debit=debit,
                 credit=credit,
                 amount_minor=201,
-                resolved_by=None,
+                resolution=None,
                 now=NOW,
             )
         assert raised.value.extensions["pending_amount_minor"] == 200
@@ -301,19 +308,22 @@ class TestPostPending:
     @pytest.mark.parametrize(
         ("resolved_by", "error"),
         [
-            (LedgerTransferKind.post_pending, PendingTransferAlreadyPosted),
-            (LedgerTransferKind.void_pending, PendingTransferAlreadyVoided),
+            (Resolution.posted, PendingTransferAlreadyPosted),
+            (Resolution.voided, PendingTransferAlreadyVoided),
+            (Resolution.expired, PendingTransferExpired),
         ],
     )
-    def test_resolves_once(self, resolved_by: LedgerTransferKind, error: type[Exception]) -> None:
-        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
+    def test_resolves_once(self, resolved_by: Resolution, error: type[Exception]) -> None:
+        pending, debit, credit = hold_of(
+            customer(credits_posted=500), customer(), 200, NOW - timedelta(seconds=1)
+        )
         with pytest.raises(error):
             ledger.plan_post_pending(
                 pending=pending,
                 debit=debit,
                 credit=credit,
                 amount_minor=None,
-                resolved_by=resolved_by,
+                resolution=resolved_by,
                 now=NOW,
             )
 
@@ -325,7 +335,7 @@ class TestPostPending:
             debit=debit,
             credit=credit,
             amount_minor=None,
-            resolved_by=None,
+            resolution=None,
             now=deadline - timedelta(microseconds=1),
         )
         with pytest.raises(PendingTransferExpired):
@@ -334,7 +344,7 @@ class TestPostPending:
                 debit=debit,
                 credit=credit,
                 amount_minor=None,
-                resolved_by=None,
+                resolution=None,
                 now=deadline,
             )
 
@@ -342,10 +352,10 @@ class TestPostPending:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         plan = ledger.plan_post_pending(
             pending=pending,
-            debit=replace(debit, status=AccountStatus.frozen),
-            credit=replace(credit, status=AccountStatus.frozen),
+            debit=debit._replace(status=AccountStatus.frozen),
+            credit=credit._replace(status=AccountStatus.frozen),
             amount_minor=None,
-            resolved_by=None,
+            resolution=None,
             now=NOW,
         )
         assert plan.amount_minor == 200
@@ -356,9 +366,9 @@ class TestPostPending:
             ledger.plan_post_pending(
                 pending=pending,
                 debit=debit,
-                credit=replace(credit, status=AccountStatus.closed),
+                credit=credit._replace(status=AccountStatus.closed),
                 amount_minor=None,
-                resolved_by=None,
+                resolution=None,
                 now=NOW,
             )
 
@@ -367,37 +377,89 @@ class TestVoidPending:
     def test_valid(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         plan = ledger.plan_void_pending(
-            pending=pending, debit=debit, credit=credit, resolved_by=None
+            pending=pending, debit=debit, credit=credit, resolution=None, now=NOW
         )
         assert plan.amount_minor == 200
-        assert ledger.apply(debit, plan.entries) == replace(debit, debits_pending=0)
-        assert ledger.apply(credit, plan.entries) == replace(credit, credits_pending=0)
+        assert ledger.apply(debit, plan.entries) == debit._replace(debits_pending=0)
+        assert ledger.apply(credit, plan.entries) == credit._replace(credits_pending=0)
 
-    def test_allowed_after_expiry_and_on_any_status(self) -> None:
-        pending, debit, credit = hold_of(
-            customer(credits_posted=500), customer(), 200, NOW - timedelta(days=1)
-        )
+    def test_allowed_on_any_status(self) -> None:
+        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         plan = ledger.plan_void_pending(
             pending=pending,
-            debit=replace(debit, status=AccountStatus.closed),
-            credit=replace(credit, status=AccountStatus.frozen),
-            resolved_by=None,
+            debit=debit._replace(status=AccountStatus.closed),
+            credit=credit._replace(status=AccountStatus.frozen),
+            resolution=None,
+            now=NOW,
         )
         assert plan.amount_minor == 200
+
+    def test_refused_at_the_deadline(self) -> None:
+        """The expiry releases the hold; a void after it would release it twice."""
+        deadline = NOW + timedelta(seconds=1)
+        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200, deadline)
+        ledger.plan_void_pending(
+            pending=pending,
+            debit=debit,
+            credit=credit,
+            resolution=None,
+            now=deadline - timedelta(microseconds=1),
+        )
+        with pytest.raises(PendingTransferExpired):
+            ledger.plan_void_pending(
+                pending=pending, debit=debit, credit=credit, resolution=None, now=deadline
+            )
 
     @pytest.mark.parametrize(
         ("resolved_by", "error"),
         [
-            (LedgerTransferKind.post_pending, PendingTransferAlreadyPosted),
-            (LedgerTransferKind.void_pending, PendingTransferAlreadyVoided),
+            (Resolution.posted, PendingTransferAlreadyPosted),
+            (Resolution.voided, PendingTransferAlreadyVoided),
+            (Resolution.expired, PendingTransferExpired),
         ],
     )
-    def test_resolves_once(self, resolved_by: LedgerTransferKind, error: type[Exception]) -> None:
-        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
+    def test_resolves_once(self, resolved_by: Resolution, error: type[Exception]) -> None:
+        pending, debit, credit = hold_of(
+            customer(credits_posted=500), customer(), 200, NOW - timedelta(seconds=1)
+        )
         with pytest.raises(error):
             ledger.plan_void_pending(
-                pending=pending, debit=debit, credit=credit, resolved_by=resolved_by
+                pending=pending, debit=debit, credit=credit, resolution=resolved_by, now=NOW
             )
+
+
+class TestExpiryVoid:
+    def test_releases_the_whole_hold_on_any_status(self) -> None:
+        deadline = NOW - timedelta(seconds=1)
+        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200, deadline)
+        plan = ledger.plan_expiry_void(
+            pending=pending,
+            debit=debit._replace(status=AccountStatus.closed),
+            credit=credit._replace(status=AccountStatus.frozen),
+            now=NOW,
+        )
+        assert ledger.apply(debit, plan.entries).debits_pending == 0
+        assert ledger.apply(credit, plan.entries).credits_pending == 0
+
+    def test_id_is_derived_from_the_hold(self) -> None:
+        hold_id = uuid.uuid4()
+        assert ledger.expiry_void_id(hold_id) == ledger.expiry_void_id(hold_id)
+        assert ledger.expiry_void_id(hold_id) != ledger.expiry_void_id(uuid.uuid4())
+
+    def test_before_the_deadline_is_a_programmer_error(self) -> None:
+        pending, debit, credit = hold_of(
+            customer(credits_posted=500), customer(), 200, NOW + timedelta(seconds=1)
+        )
+        with pytest.raises(AssertionError):
+            ledger.plan_expiry_void(pending=pending, debit=debit, credit=credit, now=NOW)
+
+    def test_expired_holds_no_longer_count_in_balances(self) -> None:
+        account = customer(credits_posted=500, debits_pending=300, credits_pending=50)
+        view = ledger.without_expired_holds(
+            account, expired_debits_minor=200, expired_credits_minor=50
+        )
+        assert (view.debits_pending, view.credits_pending) == (100, 0)
+        assert view.debits_available_minor == 400
 
 
 class TestCheckShape:
@@ -501,7 +563,7 @@ class TestCheckMatchesPending:
 
 
 class TestFirstDifference:
-    def stored(self, body: LedgerTransferCreate, **changes: Any) -> LedgerTransfer:
+    def stored(self, body: LedgerTransferCreate, **changes: Any) -> TransferRecord:
         fields: dict[str, Any] = {
             "debit_account_id": body.debit_account_id or uuid.uuid4(),
             "credit_account_id": body.credit_account_id or uuid.uuid4(),
@@ -514,7 +576,7 @@ class TestFirstDifference:
             "created_at": NOW,
         }
         fields.update(changes)
-        return LedgerTransfer(id=body.id, kind=body.kind, **fields)
+        return TransferRecord(id=body.id, kind=body.kind, **fields)
 
     def single_phase(self, **changes: Any) -> LedgerTransferCreate:
         fields: dict[str, Any] = {
@@ -548,9 +610,7 @@ class TestFirstDifference:
 
     def test_kind_differs_first(self) -> None:
         body = self.single_phase()
-        stored = self.stored(body, amount_minor=1).model_copy(
-            update={"kind": LedgerTransferKind.pending}
-        )
+        stored = replace(self.stored(body, amount_minor=1), kind=LedgerTransferKind.pending)
         assert ledger.first_difference(body, stored) == "kind"
 
     def test_post_may_omit_what_it_took_from_the_hold(self) -> None:
@@ -594,7 +654,7 @@ class LedgerModel:
         self.accounts = {account.id: account for account in (system(), customer(), customer())}
         self.bank, self.alice, self.bob = list(self.accounts)
         self.holds: list[PendingSnapshot] = []
-        self.resolutions: dict[uuid.UUID, LedgerTransferKind] = {}
+        self.resolutions: dict[uuid.UUID, Resolution] = {}
         self.journal: list[Entry] = []
 
     def plan(self, operation: str, amount_minor: int, pick: int) -> ledger.Plan | None:
@@ -636,15 +696,15 @@ class LedgerModel:
                 debit=held_debit,
                 credit=held_credit,
                 amount_minor=amount_minor,
-                resolved_by=resolved_by,
+                resolution=resolved_by,
                 now=NOW,
             )
-            self.resolutions[pending.id] = LedgerTransferKind.post_pending
+            self.resolutions[pending.id] = Resolution.posted
             return plan
         plan = ledger.plan_void_pending(
-            pending=pending, debit=held_debit, credit=held_credit, resolved_by=resolved_by
+            pending=pending, debit=held_debit, credit=held_credit, resolution=resolved_by, now=NOW
         )
-        self.resolutions[pending.id] = LedgerTransferKind.void_pending
+        self.resolutions[pending.id] = Resolution.voided
         return plan
 
     def record(self, plan: ledger.Plan) -> None:

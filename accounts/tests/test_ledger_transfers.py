@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from accounts.ledger import expiry_void_id
 from accounts.tests.helpers import Bank, Clock, set_status
 from kit.testing import assert_problem
 
@@ -299,7 +300,8 @@ class TestPostPendingTransfer:
         clock.advance(1)
         body = assert_problem(await bank.post(hold_id), 409, "pending-transfer-expired")
         assert datetime.fromisoformat(str(body["expires_at"])) == clock.now
-        assert (await bank.balances(alice))["debits_pending_minor"] == 300
+        # Expired, the hold no longer counts, and nothing was posted.
+        await assert_unchanged(bank, alice, bob)
 
     async def test_in_time(self, bank: Bank, alice: str, bob: str, clock: Clock) -> None:
         hold_id = await bank.placed_hold(alice, bob, 300, timeout_seconds=1)
@@ -379,9 +381,11 @@ class TestVoidPendingTransfer:
         assert (await bank.balances(alice))["posted_minor"] == 900
 
     async def test_void_after_expiry(self, bank: Bank, alice: str, bob: str, clock: Clock) -> None:
+        """The expiry released the hold already; the void is told so, whether or not the
+        sweeper has written the release yet."""
         hold_id = await bank.placed_hold(alice, bob, 300, timeout_seconds=1)
         clock.advance(3600)
-        assert (await bank.void(hold_id)).status_code == 201
+        assert_problem(await bank.void(hold_id), 409, "pending-transfer-expired")
         await assert_unchanged(bank, alice, bob)
 
     @pytest.mark.parametrize("status", ["frozen", "closed"])
@@ -415,3 +419,125 @@ class TestGetLedgerTransfer:
     async def test_unknown(self, client: httpx.AsyncClient) -> None:
         response = await client.get(f"/v1/ledger/transfers/{uuid.uuid4()}")
         assert_problem(response, 404, "ledger-transfer-not-found")
+
+
+class TestDailyOutflowLimit:
+    """Checked at hold and single-phase time, pessimistically: an open hold counts in full."""
+
+    @pytest.fixture
+    async def capped(self, bank: Bank) -> str:
+        account_id: str = (
+            await bank.funded_account(10_000, customer_id="carol", daily_outflow_limit_minor=500)
+        )["id"]
+        return account_id
+
+    async def test_single_phase_and_holds_count(self, bank: Bank, capped: str, bob: str) -> None:
+        assert (await bank.single_phase(capped, bob, 200)).status_code == 201
+        assert (await bank.hold(capped, bob, 250)).status_code == 201
+        body = assert_problem(
+            await bank.single_phase(capped, bob, 51), 409, "daily-outflow-limit-exceeded"
+        )
+        assert body["daily_outflow_limit_minor"] == 500
+        assert body["outflow_today_minor"] == 450
+        assert_problem(await bank.hold(capped, bob, 51), 409, "daily-outflow-limit-exceeded")
+        assert_problem(await bank.withdraw(capped, 51), 409, "daily-outflow-limit-exceeded")
+        assert (await bank.single_phase(capped, bob, 50)).status_code == 201
+        assert (await bank.balances(capped))["posted_minor"] == 9_750
+
+    async def test_a_void_gives_the_hold_back(self, bank: Bank, capped: str, bob: str) -> None:
+        hold = await bank.placed_hold(capped, bob, 500)
+        assert_problem(await bank.single_phase(capped, bob, 1), 409, "daily-outflow-limit-exceeded")
+        await bank.void(hold)
+        assert (await bank.single_phase(capped, bob, 500)).status_code == 201
+
+    async def test_a_partial_post_gives_the_rest_back(
+        self, bank: Bank, capped: str, bob: str
+    ) -> None:
+        hold = await bank.placed_hold(capped, bob, 500)
+        await bank.post(hold, amount_minor=300)
+        assert (await bank.single_phase(capped, bob, 200)).status_code == 201
+        assert_problem(await bank.single_phase(capped, bob, 1), 409, "daily-outflow-limit-exceeded")
+
+    async def test_an_expired_hold_counts_no_more(
+        self, bank: Bank, capped: str, bob: str, clock: Clock
+    ) -> None:
+        await bank.placed_hold(capped, bob, 500, timeout_seconds=10)
+        clock.advance(10)
+        assert (await bank.single_phase(capped, bob, 500)).status_code == 201
+
+    async def test_the_next_utc_day_starts_afresh(
+        self, bank: Bank, capped: str, bob: str, clock: Clock
+    ) -> None:
+        clock.now = clock.now.replace(hour=23, minute=59, second=0)
+        assert (await bank.single_phase(capped, bob, 500)).status_code == 201
+        assert_problem(await bank.single_phase(capped, bob, 1), 409, "daily-outflow-limit-exceeded")
+        clock.advance(60)
+        assert (await bank.single_phase(capped, bob, 500)).status_code == 201
+
+    async def test_incoming_money_is_not_capped(self, bank: Bank, capped: str, bob: str) -> None:
+        assert (await bank.single_phase(bob, capped, 1)).status_code == 409  # bob is empty
+        assert (await bank.deposit(capped, 5_000)).status_code == 201
+
+    async def test_a_lowered_limit_counts_what_was_sent_today(
+        self, bank: Bank, alice: str, bob: str
+    ) -> None:
+        assert (await bank.single_phase(alice, bob, 300)).status_code == 201
+        await bank.limits(alice, daily_outflow_limit_minor=350)
+        assert_problem(await bank.single_phase(alice, bob, 51), 409, "daily-outflow-limit-exceeded")
+        assert (await bank.single_phase(alice, bob, 50)).status_code == 201
+
+
+class TestExpiredHolds:
+    """An expired hold no longer counts against the balance and cannot be posted, wherever
+    balances are read or written, before and after the sweeper voids it."""
+
+    async def test_no_longer_counts_in_balances(
+        self, bank: Bank, alice: str, bob: str, clock: Clock
+    ) -> None:
+        await bank.placed_hold(alice, bob, 300, timeout_seconds=60)
+        assert (await bank.balances(alice))["available_minor"] == 700
+        clock.advance(60)
+        await assert_unchanged(bank, alice, bob)
+        listed = (await bank.client.get("/v1/accounts", params={"customer_id": "alice"})).json()
+        assert listed["items"][0]["balances"]["available_minor"] == 1000
+        report = await bank.invariants()
+        assert report["expired_holds_unswept_count"] == 1
+
+    async def test_its_money_may_be_spent(
+        self, bank: Bank, alice: str, bob: str, clock: Clock
+    ) -> None:
+        hold_id = await bank.placed_hold(alice, bob, 1000, timeout_seconds=1)
+        clock.advance(1)
+        assert (await bank.single_phase(alice, bob, 1000)).status_code == 201
+        # The transfer released the hold on its way: the journal says so.
+        release = await bank.client.get(
+            f"/v1/ledger/transfers/{expiry_void_id(uuid.UUID(hold_id))}"
+        )
+        assert release.status_code == 200, release.text
+        assert release.json()["kind"] == "void_pending"
+        assert release.json()["pending_id"] == hold_id
+        assert release.json()["reference"] == "hold expired"
+        assert (await bank.balances(bob))["posted_minor"] == 1000
+        report = await bank.invariants()
+        assert report["ok"], report
+        assert report["expired_holds_unswept_count"] == 0
+
+    async def test_cannot_be_posted_or_voided_after_its_release(
+        self, bank: Bank, alice: str, bob: str, clock: Clock
+    ) -> None:
+        hold_id = await bank.placed_hold(alice, bob, 300, timeout_seconds=1)
+        clock.advance(1)
+        await bank.single_phase(alice, bob, 10)  # releases the expired hold
+        assert_problem(await bank.post(hold_id), 409, "pending-transfer-expired")
+        assert_problem(await bank.void(hold_id), 409, "pending-transfer-expired")
+        assert (await bank.balances(bob))["posted_minor"] == 10
+
+    async def test_a_hold_posted_in_time_stays_posted(
+        self, bank: Bank, alice: str, bob: str, clock: Clock
+    ) -> None:
+        hold_id = await bank.placed_hold(alice, bob, 300, timeout_seconds=1)
+        assert (await bank.post(hold_id)).status_code == 201
+        clock.advance(10)
+        assert_problem(await bank.void(hold_id), 409, "pending-transfer-already-posted")
+        assert (await bank.balances(bob))["posted_minor"] == 300
+        assert (await bank.invariants())["expired_holds_unswept_count"] == 0

@@ -97,3 +97,15 @@ class TestValidateTransfer:
             body = validation(source["id"], target["id"], **changes)
             response = await bank.client.post("/v1/ledger/validations", json=body)
             assert_problem(response, 422, "invalid-request")
+
+
+class TestValidateDailyOutflow:
+    async def test_what_was_sent_today_counts(self, bank: Bank) -> None:
+        source = await bank.funded_account(1000, daily_outflow_limit_minor=300)
+        target = await bank.open_account(customer_id="bob")
+        await bank.placed_hold(source["id"], target["id"], 200)
+        over = validation(source["id"], target["id"], amount_minor=101)
+        response = await bank.client.post("/v1/ledger/validations", json=over)
+        assert_problem(response, 409, "daily-outflow-limit-exceeded")
+        within = validation(source["id"], target["id"], amount_minor=100)
+        assert (await bank.client.post("/v1/ledger/validations", json=within)).status_code == 200

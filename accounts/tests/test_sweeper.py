@@ -1,0 +1,122 @@
+"""The sweeper: voids holds past their deadline, in bounded batches, once each."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from accounts import service, sweeper
+from accounts.config import Settings
+from accounts.ledger import expiry_void_id
+from accounts.main import create_app
+from accounts.tests.helpers import Bank, Clock
+from kit.testing import app_client
+
+_WAIT_SECONDS_MAX = 10.0
+
+
+@pytest.fixture
+async def sweeping_bank(database_url: str, clock: Clock) -> AsyncIterator[Bank]:
+    """A service whose background sweeper runs every 50 ms, two holds per batch."""
+    settings = Settings(
+        database_url=database_url,
+        log_json=True,
+        hold_sweep_interval_seconds=0.05,
+        hold_sweep_batch_size=2,
+    )
+    async with app_client(create_app(settings, clock=clock)) as client:
+        yield Bank(client)
+
+
+async def place_holds(
+    bank: Bank, count: int, *, timeout_seconds: int
+) -> tuple[str, str, list[str]]:
+    alice = (await bank.funded_account(1000, customer_id="alice"))["id"]
+    bob = (await bank.open_account(customer_id="bob"))["id"]
+    holds = [
+        await bank.placed_hold(alice, bob, 100, timeout_seconds=timeout_seconds)
+        for _ in range(count)
+    ]
+    return alice, bob, holds
+
+
+async def journal_release(client: httpx.AsyncClient, hold_id: str) -> httpx.Response:
+    return await client.get(f"/v1/ledger/transfers/{expiry_void_id(uuid.UUID(hold_id))}")
+
+
+class TestBackgroundSweeper:
+    async def test_voids_expired_holds(self, sweeping_bank: Bank, clock: Clock) -> None:
+        bank = sweeping_bank
+        alice, bob, holds = await place_holds(bank, 5, timeout_seconds=30)
+        fresh = await bank.placed_hold(alice, bob, 100, timeout_seconds=3600)
+        clock.advance(30)
+
+        deadline = asyncio.get_running_loop().time() + _WAIT_SECONDS_MAX
+        while (await bank.invariants())["expired_holds_unswept_count"] > 0:
+            assert asyncio.get_running_loop().time() < deadline, "the sweeper fell behind"
+            await asyncio.sleep(0.05)
+
+        for hold_id in holds:
+            release = await journal_release(bank.client, hold_id)
+            assert release.status_code == 200, release.text
+            assert (release.json()["kind"], release.json()["amount_minor"]) == ("void_pending", 100)
+        assert (await journal_release(bank.client, fresh)).status_code == 404
+        balances = await bank.balances(alice)
+        assert (balances["debits_pending_minor"], balances["available_minor"]) == (100, 900)
+        entries = await bank.statement(alice)
+        assert entries[-1]["pending_balance_after_minor"] == -100
+        await bank.assert_ledger_sound()
+
+
+class TestSweep:
+    async def test_rounds_are_bounded_batches(self, bank: Bank, app: FastAPI, clock: Clock) -> None:
+        _, _, holds = await place_holds(bank, 5, timeout_seconds=1)
+        clock.advance(1)
+        database: service.Ledger = app.state.ledger
+
+        assert await service.sweep_expired_holds(database, now=clock.now, batch_size=2) == 2
+        assert await sweeper.sweep_once(database, clock=clock, batch_size=2) == 3
+        assert await sweeper.sweep_once(database, clock=clock, batch_size=2) == 0
+        for hold_id in holds:
+            assert (await journal_release(bank.client, hold_id)).status_code == 200
+        await bank.assert_ledger_sound()
+
+    async def test_holds_before_their_deadline_stay(
+        self, bank: Bank, app: FastAPI, clock: Clock
+    ) -> None:
+        _, _, holds = await place_holds(bank, 2, timeout_seconds=10)
+        clock.advance(9.999)
+        database: service.Ledger = app.state.ledger
+        assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
+        assert (await bank.post(holds[0])).status_code == 201
+
+    async def test_racing_sweeps_void_each_hold_once(
+        self, bank: Bank, app: FastAPI, clock: Clock
+    ) -> None:
+        """Two sweepers (two service instances) pick the same holds: the second waits on
+        the first's locks, then finds them released and writes nothing twice."""
+        alice, _, _ = await place_holds(bank, 6, timeout_seconds=1)
+        clock.advance(1)
+        database: service.Ledger = app.state.ledger
+        counts = await asyncio.gather(
+            *(service.sweep_expired_holds(database, now=clock.now, batch_size=10) for _ in range(3))
+        )
+        assert sum(counts) == 6
+        assert (await bank.balances(alice))["debits_pending_minor"] == 0
+        entries = await bank.statement(alice)
+        releases = [entry for entry in entries if entry["transfer_kind"] == "void_pending"]
+        assert len(releases) == 6
+        await bank.assert_ledger_sound()
+
+    async def test_a_post_in_time_beats_the_sweeper(
+        self, bank: Bank, app: FastAPI, clock: Clock
+    ) -> None:
+        _, bob, holds = await place_holds(bank, 1, timeout_seconds=5)
+        assert (await bank.post(holds[0])).status_code == 201
+        clock.advance(5)
+        database: service.Ledger = app.state.ledger
+        assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
+        assert (await bank.balances(bob))["posted_minor"] == 100
