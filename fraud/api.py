@@ -1,44 +1,100 @@
-"""HTTP routes of the fraud service."""
+"""HTTP routes of the fraud service.
+
+Three routers, by caller: `internal_router` for the saga's worker (scores, outcomes),
+`operator_router` for reviewers, `admin_router` for operators tuning and auditing the
+rules. Authentication hooks onto the routers, not onto each route.
+"""
 
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Page
 from contracts.fraud import (
+    ACCOUNT_FEATURES_PATH,
+    DENY_LIST_PATH,
+    OUTCOMES_PATH,
+    REVIEWS_PATH,
+    RULE_STATS_PATH,
     RULESET_CURRENT_PATH,
     SCORES_PATH,
+    SHADOW_COMPARISON_PATH,
+    SHADOW_SCORES_PATH,
+    AccountFeatures,
+    DenyListEntry,
+    DenyListEntryCreate,
+    OutcomeReport,
+    ReviewItem,
     RulesetDescription,
+    RuleStatsReport,
     Score,
     ScoreRequest,
+    ShadowComparison,
+    ShadowScore,
 )
+from contracts.money import CurrencyCode
 from fraud import service
-from fraud.errors import ScoreNotFound, ScoreRequestMismatch
+from fraud.db import AutocommitSession
+from fraud.errors import (
+    DenyListEntryNotFound,
+    InvalidCursor,
+    InvalidPeriod,
+    OutcomeConflict,
+    OutcomeScoreMismatch,
+    ScoreNotFound,
+    ScoreRequestMismatch,
+    TimezoneRequired,
+)
 from fraud.ruleset import Ruleset
 from kit.db import Session
 from kit.problems import problem_responses
 
-router = APIRouter()
+internal_router = APIRouter()
+operator_router = APIRouter()
+admin_router = APIRouter(tags=["admin"])
 
 
-def _ruleset(request: Request) -> Ruleset:
+# Dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, and three thread hops per request cost more CPU than
+# scoring itself.
+async def _ruleset(request: Request) -> Ruleset:
     ruleset = request.app.state.ruleset
     assert isinstance(ruleset, Ruleset), "create_app loads the ruleset"
     return ruleset
 
 
-def _now(request: Request) -> datetime:
+async def _shadow_ruleset(request: Request) -> Ruleset | None:
+    shadow = request.app.state.shadow_ruleset
+    assert shadow is None or isinstance(shadow, Ruleset), "create_app loads the shadow"
+    return shadow
+
+
+async def _now(request: Request) -> datetime:
     # app.state.clock, so tests can move time without sleeping.
     clock: service.Clock = request.app.state.clock
     return clock()
 
 
 CurrentRuleset = Annotated[Ruleset, Depends(_ruleset)]
+ShadowRuleset = Annotated[Ruleset | None, Depends(_shadow_ruleset)]
 Now = Annotated[datetime, Depends(_now)]
+Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+RulesetVersion = Annotated[
+    str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+PeriodStart = Annotated[
+    datetime | None, Query(description="Scored at or after (default: 30 days before `until`)")
+]
+PeriodEnd = Annotated[datetime | None, Query(description="Scored at or before (default: now)")]
 
 
-@router.post(
+# -- the saga's worker -------------------------------------------------------------------
+
+
+@internal_router.post(
     SCORES_PATH,
     tags=["scores"],
     status_code=status.HTTP_201_CREATED,
@@ -49,15 +105,22 @@ Now = Annotated[datetime, Depends(_now)]
     },
 )
 async def score_transfer(
-    body: ScoreRequest, session: Session, ruleset: CurrentRuleset, now: Now, response: Response
+    body: ScoreRequest,
+    session: AutocommitSession,
+    ruleset: CurrentRuleset,
+    shadow_ruleset: ShadowRuleset,
+    now: Now,
+    response: Response,
 ) -> Score:
-    score, created = await service.score_transfer(session, request=body, ruleset=ruleset, now=now)
+    score, created = await service.score_transfer(
+        session, request=body, ruleset=ruleset, shadow_ruleset=shadow_ruleset, now=now
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return score
 
 
-@router.get(
+@internal_router.get(
     f"{SCORES_PATH}/{{transfer_id}}",
     tags=["scores"],
     summary="Get the score of one transfer",
@@ -67,10 +130,160 @@ async def get_score(transfer_id: uuid.UUID, session: Session) -> Score:
     return await service.get_score(session, transfer_id=transfer_id)
 
 
-@router.get(
+@internal_router.post(
+    OUTCOMES_PATH,
+    tags=["outcomes"],
+    status_code=status.HTTP_201_CREATED,
+    summary="Record how a transfer ended (idempotent on its transfer id)",
+    description=(
+        "Feeds the source account's features and the rule statistics, and takes the "
+        "transfer off the review queue. The same report again answers 200 and changes "
+        "nothing; another outcome for the same transfer is a conflict."
+    ),
+    responses={
+        200: {"model": OutcomeReport, "description": "Recorded earlier; nothing changed"},
+        **problem_responses(OutcomeConflict, OutcomeScoreMismatch, TimezoneRequired),
+    },
+)
+async def record_outcome(
+    body: OutcomeReport, session: Session, now: Now, response: Response
+) -> OutcomeReport:
+    outcome, created = await service.record_outcome(session, report=body, now=now)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return outcome
+
+
+# -- reviewers ---------------------------------------------------------------------------
+
+
+@operator_router.get(
+    REVIEWS_PATH,
+    tags=["reviews"],
+    summary="Transfers waiting for review, oldest first, with the reasons that stopped them",
+    responses=problem_responses(InvalidCursor),
+)
+async def list_reviews(
+    session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+) -> Page[ReviewItem]:
+    return await service.list_reviews(session, limit=limit, cursor=cursor)
+
+
+@operator_router.get(
     RULESET_CURRENT_PATH,
     tags=["rulesets"],
     summary="The ruleset scoring new transfers: version, thresholds, rules and points",
 )
 async def get_current_ruleset(ruleset: CurrentRuleset) -> RulesetDescription:
     return service.describe_ruleset(ruleset)
+
+
+# -- operators: rules, features, deny-list, shadow ---------------------------------------
+
+
+@admin_router.get(
+    RULE_STATS_PATH,
+    summary="Per rule: how often it fired and how those transfers ended (precision)",
+    responses=problem_responses(InvalidPeriod, TimezoneRequired),
+)
+async def get_rule_stats(
+    session: Session,
+    now: Now,
+    ruleset_version: RulesetVersion = None,
+    since: PeriodStart = None,
+    until: PeriodEnd = None,
+) -> RuleStatsReport:
+    return await service.rule_stats(
+        session, ruleset_version=ruleset_version, since=since, until=until, now=now
+    )
+
+
+@admin_router.get(
+    ACCOUNT_FEATURES_PATH,
+    summary="The features scoring a transfer from this account would read right now",
+)
+async def get_account_features(
+    account_id: uuid.UUID,
+    currency: Annotated[CurrencyCode, Query()],
+    session: Session,
+    ruleset: CurrentRuleset,
+    now: Now,
+    target_account_id: uuid.UUID | None = None,
+) -> AccountFeatures:
+    return await service.account_features(
+        session,
+        account_id=account_id,
+        currency=currency,
+        target_account_id=target_account_id,
+        ruleset=ruleset,
+        now=now,
+    )
+
+
+@admin_router.get(
+    DENY_LIST_PATH,
+    summary="Accounts on the deny-list, in the order they were listed",
+    responses=problem_responses(InvalidCursor),
+)
+async def list_deny_list(
+    session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+) -> Page[DenyListEntry]:
+    return await service.list_denied(session, limit=limit, cursor=cursor)
+
+
+@admin_router.put(
+    f"{DENY_LIST_PATH}/{{account_id}}",
+    status_code=status.HTTP_201_CREATED,
+    summary="Put an account on the deny-list (idempotent; effective for the next score)",
+    responses={200: {"model": DenyListEntry, "description": "Already listed; the entry"}},
+)
+async def deny_account(
+    account_id: uuid.UUID,
+    body: DenyListEntryCreate,
+    session: Session,
+    now: Now,
+    response: Response,
+) -> DenyListEntry:
+    entry, created = await service.deny_account(session, account_id=account_id, entry=body, now=now)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return entry
+
+
+@admin_router.delete(
+    f"{DENY_LIST_PATH}/{{account_id}}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Take an account off the deny-list",
+    responses=problem_responses(DenyListEntryNotFound),
+)
+async def allow_account(account_id: uuid.UUID, session: Session) -> None:
+    await service.allow_account(session, account_id=account_id)
+
+
+@admin_router.get(
+    SHADOW_COMPARISON_PATH,
+    summary="Live and shadow decisions side by side: how often the shadow ruleset agrees",
+    responses=problem_responses(InvalidPeriod, TimezoneRequired),
+)
+async def compare_shadow(
+    session: Session,
+    now: Now,
+    shadow: ShadowRuleset,
+    ruleset_version: RulesetVersion = None,
+    since: PeriodStart = None,
+    until: PeriodEnd = None,
+) -> ShadowComparison:
+    # Without a version, the shadow ruleset running now (or every one, if none runs).
+    version = ruleset_version or (None if shadow is None else shadow.version)
+    return await service.compare_shadow(
+        session, ruleset_version=version, since=since, until=until, now=now
+    )
+
+
+@admin_router.get(
+    SHADOW_SCORES_PATH,
+    summary="The shadow rulesets' verdicts on one transfer, beside its live decision",
+    responses=problem_responses(ScoreNotFound),
+)
+async def list_shadow_scores(transfer_id: uuid.UUID, session: Session) -> list[ShadowScore]:
+    return await service.list_shadow_scores(session, transfer_id=transfer_id)

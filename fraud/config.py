@@ -10,3 +10,6 @@ class Settings(ServiceSettings):
 
     # None: the ruleset shipped with the package (fraud/rulesets/default.toml).
     ruleset_path: Path | None = None
+    # A candidate ruleset evaluated beside the live one on every new transfer, its verdict
+    # recorded and logged but never acted on. None: no shadow evaluation.
+    shadow_ruleset_path: Path | None = None

@@ -1,14 +1,17 @@
 """The fraud service application."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
 
 from fraud import service
-from fraud.api import router
+from fraud.api import admin_router, internal_router, operator_router
 from fraud.config import Settings
-from fraud.ruleset import DEFAULT_RULESET_PATH, load_ruleset
+from fraud.db import autocommit_sessions
+from fraud.ruleset import DEFAULT_RULESET_PATH, RulesetError, load_ruleset
 from kit.app import create_service_app
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -16,11 +19,28 @@ MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 log = structlog.get_logger()
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.autocommit_sessions = autocommit_sessions(app.state.database)
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service; a ruleset that does not load raises `RulesetError` right here."""
+    """Build the service; a ruleset (live or shadow) that does not load raises
+    `RulesetError` right here."""
     settings = settings or Settings()  # read from the environment
     ruleset_path = settings.ruleset_path or DEFAULT_RULESET_PATH
     ruleset = load_ruleset(ruleset_path)
+    shadow_ruleset = (
+        None if settings.shadow_ruleset_path is None else load_ruleset(settings.shadow_ruleset_path)
+    )
+    if shadow_ruleset is not None and shadow_ruleset.version == ruleset.version:
+        # Verdicts are recorded per version: a shadow under the live version's name would
+        # be indistinguishable from it.
+        raise RulesetError(
+            f"shadow ruleset {settings.shadow_ruleset_path} has the live version "
+            f"{ruleset.version!r}; give it a version of its own"
+        )
     app = create_service_app(
         service="fraud",
         title="Sagabank fraud",
@@ -28,9 +48,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router],
+        routers=[internal_router, operator_router, admin_router],
+        lifespan=_lifespan,
     )
     app.state.ruleset = ruleset
+    app.state.shadow_ruleset = shadow_ruleset
     app.state.clock = service.utc_now
     log.info("fraud.ruleset_loaded", ruleset_version=ruleset.version, path=str(ruleset_path))
+    if shadow_ruleset is not None:
+        log.info(
+            "fraud.shadow_ruleset_loaded",
+            ruleset_version=shadow_ruleset.version,
+            path=str(settings.shadow_ruleset_path),
+        )
     return app

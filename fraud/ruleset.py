@@ -21,6 +21,10 @@ RULESET_FILE_BYTES_MAX = 256 * 1024
 Points = Annotated[int, Field(ge=0, le=SCORE_MAX)]
 Threshold = Annotated[int, Field(ge=1, le=SCORE_MAX)]
 
+# The typical amount is the median of at most this many of the account's last completed
+# transfers: enough for a stable median, small enough to keep one row per account.
+AMOUNT_HISTORY_MAX = 50
+
 
 class RulesetError(Exception):
     """The ruleset file is missing, is not TOML, or breaks a rule of its schema."""
@@ -48,25 +52,76 @@ class AmountRule(_Frozen):
 
 
 class VelocityRule(_Frozen):
-    """Fires when the source already had `transfers_min` transfers scored in the window."""
+    """Fires when the source already had many transfers in the last hour or the last day.
+
+    A transfer counts from the moment it is scored (so a burst in flight is seen at once)
+    unless it ended without moving money.
+    """
 
     points: Points
-    transfers_min: int = Field(ge=1, le=10_000)
-    window_seconds: int = Field(ge=60, le=7 * 24 * 3600)
+    hour_transfers_min: int = Field(ge=1, le=10_000)
+    day_transfers_min: int = Field(ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _day_not_below_hour(self) -> Self:
+        if self.day_transfers_min < self.hour_transfers_min:
+            raise ValueError("velocity day_transfers_min must not be below hour_transfers_min")
+        return self
+
+
+class AmountAboveTypicalRule(_Frozen):
+    """Fires when the amount is far above the source's typical (median) completed amount.
+
+    Far means both: at least `median_multiple` times the median, and more than
+    `spread_multiple` spreads (median absolute deviations) above it. Quiet until the
+    account has `history_min` completed transfers in the currency.
+    """
+
+    points: Points
+    history_min: int = Field(ge=1, le=AMOUNT_HISTORY_MAX)
+    median_multiple: int = Field(ge=2, le=1_000)
+    spread_multiple: int = Field(ge=1, le=1_000)
+
+
+class BrandNewAccountRule(AmountRule):
+    """Fires when the source was first seen less than `age_seconds_max` ago (or never) and
+    the amount is at least the threshold of its currency."""
+
+    age_seconds_max: int = Field(ge=60, le=366 * 24 * 3600)
+
+
+class RecentDeclinesRule(_Frozen):
+    """Fires when the source had at least `declines_min` declined transfers in the last day."""
+
+    points: Points
+    declines_min: int = Field(ge=1, le=1_000)
 
 
 class RoundAmountRule(_Frozen):
-    """Fires when the amount is a whole multiple of `multiple_major` major units."""
+    """Fires when the amount is a whole multiple of `multiple_major` major units and the
+    source already had `earlier_transfers_min` such round amounts in the last hour (a burst;
+    0 makes every round amount fire)."""
 
     points: Points
     multiple_major: int = Field(ge=1, le=10**9)
+    earlier_transfers_min: int = Field(ge=0, le=1_000)
+
+
+class DenyListRule(_Frozen):
+    """Fires when the source or the target is on the deny-list (a table operators keep)."""
+
+    points: Points
 
 
 class Rules(_Frozen):
+    deny_list: DenyListRule
     large_amount: AmountRule
     very_large_amount: AmountRule
     velocity: VelocityRule
+    amount_above_typical: AmountAboveTypicalRule
     first_counterparty_large: AmountRule
+    brand_new_account: BrandNewAccountRule
+    recent_declines: RecentDeclinesRule
     round_amount: RoundAmountRule
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ class TestDefaultRuleset:
             ruleset.rules.large_amount,
             ruleset.rules.very_large_amount,
             ruleset.rules.first_counterparty_large,
+            ruleset.rules.brand_new_account,
         ):
             assert set(rule.threshold_minor) == set(MINOR_UNIT_EXPONENTS)
 
@@ -40,6 +41,20 @@ class TestDefaultRuleset:
         assert ruleset.rules.very_large_amount.threshold_minor["EUR"] == 5_000_000
         assert ruleset.rules.large_amount.points >= ruleset.review_at
         assert ruleset.rules.very_large_amount.points >= ruleset.decline_at
+        assert ruleset.rules.deny_list.points >= ruleset.decline_at
+
+    def test_ten_thousand_euros_from_a_new_account_stay_below_decline(
+        self, ruleset: Ruleset
+    ) -> None:
+        # The saga's and the system tests' review path: large amount, new recipient, new
+        # account, all at once, must land in review, not decline.
+        rules = ruleset.rules
+        points = (
+            rules.large_amount.points
+            + rules.first_counterparty_large.points
+            + rules.brand_new_account.points
+        )
+        assert ruleset.review_at <= points < ruleset.decline_at
 
 
 class TestBrokenRulesetRefusedAtStartup:
@@ -50,15 +65,37 @@ class TestBrokenRulesetRefusedAtStartup:
             pytest.param(
                 _edited("[rules.velocity]", "[rules.speed]"), "velocity", id="rule-missing"
             ),
-            pytest.param(_edited("points = 250", "points = 250.0"), "points", id="float-points"),
-            pytest.param(_edited("points = 250", "points = 1001"), "points", id="points-above-max"),
             pytest.param(
-                _edited("review_at = 400", "review_at = 700"),
+                _edited("points = 200\nhour", "points = 200.0\nhour"), "points", id="float-points"
+            ),
+            pytest.param(
+                _edited("points = 200\nhour", "points = 1001\nhour"),
+                "points",
+                id="points-above-max",
+            ),
+            pytest.param(
+                _edited("day_transfers_min = 20", "day_transfers_min = 4"),
+                "day_transfers_min must not be below hour_transfers_min",
+                id="day-below-hour",
+            ),
+            pytest.param(
+                _edited("history_min = 5", "history_min = 51"), "history_min", id="history-too-long"
+            ),
+            pytest.param(
+                _edited("age_seconds_max = 604_800", "age_seconds_max = 0"),
+                "age_seconds_max",
+                id="zero-age",
+            ),
+            pytest.param(
+                _edited("[rules.deny_list]\npoints = 1000\n", ""), "deny_list", id="no-deny-list"
+            ),
+            pytest.param(
+                _edited("review_at = 400", "review_at = 800"),
                 "review_at must be below decline_at",
                 id="review-not-below-decline",
             ),
             pytest.param(
-                _edited('version = "2026.11.1"', 'version = ""'), "version", id="empty-version"
+                _edited('version = "2026.11.2"', 'version = ""'), "version", id="empty-version"
             ),
             pytest.param(
                 _edited("JPY = 1_600_000  # 1,600,000 JPY\n", ""),
@@ -125,13 +162,19 @@ class TestCurrentRuleset:
         assert rules["large_amount"]["points"] == ruleset.rules.large_amount.points
         assert rules["large_amount"]["parameters"]["threshold_minor"]["EUR"] == 1_000_000
         assert rules["velocity"]["parameters"] == {
-            "transfers_min": ruleset.rules.velocity.transfers_min,
-            "window_seconds": ruleset.rules.velocity.window_seconds,
+            "hour_transfers_min": ruleset.rules.velocity.hour_transfers_min,
+            "day_transfers_min": ruleset.rules.velocity.day_transfers_min,
         }
+        assert rules["brand_new_account"]["parameters"]["age_seconds_max"] == 7 * 24 * 3600
+        assert rules["round_amount"]["parameters"] == {
+            "multiple_major": 1000,
+            "earlier_transfers_min": ruleset.rules.round_amount.earlier_transfers_min,
+        }
+        assert rules["deny_list"]["points"] == ruleset.rules.deny_list.points
 
     async def test_ruleset_path_setting(self, tmp_path: Path, database_factory: object) -> None:
         path = tmp_path / "ruleset.toml"
-        path.write_text(_edited('version = "2026.11.1"', 'version = "local-1"'), "utf-8")
+        path.write_text(_edited('version = "2026.11.2"', 'version = "local-1"'), "utf-8")
         url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
         app = create_app(Settings(database_url=url, ruleset_path=path, log_json=True))
         async with app_client(app) as client:

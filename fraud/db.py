@@ -1,0 +1,30 @@
+"""The scoring path's database session: autocommit, no transaction around the request.
+
+Scoring reads the features in one statement and writes the score (and, for a review, its
+queue entry) in another, a single atomic statement; a transaction around the two would
+add two round trips (BEGIN, COMMIT) and no safety: the read takes no locks and the write
+is idempotent on the transfer id. Every other route uses `kit.db.Session`.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kit.db import Database
+
+
+def autocommit_sessions(database: Database) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the service's own pool whose statements each commit on their own."""
+    engine = database.engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_autocommit_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.autocommit_sessions
+    async with sessions() as session:
+        yield session
+
+
+AutocommitSession = Annotated[AsyncSession, Depends(get_autocommit_session)]
