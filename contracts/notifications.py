@@ -1,13 +1,14 @@
-"""Notifications service wire contracts: transfer events published by the saga."""
+"""Notifications service wire contracts: transfer events published by the saga, webhook
+endpoints and their deliveries, email contacts."""
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from contracts.common import StrictModel
+from contracts.common import Identifier, ShortText, StrictModel
 
 EVENTS_PATH = "/v1/events"
 
@@ -37,3 +38,155 @@ class Event(BaseModel):
     timestamp: datetime
     data: dict[str, Any]
     received_at: datetime
+
+
+# --- Outbound webhooks and email (notifications service) -----------------------------
+
+WEBHOOK_ENDPOINTS_PATH = "/v1/webhook-endpoints"
+DELIVERIES_PATH = "/v1/deliveries"
+EMAIL_CONTACT_PATH = "/v1/email-contact"
+# Standard Webhooks: a signing secret is `whsec_` + base64 of the key bytes.
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+WEBHOOK_URL_LENGTH_MAX = 2048
+WEBHOOK_SECRET_GRACE_SECONDS_MAX = 7 * 24 * 3600
+# Keys of an event's `data` that route it to customers; they are not sent to webhooks.
+ROUTING_DATA_KEYS = ("source_customer_id", "target_customer_id")
+
+WebhookUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=WEBHOOK_URL_LENGTH_MAX,
+        examples=["https://hooks.example.com/sagabank"],
+    ),
+]
+EventTypes = Annotated[list[EventType], Field(min_length=1, max_length=len(EventType))]
+EmailAddress = Annotated[
+    str,
+    # Deliberately simple: one @, no whitespace (so no header injection), a dot in the domain.
+    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+]
+
+
+class TransferEventData(BaseModel):
+    """The `data` of a transfer event as the saga publishes it.
+
+    `source_customer_id` / `target_customer_id` route the event: the source customer's
+    webhook endpoints and email contact get every event of the transfer, the target
+    customer's only `transfer.completed`. An event without them is stored and goes to nobody.
+    """
+
+    transfer_id: UUID
+    status: str = Field(max_length=20)
+    amount_minor: int = Field(gt=0, strict=True)
+    currency: str = Field(min_length=3, max_length=3)
+    source_account_id: UUID
+    target_account_id: UUID
+    failure_reason: str | None = Field(default=None, max_length=500)
+    source_customer_id: Identifier | None = None
+    target_customer_id: Identifier | None = None
+
+
+class WebhookPayload(BaseModel):
+    """The body of every webhook request (Standard Webhooks: type, timestamp, data)."""
+
+    type: EventType
+    timestamp: datetime
+    data: dict[str, Any]
+
+
+class WebhookEndpointCreate(StrictModel):
+    url: WebhookUrl
+    event_types: EventTypes
+    description: ShortText | None = None
+
+
+class WebhookEndpointUpdate(StrictModel):
+    """Only the fields sent change. `url` and `event_types` cannot be cleared (null leaves
+    them as they are); `description: null` clears the description."""
+
+    url: WebhookUrl | None = None
+    event_types: EventTypes | None = None
+    description: ShortText | None = None
+
+
+class WebhookEndpoint(BaseModel):
+    id: UUID
+    customer_id: str
+    url: str
+    event_types: list[EventType]
+    description: str | None
+    enabled: bool
+    # Why the endpoint is disabled: `disabled` (by its owner) or `gone` (it answered 410).
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    """Returned once, at creation: the only time the signing secret is shown."""
+
+    secret: str
+
+
+class WebhookSecretRotate(StrictModel):
+    """How long the previous secret(s) keep signing beside the new one (default: a setting)."""
+
+    grace_seconds: int | None = Field(default=None, ge=0, le=WEBHOOK_SECRET_GRACE_SECONDS_MAX)
+
+
+class WebhookSecretRotated(BaseModel):
+    endpoint_id: UUID
+    secret: str
+    previous_secrets_expire_at: datetime
+
+
+class DeliveryStatus(enum.StrEnum):
+    pending = "pending"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class DeliveryAttempt(BaseModel):
+    number: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: int
+    outcome: str
+    error: str | None
+    response_excerpt: str | None
+
+
+class Delivery(BaseModel):
+    id: UUID
+    # The `webhook-id` header: the same on every attempt and redelivery of this delivery.
+    webhook_id: str
+    endpoint_id: UUID
+    event_id: UUID
+    event_type: EventType
+    status: DeliveryStatus
+    attempts_made: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+DELIVERY_ATTEMPTS_SHOWN_MAX = 50
+
+
+class DeliveryDetail(Delivery):
+    """A delivery with its attempts, newest first (at most DELIVERY_ATTEMPTS_SHOWN_MAX)."""
+
+    attempts: list[DeliveryAttempt]
+
+
+class EmailContactPut(StrictModel):
+    address: EmailAddress
+
+
+class EmailContact(BaseModel):
+    customer_id: str
+    address: str
+    updated_at: datetime

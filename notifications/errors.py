@@ -11,3 +11,64 @@ class EventNotFound(ProblemError):
     status = 404
     slug = "event-not-found"
     title = "Event not found"
+
+
+class InvalidRequest(ProblemError):
+    """Never raised here: kit answers a body or parameter that fails validation with this.
+    Listed so that routes can declare it next to their own 422 problems in OpenAPI."""
+
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class InvalidCursor(ProblemError):
+    status = 422
+    slug = "invalid-cursor"
+    title = "Cursor is malformed"
+
+
+class WebhookUrlNotAllowed(ProblemError):
+    """The URL is not https, carries credentials, or names/resolves to a non-public address."""
+
+    status = 400
+    slug = "webhook-url-not-allowed"
+    title = "Webhook URL not allowed"
+
+
+class WebhookEndpointNotFound(ProblemError):
+    status = 404
+    slug = "webhook-endpoint-not-found"
+    title = "Webhook endpoint not found"
+
+
+class WebhookEndpointLimitReached(ProblemError):
+    status = 409
+    slug = "webhook-endpoint-limit-reached"
+    title = "Too many webhook endpoints"
+
+
+class DeliveryNotFound(ProblemError):
+    status = 404
+    slug = "delivery-not-found"
+    title = "Delivery not found"
+
+
+class DeliveryPending(ProblemError):
+    """A redelivery of a delivery that is still being attempted would race its retries."""
+
+    status = 409
+    slug = "delivery-pending"
+    title = "Delivery still pending"
+
+
+class WebhookEndpointDisabled(ProblemError):
+    status = 409
+    slug = "webhook-endpoint-disabled"
+    title = "Webhook endpoint disabled"
+
+
+class EmailContactNotFound(ProblemError):
+    status = 404
+    slug = "email-contact-not-found"
+    title = "Email contact not found"

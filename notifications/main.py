@@ -1,24 +1,131 @@
 """The notifications service application."""
 
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpcore
+import httpx
 from fastapi import FastAPI
 
 from kit.app import create_service_app
+from kit.db import Database
 from notifications.api import router
 from notifications.config import Settings
+from notifications.dispatcher import Dispatcher, DispatcherOptions
+from notifications.mail import SmtpServer
+from notifications.service import WebhookRules
+from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
+# Beyond the attempts in flight, how long a stopping service waits for them to be recorded.
+SHUTDOWN_MARGIN_SECONDS = 5.0
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    resolver: Resolver = system_resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    rng: random.Random | None = None,
+) -> FastAPI:
+    """The service. Tests pass a `clock` they move, a stub `resolver`, a `network_backend`
+    that refuses to leave the machine, and an `ssl_context` trusting their receiver."""
     settings = settings or Settings()  # read from the environment
-    return create_service_app(
+    policy = TargetPolicy(
+        allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
+    )
+    smtp = (
+        None
+        if settings.smtp_host is None or settings.email_from is None
+        else SmtpServer(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            security=settings.smtp_security,
+            timeout_seconds=settings.smtp_timeout_seconds,
+            username=settings.smtp_username,
+            password=(
+                None
+                if settings.smtp_password is None
+                else settings.smtp_password.get_secret_value()
+            ),
+        )
+    )
+    options = DispatcherOptions(
+        batch_size=settings.dispatcher_batch_size,
+        concurrency=settings.dispatcher_concurrency,
+        poll_interval_seconds=settings.dispatcher_poll_interval_seconds,
+        lease_seconds=settings.dispatcher_lease_seconds,
+        webhook_timeout_seconds=settings.webhook_timeout_seconds,
+        email_timeout_seconds=settings.smtp_timeout_seconds,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database: Database = app.state.database
+        client = httpx.AsyncClient(
+            transport=GuardedTransport(
+                policy=policy,
+                resolver=resolver,
+                network_backend=network_backend,
+                ssl_context=ssl_context,
+                connections_max=settings.dispatcher_concurrency * 2,
+            ),
+            timeout=httpx.Timeout(
+                settings.webhook_timeout_seconds, connect=settings.webhook_connect_timeout_seconds
+            ),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        dispatcher = Dispatcher(
+            sessions=database.sessions,
+            client=client,
+            options=options,
+            clock=clock,
+            smtp=smtp,
+            rng=rng,
+        )
+        app.state.dispatcher = dispatcher
+        if settings.dispatcher_enabled:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop(
+                timeout_seconds=max(options.webhook_timeout_seconds, options.email_timeout_seconds)
+                + SHUTDOWN_MARGIN_SECONDS
+            )
+            await client.aclose()
+
+    app = create_service_app(
         service="notifications",
         title="Sagabank notifications",
-        description="Accepts transfer events from the saga; fans them out to webhooks and email.",
-        version="0.1.0",
+        description=(
+            "Accepts transfer events from the saga and fans them out: signed webhooks "
+            "(Standard Webhooks) to customers' endpoints, retried durably, and emails."
+        ),
+        version="0.2.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
         routers=[router],
+        lifespan=lifespan,
     )
+    app.state.clock = clock
+    app.state.webhook_rules = WebhookRules(
+        policy=policy,
+        resolver=resolver,
+        endpoints_per_customer_max=settings.webhook_endpoints_per_customer_max,
+        secret_grace_seconds=settings.webhook_secret_grace_seconds,
+    )
+    app.state.email_enabled = smtp is not None
+    return app

@@ -1,13 +1,35 @@
 """Every query of the notifications service."""
 
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, event, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.notifications import EventCreate
-from notifications.models import EventRow
+from notifications.models import (
+    DeliveryAttemptRow,
+    DeliveryRow,
+    EmailContactRow,
+    EmailMessageRow,
+    EventRow,
+    WebhookEndpointRow,
+    WebhookSecretRow,
+)
+
+PENDING = "pending"
+
+
+def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once this session's transaction has committed (never on rollback)."""
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+# --- events -------------------------------------------------------------------------
 
 
 async def insert_event(session: AsyncSession, event: EventCreate) -> bool:
@@ -31,3 +53,483 @@ async def get_event(session: AsyncSession, event_id: uuid.UUID) -> EventRow | No
     return (
         await session.execute(select(EventRow).where(EventRow.id == event_id))
     ).scalar_one_or_none()
+
+
+# --- webhook endpoints and secrets --------------------------------------------------
+
+
+async def lock_customer_endpoints(session: AsyncSession, customer_id: str) -> None:
+    """Serialise endpoint creation per customer, so the per-customer cap holds under races."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"webhook-endpoints:{customer_id}"},
+    )
+
+
+async def count_endpoints(session: AsyncSession, customer_id: str) -> int:
+    statement = select(func.count()).where(WebhookEndpointRow.customer_id == customer_id)
+    return (await session.execute(statement)).scalar_one()
+
+
+async def insert_endpoint(session: AsyncSession, row: WebhookEndpointRow) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def get_endpoint(
+    session: AsyncSession, *, endpoint_id: uuid.UUID, customer_id: str, for_update: bool = False
+) -> WebhookEndpointRow | None:
+    statement = select(WebhookEndpointRow).where(
+        WebhookEndpointRow.id == endpoint_id, WebhookEndpointRow.customer_id == customer_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def list_endpoints(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[WebhookEndpointRow]:
+    """A customer's endpoints in (created_at, id) order, strictly after `after`."""
+    statement = select(WebhookEndpointRow).where(WebhookEndpointRow.customer_id == customer_id)
+    if after is not None:
+        statement = statement.where(
+            tuple_(WebhookEndpointRow.created_at, WebhookEndpointRow.id) > tuple_(*after)
+        )
+    statement = statement.order_by(WebhookEndpointRow.created_at, WebhookEndpointRow.id)
+    return (await session.execute(statement.limit(limit))).scalars().all()
+
+
+async def delete_endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    """Its secrets, deliveries and their attempts go with it (ON DELETE CASCADE)."""
+    await session.execute(delete(WebhookEndpointRow).where(WebhookEndpointRow.id == endpoint_id))
+
+
+async def flush(session: AsyncSession) -> None:
+    await session.flush()
+
+
+async def insert_secret(
+    session: AsyncSession, *, endpoint_id: uuid.UUID, secret: str, now: datetime
+) -> None:
+    session.add(
+        WebhookSecretRow(
+            id=uuid.uuid4(), endpoint_id=endpoint_id, secret=secret, created_at=now, expires_at=None
+        )
+    )
+    await session.flush()
+
+
+async def live_secret_rows(
+    session: AsyncSession, *, endpoint_id: uuid.UUID, now: datetime
+) -> Sequence[WebhookSecretRow]:
+    """The secrets still signing for an endpoint, newest first."""
+    statement = (
+        select(WebhookSecretRow)
+        .where(
+            WebhookSecretRow.endpoint_id == endpoint_id,
+            or_(WebhookSecretRow.expires_at.is_(None), WebhookSecretRow.expires_at > now),
+        )
+        .order_by(WebhookSecretRow.created_at.desc(), WebhookSecretRow.id)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def live_secrets(
+    session: AsyncSession, *, endpoint_ids: Sequence[uuid.UUID], now: datetime
+) -> dict[uuid.UUID, list[str]]:
+    """Per endpoint, the secrets that sign a request sent at `now`, newest first."""
+    statement = (
+        select(WebhookSecretRow.endpoint_id, WebhookSecretRow.secret)
+        .where(
+            WebhookSecretRow.endpoint_id.in_(endpoint_ids),
+            or_(WebhookSecretRow.expires_at.is_(None), WebhookSecretRow.expires_at > now),
+        )
+        .order_by(WebhookSecretRow.created_at.desc(), WebhookSecretRow.id)
+    )
+    secrets: dict[uuid.UUID, list[str]] = {}
+    for endpoint_id, secret in (await session.execute(statement)).all():
+        secrets.setdefault(endpoint_id, []).append(secret)
+    return secrets
+
+
+async def expire_secrets(
+    session: AsyncSession, *, secret_ids: Sequence[uuid.UUID], expires_at: datetime
+) -> None:
+    """Bring expiry forward to `expires_at` (never push an earlier expiry back)."""
+    await session.execute(
+        update(WebhookSecretRow)
+        .where(WebhookSecretRow.id.in_(secret_ids))
+        .values(
+            expires_at=func.least(
+                func.coalesce(WebhookSecretRow.expires_at, expires_at), expires_at
+            )
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def delete_expired_secrets(
+    session: AsyncSession, *, endpoint_id: uuid.UUID, now: datetime
+) -> None:
+    await session.execute(
+        delete(WebhookSecretRow).where(
+            WebhookSecretRow.endpoint_id == endpoint_id, WebhookSecretRow.expires_at <= now
+        )
+    )
+
+
+# --- fan-out (the outbox) -----------------------------------------------------------
+
+
+async def subscribed_endpoints(
+    session: AsyncSession, *, customer_ids: Sequence[str], event_type: str
+) -> Sequence[tuple[uuid.UUID, str]]:
+    """(endpoint id, owner) of the enabled endpoints of these customers taking this type."""
+    statement = select(WebhookEndpointRow.id, WebhookEndpointRow.customer_id).where(
+        WebhookEndpointRow.customer_id.in_(customer_ids),
+        WebhookEndpointRow.enabled.is_(True),
+        WebhookEndpointRow.event_types.contains([event_type]),
+    )
+    return [(row[0], row[1]) for row in (await session.execute(statement)).all()]
+
+
+async def insert_deliveries(
+    session: AsyncSession, *, event_id: uuid.UUID, endpoint_ids: Sequence[uuid.UUID], now: datetime
+) -> None:
+    if not endpoint_ids:
+        return
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "event_id": event_id,
+            "endpoint_id": endpoint_id,
+            "status": PENDING,
+            "attempts_made": 0,
+            "round_attempts_made": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for endpoint_id in endpoint_ids
+    ]
+    await session.execute(
+        insert(DeliveryRow)
+        .values(rows)
+        .on_conflict_do_nothing(constraint="uq_webhook_deliveries_event_endpoint")
+    )
+
+
+async def email_contacts(
+    session: AsyncSession, customer_ids: Sequence[str]
+) -> Sequence[EmailContactRow]:
+    statement = select(EmailContactRow).where(EmailContactRow.customer_id.in_(customer_ids))
+    return (await session.execute(statement)).scalars().all()
+
+
+async def insert_email_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        insert(EmailMessageRow)
+        .values(list(rows))
+        .on_conflict_do_nothing(constraint="uq_email_messages_event_customer")
+    )
+
+
+# --- the dispatcher: claim, then record -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    delivery_id: uuid.UUID
+    # This attempt's number over the delivery's life (1 for the first).
+    number: int
+    # Failed attempts of the current round before this one.
+    round_attempts_made: int
+    endpoint_id: uuid.UUID
+    url: str
+    event_type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+async def claim_deliveries(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_token: uuid.UUID,
+    lease_expires_at: datetime,
+    limit: int,
+) -> list[ClaimedDelivery]:
+    """Lease up to `limit` due deliveries of enabled endpoints. SKIP LOCKED: two
+    dispatchers claiming at once take disjoint rows, and neither waits for the other."""
+    due = (
+        select(DeliveryRow.id)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
+        .where(
+            DeliveryRow.status == PENDING,
+            DeliveryRow.next_attempt_at <= now,
+            or_(DeliveryRow.lease_expires_at.is_(None), DeliveryRow.lease_expires_at <= now),
+            WebhookEndpointRow.enabled.is_(True),
+        )
+        .order_by(DeliveryRow.next_attempt_at)
+        .limit(limit)
+        .with_for_update(of=DeliveryRow, skip_locked=True)
+    )
+    claimed = (
+        await session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.id.in_(due))
+            .values(
+                lease_token=lease_token,
+                lease_expires_at=lease_expires_at,
+                attempts_made=DeliveryRow.attempts_made + 1,
+                updated_at=now,
+            )
+            .returning(DeliveryRow.id, DeliveryRow.attempts_made, DeliveryRow.round_attempts_made)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if not claimed:
+        return []
+    counts = {row[0]: (row[1], row[2]) for row in claimed}
+    details = (
+        await session.execute(
+            select(
+                DeliveryRow.id,
+                DeliveryRow.endpoint_id,
+                WebhookEndpointRow.url,
+                EventRow.type,
+                EventRow.occurred_at,
+                EventRow.data,
+            )
+            .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
+            .join(EventRow, EventRow.id == DeliveryRow.event_id)
+            .where(DeliveryRow.id.in_(list(counts)))
+        )
+    ).all()
+    return [
+        ClaimedDelivery(
+            delivery_id=row[0],
+            number=counts[row[0]][0],
+            round_attempts_made=counts[row[0]][1],
+            endpoint_id=row[1],
+            url=row[2],
+            event_type=row[3],
+            occurred_at=row[4],
+            data=row[5],
+        )
+        for row in details
+    ]
+
+
+async def record_attempt(
+    session: AsyncSession,
+    *,
+    claim: ClaimedDelivery,
+    lease_token: uuid.UUID,
+    attempt: DeliveryAttemptRow,
+    status: str,
+    next_attempt_at: datetime | None,
+    disable_reason: str | None,
+    now: datetime,
+) -> bool:
+    """Log an attempt and move its delivery on; False (nothing written) when the lease was
+    lost meanwhile — another dispatcher took the delivery over, or it was deleted."""
+    endpoint_id = (
+        await session.execute(
+            update(DeliveryRow)
+            .where(
+                DeliveryRow.id == claim.delivery_id,
+                DeliveryRow.lease_token == lease_token,
+                DeliveryRow.attempts_made == claim.number,
+            )
+            .values(
+                status=status,
+                next_attempt_at=next_attempt_at,
+                round_attempts_made=DeliveryRow.round_attempts_made + 1,
+                last_attempt_at=attempt.started_at,
+                last_status_code=attempt.status_code,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            .returning(DeliveryRow.endpoint_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one_or_none()
+    if endpoint_id is None:
+        return False
+    session.add(attempt)
+    if disable_reason is not None:
+        await session.execute(
+            update(WebhookEndpointRow)
+            .where(WebhookEndpointRow.id == endpoint_id)
+            .values(enabled=False, disabled_reason=disable_reason, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    return True
+
+
+async def claim_emails(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    lease_token: uuid.UUID,
+    lease_expires_at: datetime,
+    limit: int,
+) -> Sequence[EmailMessageRow]:
+    due = (
+        select(EmailMessageRow.id)
+        .where(
+            EmailMessageRow.status == PENDING,
+            EmailMessageRow.next_attempt_at <= now,
+            or_(
+                EmailMessageRow.lease_expires_at.is_(None),
+                EmailMessageRow.lease_expires_at <= now,
+            ),
+        )
+        .order_by(EmailMessageRow.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(EmailMessageRow)
+        .where(EmailMessageRow.id.in_(due))
+        .values(
+            lease_token=lease_token,
+            lease_expires_at=lease_expires_at,
+            attempts_made=EmailMessageRow.attempts_made + 1,
+            updated_at=now,
+        )
+        .returning(EmailMessageRow)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def record_email_result(
+    session: AsyncSession,
+    *,
+    message_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    status: str,
+    next_attempt_at: datetime | None,
+    last_error: str | None,
+    sent_at: datetime | None,
+    now: datetime,
+) -> bool:
+    recorded = (
+        await session.execute(
+            update(EmailMessageRow)
+            .where(EmailMessageRow.id == message_id, EmailMessageRow.lease_token == lease_token)
+            .values(
+                status=status,
+                next_attempt_at=next_attempt_at,
+                last_error=last_error,
+                sent_at=sent_at,
+                lease_token=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            .returning(EmailMessageRow.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one_or_none()
+    return recorded is not None
+
+
+# --- deliveries, as their owner sees them ----------------------------------------------
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    endpoint_id: uuid.UUID,
+    status: str | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[tuple[DeliveryRow, str]]:
+    """An endpoint's deliveries with their event type, newest first, strictly before `before`."""
+    statement = (
+        select(DeliveryRow, EventRow.type)
+        .join(EventRow, EventRow.id == DeliveryRow.event_id)
+        .where(DeliveryRow.endpoint_id == endpoint_id)
+    )
+    if status is not None:
+        statement = statement.where(DeliveryRow.status == status)
+    if before is not None:
+        statement = statement.where(
+            tuple_(DeliveryRow.created_at, DeliveryRow.id) < tuple_(*before)
+        )
+    statement = statement.order_by(DeliveryRow.created_at.desc(), DeliveryRow.id.desc())
+    return [(row[0], row[1]) for row in (await session.execute(statement.limit(limit))).all()]
+
+
+async def get_delivery(
+    session: AsyncSession, *, delivery_id: uuid.UUID, customer_id: str, for_update: bool = False
+) -> tuple[DeliveryRow, str, bool] | None:
+    """A delivery of one of the customer's endpoints, its event type and whether the
+    endpoint is enabled; None when it does not exist or belongs to someone else."""
+    statement = (
+        select(DeliveryRow, EventRow.type, WebhookEndpointRow.enabled)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
+        .join(EventRow, EventRow.id == DeliveryRow.event_id)
+        .where(DeliveryRow.id == delivery_id, WebhookEndpointRow.customer_id == customer_id)
+    )
+    if for_update:
+        statement = statement.with_for_update(of=DeliveryRow)
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+async def delivery_attempts(
+    session: AsyncSession, *, delivery_id: uuid.UUID, limit: int
+) -> Sequence[DeliveryAttemptRow]:
+    statement = (
+        select(DeliveryAttemptRow)
+        .where(DeliveryAttemptRow.delivery_id == delivery_id)
+        .order_by(DeliveryAttemptRow.number.desc())
+        .limit(limit)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+# --- email contacts --------------------------------------------------------------------
+
+
+async def upsert_email_contact(
+    session: AsyncSession, *, customer_id: str, address: str, now: datetime
+) -> EmailContactRow:
+    statement = (
+        insert(EmailContactRow)
+        .values(customer_id=customer_id, address=address, created_at=now, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[EmailContactRow.customer_id],
+            set_={"address": address, "updated_at": now},
+        )
+        .returning(EmailContactRow)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one()
+
+
+async def get_email_contact(session: AsyncSession, customer_id: str) -> EmailContactRow | None:
+    return await session.get(EmailContactRow, customer_id)
+
+
+async def delete_email_contact(session: AsyncSession, customer_id: str) -> bool:
+    deleted = (
+        await session.execute(
+            delete(EmailContactRow)
+            .where(EmailContactRow.customer_id == customer_id)
+            .returning(EmailContactRow.customer_id)
+        )
+    ).scalar_one_or_none()
+    return deleted is not None

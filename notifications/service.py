@@ -1,19 +1,88 @@
-"""Use cases of the notifications service."""
+"""Use cases of the notifications service: events in, webhook endpoints, deliveries, contacts.
 
+The owner of an endpoint, delivery or contact is a `customer_id` argument of every use case;
+until tokens exist the API takes it as a parameter, later it will come from the principal.
+"""
+
+import base64
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 import structlog
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.notifications import Event, EventCreate, EventType
-from notifications import repository
-from notifications.errors import EventIdReused, EventNotFound
-from notifications.models import EventRow
+from contracts.common import Identifier, Page
+from contracts.notifications import (
+    DELIVERY_ATTEMPTS_SHOWN_MAX,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryDetail,
+    DeliveryStatus,
+    EmailContact,
+    Event,
+    EventCreate,
+    EventType,
+    TransferEventData,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+    WebhookEndpointUpdate,
+    WebhookSecretRotated,
+)
+from notifications import mail, repository, signing
+from notifications.errors import (
+    DeliveryNotFound,
+    DeliveryPending,
+    EmailContactNotFound,
+    EventIdReused,
+    EventNotFound,
+    InvalidCursor,
+    WebhookEndpointDisabled,
+    WebhookEndpointLimitReached,
+    WebhookEndpointNotFound,
+    WebhookUrlNotAllowed,
+)
+from notifications.models import (
+    DeliveryAttemptRow,
+    DeliveryRow,
+    EmailContactRow,
+    EventRow,
+    WebhookEndpointRow,
+)
+from notifications.ssrf import Resolver, TargetPolicy, TargetRefused, check_registration
 
 log = structlog.get_logger()
 
+# Rotating again within a grace period keeps at most this many secrets signing at once.
+SECRETS_LIVE_MAX: Final = 3
+# The customer who receives the money learns only that it arrived.
+TARGET_EVENT_TYPES: Final = frozenset({EventType.transfer_completed})
+CURSOR_LENGTH_MAX: Final = 200
+DISABLED_BY_OWNER: Final = "disabled"
 
-def _to_contract(row: EventRow) -> Event:
+_customer_id: TypeAdapter[str] = TypeAdapter(Identifier)
+
+OnCommit = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class WebhookRules:
+    """The settings the webhook use cases obey (main.py reads them, the rest gets them)."""
+
+    policy: TargetPolicy
+    resolver: Resolver
+    endpoints_per_customer_max: int
+    secret_grace_seconds: int
+
+
+# --- events and their fan-out (the outbox) ------------------------------------------
+
+
+def _event(row: EventRow) -> Event:
     return Event(
         id=row.id,
         type=EventType(row.type),
@@ -23,21 +92,469 @@ def _to_contract(row: EventRow) -> Event:
     )
 
 
-async def publish_event(session: AsyncSession, *, event: EventCreate) -> tuple[Event, bool]:
-    """Accept an event once: a retry with the same id and content returns the original."""
+async def publish_event(
+    session: AsyncSession,
+    *,
+    event: EventCreate,
+    now: datetime,
+    email_enabled: bool,
+    on_commit: OnCommit | None = None,
+) -> tuple[Event, bool]:
+    """Accept an event once: a retry with the same id and content returns the original.
+
+    Accepting it writes, in the same transaction, a delivery for every subscribed webhook
+    endpoint and an email for every customer concerned who registered a contact.
+    """
     created = await repository.insert_event(session, event)
     row = await repository.get_event(session, event.id)
     assert row is not None, "the event was just inserted or already existed"
-    stored = _to_contract(row)
+    stored = _event(row)
     if not created and (stored.type != event.type or stored.data != event.data):
         raise EventIdReused(f"event {event.id} was already published with other content")
     if created:
-        log.info("event.accepted", event_id=str(event.id), event_type=event.type.value)
+        deliveries, emails = await _fan_out(
+            session, event=event, now=now, email_enabled=email_enabled
+        )
+        log.info(
+            "event.accepted",
+            event_id=str(event.id),
+            event_type=event.type.value,
+            deliveries=deliveries,
+            emails=emails,
+        )
+        if on_commit is not None and deliveries + emails:
+            repository.call_after_commit(session, on_commit)
     return stored, created
+
+
+def _audience(event: EventCreate) -> dict[str, bool]:
+    """Customer id → whether they are only the target, for the customers this event reaches."""
+    audience: dict[str, bool] = {}
+    for key, target_only in (("source_customer_id", False), ("target_customer_id", True)):
+        value = event.data.get(key)
+        if value is None:
+            continue
+        try:
+            customer_id = _customer_id.validate_python(value)
+        except ValidationError:
+            log.warning("event.customer_id_malformed", event_id=str(event.id), key=key)
+            continue
+        if target_only and event.type not in TARGET_EVENT_TYPES:
+            continue
+        # A transfer between a customer's own accounts: the source role (everything) wins.
+        audience[customer_id] = audience.get(customer_id, True) and target_only
+    return audience
+
+
+async def _fan_out(
+    session: AsyncSession, *, event: EventCreate, now: datetime, email_enabled: bool
+) -> tuple[int, int]:
+    audience = _audience(event)
+    if not audience:
+        return 0, 0
+    endpoints = await repository.subscribed_endpoints(
+        session, customer_ids=sorted(audience), event_type=event.type.value
+    )
+    await repository.insert_deliveries(
+        session,
+        event_id=event.id,
+        endpoint_ids=[endpoint_id for endpoint_id, _ in endpoints],
+        now=now,
+    )
+    emails: list[dict[str, Any]] = []
+    if email_enabled and event.type in mail.EMAIL_EVENT_TYPES:
+        emails = await _compose_emails(session, event=event, audience=audience, now=now)
+        await repository.insert_email_messages(session, emails)
+    return len(endpoints), len(emails)
+
+
+async def _compose_emails(
+    session: AsyncSession, *, event: EventCreate, audience: dict[str, bool], now: datetime
+) -> list[dict[str, Any]]:
+    try:
+        data = TransferEventData.model_validate(event.data)
+        composed = {
+            target_only: mail.compose(event.type, data, to_target=target_only)
+            for target_only in set(audience.values())
+        }
+    except ValidationError:
+        # The event is still accepted and delivered to webhooks; only the email is skipped.
+        log.warning("event.email_skipped", event_id=str(event.id), reason="data malformed")
+        return []
+    return [
+        {
+            "id": uuid.uuid4(),
+            "event_id": event.id,
+            "customer_id": contact.customer_id,
+            "recipient": contact.address,
+            "subject": composed[audience[contact.customer_id]].subject,
+            "body": composed[audience[contact.customer_id]].body,
+            "status": repository.PENDING,
+            "attempts_made": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for contact in await repository.email_contacts(session, sorted(audience))
+    ]
 
 
 async def get_event(session: AsyncSession, *, event_id: uuid.UUID) -> Event:
     row = await repository.get_event(session, event_id)
     if row is None:
         raise EventNotFound(f"no event {event_id}")
-    return _to_contract(row)
+    return _event(row)
+
+
+# --- webhook endpoints ---------------------------------------------------------------
+
+
+def _endpoint(row: WebhookEndpointRow) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row.id,
+        customer_id=row.customer_id,
+        url=row.url,
+        event_types=[EventType(value) for value in row.event_types],
+        description=row.description,
+        enabled=row.enabled,
+        disabled_reason=row.disabled_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _event_types(requested: Sequence[EventType]) -> list[str]:
+    """Without duplicates, in the order EventType lists them."""
+    wanted = set(requested)
+    return [member.value for member in EventType if member in wanted]
+
+
+async def _checked_url(url: str, rules: WebhookRules) -> str:
+    try:
+        return await check_registration(url, policy=rules.policy, resolver=rules.resolver)
+    except TargetRefused as refused:
+        raise WebhookUrlNotAllowed(refused.reason) from refused
+
+
+async def _owned_endpoint(
+    session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID, for_update: bool = False
+) -> WebhookEndpointRow:
+    row = await repository.get_endpoint(
+        session, endpoint_id=endpoint_id, customer_id=customer_id, for_update=for_update
+    )
+    if row is None:
+        # Someone else's endpoint is answered exactly like one that does not exist.
+        raise WebhookEndpointNotFound(f"no webhook endpoint {endpoint_id}")
+    return row
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    request: WebhookEndpointCreate,
+    rules: WebhookRules,
+    now: datetime,
+) -> WebhookEndpointCreated:
+    """Register an endpoint; the answer carries its signing secret, shown this once."""
+    url = await _checked_url(request.url, rules)
+    await repository.lock_customer_endpoints(session, customer_id)
+    if await repository.count_endpoints(session, customer_id) >= rules.endpoints_per_customer_max:
+        raise WebhookEndpointLimitReached(
+            f"a customer may register at most {rules.endpoints_per_customer_max} endpoints"
+        )
+    row = WebhookEndpointRow(
+        id=uuid.uuid4(),
+        customer_id=customer_id,
+        url=url,
+        description=request.description,
+        event_types=_event_types(request.event_types),
+        enabled=True,
+        disabled_reason=None,
+        created_at=now,
+        updated_at=now,
+    )
+    await repository.insert_endpoint(session, row)
+    secret = signing.new_secret()
+    await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
+    log.info("webhook_endpoint.created", endpoint_id=str(row.id), customer_id=customer_id)
+    return WebhookEndpointCreated(**_endpoint(row).model_dump(), secret=secret)
+
+
+async def list_endpoints(
+    session: AsyncSession, *, customer_id: str, limit: int, cursor: str | None
+) -> Page[WebhookEndpoint]:
+    after = None if cursor is None else decode_cursor(cursor)
+    rows = await repository.list_endpoints(
+        session, customer_id=customer_id, after=after, limit=limit + 1
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return Page[WebhookEndpoint](items=[_endpoint(row) for row in page], next_cursor=next_cursor)
+
+
+async def get_endpoint(
+    session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    return _endpoint(
+        await _owned_endpoint(session, customer_id=customer_id, endpoint_id=endpoint_id)
+    )
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    endpoint_id: uuid.UUID,
+    request: WebhookEndpointUpdate,
+    rules: WebhookRules,
+    now: datetime,
+) -> WebhookEndpoint:
+    url = None if request.url is None else await _checked_url(request.url, rules)
+    row = await _owned_endpoint(
+        session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
+    )
+    if url is not None:
+        row.url = url
+    if request.event_types is not None:
+        row.event_types = _event_types(request.event_types)
+    if "description" in request.model_fields_set:
+        row.description = request.description
+    row.updated_at = now
+    await repository.flush(session)
+    log.info("webhook_endpoint.updated", endpoint_id=str(row.id))
+    return _endpoint(row)
+
+
+async def delete_endpoint(
+    session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID
+) -> None:
+    """Deletes its secrets, deliveries and attempts too; pending deliveries are not sent."""
+    row = await _owned_endpoint(
+        session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
+    )
+    await repository.delete_endpoint(session, row.id)
+    log.info("webhook_endpoint.deleted", endpoint_id=str(endpoint_id))
+
+
+async def set_endpoint_enabled(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    endpoint_id: uuid.UUID,
+    enabled: bool,
+    now: datetime,
+    on_commit: OnCommit | None = None,
+) -> WebhookEndpoint:
+    """Disabled: no new deliveries, pending ones wait. Enabled again: they resume."""
+    row = await _owned_endpoint(
+        session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
+    )
+    if row.enabled != enabled:
+        row.enabled = enabled
+        row.disabled_reason = None if enabled else DISABLED_BY_OWNER
+        row.updated_at = now
+        await repository.flush(session)
+        log.info("webhook_endpoint.enabled_changed", endpoint_id=str(row.id), enabled=enabled)
+        if enabled and on_commit is not None:
+            repository.call_after_commit(session, on_commit)
+    return _endpoint(row)
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    endpoint_id: uuid.UUID,
+    grace_seconds: int | None,
+    rules: WebhookRules,
+    now: datetime,
+) -> WebhookSecretRotated:
+    """A new secret signs from now on; the previous ones keep signing beside it until the
+    grace period ends, so receivers can switch without dropping a single request."""
+    row = await _owned_endpoint(
+        session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
+    )
+    expires_at = now + timedelta(
+        seconds=rules.secret_grace_seconds if grace_seconds is None else grace_seconds
+    )
+    await repository.delete_expired_secrets(session, endpoint_id=row.id, now=now)
+    live = await repository.live_secret_rows(session, endpoint_id=row.id, now=now)
+    await repository.expire_secrets(
+        session, secret_ids=[secret.id for secret in live], expires_at=expires_at
+    )
+    # The new one plus the newest previous ones; older secrets stop signing at once.
+    retired = live[SECRETS_LIVE_MAX - 1 :]
+    if retired:
+        await repository.expire_secrets(
+            session, secret_ids=[secret.id for secret in retired], expires_at=now
+        )
+    secret = signing.new_secret()
+    await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
+    row.updated_at = now
+    await repository.flush(session)
+    log.info("webhook_endpoint.secret_rotated", endpoint_id=str(row.id))
+    return WebhookSecretRotated(
+        endpoint_id=row.id, secret=secret, previous_secrets_expire_at=expires_at
+    )
+
+
+# --- deliveries -------------------------------------------------------------------------
+
+
+def _delivery(row: DeliveryRow, event_type: str) -> Delivery:
+    return Delivery(
+        id=row.id,
+        webhook_id=signing.webhook_id(row.id),
+        endpoint_id=row.endpoint_id,
+        event_id=row.event_id,
+        event_type=EventType(event_type),
+        status=DeliveryStatus(row.status),
+        attempts_made=row.attempts_made,
+        next_attempt_at=row.next_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        last_status_code=row.last_status_code,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _attempt(row: DeliveryAttemptRow) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        number=row.number,
+        started_at=row.started_at,
+        status_code=row.status_code,
+        latency_ms=row.latency_ms,
+        outcome=row.outcome,
+        error=row.error,
+        response_excerpt=row.response_excerpt,
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    endpoint_id: uuid.UUID,
+    status: DeliveryStatus | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[Delivery]:
+    """An endpoint's deliveries, newest first; `status=failed` lists what gave up."""
+    before = None if cursor is None else decode_cursor(cursor)
+    await _owned_endpoint(session, customer_id=customer_id, endpoint_id=endpoint_id)
+    rows = await repository.list_deliveries(
+        session,
+        endpoint_id=endpoint_id,
+        status=None if status is None else status.value,
+        before=before,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    )
+    return Page[Delivery](
+        items=[_delivery(row, event_type) for row, event_type in page], next_cursor=next_cursor
+    )
+
+
+async def get_delivery(
+    session: AsyncSession, *, customer_id: str, delivery_id: uuid.UUID
+) -> DeliveryDetail:
+    found = await repository.get_delivery(session, delivery_id=delivery_id, customer_id=customer_id)
+    if found is None:
+        raise DeliveryNotFound(f"no delivery {delivery_id}")
+    row, event_type, _enabled = found
+    attempts = await repository.delivery_attempts(
+        session, delivery_id=row.id, limit=DELIVERY_ATTEMPTS_SHOWN_MAX
+    )
+    return DeliveryDetail(
+        **_delivery(row, event_type).model_dump(),
+        attempts=[_attempt(attempt) for attempt in attempts],
+    )
+
+
+async def redeliver(
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    delivery_id: uuid.UUID,
+    now: datetime,
+    on_commit: OnCommit | None = None,
+) -> Delivery:
+    """Send a finished (failed or succeeded) delivery again, now, with a fresh retry
+    schedule and the same `webhook-id`."""
+    found = await repository.get_delivery(
+        session, delivery_id=delivery_id, customer_id=customer_id, for_update=True
+    )
+    if found is None:
+        raise DeliveryNotFound(f"no delivery {delivery_id}")
+    row, event_type, enabled = found
+    if row.status == DeliveryStatus.pending:
+        raise DeliveryPending("the delivery is still being attempted; wait for it to finish")
+    if not enabled:
+        raise WebhookEndpointDisabled("enable the endpoint before redelivering to it")
+    row.status = DeliveryStatus.pending.value
+    row.round_attempts_made = 0
+    row.next_attempt_at = now
+    row.updated_at = now
+    await repository.flush(session)
+    log.info("webhook_delivery.redelivery_requested", delivery_id=str(row.id))
+    if on_commit is not None:
+        repository.call_after_commit(session, on_commit)
+    return _delivery(row, event_type)
+
+
+# --- email contacts ---------------------------------------------------------------------
+
+
+def _contact(row: EmailContactRow) -> EmailContact:
+    return EmailContact(customer_id=row.customer_id, address=row.address, updated_at=row.updated_at)
+
+
+async def put_email_contact(
+    session: AsyncSession, *, customer_id: str, address: str, now: datetime
+) -> EmailContact:
+    """Where the customer's transfer emails go from now on (emails already composed keep
+    their address)."""
+    row = await repository.upsert_email_contact(
+        session, customer_id=customer_id, address=address, now=now
+    )
+    log.info("email_contact.saved", customer_id=customer_id)
+    return _contact(row)
+
+
+async def get_email_contact(session: AsyncSession, *, customer_id: str) -> EmailContact:
+    row = await repository.get_email_contact(session, customer_id)
+    if row is None:
+        raise EmailContactNotFound(f"customer {customer_id} has no email contact")
+    return _contact(row)
+
+
+async def delete_email_contact(session: AsyncSession, *, customer_id: str) -> None:
+    if not await repository.delete_email_contact(session, customer_id):
+        raise EmailContactNotFound(f"customer {customer_id} has no email contact")
+    log.info("email_contact.deleted", customer_id=customer_id)
+
+
+# --- cursors ----------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    if len(cursor) > CURSOR_LENGTH_MAX:
+        raise InvalidCursor("pass back a next_cursor exactly as received")
+    try:
+        position = base64.urlsafe_b64decode(cursor.encode()).decode()
+        created_at_text, separator, row_id_text = position.partition("|")
+        created_at = datetime.fromisoformat(created_at_text)
+        row_id = uuid.UUID(row_id_text)
+    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise InvalidCursor("pass back a next_cursor exactly as received") from error
+    if not separator or created_at.tzinfo is None:
+        raise InvalidCursor("pass back a next_cursor exactly as received")
+    return created_at, row_id

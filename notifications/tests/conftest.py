@@ -1,16 +1,81 @@
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from kit.testing import app_client
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH, create_app
+from notifications.tests.support import (
+    PUBLIC_ADDRESS,
+    PUBLIC_HOST,
+    Clock,
+    LoopbackNetwork,
+    StubResolver,
+)
+
+DatabaseFactory = Callable[[Path], Awaitable[str]]
+AppFactory = Callable[..., FastAPI]
+
+# The dev relaxations of the SSRF guard, for tests whose receiver listens on 127.0.0.1.
+DEV = {"webhook_allow_http": True, "webhook_allow_loopback": True}
 
 
 @pytest.fixture
-async def client(database_factory: object) -> AsyncIterator[httpx.AsyncClient]:
-    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-    app = create_app(Settings(database_url=url, log_json=True))
-    async with app_client(app) as client:
+async def database_url(database_factory: DatabaseFactory) -> str:
+    return await database_factory(MIGRATIONS_PATH)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def resolver() -> StubResolver:
+    return StubResolver({PUBLIC_HOST: [str(PUBLIC_ADDRESS)], "localhost": ["127.0.0.1", "::1"]})
+
+
+@pytest.fixture
+def network() -> Iterator[LoopbackNetwork]:
+    network = LoopbackNetwork()
+    yield network
+    assert network.violations == [], "a connection left 127.0.0.0/8 and ::1"
+
+
+@pytest.fixture
+def make_app(
+    database_url: str, clock: Clock, resolver: StubResolver, network: LoopbackNetwork
+) -> AppFactory:
+    """An app on this test's database, clock, resolver and loopback-only network.
+    Production settings unless overridden (pass **DEV for a local receiver)."""
+
+    def make(*, ssl_context: Any = None, **overrides: Any) -> FastAPI:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "log_json": True,
+            "dispatcher_poll_interval_seconds": 0.02,
+            **overrides,
+        }
+        return create_app(
+            Settings.model_validate(values),
+            clock=clock,
+            resolver=resolver,
+            network_backend=network,
+            ssl_context=ssl_context,
+            rng=random.Random(7),
+        )
+
+    return make
+
+
+@pytest.fixture
+async def client(make_app: AppFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The service as production runs it, with the dispatcher off (tests drive it)."""
+    async with app_client(make_app(dispatcher_enabled=False)) as client:
         yield client
