@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from contracts.common import Identifier, ShortText, StrictModel
 from contracts.fraud import FraudDecision, ScoreReason
 from contracts.money import AmountMinor, CurrencyCode
+from contracts.problem import Problem
 
 TRANSFERS_PATH = "/v1/transfers"
 # The saga reports each step here (transactions service, internal): POST a StepRecord.
@@ -127,6 +128,12 @@ class StepRecord(StrictModel):
     hold_id: UUID | None = None
     posting_id: UUID | None = None
     failure_reason: str | None = Field(default=None, max_length=500)
+    # The Temporal execution that took the step, so the audit trail and the Temporal UI
+    # point at each other. The worker fills them from the activity's context.
+    workflow_id: str | None = Field(default=None, max_length=128)
+    run_id: str | None = Field(default=None, max_length=64)
+    # For a compensation (`void`): the step it undoes.
+    compensates_step: str | None = Field(default=None, max_length=40)
 
 
 class TransferWorkflowInput(BaseModel):
@@ -139,6 +146,8 @@ class TransferWorkflowInput(BaseModel):
     currency: str
     description: str | None = None
     review_timeout_seconds: int = REVIEW_TIMEOUT_SECONDS_DEFAULT
+    # The customer who asked (the token's subject); events about the transfer go to them.
+    source_customer_id: str | None = None
 
 
 class TransferWorkflowResult(BaseModel):
@@ -166,3 +175,111 @@ class CancelResult(BaseModel):
 
     accepted: bool
     status: TransferStatus
+
+
+# --- Prefer: wait -----------------------------------------------------------------------
+
+# `Prefer: wait=N` on POST /v1/transfers answers with the final state when the transfer
+# finishes within N seconds (RFC 7240); a larger N is refused rather than silently cut.
+PREFER_WAIT_SECONDS_MAX: Final = 30
+
+
+# --- batch ------------------------------------------------------------------------------
+
+TRANSFERS_BATCH_PATH: Final = "/v1/transfers/batch"
+TRANSFER_BATCH_SIZE_MAX: Final = 100
+
+IdempotencyKeyText = Annotated[
+    str, Field(min_length=1, max_length=255, pattern=r"^[\x20-\x7E]+$", examples=["rent-2026-11"])
+]
+
+
+class TransferBatchItem(TransferCreate):
+    """One transfer of a batch, with the Idempotency-Key it would carry as a single POST:
+    the same key and body in a batch and in a single POST are the same request."""
+
+    idempotency_key: IdempotencyKeyText
+
+    def to_create(self) -> TransferCreate:
+        return TransferCreate.model_validate(self.model_dump(exclude={"idempotency_key"}))
+
+
+class TransferBatchCreate(StrictModel):
+    """Up to 100 transfers. Each item is validated on its own, so one malformed item is
+    answered with its own problem and does not sink the others."""
+
+    items: list[object] = Field(
+        min_length=1,
+        max_length=TRANSFER_BATCH_SIZE_MAX,
+        json_schema_extra={"items": TransferBatchItem.model_json_schema()},
+    )
+
+
+class TransferBatchResult(BaseModel):
+    """The answer to one item, in the item's position: what a single POST would answer."""
+
+    index: int = Field(ge=0, lt=TRANSFER_BATCH_SIZE_MAX)
+    idempotency_key: str | None = Field(max_length=255)
+    status: int = Field(ge=200, le=599)
+    replayed: bool
+    transfer: Transfer | None
+    problem: Problem | None
+
+
+class TransferBatchResponse(BaseModel):
+    results: list[TransferBatchResult] = Field(max_length=TRANSFER_BATCH_SIZE_MAX)
+
+
+# --- inbound confirmation callbacks (Standard Webhooks) ---------------------------------
+
+CALLBACK_CONFIRMATIONS_PATH: Final = "/v1/callbacks/confirmations"
+CALLBACK_CLIENTS_PATH: Final = "/v1/admin/callback-clients"
+# Names the registered callback client whose secret signed the request. Not signed
+# itself: a wrong id simply selects a secret the signature does not match.
+CALLBACK_CLIENT_HEADER: Final = "Callback-Client-Id"
+# Standard Webhooks: a message more than 5 minutes away from our clock is refused.
+CALLBACK_TIMESTAMP_TOLERANCE_SECONDS: Final = 300
+
+CallbackClientName = Annotated[
+    str, Field(min_length=1, max_length=48, pattern=r"^[a-z0-9][a-z0-9_.-]*$", examples=["rail-x"])
+]
+
+
+class CallbackClientCreate(StrictModel):
+    name: CallbackClientName
+    description: ShortText | None = None
+
+
+class CallbackClient(BaseModel):
+    id: UUID
+    name: str
+    description: str | None
+    created_at: datetime
+
+
+class CallbackClientCreated(CallbackClient):
+    """Returned once, at registration: the only time the signing secret is shown."""
+
+    secret: str = Field(description="Standard Webhooks secret, `whsec_` + base64 of 32 bytes")
+
+
+class ConfirmationCallback(StrictModel):
+    """An external system's verdict on a transfer in review (signed per Standard Webhooks)."""
+
+    transfer_id: UUID
+    decision: Literal["approve", "reject"]
+    external_reference: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7E]+$")
+    ]
+    note: Annotated[str, Field(max_length=60)] | None = None
+
+
+class ConfirmationReceipt(BaseModel):
+    """The answer to a confirmation: the same body again for a replayed `webhook-id`."""
+
+    webhook_id: str
+    transfer_id: UUID
+    decision: Literal["approve", "reject"]
+    external_reference: str
+    # The transfer's status when the decision was handed to its saga (still in review).
+    transfer_status: TransferStatus

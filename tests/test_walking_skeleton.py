@@ -81,7 +81,11 @@ async def test_one_transfer_end_to_end(
     assert await _balance(http, bank, alice) == 10_000 - 2_550
     assert await _balance(http, bank, bob) == 2_550
 
-    description = await bank_temporal.get_workflow_handle(f"transfer-{transfer_id}").describe()
+    # The projection turns terminal one step before the workflow closes (notify and the
+    # outcome report still follow), so wait on the workflow's own result, bounded.
+    handle = bank_temporal.get_workflow_handle(f"transfer-{transfer_id}")
+    await asyncio.wait_for(handle.result(), timeout=30)
+    description = await handle.describe()
     assert description.status == WorkflowExecutionStatus.COMPLETED
 
     invariants = await http.get(f"{bank.url('accounts')}/v1/admin/ledger/invariants")

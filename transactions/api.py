@@ -9,23 +9,44 @@ from pydantic import AwareDatetime
 
 from contracts.common import Page
 from contracts.transfers import (
+    CALLBACK_CLIENT_HEADER,
+    CALLBACK_CLIENTS_PATH,
+    CALLBACK_CONFIRMATIONS_PATH,
+    PREFER_WAIT_SECONDS_MAX,
     TRANSFER_STEPS_PATH,
+    TRANSFERS_BATCH_PATH,
     TRANSFERS_PATH,
+    CallbackClientCreate,
+    CallbackClientCreated,
     CancelRequest,
+    ConfirmationCallback,
+    ConfirmationReceipt,
     ReviewDecision,
     StepRecord,
     Transfer,
+    TransferBatchCreate,
+    TransferBatchResponse,
+    TransferBatchResult,
     TransferCreate,
     TransferStatus,
 )
 from kit.db import Database, Session
+from kit.errors import ProblemError
 from kit.problems import problem_responses
-from transactions import service
+from transactions import callbacks, service
+from transactions.callback_secrets import CallbackSecretBox
+from transactions.changes import ChangeListener
 from transactions.errors import (
+    CallbackClientExists,
+    CallbackSignatureInvalid,
+    CallbacksNotConfigured,
+    CallbackTimestampInvalid,
     IdempotencyKeyInFlight,
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
+    InvalidCallback,
     InvalidCursor,
+    PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
     TransferNotFound,
@@ -39,6 +60,7 @@ ANONYMOUS_CALLER: Final = "anonymous"
 LIST_LIMIT_MAX: Final = 100
 LIST_LIMIT_DEFAULT: Final = 50
 IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
+PREFERENCE_APPLIED_HEADER: Final = "Preference-Applied"
 
 
 def _database(request: Request) -> Database:
@@ -51,8 +73,26 @@ def _workflows(request: Request) -> TransferWorkflows:
     return workflows
 
 
+def _changes(request: Request) -> ChangeListener:
+    changes: ChangeListener = request.app.state.changes
+    return changes
+
+
+def _idempotency_policy(request: Request) -> service.IdempotencyPolicy:
+    policy: service.IdempotencyPolicy = request.app.state.idempotency_policy
+    return policy
+
+
+def _callback_box(request: Request) -> CallbackSecretBox | None:
+    box: CallbackSecretBox | None = request.app.state.callback_secret_box
+    return box
+
+
 DatabaseDependency = Annotated[Database, Depends(_database)]
 Workflows = Annotated[TransferWorkflows, Depends(_workflows)]
+Changes = Annotated[ChangeListener, Depends(_changes)]
+Policy = Annotated[service.IdempotencyPolicy, Depends(_idempotency_policy)]
+SecretBox = Annotated[CallbackSecretBox | None, Depends(_callback_box)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -64,9 +104,22 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+Prefer = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=1000,
+        description=(
+            f"`wait=N` (0 to {PREFER_WAIT_SECONDS_MAX}): answer 200 with the final state "
+            "if the transfer finishes within N seconds, else 202 as without it."
+        ),
+    ),
+]
+
 router = APIRouter(tags=["transfers"])
 internal_router = APIRouter(tags=["internal"])
 admin_router = APIRouter(tags=["admin"])
+callbacks_router = APIRouter(tags=["callbacks"])
 
 
 def _transfer_location(transfer_id: uuid.UUID) -> str:
@@ -80,25 +133,38 @@ def _transfer_location(transfer_id: uuid.UUID) -> str:
     summary="Request a transfer (idempotent on the Idempotency-Key header)",
     description=(
         "Answers 202 with the pending transfer; its saga runs in the background. The same "
-        "key with the same body replays the first answer with `Idempotency-Replayed: true`."
+        "key with the same body replays the first answer with `Idempotency-Replayed: true`; "
+        "a duplicate sent while the first is in flight waits for it (a few seconds) and "
+        "replays it. With `Prefer: wait=N` the answer is 200 with the final state when the "
+        "transfer finishes within N seconds (replays included)."
     ),
-    responses=problem_responses(
-        IdempotencyKeyMissing,
-        SameAccount,
-        IdempotencyKeyReused,
-        IdempotencyKeyInFlight,
-        WorkflowServiceUnavailable,
-    ),
+    responses={
+        200: {"model": Transfer, "description": "The transfer finished within Prefer: wait"},
+        **problem_responses(
+            IdempotencyKeyMissing,
+            SameAccount,
+            IdempotencyKeyReused,
+            PreferWaitInvalid,
+            IdempotencyKeyInFlight,
+            WorkflowServiceUnavailable,
+        ),
+    },
 )
 async def create_transfer(
     body: TransferCreate,
     database: DatabaseDependency,
     workflows: Workflows,
+    changes: Changes,
+    policy: Policy,
     idempotency_key: IdempotencyKey = None,
+    prefer: Prefer = None,
 ) -> JSONResponse:
+    wait_seconds = service.parse_prefer_wait(prefer)
     creation = await service.create_transfer(
         database,
         workflows,
+        changes,
+        policy,
         caller=ANONYMOUS_CALLER,
         idempotency_key=idempotency_key,
         transfer=body,
@@ -106,7 +172,68 @@ async def create_transfer(
     headers = {"Location": _transfer_location(creation.transfer_id)}
     if creation.replayed:
         headers[IDEMPOTENCY_REPLAYED_HEADER] = "true"
-    return JSONResponse(creation.body, status_code=creation.status_code, headers=headers)
+    if wait_seconds is None:
+        return JSONResponse(creation.body, status_code=creation.status_code, headers=headers)
+    headers[PREFERENCE_APPLIED_HEADER] = f"wait={wait_seconds}"
+    final = await service.wait_until_finished(
+        database, changes, transfer_id=creation.transfer_id, wait_seconds=wait_seconds
+    )
+    if final is None:
+        return JSONResponse(creation.body, status_code=creation.status_code, headers=headers)
+    return JSONResponse(final.model_dump(mode="json"), status_code=200, headers=headers)
+
+
+@router.post(
+    TRANSFERS_BATCH_PATH,
+    summary="Request up to 100 transfers, each idempotent on its own key",
+    description=(
+        "Each item carries its own `idempotency_key` and is answered as a single POST "
+        "would answer it (status, transfer or problem), in the items' order; a bad item "
+        "does not stop the others. The batch itself answers 200."
+    ),
+)
+async def create_transfers_batch(
+    request: Request,
+    body: TransferBatchCreate,
+    database: DatabaseDependency,
+    workflows: Workflows,
+    changes: Changes,
+    policy: Policy,
+) -> TransferBatchResponse:
+    answers = await service.create_transfers_batch(
+        database, workflows, changes, policy, caller=ANONYMOUS_CALLER, items=body.items
+    )
+    trace_id = getattr(request.state, "request_id", None)
+    results: list[TransferBatchResult] = []
+    for index, (item, answer) in enumerate(zip(body.items, answers, strict=True)):
+        key = item.get("idempotency_key") if isinstance(item, dict) else None
+        shown_key = key if isinstance(key, str) and len(key) <= 255 else None
+        if isinstance(answer, ProblemError):
+            problem = answer.to_problem(
+                instance=f"{TRANSFERS_BATCH_PATH}#/items/{index}", trace_id=trace_id
+            )
+            results.append(
+                TransferBatchResult(
+                    index=index,
+                    idempotency_key=shown_key,
+                    status=answer.status,
+                    replayed=False,
+                    transfer=None,
+                    problem=problem,
+                )
+            )
+        else:
+            results.append(
+                TransferBatchResult(
+                    index=index,
+                    idempotency_key=shown_key,
+                    status=answer.status_code,
+                    replayed=answer.replayed,
+                    transfer=Transfer.model_validate(answer.body),
+                    problem=None,
+                )
+            )
+    return TransferBatchResponse(results=results)
 
 
 @router.get(
@@ -152,19 +279,23 @@ async def list_transfers(
 @router.post(
     f"{TRANSFERS_PATH}/{{transfer_id}}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Ask to cancel a transfer (honoured only before it is posted)",
+    summary="Cancel a transfer (honoured only before it is posted)",
+    description=(
+        "The saga decides (update `request_cancel`): 202 once it accepted the cancel, "
+        "409 when posting has begun or the transfer has finished."
+    ),
     responses=problem_responses(
         TransferNotFound, TransferNotCancellable, WorkflowServiceUnavailable
     ),
 )
 async def cancel_transfer(
     transfer_id: uuid.UUID,
-    session: Session,
+    database: DatabaseDependency,
     workflows: Workflows,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> Transfer:
     return await service.cancel_transfer(
-        session, workflows, transfer_id=transfer_id, request=body or CancelRequest()
+        database, workflows, transfer_id=transfer_id, request=body or CancelRequest()
     )
 
 
@@ -187,3 +318,67 @@ async def review_transfer(
     transfer_id: uuid.UUID, body: ReviewDecision, session: Session, workflows: Workflows
 ) -> Transfer:
     return await service.review_transfer(session, workflows, transfer_id=transfer_id, decision=body)
+
+
+@admin_router.post(
+    CALLBACK_CLIENTS_PATH,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a callback client; its signing secret is returned this once",
+    responses=problem_responses(CallbackClientExists, CallbacksNotConfigured),
+)
+async def register_callback_client(
+    body: CallbackClientCreate, session: Session, box: SecretBox
+) -> CallbackClientCreated:
+    return await callbacks.register_client(session, box, request=body)
+
+
+@callbacks_router.post(
+    CALLBACK_CONFIRMATIONS_PATH,
+    summary="An external system approves or rejects a transfer in review (signed)",
+    description=(
+        "Signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`) with the secret of the client named in "
+        f"`{CALLBACK_CLIENT_HEADER}`. The body is a `ConfirmationCallback`. A `webhook-id` "
+        "seen before answers the first answer again (`Idempotency-Replayed: true`)."
+    ),
+    response_model=ConfirmationReceipt,
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            for name in (
+                CALLBACK_CLIENT_HEADER,
+                callbacks.WEBHOOK_ID_HEADER,
+                callbacks.WEBHOOK_TIMESTAMP_HEADER,
+                callbacks.WEBHOOK_SIGNATURE_HEADER,
+            )
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ConfirmationCallback.model_json_schema()}},
+        },
+    },
+    responses=problem_responses(
+        CallbackSignatureInvalid,
+        CallbackTimestampInvalid,
+        TransferNotFound,
+        TransferNotInReview,
+        InvalidCallback,
+        CallbacksNotConfigured,
+        WorkflowServiceUnavailable,
+    ),
+)
+async def receive_confirmation(
+    request: Request, session: Session, workflows: Workflows, box: SecretBox
+) -> JSONResponse:
+    # The signature covers the exact bytes sent, so the body is read raw, not parsed;
+    # the headers are read raw too, so that any flaw in them answers 401, not 422.
+    answer = await callbacks.receive_confirmation(
+        session,
+        workflows,
+        box,
+        client_id=request.headers.get(CALLBACK_CLIENT_HEADER),
+        headers=request.headers,
+        body=await request.body(),
+    )
+    headers = {IDEMPOTENCY_REPLAYED_HEADER: "true"} if answer.replayed else None
+    return JSONResponse(answer.receipt.model_dump(mode="json"), headers=headers)

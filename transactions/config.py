@@ -1,13 +1,20 @@
-from pydantic import Field
+import base64
+import binascii
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.transfers import REVIEW_TIMEOUT_SECONDS_DEFAULT, TASK_QUEUE
 from kit.settings import ServiceSettings
 
+CALLBACK_SECRETS_KEY_BYTES = 32
+
 
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TRANSACTIONS_", extra="ignore", frozen=True)
 
+    # A batch of 100 transfers with descriptions and metadata outgrows the kit's 64 KiB.
+    request_body_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     temporal_address: str = Field(default="127.0.0.1:7233", min_length=1, max_length=255)
     temporal_namespace: str = Field(default="default", min_length=1, max_length=255)
     task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
@@ -15,3 +22,35 @@ class Settings(ServiceSettings):
     review_timeout_seconds: int = Field(default=REVIEW_TIMEOUT_SECONDS_DEFAULT, gt=0, le=30 * 86400)
     # Every call to Temporal (connect, start, signal) gives up after this long.
     temporal_rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # How long a cancel waits for the saga to accept or refuse it (the update's round trip
+    # through a worker); after it the caller gets a 503 and may retry (same update id).
+    cancel_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Idempotency keys are kept at least 24 hours (the issue's floor), 30 days at most.
+    idempotency_key_ttl_seconds: int = Field(default=24 * 3600, ge=24 * 3600, le=30 * 86400)
+    # A duplicate of a request still in flight waits this long for its answer, then 409.
+    idempotency_in_flight_wait_seconds: float = Field(default=5.0, ge=0, le=30)
+    # Expired keys are purged in the background this often, in bounded batches.
+    idempotency_purge_interval_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # Waiters (Prefer: wait, duplicate keys) wake on PostgreSQL NOTIFY; they also re-read
+    # this often, so a lost notification or a dropped listener costs latency, not answers.
+    wait_poll_interval_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Base64 of 32 random bytes: encrypts the callback clients' signing secrets at rest.
+    # Without it the callback endpoints answer 503 (the launcher supplies a dev key).
+    callback_secrets_key: SecretStr | None = None
+
+    @field_validator("callback_secrets_key")
+    @classmethod
+    def _is_a_32_byte_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                key = base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError) as error:
+                raise ValueError("callback_secrets_key must be base64") from error
+            if len(key) != CALLBACK_SECRETS_KEY_BYTES:
+                raise ValueError("callback_secrets_key must decode to 32 bytes")
+        return value
+
+    def callback_secrets_key_bytes(self) -> bytes | None:
+        if self.callback_secrets_key is None:
+            return None
+        return base64.b64decode(self.callback_secrets_key.get_secret_value())

@@ -53,3 +53,57 @@ class WorkflowServiceUnavailable(ProblemError):
     status = 503
     slug = "workflow-service-unavailable"
     title = "The workflow service is unavailable"
+
+
+class PreferWaitInvalid(ProblemError):
+    status = 422
+    slug = "invalid-prefer-wait"
+    title = "The wait preference is malformed or too long"
+
+
+class InvalidBatchItem(ProblemError):
+    """One item of a batch failed validation: the same answer a single POST would get."""
+
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class BatchItemFailed(ProblemError):
+    """An unexpected failure of one batch item; the other items are still answered."""
+
+    status = 500
+    slug = "internal-error"
+    title = "Internal server error"
+
+
+class CallbackSignatureInvalid(ProblemError):
+    status = 401
+    slug = "callback-signature-invalid"
+    title = "The callback is not signed by a registered client"
+
+
+class CallbackTimestampInvalid(ProblemError):
+    status = 401
+    slug = "callback-timestamp-invalid"
+    title = "The callback's timestamp is missing, malformed or more than 5 minutes off"
+
+
+class InvalidCallback(ProblemError):
+    """A correctly signed callback whose body is not a confirmation."""
+
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class CallbackClientExists(ProblemError):
+    status = 409
+    slug = "callback-client-exists"
+    title = "A callback client with this name is already registered"
+
+
+class CallbacksNotConfigured(ProblemError):
+    status = 503
+    slug = "callbacks-not-configured"
+    title = "Callbacks are not configured on this service (no secrets key)"

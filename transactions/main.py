@@ -1,16 +1,49 @@
 """The transactions service application."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Final
 
+import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from kit.app import create_service_app
-from transactions.api import admin_router, internal_router, router
+from kit.db import Database
+from transactions import service
+from transactions.api import admin_router, callbacks_router, internal_router, router
+from transactions.callback_secrets import CallbackSecretBox
+from transactions.changes import ChangeListener
 from transactions.config import Settings
 from transactions.saga import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
+# One purge pass deletes at most 10 x 1,000 expired keys, each batch its own transaction.
+PURGE_BATCH_SIZE: Final = 1000
+PURGE_BATCHES_MAX: Final = 10
+
+log = structlog.get_logger()
+
+
+async def _purge_expired_keys_forever(database: Database, *, interval_seconds: float) -> None:
+    while True:  # until the lifespan cancels it
+        # First pass after one interval: a starting (or restarting) instance adds no load.
+        await asyncio.sleep(interval_seconds)
+        try:
+            await service.purge_expired_idempotency_keys(
+                database, batch_size=PURGE_BATCH_SIZE, batches_max=PURGE_BATCHES_MAX
+            )
+        except Exception:
+            # A failed pass is retried at the next interval; keys stay readable meanwhile.
+            log.exception("idempotency.purge_failed")
+
+
+def listen_dsn(settings: Settings) -> str:
+    """asyncpg's own spelling of the database URL (no SQLAlchemy driver suffix)."""
+    return settings.async_database_url().replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def create_app(
@@ -18,17 +51,40 @@ def create_app(
 ) -> FastAPI:
     """The service; without `temporal_client` it connects to Temporal on first use."""
     settings = settings or Settings()  # read from the environment
+    changes = ChangeListener(
+        listen_dsn(settings), poll_interval_seconds=settings.wait_poll_interval_seconds
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await changes.start()
+        purge = asyncio.create_task(
+            _purge_expired_keys_forever(
+                app.state.database, interval_seconds=settings.idempotency_purge_interval_seconds
+            ),
+            name="idempotency-purge",
+        )
+        try:
+            yield
+        finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            await changes.stop()
+
     app = create_service_app(
         service="transactions",
         title="Sagabank transactions",
         description=(
             "The front door for transfers: accepts them idempotently, starts their saga, "
-            "keeps their status projection, and forwards cancellations and reviews."
+            "keeps their status projection, and forwards cancellations, reviews and signed "
+            "confirmation callbacks."
         ),
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router, internal_router, admin_router],
+        routers=[router, internal_router, admin_router, callbacks_router],
+        lifespan=lifespan,
     )
     app.state.workflows = TransferWorkflows(
         client=temporal_client,
@@ -37,5 +93,13 @@ def create_app(
         task_queue=settings.task_queue,
         review_timeout_seconds=settings.review_timeout_seconds,
         rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
+        cancel_timeout_seconds=settings.cancel_timeout_seconds,
     )
+    app.state.changes = changes
+    app.state.idempotency_policy = service.IdempotencyPolicy(
+        ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
+        in_flight_wait_seconds=settings.idempotency_in_flight_wait_seconds,
+    )
+    secrets_key = settings.callback_secrets_key_bytes()
+    app.state.callback_secret_box = None if secrets_key is None else CallbackSecretBox(secrets_key)
     return app

@@ -11,7 +11,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -93,6 +95,8 @@ class IdempotencyKeyRow(Base):
             "state <> 'completed' OR (response_status IS NOT NULL AND response_body IS NOT NULL)",
             name="ck_idempotency_keys_completed_has_response",
         ),
+        # The purge deletes the oldest expired keys first, in bounded batches.
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
     )
 
     caller: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -108,3 +112,42 @@ class IdempotencyKeyRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # An in-flight claim whose holder died is resumable once this has passed.
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackClientRow(Base):
+    """An external system allowed to send signed confirmation callbacks."""
+
+    __tablename__ = "callback_clients"
+    __table_args__ = (UniqueConstraint("name", name="uq_callback_clients_name"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(48))
+    description: Mapped[str | None] = mapped_column(String(140))
+    # The signing secret, AES-256-GCM encrypted (nonce + ciphertext + tag) under the
+    # service's callback secrets key, with the client id as associated data.
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class CallbackReceiptRow(Base):
+    """A confirmation callback that took effect, once per (client, webhook-id)."""
+
+    __tablename__ = "callback_receipts"
+    __table_args__ = (
+        CheckConstraint("decision IN ('approve', 'reject')", name="ck_callback_receipts_decision"),
+    )
+
+    client_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("callback_clients.id", name="fk_callback_receipts_client_id"), primary_key=True
+    )
+    webhook_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transfers.id", name="fk_callback_receipts_transfer_id"), index=True
+    )
+    decision: Mapped[str] = mapped_column(String(10))
+    external_reference: Mapped[str] = mapped_column(String(64))
+    # The answer given, replayed to a redelivery of the same webhook-id.
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

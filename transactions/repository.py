@@ -5,12 +5,23 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, null, or_, select, update
+from sqlalchemy import and_, case, delete, func, null, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.transfers import StepRecord, TransferCreate, TransferStatus
-from transactions.models import IdempotencyKeyRow, TransferRow, TransferStepRow
+from transactions.changes import (
+    IDEMPOTENCY_KEY_SETTLED_CHANNEL,
+    TRANSFER_FINISHED_CHANNEL,
+    idempotency_key_payload,
+)
+from transactions.models import (
+    CallbackClientRow,
+    CallbackReceiptRow,
+    IdempotencyKeyRow,
+    TransferRow,
+    TransferStepRow,
+)
 
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
@@ -112,7 +123,12 @@ async def complete_idempotency_key(
         )
         .returning(IdempotencyKeyRow.key)
     )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    completed = (await session.execute(statement)).scalar_one_or_none() is not None
+    if completed:
+        await _notify(
+            session, IDEMPOTENCY_KEY_SETTLED_CHANNEL, idempotency_key_payload(caller, key)
+        )
+    return completed
 
 
 async def release_idempotency_key(
@@ -129,6 +145,34 @@ async def release_idempotency_key(
         )
         .values(locked_until=func.now())
     )
+    # Duplicates waiting on the key may now resume the claim.
+    await _notify(session, IDEMPOTENCY_KEY_SETTLED_CHANNEL, idempotency_key_payload(caller, key))
+
+
+async def purge_expired_idempotency_keys(session: AsyncSession, *, limit: int) -> int:
+    """Delete at most `limit` expired keys, oldest first; the number deleted.
+
+    SKIP LOCKED: two instances purging at once take different rows, and a key being
+    claimed afresh right now is left to its claimer.
+    """
+    assert limit > 0
+    table = IdempotencyKeyRow
+    expired = (
+        select(table.caller, table.key)
+        .where(table.expires_at <= func.now())
+        .order_by(table.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        delete(table).where(tuple_(table.caller, table.key).in_(expired)).returning(table.key)
+    )
+    return len((await session.execute(statement)).scalars().all())
+
+
+async def _notify(session: AsyncSession, channel: str, payload: str) -> None:
+    """NOTIFY inside the caller's transaction: listeners hear it only once it commits."""
+    await session.execute(select(func.pg_notify(channel, payload)))
 
 
 # --- transfers --------------------------------------------------------------------------
@@ -231,7 +275,11 @@ async def update_projection(
         .values(**values)
         .returning(TransferRow.id)
     )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    moved = (await session.execute(statement)).scalar_one_or_none() is not None
+    if moved and record.status.is_terminal:
+        # Wakes requests waiting on this transfer (Prefer: wait) once the report commits.
+        await _notify(session, TRANSFER_FINISHED_CHANNEL, str(transfer_id))
+    return moved
 
 
 # --- steps ------------------------------------------------------------------------------
@@ -273,5 +321,79 @@ async def list_steps(
 async def step_exists(session: AsyncSession, *, transfer_id: uuid.UUID, step: str) -> bool:
     statement = select(TransferStepRow.step).where(
         TransferStepRow.transfer_id == transfer_id, TransferStepRow.step == step
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+# --- callback clients and receipts ------------------------------------------------------
+
+
+async def insert_callback_client(
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    name: str,
+    description: str | None,
+    secret_ciphertext: bytes,
+) -> CallbackClientRow | None:
+    """Register a client; None if the name is taken."""
+    statement = (
+        insert(CallbackClientRow)
+        .values(
+            id=client_id,
+            name=name,
+            description=description,
+            secret_ciphertext=secret_ciphertext,
+        )
+        .on_conflict_do_nothing(index_elements=[CallbackClientRow.name])
+        .returning(CallbackClientRow)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def get_callback_client(
+    session: AsyncSession, client_id: uuid.UUID
+) -> CallbackClientRow | None:
+    return await session.get(CallbackClientRow, client_id)
+
+
+async def get_callback_receipt(
+    session: AsyncSession, *, client_id: uuid.UUID, webhook_id: str
+) -> CallbackReceiptRow | None:
+    statement = select(CallbackReceiptRow).where(
+        CallbackReceiptRow.client_id == client_id, CallbackReceiptRow.webhook_id == webhook_id
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def insert_callback_receipt(
+    session: AsyncSession,
+    *,
+    client_id: uuid.UUID,
+    webhook_id: str,
+    transfer_id: uuid.UUID,
+    decision: str,
+    external_reference: str,
+    response_body: dict[str, Any],
+) -> bool:
+    """Record that a callback takes effect; False if this webhook-id already did.
+
+    A concurrent delivery of the same id waits here on the primary key until the first
+    commits (then False) or rolls back (then True): only one ever takes effect.
+    """
+    statement = (
+        insert(CallbackReceiptRow)
+        .values(
+            client_id=client_id,
+            webhook_id=webhook_id,
+            transfer_id=transfer_id,
+            decision=decision,
+            external_reference=external_reference,
+            response_body=response_body,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[CallbackReceiptRow.client_id, CallbackReceiptRow.webhook_id]
+        )
+        .returning(CallbackReceiptRow.webhook_id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None

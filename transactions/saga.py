@@ -1,4 +1,4 @@
-"""The service's side of the transfer saga in Temporal: start it, signal it.
+"""The service's side of the transfer saga in Temporal: start it, signal it, update it.
 
 Connects lazily, so the service starts and answers /healthz while Temporal is still
 starting; the first request that needs Temporal connects (one connection, under a lock).
@@ -11,7 +11,11 @@ from typing import Final
 
 import structlog
 from pydantic import BaseModel
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -25,10 +29,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.transfers import (
     SEARCH_ATTRIBUTES,
-    SIGNAL_CANCEL,
     SIGNAL_REVIEW_DECISION,
+    UPDATE_CANCEL,
     WORKFLOW_NAME,
     CancelRequest,
+    CancelResult,
     ReviewDecision,
     TransferCreate,
     TransferStatus,
@@ -48,6 +53,17 @@ for _key in (STATUS_KEY, SOURCE_ACCOUNT_KEY, TARGET_ACCOUNT_KEY, AMOUNT_MINOR_KE
     assert _key.name in SEARCH_ATTRIBUTES, f"{_key.name} is not a registered search attribute"
 
 _RETRY_AFTER_SECONDS: Final = 5
+# One update id per transfer: a retried cancel (after a timeout, say) joins the first
+# instead of asking twice, and once accepted every later cancel gets the same answer.
+CANCEL_UPDATE_ID: Final = "cancel"
+
+
+class CancelRefused(Exception):
+    """The saga refused the cancel (posting has begun) or has already finished."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class TransferWorkflows:
@@ -62,9 +78,12 @@ class TransferWorkflows:
         task_queue: str,
         review_timeout_seconds: int,
         rpc_timeout_seconds: float,
+        cancel_timeout_seconds: float,
     ) -> None:
         assert review_timeout_seconds > 0
         assert rpc_timeout_seconds > 0
+        assert cancel_timeout_seconds > 0
+        self._cancel_timeout_seconds = cancel_timeout_seconds
         self._client = client
         self._address = address
         self._namespace = namespace
@@ -133,9 +152,44 @@ class TransferWorkflows:
             raise _unavailable() from error
         log.info("transfer.workflow_started", task_queue=self._task_queue)
 
-    async def signal_cancel(self, *, transfer_id: uuid.UUID, request: CancelRequest) -> bool:
-        """Ask the saga to cancel; False if its workflow is no longer running."""
-        return await self._signal(transfer_id, SIGNAL_CANCEL, request)
+    async def request_cancel(
+        self, *, transfer_id: uuid.UUID, request: CancelRequest
+    ) -> CancelResult:
+        """Ask the saga to cancel and wait for its answer (the `request_cancel` update).
+
+        Raises CancelRefused when the saga's validator refuses (posting has begun), when
+        it answers not accepted, or when its workflow has closed; 503 when no answer
+        comes within the cancel timeout (retrying joins the same update).
+        """
+        client = await self._connected()
+        handle = client.get_workflow_handle(workflow_id(transfer_id))
+        try:
+            async with asyncio.timeout(self._cancel_timeout_seconds):
+                result: CancelResult = await handle.execute_update(
+                    UPDATE_CANCEL,
+                    request,
+                    id=CANCEL_UPDATE_ID,
+                    result_type=CancelResult,
+                    rpc_timeout=self._rpc_timeout,
+                )
+        except WorkflowUpdateFailedError as error:
+            reason = str(getattr(error.cause, "message", "") or error.cause)[:500]
+            log.info("transfer.cancel_refused", reason=reason)
+            raise CancelRefused(reason or "the transfer's saga refused the cancel") from error
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise CancelRefused("the transfer's workflow has already finished") from error
+            log.warning("temporal.update_failed", update=UPDATE_CANCEL, error=error.message[:500])
+            raise _unavailable() from error
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as error:
+            # The update may still be delivered when a worker picks the workflow up; a
+            # retry with the same update id then learns its outcome.
+            log.warning("temporal.update_timed_out", update=UPDATE_CANCEL)
+            raise _unavailable() from error
+        if not result.accepted:
+            raise CancelRefused(f"the transfer's saga did not accept it ({result.status.value})")
+        log.info("transfer.cancel_accepted", status=result.status.value)
+        return result
 
     async def signal_review_decision(
         self, *, transfer_id: uuid.UUID, decision: ReviewDecision

@@ -1,9 +1,11 @@
 """Use cases of the transactions service."""
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -12,34 +14,48 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.common import Page
 from contracts.transfers import (
+    PREFER_WAIT_SECONDS_MAX,
+    TRANSFER_BATCH_SIZE_MAX,
     CancelRequest,
     FraudAssessment,
     ReviewDecision,
     StepRecord,
     Transfer,
+    TransferBatchItem,
     TransferCreate,
     TransferStatus,
     TransferStep,
     workflow_id,
 )
 from kit.db import Database
+from kit.errors import ProblemError
 from transactions import repository
+from transactions.changes import (
+    IDEMPOTENCY_KEY_SETTLED_CHANNEL,
+    TRANSFER_FINISHED_CHANNEL,
+    ChangeListener,
+    idempotency_key_payload,
+)
 from transactions.errors import (
+    BatchItemFailed,
     IdempotencyKeyInFlight,
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
+    InvalidBatchItem,
     InvalidCursor,
+    PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
     TransferNotFound,
     TransferNotInReview,
 )
 from transactions.models import IdempotencyKeyRow, TransferRow, TransferStepRow
-from transactions.saga import TransferWorkflows
+from transactions.saga import CancelRefused, TransferWorkflows
 
 log = structlog.get_logger()
 
@@ -51,6 +67,24 @@ _IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
 # The step after which a transfer can no longer be cancelled (the saga's pivot).
 PIVOT_STEP: Final = "post"
 CURSOR_LENGTH_MAX: Final = 200
+# Batch items created at once: enough to overlap Temporal round trips, few enough to
+# leave the connection pool to other requests.
+BATCH_CONCURRENCY_MAX: Final = 8
+_WAIT_VALUE: Final = re.compile(r"[0-9]{1,4}")
+
+
+@dataclass(frozen=True)
+class IdempotencyPolicy:
+    """How long keys live, how long a claim is leased, how long a duplicate waits."""
+
+    ttl: timedelta = IDEMPOTENCY_KEY_TTL
+    lease: timedelta = IDEMPOTENCY_LEASE
+    in_flight_wait_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        assert self.ttl >= IDEMPOTENCY_KEY_TTL, "keys are kept at least 24 hours"
+        assert self.lease > timedelta(0)
+        assert self.in_flight_wait_seconds >= 0
 
 
 @dataclass(frozen=True)
@@ -131,30 +165,61 @@ async def _load_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> Trans
     return _to_contract(row, await repository.list_steps(session, [row.id]))
 
 
-def _answer_existing_key(row: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation:
+def _replay(row: IdempotencyKeyRow) -> TransferCreation:
+    assert row.response_status is not None, "a completed key stores its response"
+    assert row.response_body is not None, "a completed key stores its response"
+    log.info("transfer.create_replayed", transfer_id=str(row.transfer_id))
+    return TransferCreation(
+        transfer_id=row.transfer_id,
+        status_code=row.response_status,
+        body=row.response_body,
+        replayed=True,
+    )
+
+
+def _answer_existing_key(row: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation | None:
+    """The stored answer for a settled key; None while the first request is in flight."""
     if row.request_hash != hash_of_request:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was already used with another request body; use a new key"
         )
     if row.state == repository.COMPLETED:
-        assert row.response_status is not None, "a completed key stores its response"
-        assert row.response_body is not None, "a completed key stores its response"
-        log.info("transfer.create_replayed", transfer_id=str(row.transfer_id))
-        return TransferCreation(
-            transfer_id=row.transfer_id,
-            status_code=row.response_status,
-            body=row.response_body,
-            replayed=True,
+        return _replay(row)
+    return None
+
+
+async def _claim(
+    database: Database,
+    policy: IdempotencyPolicy,
+    *,
+    caller: str,
+    key: str,
+    hash_of_request: str,
+) -> uuid.UUID | TransferCreation | None:
+    """One attempt: our transfer id if we hold the claim now, the stored answer if the
+    key is settled, None while another request holds it."""
+    async with database.sessions() as session, session.begin():
+        transfer_id = await repository.claim_idempotency_key(
+            session,
+            caller=caller,
+            key=key,
+            request_hash=hash_of_request,
+            transfer_id=uuid.uuid4(),
+            ttl=policy.ttl,
+            lease=policy.lease,
         )
-    raise IdempotencyKeyInFlight(
-        "the first request with this key is still being processed; retry shortly",
-        retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
-    )
+        if transfer_id is not None:
+            return transfer_id
+        existing = await repository.get_idempotency_key(session, caller=caller, key=key)
+    # Gone between the two statements (purged when expired): the next attempt claims it.
+    return None if existing is None else _answer_existing_key(existing, hash_of_request)
 
 
 async def create_transfer(
     database: Database,
     workflows: TransferWorkflows,
+    changes: ChangeListener,
+    policy: IdempotencyPolicy,
     *,
     caller: str,
     idempotency_key: str | None,
@@ -165,12 +230,16 @@ async def create_transfer(
     Unlike every other use case this one commits by itself, in three short
     transactions, because one request-wide transaction cannot do the job:
     - the key is claimed and committed first, so a concurrent request with the same key
-      sees it in flight (409) instead of blocking on an uncommitted row or racing past;
+      sees it in flight instead of blocking on an uncommitted row or racing past;
     - the transfer row is committed before its workflow starts, so the saga's first step
       report never finds it missing;
     - the response is stored and the key completed only once the workflow has started.
+    A duplicate that finds the key in flight waits (bounded, woken by NOTIFY when the key
+    settles) and replays the stored answer, so concurrent duplicates all answer alike;
+    only a first request still running after the wait makes it answer 409.
     If anything fails after the claim, the claim is released and keeps its transfer id,
-    so a retry resumes this very transfer instead of creating a second one.
+    so a retry (or a waiting duplicate) resumes this very transfer instead of creating
+    a second one.
     """
     if idempotency_key is None:
         raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
@@ -178,24 +247,25 @@ async def create_transfer(
         raise SameAccount("a transfer needs two different accounts")
     hash_of_request = request_hash(transfer)
 
-    async with database.sessions() as session, session.begin():
-        transfer_id = await repository.claim_idempotency_key(
-            session,
-            caller=caller,
-            key=idempotency_key,
-            request_hash=hash_of_request,
-            transfer_id=uuid.uuid4(),
-            ttl=IDEMPOTENCY_KEY_TTL,
-            lease=IDEMPOTENCY_LEASE,
+    async def claim_or_answer() -> uuid.UUID | TransferCreation | None:
+        return await _claim(
+            database, policy, caller=caller, key=idempotency_key, hash_of_request=hash_of_request
         )
-        existing = (
-            None
-            if transfer_id is not None
-            else await repository.get_idempotency_key(session, caller=caller, key=idempotency_key)
+
+    outcome: uuid.UUID | TransferCreation | None = await changes.wait_for(
+        claim_or_answer,
+        channel=IDEMPOTENCY_KEY_SETTLED_CHANNEL,
+        payload=idempotency_key_payload(caller, idempotency_key),
+        timeout_seconds=policy.in_flight_wait_seconds,
+    )
+    if outcome is None:
+        raise IdempotencyKeyInFlight(
+            "the first request with this key is still being processed; retry shortly",
+            retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
         )
-    if transfer_id is None:
-        assert existing is not None, "a key that cannot be claimed is held by another request"
-        return _answer_existing_key(existing, hash_of_request)
+    if isinstance(outcome, TransferCreation):
+        return outcome
+    transfer_id = outcome
 
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
@@ -229,13 +299,147 @@ async def create_transfer(
     if stored is not None:
         # Our lease ran out and a retry of the same request finished first; both created
         # the same transfer, so its stored answer is ours as well.
-        return _answer_existing_key(stored, hash_of_request)
+        answer = _answer_existing_key(stored, hash_of_request)
+        if answer is None:
+            raise IdempotencyKeyInFlight(
+                "a retry of this request took over its key and is still being processed",
+                retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
+            )
+        return answer
     log.info(
         "transfer.created" if created else "transfer.create_resumed",
         amount_minor=transfer.amount_minor,
         currency=transfer.currency,
     )
     return TransferCreation(transfer_id=transfer_id, status_code=202, body=body, replayed=False)
+
+
+async def wait_until_finished(
+    database: Database,
+    changes: ChangeListener,
+    *,
+    transfer_id: uuid.UUID,
+    wait_seconds: int,
+) -> Transfer | None:
+    """The transfer once it reaches a terminal status within `wait_seconds`, else None.
+
+    Woken by the NOTIFY of the step report that finishes it (not by Temporal's result
+    long-poll, which adds ~190 ms), with a periodic re-read as the safety net.
+    """
+    assert 0 <= wait_seconds <= PREFER_WAIT_SECONDS_MAX
+
+    async def finished() -> Transfer | None:
+        async with database.sessions() as session:
+            transfer = await _load_transfer(session, transfer_id)
+        return transfer if transfer.status.is_terminal else None
+
+    return await changes.wait_for(
+        finished,
+        channel=TRANSFER_FINISHED_CHANNEL,
+        payload=str(transfer_id),
+        timeout_seconds=wait_seconds,
+    )
+
+
+def parse_prefer_wait(prefer: str | None) -> int | None:
+    """The `wait` preference of a Prefer header (RFC 7240) in seconds, or None.
+
+    Other preferences are ignored, as the RFC asks; the first `wait` counts. A `wait`
+    that is not a whole number of seconds from 0 to 30 is refused, not silently cut.
+    """
+    if prefer is None:
+        return None
+    for preference in prefer.split(","):
+        token, separator, value = preference.split(";", 1)[0].partition("=")
+        if token.strip().lower() != "wait":
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if not separator or not _WAIT_VALUE.fullmatch(value):
+            raise PreferWaitInvalid(
+                f"Prefer: wait takes whole seconds, 0 to {PREFER_WAIT_SECONDS_MAX}"
+            )
+        seconds = int(value)
+        if seconds > PREFER_WAIT_SECONDS_MAX:
+            raise PreferWaitInvalid(
+                f"Prefer: wait={seconds} is longer than the {PREFER_WAIT_SECONDS_MAX} s allowed"
+            )
+        return seconds
+    return None
+
+
+async def create_transfers_batch(
+    database: Database,
+    workflows: TransferWorkflows,
+    changes: ChangeListener,
+    policy: IdempotencyPolicy,
+    *,
+    caller: str,
+    items: Sequence[object],
+) -> list[TransferCreation | ProblemError]:
+    """Create each item as a single POST would, a few at a time; one answer per item, in
+    the items' order. A bad item gets its own problem; the others go on."""
+    assert len(items) <= TRANSFER_BATCH_SIZE_MAX
+    limiter = asyncio.Semaphore(BATCH_CONCURRENCY_MAX)
+
+    async def one(item: object) -> TransferCreation | ProblemError:
+        try:
+            parsed = TransferBatchItem.model_validate(item)
+        except ValidationError as error:
+            return InvalidBatchItem(
+                "the item is malformed; see `errors` for each field",
+                errors=validation_issues(error),
+            )
+        async with limiter:
+            try:
+                return await create_transfer(
+                    database,
+                    workflows,
+                    changes,
+                    policy,
+                    caller=caller,
+                    idempotency_key=parsed.idempotency_key,
+                    transfer=parsed.to_create(),
+                )
+            except ProblemError as error:
+                return error
+            except Exception:
+                log.exception("transfer.batch_item_failed")
+                return BatchItemFailed("this item failed unexpectedly; retry it with its key")
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+def validation_issues(error: ValidationError) -> list[dict[str, Any]]:
+    """The `errors` member of a 422 problem, shaped like the kit's request validation."""
+    return [
+        {
+            "location": [part for part in issue["loc"] if isinstance(part, str | int)],
+            "message": str(issue["msg"])[:500],
+            "kind": str(issue["type"])[:100],
+        }
+        for issue in error.errors()[:50]
+    ]
+
+
+async def purge_expired_idempotency_keys(
+    database: Database, *, batch_size: int, batches_max: int
+) -> int:
+    """Delete expired keys in short transactions of `batch_size`; at most `batches_max`
+    per call, so one call never runs long. The number deleted."""
+    assert batch_size > 0
+    assert batches_max > 0
+    purged = 0
+    for _ in range(batches_max):
+        async with database.sessions() as session, session.begin():
+            deleted = await repository.purge_expired_idempotency_keys(session, limit=batch_size)
+        purged += deleted
+        if deleted < batch_size:
+            break
+    if purged:
+        log.info("idempotency.keys_purged", count=purged)
+    return purged
 
 
 async def _release_claim(
@@ -318,27 +522,34 @@ async def record_step(
 
 
 async def cancel_transfer(
-    session: AsyncSession,
+    database: Database,
     workflows: TransferWorkflows,
     *,
     transfer_id: uuid.UUID,
     request: CancelRequest,
 ) -> Transfer:
-    """Ask the saga to cancel a transfer that has not reached its pivot (posting)."""
+    """Cancel a transfer that has not reached its pivot (posting), through the saga's
+    `request_cancel` update: the saga itself decides, and 409 is its refusal."""
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
     )
-    transfer = await _load_transfer(session, transfer_id)
+    # Short reads around the update: no connection idles in a transaction while the
+    # saga (and a worker) answers.
+    async with database.sessions() as session:
+        transfer = await _load_transfer(session, transfer_id)
+        posting_begun = await repository.step_exists(
+            session, transfer_id=transfer_id, step=PIVOT_STEP
+        )
     if transfer.status.is_terminal:
         raise TransferNotCancellable(f"the transfer is already {transfer.status.value}")
-    if await repository.step_exists(session, transfer_id=transfer_id, step=PIVOT_STEP):
+    if posting_begun:
         raise TransferNotCancellable("the transfer is being posted")
-    # The saga itself ignores a cancel that arrives after posting began; this answer
-    # only says the request was handed over.
-    if not await workflows.signal_cancel(transfer_id=transfer_id, request=request):
-        raise TransferNotCancellable("the transfer's workflow has already finished")
-    log.info("transfer.cancel_requested")
-    return transfer
+    try:
+        await workflows.request_cancel(transfer_id=transfer_id, request=request)
+    except CancelRefused as refusal:
+        raise TransferNotCancellable(refusal.reason) from refusal
+    async with database.sessions() as session:
+        return await _load_transfer(session, transfer_id)
 
 
 async def review_transfer(

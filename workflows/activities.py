@@ -1,5 +1,13 @@
 """The saga's activities: one HTTP call each, to an idempotent endpoint, with a deterministic id.
 
+An activity returns what the saga needs and no more (`record_step`, `publish_event`,
+`void_hold` and `report_outcome` return nothing): every result is stored in the workflow's
+history and converted on each replay.
+
+Each service's client carries at most `requests_in_flight_max` requests at once and the rest
+wait their turn before httpx: one httpx pool spends more CPU the more requests it juggles
+(it scans every connection for each one) and collapses at high concurrency (BASELINES.md).
+
 Error mapping (the saga's retry policies rely on it):
 - a 4xx problem other than 408/425/429 is a business failure: a non-retryable
   `ApplicationError` whose `type` is the problem slug (e.g. `insufficient-funds`);
@@ -9,8 +17,10 @@ raise even business failures as retryable: the activity then shows in the Tempor
 its attempts and last failure until an operator sees to it.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -29,11 +39,11 @@ from contracts.accounts import (
     TransferValidation,
     TransferValidationRequest,
 )
-from contracts.fraud import SCORES_PATH, Score, ScoreRequest
-from contracts.notifications import EVENTS_PATH, Event, EventCreate
+from contracts.fraud import OUTCOMES_PATH, SCORES_PATH, OutcomeReport, Score, ScoreRequest
+from contracts.notifications import EVENTS_PATH, EventCreate
 from contracts.problem import PROBLEM_TYPE_PREFIX
-from contracts.transfers import TRANSFER_STEPS_PATH, Transfer, TransferWorkflowInput, step_id
-from workflows.models import EventPublication, HoldAction, StepReport
+from contracts.transfers import TRANSFER_STEPS_PATH, TransferWorkflowInput, step_id
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
 
 log = structlog.get_logger()
 
@@ -94,6 +104,18 @@ async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
         yield
 
 
+# Where one client's throughput peaks on this kind of machine (BASELINES.md, FastAPI).
+REQUESTS_IN_FLIGHT_MAX_DEFAULT = 8
+
+
+@dataclass(frozen=True)
+class _Service:
+    """One service's client and the gate that bounds its requests in flight."""
+
+    http: httpx.AsyncClient
+    gate: asyncio.Semaphore
+
+
 class TransferActivities:
     """The saga's activities, holding one HTTP client per service (closed by the owner)."""
 
@@ -104,11 +126,17 @@ class TransferActivities:
         transactions: httpx.AsyncClient,
         fraud: httpx.AsyncClient,
         notifications: httpx.AsyncClient,
+        requests_in_flight_max: int = REQUESTS_IN_FLIGHT_MAX_DEFAULT,
     ) -> None:
-        self.accounts = accounts
-        self.transactions = transactions
-        self.fraud = fraud
-        self.notifications = notifications
+        assert requests_in_flight_max > 0
+
+        def service(http: httpx.AsyncClient) -> _Service:
+            return _Service(http, asyncio.Semaphore(requests_in_flight_max))
+
+        self.accounts = service(accounts)
+        self.transactions = service(transactions)
+        self.fraud = service(fraud)
+        self.notifications = service(notifications)
 
     def all(self) -> Sequence[Callable[..., Any]]:
         """Every activity, for `Worker(activities=...)`."""
@@ -120,11 +148,12 @@ class TransferActivities:
             self.void_hold,
             self.publish_event,
             self.record_step,
+            self.report_outcome,
         ]
 
     async def aclose(self) -> None:
-        for client in (self.accounts, self.transactions, self.fraud, self.notifications):
-            await client.aclose()
+        for service in (self.accounts, self.transactions, self.fraud, self.notifications):
+            await service.http.aclose()
 
     @activity.defn(name="validate_transfer")
     async def validate_transfer(self, transfer: TransferWorkflowInput) -> TransferValidation:
@@ -201,7 +230,7 @@ class TransferActivities:
             return posting
 
     @activity.defn(name="void_hold")
-    async def void_hold(self, action: HoldAction) -> LedgerTransfer:
+    async def void_hold(self, action: HoldAction) -> None:
         """Release the hold: the compensation of `place_hold`."""
         async with _activity_context(action.transfer_id):
             void = LedgerTransferCreate(
@@ -210,18 +239,13 @@ class TransferActivities:
                 pending_id=action.hold_id,
                 reference=f"transfer:{action.transfer_id}",
             )
-            voided = await _post(
-                self.accounts,
-                LEDGER_TRANSFERS_PATH,
-                void,
-                LedgerTransfer,
-                business_failures_retryable=True,
+            await _send(
+                self.accounts, LEDGER_TRANSFERS_PATH, void, business_failures_retryable=True
             )
-            log.info("transfer.hold_voided", void_id=str(voided.id))
-            return voided
+            log.info("transfer.hold_voided", void_id=str(void.id))
 
     @activity.defn(name="publish_event")
-    async def publish_event(self, publication: EventPublication) -> Event:
+    async def publish_event(self, publication: EventPublication) -> None:
         """Publish a transfer event; its id derives from the transfer and the event type."""
         transfer = publication.transfer
         async with _activity_context(transfer.transfer_id):
@@ -239,32 +263,91 @@ class TransferActivities:
                     "failure_reason": publication.failure_reason,
                 },
             )
-            return await _post(self.notifications, EVENTS_PATH, event, Event)
+            await _send(self.notifications, EVENTS_PATH, event)
 
     @activity.defn(name="record_step")
-    async def record_step(self, report: StepReport) -> Transfer:
+    async def record_step(self, report: StepReport) -> None:
         """Report one step to the transactions service (audit trail and status projection)."""
         async with _activity_context(report.transfer_id):
             path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
-            return await _post(self.transactions, path, report.record, Transfer)
+            await _send(self.transactions, path, report.record)
+
+    @activity.defn(name="report_outcome")
+    async def report_outcome(self, notice: OutcomeNotice) -> None:
+        """Tell the fraud service how a scored transfer ended (idempotent on the transfer id).
+
+        Only the status line counts: the answer's body is fraud's business, not the saga's.
+        """
+        transfer = notice.transfer
+        async with _activity_context(transfer.transfer_id):
+            try:
+                report = OutcomeReport(
+                    transfer_id=transfer.transfer_id,
+                    source_account_id=transfer.source_account_id,
+                    target_account_id=transfer.target_account_id,
+                    amount_minor=transfer.amount_minor,
+                    currency=transfer.currency,
+                    final_status=notice.final_status.value,
+                    review_decision=notice.review_decision,
+                    occurred_at=notice.occurred_at,
+                )
+            except ValidationError as error:
+                # Retrying cannot make this report valid: a programmer error, said loudly.
+                log.error("transfer.outcome_invalid", errors=error.error_count())
+                raise ApplicationError(
+                    _truncate(f"the outcome report is not valid: {error.errors()[0]['msg']}"),
+                    type="invalid-request",
+                    non_retryable=True,
+                ) from None
+            await _send(self.fraud, OUTCOMES_PATH, report)
+            log.info("transfer.outcome_reported", final_status=notice.final_status.value)
 
 
 async def _post(
-    client: httpx.AsyncClient,
+    service: _Service,
     path: str,
     body: BaseModel,
     response_model: type[ModelT],
     *,
     business_failures_retryable: bool = False,
 ) -> ModelT:
-    """POST `body` as JSON and parse the answer, mapping failures as the module docstring says.
+    """POST `body` as JSON and parse the answer, mapping failures as the module docstring says."""
+    response = await _send(
+        service, path, body, business_failures_retryable=business_failures_retryable
+    )
+    try:
+        return response_model.model_validate_json(response.content)
+    except ValidationError as error:
+        # The call may have had its effect; the endpoint is idempotent, so asking
+        # again is safe, while giving up could strand a hold.
+        log.error("http.invalid_response", path=path, status=response.status_code)
+        raise ApplicationError(
+            _truncate(
+                f"POST {path} answered an unreadable {response_model.__name__}: "
+                f"{error.error_count()} errors, first at {error.errors()[0]['loc']}"
+            ),
+            type="invalid-response",
+        ) from None
+
+
+async def _send(
+    service: _Service,
+    path: str,
+    body: BaseModel,
+    *,
+    business_failures_retryable: bool = False,
+) -> httpx.Response:
+    """POST `body` as JSON; a 2xx answer is returned, anything else raised as an error.
 
     Errors are raised `from None`: Temporal stores a failure with its whole cause chain and
     stack traces, and httpx's (through httpcore and anyio) exceed the server's failure size
     limit, which then replaces the failure with "Failure exceeds size limit."
     """
     try:
-        response = await client.post(path, json=body.model_dump(mode="json", exclude_none=True))
+        async with service.gate:
+            response = await service.http.post(
+                path, json=body.model_dump(mode="json", exclude_none=True)
+            )
     except httpx.TimeoutException as error:
         log.warning("http.timeout", path=path, error=type(error).__name__)
         raise ApplicationError(
@@ -278,19 +361,7 @@ async def _post(
         ) from None
 
     if response.is_success:
-        try:
-            return response_model.model_validate_json(response.content)
-        except ValidationError as error:
-            # The call may have had its effect; the endpoint is idempotent, so asking
-            # again is safe, while giving up could strand a hold.
-            log.error("http.invalid_response", path=path, status=response.status_code)
-            raise ApplicationError(
-                _truncate(
-                    f"POST {path} answered an unreadable {response_model.__name__}: "
-                    f"{error.error_count()} errors, first at {error.errors()[0]['loc']}"
-                ),
-                type="invalid-response",
-            ) from None
+        return response
 
     slug, message = _problem_of(response)
     status = response.status_code

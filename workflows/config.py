@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     # timeout the activity maps to a retryable error, not a lost activity attempt.
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=20)
     activity_concurrency_max: int = Field(default=32, ge=1, le=1000)
+    # Per service: more requests wait in the worker instead of crowding one httpx pool.
+    http_requests_in_flight_max: int = Field(default=8, ge=1, le=100)
     workflow_task_concurrency_max: int = Field(default=32, ge=1, le=1000)
     # How long a stopping worker lets running activities finish before cancelling them.
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=300)

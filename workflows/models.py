@@ -2,6 +2,7 @@
 
 import enum
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -67,3 +68,16 @@ class StepReport(BaseModel):
 
     transfer_id: UUID
     record: StepRecord
+
+
+class OutcomeNotice(BaseModel):
+    """How a scored transfer ended, for the fraud service (`report_outcome`).
+
+    The activity, not the workflow, shapes it into the wire `OutcomeReport`: a report that
+    fails validation is then one failed activity, not a workflow task failing forever.
+    """
+
+    transfer: TransferWorkflowInput
+    final_status: TransferStatus
+    review_decision: Literal["approve", "reject"] | None = None
+    occurred_at: datetime

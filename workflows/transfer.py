@@ -3,17 +3,37 @@
 Every step is reported to the transactions service (`record_step`, versions 1, 2, 3, …) and
 every status change is upserted as the `TransferStatus` search attribute. Failing after the
 hold voids it (the compensation); posting the hold is the pivot, after which nothing is
-undone and cancellation is ignored.
+undone and cancellation is refused (`request_cancel` update) or ignored (`cancel` signal).
+
+What runs how. An activity costs the Temporal server a schedule, a start, a completion and
+one more workflow task; a local activity runs inside the workflow task that scheduled it and
+costs a marker in the history, and the worker one HTTP call.
+- Local activities: `validate_transfer`, `score_transfer`, `record_step`, `publish_event`,
+  `report_outcome`. Short, idempotent HTTP calls whose worst case is being sent again
+  (after a worker crash the workflow task reruns them, with the same deterministic ids);
+  none of them moves money. Their retries past the first one wait on durable timers, so a
+  long outage is visible in the history and survives a worker restart.
+- Activities: `place_hold`, `post_hold`, `void_hold`, the ledger mutations. Each retries
+  until the ledger gives a definite answer, with its attempt count and last failure in the
+  Temporal UI for an operator to see, and a worker crash while one runs is settled by the
+  server (timeout, retry on another worker), never by rerunning a whole workflow task.
+A completed transfer takes three workflow tasks: validate and record, then hold; record,
+score and record, then post; record, publish and report, record, complete. Ten activities
+in a row took eleven, and twice the dev server's CPU per transfer (benchmarks/saga.py).
+
+A signal or update that arrives while a workflow task runs local activities is seen when
+that task ends. A cancel sent during the score is thus honoured if posting has not begun by
+then; the `request_cancel` update answers the caller which of the two happened.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -24,8 +44,10 @@ with workflow.unsafe.imports_passed_through():
         SEARCH_ATTRIBUTES,
         SIGNAL_CANCEL,
         SIGNAL_REVIEW_DECISION,
+        UPDATE_CANCEL,
         WORKFLOW_NAME,
         CancelRequest,
+        CancelResult,
         FraudAssessment,
         ReviewDecision,
         StepRecord,
@@ -39,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         EventPublication,
         HoldAction,
         Outcome,
+        OutcomeNotice,
         Step,
         StepReport,
     )
@@ -50,6 +73,11 @@ assert SEARCH_ATTRIBUTES[FRAUD_DECISION_ATTRIBUTE.name] == "Keyword"
 
 # One HTTP call per attempt, whose client times out well before this (config.py).
 STEP_TIMEOUT = timedelta(seconds=30)
+# A local activity's retry waits in the worker up to this and on a durable timer beyond it.
+# Every retry policy below starts at one second: a blip is retried at once, in the worker,
+# and every later retry is a timer that survives a worker crash and shows in the history,
+# each failed attempt with its error (and that the time-skipping tests can skip).
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
 # Problems that retrying cannot change. The activities already raise them non-retryable;
 # naming them here keeps them final even from an activity that forgot to.
@@ -107,6 +135,14 @@ NOTIFY_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=("invalid-request", "event-id-reused"),
 )
+# Nor does the fraud service's learning: a few tries, then a loud log line.
+OUTCOME_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=("invalid-request",),
+)
 
 TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason
 
@@ -115,9 +151,13 @@ def _truncate(text: str) -> str:
     return text if len(text) <= TEXT_LENGTH_MAX else text[: TEXT_LENGTH_MAX - 1] + "…"
 
 
-def _failure_reason(error: ActivityError) -> str:
-    """`<problem slug>: <detail>` of a failed activity, e.g. `insufficient-funds: ...`."""
-    cause = error.cause
+def _failure_reason(error: FailureError) -> str:
+    """`<problem slug>: <detail>` of a failed activity, e.g. `insufficient-funds: ...`.
+
+    An activity's failure arrives as an ActivityError around its cause; a local activity's,
+    with this SDK, as the cause itself (ApplicationError, TimeoutError). Both read the same.
+    """
+    cause = error.cause if isinstance(error, ActivityError) else error
     if isinstance(cause, ApplicationError):
         return _truncate(f"{cause.type or 'error'}: {cause.message}")
     if isinstance(cause, ActivityTimeoutError):
@@ -141,6 +181,7 @@ class TransferWorkflow:
         self._failure_reason: str | None = None
         self._review: ReviewDecision | None = None
         self._cancel: CancelRequest | None = None
+        self._ended_at: datetime | None = None
         self._workflow_cancelled = False
         self._pivot_started = False
         self._compensations: list[Compensation] = []
@@ -185,6 +226,30 @@ class TransferWorkflow:
         if self._cancel is None:
             self._cancel = request
 
+    @workflow.update(name=UPDATE_CANCEL)
+    def request_cancel(self, request: CancelRequest) -> CancelResult:
+        """A customer's cancel, answered: accepted (honoured at the next step boundary, before
+        posting) unless the transfer has already ended otherwise."""
+        if self._status.is_terminal and self._status is not TransferStatus.cancelled:
+            return CancelResult(accepted=False, status=self._status)
+        if self._cancel is None:
+            self._cancel = request
+        return CancelResult(accepted=True, status=self._status)
+
+    @request_cancel.validator
+    def validate_request_cancel(self, request: CancelRequest) -> None:
+        """Refuse once posting has begun: the caller learns it at once, nothing is recorded.
+
+        The saga sets `_pivot_started` in the same workflow-task step as its last check of
+        `_cancel`, so an update accepted here is always honoured.
+        """
+        if self._pivot_started:
+            raise ApplicationError(
+                "posting has begun: the transfer can no longer be cancelled",
+                type="transfer-not-cancellable",
+                non_retryable=True,
+            )
+
     @workflow.query(name=QUERY_STATUS)
     def status(self) -> TransferStatus:
         return self._status
@@ -199,13 +264,14 @@ class TransferWorkflow:
 
     async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
         try:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 TransferActivities.validate_transfer,
                 transfer,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=LOOKUP_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
             )
-        except ActivityError as error:
+        except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.validate, Outcome.failed, _failure_reason(error)
             )
@@ -220,7 +286,7 @@ class TransferWorkflow:
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=HOLD_RETRY,
             )
-        except ActivityError as error:
+        except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
             )
@@ -231,13 +297,14 @@ class TransferWorkflow:
             return await self._end_cancelled()
 
         try:
-            score = await workflow.execute_activity_method(
+            score = await workflow.execute_local_activity_method(
                 TransferActivities.score_transfer,
                 transfer,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=LOOKUP_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
             )
-        except ActivityError as error:
+        except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.score, Outcome.failed, _failure_reason(error)
             )
@@ -366,11 +433,39 @@ class TransferWorkflow:
         await self._record(Step.void, Outcome.succeeded)
 
     async def _notify(self) -> None:
-        """Publish the terminal event; a failure is logged and reported, never undone."""
+        """Publish the terminal event and, for a scored transfer, report the outcome to the
+        fraud service, side by side: trouble with either is logged, never undone."""
+        outcome_report = (
+            None if self._fraud is None else asyncio.ensure_future(self._report_outcome())
+        )
         publication = self._publication(TERMINAL_EVENTS[self._status])
         published = await self._publish(publication)
         outcome = Outcome.succeeded if published else Outcome.failed
         await self._record(Step.notify, outcome, detail=publication.type.value)
+        if outcome_report is not None:
+            await outcome_report
+
+    async def _report_outcome(self) -> None:
+        assert self._ended_at is not None, "only an ended transfer has an outcome"
+        notice = OutcomeNotice(
+            transfer=self._transfer,
+            final_status=self._status,
+            review_decision=None if self._review is None else self._review.decision,
+            occurred_at=self._ended_at,
+        )
+        try:
+            await workflow.execute_local_activity_method(
+                TransferActivities.report_outcome,
+                notice,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=OUTCOME_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+        except FailureError as error:
+            workflow.logger.error(
+                "transfer.outcome_not_reported",
+                extra={"final_status": self._status.value, "reason": _failure_reason(error)},
+            )
 
     def _publication(self, event_type: EventType) -> EventPublication:
         return EventPublication(
@@ -383,13 +478,14 @@ class TransferWorkflow:
 
     async def _publish(self, publication: EventPublication) -> bool:
         try:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 TransferActivities.publish_event,
                 publication,
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=NOTIFY_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
             )
-        except ActivityError as error:
+        except FailureError as error:
             workflow.logger.error(
                 "transfer.event_not_published",
                 extra={"event_type": publication.type.value, "reason": _failure_reason(error)},
@@ -413,13 +509,15 @@ class TransferWorkflow:
             failure_reason=self._failure_reason,
         )
         try:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 TransferActivities.record_step,
                 StepReport(transfer_id=self._transfer.transfer_id, record=record),
                 start_to_close_timeout=STEP_TIMEOUT,
                 retry_policy=RECORD_RETRY,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+                summary=f"{step.value}: {outcome.value}",
             )
-        except ActivityError as error:
+        except FailureError as error:
             # Only a final refusal gets here (retryable trouble is retried without end).
             # The money path must not stall on the audit trail; the error is logged loudly
             # and the next report, carrying the whole projection, brings it up to date.
@@ -432,4 +530,6 @@ class TransferWorkflow:
         if status is self._status:
             return
         self._status = status
+        if status.is_terminal:
+            self._ended_at = workflow.now()
         workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])

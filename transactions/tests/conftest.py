@@ -1,5 +1,7 @@
 """Fixtures of the transactions tests: the app on a fresh database and the real Temporal."""
 
+import base64
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,7 +27,12 @@ async def database_url(database_factory: DatabaseFactory) -> str:
 def settings(database_url: str, task_queue: str) -> Settings:
     # A fresh task queue per test: no worker ever polls it, so started workflows stay
     # RUNNING at their first task and can be inspected and signalled.
-    return Settings(database_url=database_url, log_json=True, task_queue=task_queue)
+    return Settings(
+        database_url=database_url,
+        log_json=True,
+        task_queue=task_queue,
+        callback_secrets_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+    )
 
 
 @pytest.fixture

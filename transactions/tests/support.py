@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -83,3 +84,13 @@ async def count_rows(app: FastAPI, table: str) -> int:
         result = await connection.exec_driver_sql(f"SELECT count(*) FROM {table}")  # noqa: S608
         count: int = result.scalar_one()
         return count
+
+
+async def eventually(
+    condition: Callable[[], bool], what: str, *, timeout_seconds: float = 10
+) -> None:
+    """Wait (bounded) until `condition()` holds; fail naming `what` if it never does."""
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        await asyncio.sleep(0.01)

@@ -1,20 +1,99 @@
-"""POST /v1/transfers/{id}/cancel and POST /v1/admin/transfers/{id}/review: signals to the saga."""
+"""POST /v1/transfers/{id}/cancel (update `request_cancel`) and POST
+/v1/admin/transfers/{id}/review (signal `review_decision`).
 
+The cancel tests run a Worker for a tiny stand-in of the saga, registered as
+"TransferWorkflow" on the test's own task queue, that answers the update like the real
+one: its validator refuses once posting has begun.
+"""
+
+import asyncio
+import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from fastapi import FastAPI
+from temporalio import workflow
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 from contracts.transfers import (
-    SIGNAL_CANCEL,
     SIGNAL_REVIEW_DECISION,
+    UPDATE_CANCEL,
+    WORKFLOW_NAME,
     CancelRequest,
+    CancelResult,
     ReviewDecision,
+    TransferStatus,
+    TransferWorkflowInput,
 )
-from kit.testing import assert_problem
+from kit.testing import app_client, assert_problem
+from transactions.config import Settings
+from transactions.main import create_app
 from transactions.tests.support import create, report, signals, workflow_handle
+
+BEGIN_POSTING = "begin_posting"
+REFUSE_QUIETLY = "refuse_quietly"
+CANCELLED_QUERY = "cancelled"
+
+
+@workflow.defn(name=WORKFLOW_NAME, sandboxed=False)
+class StandInTransferWorkflow:
+    """Runs until cancelled; refuses a cancel once told that posting has begun."""
+
+    def __init__(self) -> None:
+        self._posting = False
+        self._refuse_quietly = False
+        self._cancel: CancelRequest | None = None
+
+    @workflow.run
+    async def run(self, arguments: TransferWorkflowInput) -> None:
+        await workflow.wait_condition(lambda: self._cancel is not None)
+        # Stays open a moment longer so a repeated cancel can still reach it.
+        await workflow.wait_condition(lambda: False, timeout=3600)
+
+    @workflow.signal(name=BEGIN_POSTING)
+    def begin_posting(self) -> None:
+        self._posting = True
+
+    @workflow.signal(name=REFUSE_QUIETLY)
+    def refuse_quietly(self) -> None:
+        self._refuse_quietly = True
+
+    @workflow.query(name=CANCELLED_QUERY)
+    def cancelled(self) -> bool:
+        return self._cancel is not None
+
+    @workflow.query(name=BEGIN_POSTING)
+    def posting(self) -> bool:
+        return self._posting
+
+    @workflow.query(name=REFUSE_QUIETLY)
+    def refusing(self) -> bool:
+        return self._refuse_quietly
+
+    @workflow.update(name=UPDATE_CANCEL)
+    def request_cancel(self, request: CancelRequest) -> CancelResult:
+        if self._refuse_quietly:
+            return CancelResult(accepted=False, status=TransferStatus.pending)
+        self._cancel = request
+        return CancelResult(accepted=True, status=TransferStatus.pending)
+
+    @request_cancel.validator
+    def validate_cancel(self, request: CancelRequest) -> None:
+        if self._posting:
+            raise ApplicationError("posting has begun", non_retryable=True)
+
+
+@pytest.fixture
+async def worker(temporal: Client, task_queue: str) -> AsyncIterator[Worker]:
+    async with Worker(
+        temporal, task_queue=task_queue, workflows=[StandInTransferWorkflow]
+    ) as running:
+        yield running
 
 
 async def _cancel(client: httpx.AsyncClient, transfer_id: str, **kwargs: Any) -> httpx.Response:
@@ -34,67 +113,151 @@ async def _put_in_review(client: httpx.AsyncClient, transfer_id: str) -> None:
     assert response.status_code == 200, response.text
 
 
+async def accepted_cancels(temporal: Client, transfer_id: str) -> list[CancelRequest]:
+    """The cancel updates the transfer's workflow accepted, with their requests."""
+    history = await workflow_handle(temporal, transfer_id).fetch_history()
+    accepted: list[CancelRequest] = []
+    for event in history.events:
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            assert request.input.name == UPDATE_CANCEL
+            (payload,) = await temporal.data_converter.decode(
+                list(request.input.args.payloads), [CancelRequest]
+            )
+            accepted.append(payload)
+    return accepted
+
+
+async def _tell(temporal: Client, transfer_id: str, flag: str) -> None:
+    """Set a flag of the stand-in saga and wait (bounded) until it has taken it in."""
+    handle = workflow_handle(temporal, transfer_id)
+    await handle.signal(flag)
+    deadline = time.monotonic() + 10
+    while not await handle.query(flag):
+        assert time.monotonic() < deadline, "the workflow never saw the signal"
+        await asyncio.sleep(0.05)
+
+
 class TestCancelTransfer:
-    async def test_valid(self, client: httpx.AsyncClient, temporal: Client) -> None:
+    async def test_valid(self, client: httpx.AsyncClient, temporal: Client, worker: Worker) -> None:
         transfer = await create(client)
         response = await _cancel(client, transfer["id"], json={"reason": "Wrong payee"})
         assert response.status_code == 202, response.text
         assert response.json()["id"] == transfer["id"]
-        assert await signals(temporal, transfer["id"], CancelRequest) == [
-            (SIGNAL_CANCEL, CancelRequest(reason="Wrong payee"))
+        assert await accepted_cancels(temporal, transfer["id"]) == [
+            CancelRequest(reason="Wrong payee")
         ]
+        assert await workflow_handle(temporal, transfer["id"]).query(CANCELLED_QUERY) is True
 
-    async def test_without_body(self, client: httpx.AsyncClient, temporal: Client) -> None:
+    async def test_without_body(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
         transfer = await create(client)
         assert (await _cancel(client, transfer["id"])).status_code == 202
-        assert await signals(temporal, transfer["id"], CancelRequest) == [
-            (SIGNAL_CANCEL, CancelRequest())
+        assert await accepted_cancels(temporal, transfer["id"]) == [CancelRequest()]
+
+    async def test_repeated_cancel_is_one_update(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
+        transfer = await create(client)
+        first = await _cancel(client, transfer["id"], json={"reason": "Wrong payee"})
+        again = await _cancel(client, transfer["id"], json={"reason": "Really"})
+        assert first.status_code == again.status_code == 202
+        assert await accepted_cancels(temporal, transfer["id"]) == [
+            CancelRequest(reason="Wrong payee")
         ]
 
-    async def test_while_in_review(self, client: httpx.AsyncClient, temporal: Client) -> None:
+    async def test_does_not_use_the_signal(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
+        transfer = await create(client)
+        assert (await _cancel(client, transfer["id"])).status_code == 202
+        assert await signals(temporal, transfer["id"], CancelRequest) == []
+
+    async def test_while_in_review(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
         transfer = await create(client)
         await _put_in_review(client, transfer["id"])
         assert (await _cancel(client, transfer["id"])).status_code == 202
+        assert len(await accepted_cancels(temporal, transfer["id"])) == 1
+
+    async def test_refused_by_the_saga_once_posting_began(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
+        # The saga knows before the projection does: its validator has the last word.
+        transfer = await create(client)
+        await _tell(temporal, transfer["id"], BEGIN_POSTING)
+        problem = assert_problem(
+            await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable"
+        )
+        assert "posting has begun" in str(problem["detail"])
+        assert await accepted_cancels(temporal, transfer["id"]) == []
+        assert await workflow_handle(temporal, transfer["id"]).query(CANCELLED_QUERY) is False
+
+    async def test_not_accepted_by_the_saga(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
+        transfer = await create(client)
+        await _tell(temporal, transfer["id"], REFUSE_QUIETLY)
+        assert_problem(await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable")
+        assert await workflow_handle(temporal, transfer["id"]).query(CANCELLED_QUERY) is False
 
     @pytest.mark.parametrize(
         "status", ["completed", "rejected", "declined", "expired", "cancelled"]
     )
     async def test_terminal_transfer(
-        self, client: httpx.AsyncClient, temporal: Client, status: str
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker, status: str
     ) -> None:
         transfer = await create(client)
         await report(
             client, transfer["id"], step="notify", outcome="succeeded", status=status, version=9
         )
         assert_problem(await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable")
-        assert await signals(temporal, transfer["id"], CancelRequest) == []
+        assert await accepted_cancels(temporal, transfer["id"]) == []
 
-    async def test_posting_has_begun(self, client: httpx.AsyncClient, temporal: Client) -> None:
+    async def test_posting_has_begun(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
         transfer = await create(client)
         await report(
             client, transfer["id"], step="post", outcome="succeeded", status="pending", version=4
         )
         assert_problem(await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable")
-        assert await signals(temporal, transfer["id"], CancelRequest) == []
+        assert await accepted_cancels(temporal, transfer["id"]) == []
 
     async def test_workflow_already_closed(
-        self, client: httpx.AsyncClient, temporal: Client
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
     ) -> None:
         transfer = await create(client)
         await workflow_handle(temporal, transfer["id"]).terminate(reason="test")
         assert_problem(await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable")
 
+    async def test_no_answer_in_time(self, settings: Settings, temporal: Client) -> None:
+        # No worker polls this task queue: the update is never answered.
+        impatient = settings.model_copy(update={"cancel_timeout_seconds": 0.5})
+        async with app_client(create_app(impatient, temporal_client=temporal)) as client:
+            transfer = await create(client)
+            response = await _cancel(client, transfer["id"])
+        problem = assert_problem(response, 503, "workflow-service-unavailable")
+        assert int(response.headers["retry-after"]) > 0
+        assert problem["retry_after_seconds"]
+        description = await workflow_handle(temporal, transfer["id"]).describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+
     async def test_unknown_transfer(self, client: httpx.AsyncClient) -> None:
         assert_problem(await _cancel(client, str(uuid.uuid4())), 404, "transfer-not-found")
 
-    async def test_malformed_body(self, client: httpx.AsyncClient, temporal: Client) -> None:
+    async def test_malformed_body(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
         transfer = await create(client)
         response = await _cancel(client, transfer["id"], json={"reason": "x" * 141})
         assert_problem(response, 422, "invalid-request")
         assert_problem(
             await _cancel(client, transfer["id"], json={"refund": True}), 422, "invalid-request"
         )
-        assert await signals(temporal, transfer["id"], CancelRequest) == []
+        assert await accepted_cancels(temporal, transfer["id"]) == []
 
 
 class TestReviewTransfer:

@@ -9,12 +9,18 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.transfers import WORKFLOW_NAME, TransferCreate, TransferWorkflowInput, workflow_id
 from kit.testing import app_client, assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions import repository, service
+from transactions.changes import (
+    IDEMPOTENCY_KEY_SETTLED_CHANNEL,
+    ChangeListener,
+    idempotency_key_payload,
+)
 from transactions.config import Settings
 from transactions.main import create_app
 from transactions.saga import (
@@ -26,11 +32,38 @@ from transactions.saga import (
 )
 from transactions.tests.support import (
     count_rows,
+    eventually,
     key_header,
     transfer_body,
     workflow_count,
     workflow_handle,
 )
+
+
+async def _hold_claim(app: FastAPI, key: str, body: dict[str, Any]) -> uuid.UUID:
+    """Claim `key` exactly as a first request does while it creates the transfer."""
+    async with app.state.database.sessions() as session, session.begin():
+        claimed = await repository.claim_idempotency_key(
+            session,
+            caller="anonymous",
+            key=key,
+            request_hash=service.request_hash(TransferCreate.model_validate(body)),
+            transfer_id=uuid.uuid4(),
+            ttl=service.IDEMPOTENCY_KEY_TTL,
+            lease=service.IDEMPOTENCY_LEASE,
+        )
+    assert claimed is not None
+    return claimed
+
+
+async def _until_waiting(app: FastAPI, key: str) -> None:
+    """Wait (bounded) until a duplicate request waits on `key`."""
+    changes: ChangeListener = app.state.changes
+    payload = idempotency_key_payload("anonymous", key)
+    await eventually(
+        lambda: changes.waiting(IDEMPOTENCY_KEY_SETTLED_CHANNEL, payload) > 0,
+        "a request waits on the key",
+    )
 
 
 def _source_query(body: dict[str, Any]) -> str:
@@ -200,26 +233,72 @@ class TestCreateTransfer:
         assert first.json()["id"] != second.json()["id"]
         assert len(await _transfers_of(client, body)) == 2
 
-    async def test_same_key_while_in_flight(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_same_key_while_in_flight(
+        self, client: httpx.AsyncClient, settings: Settings, temporal: Client, app: FastAPI
+    ) -> None:
         body = transfer_body()
         headers = key_header()
-        # Hold the key exactly as a first request does while it creates the transfer.
-        async with app.state.database.sessions() as session, session.begin():
-            claimed = await repository.claim_idempotency_key(
-                session,
-                caller="anonymous",
-                key=headers["Idempotency-Key"],
-                request_hash=service.request_hash(TransferCreate.model_validate(body)),
-                transfer_id=uuid.uuid4(),
-                ttl=service.IDEMPOTENCY_KEY_TTL,
-                lease=service.IDEMPOTENCY_LEASE,
-            )
-        assert claimed is not None
+        await _hold_claim(app, headers["Idempotency-Key"], body)
+        impatient = settings.model_copy(update={"idempotency_in_flight_wait_seconds": 0.3})
 
-        response = await client.post("/v1/transfers", json=body, headers=headers)
+        async with app_client(create_app(impatient, temporal_client=temporal)) as other:
+            response = await other.post("/v1/transfers", json=body, headers=headers)
+
+        # The first request is still running after the duplicate's bounded wait.
         assert_problem(response, 409, "idempotency-key-in-flight")
         assert int(response.headers["retry-after"]) > 0
         assert await count_rows(app, "transfers") == 0
+
+    async def test_duplicate_waits_for_the_first_and_replays_it(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        key = headers["Idempotency-Key"]
+        transfer_id = await _hold_claim(app, key, body)
+        duplicate = asyncio.create_task(client.post("/v1/transfers", json=body, headers=headers))
+        await _until_waiting(app, key)
+
+        # The first request finishes: its answer is stored and the key completed.
+        stored = {"id": str(transfer_id), "note": "the first request's answer"}
+        async with app.state.database.sessions() as session, session.begin():
+            assert await repository.complete_idempotency_key(
+                session,
+                caller="anonymous",
+                key=key,
+                transfer_id=transfer_id,
+                response_status=202,
+                response_body=stored,
+            )
+
+        response = await duplicate
+        assert response.status_code == 202, response.text
+        assert response.headers["idempotency-replayed"] == "true"
+        assert response.json() == stored
+        assert await count_rows(app, "transfers") == 0
+
+    async def test_duplicate_resumes_a_claim_released_while_it_waits(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        body = transfer_body()
+        headers = key_header()
+        key = headers["Idempotency-Key"]
+        transfer_id = await _hold_claim(app, key, body)
+        duplicate = asyncio.create_task(client.post("/v1/transfers", json=body, headers=headers))
+        await _until_waiting(app, key)
+
+        # The first request failed and let go of its claim.
+        async with app.state.database.sessions() as session, session.begin():
+            await repository.release_idempotency_key(
+                session, caller="anonymous", key=key, transfer_id=transfer_id
+            )
+
+        response = await duplicate
+        assert response.status_code == 202, response.text
+        assert "idempotency-replayed" not in response.headers
+        assert response.json()["id"] == str(transfer_id)
+        description = await workflow_handle(temporal, str(transfer_id)).describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
 
     async def test_claim_of_a_dead_request_is_resumed(
         self, client: httpx.AsyncClient, app: FastAPI
@@ -296,17 +375,59 @@ class TestCreateTransfer:
             *(client.post("/v1/transfers", json=body, headers=headers) for _ in range(10))
         )
 
-        accepted = [response for response in responses if response.status_code == 202]
-        fresh = [r for r in accepted if "idempotency-replayed" not in r.headers]
-        assert len(fresh) == 1, [r.status_code for r in responses]
-        for response in responses:
-            if response.status_code == 202:
-                assert response.json() == fresh[0].json()
-            else:
-                assert_problem(response, 409, "idempotency-key-in-flight")
+        # One transfer and ten equal answers: the duplicates waited for the first.
+        assert [response.status_code for response in responses] == [202] * 10
+        first = responses[0].json()
+        assert all(response.json() == first for response in responses)
+        assert all(
+            response.headers["location"] == f"/v1/transfers/{first['id']}" for response in responses
+        )
+        fresh = [r for r in responses if "idempotency-replayed" not in r.headers]
+        assert len(fresh) == 1
         assert await count_rows(app, "transfers") == 1
         assert len(await _transfers_of(client, body)) == 1
         assert await workflow_count(temporal, _source_query(body), expected=1) == 1
+
+    async def test_keys_are_kept_at_least_a_day(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        await client.post("/v1/transfers", json=transfer_body(), headers=key_header())
+        async with app.state.database.engine.connect() as connection:
+            kept = await connection.exec_driver_sql(
+                "SELECT expires_at - created_at FROM idempotency_keys"
+            )
+            assert kept.scalar_one() >= timedelta(hours=24)
+
+    def test_keys_cannot_be_configured_shorter_than_a_day(self, settings: Settings) -> None:
+        with pytest.raises(ValidationError):
+            Settings.model_validate({**settings.model_dump(), "idempotency_key_ttl_seconds": 3600})
+
+    async def test_keys_are_scoped_to_the_caller(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        # Until authentication names callers every request is "anonymous"; the service
+        # already keeps one key space per caller.
+        transfer = TransferCreate.model_validate(transfer_body())
+
+        async def as_caller(caller: str) -> service.TransferCreation:
+            return await service.create_transfer(
+                app.state.database,
+                app.state.workflows,
+                app.state.changes,
+                app.state.idempotency_policy,
+                caller=caller,
+                idempotency_key="shared-key",
+                transfer=transfer,
+            )
+
+        alice, bob = await as_caller("alice"), await as_caller("bob")
+        alice_again = await as_caller("alice")
+        assert alice.transfer_id != bob.transfer_id
+        assert not alice.replayed
+        assert not bob.replayed
+        assert alice_again.replayed
+        assert alice_again.transfer_id == alice.transfer_id
+        assert await count_rows(app, "transfers") == 2
 
 
 class TestCreateTransferValidation:

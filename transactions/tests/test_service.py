@@ -56,8 +56,20 @@ class TestService:
             "/v1/transfers/{transfer_id}/cancel",
             "/v1/internal/transfers/{transfer_id}/steps",
             "/v1/admin/transfers/{transfer_id}/review",
+            "/v1/transfers/batch",
+            "/v1/admin/callback-clients",
+            "/v1/callbacks/confirmations",
         }
         create = paths["/v1/transfers"]["post"]
         assert {"202", "400", "409", "422", "503"} <= set(create["responses"])
         headers = [p["name"] for p in create["parameters"] if p["in"] == "header"]
-        assert headers == ["Idempotency-Key"]
+        assert headers == ["Idempotency-Key", "Prefer"]
+        confirmations = paths["/v1/callbacks/confirmations"]["post"]
+        assert {"200", "401", "404", "409", "422"} <= set(confirmations["responses"])
+        signed_headers = {p["name"] for p in confirmations["parameters"]}
+        assert signed_headers == {
+            "Callback-Client-Id",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }

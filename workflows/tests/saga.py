@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.common import (
     SearchAttributeKey,
@@ -25,25 +26,26 @@ from temporalio.worker import Worker
 
 from contracts.accounts import LedgerTransfer, LedgerTransferKind, TransferValidation
 from contracts.fraud import FraudDecision, Score, ScoreReason
-from contracts.notifications import Event
 from contracts.transfers import (
     QUERY_STATUS,
     StepRecord,
-    Transfer,
     TransferStatus,
     TransferWorkflowInput,
     TransferWorkflowResult,
     step_id,
     workflow_id,
 )
-from workflows.models import EventPublication, HoldAction, StepReport
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
 from workflows.transfer import TransferWorkflow
+from workflows.worker import WORKFLOW_RUNNER
 
 WAIT_SECONDS_MAX = 10.0
 POLL_INTERVAL_SECONDS = 0.05
 # Polling a remote server has no event to wait on; the bound is the number of polls.
 POLLS_MAX = int(WAIT_SECONDS_MAX / POLL_INTERVAL_SECONDS)
 FAKE_TIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+_SIGNALLED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+_TASK_COMPLETED = EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
 
 
 def new_transfer(**overrides: Any) -> TransferWorkflowInput:
@@ -92,10 +94,12 @@ class FakeServices:
     post_transient_failures: int = 0
     void_transient_failures: int = 0
     publish_always_fails: bool = False
+    outcome_always_fails: bool = False
     calls: list[str] = field(default_factory=list)
     holds_posted: list[HoldAction] = field(default_factory=list)
     holds_voided: list[HoldAction] = field(default_factory=list)
     publications: list[EventPublication] = field(default_factory=list)
+    outcomes: list[OutcomeNotice] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
     gates: dict[str, Gate] = field(default_factory=dict)
 
@@ -108,6 +112,7 @@ class FakeServices:
             self.void_hold,
             self.publish_event,
             self.record_step,
+            self.report_outcome,
         ]
 
     def gate(self, activity_name: str) -> Gate:
@@ -182,50 +187,31 @@ class FakeServices:
         return self._ledger_transfer("post", LedgerTransferKind.post_pending)
 
     @activity.defn(name="void_hold")
-    async def void_hold(self, action: HoldAction) -> LedgerTransfer:
+    async def void_hold(self, action: HoldAction) -> None:
         await self._enter("void_hold")
         if self.void_transient_failures > 0:
             self.void_transient_failures -= 1
             raise transient_failure()
         self.holds_voided.append(action)
-        return self._ledger_transfer("void", LedgerTransferKind.void_pending)
 
     @activity.defn(name="publish_event")
-    async def publish_event(self, publication: EventPublication) -> Event:
+    async def publish_event(self, publication: EventPublication) -> None:
         await self._enter("publish_event")
         if self.publish_always_fails:
             raise transient_failure()
         self.publications.append(publication)
-        return Event(
-            id=uuid.uuid4(),
-            type=publication.type,
-            timestamp=publication.occurred_at,
-            data={},
-            received_at=FAKE_TIME,
-        )
+
+    @activity.defn(name="report_outcome")
+    async def report_outcome(self, notice: OutcomeNotice) -> None:
+        await self._enter("report_outcome")
+        if self.outcome_always_fails:
+            raise transient_failure()
+        self.outcomes.append(notice)
 
     @activity.defn(name="record_step")
-    async def record_step(self, report: StepReport) -> Transfer:
+    async def record_step(self, report: StepReport) -> None:
         assert report.transfer_id == self.transfer.transfer_id
         self.records.append(report.record)
-        return Transfer(
-            id=self.transfer.transfer_id,
-            workflow_id=workflow_id(self.transfer.transfer_id),
-            status=report.record.status,
-            source_account_id=self.transfer.source_account_id,
-            target_account_id=self.transfer.target_account_id,
-            amount_minor=self.transfer.amount_minor,
-            currency=self.transfer.currency,
-            description=self.transfer.description,
-            metadata={},
-            steps=[],
-            fraud=report.record.fraud,
-            hold_id=report.record.hold_id,
-            posting_id=report.record.posting_id,
-            failure_reason=report.record.failure_reason,
-            created_at=FAKE_TIME,
-            updated_at=report.record.occurred_at,
-        )
 
 
 @asynccontextmanager
@@ -238,6 +224,7 @@ async def saga_worker(
         task_queue=task_queue,
         workflows=[TransferWorkflow],
         activities=fakes.activities(),
+        workflow_runner=WORKFLOW_RUNNER,
     ) as worker:
         yield worker
 
@@ -281,6 +268,19 @@ async def wait_for_status(handle: WorkflowHandle[Any, Any], status: TransferStat
             return
         await asyncio.sleep(POLL_INTERVAL_SECONDS)
     raise AssertionError(f"the status stayed {answered}, never {status}")
+
+
+async def wait_for_signal_seen(handle: WorkflowHandle[Any, Any]) -> None:
+    """Poll the history until a workflow task has completed after the last signal."""
+    for _ in range(POLLS_MAX):
+        history = await handle.fetch_history()
+        types = [event.event_type for event in history.events]
+        signalled = [i for i, kind in enumerate(types) if kind == _SIGNALLED]
+        assert signalled, "no signal in the history"
+        if _TASK_COMPLETED in types[signalled[-1] :]:
+            return
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise AssertionError("no workflow task completed after the signal")
 
 
 async def entered(gate: Gate) -> None:

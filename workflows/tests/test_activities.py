@@ -1,5 +1,6 @@
 """The activities' HTTP mapping, against httpx.MockTransport: what is sent, how answers map."""
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -16,7 +17,7 @@ from contracts.notifications import EventType
 from contracts.transfers import StepRecord, TransferStatus, step_id, workflow_id
 from kit.http import create_client
 from workflows.activities import TransferActivities
-from workflows.models import EventPublication, HoldAction, StepReport
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
 from workflows.tests.saga import FAKE_TIME, new_transfer
 
 TRANSFER = new_transfer()
@@ -283,8 +284,7 @@ class TestVoidHold:
         void_id = step_id(TRANSFER_ID, "void")
         services.answer_json(201, ledger_transfer(void_id, "void_pending", HOLD_ID))
         action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID)
-        voided = await run(services.activities.void_hold, action)
-        assert voided.id == void_id
+        assert await run(services.activities.void_hold, action) is None
         assert services.body() == {
             "id": str(void_id),
             "kind": "void_pending",
@@ -315,8 +315,7 @@ class TestPublishEvent:
         services.answer = lambda request: httpx.Response(
             201, json={**json.loads(request.content), "received_at": FAKE_TIME.isoformat()}
         )
-        event = await run(services.activities.publish_event, self.publication)
-        assert event.id == event_id
+        assert await run(services.activities.publish_event, self.publication) is None
         assert str(services.request.url) == "http://notifications.test/v1/events"
         assert services.body() == {
             "id": str(event_id),
@@ -374,8 +373,8 @@ class TestRecordStep:
                 "updated_at": FAKE_TIME.isoformat(),
             },
         )
-        transfer = await run(services.activities.record_step, self.report)
-        assert transfer.hold_id == HOLD_ID
+        # The saga needs only the status line; the projection in the body stays unread.
+        assert await run(services.activities.record_step, self.report) is None
         assert str(services.request.url) == (
             f"http://transactions.test/v1/internal/transfers/{TRANSFER_ID}/steps"
         )
@@ -392,3 +391,85 @@ class TestRecordStep:
         services.answer = lambda request: problem(404, "transfer-not-found", "no transfer")
         error = await failure_of(services.activities.record_step, self.report)
         assert (error.type, error.non_retryable) == ("transfer-not-found", True)
+
+
+class TestReportOutcome:
+    notice = OutcomeNotice(
+        transfer=TRANSFER,
+        final_status=TransferStatus.completed,
+        review_decision="approve",
+        occurred_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+    )
+
+    async def test_valid(self, services: Services) -> None:
+        services.answer_json(201, {"transfer_id": str(TRANSFER_ID)})
+        assert await run(services.activities.report_outcome, self.notice) is None
+        assert str(services.request.url) == "http://fraud.test/v1/outcomes"
+        assert services.request.headers["X-Request-ID"] == (
+            f"{workflow_id(TRANSFER_ID)}:report_outcome:3"
+        )
+        assert services.body() == {
+            "transfer_id": str(TRANSFER_ID),
+            "source_account_id": str(TRANSFER.source_account_id),
+            "target_account_id": str(TRANSFER.target_account_id),
+            "amount_minor": 125_000,
+            "currency": "EUR",
+            "final_status": "completed",
+            "review_decision": "approve",
+            "occurred_at": "2026-03-04T05:06:07Z",
+        }
+
+    async def test_replayed_report_is_a_success(self, services: Services) -> None:
+        services.answer_json(200, {"transfer_id": str(TRANSFER_ID)})
+        assert await run(services.activities.report_outcome, self.notice) is None
+
+    async def test_server_error_is_retryable(self, services: Services) -> None:
+        services.answer = lambda request: httpx.Response(503)
+        error = await failure_of(services.activities.report_outcome, self.notice)
+        assert (error.type, error.non_retryable) == ("http-503", False)
+
+    async def test_report_the_contract_refuses_is_final_and_sends_nothing(
+        self, services: Services
+    ) -> None:
+        notice = self.notice.model_copy(
+            update={"transfer": TRANSFER.model_copy(update={"currency": "euro"})}
+        )
+        error = await failure_of(services.activities.report_outcome, notice)
+        assert (error.type, error.non_retryable) == ("invalid-request", True)
+        assert services.requests == []
+
+
+class TestRequestsInFlight:
+    async def test_each_service_gets_at_most_the_limit_at_once(self) -> None:
+        in_flight = 0
+        most = 0
+        arrived = asyncio.Event()
+
+        async def answer(request: httpx.Request) -> httpx.Response:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            if most == 2:
+                arrived.set()
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+            return httpx.Response(200, json={})
+
+        transport = httpx.MockTransport(answer)
+        activities = TransferActivities(
+            accounts=create_client("http://accounts.test", transport=transport),
+            transactions=create_client("http://transactions.test", transport=transport),
+            fraud=create_client("http://fraud.test", transport=transport),
+            notifications=create_client("http://notifications.test", transport=transport),
+            requests_in_flight_max=2,
+        )
+        try:
+            reports = [
+                TestRecordStep.report.model_copy(update={"transfer_id": uuid.uuid4()})
+                for _ in range(10)
+            ]
+            await asyncio.gather(*(run(activities.record_step, report) for report in reports))
+        finally:
+            await activities.aclose()
+        assert arrived.is_set()
+        assert most == 2

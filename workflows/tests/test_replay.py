@@ -1,28 +1,48 @@
 """Replay: the current TransferWorkflow must reproduce the commands of recorded histories.
 
-`histories/` holds histories recorded from earlier code. A change that would make a running
-transfer take a different path on replay (nondeterminism) fails here; make such a change
-behind `workflow.patched(...)` and keep these files. To record the current code's histories
-as new files, run this module with SAGABANK_RECORD_HISTORIES=1 and commit what it writes.
+`histories/` holds one recorded history per path of the saga. A change that would make a
+running transfer take a different path on replay (nondeterminism) fails here; make such a
+change behind `workflow.patched(...)` and keep these files. To record the current code's
+histories as new files, run this module with SAGABANK_RECORD_HISTORIES=1 and commit what
+it writes.
 """
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHistory
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from contracts.fraud import FraudDecision
-from contracts.transfers import SIGNAL_REVIEW_DECISION, ReviewDecision, TransferStatus
+from contracts.transfers import (
+    SIGNAL_CANCEL,
+    SIGNAL_REVIEW_DECISION,
+    UPDATE_CANCEL,
+    CancelRequest,
+    CancelResult,
+    ReviewDecision,
+    TransferStatus,
+)
 from workflows.tests.saga import (
     FakeServices,
+    business_failure,
+    entered,
     new_transfer,
     saga_worker,
     start_transfer,
+    wait_for_signal_seen,
     wait_for_status,
 )
 from workflows.transfer import TransferWorkflow
@@ -30,54 +50,172 @@ from workflows.transfer import TransferWorkflow
 HISTORIES_PATH = Path(__file__).parent / "histories"
 COMMITTED_HISTORIES = sorted(HISTORIES_PATH.glob("*.json"))
 
+Handle = WorkflowHandle[Any, Any]
+Drive = Callable[[Handle, FakeServices], Awaitable[None]]
+
+
+async def no_driving(handle: Handle, fakes: FakeServices) -> None:
+    """The services' answers alone decide the path."""
+
+
+async def approve(handle: Handle, fakes: FakeServices) -> None:
+    await wait_for_status(handle, TransferStatus.in_review)
+    await handle.signal(
+        SIGNAL_REVIEW_DECISION, ReviewDecision(decision="approve", reviewer_id="r-1")
+    )
+
+
+async def reject(handle: Handle, fakes: FakeServices) -> None:
+    await wait_for_status(handle, TransferStatus.in_review)
+    await handle.signal(
+        SIGNAL_REVIEW_DECISION, ReviewDecision(decision="reject", reviewer_id="r-1", note="no")
+    )
+
+
+async def cancel_in_review(handle: Handle, fakes: FakeServices) -> None:
+    await wait_for_status(handle, TransferStatus.in_review)
+    answer = await handle.execute_update(
+        UPDATE_CANCEL, CancelRequest(reason="wrong payee"), result_type=CancelResult
+    )
+    assert answer.accepted
+
+
+async def cancel_during_hold(handle: Handle, fakes: FakeServices) -> None:
+    hold = fakes.gate("place_hold")
+    await entered(hold)
+    await handle.signal(SIGNAL_CANCEL, CancelRequest(reason="changed my mind"))
+    await wait_for_signal_seen(handle)
+    hold.released.set()
+
+
+async def cancel_after_pivot(handle: Handle, fakes: FakeServices) -> None:
+    post = fakes.gate("post_hold")
+    await entered(post)
+    with pytest.raises(WorkflowUpdateFailedError):
+        await handle.execute_update(UPDATE_CANCEL, CancelRequest(), result_type=CancelResult)
+    # The refused update leaves no trace; the signal, ignored, is in the history.
+    await handle.signal(SIGNAL_CANCEL, CancelRequest(reason="too late"))
+    await wait_for_signal_seen(handle)
+    post.released.set()
+
+
+async def cancel_workflow_in_review(handle: Handle, fakes: FakeServices) -> None:
+    await wait_for_status(handle, TransferStatus.in_review)
+    await handle.cancel()
+
+
+@dataclass(frozen=True)
+class SagaPath:
+    """One path of the saga: how the fake services answer and what the test does meanwhile."""
+
+    name: str
+    status: TransferStatus
+    services: dict[str, Any] = field(default_factory=dict)
+    drive: Drive = no_driving
+    gates: tuple[str, ...] = ()
+
+
+PATHS = [
+    SagaPath("transfer_completed", TransferStatus.completed),
+    SagaPath(
+        "transfer_validation_failed",
+        TransferStatus.rejected,
+        {"validation_failure": business_failure("account-not-active", "frozen")},
+    ),
+    SagaPath(
+        "transfer_insufficient_funds",
+        TransferStatus.rejected,
+        {"hold_failure": business_failure("insufficient-funds", "available 100")},
+    ),
+    SagaPath("transfer_declined", TransferStatus.declined, {"decision": FraudDecision.decline}),
+    SagaPath(
+        "transfer_review_approved",
+        TransferStatus.completed,
+        {"decision": FraudDecision.review},
+        approve,
+    ),
+    SagaPath(
+        "transfer_review_rejected",
+        TransferStatus.declined,
+        {"decision": FraudDecision.review},
+        reject,
+    ),
+    SagaPath("transfer_review_expired", TransferStatus.expired, {"decision": FraudDecision.review}),
+    SagaPath(
+        "transfer_cancelled_in_review",
+        TransferStatus.cancelled,
+        {"decision": FraudDecision.review},
+        cancel_in_review,
+    ),
+    SagaPath(
+        "transfer_cancelled_during_hold",
+        TransferStatus.cancelled,
+        drive=cancel_during_hold,
+        gates=("place_hold",),
+    ),
+    SagaPath(
+        "transfer_cancel_refused_after_pivot",
+        TransferStatus.completed,
+        drive=cancel_after_pivot,
+        gates=("post_hold",),
+    ),
+    SagaPath(
+        "transfer_workflow_cancelled",
+        TransferStatus.cancelled,
+        {"decision": FraudDecision.review},
+        cancel_workflow_in_review,
+    ),
+    SagaPath("transfer_posting_retried", TransferStatus.completed, {"post_transient_failures": 3}),
+    SagaPath(
+        "transfer_notification_failed", TransferStatus.completed, {"publish_always_fails": True}
+    ),
+    SagaPath(
+        "transfer_void_retried",
+        TransferStatus.declined,
+        {"decision": FraudDecision.decline, "void_transient_failures": 4},
+    ),
+    SagaPath(
+        "transfer_outcome_unreported", TransferStatus.completed, {"outcome_always_fails": True}
+    ),
+]
+
 
 def replayer() -> Replayer:
     return Replayer(workflows=[TransferWorkflow], data_converter=pydantic_data_converter)
 
 
 async def record(
-    env: WorkflowEnvironment, task_queue: str, decision: FraudDecision
+    env: WorkflowEnvironment, task_queue: str, path: SagaPath
 ) -> tuple[TransferStatus, WorkflowHistory]:
-    fakes = FakeServices(new_transfer(), decision=decision)
+    fakes = FakeServices(new_transfer(), **path.services)
+    for gate in path.gates:
+        fakes.gate(gate)
     async with saga_worker(env, task_queue, fakes):
         handle = await start_transfer(env, task_queue, fakes.transfer)
-        if decision is FraudDecision.review:
-            await wait_for_status(handle, TransferStatus.in_review)
-            await handle.signal(
-                SIGNAL_REVIEW_DECISION, ReviewDecision(decision="approve", reviewer_id="r-1")
-            )
-        result = await handle.result()
+        await path.drive(handle, fakes)
+        try:
+            status = (await handle.result()).status
+        except WorkflowFailureError:
+            # A Temporal cancellation closes the workflow as Canceled once it has compensated.
+            status = TransferStatus.cancelled
         history = await handle.fetch_history()
-    return result.status, history
+    return status, history
 
 
 class TestReplay:
-    @pytest.mark.parametrize(
-        ("name", "decision", "status"),
-        [
-            ("transfer_completed", FraudDecision.approve, TransferStatus.completed),
-            ("transfer_declined", FraudDecision.decline, TransferStatus.declined),
-            ("transfer_review_approved", FraudDecision.review, TransferStatus.completed),
-        ],
-    )
+    @pytest.mark.parametrize("path", PATHS, ids=lambda path: path.name)
     async def test_fresh_history_replays(
-        self,
-        saga_env: WorkflowEnvironment,
-        task_queue: str,
-        name: str,
-        decision: FraudDecision,
-        status: TransferStatus,
+        self, saga_env: WorkflowEnvironment, task_queue: str, path: SagaPath
     ) -> None:
-        ended, history = await record(saga_env, task_queue, decision)
-        assert ended is status
+        ended, history = await record(saga_env, task_queue, path)
+        assert ended is path.status
         await replayer().replay_workflow(history)
         if os.environ.get("SAGABANK_RECORD_HISTORIES") == "1":
-            path = HISTORIES_PATH / f"{name}.json"
-            await asyncio.to_thread(path.write_text, history.to_json() + "\n")
+            target = HISTORIES_PATH / f"{path.name}.json"
+            await asyncio.to_thread(target.write_text, history.to_json() + "\n")
 
-    def test_histories_are_committed(self) -> None:
-        names = {path.stem for path in COMMITTED_HISTORIES}
-        assert {"transfer_completed", "transfer_declined", "transfer_review_approved"} <= names
+    def test_every_path_has_a_committed_history(self) -> None:
+        assert {path.stem for path in COMMITTED_HISTORIES} == {path.name for path in PATHS}
 
     @pytest.mark.parametrize("path", COMMITTED_HISTORIES, ids=lambda path: path.stem)
     async def test_committed_history_replays(self, path: Path) -> None:

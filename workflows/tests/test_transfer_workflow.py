@@ -3,8 +3,9 @@
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import CancelledError
+from temporalio.api.enums.v1 import EventType as EventType_
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.fraud import FraudDecision
@@ -12,7 +13,9 @@ from contracts.notifications import EventType
 from contracts.transfers import (
     SIGNAL_CANCEL,
     SIGNAL_REVIEW_DECISION,
+    UPDATE_CANCEL,
     CancelRequest,
+    CancelResult,
     ReviewDecision,
     TransferStatus,
     step_id,
@@ -26,6 +29,7 @@ from workflows.tests.saga import (
     saga_worker,
     start_transfer,
     transient_failure,
+    wait_for_signal_seen,
     wait_for_status,
 )
 from workflows.transfer import FRAUD_DECISION_ATTRIBUTE, STATUS_ATTRIBUTE
@@ -65,13 +69,14 @@ class TestCompletion:
         assert result.status is TransferStatus.completed
         assert result.failure_reason is None
         assert result.transfer_id == fakes.transfer.transfer_id
-        assert fakes.calls == [
+        assert fakes.calls[:4] == [
             "validate_transfer",
             "place_hold",
             "score_transfer",
             "post_hold",
-            "publish_event",
         ]
+        # The event and the outcome report go out side by side, in either order.
+        assert sorted(fakes.calls[4:]) == ["publish_event", "report_outcome"]
         assert fakes.holds_posted == [the_hold(fakes)]
         assert fakes.holds_voided == []
         assert fakes.steps() == [
@@ -91,6 +96,11 @@ class TestCompletion:
             EventType.transfer_completed
         ]
         assert fakes.publications[0].status is TransferStatus.completed
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.completed, None)
+        ]
+        assert fakes.outcomes[0].transfer == fakes.transfer
+        assert fakes.outcomes[0].occurred_at == fakes.records[3].occurred_at  # the posting
 
     async def test_posting_retries_until_it_succeeds(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -207,13 +217,13 @@ class TestFraudDecline:
 
         assert result.status is TransferStatus.declined
         assert result.failure_reason == "fraud-declined: score 910 (new_payee)"
-        assert fakes.calls == [
+        assert fakes.calls[:4] == [
             "validate_transfer",
             "place_hold",
             "score_transfer",
             "void_hold",
-            "publish_event",
         ]
+        assert sorted(fakes.calls[4:]) == ["publish_event", "report_outcome"]
         assert fakes.holds_voided == [the_hold(fakes)]
         assert fakes.steps() == [
             ("validate", "succeeded", pending),
@@ -226,6 +236,9 @@ class TestFraudDecline:
         assert fakes.records[2].fraud.score == 910
         assert_versions_strictly_increase(fakes)
         assert fakes.publications[0].type is EventType.transfer_declined
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.declined, None)
+        ]
 
     async def test_void_retries_until_it_succeeds(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -276,6 +289,9 @@ class TestReview:
             (EventType.transfer_in_review, in_review),
             (EventType.transfer_completed, TransferStatus.completed),
         ]
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.completed, "approve")
+        ]
 
     async def test_rejected(self, saga_env: WorkflowEnvironment, task_queue: str) -> None:
         fakes = FakeServices(new_transfer(), decision=FraudDecision.review)
@@ -298,6 +314,9 @@ class TestReview:
             ("notify", "succeeded", TransferStatus.declined),
         ]
         assert_versions_strictly_increase(fakes)
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.declined, "reject")
+        ]
 
     async def test_timeout_expires_the_transfer(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -324,6 +343,9 @@ class TestReview:
         ]
         assert_versions_strictly_increase(fakes)
         assert fakes.publications[-1].type is EventType.transfer_expired
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.expired, None)
+        ]
 
     async def test_decision_before_review_is_ignored(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -331,14 +353,16 @@ class TestReview:
         fakes = FakeServices(
             new_transfer(review_timeout_seconds=600), decision=FraudDecision.review
         )
-        score = fakes.gate("score_transfer")
+        # Gated in an activity, not a local one: the workflow sees the signal at once.
+        hold = fakes.gate("place_hold")
         async with saga_worker(saga_env, task_queue, fakes):
             handle = await start_transfer(saga_env, task_queue, fakes.transfer)
-            await entered(score)
+            await entered(hold)
             await handle.signal(
                 SIGNAL_REVIEW_DECISION, ReviewDecision(decision="approve", reviewer_id="early")
             )
-            score.released.set()
+            await wait_for_signal_seen(handle)
+            hold.released.set()
             result = await handle.result()
 
         assert result.status is TransferStatus.expired
@@ -350,42 +374,42 @@ class TestCancelSignal:
         self, saga_env: WorkflowEnvironment, task_queue: str
     ) -> None:
         fakes = FakeServices(new_transfer())
-        score = fakes.gate("score_transfer")
+        hold = fakes.gate("place_hold")
         async with saga_worker(saga_env, task_queue, fakes):
             handle = await start_transfer(saga_env, task_queue, fakes.transfer)
-            await entered(score)
+            await entered(hold)
             await handle.signal(SIGNAL_CANCEL, CancelRequest(reason="changed my mind"))
-            score.released.set()
+            await wait_for_signal_seen(handle)
+            hold.released.set()
             result = await handle.result()
-            await assert_search_attributes(handle, TransferStatus.cancelled, FraudDecision.approve)
+            await assert_search_attributes(handle, TransferStatus.cancelled, None)
 
         assert result.status is TransferStatus.cancelled
         assert result.failure_reason == "cancelled: changed my mind"
         assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.calls_of("score_transfer") == 0
         assert fakes.calls_of("post_hold") == 0
-        # The score in flight when the cancel arrived finishes and is recorded; the cancel is
+        # The hold in flight when the cancel arrived finishes and is recorded; the cancel is
         # honoured right after it.
         assert fakes.steps() == [
             ("validate", "succeeded", pending),
             ("hold", "succeeded", pending),
-            ("score", "approve", pending),
             ("cancel", "requested", TransferStatus.cancelled),
             ("void", "succeeded", TransferStatus.cancelled),
             ("notify", "succeeded", TransferStatus.cancelled),
         ]
         assert_versions_strictly_increase(fakes)
         assert fakes.publications[-1].type is EventType.transfer_cancelled
+        assert fakes.outcomes == []  # never scored: nothing for the fraud service to learn
 
     async def test_before_the_hold_needs_no_void(
         self, saga_env: WorkflowEnvironment, task_queue: str
     ) -> None:
         fakes = FakeServices(new_transfer())
-        validation = fakes.gate("validate_transfer")
+        # Cancelled before any worker picks the transfer up: the first workflow task sees it.
+        handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+        await handle.signal(SIGNAL_CANCEL, CancelRequest())
         async with saga_worker(saga_env, task_queue, fakes):
-            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
-            await entered(validation)
-            await handle.signal(SIGNAL_CANCEL, CancelRequest())
-            validation.released.set()
             result = await handle.result()
 
         assert result.status is TransferStatus.cancelled
@@ -414,6 +438,9 @@ class TestCancelSignal:
             ("notify", "succeeded", TransferStatus.cancelled),
         ]
         assert_versions_strictly_increase(fakes)
+        assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
+            (TransferStatus.cancelled, None)
+        ]
 
     async def test_after_the_pivot_is_ignored(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -438,6 +465,155 @@ class TestCancelSignal:
             "notify",
         ]
         assert fakes.publications[-1].type is EventType.transfer_completed
+
+
+class TestCancelUpdate:
+    """`request_cancel`, behind `POST /v1/transfers/{id}/cancel`: answered synchronously."""
+
+    async def test_during_review_is_accepted_and_honoured(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), decision=FraudDecision.review)
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await wait_for_status(handle, in_review)
+            answer = await handle.execute_update(
+                UPDATE_CANCEL, CancelRequest(reason="wrong payee"), result_type=CancelResult
+            )
+            result = await handle.result()
+            await assert_search_attributes(handle, TransferStatus.cancelled, FraudDecision.review)
+
+        assert answer == CancelResult(accepted=True, status=in_review)
+        assert result.status is TransferStatus.cancelled
+        assert result.failure_reason == "cancelled: wrong payee"
+        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.calls_of("post_hold") == 0
+        assert fakes.steps()[2:] == [
+            ("score", "review", in_review),
+            ("cancel", "requested", TransferStatus.cancelled),
+            ("void", "succeeded", TransferStatus.cancelled),
+            ("notify", "succeeded", TransferStatus.cancelled),
+        ]
+        assert_versions_strictly_increase(fakes)
+
+    async def test_while_the_hold_is_placed_voids_it(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer())
+        hold = fakes.gate("place_hold")
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await entered(hold)
+            answer = await handle.execute_update(
+                UPDATE_CANCEL, CancelRequest(), result_type=CancelResult
+            )
+            hold.released.set()
+            result = await handle.result()
+
+        assert answer == CancelResult(accepted=True, status=pending)
+        assert result.status is TransferStatus.cancelled
+        assert fakes.calls == ["validate_transfer", "place_hold", "void_hold", "publish_event"]
+        assert fakes.holds_voided == [the_hold(fakes)]
+
+    async def test_repeated_gets_the_same_answer_and_cancels_once(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), decision=FraudDecision.review)
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await wait_for_status(handle, in_review)
+            answers = [
+                await handle.execute_update(
+                    UPDATE_CANCEL, CancelRequest(reason=reason), result_type=CancelResult
+                )
+                for reason in ("first", "second")
+            ]
+            result = await handle.result()
+
+        assert answers[0] == CancelResult(accepted=True, status=in_review)
+        # The second finds the first being honoured (still in review, or cancelled by now).
+        assert answers[1].accepted
+        assert answers[1].status in (in_review, TransferStatus.cancelled)
+        assert result.failure_reason == "cancelled: first"
+        assert fakes.holds_voided == [the_hold(fakes)]
+        assert [step for step, _, _ in fakes.steps()].count("cancel") == 1
+
+    async def test_after_the_pivot_is_refused(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer())
+        post = fakes.gate("post_hold")
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await entered(post)
+            with pytest.raises(WorkflowUpdateFailedError) as refusal:
+                await handle.execute_update(
+                    UPDATE_CANCEL, CancelRequest(reason="too late"), result_type=CancelResult
+                )
+            post.released.set()
+            result = await handle.result()
+            history = await handle.fetch_history()
+
+        assert isinstance(refusal.value.cause, ApplicationError)
+        assert refusal.value.cause.type == "transfer-not-cancellable"
+        assert result.status is TransferStatus.completed
+        assert fakes.holds_posted == [the_hold(fakes)]
+        assert fakes.calls_of("void_hold") == 0
+        assert "cancel" not in [step for step, _, _ in fakes.steps()]
+        # The validator refused it: the refusal leaves no trace in the workflow's history.
+        assert not [
+            event
+            for event in history.events
+            if event.event_type == EventType_.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        ]
+
+    async def test_after_the_transfer_ended_otherwise_is_not_accepted(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), decision=FraudDecision.decline)
+        void = fakes.gate("void_hold")
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await entered(void)
+            answer = await handle.execute_update(
+                UPDATE_CANCEL, CancelRequest(), result_type=CancelResult
+            )
+            void.released.set()
+            result = await handle.result()
+
+        assert answer == CancelResult(accepted=False, status=TransferStatus.declined)
+        assert result.status is TransferStatus.declined
+        assert result.failure_reason is not None
+        assert result.failure_reason.startswith("fraud-declined")
+        assert fakes.holds_voided == [the_hold(fakes)]
+
+
+class TestOutcomeReport:
+    async def test_trouble_never_changes_the_outcome(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), outcome_always_fails=True)
+        async with saga_worker(saga_env, task_queue, fakes):
+            result = await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+
+        assert result.status is TransferStatus.completed
+        assert fakes.calls_of("report_outcome") == 5  # bounded: OUTCOME_RETRY.maximum_attempts
+        assert fakes.holds_posted == [the_hold(fakes)]
+        assert fakes.calls_of("void_hold") == 0
+        assert fakes.steps()[-1] == ("notify", "succeeded", TransferStatus.completed)
+
+    async def test_unscored_transfer_reports_nothing(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(
+            new_transfer(),
+            hold_failure=business_failure("insufficient-funds", "available 100, needed 125000"),
+        )
+        async with saga_worker(saga_env, task_queue, fakes):
+            result = await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+
+        assert result.status is TransferStatus.rejected
+        assert fakes.calls_of("report_outcome") == 0
 
 
 class TestWorkflowCancellation:

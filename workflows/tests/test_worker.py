@@ -1,6 +1,7 @@
 """The worker process: its settings, `run_worker` on the real dev server, and `main()`."""
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -46,12 +48,17 @@ def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
 
 
 async def wait_for_failing_attempt(handle: WorkflowHandle[Any, Any], activity_type: str) -> str:
-    """The last failure of `activity_type` once it has failed at least once (bounded wait)."""
+    """The failure of `activity_type`, a local activity, once an attempt has failed and is
+    waiting to be retried: the history's marker of that attempt carries it (bounded wait)."""
     for _ in range(POLLS_MAX):
-        description = await handle.describe()
-        for pending in description.raw_description.pending_activities:
-            if pending.activity_type.name == activity_type and pending.HasField("last_failure"):
-                return str(pending.last_failure.message)
+        history = await handle.fetch_history()
+        for event in history.events:
+            if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+                continue
+            marker = event.marker_recorded_event_attributes
+            data = json.loads(marker.details["data"].payloads[0].data)
+            if data["activity_type"] == activity_type and marker.HasField("failure"):
+                return str(marker.failure.message)
         await asyncio.sleep(POLL_INTERVAL_SECONDS)
     raise AssertionError(f"{activity_type} never failed")
 
@@ -81,6 +88,14 @@ class TestSettings:
         for name, value in SERVICE_URLS.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WORKER_ACTIVITY_CONCURRENCY_MAX", "100000")
+        with pytest.raises(ValidationError):
+            Settings()
+
+    def test_requests_in_flight_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in SERVICE_URLS.items():
+            monkeypatch.setenv(name, value)
+        assert Settings().http_requests_in_flight_max == 8
+        monkeypatch.setenv("WORKER_HTTP_REQUESTS_IN_FLIGHT_MAX", "0")
         with pytest.raises(ValidationError):
             Settings()
 

@@ -1,0 +1,482 @@
+"""Transfers end to end per second, beside a bare four-activity workflow on the same server.
+
+Starts a whole bank with `sagabank up` (embedded PostgreSQL, the Temporal dev server, the
+four services, the saga's worker) on free ports in a temporary state directory, then runs,
+on that one Temporal dev server and in this one invocation:
+
+- bare: N workflows of four sequential no-op activities, run by a worker process of
+  their own on a task queue of their own (BASELINES.md measures the same shape);
+- saga: N transfers, each `POST /v1/transfers` and then its workflow's result, the full
+  saga with every step, audit and projection write included.
+
+Both keep `--in-flight` executions going and report completed executions per second over
+the whole run and the p50/p99 latency from submit to the workflow's end, then the ratio
+saga / bare. It checks afterwards that every transfer completed, its projection says so,
+and the ledger invariants hold. Everything it starts is stopped at the end, also on error.
+
+Then, for each run, the CPU time (user + system) each process of the bank spent per
+execution. On a machine shared with other work the rates move from run to run with the
+load; the CPU each execution costs barely does, and says where the time goes.
+
+    .venv/bin/python benchmarks/saga.py                      # N=500, 50 in flight
+    .venv/bin/python benchmarks/saga.py --transfers 100 --in-flight 20
+"""
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio import activity, workflow
+
+# The bare workflow below is defined in this module, which the workflow sandbox re-imports:
+# the rest is passed through, as the saga's own workflow module does it.
+with workflow.unsafe.imports_passed_through():
+    import httpx
+    import psutil
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Worker
+
+    from contracts.transfers import TransferStatus, workflow_id
+    from sagabank.localstack.postgres import free_port
+    from workflows.worker import WORKFLOW_RUNNER
+
+SERVICES = ("accounts", "transactions", "fraud", "notifications")
+READY_LINE = "Sagabank is ready"
+BARE_READY_LINE = "bare worker ready"
+READY_TIMEOUT_SECONDS = 240.0
+STOP_TIMEOUT_SECONDS = 60.0
+# Every transfer of the run must end within this, or the run is reported as broken.
+TRANSFER_TIMEOUT_SECONDS = 300.0
+# One httpx client collapses at high concurrency (BASELINES.md): few requests at once,
+# while many transfers wait on their workflow's end.
+HTTP_CONCURRENCY_MAX = 8
+POST_ATTEMPTS_MAX = 3
+AMOUNT_MINOR = 1_234  # 12.34 EUR: no fraud rule fires, so each transfer completes
+# Ten payers (hot rows on the ledger, like salaries paid out of few accounts), 50 payees.
+PAYERS = 10
+PAYEES = 50
+WARMUP_EXECUTIONS = 20
+BARE_WORKFLOW = "BenchBareWorkflow"
+BARE_ACTIVITY = "bench_noop"
+
+
+# -- the bare workflow, run by `--bare-worker` in a process of its own -------------------
+
+
+@activity.defn(name=BARE_ACTIVITY)
+async def bench_noop(step: int) -> int:
+    return step
+
+
+@workflow.defn(name=BARE_WORKFLOW)
+class BenchBareWorkflow:
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        done = 0
+        for step in range(steps):
+            done += await workflow.execute_activity(
+                bench_noop, step, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return done
+
+
+async def run_bare_worker(temporal_address: str, task_queue: str) -> None:
+    client = await Client.connect(temporal_address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    # The saga worker's settings (workflows/config.py defaults, its sandbox), for a fair race.
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[BenchBareWorkflow],
+        activities=[bench_noop],
+        max_concurrent_activities=32,
+        max_concurrent_workflow_tasks=32,
+        workflow_runner=WORKFLOW_RUNNER,
+    ):
+        print(BARE_READY_LINE, flush=True)
+        await stop.wait()
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Bank:
+    process: subprocess.Popen[bytes]
+    state_dir: Path
+    ports: dict[str, int]
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.ports['temporal']}"
+
+    def output(self) -> str:
+        return (self.state_dir / "up.log").read_text(errors="replace")
+
+
+def stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) -> None:
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@contextlib.contextmanager
+def running_bank(state_dir: Path) -> Iterator[Bank]:
+    """`sagabank up` on free ports, as `make run` starts it; stopped with a Ctrl-C."""
+    ports = {name: free_port() for name in ("postgres", "temporal", "temporal_ui", *SERVICES)}
+    env = dict(os.environ)
+    env.update(
+        {
+            "SAGABANK_STATE_DIR": str(state_dir),
+            "SAGABANK_POSTGRES_PORT": str(ports["postgres"]),
+            "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
+            "SAGABANK_TEMPORAL_UI_PORT": str(ports["temporal_ui"]),
+            "SAGABANK_LOG_JSON": "true",
+            **{f"SAGABANK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+        }
+    )
+    for variable in ("SAGABANK_DATABASE_URL", "SAGABANK_TEMPORAL_ADDRESS"):
+        env.pop(variable, None)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / "up.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sagabank", "up"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    bank = Bank(process=process, state_dir=state_dir, ports=ports)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while READY_LINE not in bank.output():
+            if process.poll() is not None:
+                raise RuntimeError(f"sagabank up exited early:\n{bank.output()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bank not ready in {READY_TIMEOUT_SECONDS:.0f}s")
+            time.sleep(0.2)
+        yield bank
+    finally:
+        stop_process(process, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def running_bare_worker(temporal_address: str, task_queue: str) -> Iterator[int]:
+    """The bare workflow's worker in a process of its own, as the saga's worker runs; its pid."""
+    # Imported as the module `saga`, not run as __main__: the worker's sandbox passes every
+    # module through by name, and `__main__` has no name it can import again.
+    here = str(Path(__file__).resolve().parent)
+    bootstrap = f"import sys; sys.path.insert(0, {here!r}); import saga; saga.main()"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            bootstrap,
+            "--bare-worker",
+            "--temporal-address",
+            temporal_address,
+            "--task-queue",
+            task_queue,
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        # readline blocks: the worker prints its line within seconds or exits (EOF).
+        line = process.stdout.readline().decode()
+        if BARE_READY_LINE not in line:
+            raise RuntimeError(f"the bare worker did not start: {line!r}")
+        yield process.pid
+    finally:
+        stop_process(process, signal.SIGTERM)
+
+
+# -- measuring ---------------------------------------------------------------------------
+
+
+COMPONENTS = ("temporal", "postgres", *SERVICES, "worker", "bare worker")
+
+
+def component_of(process: psutil.Process) -> str:
+    command = " ".join(process.cmdline())
+    for service in SERVICES:
+        if f"serve {service}" in command:
+            return service
+    if "--bare-worker" in command:
+        return "bare worker"
+    if "sagabank worker" in command:
+        return "worker"
+    if "temporal" in process.name():
+        return "temporal"
+    if "postgres" in process.name():
+        return "postgres"
+    return "launcher"
+
+
+class CpuMeter:
+    """CPU seconds (user + system) each component of the bank spent between two readings.
+
+    Unlike throughput, this does not depend on what else the machine runs meanwhile: it is
+    the work one execution costs, which is what a busy, shared machine cannot hide.
+    """
+
+    def __init__(self, bank_pid: int, extra_pids: tuple[int, ...]) -> None:
+        self.bank_pid = bank_pid
+        self.extra_pids = extra_pids
+
+    def read(self) -> dict[int, tuple[str, float]]:
+        root = psutil.Process(self.bank_pid)
+        processes = [root, *root.children(recursive=True)]
+        processes += [psutil.Process(pid) for pid in self.extra_pids]
+        readings = {}
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                readings[process.pid] = (component_of(process), times.user + times.system)
+        return readings
+
+    @staticmethod
+    def spent(
+        before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+    ) -> dict[str, float]:
+        by_component: dict[str, float] = {}
+        for pid, (component, seconds) in after.items():
+            # A process born meanwhile (a restarted child) counts from zero.
+            previous = before.get(pid, (component, 0.0))[1]
+            by_component[component] = by_component.get(component, 0.0) + seconds - previous
+        return by_component
+
+
+@dataclass
+class Run:
+    name: str
+    executions: int
+    wall_seconds: float
+    latencies_seconds: list[float]
+    cpu_seconds: dict[str, float]
+
+    def cpu_ms_per_execution(self, component: str) -> float:
+        return self.cpu_seconds.get(component, 0.0) * 1000 / self.executions
+
+    @property
+    def per_second(self) -> float:
+        return self.executions / self.wall_seconds
+
+    def percentile_ms(self, fraction: float) -> float:
+        ordered = sorted(self.latencies_seconds)
+        index = max(0, math.ceil(fraction * len(ordered)) - 1)
+        return ordered[index] * 1000
+
+
+async def measure(
+    name: str,
+    executions: int,
+    in_flight: int,
+    one: Callable[[int], Awaitable[None]],
+    meter: CpuMeter,
+) -> Run:
+    """Run `one(i)` for i < executions with at most `in_flight` at once; time each."""
+    slots = asyncio.Semaphore(in_flight)
+    latencies: list[float] = []
+
+    async def timed(index: int) -> None:
+        async with slots:
+            started = time.perf_counter()
+            await one(index)
+            latencies.append(time.perf_counter() - started)
+
+    cpu_before = meter.read()
+    started = time.perf_counter()
+    async with asyncio.timeout(TRANSFER_TIMEOUT_SECONDS + executions):
+        await asyncio.gather(*(timed(index) for index in range(executions)))
+    wall_seconds = time.perf_counter() - started
+    cpu = CpuMeter.spent(cpu_before, meter.read())
+    return Run(name, executions, wall_seconds, latencies, cpu)
+
+
+class Saga:
+    """Drives transfers through the transactions API and waits for each one's workflow."""
+
+    def __init__(self, bank: Bank, http: httpx.AsyncClient, temporal: Client) -> None:
+        self.bank = bank
+        self.http = http
+        self.temporal = temporal
+        self.requests = asyncio.Semaphore(HTTP_CONCURRENCY_MAX)
+        self.pairs: list[tuple[str, str]] = []
+        self.transfer_ids: list[str] = []
+
+    async def _post(self, path: str, body: object, *, idempotent: bool = False) -> object:
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if idempotent else {}
+        for attempt in range(1, POST_ATTEMPTS_MAX + 1):
+            try:
+                async with self.requests:
+                    response = await self.http.post(path, json=body, headers=headers)
+                break
+            except httpx.TransportError:
+                # A kept-alive connection the server closed meanwhile; with the same
+                # Idempotency-Key the retry cannot create a second transfer.
+                if attempt == POST_ATTEMPTS_MAX or not idempotent:
+                    raise
+        if response.status_code not in (200, 201, 202):
+            raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    async def open_accounts(self, deposit_minor: int) -> None:
+        accounts = self.bank.url("accounts")
+
+        async def open_account(name: str) -> str:
+            body = {"customer_id": name, "currency": "EUR"}
+            account = await self._post(f"{accounts}/v1/accounts", body)
+            assert isinstance(account, dict)
+            return str(account["id"])
+
+        payers = await asyncio.gather(*(open_account(f"payer-{i}") for i in range(PAYERS)))
+        payees = await asyncio.gather(*(open_account(f"payee-{i}") for i in range(PAYEES)))
+        self.pairs = [(payers[i % PAYERS], payees[i % PAYEES]) for i in range(PAYEES)]
+        # Sequential: ten deposits are quick, and none races another to create the
+        # currency's system account.
+        deposit = {"amount_minor": deposit_minor, "currency": "EUR"}
+        for payer in payers:
+            await self._post(f"{accounts}/v1/accounts/{payer}/deposits", deposit, idempotent=True)
+
+    async def transfer(self, index: int) -> None:
+        source, target = self.pairs[index % len(self.pairs)]
+        created = await self._post(
+            f"{self.bank.url('transactions')}/v1/transfers",
+            {
+                "source_account_id": source,
+                "target_account_id": target,
+                "amount_minor": AMOUNT_MINOR,
+                "currency": "EUR",
+                "description": f"bench {index}",
+            },
+            idempotent=True,
+        )
+        assert isinstance(created, dict)
+        transfer_id = str(created["id"])
+        self.transfer_ids.append(transfer_id)
+        handle = self.temporal.get_workflow_handle(workflow_id(uuid.UUID(transfer_id)))
+        result = await handle.result()
+        status = result["status"] if isinstance(result, dict) else result.status
+        if status != TransferStatus.completed:
+            raise RuntimeError(f"transfer {transfer_id} ended {status}")
+
+    async def check(self) -> None:
+        """Every transfer's projection is completed and the ledger invariants hold."""
+        transactions = self.bank.url("transactions")
+        for transfer_id in self.transfer_ids:
+            response = await self.http.get(f"{transactions}/v1/transfers/{transfer_id}")
+            if response.json().get("status") != TransferStatus.completed:
+                raise RuntimeError(f"projection of {transfer_id}: {response.text[:500]}")
+        invariants = await self.http.get(f"{self.bank.url('accounts')}/v1/admin/ledger/invariants")
+        if invariants.json().get("ok") is not True:
+            raise RuntimeError(f"ledger invariants broken: {invariants.text[:1000]}")
+
+
+async def benchmark(bank: Bank, transfers: int, in_flight: int, rounds: int) -> list[Run]:
+    temporal = await Client.connect(bank.temporal_address, data_converter=pydantic_data_converter)
+    bare_queue = f"bench-bare-{uuid.uuid4()}"
+
+    async def bare(index: int) -> None:
+        done = await temporal.execute_workflow(
+            BARE_WORKFLOW, 4, id=f"bench-bare-{uuid.uuid4()}", task_queue=bare_queue
+        )
+        assert done == 6, "four no-op activities ran"
+
+    runs: list[Run] = []
+    with running_bare_worker(bank.temporal_address, bare_queue) as bare_worker_pid:
+        meter = CpuMeter(bank.process.pid, (bare_worker_pid,))
+        async with httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=HTTP_CONCURRENCY_MAX),
+        ) as http:
+            saga = Saga(bank, http, temporal)
+            total = (WARMUP_EXECUTIONS + transfers * rounds) * AMOUNT_MINOR
+            await saga.open_accounts(deposit_minor=total)
+            await measure("warm-up bare", WARMUP_EXECUTIONS, in_flight, bare, meter)
+            await measure("warm-up saga", WARMUP_EXECUTIONS, in_flight, saga.transfer, meter)
+            for _ in range(rounds):
+                runs.append(await measure("bare 4 activities", transfers, in_flight, bare, meter))
+                runs.append(await measure("saga", transfers, in_flight, saga.transfer, meter))
+            await saga.check()
+    return runs
+
+
+def report(runs: list[Run], transfers: int, in_flight: int) -> None:
+    print(f"\n{transfers} executions per run, {in_flight} in flight, one Temporal dev server")
+    print(f"{'run':<20} {'completed/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'wall s':>8}")
+    for run in runs:
+        print(
+            f"{run.name:<20} {run.per_second:>12.1f} {run.percentile_ms(0.5):>9.0f} "
+            f"{run.percentile_ms(0.99):>9.0f} {run.wall_seconds:>8.1f}"
+        )
+    bare = [run.per_second for run in runs if run.name.startswith("bare")]
+    saga = [run.per_second for run in runs if run.name == "saga"]
+    ratios = [s / b for s, b in zip(saga, bare, strict=True)]
+    print("ratio saga / bare: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
+    print("\nCPU ms per execution, by process (user + system; the machine's load aside)")
+    shown = [c for c in COMPONENTS if any(run.cpu_seconds.get(c, 0) > 0 for run in runs)]
+    print(f"{'run':<20} " + " ".join(f"{c[:9]:>9}" for c in shown) + f" {'total':>9}")
+    for run in runs:
+        cells = " ".join(f"{run.cpu_ms_per_execution(c):>9.1f}" for c in shown)
+        total = sum(run.cpu_seconds.values()) * 1000 / run.executions
+        print(f"{run.name:<20} {cells} {total:>9.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--transfers", type=int, default=500, help="executions per run")
+    parser.add_argument("--in-flight", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1, help="bare + saga pairs to run")
+    parser.add_argument("--state-dir", type=Path, help="keep the bank's state here")
+    parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
+    parser.add_argument("--task-queue", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.bare_worker:
+        asyncio.run(run_bare_worker(arguments.temporal_address, arguments.task_queue))
+        return
+    if not 1 <= arguments.transfers <= 100_000:
+        parser.error("--transfers must be between 1 and 100000")
+    if not 1 <= arguments.in_flight <= 500:
+        parser.error("--in-flight must be between 1 and 500")
+    if not 1 <= arguments.rounds <= 10:
+        parser.error("--rounds must be between 1 and 10")
+
+    with contextlib.ExitStack() as stack:
+        state_dir = arguments.state_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="sagabank-bench-"))
+        )
+        bank = stack.enter_context(running_bank(state_dir / "state"))
+        runs = asyncio.run(
+            benchmark(bank, arguments.transfers, arguments.in_flight, arguments.rounds)
+        )
+    report(runs, arguments.transfers, arguments.in_flight)
+
+
+if __name__ == "__main__":
+    main()

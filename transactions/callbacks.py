@@ -1,0 +1,239 @@
+"""Inbound confirmation callbacks: external systems decide transfers in review.
+
+Each request is signed per Standard Webhooks with the secret of a registered callback
+client. Everything that can refuse a request is checked before anything changes, in
+this order: signature headers, client, timestamp (±5 min), signature, replay of a
+`webhook-id`, body, transfer. A replayed id answers the first answer again and changes
+nothing; a refused request leaves no trace.
+"""
+
+import binascii
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from cryptography.exceptions import InvalidTag
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from contracts.transfers import (
+    CALLBACK_TIMESTAMP_TOLERANCE_SECONDS,
+    CallbackClientCreate,
+    CallbackClientCreated,
+    ConfirmationCallback,
+    ConfirmationReceipt,
+    ReviewDecision,
+    TransferStatus,
+    workflow_id,
+)
+from transactions import repository
+from transactions.callback_secrets import CallbackSecretBox, new_secret, render_secret
+from transactions.errors import (
+    CallbackClientExists,
+    CallbackSignatureInvalid,
+    CallbacksNotConfigured,
+    CallbackTimestampInvalid,
+    InvalidCallback,
+    TransferNotFound,
+    TransferNotInReview,
+)
+from transactions.saga import TransferWorkflows
+from transactions.service import validation_issues
+
+log = structlog.get_logger()
+
+WEBHOOK_ID_HEADER: Final = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER: Final = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER: Final = "webhook-signature"
+_WEBHOOK_ID_LENGTH_MAX: Final = 255
+# Room for a few `v1,<base64>` signatures (a sender rotating its secret sends two).
+_SIGNATURE_LENGTH_MAX: Final = 1024
+_PRINTABLE: Final = re.compile(r"[\x21-\x7E]+")
+_PRINTABLE_WITH_SPACES: Final = re.compile(r"[\x20-\x7E]+")
+_TIMESTAMP: Final = re.compile(r"[0-9]{1,12}")
+
+
+@dataclass(frozen=True)
+class ConfirmationAnswer:
+    receipt: ConfirmationReceipt
+    replayed: bool
+
+
+def _box(box: CallbackSecretBox | None) -> CallbackSecretBox:
+    if box is None:
+        raise CallbacksNotConfigured("set TRANSACTIONS_CALLBACK_SECRETS_KEY to accept callbacks")
+    return box
+
+
+async def register_client(
+    session: AsyncSession, box: CallbackSecretBox | None, *, request: CallbackClientCreate
+) -> CallbackClientCreated:
+    """Register a callback client and return its secret: the only time anyone sees it."""
+    sealing = _box(box)
+    client_id = uuid.uuid4()
+    secret = new_secret()
+    row = await repository.insert_callback_client(
+        session,
+        client_id=client_id,
+        name=request.name,
+        description=request.description,
+        secret_ciphertext=sealing.seal(client_id=client_id, secret=secret),
+    )
+    if row is None:
+        raise CallbackClientExists(f"a callback client named {request.name!r} exists")
+    log.info("callback.client_registered", client_id=str(client_id), name=request.name)
+    return CallbackClientCreated(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        created_at=row.created_at,
+        secret=render_secret(secret),
+    )
+
+
+def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
+    webhook_id = headers.get(WEBHOOK_ID_HEADER, "")
+    timestamp = headers.get(WEBHOOK_TIMESTAMP_HEADER, "")
+    signature = headers.get(WEBHOOK_SIGNATURE_HEADER, "")
+    if not (webhook_id and timestamp and signature):
+        raise CallbackSignatureInvalid(
+            "send webhook-id, webhook-timestamp and webhook-signature (Standard Webhooks)"
+        )
+    if len(webhook_id) > _WEBHOOK_ID_LENGTH_MAX or not _PRINTABLE.fullmatch(webhook_id):
+        raise CallbackSignatureInvalid("webhook-id must be 1 to 255 printable characters")
+    if len(signature) > _SIGNATURE_LENGTH_MAX or not _PRINTABLE_WITH_SPACES.fullmatch(signature):
+        raise CallbackSignatureInvalid("webhook-signature is malformed")
+    return webhook_id, timestamp, signature
+
+
+def _check_timestamp(timestamp: str, *, now_seconds: float) -> None:
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise CallbackTimestampInvalid("webhook-timestamp must be whole seconds since the epoch")
+    if abs(now_seconds - int(timestamp)) > CALLBACK_TIMESTAMP_TOLERANCE_SECONDS:
+        raise CallbackTimestampInvalid(
+            f"webhook-timestamp is more than {CALLBACK_TIMESTAMP_TOLERANCE_SECONDS} s "
+            "from our clock; sign the message again when (re)sending it"
+        )
+
+
+def _verify_signature(secret: bytes, body: bytes, headers: dict[str, str]) -> None:
+    try:
+        Webhook(secret).verify(body, headers, json_parse=False)
+    except (WebhookVerificationError, ValueError, binascii.Error, UnicodeDecodeError) as error:
+        # The library raises ValueError (and binascii.Error) on malformed signatures.
+        raise CallbackSignatureInvalid(
+            "no signature in webhook-signature matches this client's secret"
+        ) from error
+
+
+async def receive_confirmation(
+    session: AsyncSession,
+    workflows: TransferWorkflows,
+    box: CallbackSecretBox | None,
+    *,
+    client_id: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> ConfirmationAnswer:
+    """Verify a signed confirmation and hand its decision to the transfer's saga (signal
+    `review_decision`), once per (client, webhook-id)."""
+    sealing = _box(box)
+    webhook_id, timestamp, signature = _signature_headers(headers)
+    try:
+        client_uuid = uuid.UUID(client_id or "")
+    except ValueError as error:
+        raise CallbackSignatureInvalid("send the Callback-Client-Id you registered") from error
+    client = await repository.get_callback_client(session, client_uuid)
+    if client is None:
+        # Answered like a bad signature: an unknown id tells a prober nothing more.
+        raise CallbackSignatureInvalid("no signature matches a registered client")
+    structlog.contextvars.bind_contextvars(callback_client=client.name, webhook_id=webhook_id)
+    _check_timestamp(timestamp, now_seconds=time.time())
+    try:
+        secret = sealing.open(client_id=client.id, sealed=client.secret_ciphertext)
+    except InvalidTag:
+        # The secrets key changed since this client registered: it must register again.
+        log.error("callback.secret_unreadable")
+        raise CallbackSignatureInvalid("no signature matches a registered client") from None
+    _verify_signature(
+        secret,
+        body,
+        {
+            WEBHOOK_ID_HEADER: webhook_id,
+            WEBHOOK_TIMESTAMP_HEADER: timestamp,
+            WEBHOOK_SIGNATURE_HEADER: signature,
+        },
+    )
+
+    seen = await repository.get_callback_receipt(
+        session, client_id=client.id, webhook_id=webhook_id
+    )
+    if seen is not None:
+        log.info("callback.replayed")
+        return ConfirmationAnswer(
+            receipt=ConfirmationReceipt.model_validate(seen.response_body), replayed=True
+        )
+
+    try:
+        confirmation = ConfirmationCallback.model_validate_json(body)
+    except ValidationError as error:
+        raise InvalidCallback(
+            "the body is not a confirmation; see `errors` for each field",
+            errors=validation_issues(error),
+        ) from error
+    transfer_id = confirmation.transfer_id
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    transfer = await repository.get_transfer(session, transfer_id)
+    if transfer is None:
+        raise TransferNotFound(f"no transfer {transfer_id}")
+    if transfer.status != TransferStatus.in_review.value:
+        raise TransferNotInReview(f"the transfer is {transfer.status}")
+
+    receipt = ConfirmationReceipt(
+        webhook_id=webhook_id,
+        transfer_id=transfer_id,
+        decision=confirmation.decision,
+        external_reference=confirmation.external_reference,
+        transfer_status=TransferStatus.in_review,
+    )
+    recorded = await repository.insert_callback_receipt(
+        session,
+        client_id=client.id,
+        webhook_id=webhook_id,
+        transfer_id=transfer_id,
+        decision=confirmation.decision,
+        external_reference=confirmation.external_reference,
+        response_body=receipt.model_dump(mode="json"),
+    )
+    if not recorded:
+        # A concurrent delivery of the same id took effect first: answer as it did.
+        first = await repository.get_callback_receipt(
+            session, client_id=client.id, webhook_id=webhook_id
+        )
+        assert first is not None, "a receipt that conflicts exists"
+        return ConfirmationAnswer(
+            receipt=ConfirmationReceipt.model_validate(first.response_body), replayed=True
+        )
+    note = f"ref {confirmation.external_reference}" + (
+        f": {confirmation.note}" if confirmation.note else ""
+    )
+    decision = ReviewDecision(
+        decision=confirmation.decision, reviewer_id=f"callback:{client.name}", note=note
+    )
+    # The receipt commits only if the signal went through (the request's transaction
+    # rolls back on any error), so a refused or failed call leaves nothing behind.
+    if not await workflows.signal_review_decision(transfer_id=transfer_id, decision=decision):
+        raise TransferNotInReview("the transfer's workflow has already finished")
+    log.info(
+        "callback.confirmation_accepted",
+        decision=confirmation.decision,
+        external_reference=confirmation.external_reference,
+    )
+    return ConfirmationAnswer(receipt=receipt, replayed=False)
