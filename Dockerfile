@@ -1,10 +1,26 @@
-# One image for every component; the command picks it:
-#   sagabank serve accounts|transactions|fraud|notifications, sagabank worker,
-#   sagabank migrate <service>.
-FROM python:3.11-slim AS build
+# One image for every Sagabank component; the command picks it:
+#   sagabank serve accounts|transactions|fraud|notifications --host 0.0.0.0  (8001-8004)
+#   sagabank worker                                  the saga's Temporal worker
+#   sagabank migrate <service>                       one-shot: its schema to head
+#   python /opt/sagabank/libexec/temporal_setup.py   one-shot: namespace, search attributes
+# Configuration is read from the environment at run time (compose.yaml, deploy/k8s/): the
+# image holds no secret, no database URL and no state. tests/test_deployment.py checks it.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/sagabank
-COPY pyproject.toml README.md ./
+# Dependencies before the code, so that a code change reuses this layer. Every one
+# installs from a wheel: the build needs no compiler.
+COPY pyproject.toml ./
+COPY deploy/image/runtime_requirements.py ./
+RUN python runtime_requirements.py pyproject.toml > requirements.txt \
+    && /opt/sagabank/bin/pip install --only-binary=:all: -r requirements.txt
+COPY README.md ./
 COPY kit kit
 COPY contracts contracts
 COPY accounts accounts
@@ -13,14 +29,30 @@ COPY fraud fraud
 COPY notifications notifications
 COPY workflows workflows
 COPY sagabank sagabank
-RUN /opt/sagabank/bin/pip install --no-cache-dir .
+# --no-deps: the local-stack wheels in pyproject.toml stay out (runtime_requirements.py).
+# pip itself leaves the final image: nothing installs anything at run time.
+RUN /opt/sagabank/bin/pip install --no-deps . \
+    && /opt/sagabank/bin/pip uninstall --yes pip setuptools
 
-FROM python:3.11-slim
-RUN useradd --system --uid 10001 --no-create-home sagabank
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="sagabank" \
+      org.opencontainers.image.description="Sagabank services, saga worker and migrations" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# A numeric, unprivileged user: Kubernetes' runAsNonRoot can only verify a numeric one.
+RUN groupadd --system --gid 10001 sagabank \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin sagabank
 COPY --from=build /opt/sagabank /opt/sagabank
-ENV PATH=/opt/sagabank/bin:$PATH PYTHONUNBUFFERED=1
-USER sagabank
+COPY deploy/image/healthcheck.py deploy/image/temporal_setup.py /opt/sagabank/libexec/
+# No bytecode written at run time: the root filesystem may be read-only.
+ENV PATH=/opt/sagabank/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /opt/sagabank
+USER 10001:10001
 EXPOSE 8001 8002 8003 8004
-HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8001\")}/healthz')" || exit 1
+# Knows each component from the main process's command line: a service's /healthz on its
+# port, the worker's poller on its task queue (deploy/image/healthcheck.py).
+HEALTHCHECK --interval=15s --timeout=8s --start-period=30s --retries=3 \
+    CMD ["python", "/opt/sagabank/libexec/healthcheck.py"]
 CMD ["sagabank", "--help"]

@@ -6,7 +6,10 @@ import sys
 
 import click
 import httpx
+from pydantic import ValidationError
 
+from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
+from contracts.money import MINOR_UNIT_EXPONENTS
 from sagabank.config import SERVICES, LauncherSettings
 
 DEFAULT_PORTS = {"accounts": 8001, "transactions": 8002, "fraud": 8003, "notifications": 8004}
@@ -117,3 +120,104 @@ def migrate(service: str, database_url: str | None) -> None:
             raise click.UsageError(f"set {target.upper()}_DATABASE_URL or --database-url")
         upgrade_to_head(migrations_path(target), url)
         click.echo(f"{target}: at head")
+
+
+@main.group()
+def ledger() -> None:
+    """Operate on the ledger that the accounts service keeps."""
+
+
+def _amount(amount_minor: int, currency: str) -> str:
+    """`1,234.50 EUR` from minor units, without floats; raw minor units if unknown."""
+    exponent = MINOR_UNIT_EXPONENTS.get(currency)
+    if exponent is None:
+        return f"{amount_minor:,} (minor units) {currency}"
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    decimals = f".{fraction:0{exponent}d}" if exponent else ""
+    return f"{sign}{whole:,}{decimals} {currency}"
+
+
+def _report(invariants: LedgerInvariants) -> list[str]:
+    verdict = "OK" if invariants.ok else "BROKEN"
+    lines = [f"Ledger invariants at {invariants.checked_at.isoformat()}: {verdict}"]
+    if not invariants.currencies:
+        lines.append("  no accounts yet")
+    for totals in invariants.currencies:
+        for phase, debits, credits, balanced in (
+            (
+                "posted",
+                totals.debits_posted_minor,
+                totals.credits_posted_minor,
+                totals.posted_balanced,
+            ),
+            (
+                "pending",
+                totals.debits_pending_minor,
+                totals.credits_pending_minor,
+                totals.pending_balanced,
+            ),
+        ):
+            relation = "=" if balanced else "!="
+            lines.append(
+                f"  {totals.currency} {phase:<7} debits {_amount(debits, totals.currency)}"
+                f" {relation} credits {_amount(credits, totals.currency)}"
+                f"  {'ok' if balanced else 'UNBALANCED'}"
+            )
+    accounts = invariants.accounts
+    lines.append(
+        f"  accounts: {accounts.accounts_checked:,} checked, {accounts.mismatched_count:,}"
+        " whose totals differ from their journal entries"
+    )
+    lines.extend(f"    mismatch: {account_id}" for account_id in accounts.mismatched_account_ids)
+    if accounts.mismatched_count > len(accounts.mismatched_account_ids):
+        lines.append(
+            f"    ... and {accounts.mismatched_count - len(accounts.mismatched_account_ids):,} more"
+        )
+    orphans = invariants.entries_without_transfer_count
+    lines.append(
+        f"  journal entries without their transfer: {orphans:,}{'  BROKEN' if orphans else ''}"
+    )
+    lines.append(
+        f"  expired holds awaiting the sweeper: {invariants.expired_holds_unswept_count:,}"
+    )
+    return lines
+
+
+@ledger.command()
+@click.option(
+    "--accounts-url",
+    default=f"http://127.0.0.1:{DEFAULT_PORTS['accounts']}",
+    show_default=True,
+    help="Base URL of the accounts service.",
+)
+@click.option(
+    "--timeout-seconds",
+    type=click.FloatRange(min=0.1, max=600.0),
+    default=60.0,
+    show_default=True,
+    help="How long to wait for the check (it reads every account and journal entry).",
+)
+def check(accounts_url: str, timeout_seconds: float) -> None:
+    """Check the ledger's invariants: per currency, debits equal credits (posted and
+    pending); each account's totals equal the sum of its journal entries.
+
+    Exit status: 0 when they hold, 1 when one fails, 2 when the check could not run.
+    """
+    url = f"{accounts_url.rstrip('/')}{LEDGER_INVARIANTS_PATH}"
+    try:
+        with httpx.Client(timeout=timeout_seconds, follow_redirects=False) as http:
+            response = http.get(url)
+    except httpx.HTTPError as error:
+        click.echo(f"cannot reach the accounts service at {url}: {error!r}", err=True)
+        sys.exit(2)
+    if response.status_code != 200:
+        click.echo(f"{url} answered {response.status_code}: {response.text[:500]}", err=True)
+        sys.exit(2)
+    try:
+        invariants = LedgerInvariants.model_validate_json(response.content)
+    except ValidationError as error:
+        click.echo(f"{url} answered something else than an invariants report: {error}", err=True)
+        sys.exit(2)
+    click.echo("\n".join(_report(invariants)))
+    sys.exit(0 if invariants.ok else 1)

