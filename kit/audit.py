@@ -50,7 +50,7 @@ from contracts.auth import Scope
 from contracts.common import Page
 from kit.auth import Principal, require_scopes
 from kit.db import Database, Session
-from kit.errors import ProblemError
+from kit.errors import Forbidden, ProblemError, Unauthorized
 from kit.problems import problem_responses
 
 AUDIT_TABLE: Final = "audit_events"
@@ -363,12 +363,13 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
     """`GET /v1/admin/audit-events`, `/verify` and `/export`, for callers with `audit:read`."""
     router = APIRouter(tags=["audit"])
     AuditReader = Annotated[Principal, Depends(require_scopes(Scope.audit_read))]
-    auth_problems = problem_responses(InvalidAuditCursor)
+    auth_problems = problem_responses(Unauthorized, Forbidden)
+    list_problems = problem_responses(Unauthorized, Forbidden, InvalidAuditCursor)
 
     @router.get(
         AUDIT_EVENTS_PATH,
         summary="Audit events, filtered, oldest first, cursor-paginated",
-        responses=auth_problems,
+        responses=list_problems,
     )
     async def list_audit_events(
         _principal: AuditReader,
@@ -393,7 +394,11 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
         next_cursor = _encode_cursor(items[-1].sequence) if len(rows) > limit else None
         return Page[AuditEvent](items=items, next_cursor=next_cursor)
 
-    @router.get(AUDIT_VERIFY_PATH, summary="Recompute the hash chain and report the first break")
+    @router.get(
+        AUDIT_VERIFY_PATH,
+        summary="Recompute the hash chain and report the first break",
+        responses=auth_problems,
+    )
     async def verify_audit_events(_principal: AuditReader, session: Session) -> AuditVerification:
         return await verify_chain(session, table, service=service)
 
@@ -401,7 +406,7 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
         AUDIT_EXPORT_PATH,
         summary="Stream audit events of a time range as NDJSON",
         response_class=StreamingResponse,
-        responses={200: {"content": {"application/x-ndjson": {}}}},
+        responses={200: {"content": {"application/x-ndjson": {}}}, **auth_problems},
     )
     async def export_audit_events(
         _principal: AuditReader,

@@ -41,4 +41,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response leaves. With the default ("request") FastAPI
+# runs the cleanup after sending, so a client could see 201 for a write that then fails to
+# commit, or act on it before it is visible.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
