@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, model_validator
 
 from accounts import service
 from accounts.errors import (
@@ -17,6 +17,7 @@ from accounts.errors import (
     AccountNotFound,
     AccountTotalsOverflow,
     CurrencyMismatch,
+    CustomerIdRequired,
     DailyOutflowLimitExceeded,
     IdempotencyKeyMissing,
     InsufficientFunds,
@@ -28,6 +29,7 @@ from accounts.errors import (
     LedgerTransferNotFound,
     OverdraftInUse,
     OverdraftNotAllowed,
+    OwnerFromToken,
     PendingTransferAlreadyPosted,
     PendingTransferAlreadyVoided,
     PendingTransferExpired,
@@ -36,6 +38,7 @@ from accounts.errors import (
     SameAccount,
     SystemAccountImmutable,
     TransferLimitExceeded,
+    UnknownCustomer,
 )
 from accounts.ledger import StatusAction, TransferRecord
 from contracts.accounts import (
@@ -45,21 +48,28 @@ from contracts.accounts import (
     LEDGER_TRANSFERS_PATH,
     LEDGER_VALIDATIONS_PATH,
     Account,
-    AccountCreate,
     AccountLimitsUpdate,
+    BalanceRule,
     DepositCreate,
     LedgerInvariants,
     LedgerTransfer,
     LedgerTransferBatch,
     LedgerTransferBatchResults,
     LedgerTransferCreate,
+    LimitMinor,
     StatementEntry,
     TransferValidation,
     TransferValidationRequest,
 )
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page
+from contracts.auth import PrincipalKind, Scope
+from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page, StrictModel
+from contracts.money import CurrencyCode
+from kit.audit import actor_of, request_id_of
+from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.db import Session
+from kit.errors import Forbidden, TooManyRequests, Unauthorized
 from kit.problems import problem_responses
+from kit.ratelimit import MONEY_BUCKET, rate_limited
 
 IDEMPOTENCY_KEY_LENGTH_MAX = 200
 CURSOR_LENGTH_MAX = 200
@@ -77,7 +87,33 @@ def _ledger(request: Request) -> service.Ledger:
     return database
 
 
+def _actor(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)]
+) -> service.Actor:
+    actor_id, actor_type = actor_of(principal)
+    return service.Actor(
+        actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request)
+    )
+
+
 Now = Annotated[datetime, Depends(_now)]
+# Who may call what. Ownership (a customer sees only their own accounts) is the service's
+# check, and a foreign account answers 404 as if it did not exist.
+AccountsRead = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
+AccountsAdmin = Annotated[Principal, Depends(require_scopes(Scope.accounts_admin))]
+LedgerWrite = Annotated[Principal, Depends(require_scopes(Scope.ledger_write))]
+# Customers open accounts for themselves (accounts:write), operators for a customer
+# (accounts:admin); `create_account` tells the two apart.
+AccountOpener = Annotated[
+    Principal, Depends(require_any_scope(Scope.accounts_write, Scope.accounts_admin))
+]
+# Ledger records name two accounts, customers' or the bank's: staff and the saga only.
+LedgerReader = Annotated[
+    Principal, Depends(require_any_scope(Scope.accounts_admin, Scope.ledger_write))
+]
+# Counted per principal, after the scope check: a refused call uses none of the budget.
+MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
+Actor = Annotated[service.Actor, Depends(_actor)]
 LedgerDatabase = Annotated[service.Ledger, Depends(_ledger)]
 IdempotencyKey = Annotated[
     str | None,
@@ -89,6 +125,42 @@ IdempotencyKey = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
 Cursor = Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)]
+
+_AUTH_PROBLEMS = (Unauthorized, Forbidden)
+
+
+def _owner(principal: Principal) -> str | None:
+    """The customer whose objects alone this principal may see; None: any account. A
+    reader that is neither a customer nor staff (accounts:admin) nor the saga
+    (ledger:write) holds accounts:read for nothing here."""
+    if principal.kind is PrincipalKind.customer:
+        return principal.subject
+    if principal.has(Scope.accounts_admin) or principal.has(Scope.ledger_write):
+        return None
+    raise Forbidden("Reading other customers' accounts needs the scope accounts:admin.")
+
+
+class AccountOpen(StrictModel):
+    """Open an account. A customer leaves out `customer_id` (the token names the owner);
+    an operator names the registered customer who will own it."""
+
+    customer_id: Identifier | None = None
+    currency: CurrencyCode
+    max_transfer_amount_minor: LimitMinor | None = None
+    daily_outflow_limit_minor: LimitMinor | None = None
+    balance_rule: BalanceRule = BalanceRule.debits_must_not_exceed_credits
+    # How far debits may exceed credits; only with `debits_must_not_exceed_credits`.
+    overdraft_limit_minor: LimitMinor | None = None
+
+    @model_validator(mode="after")
+    def _overdraft_needs_the_debit_rule(self) -> "AccountOpen":
+        if (
+            self.overdraft_limit_minor is not None
+            and self.balance_rule != BalanceRule.debits_must_not_exceed_credits
+        ):
+            raise ValueError("an overdraft limit needs balance_rule debits_must_not_exceed_credits")
+        return self
+
 
 _REPLAYED: dict[int | str, dict[str, Any]] = {
     200: {"model": LedgerTransfer, "description": "Replayed: created by an earlier call"}
@@ -107,6 +179,7 @@ _MOVEMENT_PROBLEMS = (
     LedgerBusy,
 )
 _STATUS_PROBLEMS = (
+    *_AUTH_PROBLEMS,
     InvalidRequest,
     AccountNotFound,
     SystemAccountImmutable,
@@ -119,20 +192,54 @@ _STATUS_PROBLEMS = (
     ACCOUNTS_PATH,
     status_code=status.HTTP_201_CREATED,
     tags=["accounts"],
-    summary="Open a customer account (by default with no overdraft)",
-    responses=problem_responses(InvalidRequest),
+    summary="Open an account: a customer for themselves, an operator for a named customer",
+    description=(
+        "A customer (accounts:write) opens an account they own and sends no `customer_id`: "
+        "the token names the owner, so a `customer_id` in the body is refused "
+        "(`owner-set-by-token`). An operator (accounts:admin) names the registered "
+        "customer who will own the account in `customer_id`."
+    ),
+    responses=problem_responses(
+        *_AUTH_PROBLEMS, InvalidRequest, OwnerFromToken, CustomerIdRequired, UnknownCustomer
+    ),
 )
-async def create_account(body: AccountCreate, session: Session, now: Now) -> Account:
-    return await service.create_account(session, request=body, now=now)
+async def create_account(
+    body: AccountOpen, principal: AccountOpener, session: Session, now: Now, actor: Actor
+) -> Account:
+    if principal.kind is PrincipalKind.customer:
+        if not principal.has(Scope.accounts_write):
+            raise Forbidden("Opening an account needs the scope accounts:write.")
+        if body.customer_id is not None:
+            raise OwnerFromToken("leave out customer_id: the account will be yours")
+        owner, must_be_registered = principal.subject, False
+    else:
+        if not principal.has(Scope.accounts_admin):
+            raise Forbidden("Opening an account for a customer needs the scope accounts:admin.")
+        if body.customer_id is None:
+            raise CustomerIdRequired("name the owner in customer_id")
+        owner, must_be_registered = body.customer_id, True
+    return await service.create_account(
+        session,
+        owner=owner,
+        owner_must_be_registered=must_be_registered,
+        currency=body.currency,
+        balance_rule=body.balance_rule,
+        max_transfer_amount_minor=body.max_transfer_amount_minor,
+        daily_outflow_limit_minor=body.daily_outflow_limit_minor,
+        overdraft_limit_minor=body.overdraft_limit_minor,
+        actor=actor,
+        now=now,
+    )
 
 
 @router.get(
     ACCOUNTS_PATH,
     tags=["accounts"],
-    summary="List accounts, oldest first, optionally of one customer",
-    responses=problem_responses(InvalidRequest, InvalidCursor),
+    summary="List accounts, oldest first: a customer's own, or (staff) anyone's",
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, InvalidCursor),
 )
 async def list_accounts(
+    principal: AccountsRead,
     session: Session,
     now: Now,
     customer_id: Annotated[Identifier | None, Query()] = None,
@@ -140,7 +247,12 @@ async def list_accounts(
     cursor: Cursor = None,
 ) -> Page[Account]:
     return await service.list_accounts(
-        session, customer_id=customer_id, limit=limit, cursor=cursor, now=now
+        session,
+        owner=_owner(principal),
+        customer_id=customer_id,
+        limit=limit,
+        cursor=cursor,
+        now=now,
     )
 
 
@@ -148,10 +260,14 @@ async def list_accounts(
     f"{ACCOUNTS_PATH}/{{account_id}}",
     tags=["accounts"],
     summary="Get one account with its balances (expired holds no longer count)",
-    responses=problem_responses(InvalidRequest, AccountNotFound),
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, AccountNotFound),
 )
-async def get_account(account_id: uuid.UUID, session: Session, now: Now) -> Account:
-    return await service.get_account(session, account_id=account_id, now=now)
+async def get_account(
+    account_id: uuid.UUID, principal: AccountsRead, session: Session, now: Now
+) -> Account:
+    return await service.get_account(
+        session, account_id=account_id, owner=_owner(principal), now=now
+    )
 
 
 @router.post(
@@ -160,9 +276,15 @@ async def get_account(account_id: uuid.UUID, session: Session, now: Now) -> Acco
     summary="Freeze an account: no new transfers in or out; open holds may still resolve",
     responses=problem_responses(*_STATUS_PROBLEMS),
 )
-async def freeze_account(account_id: uuid.UUID, database: LedgerDatabase, now: Now) -> Account:
+async def freeze_account(
+    account_id: uuid.UUID,
+    _principal: AccountsAdmin,
+    database: LedgerDatabase,
+    now: Now,
+    actor: Actor,
+) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.freeze, now=now
+        database, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
     )
 
 
@@ -172,9 +294,15 @@ async def freeze_account(account_id: uuid.UUID, database: LedgerDatabase, now: N
     summary="Unfreeze an account",
     responses=problem_responses(*_STATUS_PROBLEMS),
 )
-async def unfreeze_account(account_id: uuid.UUID, database: LedgerDatabase, now: Now) -> Account:
+async def unfreeze_account(
+    account_id: uuid.UUID,
+    _principal: AccountsAdmin,
+    database: LedgerDatabase,
+    now: Now,
+    actor: Actor,
+) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.unfreeze, now=now
+        database, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
     )
 
 
@@ -184,9 +312,15 @@ async def unfreeze_account(account_id: uuid.UUID, database: LedgerDatabase, now:
     summary="Close an account for good; it must hold nothing and have no open holds",
     responses=problem_responses(*_STATUS_PROBLEMS, AccountNotEmpty),
 )
-async def close_account(account_id: uuid.UUID, database: LedgerDatabase, now: Now) -> Account:
+async def close_account(
+    account_id: uuid.UUID,
+    _principal: AccountsAdmin,
+    database: LedgerDatabase,
+    now: Now,
+    actor: Actor,
+) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.close, now=now
+        database, account_id=account_id, action=StatusAction.close, actor=actor, now=now
     )
 
 
@@ -197,24 +331,34 @@ async def close_account(account_id: uuid.UUID, database: LedgerDatabase, now: No
     responses=problem_responses(*_STATUS_PROBLEMS, OverdraftNotAllowed, OverdraftInUse),
 )
 async def update_limits(
-    account_id: uuid.UUID, body: AccountLimitsUpdate, database: LedgerDatabase, now: Now
+    account_id: uuid.UUID,
+    body: AccountLimitsUpdate,
+    _principal: AccountsAdmin,
+    database: LedgerDatabase,
+    now: Now,
+    actor: Actor,
 ) -> Account:
-    return await service.update_limits(database, account_id=account_id, request=body, now=now)
+    return await service.update_limits(
+        database, account_id=account_id, request=body, actor=actor, now=now
+    )
 
 
 @router.get(
     f"{ACCOUNTS_PATH}/{{account_id}}/entries",
     tags=["accounts"],
     summary="An account's statement: journal entries, oldest first, with running balances",
-    responses=problem_responses(InvalidRequest, AccountNotFound, InvalidCursor),
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, AccountNotFound, InvalidCursor),
 )
 async def list_entries(
     account_id: uuid.UUID,
+    principal: AccountsRead,
     session: Session,
     limit: Limit = LIMIT_DEFAULT,
     cursor: Cursor = None,
 ) -> Page[StatementEntry]:
-    return await service.list_entries(session, account_id=account_id, limit=limit, cursor=cursor)
+    return await service.list_entries(
+        session, account_id=account_id, owner=_owner(principal), limit=limit, cursor=cursor
+    )
 
 
 async def _move_external(
@@ -225,6 +369,7 @@ async def _move_external(
     idempotency_key: str | None,
     database: service.Ledger,
     response: Response,
+    actor: service.Actor,
     now: datetime,
 ) -> LedgerTransfer:
     if not idempotency_key:
@@ -235,6 +380,7 @@ async def _move_external(
         direction=direction,
         idempotency_key=idempotency_key,
         request=body,
+        actor=actor,
         now=now,
     )
     if not created:
@@ -242,19 +388,25 @@ async def _move_external(
     return transfer
 
 
+_EXTERNAL_PROBLEMS = (*_AUTH_PROBLEMS, TooManyRequests, IdempotencyKeyMissing, *_MOVEMENT_PROBLEMS)
+
+
 @router.post(
     f"{ACCOUNTS_PATH}/{{account_id}}/deposits",
     status_code=status.HTTP_201_CREATED,
-    tags=["accounts"],
-    summary="Credit money from outside the bank (idempotent on Idempotency-Key)",
-    responses={**_REPLAYED, **problem_responses(IdempotencyKeyMissing, *_MOVEMENT_PROBLEMS)},
+    tags=["accounts", "admin"],
+    summary="Credit money from outside the bank (operators; idempotent on Idempotency-Key)",
+    responses={**_REPLAYED, **problem_responses(*_EXTERNAL_PROBLEMS)},
 )
 async def deposit(
     account_id: uuid.UUID,
     body: DepositCreate,
+    _principal: AccountsAdmin,
+    _counted: MoneyMoved,
     database: LedgerDatabase,
     response: Response,
     now: Now,
+    actor: Actor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(
@@ -264,6 +416,7 @@ async def deposit(
         idempotency_key=idempotency_key,
         database=database,
         response=response,
+        actor=actor,
         now=now,
     )
 
@@ -271,16 +424,19 @@ async def deposit(
 @router.post(
     f"{ACCOUNTS_PATH}/{{account_id}}/withdrawals",
     status_code=status.HTTP_201_CREATED,
-    tags=["accounts"],
-    summary="Debit money out of the bank (idempotent on Idempotency-Key)",
-    responses={**_REPLAYED, **problem_responses(IdempotencyKeyMissing, *_MOVEMENT_PROBLEMS)},
+    tags=["accounts", "admin"],
+    summary="Debit money out of the bank (operators; idempotent on Idempotency-Key)",
+    responses={**_REPLAYED, **problem_responses(*_EXTERNAL_PROBLEMS)},
 )
 async def withdraw(
     account_id: uuid.UUID,
     body: DepositCreate,
+    _principal: AccountsAdmin,
+    _counted: MoneyMoved,
     database: LedgerDatabase,
     response: Response,
     now: Now,
+    actor: Actor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(
@@ -290,11 +446,13 @@ async def withdraw(
         idempotency_key=idempotency_key,
         database=database,
         response=response,
+        actor=actor,
         now=now,
     )
 
 
 _TRANSFER_PROBLEMS = (
+    *_AUTH_PROBLEMS,
     InvalidLedgerTransfer,
     *_MOVEMENT_PROBLEMS,
     PendingTransferNotFound,
@@ -313,7 +471,11 @@ _TRANSFER_PROBLEMS = (
     responses={**_REPLAYED, **problem_responses(*_TRANSFER_PROBLEMS)},
 )
 async def create_ledger_transfer(
-    body: LedgerTransferCreate, database: LedgerDatabase, response: Response, now: Now
+    body: LedgerTransferCreate,
+    _principal: LedgerWrite,
+    database: LedgerDatabase,
+    response: Response,
+    now: Now,
 ) -> LedgerTransfer:
     transfer, created = await service.create_ledger_transfer(database, request=body, now=now)
     if not created:
@@ -333,10 +495,14 @@ async def create_ledger_transfer(
         "problem and every other event of the chain `linked-event-failed`."
     ),
     response_model=LedgerTransferBatchResults,
-    responses=problem_responses(InvalidRequest, LedgerBusy),
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, LedgerBusy),
 )
 async def create_ledger_transfers(
-    body: LedgerTransferBatch, database: LedgerDatabase, request: Request, now: Now
+    body: LedgerTransferBatch,
+    _principal: LedgerWrite,
+    database: LedgerDatabase,
+    request: Request,
+    now: Now,
 ) -> Response:
     events = body.transfers
     outcomes = await service.create_ledger_transfers(
@@ -380,10 +546,12 @@ _BATCH_RESULTS = TypeAdapter(list[_BatchResult])
 @router.get(
     f"{LEDGER_TRANSFERS_PATH}/{{transfer_id}}",
     tags=["ledger"],
-    summary="Get one ledger transfer",
-    responses=problem_responses(InvalidRequest, LedgerTransferNotFound),
+    summary="Get one ledger transfer (staff and the saga)",
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, LedgerTransferNotFound),
 )
-async def get_ledger_transfer(transfer_id: uuid.UUID, session: Session) -> LedgerTransfer:
+async def get_ledger_transfer(
+    transfer_id: uuid.UUID, _principal: LedgerReader, session: Session
+) -> LedgerTransfer:
     return await service.get_ledger_transfer(session, transfer_id=transfer_id)
 
 
@@ -391,7 +559,9 @@ async def get_ledger_transfer(transfer_id: uuid.UUID, session: Session) -> Ledge
     LEDGER_VALIDATIONS_PATH,
     tags=["ledger"],
     summary="Check accounts, status, currency and limits of a transfer (funds: the hold)",
+    description="Answers the owners of both accounts, so the saga can tell both customers.",
     responses=problem_responses(
+        *_AUTH_PROBLEMS,
         InvalidRequest,
         AccountNotFound,
         AccountNotActive,
@@ -402,7 +572,7 @@ async def get_ledger_transfer(transfer_id: uuid.UUID, session: Session) -> Ledge
     ),
 )
 async def validate_transfer(
-    body: TransferValidationRequest, database: LedgerDatabase, now: Now
+    body: TransferValidationRequest, _principal: LedgerWrite, database: LedgerDatabase, now: Now
 ) -> TransferValidation:
     return await service.validate_transfer(database, request=body, now=now)
 
@@ -411,6 +581,9 @@ async def validate_transfer(
     LEDGER_INVARIANTS_PATH,
     tags=["admin"],
     summary="Check the ledger's invariants: double entry per currency, totals against journal",
+    responses=problem_responses(*_AUTH_PROBLEMS),
 )
-async def check_ledger_invariants(session: Session, now: Now) -> LedgerInvariants:
+async def check_ledger_invariants(
+    _principal: AccountsAdmin, session: Session, now: Now
+) -> LedgerInvariants:
     return await service.check_invariants(session, now=now)

@@ -1,7 +1,26 @@
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from contracts.auth import TOKEN_ISSUER_DEFAULT, Scope
 from kit.settings import ServiceSettings
+
+# The client ids the token endpoint accepts (they become token subjects and audit actors).
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class BootstrapClient(BaseModel):
+    """A service or operator client, upserted at startup (`ACCOUNTS_BOOTSTRAP_CLIENTS`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(pattern=CLIENT_ID_PATTERN)
+    # Stored only as an argon2 hash; SecretStr keeps it out of reprs and logs.
+    client_secret: SecretStr = Field(min_length=16, max_length=256)
+    kind: Literal["service", "operator"]
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
 
 
 class Settings(ServiceSettings):
@@ -14,3 +33,17 @@ class Settings(ServiceSettings):
     hold_sweep_enabled: bool = True
     hold_sweep_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     hold_sweep_batch_size: int = Field(default=500, ge=1, le=1000)
+
+    # --- The token issuer ---------------------------------------------------------------
+    # A directory of RSA private keys (`*.pem`); every one is published in the JWKS. Left
+    # unset, the service refuses to start: it could neither sign nor verify a token.
+    signing_keys_dir: Path | None = None
+    # The file stem of the key that signs; may be left out when the directory holds one key.
+    signing_key_active: str | None = Field(default=None, max_length=100)
+    bootstrap_clients: list[BootstrapClient] = Field(default_factory=list, max_length=50)
+    access_token_lifetime_seconds: int = Field(default=900, ge=5, le=3600)
+    refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    # The `iss` of the tokens this service mints (and the issuer it verifies its own against).
+    issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
+    # Failed password logins allowed per username and per client address ("limits" notation).
+    login_failure_rate: str = Field(default="10/minute", max_length=40)

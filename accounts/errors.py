@@ -1,5 +1,7 @@
 """Every error a caller of the accounts service can cause, with its status and stable slug."""
 
+from typing import ClassVar
+
 from kit.errors import ProblemError
 
 
@@ -169,3 +171,78 @@ class LedgerBusy(ProblemError):
     status = 503
     slug = "ledger-busy"
     title = "Ledger busy, try again"
+
+
+# --- The token issuer: RFC 6749 section 5.2 codes, as problem+json with `error` ---------
+
+
+class OAuthError(ProblemError):
+    """An error of the token endpoint; `error` carries the RFC 6749 code."""
+
+    error_code: ClassVar[str] = "invalid_request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers=headers, error=self.error_code)
+
+
+class OAuthInvalidRequest(OAuthError):
+    status = 400
+    slug = "oauth-invalid-request"
+    title = "Invalid token request"
+    error_code = "invalid_request"
+
+
+class OAuthInvalidClient(OAuthError):
+    status = 401
+    slug = "oauth-invalid-client"
+    title = "Client authentication failed"
+    error_code = "invalid_client"
+
+    def __init__(self, detail: str) -> None:
+        # RFC 6749 5.2: a 401 names the authentication scheme the client may use.
+        super().__init__(detail, headers={"WWW-Authenticate": 'Basic realm="sagabank"'})
+
+
+class OAuthInvalidGrant(OAuthError):
+    status = 400
+    slug = "oauth-invalid-grant"
+    title = "Invalid grant"
+    error_code = "invalid_grant"
+
+
+class OAuthUnsupportedGrantType(OAuthError):
+    status = 400
+    slug = "oauth-unsupported-grant-type"
+    title = "Unsupported grant type"
+    error_code = "unsupported_grant_type"
+
+
+class OAuthInvalidScope(OAuthError):
+    status = 400
+    slug = "oauth-invalid-scope"
+    title = "Invalid scope"
+    error_code = "invalid_scope"
+
+
+class CustomerExists(ProblemError):
+    status = 409
+    slug = "customer-exists"
+    title = "A customer with this email exists"
+
+
+class OwnerFromToken(ProblemError):
+    status = 422
+    slug = "owner-set-by-token"
+    title = "A customer's accounts belong to the customer the token names"
+
+
+class CustomerIdRequired(ProblemError):
+    status = 422
+    slug = "customer-id-required"
+    title = "Name the customer who will own the account"
+
+
+class UnknownCustomer(ProblemError):
+    status = 422
+    slug = "unknown-customer"
+    title = "No registered customer has this id"

@@ -9,33 +9,91 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+import structlog
 from fastapi import FastAPI
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from accounts import repository
+from accounts import issuer, repository
 from accounts.api import router
 from accounts.config import Settings
+from accounts.keys import load_signing_keys
+from accounts.models import AUDIT_EVENTS
+from accounts.oauth_api import router as oauth_router
 from accounts.service import Ledger
 from accounts.sweeper import run_sweeper
+from accounts.throttle import LoginThrottle
+from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
+from kit.audit import audit_router
+from kit.auth import TokenVerifier
+from kit.db import Database
+
+log = structlog.get_logger()
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 # Same bound as the kit's engine: a query that hangs must not hold row locks forever.
 _COMMAND_TIMEOUT_SECONDS: Final = 30.0
 _POOL_CLOSE_TIMEOUT_SECONDS: Final = 10.0
+_BOOTSTRAP_ATTEMPTS_MAX: Final = 15
+_BOOTSTRAP_BACKOFF_SECONDS: Final = 2.0
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _bootstrap(
+    database: Database,
+    token_issuer: issuer.Issuer,
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> None:
+    """Clients and the key record, retried (bounded) while the database comes up: in
+    compose or Kubernetes this service may start before PostgreSQL answers."""
+    for attempt in range(1, _BOOTSTRAP_ATTEMPTS_MAX + 1):
+        try:
+            await issuer.bootstrap(
+                database.sessions, token_issuer, clients=settings.bootstrap_clients, now=clock
+            )
+            return
+        except (OSError, OperationalError, InterfaceError) as error:
+            if attempt == _BOOTSTRAP_ATTEMPTS_MAX:
+                raise
+            log.warning("issuer.bootstrap_retried", attempt=attempt, error=type(error).__name__)
+            await asyncio.sleep(_BOOTSTRAP_BACKOFF_SECONDS)
+
+
 def create_app(
-    settings: Settings | None = None, *, clock: Callable[[], datetime] = _utc_now
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
-    """`clock` decides when holds expire; tests pass one they can move."""
+    """`clock` decides when holds expire and stamps tokens; tests pass one they can move.
+
+    Bearer tokens verify against the service's own signing keys, unless `token_verifier`
+    (a test's issuer) says otherwise. Raises `SigningKeysError` when the key directory
+    gives no key to sign with: a service that cannot issue tokens must not start.
+    """
     settings = settings or Settings()  # read from the environment
+    keys = load_signing_keys(settings.signing_keys_dir, active=settings.signing_key_active)
+    token_issuer = issuer.Issuer(
+        keys=keys,
+        issuer=settings.issuer,
+        access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+        throttle=LoginThrottle(settings.login_failure_rate),
+    )
+    verifier = token_verifier or TokenVerifier(
+        keys.key_source(), issuer=settings.issuer, audience=TOKEN_AUDIENCE
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database: Database = app.state.database
+        await _bootstrap(database, token_issuer, settings=settings, clock=lambda: app.state.clock())
+        log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
         pool = await repository.create_pool(
             settings.async_database_url(),
             # As many connections as the kit's engine may open (its pool plus as much
@@ -44,13 +102,13 @@ def create_app(
             application_name="accounts",
             command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
         )
-        database = Ledger(pool)
-        app.state.ledger = database
+        ledger_database = Ledger(pool)
+        app.state.ledger = ledger_database
         sweeper = None
         if settings.hold_sweep_enabled:
             sweeper = asyncio.create_task(
                 run_sweeper(
-                    database,
+                    ledger_database,
                     clock=lambda: app.state.clock(),
                     interval_seconds=settings.hold_sweep_interval_seconds,
                     batch_size=settings.hold_sweep_batch_size,
@@ -78,13 +136,15 @@ def create_app(
         title="Sagabank accounts",
         description=(
             "Bank accounts and the two-phase, double-entry ledger: validation, holds, "
-            "postings, balances and statements."
+            "postings, balances and statements; the OAuth2 token issuer and its JWKS."
         ),
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router],
+        routers=[oauth_router, router, audit_router(service="accounts", table=AUDIT_EVENTS)],
         lifespan=lifespan,
+        token_verifier=verifier,
     )
     app.state.clock = clock
+    app.state.issuer = token_issuer
     return app

@@ -14,7 +14,10 @@ from sqlalchemy import (
     String,
     func,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.audit import audit_table
 
 
 class Base(DeclarativeBase):
@@ -94,3 +97,56 @@ class ExpiringHoldRow(Base):
     credit_account_id: Mapped[uuid.UUID] = mapped_column()
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerRow(Base):
+    """A customer who signs in with email and password (the password only as argon2)."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # Stored lower-cased; unique.
+    email: Mapped[str] = mapped_column(String(254))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClientRow(Base):
+    """A service or operator client of the token endpoint (client_credentials)."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when the client left the bootstrap list: it gets no more tokens.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RefreshTokenRow(Base):
+    """One refresh token (only its SHA-256), in a family that rotation grows by one per use.
+
+    A token used twice means it leaked: the whole family is revoked (RFC 6819 5.2.2.3).
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    family_id: Mapped[uuid.UUID] = mapped_column()
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    token_hash: Mapped[str] = mapped_column(CHAR(64))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Namespace of audit event ids derived from what they record, so a retry writes nothing new.
+AUDIT_ID_NAMESPACE = uuid.UUID("0b9b7c52-41d6-4f3e-9a55-3a1c7d2e8f60")
+# Declared on this metadata so that the service's queries and Alembic see one schema.
+AUDIT_EVENTS = audit_table(Base.metadata)

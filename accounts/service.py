@@ -27,6 +27,7 @@ from accounts.errors import (
     InvalidCursor,
     LedgerBusy,
     LedgerTransferNotFound,
+    UnknownCustomer,
 )
 from accounts.ledger import (
     AccountSnapshot,
@@ -36,16 +37,16 @@ from accounts.ledger import (
     Resolution,
     TransferRecord,
 )
-from accounts.models import AccountRow, LedgerTransferRow
+from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, AccountRow, LedgerTransferRow
 from accounts.repository import Connection
 from contracts.accounts import (
     INVARIANT_MISMATCHES_MAX,
     Account,
-    AccountCreate,
     AccountKind,
     AccountLimitsUpdate,
     AccountStatus,
     AccountTotalsCheck,
+    BalanceRule,
     Balances,
     CurrencyTotals,
     DepositCreate,
@@ -58,7 +59,9 @@ from contracts.accounts import (
     TransferValidation,
     TransferValidationRequest,
 )
+from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
+from kit import audit
 
 log = structlog.get_logger()
 
@@ -81,6 +84,42 @@ class Ledger:
     pool: Any
     attempts_max: int = 5
     acquire_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change, for its audit event."""
+
+    actor_id: str
+    actor_type: ActorType
+    request_id: str | None
+
+
+def _event(
+    actor: Actor,
+    action: str,
+    *,
+    account_ids: Sequence[uuid.UUID],
+    now: datetime,
+    event_id: uuid.UUID | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEventCreate:
+    """An audit event about the first of `account_ids` (the others are the counterparties)."""
+    return AuditEventCreate(
+        id=event_id or uuid.uuid4(),
+        occurred_at=now,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action=action,
+        subject_type="account",
+        subject_id=str(account_ids[0]),
+        account_ids=[str(account_id) for account_id in account_ids],
+        request_id=actor.request_id,
+        before=before,
+        after=after,
+        outcome="succeeded",
+    )
 
 
 class _ConcurrentInsert(Exception):
@@ -130,25 +169,78 @@ async def in_transaction(
 
 
 async def create_account(
-    session: AsyncSession, *, request: AccountCreate, now: datetime
+    session: AsyncSession,
+    *,
+    owner: str,
+    owner_must_be_registered: bool,
+    currency: str,
+    balance_rule: BalanceRule,
+    max_transfer_amount_minor: int | None,
+    daily_outflow_limit_minor: int | None,
+    overdraft_limit_minor: int | None,
+    actor: Actor,
+    now: datetime,
 ) -> Account:
+    """Open a customer account for `owner`. A customer's own id comes from a token this
+    service signed; an id an operator names must be a registered customer's."""
+    if owner_must_be_registered and not await _is_registered(session, owner):
+        raise UnknownCustomer(f"no registered customer {owner}")
     row = await repository.insert_account(
         session,
-        customer_id=request.customer_id,
-        currency=request.currency,
-        balance_rule=request.balance_rule,
-        max_transfer_amount_minor=request.max_transfer_amount_minor,
-        daily_outflow_limit_minor=request.daily_outflow_limit_minor,
-        overdraft_limit_minor=request.overdraft_limit_minor,
+        customer_id=owner,
+        currency=currency,
+        balance_rule=balance_rule,
+        max_transfer_amount_minor=max_transfer_amount_minor,
+        daily_outflow_limit_minor=daily_outflow_limit_minor,
+        overdraft_limit_minor=overdraft_limit_minor,
         created_at=now,
     )
+    event = _event(
+        actor,
+        "account.created",
+        account_ids=[row.id],
+        now=now,
+        after={
+            "customer_id": owner,
+            "currency": currency,
+            "balance_rule": balance_rule.value,
+            **_limits_of(
+                max_transfer_amount_minor, daily_outflow_limit_minor, overdraft_limit_minor
+            ),
+        },
+    )
+    await audit.append(session, AUDIT_EVENTS, event)
     log.info("account.created", account_id=str(row.id), currency=row.currency)
     return _account(row, _snapshot_of_row(row))
 
 
-async def get_account(session: AsyncSession, *, account_id: uuid.UUID, now: datetime) -> Account:
+async def _is_registered(session: AsyncSession, customer_id: str) -> bool:
+    try:
+        parsed = uuid.UUID(customer_id)
+    except ValueError:
+        return False  # customer ids are UUIDs: this one names nobody
+    return await repository.customer_exists(session, parsed)
+
+
+def _limits_of(
+    max_transfer_amount_minor: int | None,
+    daily_outflow_limit_minor: int | None,
+    overdraft_limit_minor: int | None,
+) -> dict[str, int | None]:
+    return {
+        "max_transfer_amount_minor": max_transfer_amount_minor,
+        "daily_outflow_limit_minor": daily_outflow_limit_minor,
+        "overdraft_limit_minor": overdraft_limit_minor,
+    }
+
+
+async def get_account(
+    session: AsyncSession, *, account_id: uuid.UUID, owner: str | None, now: datetime
+) -> Account:
+    """One account; with `owner`, only if that customer owns it (else as if it did not
+    exist: a foreign id must not tell that it is taken)."""
     view = await repository.get_account(session, account_id, now=now)
-    if view is None:
+    if view is None or (owner is not None and view.row.customer_id != owner):
         raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
     return _account_of_view(view)
 
@@ -156,13 +248,20 @@ async def get_account(session: AsyncSession, *, account_id: uuid.UUID, now: date
 async def list_accounts(
     session: AsyncSession,
     *,
+    owner: str | None,
     customer_id: str | None,
     limit: int,
     cursor: str | None,
     now: datetime,
 ) -> Page[Account]:
+    """Accounts in opening order, of `customer_id` if given; with `owner`, only that
+    customer's (asking for another customer's finds none)."""
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
     after = None if cursor is None else _decode_cursor(cursor)
+    if owner is not None:
+        if customer_id is not None and customer_id != owner:
+            return Page[Account](items=[], next_cursor=None)
+        customer_id = owner
     # One more than asked tells whether another page follows.
     views = await repository.list_accounts(
         session, customer_id=customer_id, after=after, limit=limit + 1, now=now
@@ -172,10 +271,24 @@ async def list_accounts(
     return Page[Account](items=[_account_of_view(view) for view in page], next_cursor=next_cursor)
 
 
+_STATUS_EVENTS: Final = {
+    ledger.StatusAction.freeze: "account.frozen",
+    ledger.StatusAction.unfreeze: "account.unfrozen",
+    ledger.StatusAction.close: "account.closed",
+}
+
+
 async def change_status(
-    database: Ledger, *, account_id: uuid.UUID, action: ledger.StatusAction, now: datetime
+    database: Ledger,
+    *,
+    account_id: uuid.UUID,
+    action: ledger.StatusAction,
+    actor: Actor,
+    now: datetime,
 ) -> Account:
-    """Freeze, unfreeze or close a customer account (closing needs it empty)."""
+    """Freeze, unfreeze or close a customer account (closing needs it empty). A change
+    writes its audit event in its own transaction; asking for the status it has changes
+    nothing and records nothing."""
 
     async def work(connection: Connection) -> Account:
         state, rows = await _locked_state(connection, {account_id}, now=now)
@@ -184,6 +297,15 @@ async def change_status(
         await _write(connection, state, now=now)
         if status != account.status:
             await repository.set_status(connection, account_id, status)
+            event = _event(
+                actor,
+                _STATUS_EVENTS[action],
+                account_ids=[account_id],
+                now=now,
+                before={"status": account.status.value},
+                after={"status": status.value},
+            )
+            await audit.append_asyncpg(connection, event)
         return _account(rows[account_id], account._replace(status=status))
 
     account = await in_transaction(database, work)
@@ -192,7 +314,12 @@ async def change_status(
 
 
 async def update_limits(
-    database: Ledger, *, account_id: uuid.UUID, request: AccountLimitsUpdate, now: datetime
+    database: Ledger,
+    *,
+    account_id: uuid.UUID,
+    request: AccountLimitsUpdate,
+    actor: Actor,
+    now: datetime,
 ) -> Account:
     """Replace the limits the request names; the others stay as they are."""
     given = request.model_fields_set
@@ -219,13 +346,33 @@ async def update_limits(
         )
         ledger.check_limits(updated, overdraft_limit_minor=updated.overdraft_limit_minor)
         await _write(connection, state, now=now)
-        await repository.set_limits(
-            connection,
-            account_id,
-            max_transfer_amount_minor=updated.max_transfer_amount_minor,
-            daily_outflow_limit_minor=updated.daily_outflow_limit_minor,
-            overdraft_limit_minor=updated.overdraft_limit_minor,
+        before = _limits_of(
+            account.max_transfer_amount_minor,
+            account.daily_outflow_limit_minor,
+            account.overdraft_limit_minor,
         )
+        after = _limits_of(
+            updated.max_transfer_amount_minor,
+            updated.daily_outflow_limit_minor,
+            updated.overdraft_limit_minor,
+        )
+        if after != before:
+            await repository.set_limits(
+                connection,
+                account_id,
+                max_transfer_amount_minor=updated.max_transfer_amount_minor,
+                daily_outflow_limit_minor=updated.daily_outflow_limit_minor,
+                overdraft_limit_minor=updated.overdraft_limit_minor,
+            )
+            event = _event(
+                actor,
+                "account.limits_changed",
+                account_ids=[account_id],
+                now=now,
+                before=before,
+                after=after,
+            )
+            await audit.append_asyncpg(connection, event)
         return _account(rows[account_id], updated)
 
     account = await in_transaction(database, work)
@@ -234,12 +381,19 @@ async def update_limits(
 
 
 async def list_entries(
-    session: AsyncSession, *, account_id: uuid.UUID, limit: int, cursor: str | None
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    owner: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> Page[StatementEntry]:
-    """An account's journal, oldest first, each entry with the balances right after it."""
+    """An account's journal, oldest first, each entry with the balances right after it;
+    with `owner`, only if that customer owns the account."""
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
     after_id = None if cursor is None else _decode_entry_cursor(cursor)
-    if not await repository.account_exists(session, account_id):
+    found, account_owner = await repository.account_owner(session, account_id)
+    if not found or (owner is not None and account_owner != owner):
         raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
     lines = await repository.list_entries(
         session, account_id=account_id, after_id=after_id, limit=limit + 1
@@ -359,10 +513,12 @@ async def move_external(
     direction: Direction,
     idempotency_key: str,
     request: DepositCreate,
+    actor: Actor,
     now: datetime,
 ) -> tuple[LedgerTransfer, bool]:
     """Money in (deposit) or out (withdrawal) through the currency's system account,
-    idempotent on the Idempotency-Key; True when this call created the transfer."""
+    idempotent on the Idempotency-Key; True when this call created the transfer. Its
+    audit event commits with it, once: a replay writes none."""
     assert idempotency_key, "the route requires a key"
 
     async def work(connection: Connection) -> Outcome:
@@ -385,7 +541,24 @@ async def move_external(
             currency=request.currency,
             reference=request.reference,
         )
-        return await _create_one(connection, transfer, now=now)
+        outcome = await _create_one(connection, transfer, now=now)
+        if outcome.created:
+            event = _event(
+                actor,
+                f"{direction.value}.created",
+                account_ids=[account_id, system_account_id],
+                now=now,
+                # Derived from the ledger transfer: one event per deposit, however retried.
+                event_id=uuid.uuid5(AUDIT_ID_NAMESPACE, f"{direction.value}:{transfer.id}"),
+                after={
+                    "ledger_transfer_id": str(transfer.id),
+                    "amount_minor": request.amount_minor,
+                    "currency": request.currency,
+                    "reference": request.reference,
+                },
+            )
+            await audit.append_asyncpg(connection, event)
+        return outcome
 
     return _created(await in_transaction(database, work))
 
@@ -397,10 +570,13 @@ async def validate_transfer(
     Reads only, and leaves funds to the hold (a check here could be stale by then)."""
     ledger.check_distinct(request.source_account_id, request.target_account_id)
 
+    owners: dict[uuid.UUID, str | None] = {}
+
     async def work(connection: Connection) -> None:
         rows = await repository.read_accounts(
             connection, {request.source_account_id, request.target_account_id}
         )
+        owners.update({row["id"]: row["customer_id"] for row in rows})
         accounts = {row["id"]: _snapshot_of_record(row) for row in rows}
         source = _found(accounts, request.source_account_id)
         target = _found(accounts, request.target_account_id)
@@ -420,7 +596,12 @@ async def validate_transfer(
         )
 
     await in_transaction(database, work)
-    return TransferValidation(transfer_id=request.transfer_id, valid=True)
+    return TransferValidation(
+        transfer_id=request.transfer_id,
+        valid=True,
+        source_customer_id=owners[request.source_account_id],
+        target_customer_id=owners[request.target_account_id],
+    )
 
 
 async def sweep_expired_holds(database: Ledger, *, now: datetime, batch_size: int) -> int:

@@ -11,7 +11,12 @@ opens `--accounts` funded accounts, then runs in this one invocation, for each w
 - api: the same number of single-phase transfers through HTTP, one per request to
   `POST /v1/ledger/transfers` or `--batch` per request to `POST /v1/ledger/transfers/batch`,
   sent by a minimal keep-alive HTTP/1.1 client (httpx would be the bottleneck, see
-  BASELINES.md) with a bounded number of requests in flight.
+  BASELINES.md) with a bounded number of requests in flight, each with the worker's
+  bearer token (verified by the service as in production).
+
+The service signs with a key generated for the run; the benchmark registers a customer
+(who opens the accounts), and gets an operator's and the worker's tokens from the
+service's token endpoint through bootstrapped clients, as the saga's worker does.
 
 It prints transfers per second (median of `--rounds`, the range in brackets) and the ratio
 api / baseline, then checks the ledger's invariants through the API. Everything it starts
@@ -27,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -35,16 +41,19 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 
 from accounts import repository
 from accounts.main import MIGRATIONS_PATH
+from contracts.auth import OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from kit.migrations import upgrade_to_head
+from kit.signing import SigningKey
 from sagabank.localstack.databases import ensure_database, with_database
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 
@@ -58,6 +67,45 @@ FUNDING_MINOR = 10**12
 AMOUNT_MINOR_MAX = 100
 SETUP_CONCURRENCY = 8
 BATCH_SIZE_MAX = 1000
+OPERATOR_CLIENT = "benchmark-operator"
+WORKER_CLIENT = "benchmark-worker"
+CUSTOMER_EMAIL = "benchmark@example.com"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The clients the service is started with; their secrets exist for this run only."""
+
+    operator_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    worker_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    customer_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def bootstrap_clients(self) -> str:
+        return json.dumps(
+            [
+                {
+                    "client_id": OPERATOR_CLIENT,
+                    "client_secret": self.operator_secret,
+                    "kind": "operator",
+                    "scopes": sorted(OPERATOR_SCOPES),
+                },
+                {
+                    "client_id": WORKER_CLIENT,
+                    "client_secret": self.worker_secret,
+                    "kind": "service",
+                    "scopes": sorted(WORKER_SCOPES),
+                },
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """`authorization` header lines, one per kind of caller."""
+
+    customer: str
+    operator: str
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -160,8 +208,13 @@ def expect(status: int, body: bytes, wanted: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def accounts_service(database_url: str, port: int, *, log_path: Path) -> Iterator[None]:
+def accounts_service(
+    database_url: str, port: int, *, log_path: Path, credentials: Credentials
+) -> Iterator[None]:
     """`sagabank serve accounts` on `port`, stopped on exit (also when the body raises)."""
+    keys_dir = log_path.parent / "signing-keys"
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
+    (keys_dir / "benchmark.pem").write_bytes(SigningKey.generate().private_pem)
     environment = {
         **os.environ,
         "ACCOUNTS_DATABASE_URL": database_url,
@@ -171,6 +224,8 @@ def accounts_service(database_url: str, port: int, *, log_path: Path) -> Iterato
         "ACCOUNTS_LOG_LEVEL": "warning",
         "ACCOUNTS_LOG_JSON": "true",
         "ACCOUNTS_HOLD_SWEEP_ENABLED": "false",
+        "ACCOUNTS_SIGNING_KEYS_DIR": str(keys_dir),
+        "ACCOUNTS_BOOTSTRAP_CLIENTS": credentials.bootstrap_clients(),
     }
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
@@ -205,13 +260,50 @@ async def wait_until_ready(port: int, *, log_path: Path) -> None:
         await asyncio.sleep(0.1)
 
 
-async def open_accounts(port: int, count: int) -> list[uuid.UUID]:
-    """`count` customer accounts, each funded with FUNDING_MINOR."""
+async def obtain_tokens(port: int, credentials: Credentials) -> Tokens:
+    """A customer registered and signed in, and the two clients' tokens, from the service."""
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=30.0) as http:
+        registered = await http.post(
+            "/v1/customers",
+            json={"email": CUSTOMER_EMAIL, "password": credentials.customer_password},
+        )
+        expect(registered.status_code, registered.content, 201)
+
+        async def token(form: dict[str, str], client: tuple[str, str] | None = None) -> str:
+            answer = await http.post(
+                TOKEN_PATH,
+                data=form,
+                auth=httpx.BasicAuth(*client) if client else httpx.USE_CLIENT_DEFAULT,
+            )
+            access_token: str = expect(answer.status_code, answer.content, 200)["access_token"]
+            return f"authorization: Bearer {access_token}\r\n"
+
+        client_credentials = {"grant_type": "client_credentials"}
+        return Tokens(
+            customer=await token(
+                {
+                    "grant_type": "password",
+                    "username": CUSTOMER_EMAIL,
+                    "password": credentials.customer_password,
+                }
+            ),
+            operator=await token(
+                client_credentials, (OPERATOR_CLIENT, credentials.operator_secret)
+            ),
+            worker=await token(client_credentials, (WORKER_CLIENT, credentials.worker_secret)),
+        )
+
+
+async def open_accounts(port: int, count: int, tokens: Tokens) -> list[uuid.UUID]:
+    """`count` accounts of one customer, each funded with FUNDING_MINOR."""
     account_ids: list[uuid.UUID] = []
 
     async def open_one(connection: HttpConnection) -> None:
-        body = json.dumps({"customer_id": "benchmark", "currency": "EUR"}).encode()
-        account = expect(*await connection.request("POST", "/v1/accounts", body), 201)
+        body = json.dumps({"currency": "EUR"}).encode()
+        answer = await connection.request(
+            "POST", "/v1/accounts", body, extra_headers=tokens.customer
+        )
+        account = expect(*answer, 201)
         account_ids.append(uuid.UUID(account["id"]))
 
     await run_bounded([open_one] * count, port=port, concurrency=SETUP_CONCURRENCY)
@@ -222,7 +314,7 @@ async def open_accounts(port: int, count: int) -> list[uuid.UUID]:
             "POST",
             f"/v1/accounts/{account_ids[0]}/deposits",
             deposit,
-            extra_headers=f"idempotency-key: benchmark-{uuid.uuid4()}\r\n",
+            extra_headers=f"idempotency-key: benchmark-{uuid.uuid4()}\r\n{tokens.operator}",
         )
         transfer = expect(*answer, 201)
         system_account_id = transfer["debit_account_id"]
@@ -239,9 +331,10 @@ async def open_accounts(port: int, count: int) -> list[uuid.UUID]:
                 for account_id in account_ids[start : start + BATCH_SIZE_MAX]
             ]
             body = json.dumps({"transfers": events}).encode()
-            results = expect(
-                *await connection.request("POST", "/v1/ledger/transfers/batch", body), 200
+            answer = await connection.request(
+                "POST", "/v1/ledger/transfers/batch", body, extra_headers=tokens.worker
             )
+            results = expect(*answer, 200)
             assert all(result["status"] == 201 for result in results["results"]), results
     return account_ids
 
@@ -272,7 +365,9 @@ def chunks(transfers: Sequence[Transfer], size: int) -> list[Sequence[Transfer]]
     return [transfers[start : start + size] for start in range(0, len(transfers), size)]
 
 
-async def post_through_api(port: int, workload: Workload, transfers: Sequence[Transfer]) -> float:
+async def post_through_api(
+    port: int, workload: Workload, transfers: Sequence[Transfer], *, authorization: str
+) -> float:
     """Post the transfers over HTTP; transfers per second."""
     jobs: list[Callable[[HttpConnection], Awaitable[None]]] = []
     for group in chunks(transfers, workload.batch_size):
@@ -291,7 +386,9 @@ async def post_through_api(port: int, workload: Workload, transfers: Sequence[Tr
             wanted: int = wanted,
             created: int = created,
         ) -> None:
-            status, content = await connection.request("POST", path, body)
+            status, content = await connection.request(
+                "POST", path, body, extra_headers=authorization
+            )
             if status != wanted:
                 raise RuntimeError(f"HTTP {status}: {content[:300]!r}")
             # Counted without decoding 1,000 results: the client must not be the bottleneck.
@@ -426,10 +523,17 @@ def figure(rates: Sequence[float]) -> str:
     return f"{middle:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
 
 
-async def benchmark(args: argparse.Namespace, database_url: str, port: int, log_path: Path) -> int:
+async def benchmark(
+    args: argparse.Namespace,
+    database_url: str,
+    port: int,
+    log_path: Path,
+    credentials: Credentials,
+) -> int:
     await wait_until_ready(port, log_path=log_path)
+    tokens = await obtain_tokens(port, credentials)
     print(f"opening and funding {args.accounts:,} accounts...", flush=True)
-    account_ids = await open_accounts(port, args.accounts)
+    account_ids = await open_accounts(port, args.accounts, tokens)
     plan = workloads(quick=args.quick)
     baseline: dict[str, list[float]] = {workload.name: [] for workload in plan}
     api: dict[str, list[float]] = {workload.name: [] for workload in plan}
@@ -443,7 +547,9 @@ async def benchmark(args: argparse.Namespace, database_url: str, port: int, log_
                     rate = await post_through_asyncpg(database_url, workload, transfers)
                     baseline[workload.name].append(rate)
                 else:
-                    rate = await post_through_api(port, workload, transfers)
+                    rate = await post_through_api(
+                        port, workload, transfers, authorization=tokens.worker
+                    )
                     api[workload.name].append(rate)
                 print(
                     f"round {round_number}: {workload.name:<17} {side:<8} {rate:>10,.0f}/s",
@@ -466,7 +572,10 @@ async def benchmark(args: argparse.Namespace, database_url: str, port: int, log_
         )
 
     async with HttpConnection(HOST, port) as connection:
-        report = expect(*await connection.request("GET", "/v1/admin/ledger/invariants"), 200)
+        answer = await connection.request(
+            "GET", "/v1/admin/ledger/invariants", extra_headers=tokens.operator
+        )
+        report = expect(*answer, 200)
     print(f"\nledger invariants after the run: {'ok' if report['ok'] else 'BROKEN'}")
     return 0 if report["ok"] else 1
 
@@ -502,9 +611,10 @@ def main() -> None:
         with running_postgres(server, log_path=Path(directory) / "postgres.log") as postgres:
             database_url = asyncio.run(prepare_database(postgres.admin_url))
             port = free_port()
-            with accounts_service(database_url, port, log_path=log_path):
+            credentials = Credentials()
+            with accounts_service(database_url, port, log_path=log_path, credentials=credentials):
                 try:
-                    code = asyncio.run(benchmark(args, database_url, port, log_path))
+                    code = asyncio.run(benchmark(args, database_url, port, log_path, credentials))
                 except Exception:
                     print(f"--- accounts log (tail) ---\n{log_path.read_text()[-3000:]}")
                     raise

@@ -1,15 +1,21 @@
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from accounts.config import Settings
 from accounts.main import MIGRATIONS_PATH, create_app
-from accounts.tests.helpers import Bank, Clock
-from kit.testing import app_client
+from accounts.repository import plain_url
+from accounts.tests.helpers import Bank, Clock, write_signing_key
+from kit.migrations import upgrade_to_head
+from kit.signing import SigningKey
+from kit.testing import TestIssuer, app_client
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 
@@ -19,24 +25,84 @@ def clock() -> Clock:
     return Clock(datetime.now(UTC).replace(microsecond=0))
 
 
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    """The service's own signing key (RSA key generation is slow: once per session)."""
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def signing_keys_dir(signing_key: SigningKey, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("accounts-keys")
+    write_signing_key(directory, "primary", signing_key)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def issuer() -> TestIssuer:
+    """Mints the tokens most tests send; the app under test trusts it instead of its own
+    keys (the token endpoint's tests use the service's own keys)."""
+    return TestIssuer()
+
+
 @pytest.fixture
 async def database_url(database_factory: DatabaseFactory) -> str:
     return await database_factory(MIGRATIONS_PATH)
 
 
 @pytest.fixture
-def app(database_url: str, clock: Clock) -> FastAPI:
+def settings(database_url: str, signing_keys_dir: Path) -> Settings:
     # The sweeper's own tests start it; elsewhere it would void holds behind a test's back.
-    settings = Settings(database_url=database_url, log_json=True, hold_sweep_enabled=False)
-    return create_app(settings, clock=clock)
+    return Settings(
+        database_url=database_url,
+        log_json=True,
+        hold_sweep_enabled=False,
+        signing_keys_dir=signing_keys_dir,
+    )
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+def app(settings: Settings, clock: Clock, issuer: TestIssuer) -> FastAPI:
+    return create_app(settings, clock=clock, token_verifier=issuer.verifier)
+
+
+@pytest.fixture
+async def client(app: FastAPI, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that calls as an operator unless a request says otherwise."""
     async with app_client(app) as client:
+        client.headers.update(issuer.operator())
         yield client
 
 
 @pytest.fixture
-def bank(client: httpx.AsyncClient) -> Bank:
-    return Bank(client)
+def bank(client: httpx.AsyncClient, issuer: TestIssuer) -> Bank:
+    return Bank(client, issuer)
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A database at head shared by one module's tests, for matrices of requests that must
+    each change nothing (a database per cell would cost more than the cells)."""
+    name = f"test_accounts_module_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(plain_url(postgres_url), timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(postgres_url, name)
+    try:
+        await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
+        yield url
+    finally:
+        admin = await asyncpg.connect(plain_url(postgres_url), timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _with_database(server_url: str, database: str) -> str:
+    base, _, query = server_url.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")

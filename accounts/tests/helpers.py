@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,6 +14,10 @@ from typing import Any
 
 import asyncpg
 import httpx
+
+from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT, PrincipalKind
+from kit.signing import SigningKey, mint_token
+from kit.testing import TestIssuer
 
 
 class Clock:
@@ -42,17 +46,31 @@ async def raw_connection(database_url: str) -> AsyncIterator[Any]:
         await connection.close()
 
 
-class Bank:
-    """Drives the accounts API the way its callers do."""
+def write_signing_key(directory: Path, name: str, key: SigningKey) -> Path:
+    """Put `key` in a signing keys directory as `<name>.pem` (readable by its owner only)."""
+    path = directory / f"{name}.pem"
+    path.write_bytes(key.private_pem)
+    path.chmod(0o600)
+    return path
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+
+class Bank:
+    """Drives the accounts API the way its callers do: customers open their accounts,
+    an operator moves money in and out and reads, the saga's worker posts to the ledger."""
+
+    def __init__(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
         self.client = client
+        self.issuer = issuer
+        self.operator = issuer.operator()
+        self.worker = issuer.worker()
 
     async def open_account(
         self, *, currency: str = "EUR", customer_id: str = "customer-1", **options: Any
     ) -> dict[str, Any]:
         response = await self.client.post(
-            "/v1/accounts", json={"customer_id": customer_id, "currency": currency, **options}
+            "/v1/accounts",
+            json={"currency": currency, **options},
+            headers=self.issuer.customer(customer_id),
         )
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
@@ -100,7 +118,7 @@ class Bank:
         return await self.client.post(
             f"/v1/accounts/{account_id}/{direction}",
             json=body,
-            headers={"Idempotency-Key": key or uuid.uuid4().hex},
+            headers={"Idempotency-Key": key or uuid.uuid4().hex, **self.operator},
         )
 
     async def funded_account(self, amount_minor: int, **options: Any) -> dict[str, Any]:
@@ -114,7 +132,7 @@ class Bank:
     async def transfer(self, kind: str, **fields: Any) -> httpx.Response:
         body = {"id": str(uuid.uuid4()), "kind": kind}
         body.update({name: value for name, value in fields.items() if value is not None})
-        return await self.client.post("/v1/ledger/transfers", json=body)
+        return await self.client.post("/v1/ledger/transfers", json=body, headers=self.worker)
 
     async def single_phase(
         self, debit: str, credit: str, amount_minor: int, *, currency: str = "EUR", **fields: Any
@@ -140,6 +158,9 @@ class Bank:
             **fields,
         )
 
+    async def validate(self, body: dict[str, Any]) -> httpx.Response:
+        return await self.client.post("/v1/ledger/validations", json=body, headers=self.worker)
+
     async def placed_hold(self, debit: str, credit: str, amount_minor: int, **fields: Any) -> str:
         response = await self.hold(debit, credit, amount_minor, **fields)
         assert response.status_code == 201, response.text
@@ -153,7 +174,7 @@ class Bank:
         return await self.transfer("void_pending", pending_id=pending_id, **fields)
 
     async def account(self, account_id: str) -> dict[str, Any]:
-        response = await self.client.get(f"/v1/accounts/{account_id}")
+        response = await self.client.get(f"/v1/accounts/{account_id}", headers=self.operator)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -165,20 +186,26 @@ class Bank:
     async def batch(self, *events: dict[str, Any]) -> list[dict[str, Any]]:
         """Post a batch; its results, one per event (each event gets an id if it has none)."""
         body = [{"id": str(uuid.uuid4()), **event} for event in events]
-        response = await self.client.post("/v1/ledger/transfers/batch", json={"transfers": body})
+        response = await self.client.post(
+            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=self.worker
+        )
         assert response.status_code == 200, response.text
         results: list[dict[str, Any]] = response.json()["results"]
         assert [result["index"] for result in results] == list(range(len(events)))
         return results
 
     async def status_action(self, account_id: str, action: str) -> httpx.Response:
-        return await self.client.post(f"/v1/accounts/{account_id}/{action}")
+        return await self.client.post(f"/v1/accounts/{account_id}/{action}", headers=self.operator)
 
     async def limits(self, account_id: str, **limits: int | None) -> httpx.Response:
-        return await self.client.patch(f"/v1/accounts/{account_id}/limits", json=limits)
+        return await self.client.patch(
+            f"/v1/accounts/{account_id}/limits", json=limits, headers=self.operator
+        )
 
     async def entries(self, account_id: str, **params: str | int) -> httpx.Response:
-        return await self.client.get(f"/v1/accounts/{account_id}/entries", params=params)
+        return await self.client.get(
+            f"/v1/accounts/{account_id}/entries", params=params, headers=self.operator
+        )
 
     async def statement(self, account_id: str) -> list[dict[str, Any]]:
         """Every entry of the account, page by page (bounded)."""
@@ -198,7 +225,7 @@ class Bank:
         raise AssertionError("more than 100 pages")
 
     async def invariants(self) -> dict[str, Any]:
-        response = await self.client.get("/v1/admin/ledger/invariants")
+        response = await self.client.get("/v1/admin/ledger/invariants", headers=self.operator)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -238,14 +265,27 @@ _SERVER_STOP_SECONDS = 15.0
 
 @contextmanager
 def accounts_server(
-    database_url: str, port: int, *, log_path: Path, environment: dict[str, str] | None = None
+    database_url: str,
+    port: int,
+    *,
+    log_path: Path,
+    environment: dict[str, str] | None = None,
+    signing_key: SigningKey | None = None,
 ) -> Iterator[str]:
     """The accounts service under uvicorn in a process of its own; its base URL. Stopped
-    (SIGINT, then SIGKILL if it lingers) when the block ends, also on failure."""
+    (SIGINT, then SIGKILL if it lingers) when the block ends, also on failure.
+
+    It signs with `signing_key` (a fresh one if None), written next to `log_path`; mint
+    tokens it accepts with `server_token(signing_key, ...)`.
+    """
+    keys_dir = log_path.parent / f"accounts-keys-{port}"
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
+    write_signing_key(keys_dir, "server", signing_key or SigningKey.generate())
     variables = {
         **os.environ,
         "ACCOUNTS_DATABASE_URL": database_url,
         "ACCOUNTS_LOG_JSON": "true",
+        "ACCOUNTS_SIGNING_KEYS_DIR": str(keys_dir),
         **(environment or {}),
     }
     command = [
@@ -287,3 +327,20 @@ def accounts_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=_SERVER_STOP_SECONDS)
+
+
+def server_token(
+    signing_key: SigningKey, subject: str, kind: PrincipalKind, scopes: Iterable[str]
+) -> dict[str, str]:
+    """Headers with a token that an `accounts_server` signing with `signing_key` accepts
+    (the same claims its token endpoint would write)."""
+    token = mint_token(
+        signing_key,
+        subject=subject,
+        kind=kind,
+        scopes={str(scope) for scope in scopes},
+        issuer=TOKEN_ISSUER_DEFAULT,
+        audience=TOKEN_AUDIENCE,
+        lifetime_seconds=900,
+    )
+    return {"Authorization": f"Bearer {token}"}

@@ -5,18 +5,16 @@ import uuid
 import httpx
 
 from accounts.tests.helpers import Bank, Clock
-from kit.testing import assert_problem
+from kit.testing import TestIssuer, assert_problem
 
 
 class TestCreateAccount:
-    async def test_valid(self, client: httpx.AsyncClient) -> None:
+    async def test_valid(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
+        customer = issuer.customer("customer-7")
         response = await client.post(
             "/v1/accounts",
-            json={
-                "customer_id": "customer-7",
-                "currency": "EUR",
-                "max_transfer_amount_minor": 5000,
-            },
+            json={"currency": "EUR", "max_transfer_amount_minor": 5000},
+            headers=customer,
         )
         assert response.status_code == 201, response.text
         account = response.json()
@@ -25,7 +23,7 @@ class TestCreateAccount:
         assert account["status"] == "active"
         assert account["max_transfer_amount_minor"] == 5000
         assert account["balances"]["available_minor"] == 0
-        fetched = await client.get(f"/v1/accounts/{account['id']}")
+        fetched = await client.get(f"/v1/accounts/{account['id']}", headers=customer)
         assert fetched.json() == account
 
     async def test_customer_accounts_cannot_overdraw(self, bank: Bank) -> None:
@@ -33,27 +31,80 @@ class TestCreateAccount:
         assert account["debits_must_not_exceed_credits"] is True
         assert account["credits_must_not_exceed_debits"] is False
 
-    async def test_unknown_currency(self, client: httpx.AsyncClient) -> None:
-        response = await client.post("/v1/accounts", json={"customer_id": "c", "currency": "XYZ"})
+    async def test_a_customer_cannot_name_the_owner(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
+        """The token names the owner: a customer_id in the body is refused, even one's own."""
+        for owner in ("someone-else", "customer-7"):
+            response = await client.post(
+                "/v1/accounts",
+                json={"customer_id": owner, "currency": "EUR"},
+                headers=issuer.customer("customer-7"),
+            )
+            assert_problem(response, 422, "owner-set-by-token")
+        assert (await client.get("/v1/accounts")).json()["items"] == []
+
+    async def test_operator_opens_for_a_registered_customer(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
+        registered = await client.post(
+            "/v1/customers", json={"email": "olga@example.com", "password": "a long passphrase"}
+        )
+        assert registered.status_code == 201, registered.text
+        customer_id = registered.json()["id"]
+
+        response = await client.post(
+            "/v1/accounts", json={"customer_id": customer_id, "currency": "EUR"}
+        )
+
+        assert response.status_code == 201, response.text
+        assert response.json()["customer_id"] == customer_id
+        mine = await client.get("/v1/accounts", headers=issuer.customer(customer_id))
+        assert [item["id"] for item in mine.json()["items"]] == [response.json()["id"]]
+
+    async def test_operator_must_name_a_registered_customer(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.post("/v1/accounts", json={"currency": "EUR"})
+        assert_problem(response, 422, "customer-id-required")
+        for stranger in (str(uuid.uuid4()), "not-a-uuid"):
+            response = await client.post(
+                "/v1/accounts", json={"customer_id": stranger, "currency": "EUR"}
+            )
+            assert_problem(response, 422, "unknown-customer")
+        assert (await client.get("/v1/accounts")).json()["items"] == []
+
+    async def test_unknown_currency(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
+        response = await client.post(
+            "/v1/accounts", json={"currency": "XYZ"}, headers=issuer.customer("c")
+        )
         assert_problem(response, 422, "invalid-request")
         assert (await client.get("/v1/accounts")).json()["items"] == []
 
-    async def test_lower_case_currency(self, client: httpx.AsyncClient) -> None:
-        response = await client.post("/v1/accounts", json={"customer_id": "c", "currency": "eur"})
+    async def test_lower_case_currency(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
+        response = await client.post(
+            "/v1/accounts", json={"currency": "eur"}, headers=issuer.customer("c")
+        )
         assert_problem(response, 422, "invalid-request")
 
-    async def test_limit_must_be_a_positive_integer(self, client: httpx.AsyncClient) -> None:
+    async def test_limit_must_be_a_positive_integer(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
         for limit in (0, -5, 10.5, "100"):
             response = await client.post(
                 "/v1/accounts",
-                json={"customer_id": "c", "currency": "EUR", "max_transfer_amount_minor": limit},
+                json={"currency": "EUR", "max_transfer_amount_minor": limit},
+                headers=issuer.customer("c"),
             )
             assert_problem(response, 422, "invalid-request")
 
-    async def test_kind_and_flags_cannot_be_chosen(self, client: httpx.AsyncClient) -> None:
+    async def test_kind_and_flags_cannot_be_chosen(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
         response = await client.post(
             "/v1/accounts",
-            json={"customer_id": "c", "currency": "EUR", "debits_must_not_exceed_credits": False},
+            json={"currency": "EUR", "debits_must_not_exceed_credits": False},
+            headers=issuer.customer("c"),
         )
         assert_problem(response, 422, "invalid-request")
 
@@ -178,21 +229,25 @@ class TestBalanceRules:
         )
         await bank.assert_ledger_sound()
 
-    async def test_overdraft_needs_the_debit_rule(self, client: httpx.AsyncClient) -> None:
+    async def test_overdraft_needs_the_debit_rule(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
         response = await client.post(
             "/v1/accounts",
             json={
-                "customer_id": "c",
                 "currency": "EUR",
                 "balance_rule": "credits_must_not_exceed_debits",
                 "overdraft_limit_minor": 10,
             },
+            headers=issuer.customer("c"),
         )
         assert_problem(response, 422, "invalid-request")
 
-    async def test_unknown_rule(self, client: httpx.AsyncClient) -> None:
+    async def test_unknown_rule(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
         response = await client.post(
-            "/v1/accounts", json={"customer_id": "c", "currency": "EUR", "balance_rule": "none"}
+            "/v1/accounts",
+            json={"currency": "EUR", "balance_rule": "none"},
+            headers=issuer.customer("c"),
         )
         assert_problem(response, 422, "invalid-request")
 

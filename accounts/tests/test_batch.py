@@ -60,7 +60,9 @@ class TestBatch:
     async def test_answers_the_documented_shape(self, bank: Bank, alice: str, bob: str) -> None:
         events = [single_phase_event(alice, bob, 1), single_phase_event(alice, bob, 10**6)]
         body = [{"id": str(uuid.uuid4()), **event} for event in events]
-        response = await bank.client.post("/v1/ledger/transfers/batch", json={"transfers": body})
+        response = await bank.client.post(
+            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=bank.worker
+        )
         document = LedgerTransferBatchResults.model_validate_json(response.content)
         assert document.results[0].transfer == LedgerTransfer.model_validate(
             response.json()["results"][0]["transfer"]
@@ -155,7 +157,7 @@ class TestBatch:
         for size in (0, 1001):
             transfers = [{"id": str(uuid.uuid4()), **event} for _ in range(size)]
             response = await bank.client.post(
-                "/v1/ledger/transfers/batch", json={"transfers": transfers}
+                "/v1/ledger/transfers/batch", json={"transfers": transfers}, headers=bank.worker
             )
             assert response.status_code == 422, response.text
             assert response.json()["type"] == "urn:sagabank:problem:invalid-request"

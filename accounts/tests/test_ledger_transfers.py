@@ -128,7 +128,7 @@ class TestSinglePhaseTransfer:
             "currency": "EUR",
             **fields,
         }
-        response = await bank.client.post("/v1/ledger/transfers", json=body)
+        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.worker)
         problem = assert_problem(response, 422, "invalid-ledger-transfer")
         assert problem["field"] == field
         await assert_unchanged(bank, alice, bob)
@@ -184,7 +184,7 @@ class TestLedgerTransferIdempotency:
             "credit_account_id": bob,
             **fields,
         }
-        response = await bank.client.post("/v1/ledger/transfers", json=body)
+        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.worker)
         problem = assert_problem(response, 409, "ledger-transfer-exists")
         assert problem["field"] == field
         assert (await bank.balances(alice))["posted_minor"] == 750

@@ -12,6 +12,7 @@ import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ from accounts import service
 from accounts.config import Settings
 from accounts.main import create_app
 from accounts.tests.helpers import Clock
-from kit.testing import app_client
+from kit.testing import TestIssuer, app_client
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 amounts = st.integers(min_value=1, max_value=1_500)
@@ -229,6 +230,8 @@ def outcome_of(response: httpx.Response) -> tuple[int, str | None]:
 
 class LedgerMachine(RuleBasedStateMachine):
     database_url = ""
+    signing_keys_dir = Path()
+    issuer: TestIssuer  # set by the test before the machine runs
 
     def __init__(self) -> None:
         super().__init__()
@@ -241,8 +244,11 @@ class LedgerMachine(RuleBasedStateMachine):
             log_json=True,
             log_level="warning",
             hold_sweep_enabled=False,
+            signing_keys_dir=self.signing_keys_dir,
         )
-        self.app = create_app(app_settings, clock=self.clock)
+        self.app = create_app(app_settings, clock=self.clock, token_verifier=self.issuer.verifier)
+        self.operator = self.issuer.operator()
+        self.worker = self.issuer.worker()
         self.client_context = app_client(self.app)
         self.client: httpx.AsyncClient = self.runner.run(self.client_context.__aenter__())
         self.ids: list[str] = []
@@ -253,7 +259,10 @@ class LedgerMachine(RuleBasedStateMachine):
             {"max_transfer_amount_minor": 500},
         ):
             account = self.call(
-                "POST", "/v1/accounts", {"customer_id": self.customer, "currency": "EUR", **options}
+                "POST",
+                "/v1/accounts",
+                {"currency": "EUR", **options},
+                **self.issuer.customer(self.customer),
             )
             assert account.status_code == 201, account.text
             body = account.json()
@@ -268,7 +277,12 @@ class LedgerMachine(RuleBasedStateMachine):
             )
 
     def call(self, method: str, path: str, body: Any = None, **headers: str) -> httpx.Response:
-        return self.runner.run(self.client.request(method, path, json=body, headers=headers))
+        """As the saga's worker for the ledger, as an operator otherwise, unless `headers`
+        name someone else."""
+        caller = self.worker if path.startswith("/v1/ledger/") else self.operator
+        return self.runner.run(
+            self.client.request(method, path, json=body, headers={**caller, **headers})
+        )
 
     def teardown(self) -> None:
         try:
@@ -442,7 +456,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def balances_agree(self) -> None:
         response = self.runner.run(
-            self.client.get("/v1/accounts", params={"customer_id": self.customer})
+            self.client.get(
+                "/v1/accounts", params={"customer_id": self.customer}, headers=self.operator
+            )
         )
         assert response.status_code == 200, response.text
         for account in response.json()["items"]:
@@ -457,8 +473,12 @@ class LedgerMachine(RuleBasedStateMachine):
             ) == self.model.effective(model), account["id"]
 
 
-def test_the_service_agrees_with_its_model(database_url: str) -> None:
+def test_the_service_agrees_with_its_model(
+    database_url: str, signing_keys_dir: Path, issuer: TestIssuer
+) -> None:
     LedgerMachine.database_url = database_url
+    LedgerMachine.signing_keys_dir = signing_keys_dir
+    LedgerMachine.issuer = issuer
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(

@@ -13,7 +13,9 @@ from typing import Any
 
 import httpx
 
-from accounts.tests.helpers import accounts_server
+from accounts.tests.helpers import accounts_server, server_token
+from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind
+from kit.signing import SigningKey
 
 CLIENTS = 32
 TRANSFERS_PER_CLIENT = 160  # 32 x 160 = 5,120 ledger transfers
@@ -47,14 +49,16 @@ class Tally:
             self.posted_minor[transfer["credit_account_id"]] += transfer["amount_minor"]
 
 
-async def client_run(base_url: str, accounts: list[str], seed: int) -> Tally:
+async def client_run(
+    base_url: str, accounts: list[str], seed: int, headers: dict[str, str]
+) -> Tally:
     randomness = random.Random(seed)
     hot, cold = accounts[:HOT_ACCOUNTS], accounts[HOT_ACCOUNTS:]
     tally = Tally()
     open_holds: list[str] = []
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(
-        base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=limits
+        base_url=base_url, timeout=REQUEST_TIMEOUT_SECONDS, limits=limits, headers=headers
     ) as client:
         for _ in range(TRANSFERS_PER_CLIENT):
             roll = randomness.random()
@@ -107,14 +111,26 @@ class TestManyClientsAtOnce:
             "ACCOUNTS_HOLD_SWEEP_INTERVAL_SECONDS": "0.2",
             "ACCOUNTS_LOG_LEVEL": "warning",
         }
+        key = SigningKey.generate()
+        operator = server_token(key, "operator-1", PrincipalKind.operator, OPERATOR_SCOPES)
+        worker = server_token(key, "sagabank-worker", PrincipalKind.service, WORKER_SCOPES)
         with accounts_server(
-            database_url, free_port(), log_path=tmp_path / "accounts.log", environment=environment
+            database_url,
+            free_port(),
+            log_path=tmp_path / "accounts.log",
+            environment=environment,
+            signing_key=key,
         ) as base_url:
-            async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as setup:
+            async with httpx.AsyncClient(
+                base_url=base_url, timeout=10.0, headers=operator
+            ) as setup:
                 accounts = []
                 for number in range(ACCOUNTS):
+                    customer = server_token(
+                        key, f"c{number}", PrincipalKind.customer, CUSTOMER_SCOPES
+                    )
                     opened = await setup.post(
-                        "/v1/accounts", json={"customer_id": f"c{number}", "currency": "EUR"}
+                        "/v1/accounts", json={"currency": "EUR"}, headers=customer
                     )
                     accounts.append(opened.json()["id"])
                     deposit = await setup.post(
@@ -126,7 +142,7 @@ class TestManyClientsAtOnce:
                 system_account = deposit.json()["debit_account_id"]
 
                 tallies = await asyncio.gather(
-                    *(client_run(base_url, accounts, seed) for seed in range(CLIENTS))
+                    *(client_run(base_url, accounts, seed, worker) for seed in range(CLIENTS))
                 )
 
                 assert sum(tally.transfers for tally in tallies) >= 5_000

@@ -13,22 +13,27 @@ from accounts.config import Settings
 from accounts.ledger import expiry_void_id
 from accounts.main import create_app
 from accounts.tests.helpers import Bank, Clock
-from kit.testing import app_client
+from kit.testing import TestIssuer, app_client
 
 _WAIT_SECONDS_MAX = 10.0
 
 
 @pytest.fixture
-async def sweeping_bank(database_url: str, clock: Clock) -> AsyncIterator[Bank]:
+async def sweeping_bank(
+    settings: Settings, clock: Clock, issuer: TestIssuer
+) -> AsyncIterator[Bank]:
     """A service whose background sweeper runs every 50 ms, two holds per batch."""
-    settings = Settings(
-        database_url=database_url,
-        log_json=True,
-        hold_sweep_interval_seconds=0.05,
-        hold_sweep_batch_size=2,
+    sweeping = settings.model_copy(
+        update={
+            "hold_sweep_enabled": True,
+            "hold_sweep_interval_seconds": 0.05,
+            "hold_sweep_batch_size": 2,
+        }
     )
-    async with app_client(create_app(settings, clock=clock)) as client:
-        yield Bank(client)
+    app = create_app(sweeping, clock=clock, token_verifier=issuer.verifier)
+    async with app_client(app) as client:
+        client.headers.update(issuer.operator())
+        yield Bank(client, issuer)
 
 
 async def place_holds(

@@ -25,22 +25,26 @@ class TestValidateTransfer:
         source = await bank.funded_account(1000)
         target = await bank.open_account(customer_id="bob")
         body = validation(source["id"], target["id"])
-        response = await bank.client.post("/v1/ledger/validations", json=body)
+        response = await bank.validate(body)
         assert response.status_code == 200, response.text
-        assert response.json() == {"transfer_id": body["transfer_id"], "valid": True}
+        # The owners of both sides, so the saga can tell both customers.
+        assert response.json() == {
+            "transfer_id": body["transfer_id"],
+            "valid": True,
+            "source_customer_id": "customer-1",
+            "target_customer_id": "bob",
+        }
 
     async def test_funds_are_not_checked(self, bank: Bank) -> None:
         """The hold checks funds under a lock; a check here could be stale by then."""
         source, target = await bank.open_account(), await bank.open_account()
         body = validation(source["id"], target["id"], amount_minor=10**9)
-        response = await bank.client.post("/v1/ledger/validations", json=body)
+        response = await bank.validate(body)
         assert response.status_code == 200, response.text
 
     async def test_changes_nothing(self, bank: Bank) -> None:
         source, target = await bank.funded_account(1000), await bank.open_account()
-        await bank.client.post(
-            "/v1/ledger/validations", json=validation(source["id"], target["id"])
-        )
+        await bank.validate(validation(source["id"], target["id"]))
         assert (await bank.balances(source["id"]))["available_minor"] == 1000
         assert (await bank.balances(target["id"]))["credits_pending_minor"] == 0
 
@@ -49,53 +53,46 @@ class TestValidateTransfer:
         source, target = await bank.open_account(), await bank.open_account()
         missing = str(uuid.uuid4())
         body = validation(source["id"], target["id"]) | {side: missing}
-        response = await bank.client.post("/v1/ledger/validations", json=body)
+        response = await bank.validate(body)
         assert assert_problem(response, 404, "account-not-found")["account_id"] == missing
 
     @pytest.mark.parametrize("status", ["frozen", "closed"])
     async def test_account_not_active(self, bank: Bank, database_url: str, status: str) -> None:
         source, target = await bank.funded_account(1000), await bank.open_account()
         await set_status(database_url, target["id"], status)
-        response = await bank.client.post(
-            "/v1/ledger/validations", json=validation(source["id"], target["id"])
-        )
+        response = await bank.validate(validation(source["id"], target["id"]))
         assert assert_problem(response, 409, "account-not-active")["account_id"] == target["id"]
 
     async def test_currency_mismatch(self, bank: Bank) -> None:
         source = await bank.funded_account(1000)
         target = await bank.open_account(currency="GBP")
-        response = await bank.client.post(
-            "/v1/ledger/validations", json=validation(source["id"], target["id"])
-        )
+        response = await bank.validate(validation(source["id"], target["id"]))
         assert_problem(response, 422, "currency-mismatch")
         other = await bank.open_account()
-        response = await bank.client.post(
-            "/v1/ledger/validations",
-            json=validation(source["id"], other["id"], currency="USD"),
+        response = await bank.validate(
+            validation(source["id"], other["id"], currency="USD"),
         )
         assert_problem(response, 422, "currency-mismatch")
 
     async def test_same_account(self, bank: Bank) -> None:
         source = await bank.funded_account(1000)
-        response = await bank.client.post(
-            "/v1/ledger/validations", json=validation(source["id"], source["id"])
-        )
+        response = await bank.validate(validation(source["id"], source["id"]))
         assert_problem(response, 422, "same-account")
 
     async def test_transfer_limit_exceeded(self, bank: Bank) -> None:
         source = await bank.funded_account(1000, max_transfer_amount_minor=500)
         target = await bank.open_account()
         within = validation(source["id"], target["id"], amount_minor=500)
-        assert (await bank.client.post("/v1/ledger/validations", json=within)).status_code == 200
+        assert (await bank.validate(within)).status_code == 200
         beyond = validation(source["id"], target["id"], amount_minor=501)
-        response = await bank.client.post("/v1/ledger/validations", json=beyond)
+        response = await bank.validate(beyond)
         assert_problem(response, 422, "transfer-limit-exceeded")
 
     async def test_malformed(self, bank: Bank) -> None:
         source, target = await bank.open_account(), await bank.open_account()
         for changes in ({"amount_minor": 0}, {"currency": "EURO"}, {"transfer_id": "t-1"}):
             body = validation(source["id"], target["id"], **changes)
-            response = await bank.client.post("/v1/ledger/validations", json=body)
+            response = await bank.validate(body)
             assert_problem(response, 422, "invalid-request")
 
 
@@ -105,7 +102,7 @@ class TestValidateDailyOutflow:
         target = await bank.open_account(customer_id="bob")
         await bank.placed_hold(source["id"], target["id"], 200)
         over = validation(source["id"], target["id"], amount_minor=101)
-        response = await bank.client.post("/v1/ledger/validations", json=over)
+        response = await bank.validate(over)
         assert_problem(response, 409, "daily-outflow-limit-exceeded")
         within = validation(source["id"], target["id"], amount_minor=100)
-        assert (await bank.client.post("/v1/ledger/validations", json=within)).status_code == 200
+        assert (await bank.validate(within)).status_code == 200

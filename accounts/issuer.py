@@ -1,0 +1,434 @@
+"""Use cases of the token issuer: registration, the three grants, startup bootstrap.
+
+The grants run their own transactions (`sessions` is the service's session maker) rather
+than the request's unit of work: a reused refresh token must revoke its family for good
+even though the request that showed it fails.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from accounts import identity, repository
+from accounts.config import BootstrapClient
+from accounts.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
+from accounts.identity import Customer, CustomerCreate, TokenRequest
+from accounts.keys import SigningKeys
+from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE
+from accounts.throttle import LoginThrottle
+from contracts.audit import ActorType, AuditEventCreate
+from contracts.auth import TOKEN_AUDIENCE, PrincipalKind, Scope, TokenResponse
+from kit import audit
+from kit.signing import mint_token
+
+log = structlog.get_logger()
+
+SYSTEM_ACTOR: Final = "accounts"
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+@dataclass
+class Issuer:
+    """What the token endpoint needs, built once at startup."""
+
+    keys: SigningKeys
+    issuer: str
+    access_token_lifetime_seconds: int
+    refresh_token_lifetime_seconds: int
+    throttle: LoginThrottle
+    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    # Made on first need, not at startup: hashing costs a tenth of a second.
+    _dummy_hash: str | None = field(default=None, init=False, repr=False)
+
+    async def verify_secret(self, stored_hash: str | None, secret: str) -> bool:
+        """Argon2 verification off the event loop. Without a stored hash it verifies
+        against a dummy one, so an unknown user costs as long as a wrong password."""
+        if stored_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(self.hasher.hash, uuid.uuid4().hex)
+            stored_hash = self._dummy_hash
+        try:
+            return await asyncio.to_thread(self.hasher.verify, stored_hash, secret)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def hash_secret(self, secret: str) -> str:
+        return await asyncio.to_thread(self.hasher.hash, secret)
+
+    def access_token(self, *, subject: str, kind: PrincipalKind, scopes: frozenset[Scope]) -> str:
+        # Stamped with the real time, not the service's ledger clock: other services judge
+        # `exp` by theirs.
+        return mint_token(
+            self.keys.active,
+            subject=subject,
+            kind=kind,
+            scopes={scope.value for scope in scopes},
+            issuer=self.issuer,
+            audience=TOKEN_AUDIENCE,
+            lifetime_seconds=self.access_token_lifetime_seconds,
+        )
+
+
+# --- Registration -------------------------------------------------------------------------
+
+
+async def register_customer(
+    session: AsyncSession,
+    issuer: Issuer,
+    *,
+    request: CustomerCreate,
+    request_id: str | None,
+    now: datetime,
+) -> Customer:
+    customer_id = uuid.uuid4()
+    password_hash = await issuer.hash_secret(request.password)
+    inserted = await repository.insert_customer(
+        session,
+        customer_id=customer_id,
+        email=request.email,
+        display_name=request.display_name,
+        password_hash=password_hash,
+        created_at=now,
+    )
+    if not inserted:
+        raise CustomerExists("sign in, or register with another email")
+    await audit.append(
+        session,
+        AUDIT_EVENTS,
+        AuditEventCreate(
+            id=uuid.uuid4(),
+            occurred_at=now,
+            actor_id=str(customer_id),
+            actor_type=ActorType.customer,
+            action="customer.registered",
+            subject_type="customer",
+            subject_id=str(customer_id),
+            request_id=request_id,
+            after={"email": request.email, "display_name": request.display_name},
+            outcome="succeeded",
+        ),
+    )
+    log.info("customer.registered", customer_id=str(customer_id))
+    return Customer(
+        id=customer_id, email=request.email, display_name=request.display_name, created_at=now
+    )
+
+
+# --- Grants -------------------------------------------------------------------------------
+
+
+async def password_grant(
+    sessions: SessionMaker,
+    issuer: Issuer,
+    *,
+    request: TokenRequest,
+    client_address: str,
+    now: datetime,
+) -> TokenResponse:
+    assert request.username is not None, "the parser requires a username"
+    assert request.password is not None, "the parser requires a password"
+    scopes = identity.customer_scopes(request.requested_scopes)
+    username = identity.normalized_email(request.username)
+    throttle_keys = (f"user:{username}", f"address:{client_address}")
+    await issuer.throttle.check(*throttle_keys)
+    async with sessions() as session, session.begin():
+        customer = await repository.customer_by_email(session, username)
+    # Verified with no transaction open: argon2 takes a while, a connection is precious.
+    stored_hash = None if customer is None else customer.password_hash
+    verified = await issuer.verify_secret(stored_hash, request.password)
+    if customer is None or not verified:
+        await issuer.throttle.failed(*throttle_keys)
+        log.info("token.password_refused")
+        raise OAuthInvalidGrant("the username or the password is wrong")
+    async with sessions() as session, session.begin():
+        if issuer.hasher.check_needs_rehash(customer.password_hash):
+            rehashed = await issuer.hash_secret(request.password)
+            await repository.set_password_hash(session, customer.id, rehashed)
+        refresh_token = await _new_refresh_family(
+            session, issuer, customer_id=customer.id, scopes=scopes, now=now
+        )
+    log.info("token.issued", grant="password", subject=str(customer.id))
+    return _response(
+        issuer,
+        issuer.access_token(subject=str(customer.id), kind=PrincipalKind.customer, scopes=scopes),
+        scopes,
+        refresh_token=refresh_token,
+    )
+
+
+async def refresh_grant(
+    sessions: SessionMaker, issuer: Issuer, *, request: TokenRequest, now: datetime
+) -> TokenResponse:
+    """Rotate: the presented token is used up and a new one of its family comes back. A
+    token shown a second time revokes the whole family (RFC 6819 5.2.2.3)."""
+    assert request.refresh_token is not None, "the parser requires a refresh token"
+    refresh_token = identity.new_refresh_token()
+    scopes: frozenset[Scope] = frozenset()
+    # The block ends normally in every case, so a revocation commits although the
+    # request is refused after it.
+    async with sessions() as session, session.begin():
+        row = await repository.lock_refresh_token(
+            session, identity.token_hash(request.refresh_token)
+        )
+        if row is None:
+            decision = identity.RefreshDecision(False, False, "the refresh token is unknown")
+        else:
+            decision = identity.judge_refresh(
+                used_at=row.used_at, revoked_at=row.revoked_at, expires_at=row.expires_at, now=now
+            )
+        if row is not None and decision.revoke_family:
+            revoked = await repository.revoke_refresh_family(session, row.family_id, now=now)
+            log.warning(
+                "token.refresh_reused",
+                family_id=str(row.family_id),
+                customer_id=str(row.customer_id),
+                revoked=revoked,
+            )
+        elif row is not None and decision.allowed:
+            original = frozenset(Scope(name) for name in row.scopes)
+            scopes = identity.narrowed_scopes(request.requested_scopes, allowed=original)
+            await repository.mark_refresh_token_used(session, row.id, now=now)
+            # The family keeps the deadline of its first token: rotation is no way to stay
+            # signed in forever.
+            await repository.insert_refresh_token(
+                session,
+                family_id=row.family_id,
+                customer_id=row.customer_id,
+                token_hash=identity.token_hash(refresh_token),
+                scopes=list(row.scopes),
+                created_at=now,
+                expires_at=row.expires_at,
+            )
+    if row is None or not decision.allowed:
+        raise OAuthInvalidGrant(decision.reason)
+    log.info("token.issued", grant="refresh_token", subject=str(row.customer_id))
+    return _response(
+        issuer,
+        issuer.access_token(
+            subject=str(row.customer_id), kind=PrincipalKind.customer, scopes=scopes
+        ),
+        scopes,
+        refresh_token=refresh_token,
+    )
+
+
+async def client_credentials_grant(
+    sessions: SessionMaker, issuer: Issuer, *, request: TokenRequest, now: datetime
+) -> TokenResponse:
+    credentials = request.client
+    assert credentials is not None, "the parser requires client credentials"
+    async with sessions() as session, session.begin():
+        client = await repository.get_client(session, credentials.client_id)
+    if client is not None and client.disabled_at is not None:
+        client = None
+    stored_hash = None if client is None else client.secret_hash
+    verified = await issuer.verify_secret(stored_hash, credentials.client_secret)
+    if client is None or not verified:
+        log.info("token.client_refused", client_id=credentials.client_id)
+        raise OAuthInvalidClient("the client id or the secret is wrong")
+    allowed = frozenset(Scope(name) for name in client.scopes)
+    scopes = identity.narrowed_scopes(request.requested_scopes, allowed=allowed)
+    log.info("token.issued", grant="client_credentials", subject=client.client_id)
+    return _response(
+        issuer,
+        issuer.access_token(
+            subject=client.client_id, kind=PrincipalKind(client.kind), scopes=scopes
+        ),
+        scopes,
+        refresh_token=None,
+    )
+
+
+async def _new_refresh_family(
+    session: AsyncSession,
+    issuer: Issuer,
+    *,
+    customer_id: uuid.UUID,
+    scopes: frozenset[Scope],
+    now: datetime,
+) -> str:
+    token = identity.new_refresh_token()
+    await repository.insert_refresh_token(
+        session,
+        family_id=uuid.uuid4(),
+        customer_id=customer_id,
+        token_hash=identity.token_hash(token),
+        scopes=sorted(scope.value for scope in scopes),
+        created_at=now,
+        expires_at=now + timedelta(seconds=issuer.refresh_token_lifetime_seconds),
+    )
+    return token
+
+
+def _response(
+    issuer: Issuer, access_token: str, scopes: frozenset[Scope], *, refresh_token: str | None
+) -> TokenResponse:
+    return TokenResponse(
+        access_token=access_token,
+        expires_in=issuer.access_token_lifetime_seconds,
+        scope=identity.scope_text(scopes),
+        refresh_token=refresh_token,
+    )
+
+
+# --- Startup ------------------------------------------------------------------------------
+
+
+def _system_event(
+    action: str,
+    *,
+    subject_type: str,
+    subject_id: str,
+    now: datetime,
+    event_id: uuid.UUID | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEventCreate:
+    return AuditEventCreate(
+        id=event_id or uuid.uuid4(),
+        occurred_at=now,
+        actor_id=SYSTEM_ACTOR,
+        actor_type=ActorType.system,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        before=before,
+        after=after,
+        outcome="succeeded",
+    )
+
+
+async def bootstrap(
+    sessions: SessionMaker,
+    issuer: Issuer,
+    *,
+    clients: Sequence[BootstrapClient],
+    now: Callable[[], datetime],
+) -> None:
+    """Record a newly active signing key and upsert the configured clients, in one
+    transaction that replicas starting at once take turns at."""
+    async with sessions() as session, session.begin():
+        await repository.lock_startup(session)
+        await _record_active_key(session, issuer, now=now())
+        await _upsert_clients(session, issuer, clients=clients, now=now())
+
+
+async def _record_active_key(session: AsyncSession, issuer: Issuer, *, now: datetime) -> None:
+    action = "signing_key.activated"
+    last = await repository.last_audit_event(session, action=action)
+    kid = issuer.keys.active.kid
+    if last is not None and last.subject_id == kid:
+        return
+    previous_kid = None if last is None else last.subject_id
+    # Derived from the transition, so a replica that raced this one writes nothing new.
+    event_id = uuid.uuid5(AUDIT_ID_NAMESPACE, f"{action}:{previous_kid}:{kid}")
+    event = _system_event(
+        action,
+        subject_type="signing_key",
+        subject_id=kid,
+        now=now,
+        event_id=event_id,
+        before=None if previous_kid is None else {"kid": previous_kid},
+        after={"kid": kid, "name": issuer.keys.active_name},
+    )
+    await audit.append(session, AUDIT_EVENTS, event)
+    log.info("signing_key.activated", kid=kid, previous_kid=previous_kid)
+
+
+async def _upsert_clients(
+    session: AsyncSession,
+    issuer: Issuer,
+    *,
+    clients: Sequence[BootstrapClient],
+    now: datetime,
+) -> None:
+    stored = {row.client_id: row for row in await repository.list_clients(session)}
+    configured = {client.client_id for client in clients}
+    assert len(configured) == len(clients), "bootstrap client ids are unique"
+    for client in clients:
+        secret = client.client_secret.get_secret_value()
+        scopes = sorted(scope.value for scope in client.scopes)
+        row = stored.get(client.client_id)
+        shape = {"kind": client.kind, "scopes": scopes}
+        if row is None:
+            await repository.insert_client(
+                session,
+                client_id=client.client_id,
+                secret_hash=await issuer.hash_secret(secret),
+                kind=client.kind,
+                scopes=scopes,
+                now=now,
+            )
+            await audit.append(
+                session,
+                AUDIT_EVENTS,
+                _system_event(
+                    "client.registered",
+                    subject_type="client",
+                    subject_id=client.client_id,
+                    now=now,
+                    after=shape,
+                ),
+            )
+            log.info("client.registered", client_id=client.client_id, kind=client.kind)
+            continue
+        before = {"kind": row.kind, "scopes": sorted(row.scopes)}
+        if before != shape or row.disabled_at is not None:
+            await repository.update_client(
+                session,
+                client.client_id,
+                kind=client.kind,
+                scopes=scopes,
+                disabled_at=None,
+                updated_at=now,
+            )
+            await audit.append(
+                session,
+                AUDIT_EVENTS,
+                _system_event(
+                    "client.updated",
+                    subject_type="client",
+                    subject_id=client.client_id,
+                    now=now,
+                    before={**before, "disabled": row.disabled_at is not None},
+                    after={**shape, "disabled": False},
+                ),
+            )
+            log.info("client.updated", client_id=client.client_id)
+        if not await issuer.verify_secret(row.secret_hash, secret):
+            await repository.update_client(
+                session,
+                client.client_id,
+                secret_hash=await issuer.hash_secret(secret),
+                updated_at=now,
+            )
+            await audit.append(
+                session,
+                AUDIT_EVENTS,
+                _system_event(
+                    "client.secret_changed",
+                    subject_type="client",
+                    subject_id=client.client_id,
+                    now=now,
+                ),
+            )
+            log.info("client.secret_changed", client_id=client.client_id)
+    for client_id, row in stored.items():
+        if client_id in configured or row.disabled_at is not None:
+            continue
+        # A client taken out of the configuration must stop getting tokens.
+        await repository.update_client(session, client_id, disabled_at=now, updated_at=now)
+        await audit.append(
+            session,
+            AUDIT_EVENTS,
+            _system_event("client.disabled", subject_type="client", subject_id=client_id, now=now),
+        )
+        log.info("client.disabled", client_id=client_id)

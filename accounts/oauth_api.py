@@ -1,0 +1,159 @@
+"""The public edge of the issuer: the JWKS, the token endpoint and customer registration.
+
+These are the only routes of the service that take no bearer token.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import JSONResponse
+
+from accounts import identity, issuer
+from accounts.errors import (
+    CustomerExists,
+    InvalidRequest,
+    OAuthInvalidClient,
+    OAuthInvalidGrant,
+    OAuthInvalidRequest,
+    OAuthInvalidScope,
+    OAuthUnsupportedGrantType,
+)
+from accounts.identity import Customer, CustomerCreate, GrantType, Jwks
+from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
+from kit.audit import request_id_of
+from kit.db import Database, Session
+from kit.errors import TooManyRequests
+from kit.problems import problem_responses
+from kit.ratelimit import TOKEN_BUCKET, limiter_of
+
+CUSTOMERS_PATH: Final = "/v1/customers"
+_FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+_FORM_FIELDS_MAX: Final = 20
+
+router = APIRouter()
+
+
+def _issuer(request: Request) -> issuer.Issuer:
+    found: issuer.Issuer = request.app.state.issuer
+    return found
+
+
+def _now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+def _client_address(request: Request) -> str:
+    # The peer address: behind a proxy, configure uvicorn's --forwarded-allow-ips so that
+    # this is the caller's, not the proxy's.
+    return request.client.host if request.client is not None else "unknown"
+
+
+IssuerState = Annotated[issuer.Issuer, Depends(_issuer)]
+Now = Annotated[datetime, Depends(_now)]
+
+
+@router.get(
+    JWKS_PATH,
+    tags=["identity"],
+    summary="The public keys that verify this issuer's tokens (RFC 7517)",
+)
+async def jwks(state: IssuerState) -> Jwks:
+    return Jwks.model_validate(state.keys.jwks())
+
+
+_TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["grant_type"],
+    "properties": {
+        "grant_type": {"type": "string", "enum": [grant.value for grant in GrantType]},
+        "username": {"type": "string", "maxLength": identity.USERNAME_LENGTH_MAX},
+        "password": {"type": "string", "format": "password"},
+        "refresh_token": {"type": "string"},
+        "scope": {"type": "string", "description": "space-separated scopes"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "format": "password"},
+    },
+}
+
+
+@router.post(
+    TOKEN_PATH,
+    tags=["identity"],
+    summary="OAuth2 token endpoint: password, refresh_token and client_credentials grants",
+    description=(
+        "Form-encoded (RFC 6749). `password`: `username` (the customer's email) and "
+        "`password`, optional `scope` within the customer scopes; answers an access token "
+        "and a refresh token. `refresh_token`: rotates the refresh token (a used one "
+        "presented again revokes its whole family). `client_credentials`: the client "
+        "authenticates with HTTP Basic or `client_id`/`client_secret`. Errors carry the "
+        "RFC 6749 code in `error`."
+    ),
+    response_model=TokenResponse,
+    responses=problem_responses(
+        OAuthInvalidRequest,
+        OAuthInvalidClient,
+        OAuthInvalidGrant,
+        OAuthUnsupportedGrantType,
+        OAuthInvalidScope,
+        TooManyRequests,
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {_FORM_CONTENT_TYPE: {"schema": _TOKEN_FORM_SCHEMA}},
+        }
+    },
+)
+async def token(request: Request, state: IssuerState, now: Now) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != _FORM_CONTENT_TYPE:
+        raise OAuthInvalidRequest(f"send the parameters as {_FORM_CONTENT_TYPE}")
+    form = await request.form(max_files=0, max_fields=_FORM_FIELDS_MAX)
+    fields = {
+        name: [value for value in form.getlist(name) if isinstance(value, str)] for name in form
+    }
+    parsed = identity.parse_token_request(
+        fields, authorization=request.headers.get("authorization")
+    )
+    limiter = limiter_of(request)
+    sessions = _database(request).sessions
+    if parsed.grant_type is GrantType.password:
+        assert parsed.username is not None, "the parser requires a username"
+        await limiter.hit(TOKEN_BUCKET, f"user:{identity.normalized_email(parsed.username)}")
+        answer = await issuer.password_grant(
+            sessions, state, request=parsed, client_address=_client_address(request), now=now
+        )
+    elif parsed.grant_type is GrantType.refresh_token:
+        await limiter.hit(TOKEN_BUCKET, f"refresh:{_client_address(request)}")
+        answer = await issuer.refresh_grant(sessions, state, request=parsed, now=now)
+    else:
+        assert parsed.client is not None, "the parser requires client credentials"
+        await limiter.hit(TOKEN_BUCKET, f"client:{parsed.client.client_id}")
+        answer = await issuer.client_credentials_grant(sessions, state, request=parsed, now=now)
+    # RFC 6749 5.1: never cached. The service shell sends `Cache-Control: no-store` on
+    # every response already; Pragma is for HTTP/1.0 caches.
+    return JSONResponse(answer.model_dump(exclude_none=True), headers={"Pragma": "no-cache"})
+
+
+@router.post(
+    CUSTOMERS_PATH,
+    status_code=status.HTTP_201_CREATED,
+    tags=["identity"],
+    summary="Register a customer (email and password); then ask for a token",
+    responses=problem_responses(InvalidRequest, CustomerExists, TooManyRequests),
+)
+async def register_customer(
+    request: Request, body: CustomerCreate, session: Session, state: IssuerState, now: Now
+) -> Customer:
+    await limiter_of(request).hit(TOKEN_BUCKET, f"register:{_client_address(request)}")
+    return await issuer.register_customer(
+        session, state, request=body, request_id=request_id_of(request), now=now
+    )
+
+
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database

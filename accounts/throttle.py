@@ -1,0 +1,39 @@
+"""Failed password logins, counted per username and per client address.
+
+Only failures count, so a customer who signs in often is never locked out, while a
+guesser is stopped before the next guess is checked (not after: a 429 that answered only
+wrong guesses would tell a right one apart). Counters live in the process, like the kit's
+rate limits (kit.ratelimit says why that is enough).
+"""
+
+import math
+import time
+
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from kit.errors import TooManyRequests
+
+_NAMESPACE = "login-failures"
+
+
+class LoginThrottle:
+    def __init__(self, rate: str) -> None:
+        self._item = parse(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def check(self, *keys: str) -> None:
+        """TooManyRequests if any key has used up its failures; counts nothing."""
+        for key in keys:
+            if not await self._limiter.test(self._item, _NAMESPACE, key):
+                stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, key)
+                retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+                raise TooManyRequests(
+                    f"Too many failed sign-ins; try again in {retry_after} s.",
+                    retry_after_seconds=retry_after,
+                )
+
+    async def failed(self, *keys: str) -> None:
+        for key in keys:
+            await self._limiter.hit(self._item, _NAMESPACE, key)
