@@ -1,6 +1,7 @@
 """HTTP routes of the transactions service."""
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
@@ -30,13 +31,27 @@ from contracts.transfers import (
     TransferCreate,
     TransferStatus,
 )
+from kit.audit import request_id_of
+from kit.auth import Principal
 from kit.db import Database, Session
-from kit.errors import ProblemError
+from kit.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
 from kit.problems import problem_responses
 from transactions import callbacks, service
+from transactions.accounts import SourceAccounts
+from transactions.auth import (
+    AccountsAdmin,
+    MoneyMover,
+    Reviewer,
+    TransfersInternal,
+    TransfersRead,
+    TransfersWrite,
+    count_money_request,
+)
 from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.errors import (
+    AccountNotFound,
+    AccountsUnavailable,
     CallbackClientExists,
     CallbackSignatureInvalid,
     CallbacksNotConfigured,
@@ -46,6 +61,7 @@ from transactions.errors import (
     IdempotencyKeyReused,
     InvalidCallback,
     InvalidCursor,
+    InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
@@ -55,8 +71,6 @@ from transactions.errors import (
 )
 from transactions.saga import TransferWorkflows
 
-# Every caller shares one idempotency-key space until authentication names callers.
-ANONYMOUS_CALLER: Final = "anonymous"
 LIST_LIMIT_MAX: Final = 100
 LIST_LIMIT_DEFAULT: Final = 50
 IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
@@ -88,11 +102,31 @@ def _callback_box(request: Request) -> CallbackSecretBox | None:
     return box
 
 
+def _accounts(request: Request) -> SourceAccounts:
+    accounts: SourceAccounts = request.app.state.accounts
+    return accounts
+
+
+def _requester(request: Request, principal: Principal) -> service.Requester:
+    """The caller as the use cases see it. The Authorization header travels on only to
+    the accounts service (ownership check) and is never logged."""
+    return service.Requester(
+        principal=principal,
+        request_id=request_id_of(request),
+        authorization=request.headers.get("authorization"),
+    )
+
+
+# Every route that needs a token may answer these (OpenAPI shows them).
+_AUTH_PROBLEMS: Final = (Unauthorized, Forbidden)
+
+
 DatabaseDependency = Annotated[Database, Depends(_database)]
 Workflows = Annotated[TransferWorkflows, Depends(_workflows)]
 Changes = Annotated[ChangeListener, Depends(_changes)]
 Policy = Annotated[service.IdempotencyPolicy, Depends(_idempotency_policy)]
 SecretBox = Annotated[CallbackSecretBox | None, Depends(_callback_box)]
+Accounts = Annotated[SourceAccounts, Depends(_accounts)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -142,20 +176,27 @@ def _transfer_location(transfer_id: uuid.UUID) -> str:
         200: {"model": Transfer, "description": "The transfer finished within Prefer: wait"},
         **problem_responses(
             IdempotencyKeyMissing,
+            *_AUTH_PROBLEMS,
+            AccountNotFound,
             SameAccount,
             IdempotencyKeyReused,
             PreferWaitInvalid,
             IdempotencyKeyInFlight,
+            TooManyRequests,
             WorkflowServiceUnavailable,
+            AccountsUnavailable,
         ),
     },
 )
 async def create_transfer(
+    principal: MoneyMover,
+    request: Request,
     body: TransferCreate,
     database: DatabaseDependency,
     workflows: Workflows,
     changes: Changes,
     policy: Policy,
+    accounts: Accounts,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
 ) -> JSONResponse:
@@ -165,7 +206,8 @@ async def create_transfer(
         workflows,
         changes,
         policy,
-        caller=ANONYMOUS_CALLER,
+        accounts,
+        requester=_requester(request, principal),
         idempotency_key=idempotency_key,
         transfer=body,
     )
@@ -189,19 +231,30 @@ async def create_transfer(
     description=(
         "Each item carries its own `idempotency_key` and is answered as a single POST "
         "would answer it (status, transfer or problem), in the items' order; a bad item "
-        "does not stop the others. The batch itself answers 200."
+        "does not stop the others. The batch itself answers 200. Each well-formed item "
+        "counts against the caller's money rate like a single POST (429 per item)."
     ),
+    responses=problem_responses(*_AUTH_PROBLEMS),
 )
 async def create_transfers_batch(
+    principal: TransfersWrite,
     request: Request,
     body: TransferBatchCreate,
     database: DatabaseDependency,
     workflows: Workflows,
     changes: Changes,
     policy: Policy,
+    accounts: Accounts,
 ) -> TransferBatchResponse:
     answers = await service.create_transfers_batch(
-        database, workflows, changes, policy, caller=ANONYMOUS_CALLER, items=body.items
+        database,
+        workflows,
+        changes,
+        policy,
+        accounts,
+        requester=_requester(request, principal),
+        items=body.items,
+        admit=_admission(request, principal),
     )
     trace_id = getattr(request.state, "request_id", None)
     results: list[TransferBatchResult] = []
@@ -236,21 +289,33 @@ async def create_transfers_batch(
     return TransferBatchResponse(results=results)
 
 
+def _admission(request: Request, principal: Principal) -> Callable[[], Awaitable[object]]:
+    """Counts one batch item against the caller's money rate, as a single POST counts."""
+
+    async def admit() -> Principal:
+        return await count_money_request(request, principal)
+
+    return admit
+
+
 @router.get(
     f"{TRANSFERS_PATH}/{{transfer_id}}",
-    summary="Get one transfer with its steps",
-    responses=problem_responses(TransferNotFound),
+    summary="Get one transfer with its steps (a customer: one of their own)",
+    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound),
 )
-async def get_transfer(transfer_id: uuid.UUID, session: Session) -> Transfer:
-    return await service.get_transfer(session, transfer_id=transfer_id)
+async def get_transfer(
+    principal: TransfersRead, transfer_id: uuid.UUID, session: Session
+) -> Transfer:
+    return await service.get_transfer(session, transfer_id=transfer_id, viewer=principal)
 
 
 @router.get(
     TRANSFERS_PATH,
-    summary="List transfers, newest first",
-    responses=problem_responses(InvalidCursor),
+    summary="List transfers, newest first (a customer: their own)",
+    responses=problem_responses(*_AUTH_PROBLEMS, InvalidCursor),
 )
 async def list_transfers(
+    principal: TransfersRead,
     session: Session,
     status: TransferStatus | None = None,
     account_id: Annotated[
@@ -267,6 +332,7 @@ async def list_transfers(
 ) -> Page[Transfer]:
     return await service.list_transfers(
         session,
+        viewer=principal,
         status=status,
         account_id=account_id,
         created_after=created_after,
@@ -285,51 +351,91 @@ async def list_transfers(
         "409 when posting has begun or the transfer has finished."
     ),
     responses=problem_responses(
-        TransferNotFound, TransferNotCancellable, WorkflowServiceUnavailable
+        *_AUTH_PROBLEMS,
+        TransferNotFound,
+        TransferNotCancellable,
+        TooManyRequests,
+        WorkflowServiceUnavailable,
     ),
 )
 async def cancel_transfer(
+    principal: MoneyMover,
+    request: Request,
     transfer_id: uuid.UUID,
     database: DatabaseDependency,
     workflows: Workflows,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> Transfer:
     return await service.cancel_transfer(
-        database, workflows, transfer_id=transfer_id, request=body or CancelRequest()
+        database,
+        workflows,
+        transfer_id=transfer_id,
+        request=body or CancelRequest(),
+        requester=_requester(request, principal),
     )
 
 
 @internal_router.post(
     TRANSFER_STEPS_PATH,
     summary="Record a step of the transfer saga (idempotent; versions only move forward)",
-    responses=problem_responses(TransferNotFound),
+    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidStepRecord),
 )
-async def record_step(transfer_id: uuid.UUID, body: StepRecord, session: Session) -> Transfer:
-    return await service.record_step(session, transfer_id=transfer_id, record=body)
+async def record_step(
+    principal: TransfersInternal,
+    request: Request,
+    transfer_id: uuid.UUID,
+    body: StepRecord,
+    session: Session,
+) -> Transfer:
+    return await service.record_step(
+        session,
+        transfer_id=transfer_id,
+        record=body,
+        requester=_requester(request, principal),
+    )
 
 
 @admin_router.post(
     "/v1/admin/transfers/{transfer_id}/review",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Decide on a transfer waiting in review",
-    responses=problem_responses(TransferNotFound, TransferNotInReview, WorkflowServiceUnavailable),
+    responses=problem_responses(
+        *_AUTH_PROBLEMS, TransferNotFound, TransferNotInReview, WorkflowServiceUnavailable
+    ),
 )
 async def review_transfer(
-    transfer_id: uuid.UUID, body: ReviewDecision, session: Session, workflows: Workflows
+    principal: Reviewer,
+    request: Request,
+    transfer_id: uuid.UUID,
+    body: ReviewDecision,
+    session: Session,
+    workflows: Workflows,
 ) -> Transfer:
-    return await service.review_transfer(session, workflows, transfer_id=transfer_id, decision=body)
+    return await service.review_transfer(
+        session,
+        workflows,
+        transfer_id=transfer_id,
+        decision=body,
+        requester=_requester(request, principal),
+    )
 
 
 @admin_router.post(
     CALLBACK_CLIENTS_PATH,
     status_code=status.HTTP_201_CREATED,
     summary="Register a callback client; its signing secret is returned this once",
-    responses=problem_responses(CallbackClientExists, CallbacksNotConfigured),
+    responses=problem_responses(*_AUTH_PROBLEMS, CallbackClientExists, CallbacksNotConfigured),
 )
 async def register_callback_client(
-    body: CallbackClientCreate, session: Session, box: SecretBox
+    principal: AccountsAdmin,
+    request: Request,
+    body: CallbackClientCreate,
+    session: Session,
+    box: SecretBox,
 ) -> CallbackClientCreated:
-    return await callbacks.register_client(session, box, request=body)
+    return await callbacks.register_client(
+        session, box, request=body, requester=_requester(request, principal)
+    )
 
 
 @callbacks_router.post(
@@ -379,6 +485,7 @@ async def receive_confirmation(
         client_id=request.headers.get(CALLBACK_CLIENT_HEADER),
         headers=request.headers,
         body=await request.body(),
+        request_id=request_id_of(request),
     )
     headers = {IDEMPOTENCY_REPLAYED_HEADER: "true"} if answer.replayed else None
     return JSONResponse(answer.receipt.model_dump(mode="json"), headers=headers)

@@ -31,7 +31,7 @@ from contracts.transfers import (
     TransferStatus,
     workflow_id,
 )
-from transactions import repository
+from transactions import audit, repository
 from transactions.callback_secrets import CallbackSecretBox, new_secret, render_secret
 from transactions.errors import (
     CallbackClientExists,
@@ -43,7 +43,7 @@ from transactions.errors import (
     TransferNotInReview,
 )
 from transactions.saga import TransferWorkflows
-from transactions.service import validation_issues
+from transactions.service import Requester, validation_issues
 
 log = structlog.get_logger()
 
@@ -71,9 +71,14 @@ def _box(box: CallbackSecretBox | None) -> CallbackSecretBox:
 
 
 async def register_client(
-    session: AsyncSession, box: CallbackSecretBox | None, *, request: CallbackClientCreate
+    session: AsyncSession,
+    box: CallbackSecretBox | None,
+    *,
+    request: CallbackClientCreate,
+    requester: Requester,
 ) -> CallbackClientCreated:
-    """Register a callback client and return its secret: the only time anyone sees it."""
+    """Register a callback client and return its secret: the only time anyone sees it.
+    Audited as `callback_client.registered` (who registered it; never the secret)."""
     sealing = _box(box)
     client_id = uuid.uuid4()
     secret = new_secret()
@@ -86,6 +91,16 @@ async def register_client(
     )
     if row is None:
         raise CallbackClientExists(f"a callback client named {request.name!r} exists")
+    await repository.append_audit(
+        session,
+        audit.callback_client_registered(
+            client_id=row.id,
+            name=row.name,
+            description=row.description,
+            actor=audit.actor_for(requester.principal),
+            request_id=requester.request_id,
+        ),
+    )
     log.info("callback.client_registered", client_id=str(client_id), name=request.name)
     return CallbackClientCreated(
         id=row.id,
@@ -139,9 +154,11 @@ async def receive_confirmation(
     client_id: str | None,
     headers: Mapping[str, str],
     body: bytes,
+    request_id: str | None,
 ) -> ConfirmationAnswer:
     """Verify a signed confirmation and hand its decision to the transfer's saga (signal
-    `review_decision`), once per (client, webhook-id)."""
+    `review_decision`), once per (client, webhook-id), audited as `callback.received` in
+    the same transaction as its receipt."""
     sealing = _box(box)
     webhook_id, timestamp, signature = _signature_headers(headers)
     try:
@@ -231,6 +248,19 @@ async def receive_confirmation(
     # rolls back on any error), so a refused or failed call leaves nothing behind.
     if not await workflows.signal_review_decision(transfer_id=transfer_id, decision=decision):
         raise TransferNotInReview("the transfer's workflow has already finished")
+    # After the signal: the append's chain lock must not wait on a Temporal round trip.
+    await repository.append_audit(
+        session,
+        audit.callback_received(
+            client_id=client.id,
+            client_name=client.name,
+            webhook_id=webhook_id,
+            confirmation=confirmation,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            request_id=request_id,
+        ),
+    )
     log.info(
         "callback.confirmation_accepted",
         decision=confirmation.decision,

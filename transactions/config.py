@@ -37,6 +37,12 @@ class Settings(ServiceSettings):
     # Base64 of 32 random bytes: encrypts the callback clients' signing secrets at rest.
     # Without it the callback endpoints answer 503 (the launcher supplies a dev key).
     callback_secrets_key: SecretStr | None = None
+    # The accounts service (e.g. http://127.0.0.1:8001): a transfer starts only once it
+    # confirms that the caller owns the source account. Without it every transfer request
+    # answers 503 (the check is never skipped); the launcher supplies it.
+    accounts_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s]+$")
+    # One ownership check gives up after this long (then 503, and the key is freed).
+    accounts_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
 
     @field_validator("callback_secrets_key")
     @classmethod

@@ -107,3 +107,26 @@ class CallbacksNotConfigured(ProblemError):
     status = 503
     slug = "callbacks-not-configured"
     title = "Callbacks are not configured on this service (no secrets key)"
+
+
+class AccountNotFound(ProblemError):
+    """The source account does not exist or is not the caller's: the accounts service's own
+    answer, passed on unchanged, so a foreign account and a missing one look alike."""
+
+    status = 404
+    slug = "account-not-found"
+    title = "Account not found"
+
+
+class AccountsUnavailable(ProblemError):
+    status = 503
+    slug = "accounts-unavailable"
+    title = "The accounts service is unavailable"
+
+
+class InvalidStepRecord(ProblemError):
+    """A step report the contract admits but the audit trail cannot hold."""
+
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"

@@ -7,17 +7,23 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
+import httpx
 import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
 
 from kit.app import create_service_app
+from kit.audit import audit_router
+from kit.auth import TokenVerifier
 from kit.db import Database
+from kit.http import create_client
 from transactions import service
+from transactions.accounts import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
 from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.config import Settings
+from transactions.models import audit_events
 from transactions.saga import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -47,9 +53,18 @@ def listen_dsn(settings: Settings) -> str:
 
 
 def create_app(
-    settings: Settings | None = None, *, temporal_client: Client | None = None
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    token_verifier: TokenVerifier | None = None,
+    accounts_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The service; without `temporal_client` it connects to Temporal on first use."""
+    """The service; without `temporal_client` it connects to Temporal on first use.
+
+    Tokens are verified by `token_verifier` if given (tests), else against the JWKS of
+    `TRANSACTIONS_AUTH_JWKS_URL`. `accounts_transport` stands in for the accounts service
+    in tests.
+    """
     settings = settings or Settings()  # read from the environment
     changes = ChangeListener(
         listen_dsn(settings), poll_interval_seconds=settings.wait_poll_interval_seconds
@@ -57,6 +72,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        accounts_client = (
+            None
+            if settings.accounts_url is None
+            else create_client(
+                settings.accounts_url,
+                timeout_seconds=settings.accounts_timeout_seconds,
+                transport=accounts_transport,
+            )
+        )
+        app.state.accounts = SourceAccounts(accounts_client)
         await changes.start()
         purge = asyncio.create_task(
             _purge_expired_keys_forever(
@@ -71,6 +96,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
             await changes.stop()
+            if accounts_client is not None:
+                await accounts_client.aclose()
 
     app = create_service_app(
         service="transactions",
@@ -83,8 +110,15 @@ def create_app(
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router, internal_router, admin_router, callbacks_router],
+        routers=[
+            router,
+            internal_router,
+            admin_router,
+            callbacks_router,
+            audit_router(service="transactions", table=audit_events),
+        ],
         lifespan=lifespan,
+        token_verifier=token_verifier,
     )
     app.state.workflows = TransferWorkflows(
         client=temporal_client,

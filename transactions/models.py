@@ -19,6 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kit.audit import audit_table
+
 
 class Base(DeclarativeBase):
     pass
@@ -44,6 +46,8 @@ class TransferRow(Base):
         Index("ix_transfers_status_created_at_id", "status", "created_at", "id"),
         Index("ix_transfers_source_created_at_id", "source_account_id", "created_at", "id"),
         Index("ix_transfers_target_created_at_id", "target_account_id", "created_at", "id"),
+        # A customer lists only their own transfers, newest first.
+        Index("ix_transfers_customer_created_at_id", "customer_id", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -61,6 +65,9 @@ class TransferRow(Base):
     hold_id: Mapped[uuid.UUID | None]
     posting_id: Mapped[uuid.UUID | None]
     failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # The customer whose token created the transfer (its owner); None when the creator was
+    # not a customer, or for transfers created before ownership was recorded.
+    customer_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -151,3 +158,7 @@ class CallbackReceiptRow(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# The tamper-evident trail of every audited change of this service (kit.audit).
+audit_events = audit_table(Base.metadata)

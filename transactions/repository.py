@@ -5,11 +5,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, null, or_, select, tuple_, update
+from sqlalchemy import and_, case, delete, exists, func, null, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.transfers import StepRecord, TransferCreate, TransferStatus
+from kit import audit
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
     TRANSFER_FINISHED_CHANNEL,
@@ -21,6 +23,7 @@ from transactions.models import (
     IdempotencyKeyRow,
     TransferRow,
     TransferStepRow,
+    audit_events,
 )
 
 IN_FLIGHT = "in_flight"
@@ -149,6 +152,34 @@ async def release_idempotency_key(
     await _notify(session, IDEMPOTENCY_KEY_SETTLED_CHANNEL, idempotency_key_payload(caller, key))
 
 
+async def forget_idempotency_key(
+    session: AsyncSession, *, caller: str, key: str, transfer_id: uuid.UUID
+) -> bool:
+    """Delete our in-flight claim if nothing was created under it yet (no transfer row), as
+    if the request had never come; True if deleted. A claim whose transfer exists is kept,
+    so that a retry resumes that transfer."""
+    table = IdempotencyKeyRow
+    deleted = (
+        await session.execute(
+            delete(table)
+            .where(
+                table.caller == caller,
+                table.key == key,
+                table.transfer_id == transfer_id,
+                table.state == IN_FLIGHT,
+                ~exists().where(TransferRow.id == transfer_id),
+            )
+            .returning(table.key)
+        )
+    ).scalar_one_or_none() is not None
+    if deleted:
+        # Duplicates waiting on the key may now claim it afresh.
+        await _notify(
+            session, IDEMPOTENCY_KEY_SETTLED_CHANNEL, idempotency_key_payload(caller, key)
+        )
+    return deleted
+
+
 async def purge_expired_idempotency_keys(session: AsyncSession, *, limit: int) -> int:
     """Delete at most `limit` expired keys, oldest first; the number deleted.
 
@@ -179,7 +210,11 @@ async def _notify(session: AsyncSession, channel: str, payload: str) -> None:
 
 
 async def insert_transfer(
-    session: AsyncSession, *, transfer_id: uuid.UUID, transfer: TransferCreate
+    session: AsyncSession,
+    *,
+    transfer_id: uuid.UUID,
+    transfer: TransferCreate,
+    customer_id: str | None,
 ) -> bool:
     """Insert a pending transfer unless its id exists; True when this call created it."""
     statement = (
@@ -192,6 +227,7 @@ async def insert_transfer(
             currency=transfer.currency,
             description=transfer.description,
             metadata_=transfer.metadata,
+            customer_id=customer_id,
             status=TransferStatus.pending.value,
             version=0,
         )
@@ -210,6 +246,7 @@ async def get_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> Transfe
 async def list_transfers(
     session: AsyncSession,
     *,
+    customer_id: str | None,
     status: TransferStatus | None,
     account_id: uuid.UUID | None,
     created_after: datetime | None,
@@ -217,9 +254,12 @@ async def list_transfers(
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> Sequence[TransferRow]:
-    """Newest first by (created_at, id); `after` is the last row of the previous page."""
+    """Newest first by (created_at, id); `after` is the last row of the previous page.
+    With `customer_id`, only the transfers that customer created."""
     assert limit > 0
     statement = select(TransferRow)
+    if customer_id is not None:
+        statement = statement.where(TransferRow.customer_id == customer_id)
     if status is not None:
         statement = statement.where(TransferRow.status == status.value)
     if account_id is not None:
@@ -397,3 +437,13 @@ async def insert_callback_receipt(
         .returning(CallbackReceiptRow.webhook_id)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+# --- audit trail ------------------------------------------------------------------------
+
+
+async def append_audit(session: AsyncSession, event: AuditEventCreate) -> bool:
+    """Append `event` to the audit trail in the caller's transaction; False if an event
+    with its id is already there (a retried report writes nothing new)."""
+    _values, written = await audit.append(session, audit_events, event)
+    return written

@@ -110,8 +110,11 @@ class TransferWorkflows:
                 log.info("temporal.connected", address=self._address)
             return self._client
 
-    async def start(self, *, transfer_id: uuid.UUID, transfer: TransferCreate) -> None:
-        """Start the saga of a transfer; starting it again is harmless (same workflow id)."""
+    async def start(
+        self, *, transfer_id: uuid.UUID, transfer: TransferCreate, source_customer_id: str | None
+    ) -> None:
+        """Start the saga of a transfer; starting it again is harmless (same workflow id).
+        `source_customer_id` is the customer who asked (from their token), if one did."""
         arguments = TransferWorkflowInput(
             transfer_id=transfer_id,
             source_account_id=transfer.source_account_id,
@@ -120,6 +123,7 @@ class TransferWorkflows:
             currency=transfer.currency,
             description=transfer.description,
             review_timeout_seconds=self._review_timeout_seconds,
+            source_customer_id=source_customer_id,
         )
         search_attributes = TypedSearchAttributes(
             [

@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -32,9 +32,11 @@ from contracts.transfers import (
     TransferStep,
     workflow_id,
 )
+from kit.auth import Principal
 from kit.db import Database
 from kit.errors import ProblemError
-from transactions import repository
+from transactions import audit, repository
+from transactions.accounts import SourceAccounts
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
     TRANSFER_FINISHED_CHANNEL,
@@ -48,6 +50,7 @@ from transactions.errors import (
     IdempotencyKeyReused,
     InvalidBatchItem,
     InvalidCursor,
+    InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
@@ -71,6 +74,28 @@ CURSOR_LENGTH_MAX: Final = 200
 # leave the connection pool to other requests.
 BATCH_CONCURRENCY_MAX: Final = 8
 _WAIT_VALUE: Final = re.compile(r"[0-9]{1,4}")
+# The idempotency_keys.caller column holds 64 characters.
+_CALLER_LENGTH_MAX: Final = 64
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asks, as the use cases need it: the verified principal, the request id (for the
+    audit trail) and, for a create, the raw Authorization header forwarded to accounts."""
+
+    principal: Principal
+    request_id: str | None = None
+    authorization: str | None = None
+
+
+def caller_key(principal: Principal) -> str:
+    """The idempotency-key space of a caller: one per principal kind and subject, so two
+    callers never share a key; a subject too long for the column is named by its hash."""
+    caller = f"{principal.kind.value}:{principal.subject}"
+    if len(caller) <= _CALLER_LENGTH_MAX:
+        return caller
+    digest = hashlib.sha256(principal.subject.encode()).hexdigest()[:48]
+    return f"{principal.kind.value}:sha256:{digest}"
 
 
 @dataclass(frozen=True)
@@ -165,6 +190,22 @@ async def _load_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> Trans
     return _to_contract(row, await repository.list_steps(session, [row.id]))
 
 
+def _visible_to(row: TransferRow, principal: Principal) -> bool:
+    """A customer sees only the transfers they created; operators and services (through
+    their scopes) see every one."""
+    return principal.customer_id is None or row.customer_id == principal.customer_id
+
+
+async def _load_visible(
+    session: AsyncSession, transfer_id: uuid.UUID, principal: Principal
+) -> tuple[TransferRow, Transfer]:
+    """The transfer if `principal` may see it; a foreign one answers exactly as a missing one."""
+    row = await repository.get_transfer(session, transfer_id)
+    if row is None or not _visible_to(row, principal):
+        raise TransferNotFound(f"no transfer {transfer_id}")
+    return row, _to_contract(row, await repository.list_steps(session, [row.id]))
+
+
 def _replay(row: IdempotencyKeyRow) -> TransferCreation:
     assert row.response_status is not None, "a completed key stores its response"
     assert row.response_body is not None, "a completed key stores its response"
@@ -220,8 +261,9 @@ async def create_transfer(
     workflows: TransferWorkflows,
     changes: ChangeListener,
     policy: IdempotencyPolicy,
+    accounts: SourceAccounts,
     *,
-    caller: str,
+    requester: Requester,
     idempotency_key: str | None,
     transfer: TransferCreate,
 ) -> TransferCreation:
@@ -240,7 +282,12 @@ async def create_transfer(
     If anything fails after the claim, the claim is released and keeps its transfer id,
     so a retry (or a waiting duplicate) resumes this very transfer instead of creating
     a second one.
+    The caller's ownership of the source account is checked with the accounts service
+    while the claim is held, before anything is created: a 404 (foreign or missing
+    account) or a 503 (accounts away) leaves no trace, the key included.
     """
+    principal = requester.principal
+    caller = caller_key(principal)
     if idempotency_key is None:
         raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
     if transfer.source_account_id == transfer.target_account_id:
@@ -271,11 +318,35 @@ async def create_transfer(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
     )
     try:
+        await accounts.check_owned(
+            account_id=transfer.source_account_id,
+            authorization=requester.authorization or "",
+            customer_id=principal.customer_id,
+        )
+    except BaseException:
+        await _abandon_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
+        raise
+    try:
         async with database.sessions() as session, session.begin():
             created = await repository.insert_transfer(
-                session, transfer_id=transfer_id, transfer=transfer
+                session,
+                transfer_id=transfer_id,
+                transfer=transfer,
+                customer_id=principal.customer_id,
             )
-        await workflows.start(transfer_id=transfer_id, transfer=transfer)
+            if created:
+                await repository.append_audit(
+                    session,
+                    audit.transfer_requested(
+                        transfer_id=transfer_id,
+                        transfer=transfer,
+                        actor=audit.actor_for(principal),
+                        request_id=requester.request_id,
+                    ),
+                )
+        await workflows.start(
+            transfer_id=transfer_id, transfer=transfer, source_customer_id=principal.customer_id
+        )
         async with database.sessions() as session, session.begin():
             body = (await _load_transfer(session, transfer_id)).model_dump(mode="json")
             completed = await repository.complete_idempotency_key(
@@ -374,12 +445,17 @@ async def create_transfers_batch(
     workflows: TransferWorkflows,
     changes: ChangeListener,
     policy: IdempotencyPolicy,
+    accounts: SourceAccounts,
     *,
-    caller: str,
+    requester: Requester,
     items: Sequence[object],
+    admit: Callable[[], Awaitable[object]],
 ) -> list[TransferCreation | ProblemError]:
     """Create each item as a single POST would, a few at a time; one answer per item, in
-    the items' order. A bad item gets its own problem; the others go on."""
+    the items' order. A bad item gets its own problem; the others go on.
+
+    `admit` counts one well-formed item against the caller's rate (raising 429 when over
+    it), so a batch of 100 weighs as much as 100 single POSTs."""
     assert len(items) <= TRANSFER_BATCH_SIZE_MAX
     limiter = asyncio.Semaphore(BATCH_CONCURRENCY_MAX)
 
@@ -391,6 +467,10 @@ async def create_transfers_batch(
                 "the item is malformed; see `errors` for each field",
                 errors=validation_issues(error),
             )
+        try:
+            await admit()
+        except ProblemError as error:
+            return error
         async with limiter:
             try:
                 return await create_transfer(
@@ -398,7 +478,8 @@ async def create_transfers_batch(
                     workflows,
                     changes,
                     policy,
-                    caller=caller,
+                    accounts,
+                    requester=requester,
                     idempotency_key=parsed.idempotency_key,
                     transfer=parsed.to_create(),
                 )
@@ -442,6 +523,25 @@ async def purge_expired_idempotency_keys(
     return purged
 
 
+async def _abandon_claim(
+    database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
+) -> None:
+    """Give up a claim before anything was created under it: delete it, so the key is
+    free again; a claim resumed from an earlier attempt that did create the transfer is
+    only released."""
+    try:
+        async with database.sessions() as session, session.begin():
+            forgotten = await repository.forget_idempotency_key(
+                session, caller=caller, key=key, transfer_id=transfer_id
+            )
+    except Exception:
+        # The lease still ends on its own; a retry may then resume the claim.
+        log.exception("idempotency.forget_failed")
+        return
+    if not forgotten:
+        await _release_claim(database, caller=caller, key=key, transfer_id=transfer_id)
+
+
 async def _release_claim(
     database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
 ) -> None:
@@ -455,13 +555,17 @@ async def _release_claim(
         log.exception("idempotency.release_failed")
 
 
-async def get_transfer(session: AsyncSession, *, transfer_id: uuid.UUID) -> Transfer:
-    return await _load_transfer(session, transfer_id)
+async def get_transfer(
+    session: AsyncSession, *, transfer_id: uuid.UUID, viewer: Principal
+) -> Transfer:
+    _row, transfer = await _load_visible(session, transfer_id, viewer)
+    return transfer
 
 
 async def list_transfers(
     session: AsyncSession,
     *,
+    viewer: Principal,
     status: TransferStatus | None,
     account_id: uuid.UUID | None,
     created_after: datetime | None,
@@ -469,9 +573,11 @@ async def list_transfers(
     limit: int,
     cursor: str | None,
 ) -> Page[Transfer]:
-    """One page of transfers, newest first; pass `next_cursor` back for the next."""
+    """One page of the transfers `viewer` may see (a customer: their own), newest first;
+    pass `next_cursor` back for the next."""
     rows = await repository.list_transfers(
         session,
+        customer_id=viewer.customer_id,
         status=status,
         account_id=account_id,
         created_after=created_after,
@@ -496,17 +602,46 @@ async def list_transfers(
 
 
 async def record_step(
-    session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord
+    session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord, requester: Requester
 ) -> Transfer:
-    """Apply one step report of the saga: the step is written once, and the projection
-    moves only to a newer version, so retried and late reports never move it back."""
+    """Apply one step report of the saga: the step is written once, with its audit event
+    in the same transaction, and the projection moves only to a newer version, so retried
+    and late reports never move it back nor write a second event."""
     structlog.contextvars.bind_contextvars(
-        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+        transfer_id=str(transfer_id), workflow_id=record.workflow_id or workflow_id(transfer_id)
     )
-    if await repository.get_transfer(session, transfer_id) is None:
+    if not audit.STEP_NAME.fullmatch(record.step):
+        raise InvalidStepRecord("a step name is lower-case letters, digits, `_` and `-`")
+    if record.occurred_at.tzinfo is None:
+        raise InvalidStepRecord("occurred_at needs a time zone offset")
+    if record.compensates_step is not None and not audit.STEP_NAME.fullmatch(
+        record.compensates_step
+    ):
+        raise InvalidStepRecord("compensates_step names a step")
+    row = await repository.get_transfer(session, transfer_id)
+    if row is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
+    status_before, version_before = row.status, row.version
     step_recorded = await repository.insert_step(session, transfer_id=transfer_id, record=record)
     moved = await repository.update_projection(session, transfer_id=transfer_id, record=record)
+    event = audit.step_reported(
+        transfer_id=transfer_id,
+        source_account_id=row.source_account_id,
+        target_account_id=row.target_account_id,
+        record=record,
+        status_before=status_before,
+        version_before=version_before,
+        actor=audit.actor_for(requester.principal),
+        request_id=requester.request_id,
+    )
+    # The UPDATE went around the session's identity map; read the row afresh.
+    session.expire_all()
+    transfer = await _load_transfer(session, transfer_id)
+    if step_recorded:
+        # Last in the transaction: the append serialises on the trail's chain lock, which
+        # is then held only until the commit that follows. A retried report (the step
+        # already recorded) writes nothing new; its event id is the same anyway.
+        await repository.append_audit(session, event)
     log.info(
         "transfer.step_reported",
         step=record.step,
@@ -516,9 +651,7 @@ async def record_step(
         step_recorded=step_recorded,
         projection_moved=moved,
     )
-    # The UPDATE went around the session's identity map; read the row afresh.
-    session.expire_all()
-    return await _load_transfer(session, transfer_id)
+    return transfer
 
 
 async def cancel_transfer(
@@ -527,27 +660,45 @@ async def cancel_transfer(
     *,
     transfer_id: uuid.UUID,
     request: CancelRequest,
+    requester: Requester,
 ) -> Transfer:
-    """Cancel a transfer that has not reached its pivot (posting), through the saga's
-    `request_cancel` update: the saga itself decides, and 409 is its refusal."""
+    """Cancel a transfer of the caller's that has not reached its pivot (posting), through
+    the saga's `request_cancel` update: the saga itself decides, and 409 is its refusal.
+    Both answers are audited (`transfer.cancel_requested`, accepted or refused)."""
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
     )
     # Short reads around the update: no connection idles in a transaction while the
     # saga (and a worker) answers.
     async with database.sessions() as session:
-        transfer = await _load_transfer(session, transfer_id)
+        _row, transfer = await _load_visible(session, transfer_id, requester.principal)
         posting_begun = await repository.step_exists(
             session, transfer_id=transfer_id, step=PIVOT_STEP
         )
+    refusal: str | None = None
     if transfer.status.is_terminal:
-        raise TransferNotCancellable(f"the transfer is already {transfer.status.value}")
-    if posting_begun:
-        raise TransferNotCancellable("the transfer is being posted")
-    try:
-        await workflows.request_cancel(transfer_id=transfer_id, request=request)
-    except CancelRefused as refusal:
-        raise TransferNotCancellable(refusal.reason) from refusal
+        refusal = f"the transfer is already {transfer.status.value}"
+    elif posting_begun:
+        refusal = "the transfer is being posted"
+    else:
+        try:
+            await workflows.request_cancel(transfer_id=transfer_id, request=request)
+        except CancelRefused as refused:
+            refusal = refused.reason
+    event = audit.cancel_requested(
+        transfer_id=transfer_id,
+        source_account_id=transfer.source_account_id,
+        target_account_id=transfer.target_account_id,
+        status_before=transfer.status.value,
+        request=request,
+        refusal=refusal,
+        actor=audit.actor_for(requester.principal),
+        request_id=requester.request_id,
+    )
+    async with database.sessions() as session, session.begin():
+        await repository.append_audit(session, event)
+    if refusal is not None:
+        raise TransferNotCancellable(refusal)
     async with database.sessions() as session:
         return await _load_transfer(session, transfer_id)
 
@@ -558,8 +709,10 @@ async def review_transfer(
     *,
     transfer_id: uuid.UUID,
     decision: ReviewDecision,
+    requester: Requester,
 ) -> Transfer:
-    """Hand a reviewer's verdict to the saga of a transfer waiting in review."""
+    """Hand a reviewer's verdict to the saga of a transfer waiting in review, audited as
+    `transfer.review_decided` in the request's transaction."""
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
     )
@@ -568,6 +721,19 @@ async def review_transfer(
         raise TransferNotInReview(f"the transfer is {transfer.status.value}")
     if not await workflows.signal_review_decision(transfer_id=transfer_id, decision=decision):
         raise TransferNotInReview("the transfer's workflow has already finished")
+    # After the signal, not before: the append takes the trail's chain lock, which must not
+    # wait on a Temporal round trip. A signal refused above leaves no event.
+    await repository.append_audit(
+        session,
+        audit.review_decided(
+            transfer_id=transfer_id,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            decision=decision,
+            actor=audit.actor_for(requester.principal),
+            request_id=requester.request_id,
+        ),
+    )
     log.info(
         "transfer.review_decided", decision=decision.decision, reviewer_id=decision.reviewer_id
     )

@@ -1,4 +1,5 @@
-"""Fixtures of the transactions tests: the app on a fresh database and the real Temporal."""
+"""Fixtures of the transactions tests: the app on a fresh database and the real Temporal,
+with tokens from the test issuer and a stand-in for the accounts service."""
 
 import base64
 import secrets
@@ -11,9 +12,9 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from kit.testing import app_client
 from transactions.config import Settings
-from transactions.main import MIGRATIONS_PATH, create_app
+from transactions.main import MIGRATIONS_PATH
+from transactions.tests.support import ACCOUNTS_URL, FakeAccounts, build_app, client_of
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 
@@ -32,6 +33,9 @@ def settings(database_url: str, task_queue: str) -> Settings:
         log_json=True,
         task_queue=task_queue,
         callback_secrets_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+        accounts_url=ACCOUNTS_URL,
+        # Tests make many requests as one customer; the rate limit has tests of its own.
+        rate_limit_money="10000/minute",
     )
 
 
@@ -41,11 +45,17 @@ def temporal(temporal_dev_env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture
-def app(settings: Settings, temporal: Client) -> FastAPI:
-    return create_app(settings, temporal_client=temporal)
+def accounts() -> FakeAccounts:
+    return FakeAccounts()
+
+
+@pytest.fixture
+def app(settings: Settings, temporal: Client, accounts: FakeAccounts) -> FastAPI:
+    return build_app(settings, temporal_client=temporal, accounts=accounts)
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(app) as client:
+    """A client that acts as Alice (a customer) unless a request sends other headers."""
+    async with client_of(app) as client:
         yield client

@@ -20,17 +20,26 @@ from standardwebhooks.webhooks import Webhook
 from temporalio.client import Client
 
 from contracts.transfers import SIGNAL_REVIEW_DECISION, ReviewDecision
-from kit.testing import app_client, assert_problem
+from kit.testing import assert_problem
 from transactions.config import Settings
-from transactions.main import create_app
-from transactions.tests.support import create, report, signals, workflow_handle
+from transactions.tests.support import (
+    build_app,
+    client_of,
+    create,
+    operator,
+    report,
+    signals,
+    workflow_handle,
+)
 
 CONFIRMATIONS = "/v1/callbacks/confirmations"
 CLIENTS = "/v1/admin/callback-clients"
 
 
 async def _register(client: httpx.AsyncClient, name: str | None = None) -> dict[str, Any]:
-    response = await client.post(CLIENTS, json={"name": name or f"rail-{uuid.uuid4().hex[:8]}"})
+    response = await client.post(
+        CLIENTS, headers=operator(), json={"name": name or f"rail-{uuid.uuid4().hex[:8]}"}
+    )
     assert response.status_code == 201, response.text
     registered: dict[str, Any] = response.json()
     return registered
@@ -88,7 +97,7 @@ async def _nothing_happened(app: FastAPI, temporal: Client, transfer_id: str) ->
 class TestRegisterCallbackClient:
     async def test_valid(self, client: httpx.AsyncClient, app: FastAPI) -> None:
         response = await client.post(
-            CLIENTS, json={"name": "rail-x", "description": "Payment rail X"}
+            CLIENTS, headers=operator(), json={"name": "rail-x", "description": "Payment rail X"}
         )
         assert response.status_code == 201, response.text
         registered = response.json()
@@ -113,7 +122,7 @@ class TestRegisterCallbackClient:
 
     async def test_name_taken(self, client: httpx.AsyncClient) -> None:
         await _register(client, "rail-x")
-        response = await client.post(CLIENTS, json={"name": "rail-x"})
+        response = await client.post(CLIENTS, headers=operator(), json={"name": "rail-x"})
         assert_problem(response, 409, "callback-client-exists")
 
     @pytest.mark.parametrize(
@@ -127,12 +136,14 @@ class TestRegisterCallbackClient:
         ],
     )
     async def test_malformed(self, client: httpx.AsyncClient, body: dict[str, Any]) -> None:
-        assert_problem(await client.post(CLIENTS, json=body), 422, "invalid-request")
+        assert_problem(
+            await client.post(CLIENTS, headers=operator(), json=body), 422, "invalid-request"
+        )
 
     async def test_without_a_secrets_key(self, settings: Settings, temporal: Client) -> None:
         unkeyed = settings.model_copy(update={"callback_secrets_key": None})
-        async with app_client(create_app(unkeyed, temporal_client=temporal)) as client:
-            response = await client.post(CLIENTS, json={"name": "rail-x"})
+        async with client_of(build_app(unkeyed, temporal_client=temporal)) as client:
+            response = await client.post(CLIENTS, headers=operator(), json={"name": "rail-x"})
             assert_problem(response, 503, "callbacks-not-configured")
             refused = await client.post(CONFIRMATIONS, content=b"{}")
             assert_problem(refused, 503, "callbacks-not-configured")
@@ -430,7 +441,7 @@ class TestConfirmationCallback:
         other_key = SecretStr(base64.b64encode(b"n" * 32).decode())
         rekeyed = settings.model_copy(update={"callback_secrets_key": other_key})
         body = _confirmation(transfer_id)
-        async with app_client(create_app(rekeyed, temporal_client=temporal)) as other:
+        async with client_of(build_app(rekeyed, temporal_client=temporal)) as other:
             response = await other.post(
                 CONFIRMATIONS, content=body, headers=_signed(registered, body)
             )

@@ -15,77 +15,32 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio import workflow
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from contracts.transfers import (
     SIGNAL_REVIEW_DECISION,
     UPDATE_CANCEL,
-    WORKFLOW_NAME,
     CancelRequest,
-    CancelResult,
     ReviewDecision,
-    TransferStatus,
-    TransferWorkflowInput,
 )
-from kit.testing import app_client, assert_problem
+from kit.testing import assert_problem
 from transactions.config import Settings
-from transactions.main import create_app
-from transactions.tests.support import create, report, signals, workflow_handle
-
-BEGIN_POSTING = "begin_posting"
-REFUSE_QUIETLY = "refuse_quietly"
-CANCELLED_QUERY = "cancelled"
-
-
-@workflow.defn(name=WORKFLOW_NAME, sandboxed=False)
-class StandInTransferWorkflow:
-    """Runs until cancelled; refuses a cancel once told that posting has begun."""
-
-    def __init__(self) -> None:
-        self._posting = False
-        self._refuse_quietly = False
-        self._cancel: CancelRequest | None = None
-
-    @workflow.run
-    async def run(self, arguments: TransferWorkflowInput) -> None:
-        await workflow.wait_condition(lambda: self._cancel is not None)
-        # Stays open a moment longer so a repeated cancel can still reach it.
-        await workflow.wait_condition(lambda: False, timeout=3600)
-
-    @workflow.signal(name=BEGIN_POSTING)
-    def begin_posting(self) -> None:
-        self._posting = True
-
-    @workflow.signal(name=REFUSE_QUIETLY)
-    def refuse_quietly(self) -> None:
-        self._refuse_quietly = True
-
-    @workflow.query(name=CANCELLED_QUERY)
-    def cancelled(self) -> bool:
-        return self._cancel is not None
-
-    @workflow.query(name=BEGIN_POSTING)
-    def posting(self) -> bool:
-        return self._posting
-
-    @workflow.query(name=REFUSE_QUIETLY)
-    def refusing(self) -> bool:
-        return self._refuse_quietly
-
-    @workflow.update(name=UPDATE_CANCEL)
-    def request_cancel(self, request: CancelRequest) -> CancelResult:
-        if self._refuse_quietly:
-            return CancelResult(accepted=False, status=TransferStatus.pending)
-        self._cancel = request
-        return CancelResult(accepted=True, status=TransferStatus.pending)
-
-    @request_cancel.validator
-    def validate_cancel(self, request: CancelRequest) -> None:
-        if self._posting:
-            raise ApplicationError("posting has begun", non_retryable=True)
+from transactions.tests.standin import (
+    BEGIN_POSTING,
+    CANCELLED_QUERY,
+    REFUSE_QUIETLY,
+    StandInTransferWorkflow,
+)
+from transactions.tests.support import (
+    build_app,
+    client_of,
+    create,
+    operator,
+    report,
+    signals,
+    workflow_handle,
+)
 
 
 @pytest.fixture
@@ -103,7 +58,9 @@ async def _cancel(client: httpx.AsyncClient, transfer_id: str, **kwargs: Any) ->
 async def _review(
     client: httpx.AsyncClient, transfer_id: str, decision: dict[str, Any]
 ) -> httpx.Response:
-    return await client.post(f"/v1/admin/transfers/{transfer_id}/review", json=decision)
+    return await client.post(
+        f"/v1/admin/transfers/{transfer_id}/review", json=decision, headers=operator()
+    )
 
 
 async def _put_in_review(client: httpx.AsyncClient, transfer_id: str) -> None:
@@ -236,7 +193,7 @@ class TestCancelTransfer:
     async def test_no_answer_in_time(self, settings: Settings, temporal: Client) -> None:
         # No worker polls this task queue: the update is never answered.
         impatient = settings.model_copy(update={"cancel_timeout_seconds": 0.5})
-        async with app_client(create_app(impatient, temporal_client=temporal)) as client:
+        async with client_of(build_app(impatient, temporal_client=temporal)) as client:
             transfer = await create(client)
             response = await _cancel(client, transfer["id"])
         problem = assert_problem(response, 503, "workflow-service-unavailable")

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.transfers import WORKFLOW_NAME, TransferCreate, TransferWorkflowInput, workflow_id
-from kit.testing import app_client, assert_problem
+from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions import repository, service
 from transactions.changes import (
@@ -22,7 +22,6 @@ from transactions.changes import (
     idempotency_key_payload,
 )
 from transactions.config import Settings
-from transactions.main import create_app
 from transactions.saga import (
     AMOUNT_MINOR_KEY,
     CURRENCY_KEY,
@@ -31,9 +30,17 @@ from transactions.saga import (
     TARGET_ACCOUNT_KEY,
 )
 from transactions.tests.support import (
+    ALICE,
+    BOB,
+    FakeAccounts,
+    build_app,
+    client_of,
     count_rows,
+    customer,
+    customer_caller,
     eventually,
     key_header,
+    report,
     transfer_body,
     workflow_count,
     workflow_handle,
@@ -45,7 +52,7 @@ async def _hold_claim(app: FastAPI, key: str, body: dict[str, Any]) -> uuid.UUID
     async with app.state.database.sessions() as session, session.begin():
         claimed = await repository.claim_idempotency_key(
             session,
-            caller="anonymous",
+            caller=customer_caller(),
             key=key,
             request_hash=service.request_hash(TransferCreate.model_validate(body)),
             transfer_id=uuid.uuid4(),
@@ -59,7 +66,7 @@ async def _hold_claim(app: FastAPI, key: str, body: dict[str, Any]) -> uuid.UUID
 async def _until_waiting(app: FastAPI, key: str) -> None:
     """Wait (bounded) until a duplicate request waits on `key`."""
     changes: ChangeListener = app.state.changes
-    payload = idempotency_key_payload("anonymous", key)
+    payload = idempotency_key_payload(customer_caller(), key)
     await eventually(
         lambda: changes.waiting(IDEMPOTENCY_KEY_SETTLED_CHANNEL, payload) > 0,
         "a request waits on the key",
@@ -131,6 +138,7 @@ class TestCreateTransfer:
             currency="EUR",
             description=body["description"],
             review_timeout_seconds=settings.review_timeout_seconds,
+            source_customer_id=ALICE,
         )
 
     async def test_idempotency_key_missing(self, client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -198,16 +206,10 @@ class TestCreateTransfer:
         body = transfer_body()
         headers = key_header()
         first = (await client.post("/v1/transfers", json=body, headers=headers)).json()
-        await client.post(
-            f"/v1/internal/transfers/{first['id']}/steps",
-            json={
-                "step": "validate",
-                "outcome": "succeeded",
-                "status": "pending",
-                "version": 1,
-                "occurred_at": "2026-11-28T10:00:00+00:00",
-            },
+        reported = await report(
+            client, first["id"], step="validate", outcome="succeeded", status="pending", version=1
         )
+        assert reported.status_code == 200, reported.text
         replayed = await client.post("/v1/transfers", json=body, headers=headers)
         assert replayed.json() == first
         assert replayed.json()["steps"] == []
@@ -241,7 +243,7 @@ class TestCreateTransfer:
         await _hold_claim(app, headers["Idempotency-Key"], body)
         impatient = settings.model_copy(update={"idempotency_in_flight_wait_seconds": 0.3})
 
-        async with app_client(create_app(impatient, temporal_client=temporal)) as other:
+        async with client_of(build_app(impatient, temporal_client=temporal)) as other:
             response = await other.post("/v1/transfers", json=body, headers=headers)
 
         # The first request is still running after the duplicate's bounded wait.
@@ -264,7 +266,7 @@ class TestCreateTransfer:
         async with app.state.database.sessions() as session, session.begin():
             assert await repository.complete_idempotency_key(
                 session,
-                caller="anonymous",
+                caller=customer_caller(),
                 key=key,
                 transfer_id=transfer_id,
                 response_status=202,
@@ -290,7 +292,7 @@ class TestCreateTransfer:
         # The first request failed and let go of its claim.
         async with app.state.database.sessions() as session, session.begin():
             await repository.release_idempotency_key(
-                session, caller="anonymous", key=key, transfer_id=transfer_id
+                session, caller=customer_caller(), key=key, transfer_id=transfer_id
             )
 
         response = await duplicate
@@ -310,7 +312,7 @@ class TestCreateTransfer:
         async with app.state.database.sessions() as session, session.begin():
             await repository.claim_idempotency_key(
                 session,
-                caller="anonymous",
+                caller=customer_caller(),
                 key=headers["Idempotency-Key"],
                 request_hash=service.request_hash(TransferCreate.model_validate(body)),
                 transfer_id=claimed_id,
@@ -346,7 +348,7 @@ class TestCreateTransfer:
         body = transfer_body()
         headers = key_header()
         unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-        async with app_client(create_app(unreachable)) as cut_off:
+        async with client_of(build_app(unreachable)) as cut_off:
             failed = await cut_off.post("/v1/transfers", json=body, headers=headers)
         assert_problem(failed, 503, "workflow-service-unavailable")
         assert int(failed.headers["retry-after"]) > 0
@@ -403,30 +405,23 @@ class TestCreateTransfer:
             Settings.model_validate({**settings.model_dump(), "idempotency_key_ttl_seconds": 3600})
 
     async def test_keys_are_scoped_to_the_caller(
-        self, app: FastAPI, client: httpx.AsyncClient
+        self, app: FastAPI, client: httpx.AsyncClient, accounts: FakeAccounts
     ) -> None:
-        # Until authentication names callers every request is "anonymous"; the service
-        # already keeps one key space per caller.
-        transfer = TransferCreate.model_validate(transfer_body())
+        # Alice and Bob each send a transfer from their own account with the same key.
+        bobs = transfer_body(source_account_id=accounts.own(str(uuid.uuid4()), BOB))
+        alices = transfer_body()
+        headers = key_header("shared-key")
 
-        async def as_caller(caller: str) -> service.TransferCreation:
-            return await service.create_transfer(
-                app.state.database,
-                app.state.workflows,
-                app.state.changes,
-                app.state.idempotency_policy,
-                caller=caller,
-                idempotency_key="shared-key",
-                transfer=transfer,
-            )
+        alice = await client.post("/v1/transfers", json=alices, headers=headers)
+        bob = await client.post("/v1/transfers", json=bobs, headers={**headers, **customer(BOB)})
+        alice_again = await client.post("/v1/transfers", json=alices, headers=headers)
 
-        alice, bob = await as_caller("alice"), await as_caller("bob")
-        alice_again = await as_caller("alice")
-        assert alice.transfer_id != bob.transfer_id
-        assert not alice.replayed
-        assert not bob.replayed
-        assert alice_again.replayed
-        assert alice_again.transfer_id == alice.transfer_id
+        assert alice.status_code == bob.status_code == alice_again.status_code == 202
+        assert alice.json()["id"] != bob.json()["id"]
+        assert "idempotency-replayed" not in alice.headers
+        assert "idempotency-replayed" not in bob.headers
+        assert alice_again.headers["idempotency-replayed"] == "true"
+        assert alice_again.json()["id"] == alice.json()["id"]
         assert await count_rows(app, "transfers") == 2
 
 

@@ -9,11 +9,9 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from temporalio.client import Client
 
-from kit.testing import app_client
 from transactions import service
 from transactions.config import Settings
-from transactions.main import create_app
-from transactions.tests.support import count_rows, key_header, transfer_body
+from transactions.tests.support import build_app, client_of, count_rows, key_header, transfer_body
 
 
 async def _keys(app: FastAPI, *, expired: int, live: int) -> None:
@@ -25,7 +23,7 @@ async def _keys(app: FastAPI, *, expired: int, live: int) -> None:
                     "INSERT INTO idempotency_keys"
                     " (caller, key, request_hash, state, transfer_id, response_status,"
                     "  response_body, created_at, expires_at)"
-                    " VALUES ('anonymous', :key, repeat('0', 64), 'completed', :transfer_id, 202,"
+                    " VALUES ('customer:x', :key, repeat('0', 64), 'completed', :transfer_id, 202,"
                     "  '{}', now() - interval '2 days', now() + :offset * interval '1 hour')"
                 ),
                 {
@@ -77,7 +75,7 @@ class TestPurgeExpiredIdempotencyKeys:
     ) -> None:
         await _keys(app, expired=3, live=1)
         eager = settings.model_copy(update={"idempotency_purge_interval_seconds": 0.1})
-        async with app_client(create_app(eager, temporal_client=temporal)):
+        async with client_of(build_app(eager, temporal_client=temporal)):
             deadline = time.monotonic() + 10
             while await count_rows(app, "idempotency_keys") > 1:
                 assert time.monotonic() < deadline, "the background purge never ran"

@@ -9,12 +9,18 @@ import pytest
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from kit.testing import app_client, assert_problem
+from kit.testing import assert_problem
 from transactions import service
 from transactions.config import Settings
 from transactions.errors import PreferWaitInvalid
-from transactions.main import create_app
-from transactions.tests.support import count_rows, key_header, report, transfer_body
+from transactions.tests.support import (
+    build_app,
+    client_of,
+    count_rows,
+    key_header,
+    report,
+    transfer_body,
+)
 
 
 async def _created_id(client: httpx.AsyncClient, body: dict[str, Any]) -> str:
@@ -87,7 +93,7 @@ class TestPreferWait:
         # The re-read interval is far longer than the outer bound: only the NOTIFY sent
         # when the step report commits can end the wait in time.
         slow_poll = settings.model_copy(update={"wait_poll_interval_seconds": 30})
-        async with app_client(create_app(slow_poll, temporal_client=temporal)) as client:
+        async with client_of(build_app(slow_poll, temporal_client=temporal)) as client:
             body = transfer_body()
             headers = {**key_header(), "Prefer": "wait=30"}
             posting = asyncio.create_task(client.post("/v1/transfers", json=body, headers=headers))

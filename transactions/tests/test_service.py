@@ -8,18 +8,17 @@ from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from sqlalchemy import Connection
 
-from kit.testing import app_client, assert_problem
+from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions.config import Settings
-from transactions.main import create_app
 from transactions.models import Base
-from transactions.tests.support import transfer_body
+from transactions.tests.support import build_app, client_of, transfer_body
 
 
 class TestService:
     async def test_answers_health_while_temporal_is_away(self, settings: Settings) -> None:
         away = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
-        async with app_client(create_app(away)) as client:
+        async with client_of(build_app(away)) as client:
             assert (await client.get("/healthz")).status_code == 200
             assert (await client.get("/readyz")).status_code == 200
             # Concurrent first uses share one connection attempt and fail alike.
@@ -59,9 +58,20 @@ class TestService:
             "/v1/transfers/batch",
             "/v1/admin/callback-clients",
             "/v1/callbacks/confirmations",
+            "/v1/admin/audit-events",
+            "/v1/admin/audit-events/verify",
+            "/v1/admin/audit-events/export",
         }
         create = paths["/v1/transfers"]["post"]
-        assert {"202", "400", "409", "422", "503"} <= set(create["responses"])
+        assert {"202", "400", "401", "403", "404", "409", "422", "429", "503"} <= set(
+            create["responses"]
+        )
+        # Every route but the signed callback and health asks for a bearer token.
+        for path, operations in paths.items():
+            for operation in operations.values():
+                bearer = operation.get("security") == [{"HTTPBearer": []}]
+                public = path in ("/v1/callbacks/confirmations", "/healthz", "/readyz")
+                assert bearer is not public, path
         headers = [p["name"] for p in create["parameters"] if p["in"] == "header"]
         assert headers == ["Idempotency-Key", "Prefer"]
         confirmations = paths["/v1/callbacks/confirmations"]["post"]

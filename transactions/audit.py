@@ -1,0 +1,295 @@
+"""The transfer audit trail's events: what each audited change of this service records.
+
+Pure builders (no SQL); `repository.append_audit` writes them in the transaction of the
+change. Ids are deterministic wherever the writer may retry the same fact (a saga step, a
+transfer's creation, an accepted cancel, a callback's webhook-id), so a retry writes
+nothing new.
+"""
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from contracts.audit import ActorType, AuditEventCreate
+from contracts.transfers import (
+    CancelRequest,
+    ConfirmationCallback,
+    ReviewDecision,
+    StepRecord,
+    TransferCreate,
+    TransferStatus,
+    workflow_id,
+)
+from kit.audit import actor_of
+from kit.auth import Principal
+
+# Fixed forever: changing it would give a retried step report a new event id.
+TRANSFER_AUDIT_NAMESPACE: Final = uuid.UUID("5b0c6f1e-93a4-4d2b-8e71-0c4a9f6d2e38")
+# Step names become part of an action (`transfer.step.<step>`), which admits only these.
+STEP_NAME: Final = re.compile(r"[a-z0-9_-]{1,40}")
+# The one compensation of the saga: voiding the hold undoes the hold.
+IMPLIED_COMPENSATIONS: Final = {"void": "hold"}
+
+# The audit table's actor_id holds 64 characters; token subjects are not bounded by it.
+_ACTOR_ID_LENGTH_MAX: Final = 64
+
+Actor = tuple[str, ActorType]
+
+
+def actor_for(principal: Principal) -> Actor:
+    """The audit actor of a caller; a subject too long for the column is named by its hash,
+    which still tells one caller from another."""
+    actor_id, actor_type = actor_of(principal)
+    if len(actor_id) > _ACTOR_ID_LENGTH_MAX:
+        actor_id = "sha256:" + hashlib.sha256(actor_id.encode()).hexdigest()[:56]
+    return actor_id, actor_type
+
+
+def step_event_id(transfer_id: uuid.UUID, step: str) -> uuid.UUID:
+    """The id of the audit event of one step of one transfer (the same on every retry)."""
+    return uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:step:{step}")
+
+
+def requested_event_id(transfer_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:requested")
+
+
+def cancel_accepted_event_id(transfer_id: uuid.UUID) -> uuid.UUID:
+    # The saga accepts a transfer's cancel once (one update id); asking again joins it.
+    return uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:cancel_requested:accepted")
+
+
+def callback_event_id(client_id: uuid.UUID, webhook_id: str) -> uuid.UUID:
+    return uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"callback:{client_id}:{webhook_id}")
+
+
+def _accounts(source_account_id: uuid.UUID, target_account_id: uuid.UUID) -> list[str]:
+    return [str(source_account_id), str(target_account_id)]
+
+
+def _without_nones(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def transfer_requested(
+    *,
+    transfer_id: uuid.UUID,
+    transfer: TransferCreate,
+    actor: Actor,
+    request_id: str | None,
+) -> AuditEventCreate:
+    actor_id, actor_type = actor
+    return AuditEventCreate(
+        id=requested_event_id(transfer_id),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="transfer.requested",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(transfer.source_account_id, transfer.target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=request_id,
+        after=_without_nones(
+            {
+                "status": TransferStatus.pending.value,
+                "source_account_id": str(transfer.source_account_id),
+                "target_account_id": str(transfer.target_account_id),
+                "amount_minor": transfer.amount_minor,
+                "currency": transfer.currency,
+                "description": transfer.description,
+            }
+        ),
+        outcome="accepted",
+    )
+
+
+def compensated_step(record: StepRecord) -> str | None:
+    """The step a reported step undoes: as reported, or implied by a `void`."""
+    return record.compensates_step or IMPLIED_COMPENSATIONS.get(record.step)
+
+
+def step_reported(
+    *,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    record: StepRecord,
+    status_before: str,
+    version_before: int,
+    actor: Actor,
+    request_id: str | None,
+) -> AuditEventCreate:
+    """`transfer.step.<step>`: the saga's report of one step, with the ledger ids it knew."""
+    assert STEP_NAME.fullmatch(record.step), "step names are checked before they get here"
+    actor_id, actor_type = actor
+    undone = compensated_step(record)
+    fraud = record.fraud
+    return AuditEventCreate(
+        id=step_event_id(transfer_id, record.step),
+        occurred_at=record.occurred_at,
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action=f"transfer.step.{record.step}",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=record.workflow_id or workflow_id(transfer_id),
+        run_id=record.run_id,
+        request_id=request_id,
+        before={"status": status_before, "version": version_before},
+        after=_without_nones(
+            {
+                "status": record.status.value,
+                "version": record.version,
+                "hold_id": None if record.hold_id is None else str(record.hold_id),
+                "posting_id": None if record.posting_id is None else str(record.posting_id),
+                "fraud_score": None if fraud is None else fraud.score,
+                "fraud_decision": None if fraud is None else fraud.decision.value,
+                "failure_reason": record.failure_reason,
+                "detail": record.detail,
+                "compensates_step": undone,
+            }
+        ),
+        outcome=record.outcome,
+        compensates=None if undone is None else step_event_id(transfer_id, undone),
+    )
+
+
+def review_decided(
+    *,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    decision: ReviewDecision,
+    actor: Actor,
+    request_id: str | None,
+) -> AuditEventCreate:
+    """A reviewer's verdict handed to the saga. The actor is the token's subject; the
+    body's `reviewer_id` (the person at the operator console) is kept beside it."""
+    actor_id, actor_type = actor
+    return AuditEventCreate(
+        id=uuid.uuid4(),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="transfer.review_decided",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=request_id,
+        before={"status": TransferStatus.in_review.value},
+        after=_without_nones(
+            {
+                "decision": decision.decision,
+                "reviewer_id": decision.reviewer_id,
+                "note": decision.note,
+            }
+        ),
+        outcome="accepted",
+    )
+
+
+def cancel_requested(
+    *,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    status_before: str,
+    request: CancelRequest,
+    refusal: str | None,
+    actor: Actor,
+    request_id: str | None,
+) -> AuditEventCreate:
+    """A customer's cancel: `accepted` by the saga (once per transfer) or `refused`."""
+    actor_id, actor_type = actor
+    return AuditEventCreate(
+        id=uuid.uuid4() if refusal is not None else cancel_accepted_event_id(transfer_id),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="transfer.cancel_requested",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=request_id,
+        before={"status": status_before},
+        after=_without_nones({"reason": request.reason, "refusal": refusal}),
+        outcome="accepted" if refusal is None else "refused",
+    )
+
+
+def callback_actor(client_name: str) -> Actor:
+    """A callback client acts as `callback:<name>`, the reviewer id its decisions carry."""
+    return f"callback:{client_name}", ActorType.service
+
+
+def callback_received(
+    *,
+    client_id: uuid.UUID,
+    client_name: str,
+    webhook_id: str,
+    confirmation: ConfirmationCallback,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    request_id: str | None,
+) -> AuditEventCreate:
+    actor_id, actor_type = callback_actor(client_name)
+    transfer_id = confirmation.transfer_id
+    return AuditEventCreate(
+        id=callback_event_id(client_id, webhook_id),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="callback.received",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=request_id,
+        before={"status": TransferStatus.in_review.value},
+        after={
+            "decision": confirmation.decision,
+            "external_reference": confirmation.external_reference,
+            "webhook_id": webhook_id,
+            "callback_client_id": str(client_id),
+        },
+        outcome="accepted",
+    )
+
+
+def callback_client_registered(
+    *,
+    client_id: uuid.UUID,
+    name: str,
+    description: str | None,
+    actor: Actor,
+    request_id: str | None,
+) -> AuditEventCreate:
+    """Never the secret: only who registered which client."""
+    actor_id, actor_type = actor
+    return AuditEventCreate(
+        id=uuid.uuid4(),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="callback_client.registered",
+        subject_type="callback_client",
+        subject_id=str(client_id),
+        request_id=request_id,
+        after=_without_nones({"name": name, "description": description}),
+        outcome="succeeded",
+    )
