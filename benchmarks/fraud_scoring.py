@@ -3,12 +3,25 @@
 Starts, in a temporary directory, an embedded PostgreSQL of its own and migrates a fraud
 database; loads a month of history for `--accounts` accounts (their outcomes and scores,
 per-account features with a typical amount, a deny-list); starts one fraud service the
-way `sagabank serve fraud` does (uvicorn, one worker). Then, on that one server and in
-this one invocation, it drives two phases at the same fixed rate:
+way `sagabank serve fraud` does (uvicorn, one worker), verifying tokens against a JWKS
+this script serves, as the accounts service would. Then, on that one server and in this
+one invocation, it drives four phases at the same fixed rate:
 
 - baseline: `GET /healthz` (the service shell: routing, middleware, access log);
-- scoring: `POST /v1/scores` for new transfers from those accounts, each one reading the
-  source's windows, history, counterparty and deny-list and writing its score.
+- authenticated baseline: `GET /v1/rulesets/current` with an operator's token (the shell
+  plus verifying an RS256 token, and a small JSON answer);
+- scoring: `POST /v1/scores` with the worker's token for new transfers from those
+  accounts, each one reading the source's windows, history, counterparty and deny-list
+  and writing its score;
+- audited write: `PUT /v1/admin/deny-list/{id}` with the operator's token for new
+  accounts, each one writing its entry and its audit event in one transaction. Operators
+  do this a few times a day; it runs here at scoring's rate to show what an audit event
+  costs a write path: every append in a service takes the audit chain's lock, so
+  audited writes queue behind one another. (This is why scores are not audited by the
+  fraud service: see `fraud.service.score_transfer`.)
+
+At the end, with the service stopped, it checks that every listing left exactly one
+audit event and verifies the audit chain.
 
 The load generator is open-loop: request i is due at start + i / rate whatever happened
 to the ones before, and its latency runs from that due time to the last byte of the
@@ -34,22 +47,38 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
 import psutil
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from contracts.audit import AuditVerification
+from contracts.auth import (
+    JWKS_PATH,
+    OPERATOR_SCOPES,
+    TOKEN_AUDIENCE,
+    TOKEN_ISSUER_DEFAULT,
+    WORKER_SCOPES,
+    PrincipalKind,
+)
 from contracts.money import AMOUNT_MINOR_MAX
 from fraud.main import MIGRATIONS_PATH
+from fraud.models import audit_events
 from fraud.ruleset import AMOUNT_HISTORY_MAX
 from fraud.scoring import typical_amount
+from kit.audit import verify_chain
 from kit.migrations import upgrade_to_head
+from kit.settings import to_asyncpg_url
+from kit.signing import SigningKey, mint_token
 from sagabank.localstack.databases import ensure_database, with_database
 from sagabank.localstack.postgres import (
     EmbeddedPostgres,
@@ -70,6 +99,7 @@ HISTORY_DAYS = 30
 COUNTERPARTIES_PER_ACCOUNT = 5
 DENIED_SHARE = 0.01
 GOAL_P99_MS = 20.0
+OPERATOR_ID = "operator"
 GOAL_RATE = 200.0
 
 
@@ -249,16 +279,76 @@ def scoring_bodies(population: Population, count: int, seed: int) -> list[bytes]
     return bodies
 
 
+# -- tokens ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tokens:
+    jwks_url: str
+    worker: str
+    operator: str
+
+
+@contextlib.contextmanager
+def serving_jwks(lifetime_seconds: int) -> Iterator[Tokens]:
+    """A JWKS endpoint for a key made here, and tokens it signs, as the accounts service
+    would issue them (issuer, audience, kinds and scopes of the worker and an operator)."""
+    key = SigningKey.generate()
+    document = json.dumps({"keys": [key.public_jwk()]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != JWKS_PATH:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return  # the service's own log says when it fetched the keys
+
+    def token(subject: str, kind: PrincipalKind, scopes: frozenset[str]) -> str:
+        return mint_token(
+            key,
+            subject=subject,
+            kind=kind,
+            scopes=set(scopes),
+            issuer=TOKEN_ISSUER_DEFAULT,
+            audience=TOKEN_AUDIENCE,
+            lifetime_seconds=lifetime_seconds,
+        )
+
+    server = ThreadingHTTPServer((HOST, free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="jwks", daemon=True)
+    thread.start()
+    try:
+        yield Tokens(
+            jwks_url=f"http://{HOST}:{server.server_port}{JWKS_PATH}",
+            worker=token("sagabank-worker", PrincipalKind.service, frozenset(WORKER_SCOPES)),
+            operator=token(OPERATOR_ID, PrincipalKind.operator, frozenset(OPERATOR_SCOPES)),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=STOP_TIMEOUT_SECONDS)
+
+
 # -- the server --------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def running_fraud_service(database_url: str, port: int, log_path: Path) -> Iterator[int]:
+def running_fraud_service(
+    database_url: str, jwks_url: str, port: int, log_path: Path
+) -> Iterator[int]:
     """`sagabank serve fraud` on `port`, logging to `log_path`; yields its pid."""
     env = dict(os.environ)
     env.update(
         {
             "FRAUD_DATABASE_URL": database_url,
+            "FRAUD_AUTH_JWKS_URL": jwks_url,
             "FRAUD_LOG_JSON": "true",
         }
     )
@@ -338,16 +428,24 @@ class Connection:
         self.writer.close()
 
 
-def get_request(path: str, port: int) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+def _authorization(token: str | None) -> str:
+    return "" if token is None else f"Authorization: Bearer {token}\r\n"
 
 
-def post_request(path: str, port: int, body: bytes) -> bytes:
+def get_request(path: str, port: int, token: str | None = None) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{_authorization(token)}\r\n".encode()
+
+
+def post_request(path: str, port: int, body: bytes, token: str, method: str = "POST") -> bytes:
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{_authorization(token)}"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+def put_request(path: str, port: int, body: bytes, token: str) -> bytes:
+    return post_request(path, port, body, token, method="PUT")
 
 
 @dataclass
@@ -468,8 +566,48 @@ async def measured(process: psutil.Process, phase: Awaitable[Phase]) -> Phase:
     return done
 
 
+LISTING_REASON = "benchmark: audited write"
+
+
+@dataclass
+class AuditCheck:
+    listings: int  # deny-list entries the audited phase wrote
+    events: int  # deny_list.entry_added events beside them
+    chain: AuditVerification
+
+
+async def check_audit(url: str) -> AuditCheck:
+    """Once the service has stopped: one event per entry (a request the load generator gave
+    up on may still have committed, so count rows, not answers), and an unbroken chain."""
+    connection = await asyncpg.connect(url, timeout=10)
+    try:
+        listings = await connection.fetchval(
+            "SELECT count(*) FROM denied_accounts WHERE reason = $1", LISTING_REASON
+        )
+        events = await connection.fetchval(
+            "SELECT count(*) FROM audit_events WHERE action = 'deny_list.entry_added'"
+        )
+    finally:
+        await connection.close()
+    engine = create_async_engine(to_asyncpg_url(url))
+    try:
+        async with AsyncSession(engine) as session:
+            chain = await verify_chain(session, audit_events, service="fraud")
+    finally:
+        await engine.dispose()
+    assert isinstance(listings, int)
+    assert isinstance(events, int)
+    return AuditCheck(listings=listings, events=events, chain=chain)
+
+
 async def benchmark(
-    port: int, pid: int, population: Population, rate: float, seconds: float, connections: int
+    port: int,
+    pid: int,
+    population: Population,
+    tokens: Tokens,
+    rate: float,
+    seconds: float,
+    connections: int,
 ) -> list[Phase]:
     process = psutil.Process(pid)
     await wait_ready(port, process)
@@ -477,9 +615,10 @@ async def benchmark(
     warmup = scoring_bodies(population, int(rate * 2), seed=1)
     bodies = scoring_bodies(population, count, seed=2)
     healthz = get_request("/healthz", port)
+    ruleset = get_request("/v1/rulesets/current", port, tokens.operator)
 
     def scoring(name: str, batch: list[bytes], keep: bool) -> Awaitable[Phase]:
-        requests = [post_request("/v1/scores", port, body) for body in batch]
+        requests = [post_request("/v1/scores", port, body, tokens.worker) for body in batch]
         return drive(
             name,
             requests,
@@ -490,28 +629,52 @@ async def benchmark(
             keep_bodies=keep,
         )
 
-    def baseline(name: str, total: int) -> Awaitable[Phase]:
+    def baseline(name: str, request: bytes, total: int) -> Awaitable[Phase]:
         return drive(
             name,
-            [healthz] * total,
+            [request] * total,
             port=port,
             rate=rate,
             connections=connections,
             expected_status=200,
         )
 
-    # Warm both paths (connection pool, prepared statements, caches) before measuring.
-    await baseline("warm-up healthz", int(rate))
+    # Warm every path (connection pool, JWKS, prepared statements, caches) before measuring.
+    await baseline("warm-up healthz", healthz, int(rate))
+    await baseline("warm-up ruleset", ruleset, int(rate))
     await scoring("warm-up scoring", warmup, False)
-    return [
-        await measured(process, baseline("baseline GET /healthz", count)),
-        await measured(process, scoring("scoring POST /v1/scores", bodies, True)),
+    listings = [
+        put_request(
+            f"/v1/admin/deny-list/{uuid.uuid4()}",
+            port,
+            json.dumps({"reason": LISTING_REASON, "listed_by": OPERATOR_ID}).encode(),
+            tokens.operator,
+        )
+        for _ in range(count)
     ]
+    phases = [
+        await measured(process, baseline("baseline GET /healthz", healthz, count)),
+        await measured(process, baseline("with token GET ruleset", ruleset, count)),
+        await measured(process, scoring("scoring POST /v1/scores", bodies, True)),
+        await measured(
+            process,
+            drive(
+                "audited PUT deny-list",
+                listings,
+                port=port,
+                rate=rate,
+                connections=connections,
+                expected_status=201,
+            ),
+        ),
+    ]
+    return phases
 
 
 def report(
     phases: list[Phase],
     population: Population,
+    audit: AuditCheck,
     *,
     rate: float,
     seconds: float,
@@ -548,10 +711,15 @@ def report(
         )
         if phase.failures:
             print(f"  failures: {dict(phase.failures)}")
-    baseline, scoring = phases
-    p50_ratio = scoring.percentile_ms(0.5) / baseline.percentile_ms(0.5)
-    p99_ratio = scoring.percentile_ms(0.99) / baseline.percentile_ms(0.99)
-    print(f"ratio scoring / baseline: p50 {p50_ratio:.1f}x, p99 {p99_ratio:.1f}x")
+    baseline, authenticated, scoring, audited = phases
+    for name, phase in (
+        ("with token", authenticated),
+        ("scoring", scoring),
+        ("audited write", audited),
+    ):
+        p50_ratio = phase.percentile_ms(0.5) / baseline.percentile_ms(0.5)
+        p99_ratio = phase.percentile_ms(0.99) / baseline.percentile_ms(0.99)
+        print(f"ratio {name} / baseline: p50 {p50_ratio:.1f}x, p99 {p99_ratio:.1f}x")
     decisions = Counter(json.loads(body)["decision"] for body in scoring.bodies)
     shares = ", ".join(
         f"{decision} {decisions[decision] / max(1, scoring.ok):.1%}"
@@ -563,6 +731,12 @@ def report(
     print(
         f"goal p99 < {GOAL_P99_MS:.0f} ms at {GOAL_RATE:.0f} requests/s: "
         f"{'met' if met else 'NOT met'} (p99 {p99:.2f} ms at {rate:.0f}/s)"
+    )
+    print(
+        f"audit: {audit.events:,} deny_list.entry_added events for {audit.listings:,} listings "
+        f"({'one each' if audit.events == audit.listings else 'MISMATCH'}); chain "
+        f"{'verified' if audit.chain.ok else 'BROKEN'} over {audit.chain.events_checked:,} "
+        "events"
     )
 
 
@@ -606,13 +780,19 @@ def main() -> None:
             )
             port = free_port()
             log_path = root / "fraud.log"
+            # Warm-up and four phases, with room to spare: no token expires mid-run.
+            token_lifetime_seconds = int(10 * arguments.seconds) + 600
             try:
-                with running_fraud_service(url, port, log_path) as pid:
+                with (
+                    serving_jwks(token_lifetime_seconds) as tokens,
+                    running_fraud_service(url, tokens.jwks_url, port, log_path) as pid,
+                ):
                     phases = asyncio.run(
                         benchmark(
                             port,
                             pid,
                             population,
+                            tokens,
                             arguments.rate,
                             arguments.seconds,
                             arguments.connections,
@@ -621,9 +801,11 @@ def main() -> None:
             except Exception:
                 print(log_path.read_text(errors="replace")[-4000:], file=sys.stderr)
                 raise
+            audit = asyncio.run(check_audit(url))
     report(
         phases,
         population,
+        audit,
         rate=arguments.rate,
         seconds=arguments.seconds,
         connections=arguments.connections,

@@ -2,7 +2,16 @@
 
 Three routers, by caller: `internal_router` for the saga's worker (scores, outcomes),
 `operator_router` for reviewers, `admin_router` for operators tuning and auditing the
-rules. Authentication hooks onto the routers, not onto each route.
+rules. Every route names the scopes it needs with a typed dependency; no customer scope
+opens any of them (customers reach fraud only through their transfers' saga).
+
+- fraud:score (the worker): score a transfer, report its outcome, read its score;
+- reviews:write (reviewers): the review queue; reviewers may also read a score and the
+  live ruleset, which explain why a transfer waits for them;
+- accounts:admin (operators): rule statistics, features, shadow comparisons, the live
+  ruleset, and changing the deny-list;
+- accounts:admin or audit:read: reading the deny-list, which auditors check as part of
+  the trail of deny-list changes (the audit events themselves need audit:read).
 """
 
 import uuid
@@ -11,6 +20,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from contracts.auth import Scope
 from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Page
 from contracts.fraud import (
     ACCOUNT_FEATURES_PATH,
@@ -36,11 +46,12 @@ from contracts.fraud import (
 )
 from contracts.money import CurrencyCode
 from fraud import service
-from fraud.db import AutocommitSession
+from fraud.db import AutocommitSession, Session
 from fraud.errors import (
     DenyListEntryNotFound,
     InvalidCursor,
     InvalidPeriod,
+    ListedByMismatch,
     OutcomeConflict,
     OutcomeScoreMismatch,
     ScoreNotFound,
@@ -48,12 +59,16 @@ from fraud.errors import (
     TimezoneRequired,
 )
 from fraud.ruleset import Ruleset
-from kit.db import Session
+from kit.audit import actor_of, request_id_of
+from kit.auth import Principal, require_any_scope, require_scopes
+from kit.errors import Forbidden, Unauthorized
 from kit.problems import problem_responses
 
-internal_router = APIRouter()
-operator_router = APIRouter()
-admin_router = APIRouter(tags=["admin"])
+# Every route answers these two before anything else.
+_AUTH_PROBLEMS = problem_responses(Unauthorized, Forbidden)
+internal_router = APIRouter(responses=_AUTH_PROBLEMS)
+operator_router = APIRouter(responses=_AUTH_PROBLEMS)
+admin_router = APIRouter(tags=["admin"], responses=_AUTH_PROBLEMS)
 
 
 # Dependencies are `async def` although they never await: FastAPI runs a plain `def`
@@ -77,6 +92,23 @@ async def _now(request: Request) -> datetime:
     return clock()
 
 
+def _audit_context(principal: Principal, request: Request) -> service.AuditContext:
+    actor_id, actor_type = actor_of(principal)
+    return service.AuditContext(
+        actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request)
+    )
+
+
+FraudScore = Annotated[Principal, Depends(require_scopes(Scope.fraud_score))]
+ScoreRead = Annotated[Principal, Depends(require_any_scope(Scope.fraud_score, Scope.reviews_write))]
+ReviewsWrite = Annotated[Principal, Depends(require_scopes(Scope.reviews_write))]
+RulesetRead = Annotated[
+    Principal, Depends(require_any_scope(Scope.reviews_write, Scope.accounts_admin))
+]
+AccountsAdmin = Annotated[Principal, Depends(require_scopes(Scope.accounts_admin))]
+DenyListRead = Annotated[
+    Principal, Depends(require_any_scope(Scope.accounts_admin, Scope.audit_read))
+]
 CurrentRuleset = Annotated[Ruleset, Depends(_ruleset)]
 ShadowRuleset = Annotated[Ruleset | None, Depends(_shadow_ruleset)]
 Now = Annotated[datetime, Depends(_now)]
@@ -105,6 +137,7 @@ PeriodEnd = Annotated[datetime | None, Query(description="Scored at or before (d
     },
 )
 async def score_transfer(
+    _principal: FraudScore,
     body: ScoreRequest,
     session: AutocommitSession,
     ruleset: CurrentRuleset,
@@ -126,7 +159,7 @@ async def score_transfer(
     summary="Get the score of one transfer",
     responses=problem_responses(ScoreNotFound),
 )
-async def get_score(transfer_id: uuid.UUID, session: Session) -> Score:
+async def get_score(_principal: ScoreRead, transfer_id: uuid.UUID, session: Session) -> Score:
     return await service.get_score(session, transfer_id=transfer_id)
 
 
@@ -146,7 +179,7 @@ async def get_score(transfer_id: uuid.UUID, session: Session) -> Score:
     },
 )
 async def record_outcome(
-    body: OutcomeReport, session: Session, now: Now, response: Response
+    _principal: FraudScore, body: OutcomeReport, session: Session, now: Now, response: Response
 ) -> OutcomeReport:
     outcome, created = await service.record_outcome(session, report=body, now=now)
     if not created:
@@ -164,7 +197,7 @@ async def record_outcome(
     responses=problem_responses(InvalidCursor),
 )
 async def list_reviews(
-    session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+    _principal: ReviewsWrite, session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
 ) -> Page[ReviewItem]:
     return await service.list_reviews(session, limit=limit, cursor=cursor)
 
@@ -174,7 +207,9 @@ async def list_reviews(
     tags=["rulesets"],
     summary="The ruleset scoring new transfers: version, thresholds, rules and points",
 )
-async def get_current_ruleset(ruleset: CurrentRuleset) -> RulesetDescription:
+async def get_current_ruleset(
+    _principal: RulesetRead, ruleset: CurrentRuleset
+) -> RulesetDescription:
     return service.describe_ruleset(ruleset)
 
 
@@ -187,6 +222,7 @@ async def get_current_ruleset(ruleset: CurrentRuleset) -> RulesetDescription:
     responses=problem_responses(InvalidPeriod, TimezoneRequired),
 )
 async def get_rule_stats(
+    _principal: AccountsAdmin,
     session: Session,
     now: Now,
     ruleset_version: RulesetVersion = None,
@@ -203,6 +239,7 @@ async def get_rule_stats(
     summary="The features scoring a transfer from this account would read right now",
 )
 async def get_account_features(
+    _principal: AccountsAdmin,
     account_id: uuid.UUID,
     currency: Annotated[CurrencyCode, Query()],
     session: Session,
@@ -226,7 +263,7 @@ async def get_account_features(
     responses=problem_responses(InvalidCursor),
 )
 async def list_deny_list(
-    session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+    _principal: DenyListRead, session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
 ) -> Page[DenyListEntry]:
     return await service.list_denied(session, limit=limit, cursor=cursor)
 
@@ -235,16 +272,31 @@ async def list_deny_list(
     f"{DENY_LIST_PATH}/{{account_id}}",
     status_code=status.HTTP_201_CREATED,
     summary="Put an account on the deny-list (idempotent; effective for the next score)",
-    responses={200: {"model": DenyListEntry, "description": "Already listed; the entry"}},
+    description=(
+        "`listed_by` must be the caller's own id (the token's subject): an entry is signed "
+        "by whoever makes it. Audited as `deny_list.entry_added` when it lists the account."
+    ),
+    responses={
+        200: {"model": DenyListEntry, "description": "Already listed; the entry"},
+        **problem_responses(ListedByMismatch),
+    },
 )
 async def deny_account(
+    principal: AccountsAdmin,
     account_id: uuid.UUID,
     body: DenyListEntryCreate,
     session: Session,
     now: Now,
+    request: Request,
     response: Response,
 ) -> DenyListEntry:
-    entry, created = await service.deny_account(session, account_id=account_id, entry=body, now=now)
+    entry, created = await service.deny_account(
+        session,
+        account_id=account_id,
+        entry=body,
+        now=now,
+        audit=_audit_context(principal, request),
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return entry
@@ -254,10 +306,15 @@ async def deny_account(
     f"{DENY_LIST_PATH}/{{account_id}}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Take an account off the deny-list",
+    description="Audited as `deny_list.entry_removed`, with the entry as it was.",
     responses=problem_responses(DenyListEntryNotFound),
 )
-async def allow_account(account_id: uuid.UUID, session: Session) -> None:
-    await service.allow_account(session, account_id=account_id)
+async def allow_account(
+    principal: AccountsAdmin, account_id: uuid.UUID, session: Session, now: Now, request: Request
+) -> None:
+    await service.allow_account(
+        session, account_id=account_id, now=now, audit=_audit_context(principal, request)
+    )
 
 
 @admin_router.get(
@@ -266,6 +323,7 @@ async def allow_account(account_id: uuid.UUID, session: Session) -> None:
     responses=problem_responses(InvalidPeriod, TimezoneRequired),
 )
 async def compare_shadow(
+    _principal: AccountsAdmin,
     session: Session,
     now: Now,
     shadow: ShadowRuleset,
@@ -285,5 +343,7 @@ async def compare_shadow(
     summary="The shadow rulesets' verdicts on one transfer, beside its live decision",
     responses=problem_responses(ScoreNotFound),
 )
-async def list_shadow_scores(transfer_id: uuid.UUID, session: Session) -> list[ShadowScore]:
+async def list_shadow_scores(
+    _principal: AccountsAdmin, transfer_id: uuid.UUID, session: Session
+) -> list[ShadowScore]:
     return await service.list_shadow_scores(session, transfer_id=transfer_id)

@@ -1,9 +1,12 @@
-"""The scoring path's database session: autocommit, no transaction around the request.
+"""Database sessions of the fraud service's routes.
 
-Scoring reads the features in one statement and writes the score (and, for a review, its
-queue entry) in another, a single atomic statement; a transaction around the two would
-add two round trips (BEGIN, COMMIT) and no safety: the read takes no locks and the write
-is idempotent on the transfer id. Every other route uses `kit.db.Session`.
+`Session` (kit's): one transaction per request, committed before the answer leaves.
+
+`AutocommitSession`, for scoring only: no transaction around the request. Scoring reads
+the features in one statement and writes the score (and, for a review, its queue entry)
+in another, a single atomic statement; a transaction around the two would add two round
+trips (BEGIN, COMMIT) and no safety: the read takes no locks and the write is idempotent
+on the transfer id.
 """
 
 from collections.abc import AsyncIterator
@@ -12,7 +15,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kit.db import Database
+from kit.db import Database, Session
+
+__all__ = ["AutocommitSession", "Session", "autocommit_sessions"]
 
 
 def autocommit_sessions(database: Database) -> async_sessionmaker[AsyncSession]:
@@ -27,4 +32,4 @@ async def get_autocommit_session(request: Request) -> AsyncIterator[AsyncSession
         yield session
 
 
-AutocommitSession = Annotated[AsyncSession, Depends(get_autocommit_session)]
+AutocommitSession = Annotated[AsyncSession, Depends(get_autocommit_session, scope="function")]

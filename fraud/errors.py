@@ -47,3 +47,9 @@ class DenyListEntryNotFound(ProblemError):
     status = 404
     slug = "deny-list-entry-not-found"
     title = "Account is not on the deny-list"
+
+
+class ListedByMismatch(ProblemError):
+    status = 422
+    slug = "listed-by-mismatch"
+    title = "listed_by must name the caller"

@@ -11,8 +11,11 @@ from fraud import service
 from fraud.api import admin_router, internal_router, operator_router
 from fraud.config import Settings
 from fraud.db import autocommit_sessions
+from fraud.models import audit_events
 from fraud.ruleset import DEFAULT_RULESET_PATH, RulesetError, load_ruleset
 from kit.app import create_service_app
+from kit.audit import audit_router
+from kit.auth import TokenVerifier
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 
@@ -25,9 +28,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, token_verifier: TokenVerifier | None = None
+) -> FastAPI:
     """Build the service; a ruleset (live or shadow) that does not load raises
-    `RulesetError` right here."""
+    `RulesetError` right here. Tokens verify with `token_verifier` (tests) or else against
+    the issuer's JWKS at `settings.auth_jwks_url`."""
     settings = settings or Settings()  # read from the environment
     ruleset_path = settings.ruleset_path or DEFAULT_RULESET_PATH
     ruleset = load_ruleset(ruleset_path)
@@ -48,8 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[internal_router, operator_router, admin_router],
+        routers=[
+            internal_router,
+            operator_router,
+            admin_router,
+            audit_router(service="fraud", table=audit_events),
+        ],
         lifespan=_lifespan,
+        token_verifier=token_verifier,
     )
     app.state.ruleset = ruleset
     app.state.shadow_ruleset = shadow_ruleset

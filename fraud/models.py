@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fraud.ruleset import AMOUNT_HISTORY_MAX
+from kit.audit import audit_table
 
 
 class Base(DeclarativeBase):
@@ -181,3 +182,8 @@ class PendingReviewRow(Base):
         ForeignKey("scores.transfer_id"), primary_key=True
     )
     scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The service's audit trail (kit.audit): deny-list changes and first scores, each written
+# in the transaction of the change it records.
+audit_events = audit_table(Base.metadata)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.fraud import DenyListEntryCreate, FraudDecision, OutcomeReport, ScoreRequest
 from fraud.models import (
     AccountFeaturesRow,
@@ -35,8 +36,10 @@ from fraud.models import (
     PendingReviewRow,
     ScoreRow,
     ShadowScoreRow,
+    audit_events,
 )
 from fraud.scoring import DAY_SECONDS, HOUR_SECONDS, Evaluation
+from kit import audit
 
 
 def _whole(value: Any) -> int:
@@ -58,8 +61,8 @@ async def get_score(session: AsyncSession, transfer_id: uuid.UUID) -> ScoreRow |
 def _insert_score_statement() -> Select[Any]:
     """Insert a score unless its transfer has one; a `review` also enters the queue.
 
-    One statement, so it is atomic without a transaction around it (scoring runs in
-    autocommit). Built once, with bound parameters, as the hot path runs it per transfer.
+    One statement, so the score and its queue entry cannot part. Built once, with bound
+    parameters, as the hot path runs it per transfer.
     """
     scores = cast(Table, ScoreRow.__table__)
     pending_reviews = cast(Table, PendingReviewRow.__table__)
@@ -583,3 +586,12 @@ async def list_denied(
             tuple_(DeniedAccountRow.listed_at, DeniedAccountRow.account_id) > tuple_(*after)
         )
     return list((await session.execute(statement)).scalars())
+
+
+# -- audit -------------------------------------------------------------------------------
+
+
+async def append_audit(session: AsyncSession, event: AuditEventCreate) -> bool:
+    """Append to the audit chain in the session's transaction; False if the id was known."""
+    _values, written = await audit.append(session, audit_events, event)
+    return written

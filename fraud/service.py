@@ -3,11 +3,14 @@
 import base64
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from contracts.fraud import (
     AccountFeatures,
@@ -33,6 +36,7 @@ from fraud.errors import (
     DenyListEntryNotFound,
     InvalidCursor,
     InvalidPeriod,
+    ListedByMismatch,
     OutcomeConflict,
     OutcomeScoreMismatch,
     ScoreNotFound,
@@ -51,10 +55,20 @@ PERIOD_MAX = timedelta(days=366)
 PERIOD_DEFAULT = timedelta(days=30)
 # A transfer is scored by one live ruleset and, at most, a few shadow ones over time.
 SHADOW_SCORES_LIMIT = 20
+AUDIT_SUCCEEDED: Final = "succeeded"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who asks for a change, and in which request: what an audit event says of its cause."""
+
+    actor_id: str
+    actor_type: ActorType
+    request_id: str | None
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -160,6 +174,14 @@ async def score_transfer(
     ruleset, if configured, is evaluated on the same features and recorded after the live
     score; it never changes it. `session` autocommits (fraud.db): the score is committed
     by its own insert, before the shadow is even evaluated.
+
+    Scores are not audited here: the saga's trail (the transactions service's
+    `transfer.step.score` event) records each verdict, and the scores table keeps every
+    score and its reasons, immutable. An event per score in this service would put every
+    score behind the audit chain's lock, in a transaction: measured with
+    benchmarks/fraud_scoring.py at 100 scores/s (2 busy cores), p99 went from 45 ms to
+    1.6 s and the service fell behind the rate (88/s), at 5.9 instead of 3.6 ms of CPU
+    per score.
     """
     assert now.tzinfo is not None, "the clock must be timezone-aware"
     # No lookup first: a new transfer, the common case, costs one read and one insert. A
@@ -577,31 +599,101 @@ def _deny_list_contract(row: DeniedAccountRow) -> DenyListEntry:
     )
 
 
+def _deny_list_summary(row: DeniedAccountRow) -> dict[str, Any]:
+    return {
+        "reason": row.reason,
+        "listed_by": row.listed_by,
+        "listed_at": row.listed_at.astimezone(UTC).isoformat(),
+    }
+
+
+def _deny_list_event(
+    *,
+    action: str,
+    account_id: uuid.UUID,
+    audit: AuditContext,
+    now: datetime,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> AuditEventCreate:
+    return AuditEventCreate(
+        id=uuid.uuid4(),
+        occurred_at=now,
+        actor_id=audit.actor_id,
+        actor_type=audit.actor_type,
+        action=action,
+        subject_type="deny_list_entry",
+        subject_id=str(account_id),
+        account_ids=[str(account_id)],
+        request_id=audit.request_id,
+        before=before,
+        after=after,
+        outcome=AUDIT_SUCCEEDED,
+    )
+
+
 async def deny_account(
-    session: AsyncSession, *, account_id: uuid.UUID, entry: DenyListEntryCreate, now: datetime
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    entry: DenyListEntryCreate,
+    now: datetime,
+    audit: AuditContext,
 ) -> tuple[DenyListEntry, bool]:
     """Put the account on the deny-list; True when this call listed it.
 
-    Listing an account already listed returns the standing entry unchanged: its reason,
-    author and date stay those of whoever listed it first.
+    The entry is signed by the caller: `listed_by` must name them. Listing an account
+    already listed returns the standing entry unchanged (its reason, author and date stay
+    those of whoever listed it first) and records nothing.
     """
+    if entry.listed_by != audit.actor_id:
+        raise ListedByMismatch(
+            f"listed_by is {entry.listed_by!r} but the caller is {audit.actor_id!r}; "
+            "an entry is signed by whoever makes it"
+        )
     created = await repository.insert_denied(session, account_id=account_id, entry=entry, now=now)
     row = await repository.get_denied(session, account_id)
     assert row is not None, "the entry was just inserted or already existed"
     if created:
+        await repository.append_audit(
+            session,
+            _deny_list_event(
+                action="deny_list.entry_added",
+                account_id=account_id,
+                audit=audit,
+                now=now,
+                before=None,
+                after=_deny_list_summary(row),
+            ),
+        )
         log.warning(
             "deny_list.account_listed", account_id=str(account_id), listed_by=entry.listed_by
         )
     return _deny_list_contract(row), created
 
 
-async def allow_account(session: AsyncSession, *, account_id: uuid.UUID) -> None:
+async def allow_account(
+    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, audit: AuditContext
+) -> None:
+    """Take the account off the deny-list, recording the entry it had."""
     removed = await repository.delete_denied(session, account_id)
     if removed is None:
         raise DenyListEntryNotFound(f"account {account_id} is not on the deny-list")
+    await repository.append_audit(
+        session,
+        _deny_list_event(
+            action="deny_list.entry_removed",
+            account_id=account_id,
+            audit=audit,
+            now=now,
+            before=_deny_list_summary(removed),
+            after=None,
+        ),
+    )
     log.warning(
         "deny_list.account_removed",
         account_id=str(account_id),
+        removed_by=audit.actor_id,
         listed_by=removed.listed_by,
         listed_at=removed.listed_at.isoformat(),
         reason=removed.reason,

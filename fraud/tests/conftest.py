@@ -1,6 +1,9 @@
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -9,7 +12,9 @@ from fraud.config import Settings
 from fraud.main import MIGRATIONS_PATH, create_app
 from fraud.ruleset import DEFAULT_RULESET_PATH, Ruleset, load_ruleset
 from fraud.tests.clock import SettableClock
-from kit.testing import app_client
+from fraud.tests.support import Clients, clients
+from kit.migrations import upgrade_to_head
+from kit.testing import TestIssuer
 
 
 @pytest.fixture
@@ -22,15 +27,70 @@ def ruleset() -> Ruleset:
     return load_ruleset(DEFAULT_RULESET_PATH)
 
 
+@pytest.fixture(scope="session")
+def issuer() -> TestIssuer:
+    # One signing key for the session: generating an RSA key per test costs more than many
+    # a test. Tokens carry no state, so sharing the issuer isolates nothing less.
+    return TestIssuer()
+
+
 @pytest.fixture
-async def app(database_factory: object, clock: SettableClock) -> FastAPI:
+async def app(database_factory: object, clock: SettableClock, issuer: TestIssuer) -> FastAPI:
     url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-    app = create_app(Settings(database_url=url, log_json=True))
+    app = create_app(Settings(database_url=url, log_json=True), token_verifier=issuer.verifier)
     app.state.clock = clock
     return app
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(app) as client:
-        yield client
+async def callers(app: FastAPI, issuer: TestIssuer) -> AsyncIterator[Clients]:
+    async with clients(app, issuer) as started:
+        yield started
+
+
+@pytest.fixture
+def anonymous(callers: Clients) -> httpx.AsyncClient:
+    return callers.anonymous
+
+
+@pytest.fixture
+def worker(callers: Clients) -> httpx.AsyncClient:
+    return callers.worker
+
+
+@pytest.fixture
+def operator(callers: Clients) -> httpx.AsyncClient:
+    return callers.operator
+
+
+@pytest.fixture(scope="module")
+async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A database at head shared by one module's tests, for matrices of requests that must
+    each change nothing (a database per cell would cost more than the cells)."""
+    name = f"test_fraud_module_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_plain(postgres_url), timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        url = _with_database(postgres_url, name)
+        await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
+        yield url
+    finally:
+        admin = await asyncpg.connect(_plain(postgres_url), timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _with_database(server_url: str, database: str) -> str:
+    base, _, query = server_url.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")

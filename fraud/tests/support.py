@@ -2,14 +2,48 @@
 
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from fraud.tests.clock import SettableClock
+from kit.testing import TestIssuer, app_client
+
+# The operator the tests act as; deny-list entries are signed with this id.
+OPERATOR_ID = "ops-anna"
+
+
+@dataclass(frozen=True)
+class Clients:
+    """One fraud app, seen by each kind of caller."""
+
+    anonymous: httpx.AsyncClient
+    worker: httpx.AsyncClient  # the saga's worker: fraud:score
+    operator: httpx.AsyncClient  # reviewers and rule owners: OPERATOR_SCOPES
+
+
+@asynccontextmanager
+async def clients(app: FastAPI, issuer: TestIssuer) -> AsyncIterator[Clients]:
+    """Clients for `app` (lifespan started once, by the anonymous one) with their tokens."""
+    async with app_client(app) as anonymous:
+
+        def authenticated(headers: dict[str, str]) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url=str(anonymous.base_url),
+                headers=headers,
+            )
+
+        async with (
+            authenticated(issuer.worker()) as worker,
+            authenticated(issuer.operator(OPERATOR_ID)) as operator,
+        ):
+            yield Clients(anonymous=anonymous, worker=worker, operator=operator)
 
 
 def score_request(**overrides: object) -> dict[str, Any]:
@@ -28,10 +62,10 @@ def codes(score: dict[str, Any]) -> list[str]:
     return [reason["code"] for reason in score["reasons"]]
 
 
-async def score(client: httpx.AsyncClient, **overrides: object) -> dict[str, Any]:
+async def score(worker: httpx.AsyncClient, **overrides: object) -> dict[str, Any]:
     """Score a new transfer (201); the score, with the request under `request`."""
     request = score_request(**overrides)
-    response = await client.post("/v1/scores", json=request)
+    response = await worker.post("/v1/scores", json=request)
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return {**body, "request": request}
@@ -55,24 +89,24 @@ def outcome_for(
     }
 
 
-async def report(client: httpx.AsyncClient, outcome: dict[str, Any]) -> httpx.Response:
-    return await client.post("/v1/outcomes", json=outcome)
+async def report(worker: httpx.AsyncClient, outcome: dict[str, Any]) -> httpx.Response:
+    return await worker.post("/v1/outcomes", json=outcome)
 
 
 async def completed(
-    client: httpx.AsyncClient, clock: SettableClock, **overrides: object
+    worker: httpx.AsyncClient, clock: SettableClock, **overrides: object
 ) -> dict[str, Any]:
     """Score a transfer now and report it completed now; the score."""
-    scored = await score(client, **overrides)
-    response = await report(client, outcome_for(scored, "completed", clock.now))
+    scored = await score(worker, **overrides)
+    response = await report(worker, outcome_for(scored, "completed", clock.now))
     assert response.status_code == 201, response.text
     return scored
 
 
 async def features(
-    client: httpx.AsyncClient, account_id: str, currency: str = "EUR", **params: str
+    operator: httpx.AsyncClient, account_id: str, currency: str = "EUR", **params: str
 ) -> dict[str, Any]:
-    response = await client.get(
+    response = await operator.get(
         f"/v1/admin/accounts/{account_id}/features", params={"currency": currency, **params}
     )
     assert response.status_code == 200, response.text

@@ -21,33 +21,35 @@ SECOND = timedelta(seconds=1)
 
 
 class TestRecordOutcome:
-    async def test_valid(self, client: httpx.AsyncClient, clock: SettableClock) -> None:
-        scored = await score(client, amount_minor=42_00)
+    async def test_valid(
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
+    ) -> None:
+        scored = await score(worker, amount_minor=42_00)
         outcome = outcome_for(scored, "completed", clock.now)
-        response = await report(client, outcome)
+        response = await report(worker, outcome)
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["transfer_id"] == outcome["transfer_id"]
         assert body["final_status"] == "completed"
-        source = await features(client, scored["request"]["source_account_id"])
+        source = await features(operator, scored["request"]["source_account_id"])
         assert source["transfers_last_hour"] == 1
         assert source["amount_last_hour_minor"] == 42_00
         assert source["completed_transfers"] == 1
         assert source["typical_amount_minor"] == 42_00
 
     async def test_same_report_twice_changes_the_features_once(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await score(client, amount_minor=42_00)
+        scored = await score(worker, amount_minor=42_00)
         source_id = scored["request"]["source_account_id"]
         outcome = outcome_for(scored, "completed", clock.now)
-        first = await report(client, outcome)
-        after_first = await features(client, source_id)
-        second = await report(client, outcome)
+        first = await report(worker, outcome)
+        after_first = await features(operator, source_id)
+        second = await report(worker, outcome)
         assert first.status_code == 201
         assert second.status_code == 200
         assert second.json() == first.json()
-        after_second = await features(client, source_id)
+        after_second = await features(operator, source_id)
         assert after_second == after_first
         assert after_second["completed_transfers"] == 1
         assert after_second["transfers_last_day"] == 1
@@ -55,29 +57,29 @@ class TestRecordOutcome:
         assert after_second["typical_sample_size"] == 1
 
     async def test_concurrent_identical_reports_agree(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         for _ in range(3):
-            scored = await score(client)
+            scored = await score(worker)
             outcome = outcome_for(scored, "completed", clock.now)
-            responses = await asyncio.gather(report(client, outcome), report(client, outcome))
+            responses = await asyncio.gather(report(worker, outcome), report(worker, outcome))
             assert sorted(response.status_code for response in responses) == [200, 201]
-            source = await features(client, scored["request"]["source_account_id"])
+            source = await features(operator, scored["request"]["source_account_id"])
             assert source["completed_transfers"] == 1
 
     async def test_opposite_transfers_between_two_accounts_do_not_deadlock(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
         outcomes = []
         for _ in range(5):
             for source, target in ((alice, bob), (bob, alice)):
-                scored = await score(client, source_account_id=source, target_account_id=target)
+                scored = await score(worker, source_account_id=source, target_account_id=target)
                 outcomes.append(outcome_for(scored, "completed", clock.now))
-        responses = await asyncio.gather(*(report(client, outcome) for outcome in outcomes))
+        responses = await asyncio.gather(*(report(worker, outcome) for outcome in outcomes))
         assert [response.status_code for response in responses] == [201] * len(outcomes)
-        assert (await features(client, alice))["completed_transfers"] == 5
-        assert (await features(client, bob))["completed_transfers"] == 5
+        assert (await features(operator, alice))["completed_transfers"] == 5
+        assert (await features(operator, bob))["completed_transfers"] == 5
 
     @pytest.mark.parametrize(
         "change",
@@ -88,26 +90,30 @@ class TestRecordOutcome:
         ],
     )
     async def test_another_outcome_for_the_same_transfer_conflicts(
-        self, client: httpx.AsyncClient, clock: SettableClock, change: dict[str, Any]
+        self,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
+        change: dict[str, Any],
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         outcome = outcome_for(scored, "completed", clock.now)
-        assert (await report(client, outcome)).status_code == 201
-        before = await features(client, scored["request"]["source_account_id"])
+        assert (await report(worker, outcome)).status_code == 201
+        before = await features(operator, scored["request"]["source_account_id"])
 
-        response = await report(client, {**outcome, **change})
+        response = await report(worker, {**outcome, **change})
         body = assert_problem(response, 409, "outcome-conflict")
         assert body["fields"] == list(change)
-        assert await features(client, scored["request"]["source_account_id"]) == before
+        assert await features(operator, scored["request"]["source_account_id"]) == before
 
     async def test_same_instant_in_another_zone_is_the_same_outcome(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         outcome = outcome_for(scored, "completed", clock.now)
-        assert (await report(client, outcome)).status_code == 201
+        assert (await report(worker, outcome)).status_code == 201
         in_paris = clock.now.astimezone(ZoneInfo("Europe/Paris"))
-        again = await report(client, {**outcome, "occurred_at": in_paris.isoformat()})
+        again = await report(worker, {**outcome, "occurred_at": in_paris.isoformat()})
         assert again.status_code == 200, again.text
 
     @pytest.mark.parametrize(
@@ -118,22 +124,26 @@ class TestRecordOutcome:
         ],
     )
     async def test_details_other_than_the_score_are_refused(
-        self, client: httpx.AsyncClient, clock: SettableClock, change: dict[str, Any]
+        self,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
+        change: dict[str, Any],
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         outcome = {**outcome_for(scored, "completed", clock.now), **change}
-        response = await report(client, outcome)
+        response = await report(worker, outcome)
         body = assert_problem(response, 409, "outcome-score-mismatch")
         assert body["fields"] == list(change)
         # Nothing was recorded: the same transfer can still be reported correctly.
-        source = await features(client, outcome["source_account_id"])
+        source = await features(operator, outcome["source_account_id"])
         assert source["first_seen_at"] is None
         assert (
-            await report(client, outcome_for(scored, "completed", clock.now))
+            await report(worker, outcome_for(scored, "completed", clock.now))
         ).status_code == 201
 
     async def test_transfer_never_scored_is_recorded(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         # Rejected by validation or for want of funds: it ends before the fraud step.
         outcome: dict[str, Any] = {
@@ -145,19 +155,19 @@ class TestRecordOutcome:
             "final_status": "rejected",
             "occurred_at": clock.now.isoformat(),
         }
-        assert (await report(client, outcome)).status_code == 201
-        source = await features(client, outcome["source_account_id"])
+        assert (await report(worker, outcome)).status_code == 201
+        source = await features(operator, outcome["source_account_id"])
         assert source["first_seen_at"] is not None
         assert source["transfers_last_day"] == 0
         assert source["completed_transfers"] == 0
 
     async def test_timestamp_without_zone_is_refused(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         outcome = outcome_for(scored, "completed", clock.now.replace(tzinfo=None))
-        assert_problem(await report(client, outcome), 422, "timezone-required")
-        assert (await features(client, scored["request"]["source_account_id"]))[
+        assert_problem(await report(worker, outcome), 422, "timezone-required")
+        assert (await features(operator, scored["request"]["source_account_id"]))[
             "completed_transfers"
         ] == 0
 
@@ -173,204 +183,210 @@ class TestRecordOutcome:
         ],
     )
     async def test_malformed_report_is_refused(
-        self, client: httpx.AsyncClient, clock: SettableClock, change: dict[str, Any]
+        self, worker: httpx.AsyncClient, clock: SettableClock, change: dict[str, Any]
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         outcome = {**outcome_for(scored, "completed", clock.now), **change}
-        assert_problem(await report(client, outcome), 422, "invalid-request")
+        assert_problem(await report(worker, outcome), 422, "invalid-request")
 
 
 class TestWindows:
     async def test_hour_and_day_roll_with_the_clock(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await completed(client, clock, amount_minor=30_00)
+        scored = await completed(worker, clock, amount_minor=30_00)
         source_id = scored["request"]["source_account_id"]
         started = clock.now
 
         clock.now = started + HOUR - SECOND
-        inside_hour = await features(client, source_id)
+        inside_hour = await features(operator, source_id)
         assert (inside_hour["transfers_last_hour"], inside_hour["amount_last_hour_minor"]) == (
             1,
             30_00,
         )
         clock.now = started + HOUR
-        past_hour = await features(client, source_id)
+        past_hour = await features(operator, source_id)
         assert (past_hour["transfers_last_hour"], past_hour["amount_last_hour_minor"]) == (0, 0)
         assert (past_hour["transfers_last_day"], past_hour["amount_last_day_minor"]) == (1, 30_00)
         clock.now = started + DAY - SECOND
-        assert (await features(client, source_id))["transfers_last_day"] == 1
+        assert (await features(operator, source_id))["transfers_last_day"] == 1
         clock.now = started + DAY
-        past_day = await features(client, source_id)
+        past_day = await features(operator, source_id)
         assert (past_day["transfers_last_day"], past_day["amount_last_day_minor"]) == (0, 0)
         # The windows forget; the account's history does not.
         assert past_day["completed_transfers"] == 1
         assert past_day["typical_amount_minor"] == 30_00
 
     async def test_outcomes_are_placed_when_they_occurred(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         # Reported late: it ended two hours ago, so it is in the day but not the hour.
         outcome = outcome_for(scored, "completed", clock.now - 2 * HOUR)
-        assert (await report(client, outcome)).status_code == 201
-        source = await features(client, scored["request"]["source_account_id"])
+        assert (await report(worker, outcome)).status_code == 201
+        source = await features(operator, scored["request"]["source_account_id"])
         assert (source["transfers_last_hour"], source["transfers_last_day"]) == (0, 1)
 
     async def test_sums_count_only_the_currency_asked_for(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         source_id = str(uuid.uuid4())
-        await completed(client, clock, source_account_id=source_id, amount_minor=10_00)
+        await completed(worker, clock, source_account_id=source_id, amount_minor=10_00)
         await completed(
-            client, clock, source_account_id=source_id, amount_minor=700, currency="JPY"
+            worker, clock, source_account_id=source_id, amount_minor=700, currency="JPY"
         )
-        in_euro = await features(client, source_id, "EUR")
+        in_euro = await features(operator, source_id, "EUR")
         assert (in_euro["transfers_last_hour"], in_euro["amount_last_hour_minor"]) == (2, 10_00)
-        in_yen = await features(client, source_id, "JPY")
+        in_yen = await features(operator, source_id, "JPY")
         assert in_yen["amount_last_hour_minor"] == 700
 
     async def test_transfer_in_flight_counts_once_before_and_after_its_outcome(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        scored = await score(client, amount_minor=15_00)
+        scored = await score(worker, amount_minor=15_00)
         source_id = scored["request"]["source_account_id"]
-        in_flight = await features(client, source_id)
+        in_flight = await features(operator, source_id)
         assert (in_flight["transfers_last_hour"], in_flight["amount_last_hour_minor"]) == (
             1,
             15_00,
         )
         clock.advance(timedelta(seconds=5))
         assert (
-            await report(client, outcome_for(scored, "completed", clock.now))
+            await report(worker, outcome_for(scored, "completed", clock.now))
         ).status_code == 201
-        done = await features(client, source_id)
+        done = await features(operator, source_id)
         assert (done["transfers_last_hour"], done["amount_last_hour_minor"]) == (1, 15_00)
 
     @pytest.mark.parametrize("final_status", ["rejected", "expired", "cancelled"])
     async def test_transfer_that_moved_nothing_drops_out(
-        self, client: httpx.AsyncClient, clock: SettableClock, final_status: str
+        self,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
+        final_status: str,
     ) -> None:
-        scored = await score(client)
+        scored = await score(worker)
         assert (
-            await report(client, outcome_for(scored, final_status, clock.now))
+            await report(worker, outcome_for(scored, final_status, clock.now))
         ).status_code == 201
-        source = await features(client, scored["request"]["source_account_id"])
+        source = await features(operator, scored["request"]["source_account_id"])
         assert (source["transfers_last_day"], source["declines_last_day"]) == (0, 0)
         assert source["completed_transfers"] == 0
 
     async def test_declines_are_counted_apart(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
-        declined = await score(client, amount_minor=50_000_00)
+        declined = await score(worker, amount_minor=50_000_00)
         assert declined["decision"] == "decline"
         source_id = declined["request"]["source_account_id"]
         # Counted from the score, before the saga reports it ...
-        before = await features(client, source_id)
+        before = await features(operator, source_id)
         assert (before["declines_last_day"], before["transfers_last_day"]) == (1, 0)
         # ... and once from the outcome after.
         assert (
-            await report(client, outcome_for(declined, "declined", clock.now))
+            await report(worker, outcome_for(declined, "declined", clock.now))
         ).status_code == 201
-        after = await features(client, source_id)
+        after = await features(operator, source_id)
         assert (after["declines_last_day"], after["transfers_last_day"]) == (1, 0)
         # A reviewer's rejection is a decline too.
-        reviewed = await score(client, source_account_id=source_id, amount_minor=10_000_00)
+        reviewed = await score(worker, source_account_id=source_id, amount_minor=10_000_00)
         assert reviewed["decision"] == "review"
         rejected = outcome_for(reviewed, "declined", clock.now, review_decision="reject")
-        assert (await report(client, rejected)).status_code == 201
-        assert (await features(client, source_id))["declines_last_day"] == 2
+        assert (await report(worker, rejected)).status_code == 201
+        assert (await features(operator, source_id))["declines_last_day"] == 2
         clock.advance(DAY)
-        assert (await features(client, source_id))["declines_last_day"] == 0
+        assert (await features(operator, source_id))["declines_last_day"] == 0
 
 
 class TestAccountHistory:
     async def test_typical_amount_is_the_median_and_its_spread(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         source_id = str(uuid.uuid4())
         for amount_minor in (10_00, 20_00, 30_00, 40_00, 5_000_00):
-            await completed(client, clock, source_account_id=source_id, amount_minor=amount_minor)
-        source = await features(client, source_id)
+            await completed(worker, clock, source_account_id=source_id, amount_minor=amount_minor)
+        source = await features(operator, source_id)
         assert source["typical_amount_minor"] == 30_00
         assert source["typical_spread_minor"] == 10_00
         assert source["typical_sample_size"] == 5
 
     async def test_only_completed_transfers_shape_it(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         source_id = str(uuid.uuid4())
-        await completed(client, clock, source_account_id=source_id, amount_minor=20_00)
-        cancelled = await score(client, source_account_id=source_id, amount_minor=900_00)
+        await completed(worker, clock, source_account_id=source_id, amount_minor=20_00)
+        cancelled = await score(worker, source_account_id=source_id, amount_minor=900_00)
         assert (
-            await report(client, outcome_for(cancelled, "cancelled", clock.now))
+            await report(worker, outcome_for(cancelled, "cancelled", clock.now))
         ).status_code == 201
-        source = await features(client, source_id)
+        source = await features(operator, source_id)
         assert (source["typical_amount_minor"], source["typical_sample_size"]) == (20_00, 1)
 
     async def test_history_is_bounded_to_the_newest(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         source_id = str(uuid.uuid4())
         # Older amounts are large; once they are pushed out, the median is the small ones'.
         for _ in range(5):
-            await completed(client, clock, source_account_id=source_id, amount_minor=900_00)
+            await completed(worker, clock, source_account_id=source_id, amount_minor=900_00)
         for _ in range(AMOUNT_HISTORY_MAX):
             clock.advance(timedelta(minutes=1))
-            await completed(client, clock, source_account_id=source_id, amount_minor=10_00)
-        source = await features(client, source_id)
+            await completed(worker, clock, source_account_id=source_id, amount_minor=10_00)
+        source = await features(operator, source_id)
         assert source["completed_transfers"] == 5 + AMOUNT_HISTORY_MAX
         assert source["typical_sample_size"] == AMOUNT_HISTORY_MAX
         assert (source["typical_amount_minor"], source["typical_spread_minor"]) == (10_00, 0)
 
     async def test_typical_amount_is_per_currency(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         source_id = str(uuid.uuid4())
-        await completed(client, clock, source_account_id=source_id, amount_minor=20_00)
-        assert (await features(client, source_id, "USD"))["typical_amount_minor"] is None
+        await completed(worker, clock, source_account_id=source_id, amount_minor=20_00)
+        assert (await features(operator, source_id, "USD"))["typical_amount_minor"] is None
 
     async def test_first_seen_is_the_earliest_outcome_on_either_side(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         account_id = str(uuid.uuid4())
-        unseen = await features(client, account_id)
+        unseen = await features(operator, account_id)
         assert (unseen["first_seen_at"], unseen["age_seconds"]) == (None, None)
         # Money received three days ago, reported after a transfer it sent an hour ago.
-        sent = await score(client, source_account_id=account_id)
+        sent = await score(worker, source_account_id=account_id)
         assert (
-            await report(client, outcome_for(sent, "completed", clock.now - HOUR))
+            await report(worker, outcome_for(sent, "completed", clock.now - HOUR))
         ).status_code == 201
-        received = await score(client, target_account_id=account_id)
+        received = await score(worker, target_account_id=account_id)
         outcome = outcome_for(received, "completed", clock.now - 3 * DAY)
-        assert (await report(client, outcome)).status_code == 201
-        seen = await features(client, account_id)
+        assert (await report(worker, outcome)).status_code == 201
+        seen = await features(operator, account_id)
         assert seen["age_seconds"] == int((3 * DAY).total_seconds())
         clock.advance(DAY)
-        assert (await features(client, account_id))["age_seconds"] == int((4 * DAY).total_seconds())
+        assert (await features(operator, account_id))["age_seconds"] == int(
+            (4 * DAY).total_seconds()
+        )
 
     async def test_counterparty_becomes_known_once_money_reached_it(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         pair = {"source_account_id": str(uuid.uuid4()), "target_account_id": str(uuid.uuid4())}
-        scored = await score(client, **pair)
+        scored = await score(worker, **pair)
         params = {"target_account_id": pair["target_account_id"]}
-        assert (await features(client, pair["source_account_id"], **params))[
+        assert (await features(operator, pair["source_account_id"], **params))[
             "counterparty_known"
         ] is False
         assert (
-            await report(client, outcome_for(scored, "completed", clock.now))
+            await report(worker, outcome_for(scored, "completed", clock.now))
         ).status_code == 201
-        assert (await features(client, pair["source_account_id"], **params))[
+        assert (await features(operator, pair["source_account_id"], **params))[
             "counterparty_known"
         ] is True
         # Without a target, the question is not asked.
-        assert (await features(client, pair["source_account_id"]))["counterparty_known"] is None
+        assert (await features(operator, pair["source_account_id"]))["counterparty_known"] is None
 
 
 class TestAccountFeatures:
-    async def test_unknown_account_reads_empty(self, client: httpx.AsyncClient) -> None:
-        body = await features(client, str(uuid.uuid4()))
+    async def test_unknown_account_reads_empty(self, operator: httpx.AsyncClient) -> None:
+        body = await features(operator, str(uuid.uuid4()))
         assert body["transfers_last_day"] == 0
         assert body["declines_last_day"] == 0
         assert body["typical_amount_minor"] is None
@@ -378,13 +394,13 @@ class TestAccountFeatures:
 
     @pytest.mark.parametrize("currency", ["XTS", "eur", "EURO"])
     async def test_unknown_currency_is_refused(
-        self, client: httpx.AsyncClient, currency: str
+        self, operator: httpx.AsyncClient, currency: str
     ) -> None:
-        response = await client.get(
+        response = await operator.get(
             f"/v1/admin/accounts/{uuid.uuid4()}/features", params={"currency": currency}
         )
         assert_problem(response, 422, "invalid-request")
 
-    async def test_currency_is_required(self, client: httpx.AsyncClient) -> None:
-        response = await client.get(f"/v1/admin/accounts/{uuid.uuid4()}/features")
+    async def test_currency_is_required(self, operator: httpx.AsyncClient) -> None:
+        response = await operator.get(f"/v1/admin/accounts/{uuid.uuid4()}/features")
         assert_problem(response, 422, "invalid-request")

@@ -18,14 +18,16 @@ DECLINE_AMOUNT_MINOR = 50_000_00
 
 
 class TestListReviews:
-    async def test_valid(self, client: httpx.AsyncClient, clock: SettableClock) -> None:
-        first = await score(client, amount_minor=REVIEW_AMOUNT_MINOR)
+    async def test_valid(
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
+    ) -> None:
+        first = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
         clock.advance(timedelta(seconds=1))
-        await score(client, amount_minor=10_00)
-        await score(client, amount_minor=DECLINE_AMOUNT_MINOR)
-        second = await score(client, amount_minor=REVIEW_AMOUNT_MINOR + 1)
+        await score(worker, amount_minor=10_00)
+        await score(worker, amount_minor=DECLINE_AMOUNT_MINOR)
+        second = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR + 1)
 
-        response = await client.get("/v1/reviews")
+        response = await operator.get("/v1/reviews")
         assert response.status_code == 200, response.text
         page = response.json()
         assert page["next_cursor"] is None
@@ -50,53 +52,56 @@ class TestListReviews:
     )
     async def test_leaves_the_queue_with_its_outcome(
         self,
-        client: httpx.AsyncClient,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
         clock: SettableClock,
         final_status: str,
         review_decision: str | None,
     ) -> None:
-        waiting = await score(client, amount_minor=REVIEW_AMOUNT_MINOR)
-        staying = await score(client, amount_minor=REVIEW_AMOUNT_MINOR)
+        waiting = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
+        staying = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
         outcome = outcome_for(waiting, final_status, clock.now, review_decision=review_decision)
-        assert (await report(client, outcome)).status_code == 201
-        items = (await client.get("/v1/reviews")).json()["items"]
+        assert (await report(worker, outcome)).status_code == 201
+        items = (await operator.get("/v1/reviews")).json()["items"]
         assert [item["transfer_id"] for item in items] == [staying["transfer_id"]]
 
     async def test_pages_follow_the_cursor(
-        self, client: httpx.AsyncClient, clock: SettableClock
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient, clock: SettableClock
     ) -> None:
         scored = []
         for _ in range(5):
-            scored.append((await score(client, amount_minor=REVIEW_AMOUNT_MINOR))["transfer_id"])
+            scored.append((await score(worker, amount_minor=REVIEW_AMOUNT_MINOR))["transfer_id"])
             clock.advance(timedelta(seconds=1))
         seen: list[str] = []
         cursor = None
         for _ in range(5):
             params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
-            page = (await client.get("/v1/reviews", params=params)).json()
+            page = (await operator.get("/v1/reviews", params=params)).json()
             seen += [item["transfer_id"] for item in page["items"]]
             cursor = page["next_cursor"]
             if cursor is None:
                 break
         assert seen == scored
 
-    async def test_empty_queue(self, client: httpx.AsyncClient) -> None:
-        await score(client)
-        assert (await client.get("/v1/reviews")).json() == {"items": [], "next_cursor": None}
+    async def test_empty_queue(
+        self, worker: httpx.AsyncClient, operator: httpx.AsyncClient
+    ) -> None:
+        await score(worker)
+        assert (await operator.get("/v1/reviews")).json() == {"items": [], "next_cursor": None}
 
     @pytest.mark.parametrize("limit", ["0", "501", "ten"])
-    async def test_limit_is_capped(self, client: httpx.AsyncClient, limit: str) -> None:
-        response = await client.get("/v1/reviews", params={"limit": limit})
+    async def test_limit_is_capped(self, operator: httpx.AsyncClient, limit: str) -> None:
+        response = await operator.get("/v1/reviews", params={"limit": limit})
         assert_problem(response, 422, "invalid-request")
 
     @pytest.mark.parametrize("cursor", ["not-base64!", "bm8tc2VwYXJhdG9y", "YXxi"])
-    async def test_malformed_cursor(self, client: httpx.AsyncClient, cursor: str) -> None:
-        response = await client.get("/v1/reviews", params={"cursor": cursor})
+    async def test_malformed_cursor(self, operator: httpx.AsyncClient, cursor: str) -> None:
+        response = await operator.get("/v1/reviews", params={"cursor": cursor})
         assert_problem(response, 422, "invalid-cursor")
 
 
 class TestRuleStats:
-    async def _history(self, client: httpx.AsyncClient, clock: SettableClock) -> None:
+    async def _history(self, worker: httpx.AsyncClient, clock: SettableClock) -> None:
         """Four reviews (one approved, two rejected, one waiting), a decline, an approval."""
         verdicts = [
             ("completed", "approve"),
@@ -104,27 +109,31 @@ class TestRuleStats:
             ("declined", "reject"),
         ]
         for final_status, review_decision in verdicts:
-            reviewed = await score(client, amount_minor=REVIEW_AMOUNT_MINOR)
+            reviewed = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
             assert reviewed["decision"] == "review"
             outcome = outcome_for(
                 reviewed, final_status, clock.now, review_decision=review_decision
             )
-            assert (await report(client, outcome)).status_code == 201
-        assert (await score(client, amount_minor=REVIEW_AMOUNT_MINOR))["decision"] == "review"
-        declined = await score(client, amount_minor=DECLINE_AMOUNT_MINOR)
+            assert (await report(worker, outcome)).status_code == 201
+        assert (await score(worker, amount_minor=REVIEW_AMOUNT_MINOR))["decision"] == "review"
+        declined = await score(worker, amount_minor=DECLINE_AMOUNT_MINOR)
         assert (
-            await report(client, outcome_for(declined, "declined", clock.now))
+            await report(worker, outcome_for(declined, "declined", clock.now))
         ).status_code == 201
-        approved = await score(client, amount_minor=10_00)
+        approved = await score(worker, amount_minor=10_00)
         assert (
-            await report(client, outcome_for(approved, "completed", clock.now))
+            await report(worker, outcome_for(approved, "completed", clock.now))
         ).status_code == 201
 
     async def test_valid(
-        self, client: httpx.AsyncClient, clock: SettableClock, ruleset: Ruleset
+        self,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
+        ruleset: Ruleset,
     ) -> None:
-        await self._history(client, clock)
-        response = await client.get("/v1/admin/rules/stats")
+        await self._history(worker, clock)
+        response = await operator.get("/v1/admin/rules/stats")
         assert response.status_code == 200, response.text
         report_body = response.json()
         assert (report_body["scored"], report_body["with_outcome"]) == (6, 5)
@@ -148,28 +157,36 @@ class TestRuleStats:
         assert very_large["precision"] is None
 
     async def test_filters_by_ruleset_version(
-        self, client: httpx.AsyncClient, clock: SettableClock, ruleset: Ruleset
+        self,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
+        ruleset: Ruleset,
     ) -> None:
-        await self._history(client, clock)
-        mine = await client.get(
+        await self._history(worker, clock)
+        mine = await operator.get(
             "/v1/admin/rules/stats", params={"ruleset_version": ruleset.version}
         )
         assert mine.json()["scored"] == 6
-        other = await client.get("/v1/admin/rules/stats", params={"ruleset_version": "older-1"})
+        other = await operator.get("/v1/admin/rules/stats", params={"ruleset_version": "older-1"})
         assert other.json()["scored"] == 0
         assert all(rule["fired"] == 0 for rule in other.json()["rules"])
 
     async def test_filters_by_period(
-        self, app: FastAPI, client: httpx.AsyncClient, clock: SettableClock
+        self,
+        app: FastAPI,
+        worker: httpx.AsyncClient,
+        operator: httpx.AsyncClient,
+        clock: SettableClock,
     ) -> None:
         started = clock.now
-        await self._history(client, clock)
+        await self._history(worker, clock)
         clock.advance(timedelta(days=40))
         # The default period is the last 30 days.
-        assert (await client.get("/v1/admin/rules/stats")).json()["scored"] == 0
+        assert (await operator.get("/v1/admin/rules/stats")).json()["scored"] == 0
         since = (started - timedelta(seconds=1)).isoformat()
         until = (started + timedelta(seconds=1)).isoformat()
-        response = await client.get(
+        response = await operator.get(
             "/v1/admin/rules/stats", params={"since": since, "until": until}
         )
         assert response.json()["scored"] == 6
@@ -184,19 +201,19 @@ class TestRuleStats:
         ],
     )
     async def test_bad_period_is_refused(
-        self, client: httpx.AsyncClient, params: dict[str, str], slug: str
+        self, operator: httpx.AsyncClient, params: dict[str, str], slug: str
     ) -> None:
-        response = await client.get("/v1/admin/rules/stats", params=params)
+        response = await operator.get("/v1/admin/rules/stats", params=params)
         assert_problem(response, 422, slug)
 
 
 async def test_review_item_uses_the_stored_reasons(
-    app: FastAPI, client: httpx.AsyncClient, ruleset: Ruleset
+    app: FastAPI, worker: httpx.AsyncClient, operator: httpx.AsyncClient, ruleset: Ruleset
 ) -> None:
     """A later ruleset does not rewrite why a waiting transfer was stopped."""
-    waiting = await score(client, amount_minor=REVIEW_AMOUNT_MINOR)
+    waiting = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
     app.state.ruleset = Ruleset.model_validate({**ruleset.model_dump(), "version": "later-1"})
-    [item] = (await client.get("/v1/reviews")).json()["items"]
+    [item] = (await operator.get("/v1/reviews")).json()["items"]
     assert item["ruleset_version"] == ruleset.version
     assert item["reasons"] == waiting["reasons"]
     assert uuid.UUID(item["transfer_id"])

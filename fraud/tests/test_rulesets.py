@@ -9,7 +9,8 @@ from contracts.money import MINOR_UNIT_EXPONENTS
 from fraud.config import Settings
 from fraud.main import MIGRATIONS_PATH, create_app
 from fraud.ruleset import DEFAULT_RULESET_PATH, Ruleset, RulesetError
-from kit.testing import app_client
+from fraud.tests.support import clients
+from kit.testing import TestIssuer
 
 # create_app refuses a ruleset before it touches the database, so none is needed here.
 UNUSED_DATABASE_URL = "postgresql://fraud@localhost:1/unused"
@@ -149,8 +150,8 @@ class TestBrokenRulesetRefusedAtStartup:
 
 
 class TestCurrentRuleset:
-    async def test_valid(self, client: httpx.AsyncClient, ruleset: Ruleset) -> None:
-        response = await client.get("/v1/rulesets/current")
+    async def test_valid(self, operator: httpx.AsyncClient, ruleset: Ruleset) -> None:
+        response = await operator.get("/v1/rulesets/current")
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["version"] == ruleset.version
@@ -172,15 +173,18 @@ class TestCurrentRuleset:
         }
         assert rules["deny_list"]["points"] == ruleset.rules.deny_list.points
 
-    async def test_ruleset_path_setting(self, tmp_path: Path, database_factory: object) -> None:
+    async def test_ruleset_path_setting(
+        self, tmp_path: Path, database_factory: object, issuer: TestIssuer
+    ) -> None:
         path = tmp_path / "ruleset.toml"
         path.write_text(_edited('version = "2026.11.2"', 'version = "local-1"'), "utf-8")
         url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-        app = create_app(Settings(database_url=url, ruleset_path=path, log_json=True))
-        async with app_client(app) as client:
-            response = await client.get("/v1/rulesets/current")
+        settings = Settings(database_url=url, ruleset_path=path, log_json=True)
+        app = create_app(settings, token_verifier=issuer.verifier)
+        async with clients(app, issuer) as callers:
+            response = await callers.operator.get("/v1/rulesets/current")
             assert response.json()["version"] == "local-1"
-            scored = await client.post(
+            scored = await callers.worker.post(
                 "/v1/scores",
                 json={
                     "transfer_id": "00000000-0000-4000-8000-000000000001",

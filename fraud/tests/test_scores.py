@@ -29,8 +29,8 @@ def _codes(score: dict[str, object]) -> list[object]:
     return [reason["code"] for reason in reasons]
 
 
-async def _score(client: httpx.AsyncClient, **overrides: object) -> dict[str, object]:
-    response = await client.post("/v1/scores", json=_score_request(**overrides))
+async def _score(worker: httpx.AsyncClient, **overrides: object) -> dict[str, object]:
+    response = await worker.post("/v1/scores", json=_score_request(**overrides))
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
@@ -38,10 +38,10 @@ async def _score(client: httpx.AsyncClient, **overrides: object) -> dict[str, ob
 
 class TestScoreTransfer:
     async def test_valid(
-        self, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+        self, worker: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
     ) -> None:
         request = _score_request()
-        response = await client.post("/v1/scores", json=request)
+        response = await worker.post("/v1/scores", json=request)
         assert response.status_code == 201, response.text
         score = response.json()
         assert score["transfer_id"] == request["transfer_id"]
@@ -50,12 +50,12 @@ class TestScoreTransfer:
         assert score["reasons"] == []
         assert score["ruleset_version"] == ruleset.version
         assert datetime.fromisoformat(score["created_at"]) == clock.now
-        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        fetched = await worker.get(f"/v1/scores/{request['transfer_id']}")
         assert fetched.status_code == 200
         assert fetched.json() == score
 
-    async def test_large_amount_goes_to_review(self, client: httpx.AsyncClient) -> None:
-        score = await _score(client, amount_minor=10_000_00)
+    async def test_large_amount_goes_to_review(self, worker: httpx.AsyncClient) -> None:
+        score = await _score(worker, amount_minor=10_000_00)
         assert score["decision"] == "review"
         assert score["score"] == 650
         assert _codes(score) == ["large_amount", "first_counterparty_large", "brand_new_account"]
@@ -64,39 +64,39 @@ class TestScoreTransfer:
         assert "10000.00 EUR" in reasons[0]["text"]
         assert sum(reason["points"] for reason in reasons) == score["score"]
 
-    async def test_very_large_amount_is_declined(self, client: httpx.AsyncClient) -> None:
-        score = await _score(client, amount_minor=50_000_00)
+    async def test_very_large_amount_is_declined(self, worker: httpx.AsyncClient) -> None:
+        score = await _score(worker, amount_minor=50_000_00)
         assert score["decision"] == "decline"
         assert score["score"] == 1000
         assert _codes(score)[0] == "very_large_amount"
 
-    async def test_replay_returns_the_stored_score(self, client: httpx.AsyncClient) -> None:
+    async def test_replay_returns_the_stored_score(self, worker: httpx.AsyncClient) -> None:
         request = _score_request(amount_minor=10_000_00)
-        first = await client.post("/v1/scores", json=request)
-        second = await client.post("/v1/scores", json=request)
+        first = await worker.post("/v1/scores", json=request)
+        second = await worker.post("/v1/scores", json=request)
         assert first.status_code == 201
         assert second.status_code == 200
         assert second.json() == first.json()
 
     async def test_replay_ignores_later_history_and_ruleset(
-        self, app: FastAPI, client: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
+        self, app: FastAPI, worker: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock
     ) -> None:
         source = str(uuid.uuid4())
         request = _score_request(source_account_id=source, amount_minor=10_00)
-        first = await client.post("/v1/scores", json=request)
+        first = await worker.post("/v1/scores", json=request)
         assert first.json()["decision"] == "approve"
         # The source turns busy, and the operators make every transfer a decline.
         for _ in range(ruleset.rules.velocity.hour_transfers_min):
             clock.advance(timedelta(seconds=1))
-            await _score(client, source_account_id=source, amount_minor=10_00)
+            await _score(worker, source_account_id=source, amount_minor=10_00)
         strict = {"version": "strict", "review_at": 1, "decline_at": 2}
         app.state.ruleset = Ruleset.model_validate({**ruleset.model_dump(), **strict})
 
-        replay = await client.post("/v1/scores", json=request)
+        replay = await worker.post("/v1/scores", json=request)
         assert replay.status_code == 200
         assert replay.json() == first.json()
         # A new transfer with the same details is judged by today's ruleset and history.
-        fresh = await _score(client, source_account_id=source, amount_minor=10_00)
+        fresh = await _score(worker, source_account_id=source, amount_minor=10_00)
         assert fresh["decision"] == "decline"
         assert fresh["ruleset_version"] == "strict"
         assert _codes(fresh) == ["velocity"]
@@ -111,22 +111,22 @@ class TestScoreTransfer:
         ],
     )
     async def test_same_transfer_other_details_conflicts(
-        self, client: httpx.AsyncClient, change: dict[str, object]
+        self, worker: httpx.AsyncClient, change: dict[str, object]
     ) -> None:
         request = _score_request()
-        first = await client.post("/v1/scores", json=request)
-        response = await client.post("/v1/scores", json={**request, **change})
+        first = await worker.post("/v1/scores", json=request)
+        response = await worker.post("/v1/scores", json={**request, **change})
         body = assert_problem(response, 409, "score-request-mismatch")
         assert body["fields"] == list(change)
-        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        fetched = await worker.get(f"/v1/scores/{request['transfer_id']}")
         assert fetched.json() == first.json()
 
-    async def test_concurrent_first_requests_agree(self, client: httpx.AsyncClient) -> None:
+    async def test_concurrent_first_requests_agree(self, worker: httpx.AsyncClient) -> None:
         for _ in range(5):
             request = _score_request(amount_minor=10_000_00)
             responses = await asyncio.gather(
-                client.post("/v1/scores", json=request),
-                client.post("/v1/scores", json=request),
+                worker.post("/v1/scores", json=request),
+                worker.post("/v1/scores", json=request),
             )
             assert sorted(response.status_code for response in responses) == [200, 201]
             assert responses[0].json() == responses[1].json()
@@ -147,29 +147,29 @@ class TestScoreTransfer:
         ],
     )
     async def test_malformed_request_is_refused(
-        self, client: httpx.AsyncClient, change: dict[str, object]
+        self, worker: httpx.AsyncClient, change: dict[str, object]
     ) -> None:
         request = _score_request(**change)
-        response = await client.post("/v1/scores", json=request)
+        response = await worker.post("/v1/scores", json=request)
         body = assert_problem(response, 422, "invalid-request")
         assert body["errors"]
-        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        fetched = await worker.get(f"/v1/scores/{request['transfer_id']}")
         assert_problem(fetched, 404, "score-not-found")
 
-    async def test_missing_field_is_refused(self, client: httpx.AsyncClient) -> None:
+    async def test_missing_field_is_refused(self, worker: httpx.AsyncClient) -> None:
         request = _score_request()
         del request["currency"]
-        response = await client.post("/v1/scores", json=request)
+        response = await worker.post("/v1/scores", json=request)
         assert_problem(response, 422, "invalid-request")
-        fetched = await client.get(f"/v1/scores/{request['transfer_id']}")
+        fetched = await worker.get(f"/v1/scores/{request['transfer_id']}")
         assert_problem(fetched, 404, "score-not-found")
 
 
 class TestGetScore:
-    async def test_missing(self, client: httpx.AsyncClient) -> None:
-        response = await client.get(f"/v1/scores/{uuid.uuid4()}")
+    async def test_missing(self, worker: httpx.AsyncClient) -> None:
+        response = await worker.get(f"/v1/scores/{uuid.uuid4()}")
         assert_problem(response, 404, "score-not-found")
 
-    async def test_malformed_id(self, client: httpx.AsyncClient) -> None:
-        response = await client.get("/v1/scores/not-a-uuid")
+    async def test_malformed_id(self, worker: httpx.AsyncClient) -> None:
+        response = await worker.get("/v1/scores/not-a-uuid")
         assert_problem(response, 422, "invalid-request")
