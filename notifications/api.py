@@ -1,8 +1,17 @@
-"""HTTP routes of the notifications service: parse, call the service, shape the response.
+"""HTTP routes of the notifications service: parse, authorize, call the service, shape the
+response.
 
-Until tokens exist the owner of endpoints, deliveries and contacts is the `customer_id`
-query parameter (the `Owner` dependency); the use cases take it as an argument, so a token
-can supply it later without touching them.
+Who may call what:
+- `POST /v1/events` needs `notifications:publish` (the saga's worker); reading an event back
+  needs that scope or `accounts:admin` (an operator).
+- Webhook endpoints, their deliveries and the email contact belong to a customer: the
+  owner is the bearer token's subject, never a request field. A customer needs
+  `webhooks:manage`; someone else's endpoint or delivery answers 404 as if it did not
+  exist, and a `customer_id` query parameter from a customer is refused (422).
+- Operators (`accounts:admin`) may READ any customer's endpoints and deliveries, to answer
+  "my webhooks stopped arriving" on call; they change nothing and never see secrets or
+  email contacts. Listing endpoints, they name the customer with `customer_id`.
+- Audit events (kit.audit) need `audit:read`.
 """
 
 import uuid
@@ -12,6 +21,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from contracts.auth import PrincipalKind, Scope
 from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page
 from contracts.notifications import (
     DELIVERIES_PATH,
@@ -32,7 +42,10 @@ from contracts.notifications import (
     WebhookSecretRotate,
     WebhookSecretRotated,
 )
+from kit.audit import actor_of, request_id_of
+from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.db import Session
+from kit.errors import Forbidden, Unauthorized
 from kit.problems import problem_responses
 from notifications import service
 from notifications.errors import (
@@ -48,9 +61,58 @@ from notifications.errors import (
     WebhookEndpointNotFound,
     WebhookUrlNotAllowed,
 )
-from notifications.service import WebhookRules
+from notifications.service import Actor, Viewer, WebhookRules
 
-router = APIRouter()
+OWNER_PARAMETER = "customer_id"
+
+EventsPublisher = Annotated[Principal, Depends(require_scopes(Scope.notifications_publish))]
+EventsReader = Annotated[
+    Principal, Depends(require_any_scope(Scope.notifications_publish, Scope.accounts_admin))
+]
+WebhooksManager = Annotated[Principal, Depends(require_scopes(Scope.webhooks_manage))]
+WebhooksReader = Annotated[
+    Principal, Depends(require_any_scope(Scope.webhooks_manage, Scope.accounts_admin))
+]
+
+
+def _refuse_owner_parameter(request: Request) -> None:
+    if OWNER_PARAMETER in request.query_params:
+        raise InvalidRequest(
+            "The owner is the bearer token's subject; do not send customer_id.",
+            errors=[
+                {
+                    "location": ["query", OWNER_PARAMETER],
+                    "message": "not accepted from a customer",
+                    "kind": "owner_from_token",
+                }
+            ],
+        )
+
+
+def _owner(principal: WebhooksManager, request: Request) -> str:
+    """The customer whose objects a change acts on: the token's subject."""
+    if principal.customer_id is None:
+        raise Forbidden("Webhook endpoints and email contacts are changed by their customer.")
+    _refuse_owner_parameter(request)
+    return principal.customer_id
+
+
+def _viewer(principal: WebhooksReader, request: Request) -> Viewer:
+    """A customer reads their own objects; an operator (`accounts:admin`) reads anyone's."""
+    if principal.kind is PrincipalKind.customer:
+        if not principal.has(Scope.webhooks_manage):
+            raise Forbidden("This operation needs the scope webhooks:manage.")
+        _refuse_owner_parameter(request)
+        return Viewer(customer_id=principal.customer_id)
+    if principal.kind is PrincipalKind.operator and principal.has(Scope.accounts_admin):
+        return Viewer(customer_id=None)
+    raise Forbidden("This operation needs the scope webhooks:manage (customers only).")
+
+
+def _actor(principal: Annotated[Principal, Depends(authenticate)], request: Request) -> Actor:
+    """The audit actor: the principal this request authenticated as (resolved once)."""
+    actor_id, actor_type = actor_of(principal)
+    return Actor(actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request))
 
 
 def _now(request: Request) -> datetime:
@@ -69,20 +131,21 @@ def _wake_dispatcher(request: Request) -> Callable[[], None]:
     return (lambda: None) if dispatcher is None else dispatcher.wake
 
 
+Owner = Annotated[str, Depends(_owner)]
+Reader = Annotated[Viewer, Depends(_viewer)]
+AuditActor = Annotated[Actor, Depends(_actor)]
 Now = Annotated[datetime, Depends(_now)]
 Rules = Annotated[WebhookRules, Depends(_rules)]
 WakeDispatcher = Annotated[Callable[[], None], Depends(_wake_dispatcher)]
-Owner = Annotated[
-    Identifier,
-    Query(
-        alias="customer_id",
-        description="The customer who owns the resource (until tokens carry it).",
-    ),
-]
 Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 ENDPOINT_PATH = f"{WEBHOOK_ENDPOINTS_PATH}/{{endpoint_id}}"
+# Every protected route can answer these; listed so that /docs shows them.
+AUTH_PROBLEMS = (Unauthorized, Forbidden)
+
+
+router = APIRouter()
 
 
 # --- events ---------------------------------------------------------------------------
@@ -95,10 +158,11 @@ ENDPOINT_PATH = f"{WEBHOOK_ENDPOINTS_PATH}/{{endpoint_id}}"
     summary="Publish a transfer event (idempotent on its id); fans it out to webhooks and email",
     responses={
         200: {"model": Event, "description": "Already accepted earlier"},
-        **problem_responses(InvalidRequest, EventIdReused),
+        **problem_responses(*AUTH_PROBLEMS, InvalidRequest, EventIdReused),
     },
 )
 async def publish_event(
+    _principal: EventsPublisher,
     body: EventCreate,
     session: Session,
     response: Response,
@@ -122,9 +186,9 @@ async def publish_event(
     f"{EVENTS_PATH}/{{event_id}}",
     tags=["events"],
     summary="Get one event",
-    responses=problem_responses(InvalidRequest, EventNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, EventNotFound),
 )
-async def get_event(event_id: uuid.UUID, session: Session) -> Event:
+async def get_event(_principal: EventsReader, event_id: uuid.UUID, session: Session) -> Event:
     return await service.get_event(session, event_id=event_id)
 
 
@@ -136,13 +200,20 @@ async def get_event(event_id: uuid.UUID, session: Session) -> Event:
     status_code=status.HTTP_201_CREATED,
     tags=["webhook endpoints"],
     summary="Register a webhook endpoint; the answer shows its signing secret, this once",
-    responses=problem_responses(InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointLimitReached),
+    responses=problem_responses(
+        *AUTH_PROBLEMS, InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointLimitReached
+    ),
 )
 async def create_endpoint(
-    body: WebhookEndpointCreate, owner: Owner, session: Session, rules: Rules, now: Now
+    owner: Owner,
+    actor: AuditActor,
+    body: WebhookEndpointCreate,
+    session: Session,
+    rules: Rules,
+    now: Now,
 ) -> WebhookEndpointCreated:
     return await service.create_endpoint(
-        session, customer_id=owner, request=body, rules=rules, now=now
+        session, customer_id=owner, actor=actor, request=body, rules=rules, now=now
     )
 
 
@@ -150,11 +221,21 @@ async def create_endpoint(
     WEBHOOK_ENDPOINTS_PATH,
     tags=["webhook endpoints"],
     summary="List the customer's webhook endpoints, oldest first",
-    responses=problem_responses(InvalidRequest, InvalidCursor),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, InvalidCursor),
 )
 async def list_endpoints(
-    owner: Owner, session: Session, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
+    viewer: Reader,
+    session: Session,
+    customer_id: Annotated[
+        Identifier | None,
+        Query(description="Operators only: whose endpoints to list (customers: omit)."),
+    ] = None,
+    limit: Limit = LIMIT_DEFAULT,
+    cursor: Cursor = None,
 ) -> Page[WebhookEndpoint]:
+    owner = viewer.customer_id if viewer.customer_id is not None else customer_id
+    if owner is None:
+        raise InvalidRequest("An operator names the customer whose endpoints to list.")
     return await service.list_endpoints(session, customer_id=owner, limit=limit, cursor=cursor)
 
 
@@ -162,28 +243,37 @@ async def list_endpoints(
     ENDPOINT_PATH,
     tags=["webhook endpoints"],
     summary="Get one webhook endpoint",
-    responses=problem_responses(InvalidRequest, WebhookEndpointNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def get_endpoint(endpoint_id: uuid.UUID, owner: Owner, session: Session) -> WebhookEndpoint:
-    return await service.get_endpoint(session, customer_id=owner, endpoint_id=endpoint_id)
+async def get_endpoint(viewer: Reader, endpoint_id: uuid.UUID, session: Session) -> WebhookEndpoint:
+    return await service.get_endpoint(session, viewer=viewer, endpoint_id=endpoint_id)
 
 
 @router.patch(
     ENDPOINT_PATH,
     tags=["webhook endpoints"],
     summary="Change an endpoint's URL, event types or description",
-    responses=problem_responses(InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointNotFound),
+    responses=problem_responses(
+        *AUTH_PROBLEMS, InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointNotFound
+    ),
 )
 async def update_endpoint(
+    owner: Owner,
+    actor: AuditActor,
     endpoint_id: uuid.UUID,
     body: WebhookEndpointUpdate,
-    owner: Owner,
     session: Session,
     rules: Rules,
     now: Now,
 ) -> WebhookEndpoint:
     return await service.update_endpoint(
-        session, customer_id=owner, endpoint_id=endpoint_id, request=body, rules=rules, now=now
+        session,
+        customer_id=owner,
+        actor=actor,
+        endpoint_id=endpoint_id,
+        request=body,
+        rules=rules,
+        now=now,
     )
 
 
@@ -192,10 +282,14 @@ async def update_endpoint(
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["webhook endpoints"],
     summary="Delete an endpoint with its secrets and deliveries",
-    responses=problem_responses(InvalidRequest, WebhookEndpointNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def delete_endpoint(endpoint_id: uuid.UUID, owner: Owner, session: Session) -> Response:
-    await service.delete_endpoint(session, customer_id=owner, endpoint_id=endpoint_id)
+async def delete_endpoint(
+    owner: Owner, actor: AuditActor, endpoint_id: uuid.UUID, session: Session, now: Now
+) -> Response:
+    await service.delete_endpoint(
+        session, customer_id=owner, actor=actor, endpoint_id=endpoint_id, now=now
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -203,13 +297,13 @@ async def delete_endpoint(endpoint_id: uuid.UUID, owner: Owner, session: Session
     f"{ENDPOINT_PATH}/disable",
     tags=["webhook endpoints"],
     summary="Stop delivering to an endpoint (pending deliveries wait)",
-    responses=problem_responses(InvalidRequest, WebhookEndpointNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
 async def disable_endpoint(
-    endpoint_id: uuid.UUID, owner: Owner, session: Session, now: Now
+    owner: Owner, actor: AuditActor, endpoint_id: uuid.UUID, session: Session, now: Now
 ) -> WebhookEndpoint:
     return await service.set_endpoint_enabled(
-        session, customer_id=owner, endpoint_id=endpoint_id, enabled=False, now=now
+        session, customer_id=owner, actor=actor, endpoint_id=endpoint_id, enabled=False, now=now
     )
 
 
@@ -217,13 +311,24 @@ async def disable_endpoint(
     f"{ENDPOINT_PATH}/enable",
     tags=["webhook endpoints"],
     summary="Deliver to an endpoint again (also after it answered 410 Gone)",
-    responses=problem_responses(InvalidRequest, WebhookEndpointNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
 async def enable_endpoint(
-    endpoint_id: uuid.UUID, owner: Owner, session: Session, now: Now, wake: WakeDispatcher
+    owner: Owner,
+    actor: AuditActor,
+    endpoint_id: uuid.UUID,
+    session: Session,
+    now: Now,
+    wake: WakeDispatcher,
 ) -> WebhookEndpoint:
     return await service.set_endpoint_enabled(
-        session, customer_id=owner, endpoint_id=endpoint_id, enabled=True, now=now, on_commit=wake
+        session,
+        customer_id=owner,
+        actor=actor,
+        endpoint_id=endpoint_id,
+        enabled=True,
+        now=now,
+        on_commit=wake,
     )
 
 
@@ -231,11 +336,12 @@ async def enable_endpoint(
     f"{ENDPOINT_PATH}/rotate-secret",
     tags=["webhook endpoints"],
     summary="Issue a new signing secret; the previous one keeps signing for a grace period",
-    responses=problem_responses(InvalidRequest, WebhookEndpointNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
 async def rotate_secret(
-    endpoint_id: uuid.UUID,
     owner: Owner,
+    actor: AuditActor,
+    endpoint_id: uuid.UUID,
     session: Session,
     rules: Rules,
     now: Now,
@@ -244,6 +350,7 @@ async def rotate_secret(
     return await service.rotate_secret(
         session,
         customer_id=owner,
+        actor=actor,
         endpoint_id=endpoint_id,
         grace_seconds=None if body is None else body.grace_seconds,
         rules=rules,
@@ -258,11 +365,13 @@ async def rotate_secret(
     f"{ENDPOINT_PATH}/deliveries",
     tags=["deliveries"],
     summary="List an endpoint's deliveries, newest first (filter `status=failed` for give-ups)",
-    responses=problem_responses(InvalidRequest, InvalidCursor, WebhookEndpointNotFound),
+    responses=problem_responses(
+        *AUTH_PROBLEMS, InvalidRequest, InvalidCursor, WebhookEndpointNotFound
+    ),
 )
 async def list_deliveries(
+    viewer: Reader,
     endpoint_id: uuid.UUID,
-    owner: Owner,
     session: Session,
     status_filter: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: Limit = LIMIT_DEFAULT,
@@ -270,7 +379,7 @@ async def list_deliveries(
 ) -> Page[Delivery]:
     return await service.list_deliveries(
         session,
-        customer_id=owner,
+        viewer=viewer,
         endpoint_id=endpoint_id,
         status=status_filter,
         limit=limit,
@@ -282,10 +391,10 @@ async def list_deliveries(
     f"{DELIVERIES_PATH}/{{delivery_id}}",
     tags=["deliveries"],
     summary="Get one delivery with its attempts (status, latency, response excerpt)",
-    responses=problem_responses(InvalidRequest, DeliveryNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, DeliveryNotFound),
 )
-async def get_delivery(delivery_id: uuid.UUID, owner: Owner, session: Session) -> DeliveryDetail:
-    return await service.get_delivery(session, customer_id=owner, delivery_id=delivery_id)
+async def get_delivery(viewer: Reader, delivery_id: uuid.UUID, session: Session) -> DeliveryDetail:
+    return await service.get_delivery(session, viewer=viewer, delivery_id=delivery_id)
 
 
 @router.post(
@@ -294,14 +403,19 @@ async def get_delivery(delivery_id: uuid.UUID, owner: Owner, session: Session) -
     tags=["deliveries"],
     summary="Send a finished delivery again now, with the same webhook-id",
     responses=problem_responses(
-        InvalidRequest, DeliveryNotFound, DeliveryPending, WebhookEndpointDisabled
+        *AUTH_PROBLEMS, InvalidRequest, DeliveryNotFound, DeliveryPending, WebhookEndpointDisabled
     ),
 )
 async def redeliver(
-    delivery_id: uuid.UUID, owner: Owner, session: Session, now: Now, wake: WakeDispatcher
+    owner: Owner,
+    actor: AuditActor,
+    delivery_id: uuid.UUID,
+    session: Session,
+    now: Now,
+    wake: WakeDispatcher,
 ) -> Delivery:
     return await service.redeliver(
-        session, customer_id=owner, delivery_id=delivery_id, now=now, on_commit=wake
+        session, customer_id=owner, actor=actor, delivery_id=delivery_id, now=now, on_commit=wake
     )
 
 
@@ -312,13 +426,13 @@ async def redeliver(
     EMAIL_CONTACT_PATH,
     tags=["email"],
     summary="Set the address the customer's transfer emails go to",
-    responses=problem_responses(InvalidRequest),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest),
 )
 async def put_email_contact(
-    body: EmailContactPut, owner: Owner, session: Session, now: Now
+    owner: Owner, actor: AuditActor, body: EmailContactPut, session: Session, now: Now
 ) -> EmailContact:
     return await service.put_email_contact(
-        session, customer_id=owner, address=body.address, now=now
+        session, customer_id=owner, actor=actor, address=body.address, now=now
     )
 
 
@@ -326,7 +440,7 @@ async def put_email_contact(
     EMAIL_CONTACT_PATH,
     tags=["email"],
     summary="Get the customer's email contact",
-    responses=problem_responses(InvalidRequest, EmailContactNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, EmailContactNotFound),
 )
 async def get_email_contact(owner: Owner, session: Session) -> EmailContact:
     return await service.get_email_contact(session, customer_id=owner)
@@ -337,8 +451,10 @@ async def get_email_contact(owner: Owner, session: Session) -> EmailContact:
     status_code=status.HTTP_204_NO_CONTENT,
     tags=["email"],
     summary="Stop emailing the customer",
-    responses=problem_responses(InvalidRequest, EmailContactNotFound),
+    responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, EmailContactNotFound),
 )
-async def delete_email_contact(owner: Owner, session: Session) -> Response:
-    await service.delete_email_contact(session, customer_id=owner)
+async def delete_email_contact(
+    owner: Owner, actor: AuditActor, session: Session, now: Now
+) -> Response:
+    await service.delete_email_contact(session, customer_id=owner, actor=actor, now=now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
-from notifications import mail, repository, schedule, signing
+from notifications import mail, repository, schedule, service, signing
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
 
@@ -226,11 +226,10 @@ class Dispatcher:
         finished_at = self._clock()
         verdict = schedule.verdict(status_code)
         next_attempt_at: datetime | None = None
-        disable_reason: str | None = None
         if verdict is schedule.Verdict.succeeded:
             status = "succeeded"
         elif verdict is schedule.Verdict.gone:
-            status, disable_reason = "failed", "gone"
+            status = "failed"
         else:
             delay_seconds = schedule.next_delay_seconds(
                 claim.round_attempts_made + 1,
@@ -255,6 +254,7 @@ class Dispatcher:
             error=None if error is None else error[:ERROR_LENGTH_MAX],
             response_excerpt=excerpt,
         )
+        disabled = False
         async with self._sessions() as session, session.begin():
             recorded = await repository.record_attempt(
                 session,
@@ -263,9 +263,24 @@ class Dispatcher:
                 attempt=attempt,
                 status=status,
                 next_attempt_at=next_attempt_at,
-                disable_reason=disable_reason,
                 now=finished_at,
             )
+            if recorded and verdict is schedule.Verdict.gone:
+                # The receiver said the endpoint is gone: stop sending to it, and record
+                # that the system (not its owner) did so, in the same transaction.
+                disabled = await repository.disable_endpoint(
+                    session, endpoint_id=claim.endpoint_id, reason="gone", now=finished_at
+                )
+                if disabled:
+                    await repository.append_audit(
+                        session,
+                        service.endpoint_disabled_as_gone_event(
+                            endpoint_id=claim.endpoint_id,
+                            delivery_id=claim.delivery_id,
+                            event_id=claim.event_id,
+                            now=finished_at,
+                        ),
+                    )
         log.info(
             "webhook.attempt" if recorded else "webhook.attempt_discarded",
             delivery_id=str(claim.delivery_id),
@@ -280,7 +295,7 @@ class Dispatcher:
             delivery_status=status,
             next_attempt_at=None if next_attempt_at is None else next_attempt_at.isoformat(),
         )
-        if disable_reason is not None and recorded:
+        if disabled:
             log.warning(
                 "webhook_endpoint.disabled", endpoint_id=str(claim.endpoint_id), reason="gone"
             )

@@ -14,8 +14,9 @@ class EventNotFound(ProblemError):
 
 
 class InvalidRequest(ProblemError):
-    """Never raised here: kit answers a body or parameter that fails validation with this.
-    Listed so that routes can declare it next to their own 422 problems in OpenAPI."""
+    """The same problem kit answers a body or parameter failing validation with; raised
+    here for input only the route can judge (a customer naming an owner, an operator
+    naming none)."""
 
     status = 422
     slug = "invalid-request"

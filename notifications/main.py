@@ -12,11 +12,14 @@ import httpx
 from fastapi import FastAPI
 
 from kit.app import create_service_app
+from kit.audit import audit_router
+from kit.auth import TokenVerifier
 from kit.db import Database
 from notifications.api import router
 from notifications.config import Settings
 from notifications.dispatcher import Dispatcher, DispatcherOptions
 from notifications.mail import SmtpServer
+from notifications.models import AUDIT_EVENTS
 from notifications.service import WebhookRules
 from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
 
@@ -37,9 +40,12 @@ def create_app(
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     ssl_context: ssl.SSLContext | None = None,
     rng: random.Random | None = None,
+    token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """The service. Tests pass a `clock` they move, a stub `resolver`, a `network_backend`
-    that refuses to leave the machine, and an `ssl_context` trusting their receiver."""
+    that refuses to leave the machine, an `ssl_context` trusting their receiver, and a
+    `token_verifier` for their own issuer (else tokens verify against the issuer's JWKS,
+    `NOTIFICATIONS_AUTH_JWKS_URL`)."""
     settings = settings or Settings()  # read from the environment
     policy = TargetPolicy(
         allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
@@ -117,8 +123,9 @@ def create_app(
         version="0.2.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router],
+        routers=[router, audit_router(service="notifications", table=AUDIT_EVENTS)],
         lifespan=lifespan,
+        token_verifier=token_verifier,
     )
     app.state.clock = clock
     app.state.webhook_rules = WebhookRules(

@@ -19,9 +19,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from kit.audit import audit_table
+
 
 class Base(DeclarativeBase):
     pass
+
+
+# The service's tamper-evident audit trail (kit.audit): endpoint, delivery and contact changes.
+AUDIT_EVENTS = audit_table(Base.metadata)
 
 
 class EventRow(Base):

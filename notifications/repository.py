@@ -10,8 +10,11 @@ from sqlalchemy import delete, event, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.notifications import EventCreate
+from kit import audit
 from notifications.models import (
+    AUDIT_EVENTS,
     DeliveryAttemptRow,
     DeliveryRow,
     EmailContactRow,
@@ -27,6 +30,11 @@ PENDING = "pending"
 def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run `callback` once this session's transaction has committed (never on rollback)."""
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+async def append_audit(session: AsyncSession, event: AuditEventCreate) -> None:
+    """Record `event` in the caller's transaction: it commits or rolls back with the change."""
+    await audit.append(session, AUDIT_EVENTS, event)
 
 
 # --- events -------------------------------------------------------------------------
@@ -77,11 +85,17 @@ async def insert_endpoint(session: AsyncSession, row: WebhookEndpointRow) -> Non
 
 
 async def get_endpoint(
-    session: AsyncSession, *, endpoint_id: uuid.UUID, customer_id: str, for_update: bool = False
+    session: AsyncSession,
+    *,
+    endpoint_id: uuid.UUID,
+    customer_id: str | None,
+    for_update: bool = False,
 ) -> WebhookEndpointRow | None:
-    statement = select(WebhookEndpointRow).where(
-        WebhookEndpointRow.id == endpoint_id, WebhookEndpointRow.customer_id == customer_id
-    )
+    """The endpoint if `customer_id` owns it; `customer_id=None` (an operator reading) finds
+    anyone's."""
+    statement = select(WebhookEndpointRow).where(WebhookEndpointRow.id == endpoint_id)
+    if customer_id is not None:
+        statement = statement.where(WebhookEndpointRow.customer_id == customer_id)
     if for_update:
         statement = statement.with_for_update()
     return (await session.execute(statement)).scalar_one_or_none()
@@ -253,6 +267,7 @@ class ClaimedDelivery:
     round_attempts_made: int
     endpoint_id: uuid.UUID
     url: str
+    event_id: uuid.UUID
     event_type: str
     occurred_at: datetime
     data: dict[str, Any]
@@ -304,6 +319,7 @@ async def claim_deliveries(
                 DeliveryRow.id,
                 DeliveryRow.endpoint_id,
                 WebhookEndpointRow.url,
+                EventRow.id,
                 EventRow.type,
                 EventRow.occurred_at,
                 EventRow.data,
@@ -320,9 +336,10 @@ async def claim_deliveries(
             round_attempts_made=counts[row[0]][1],
             endpoint_id=row[1],
             url=row[2],
-            event_type=row[3],
-            occurred_at=row[4],
-            data=row[5],
+            event_id=row[3],
+            event_type=row[4],
+            occurred_at=row[5],
+            data=row[6],
         )
         for row in details
     ]
@@ -336,7 +353,6 @@ async def record_attempt(
     attempt: DeliveryAttemptRow,
     status: str,
     next_attempt_at: datetime | None,
-    disable_reason: str | None,
     now: datetime,
 ) -> bool:
     """Log an attempt and move its delivery on; False (nothing written) when the lease was
@@ -366,15 +382,24 @@ async def record_attempt(
     if endpoint_id is None:
         return False
     session.add(attempt)
-    if disable_reason is not None:
-        await session.execute(
-            update(WebhookEndpointRow)
-            .where(WebhookEndpointRow.id == endpoint_id)
-            .values(enabled=False, disabled_reason=disable_reason, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
     await session.flush()
     return True
+
+
+async def disable_endpoint(
+    session: AsyncSession, *, endpoint_id: uuid.UUID, reason: str, now: datetime
+) -> bool:
+    """Disable an enabled endpoint; False when it was disabled (or deleted) already."""
+    disabled = (
+        await session.execute(
+            update(WebhookEndpointRow)
+            .where(WebhookEndpointRow.id == endpoint_id, WebhookEndpointRow.enabled.is_(True))
+            .values(enabled=False, disabled_reason=reason, updated_at=now)
+            .returning(WebhookEndpointRow.id)
+            .execution_options(synchronize_session=False)
+        )
+    ).scalar_one_or_none()
+    return disabled is not None
 
 
 async def claim_emails(
@@ -472,21 +497,38 @@ async def list_deliveries(
     return [(row[0], row[1]) for row in (await session.execute(statement.limit(limit))).all()]
 
 
+@dataclass(frozen=True)
+class FoundDelivery:
+    row: DeliveryRow
+    event_type: str
+    event_data: dict[str, Any]
+    endpoint_enabled: bool
+
+
 async def get_delivery(
-    session: AsyncSession, *, delivery_id: uuid.UUID, customer_id: str, for_update: bool = False
-) -> tuple[DeliveryRow, str, bool] | None:
-    """A delivery of one of the customer's endpoints, its event type and whether the
-    endpoint is enabled; None when it does not exist or belongs to someone else."""
+    session: AsyncSession,
+    *,
+    delivery_id: uuid.UUID,
+    customer_id: str | None,
+    for_update: bool = False,
+) -> FoundDelivery | None:
+    """A delivery of one of the customer's endpoints, with its event and whether the
+    endpoint is enabled; None when it does not exist or belongs to someone else.
+    `customer_id=None` (an operator reading) finds anyone's."""
     statement = (
-        select(DeliveryRow, EventRow.type, WebhookEndpointRow.enabled)
+        select(DeliveryRow, EventRow.type, EventRow.data, WebhookEndpointRow.enabled)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
         .join(EventRow, EventRow.id == DeliveryRow.event_id)
-        .where(DeliveryRow.id == delivery_id, WebhookEndpointRow.customer_id == customer_id)
+        .where(DeliveryRow.id == delivery_id)
     )
+    if customer_id is not None:
+        statement = statement.where(WebhookEndpointRow.customer_id == customer_id)
     if for_update:
         statement = statement.with_for_update(of=DeliveryRow)
     row = (await session.execute(statement)).one_or_none()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    return FoundDelivery(row=row[0], event_type=row[1], event_data=row[2], endpoint_enabled=row[3])
 
 
 async def delivery_attempts(
@@ -502,6 +544,14 @@ async def delivery_attempts(
 
 
 # --- email contacts --------------------------------------------------------------------
+
+
+async def lock_customer_contact(session: AsyncSession, customer_id: str) -> None:
+    """Serialise changes of one customer's contact, so each audit event's `before` is exact."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"email-contact:{customer_id}"},
+    )
 
 
 async def upsert_email_contact(
@@ -524,12 +574,13 @@ async def get_email_contact(session: AsyncSession, customer_id: str) -> EmailCon
     return await session.get(EmailContactRow, customer_id)
 
 
-async def delete_email_contact(session: AsyncSession, customer_id: str) -> bool:
+async def delete_email_contact(session: AsyncSession, customer_id: str) -> str | None:
+    """The deleted address; None when the customer had none."""
     deleted = (
         await session.execute(
             delete(EmailContactRow)
             .where(EmailContactRow.customer_id == customer_id)
-            .returning(EmailContactRow.customer_id)
+            .returning(EmailContactRow.address)
         )
     ).scalar_one_or_none()
-    return deleted is not None
+    return deleted

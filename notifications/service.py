@@ -1,20 +1,25 @@
 """Use cases of the notifications service: events in, webhook endpoints, deliveries, contacts.
 
-The owner of an endpoint, delivery or contact is a `customer_id` argument of every use case;
-until tokens exist the API takes it as a parameter, later it will come from the principal.
+The owner of an endpoint, delivery or contact is the `customer_id` argument of every use
+case (the API takes it from the bearer token, never from the request). Changes take an
+`Actor` and write their audit event in the same transaction; reads by an operator take a
+`Viewer` that sees every owner's objects, and no change accepts one.
 """
 
 import base64
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import Identifier, Page
 from contracts.notifications import (
     DELIVERY_ATTEMPTS_SHOWN_MAX,
@@ -67,6 +72,109 @@ DISABLED_BY_OWNER: Final = "disabled"
 _customer_id: TypeAdapter[str] = TypeAdapter(Identifier)
 
 OnCommit = Callable[[], None]
+
+SUCCEEDED: Final = "succeeded"
+# The audit actor of what the dispatcher does on its own (e.g. disabling a gone endpoint).
+DISPATCHER_ACTOR_ID: Final = "notifications-dispatcher"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks for a change, as its audit event records them."""
+
+    actor_id: str
+    actor_type: ActorType
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose endpoints and deliveries a reader sees: one customer's, or (`customer_id`
+    None) an operator's view of every customer's. Reads only: changes take an owner."""
+
+    customer_id: str | None
+
+
+def _audit_event(
+    actor: Actor,
+    *,
+    action: str,
+    subject_type: str,
+    subject_id: uuid.UUID | str,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    transfer_id: uuid.UUID | None = None,
+    account_ids: Sequence[str] = (),
+) -> AuditEventCreate:
+    return AuditEventCreate(
+        id=uuid.uuid4(),
+        occurred_at=now,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        transfer_id=transfer_id,
+        account_ids=list(account_ids),
+        request_id=actor.request_id,
+        before=before,
+        after=after,
+        outcome=SUCCEEDED,
+    )
+
+
+def _url_summary(url: str) -> dict[str, str]:
+    """Where an endpoint points, for the audit trail: its origin and a fingerprint of the
+    whole URL. Never the URL itself: receivers often put a capability token in the path
+    or query (Slack-style hook URLs), and the audit trail keeps no secrets."""
+    parts = urlsplit(url)
+    return {
+        "url_origin": f"{parts.scheme}://{parts.netloc}",
+        "url_sha256": hashlib.sha256(url.encode()).hexdigest(),
+    }
+
+
+def _endpoint_summary(row: WebhookEndpointRow) -> dict[str, Any]:
+    return {
+        **_url_summary(row.url),
+        "event_types": list(row.event_types),
+        "description": row.description,
+        "enabled": row.enabled,
+        "disabled_reason": row.disabled_reason,
+    }
+
+
+def _transfer_of(data: dict[str, Any]) -> tuple[uuid.UUID | None, list[str]]:
+    """The transfer and accounts an event names, for the audit trail (None, [] if malformed)."""
+    try:
+        transfer = TransferEventData.model_validate(data)
+    except ValidationError:
+        return None, []
+    return transfer.transfer_id, [
+        str(transfer.source_account_id),
+        str(transfer.target_account_id),
+    ]
+
+
+def endpoint_disabled_as_gone_event(
+    *, endpoint_id: uuid.UUID, delivery_id: uuid.UUID, event_id: uuid.UUID, now: datetime
+) -> AuditEventCreate:
+    """The audit event of the dispatcher disabling an endpoint that answered 410 Gone."""
+    return _audit_event(
+        Actor(actor_id=DISPATCHER_ACTOR_ID, actor_type=ActorType.system),
+        action="webhook_endpoint.auto_disabled",
+        subject_type="webhook_endpoint",
+        subject_id=endpoint_id,
+        now=now,
+        before={"enabled": True},
+        after={
+            "enabled": False,
+            "disabled_reason": "gone",
+            "delivery_id": str(delivery_id),
+            "event_id": str(event_id),
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -239,8 +347,16 @@ async def _checked_url(url: str, rules: WebhookRules) -> str:
 async def _owned_endpoint(
     session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID, for_update: bool = False
 ) -> WebhookEndpointRow:
+    return await _visible_endpoint(
+        session, viewer=Viewer(customer_id), endpoint_id=endpoint_id, for_update=for_update
+    )
+
+
+async def _visible_endpoint(
+    session: AsyncSession, *, viewer: Viewer, endpoint_id: uuid.UUID, for_update: bool = False
+) -> WebhookEndpointRow:
     row = await repository.get_endpoint(
-        session, endpoint_id=endpoint_id, customer_id=customer_id, for_update=for_update
+        session, endpoint_id=endpoint_id, customer_id=viewer.customer_id, for_update=for_update
     )
     if row is None:
         # Someone else's endpoint is answered exactly like one that does not exist.
@@ -252,6 +368,7 @@ async def create_endpoint(
     session: AsyncSession,
     *,
     customer_id: str,
+    actor: Actor,
     request: WebhookEndpointCreate,
     rules: WebhookRules,
     now: datetime,
@@ -277,6 +394,17 @@ async def create_endpoint(
     await repository.insert_endpoint(session, row)
     secret = signing.new_secret()
     await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="webhook_endpoint.created",
+            subject_type="webhook_endpoint",
+            subject_id=row.id,
+            now=now,
+            after=_endpoint_summary(row),
+        ),
+    )
     log.info("webhook_endpoint.created", endpoint_id=str(row.id), customer_id=customer_id)
     return WebhookEndpointCreated(**_endpoint(row).model_dump(), secret=secret)
 
@@ -294,46 +422,75 @@ async def list_endpoints(
 
 
 async def get_endpoint(
-    session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID
+    session: AsyncSession, *, viewer: Viewer, endpoint_id: uuid.UUID
 ) -> WebhookEndpoint:
-    return _endpoint(
-        await _owned_endpoint(session, customer_id=customer_id, endpoint_id=endpoint_id)
-    )
+    return _endpoint(await _visible_endpoint(session, viewer=viewer, endpoint_id=endpoint_id))
 
 
 async def update_endpoint(
     session: AsyncSession,
     *,
     customer_id: str,
+    actor: Actor,
     endpoint_id: uuid.UUID,
     request: WebhookEndpointUpdate,
     rules: WebhookRules,
     now: datetime,
 ) -> WebhookEndpoint:
+    """Only the fields sent change; a request changing nothing writes nothing."""
     url = None if request.url is None else await _checked_url(request.url, rules)
     row = await _owned_endpoint(
         session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
     )
+    before = _endpoint_summary(row)
     if url is not None:
         row.url = url
     if request.event_types is not None:
         row.event_types = _event_types(request.event_types)
     if "description" in request.model_fields_set:
         row.description = request.description
+    after = _endpoint_summary(row)
+    if after == before:
+        return _endpoint(row)
     row.updated_at = now
     await repository.flush(session)
+    changed = sorted(key for key in after if after[key] != before[key])
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="webhook_endpoint.updated",
+            subject_type="webhook_endpoint",
+            subject_id=row.id,
+            now=now,
+            before={key: before[key] for key in changed},
+            after={key: after[key] for key in changed},
+        ),
+    )
     log.info("webhook_endpoint.updated", endpoint_id=str(row.id))
     return _endpoint(row)
 
 
 async def delete_endpoint(
-    session: AsyncSession, *, customer_id: str, endpoint_id: uuid.UUID
+    session: AsyncSession, *, customer_id: str, actor: Actor, endpoint_id: uuid.UUID, now: datetime
 ) -> None:
     """Deletes its secrets, deliveries and attempts too; pending deliveries are not sent."""
     row = await _owned_endpoint(
         session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
     )
+    before = _endpoint_summary(row)
     await repository.delete_endpoint(session, row.id)
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="webhook_endpoint.deleted",
+            subject_type="webhook_endpoint",
+            subject_id=endpoint_id,
+            now=now,
+            before=before,
+        ),
+    )
     log.info("webhook_endpoint.deleted", endpoint_id=str(endpoint_id))
 
 
@@ -341,20 +498,35 @@ async def set_endpoint_enabled(
     session: AsyncSession,
     *,
     customer_id: str,
+    actor: Actor,
     endpoint_id: uuid.UUID,
     enabled: bool,
     now: datetime,
     on_commit: OnCommit | None = None,
 ) -> WebhookEndpoint:
-    """Disabled: no new deliveries, pending ones wait. Enabled again: they resume."""
+    """Disabled: no new deliveries, pending ones wait. Enabled again: they resume.
+    Asking for the state it is in already changes (and records) nothing."""
     row = await _owned_endpoint(
         session, customer_id=customer_id, endpoint_id=endpoint_id, for_update=True
     )
     if row.enabled != enabled:
+        before = {"enabled": row.enabled, "disabled_reason": row.disabled_reason}
         row.enabled = enabled
         row.disabled_reason = None if enabled else DISABLED_BY_OWNER
         row.updated_at = now
         await repository.flush(session)
+        await repository.append_audit(
+            session,
+            _audit_event(
+                actor,
+                action="webhook_endpoint.enabled" if enabled else "webhook_endpoint.disabled",
+                subject_type="webhook_endpoint",
+                subject_id=row.id,
+                now=now,
+                before=before,
+                after={"enabled": row.enabled, "disabled_reason": row.disabled_reason},
+            ),
+        )
         log.info("webhook_endpoint.enabled_changed", endpoint_id=str(row.id), enabled=enabled)
         if enabled and on_commit is not None:
             repository.call_after_commit(session, on_commit)
@@ -365,6 +537,7 @@ async def rotate_secret(
     session: AsyncSession,
     *,
     customer_id: str,
+    actor: Actor,
     endpoint_id: uuid.UUID,
     grace_seconds: int | None,
     rules: WebhookRules,
@@ -393,6 +566,22 @@ async def rotate_secret(
     await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
     row.updated_at = now
     await repository.flush(session)
+    # Counts and times only: the audit trail never holds a secret, old or new.
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="webhook_endpoint.rotated",
+            subject_type="webhook_endpoint",
+            subject_id=row.id,
+            now=now,
+            before={"secrets_live": len(live)},
+            after={
+                "secrets_live": 1 + len(live[: SECRETS_LIVE_MAX - 1]),
+                "previous_secrets_expire_at": expires_at.isoformat(),
+            },
+        ),
+    )
     log.info("webhook_endpoint.secret_rotated", endpoint_id=str(row.id))
     return WebhookSecretRotated(
         endpoint_id=row.id, secret=secret, previous_secrets_expire_at=expires_at
@@ -434,7 +623,7 @@ def _attempt(row: DeliveryAttemptRow) -> DeliveryAttempt:
 async def list_deliveries(
     session: AsyncSession,
     *,
-    customer_id: str,
+    viewer: Viewer,
     endpoint_id: uuid.UUID,
     status: DeliveryStatus | None,
     limit: int,
@@ -442,7 +631,7 @@ async def list_deliveries(
 ) -> Page[Delivery]:
     """An endpoint's deliveries, newest first; `status=failed` lists what gave up."""
     before = None if cursor is None else decode_cursor(cursor)
-    await _owned_endpoint(session, customer_id=customer_id, endpoint_id=endpoint_id)
+    await _visible_endpoint(session, viewer=viewer, endpoint_id=endpoint_id)
     rows = await repository.list_deliveries(
         session,
         endpoint_id=endpoint_id,
@@ -460,17 +649,18 @@ async def list_deliveries(
 
 
 async def get_delivery(
-    session: AsyncSession, *, customer_id: str, delivery_id: uuid.UUID
+    session: AsyncSession, *, viewer: Viewer, delivery_id: uuid.UUID
 ) -> DeliveryDetail:
-    found = await repository.get_delivery(session, delivery_id=delivery_id, customer_id=customer_id)
+    found = await repository.get_delivery(
+        session, delivery_id=delivery_id, customer_id=viewer.customer_id
+    )
     if found is None:
         raise DeliveryNotFound(f"no delivery {delivery_id}")
-    row, event_type, _enabled = found
     attempts = await repository.delivery_attempts(
-        session, delivery_id=row.id, limit=DELIVERY_ATTEMPTS_SHOWN_MAX
+        session, delivery_id=found.row.id, limit=DELIVERY_ATTEMPTS_SHOWN_MAX
     )
     return DeliveryDetail(
-        **_delivery(row, event_type).model_dump(),
+        **_delivery(found.row, found.event_type).model_dump(),
         attempts=[_attempt(attempt) for attempt in attempts],
     )
 
@@ -479,6 +669,7 @@ async def redeliver(
     session: AsyncSession,
     *,
     customer_id: str,
+    actor: Actor,
     delivery_id: uuid.UUID,
     now: datetime,
     on_commit: OnCommit | None = None,
@@ -490,20 +681,40 @@ async def redeliver(
     )
     if found is None:
         raise DeliveryNotFound(f"no delivery {delivery_id}")
-    row, event_type, enabled = found
+    row = found.row
     if row.status == DeliveryStatus.pending:
         raise DeliveryPending("the delivery is still being attempted; wait for it to finish")
-    if not enabled:
+    if not found.endpoint_enabled:
         raise WebhookEndpointDisabled("enable the endpoint before redelivering to it")
+    before = {"status": row.status, "attempts_made": row.attempts_made}
     row.status = DeliveryStatus.pending.value
     row.round_attempts_made = 0
     row.next_attempt_at = now
     row.updated_at = now
     await repository.flush(session)
+    transfer_id, account_ids = _transfer_of(found.event_data)
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="delivery.redelivered",
+            subject_type="delivery",
+            subject_id=row.id,
+            now=now,
+            before=before,
+            after={
+                "status": row.status,
+                "endpoint_id": str(row.endpoint_id),
+                "event_id": str(row.event_id),
+            },
+            transfer_id=transfer_id,
+            account_ids=account_ids,
+        ),
+    )
     log.info("webhook_delivery.redelivery_requested", delivery_id=str(row.id))
     if on_commit is not None:
         repository.call_after_commit(session, on_commit)
-    return _delivery(row, event_type)
+    return _delivery(row, found.event_type)
 
 
 # --- email contacts ---------------------------------------------------------------------
@@ -514,12 +725,29 @@ def _contact(row: EmailContactRow) -> EmailContact:
 
 
 async def put_email_contact(
-    session: AsyncSession, *, customer_id: str, address: str, now: datetime
+    session: AsyncSession, *, customer_id: str, actor: Actor, address: str, now: datetime
 ) -> EmailContact:
     """Where the customer's transfer emails go from now on (emails already composed keep
-    their address)."""
+    their address). The address it has already changes (and records) nothing."""
+    await repository.lock_customer_contact(session, customer_id)
+    existing = await repository.get_email_contact(session, customer_id)
+    if existing is not None and existing.address == address:
+        return _contact(existing)
+    before = None if existing is None else {"address": existing.address}
     row = await repository.upsert_email_contact(
         session, customer_id=customer_id, address=address, now=now
+    )
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="email_contact.changed",
+            subject_type="email_contact",
+            subject_id=customer_id,
+            now=now,
+            before=before,
+            after={"address": row.address},
+        ),
     )
     log.info("email_contact.saved", customer_id=customer_id)
     return _contact(row)
@@ -532,9 +760,24 @@ async def get_email_contact(session: AsyncSession, *, customer_id: str) -> Email
     return _contact(row)
 
 
-async def delete_email_contact(session: AsyncSession, *, customer_id: str) -> None:
-    if not await repository.delete_email_contact(session, customer_id):
+async def delete_email_contact(
+    session: AsyncSession, *, customer_id: str, actor: Actor, now: datetime
+) -> None:
+    await repository.lock_customer_contact(session, customer_id)
+    address = await repository.delete_email_contact(session, customer_id)
+    if address is None:
         raise EmailContactNotFound(f"customer {customer_id} has no email contact")
+    await repository.append_audit(
+        session,
+        _audit_event(
+            actor,
+            action="email_contact.deleted",
+            subject_type="email_contact",
+            subject_id=customer_id,
+            now=now,
+            before={"address": address},
+        ),
+    )
     log.info("email_contact.deleted", customer_id=customer_id)
 
 

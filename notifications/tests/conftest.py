@@ -12,6 +12,7 @@ from kit.testing import app_client
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH, create_app
 from notifications.tests.support import (
+    ISSUER,
     PUBLIC_ADDRESS,
     PUBLIC_HOST,
     Clock,
@@ -69,6 +70,7 @@ def make_app(
             network_backend=network,
             ssl_context=ssl_context,
             rng=random.Random(7),
+            token_verifier=ISSUER.verifier,
         )
 
     return make

@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.types import Receive, Scope, Send
 
+from contracts.auth import PrincipalKind
+from contracts.auth import Scope as AuthScope
+from kit.testing import TestIssuer
 from notifications.ssrf import IPAddress
 
 # A public address (it is example.com's); the test network routes it to a local server.
@@ -63,6 +66,32 @@ async def wait_for(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or probe}")
         await asyncio.sleep(0.02)
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+# One issuer for the whole test session (an RSA key is slow to make); every app verifies
+# its tokens (conftest passes `ISSUER.verifier`).
+ISSUER = TestIssuer()
+
+
+def as_customer(customer_id: str) -> dict[str, str]:
+    """Headers of a customer holding every customer scope (webhooks:manage among them)."""
+    return ISSUER.customer(customer_id)
+
+
+def as_worker() -> dict[str, str]:
+    """Headers of the saga's worker (notifications:publish)."""
+    return ISSUER.worker()
+
+
+def as_operator(operator_id: str = "operator-1") -> dict[str, str]:
+    """Headers of an operator (accounts:admin, audit:read, ...)."""
+    return ISSUER.operator(operator_id)
+
+
+def as_principal(subject: str, kind: PrincipalKind, *scopes: AuthScope) -> dict[str, str]:
+    return ISSUER.headers(subject, kind, frozenset(scopes))
 
 
 # --- resolving and connecting ------------------------------------------------------------

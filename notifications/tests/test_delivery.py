@@ -5,7 +5,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +14,7 @@ import standardwebhooks.webhooks
 from fastapi import FastAPI
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from contracts.notifications import EventType, TransferEventData
 from kit.db import Database
 from kit.settings import to_asyncpg_url
 from kit.testing import app_client, assert_problem
@@ -29,6 +30,8 @@ from notifications.tests.support import (
     ReceivedRequest,
     Reply,
     StubResolver,
+    as_customer,
+    as_worker,
     running_receiver,
     transfer_event,
     wait_for,
@@ -78,7 +81,7 @@ async def register(
 ) -> dict[str, Any]:
     response = await client.post(
         "/v1/webhook-endpoints",
-        params={"customer_id": customer_id},
+        headers=as_customer(customer_id),
         json={"url": url, "event_types": list(event_types)},
     )
     assert response.status_code == 201, response.text
@@ -88,7 +91,7 @@ async def register(
 
 async def publish(client: httpx.AsyncClient, **kwargs: Any) -> dict[str, Any]:
     event = transfer_event(**kwargs)
-    response = await client.post("/v1/events", json=event)
+    response = await client.post("/v1/events", json=event, headers=as_worker())
     assert response.status_code == 201, response.text
     return event
 
@@ -99,10 +102,11 @@ async def deliveries(
     *,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    params = {"customer_id": endpoint["customer_id"]}
-    if status is not None:
-        params["status"] = status
-    response = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", params=params)
+    response = await client.get(
+        f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+        headers=as_customer(endpoint["customer_id"]),
+        params={} if status is None else {"status": status},
+    )
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
@@ -111,7 +115,7 @@ async def deliveries(
 async def only_delivery(client: httpx.AsyncClient, endpoint: dict[str, Any]) -> dict[str, Any]:
     [delivery] = await deliveries(client, endpoint)
     response = await client.get(
-        f"/v1/deliveries/{delivery['id']}", params={"customer_id": endpoint["customer_id"]}
+        f"/v1/deliveries/{delivery['id']}", headers=as_customer(endpoint["customer_id"])
     )
     assert response.status_code == 200, response.text
     detail: dict[str, Any] = response.json()
@@ -127,7 +131,7 @@ class TestOutbox:
         other_type = await register(client, url, event_types=("transfer.declined",))
         disabled = await register(client, url)
         await client.post(
-            f"/v1/webhook-endpoints/{disabled['id']}/disable", params={"customer_id": "alice"}
+            f"/v1/webhook-endpoints/{disabled['id']}/disable", headers=as_customer("alice")
         )
         target = await register(client, url, customer_id="bob")
         stranger = await register(client, url, customer_id="mallory")
@@ -157,11 +161,54 @@ class TestOutbox:
         assert len(await deliveries(client, source)) == 3
         assert await deliveries(client, target) == []
 
+    async def test_routes_by_the_customer_ids_the_saga_sends(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """Customer ids are token subjects (UUIDs); the saga names the two accounts' owners
+        in the event data, shaped as TransferEventData, and only those hear of it."""
+        source, target, stranger = (str(uuid.uuid4()) for _ in range(3))
+        every_type = tuple(member.value for member in EventType)
+        endpoints = {
+            customer: await register(
+                client, "https://hooks.example.test/hook", customer_id=customer,
+                event_types=every_type,
+            )
+            for customer in (source, target, stranger)
+        }  # fmt: skip
+        for event_type in (EventType.transfer_created, EventType.transfer_completed):
+            data = TransferEventData(
+                transfer_id=uuid.uuid4(),
+                status=event_type.value.removeprefix("transfer."),
+                amount_minor=1999,
+                currency="EUR",
+                source_account_id=uuid.uuid4(),
+                target_account_id=uuid.uuid4(),
+                source_customer_id=source,
+                target_customer_id=target,
+            )
+            body = {
+                "id": str(uuid.uuid4()),
+                "type": event_type.value,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "data": data.model_dump(mode="json", exclude_none=True),
+            }
+            response = await client.post("/v1/events", json=body, headers=as_worker())
+            assert response.status_code == 201, response.text
+        received = {
+            customer: sorted(item["event_type"] for item in await deliveries(client, endpoint))
+            for customer, endpoint in endpoints.items()
+        }
+        assert received == {
+            source: ["transfer.completed", "transfer.created"],
+            target: ["transfer.completed"],
+            stranger: [],
+        }
+
     async def test_a_replayed_event_writes_nothing_more(self, client: httpx.AsyncClient) -> None:
         endpoint = await register(client, "https://hooks.example.test/hook")
         event = transfer_event()
-        assert (await client.post("/v1/events", json=event)).status_code == 201
-        assert (await client.post("/v1/events", json=event)).status_code == 200
+        assert (await client.post("/v1/events", json=event, headers=as_worker())).status_code == 201
+        assert (await client.post("/v1/events", json=event, headers=as_worker())).status_code == 200
         assert len(await deliveries(client, endpoint)) == 1
 
     async def test_an_event_naming_no_customer_goes_nowhere(
@@ -207,7 +254,7 @@ class TestDispatch:
             old_secret = endpoint["secret"]
             rotated = await client.post(
                 f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
-                params={"customer_id": "alice"},
+                headers=as_customer("alice"),
                 json={"grace_seconds": 2 * HOURS},
             )
             new_secret = rotated.json()["secret"]
@@ -236,7 +283,7 @@ class TestDispatch:
             for _ in range(4):
                 await client.post(
                     f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
-                    params={"customer_id": "alice"},
+                    headers=as_customer("alice"),
                 )
             await publish(client)
             await app.state.dispatcher.run_once()
@@ -270,7 +317,7 @@ class TestDispatch:
             assert delivery["next_attempt_at"] is None
             assert delivery["attempts"][0]["outcome"] == "gone"
             fetched = await client.get(
-                f"/v1/webhook-endpoints/{endpoint['id']}", params={"customer_id": "alice"}
+                f"/v1/webhook-endpoints/{endpoint['id']}", headers=as_customer("alice")
             )
             assert fetched.json()["enabled"] is False
             assert fetched.json()["disabled_reason"] == "gone"
@@ -278,7 +325,7 @@ class TestDispatch:
             await publish(client)
             assert len(await deliveries(client, endpoint)) == 1, "nothing new for a gone endpoint"
             await client.post(
-                f"/v1/webhook-endpoints/{endpoint['id']}/enable", params={"customer_id": "alice"}
+                f"/v1/webhook-endpoints/{endpoint['id']}/enable", headers=as_customer("alice")
             )
             await publish(client)
             assert await app.state.dispatcher.run_once() == 1
@@ -359,7 +406,7 @@ class TestDispatch:
             endpoint = await register(client, receiver.url())
             await publish(client)
             await client.delete(
-                f"/v1/webhook-endpoints/{endpoint['id']}", params={"customer_id": "alice"}
+                f"/v1/webhook-endpoints/{endpoint['id']}", headers=as_customer("alice")
             )
             assert await app.state.dispatcher.run_once() == 0
         assert receiver.requests == []
@@ -400,7 +447,7 @@ class TestRedeliver:
             await app.state.dispatcher.run_once()
             delivery = await only_delivery(client, endpoint)
             response = await client.post(
-                f"/v1/deliveries/{delivery['id']}/redeliver", params={"customer_id": "alice"}
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
             assert response.status_code == 202, response.text
             assert response.json()["status"] == "pending"
@@ -425,7 +472,7 @@ class TestRedeliver:
             delivery = await only_delivery(client, endpoint)
             assert delivery["status"] == "failed"
             await client.post(
-                f"/v1/deliveries/{delivery['id']}/redeliver", params={"customer_id": "alice"}
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
             await app.state.dispatcher.run_once()
             again = await only_delivery(client, endpoint)
@@ -438,7 +485,7 @@ class TestRedeliver:
         await publish(client)
         [delivery] = await deliveries(client, endpoint)
         response = await client.post(
-            f"/v1/deliveries/{delivery['id']}/redeliver", params={"customer_id": "alice"}
+            f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
         )
         assert_problem(response, 409, "delivery-pending")
 
@@ -449,10 +496,10 @@ class TestRedeliver:
             await app.state.dispatcher.run_once()
             [delivery] = await deliveries(client, endpoint)
             await client.post(
-                f"/v1/webhook-endpoints/{endpoint['id']}/disable", params={"customer_id": "alice"}
+                f"/v1/webhook-endpoints/{endpoint['id']}/disable", headers=as_customer("alice")
             )
             response = await client.post(
-                f"/v1/deliveries/{delivery['id']}/redeliver", params={"customer_id": "alice"}
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
         assert_problem(response, 409, "webhook-endpoint-disabled")
 
@@ -465,10 +512,10 @@ class TestRedeliver:
             f"/v1/deliveries/{delivery['id']}/redeliver",
         ):
             method = client.get if path.endswith(delivery["id"]) else client.post
-            response = await method(path, params={"customer_id": "mallory"})
+            response = await method(path, headers=as_customer("mallory"))
             assert_problem(response, 404, "delivery-not-found")
         listed = await client.get(
-            f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", params={"customer_id": "mallory"}
+            f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=as_customer("mallory")
         )
         assert_problem(listed, 404, "webhook-endpoint-not-found")
 
@@ -494,7 +541,8 @@ class TestConcurrentDispatchers:
                 handled = await asyncio.gather(_drain(first), _drain(second))
             listed = await client.get(
                 f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
-                params={"customer_id": "alice", "limit": 100},
+                headers=as_customer("alice"),
+                params={"limit": 100},
             )
         assert sum(handled) == 40
         assert all(count > 0 for count in handled), f"both dispatchers worked: {handled}"
@@ -564,7 +612,6 @@ class TestConcurrentDispatchers:
                     ),
                     status="pending",
                     next_attempt_at=clock.now,
-                    disable_reason=None,
                     now=clock.now,
                 )
             delivery = await only_delivery(client, endpoint)

@@ -22,7 +22,7 @@ from kit.testing import app_client, assert_problem
 from notifications import mail
 from notifications.models import EmailMessageRow
 from notifications.tests.conftest import AppFactory
-from notifications.tests.support import Clock, transfer_event, wait_until
+from notifications.tests.support import Clock, as_customer, as_worker, transfer_event, wait_until
 
 
 class Mailbox:
@@ -78,7 +78,7 @@ def email_settings(port: int) -> dict[str, Any]:
 
 async def put_contact(client: httpx.AsyncClient, customer_id: str, address: str) -> None:
     response = await client.put(
-        "/v1/email-contact", params={"customer_id": customer_id}, json={"address": address}
+        "/v1/email-contact", headers=as_customer(customer_id), json={"address": address}
     )
     assert response.status_code == 200, response.text
 
@@ -93,17 +93,17 @@ class TestEmailContact:
     async def test_valid(self, client: httpx.AsyncClient) -> None:
         await put_contact(client, "alice", "alice@example.test")
         await put_contact(client, "alice", "alice@work.example.test")
-        response = await client.get("/v1/email-contact", params={"customer_id": "alice"})
+        response = await client.get("/v1/email-contact", headers=as_customer("alice"))
         assert response.status_code == 200
         assert response.json()["address"] == "alice@work.example.test"
-        deleted = await client.delete("/v1/email-contact", params={"customer_id": "alice"})
+        deleted = await client.delete("/v1/email-contact", headers=as_customer("alice"))
         assert deleted.status_code == 204
-        missing = await client.get("/v1/email-contact", params={"customer_id": "alice"})
+        missing = await client.get("/v1/email-contact", headers=as_customer("alice"))
         assert_problem(missing, 404, "email-contact-not-found")
 
     async def test_each_customer_sees_only_their_own(self, client: httpx.AsyncClient) -> None:
         await put_contact(client, "alice", "alice@example.test")
-        response = await client.get("/v1/email-contact", params={"customer_id": "mallory"})
+        response = await client.get("/v1/email-contact", headers=as_customer("mallory"))
         assert_problem(response, 404, "email-contact-not-found")
 
     @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ class TestEmailContact:
     )
     async def test_malformed_address(self, client: httpx.AsyncClient, address: str) -> None:
         response = await client.put(
-            "/v1/email-contact", params={"customer_id": "alice"}, json={"address": address}
+            "/v1/email-contact", headers=as_customer("alice"), json={"address": address}
         )
         assert_problem(response, 422, "invalid-request")
 
@@ -166,7 +166,9 @@ class TestSending:
                 await put_contact(client, "alice", "alice@example.test")
                 await put_contact(client, "bob", "bob@example.test")
                 event = transfer_event(amount_minor=2550, currency="EUR")
-                assert (await client.post("/v1/events", json=event)).status_code == 201
+                assert (
+                    await client.post("/v1/events", json=event, headers=as_worker())
+                ).status_code == 201
                 assert await app.state.dispatcher.run_once() == 2
                 await wait_until(lambda: len(mailbox.messages) == 2, what="two emails")
                 rows = await stored_emails(app)
@@ -196,7 +198,9 @@ class TestSending:
             await put_contact(client, "bob", "bob@example.test")
             for event_type in ("transfer.created", "transfer.in_review", "transfer.declined"):
                 body = transfer_event(event_type)
-                assert (await client.post("/v1/events", json=body)).status_code == 201
+                assert (
+                    await client.post("/v1/events", json=body, headers=as_worker())
+                ).status_code == 201
             rows = await stored_emails(app)
         assert [(row.recipient, row.subject) for row in rows] == [
             ("alice@example.test", "Your transfer of 25.50 EUR was declined")
@@ -205,14 +209,18 @@ class TestSending:
     async def test_no_contact_no_email(self, make_app: AppFactory) -> None:
         app = make_app(**email_settings(free_loopback_port()))
         async with app_client(app) as client:
-            assert (await client.post("/v1/events", json=transfer_event())).status_code == 201
+            assert (
+                await client.post("/v1/events", json=transfer_event(), headers=as_worker())
+            ).status_code == 201
             assert await stored_emails(app) == []
 
     async def test_without_an_smtp_server_no_email_is_composed(self, make_app: AppFactory) -> None:
         app = make_app(dispatcher_enabled=False)
         async with app_client(app) as client:
             await put_contact(client, "alice", "alice@example.test")
-            assert (await client.post("/v1/events", json=transfer_event())).status_code == 201
+            assert (
+                await client.post("/v1/events", json=transfer_event(), headers=as_worker())
+            ).status_code == 201
             assert await stored_emails(app) == []
 
     async def test_an_smtp_outage_is_retried_and_nothing_is_lost(
@@ -223,7 +231,9 @@ class TestSending:
         async with app_client(app) as client:
             await put_contact(client, "alice", "alice@example.test")
             event = transfer_event(target_customer_id=None)
-            assert (await client.post("/v1/events", json=event)).status_code == 201
+            assert (
+                await client.post("/v1/events", json=event, headers=as_worker())
+            ).status_code == 201
             assert await app.state.dispatcher.run_once() == 1  # nobody listens on the port
             [pending] = await stored_emails(app)
             assert pending.status == "pending"

@@ -8,7 +8,7 @@ import httpx
 
 from kit.testing import app_client, assert_problem
 from notifications.tests.conftest import AppFactory
-from notifications.tests.support import PUBLIC_HOST, Clock
+from notifications.tests.support import PUBLIC_HOST, Clock, as_customer
 
 URL = f"https://{PUBLIC_HOST}/sagabank"
 
@@ -18,7 +18,7 @@ async def create(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"url": URL, "event_types": ["transfer.completed"], **overrides}
     response = await client.post(
-        "/v1/webhook-endpoints", params={"customer_id": customer_id}, json=body
+        "/v1/webhook-endpoints", headers=as_customer(customer_id), json=body
     )
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
@@ -39,7 +39,7 @@ class TestCreateEndpoint:
         assert created["enabled"] is True
         assert created["secret"].startswith("whsec_")
         fetched = await client.get(
-            f"/v1/webhook-endpoints/{created['id']}", params={"customer_id": "alice"}
+            f"/v1/webhook-endpoints/{created['id']}", headers=as_customer("alice")
         )
         assert fetched.status_code == 200
         assert "secret" not in fetched.json(), "the secret is shown once, at creation"
@@ -48,16 +48,16 @@ class TestCreateEndpoint:
         first, second = await create(client), await create(client)
         assert first["secret"] != second["secret"]
 
-    async def test_owner_required(self, client: httpx.AsyncClient) -> None:
+    async def test_anonymous(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/v1/webhook-endpoints", json={"url": URL, "event_types": ["transfer.completed"]}
         )
-        assert_problem(response, 422, "invalid-request")
+        assert_problem(response, 401, "unauthorized")
 
     async def test_no_event_types_is_malformed(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/v1/webhook-endpoints",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"url": URL, "event_types": []},
         )
         assert_problem(response, 422, "invalid-request")
@@ -65,7 +65,7 @@ class TestCreateEndpoint:
     async def test_unknown_field_refused(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/v1/webhook-endpoints",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"url": URL, "event_types": ["transfer.completed"], "enabled": False},
         )
         assert_problem(response, 422, "invalid-request")
@@ -73,7 +73,7 @@ class TestCreateEndpoint:
     async def test_http_refused_in_production(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/v1/webhook-endpoints",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"url": f"http://{PUBLIC_HOST}/x", "event_types": ["transfer.completed"]},
         )
         body = assert_problem(response, 400, "webhook-url-not-allowed")
@@ -82,7 +82,7 @@ class TestCreateEndpoint:
     async def test_unresolvable_name_refused(self, client: httpx.AsyncClient) -> None:
         response = await client.post(
             "/v1/webhook-endpoints",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"url": "https://nowhere.example.test/", "event_types": ["transfer.completed"]},
         )
         assert_problem(response, 400, "webhook-url-not-allowed")
@@ -95,7 +95,7 @@ class TestCreateEndpoint:
             await create(client)
             response = await client.post(
                 "/v1/webhook-endpoints",
-                params={"customer_id": "alice"},
+                headers=as_customer("alice"),
                 json={"url": URL, "event_types": ["transfer.completed"]},
             )
             assert_problem(response, 409, "webhook-endpoint-limit-reached")
@@ -112,27 +112,28 @@ class TestListEndpoints:
             clock.advance(1)
         await create(client, customer_id="mallory")
         first = await client.get(
-            "/v1/webhook-endpoints", params={"customer_id": "alice", "limit": 2}
+            "/v1/webhook-endpoints", headers=as_customer("alice"), params={"limit": 2}
         )
         assert first.status_code == 200
         page = first.json()
         assert [item["id"] for item in page["items"]] == ids[:2]
         second = await client.get(
             "/v1/webhook-endpoints",
-            params={"customer_id": "alice", "limit": 2, "cursor": page["next_cursor"]},
+            headers=as_customer("alice"),
+            params={"limit": 2, "cursor": page["next_cursor"]},
         )
         assert [item["id"] for item in second.json()["items"]] == ids[2:]
         assert second.json()["next_cursor"] is None
 
     async def test_limit_capped(self, client: httpx.AsyncClient) -> None:
         response = await client.get(
-            "/v1/webhook-endpoints", params={"customer_id": "alice", "limit": 501}
+            "/v1/webhook-endpoints", headers=as_customer("alice"), params={"limit": 501}
         )
         assert_problem(response, 422, "invalid-request")
 
     async def test_malformed_cursor(self, client: httpx.AsyncClient) -> None:
         response = await client.get(
-            "/v1/webhook-endpoints", params={"customer_id": "alice", "cursor": "not-a-cursor"}
+            "/v1/webhook-endpoints", headers=as_customer("alice"), params={"cursor": "not-a-cursor"}
         )
         assert_problem(response, 422, "invalid-cursor")
 
@@ -141,13 +142,13 @@ class TestGetEndpoint:
     async def test_foreign_object(self, client: httpx.AsyncClient) -> None:
         created = await create(client)
         response = await client.get(
-            f"/v1/webhook-endpoints/{created['id']}", params={"customer_id": "mallory"}
+            f"/v1/webhook-endpoints/{created['id']}", headers=as_customer("mallory")
         )
         assert_problem(response, 404, "webhook-endpoint-not-found")
 
     async def test_missing(self, client: httpx.AsyncClient) -> None:
         response = await client.get(
-            f"/v1/webhook-endpoints/{uuid.uuid4()}", params={"customer_id": "alice"}
+            f"/v1/webhook-endpoints/{uuid.uuid4()}", headers=as_customer("alice")
         )
         assert_problem(response, 404, "webhook-endpoint-not-found")
 
@@ -157,7 +158,7 @@ class TestUpdateEndpoint:
         created = await create(client, description="old")
         response = await client.patch(
             f"/v1/webhook-endpoints/{created['id']}",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"event_types": ["transfer.created", "transfer.expired"], "description": None},
         )
         assert response.status_code == 200, response.text
@@ -170,12 +171,12 @@ class TestUpdateEndpoint:
         created = await create(client)
         response = await client.patch(
             f"/v1/webhook-endpoints/{created['id']}",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"url": "https://169.254.169.254/latest/meta-data/"},
         )
         assert_problem(response, 400, "webhook-url-not-allowed")
         fetched = await client.get(
-            f"/v1/webhook-endpoints/{created['id']}", params={"customer_id": "alice"}
+            f"/v1/webhook-endpoints/{created['id']}", headers=as_customer("alice")
         )
         assert fetched.json()["url"] == URL
 
@@ -183,7 +184,7 @@ class TestUpdateEndpoint:
         created = await create(client)
         response = await client.patch(
             f"/v1/webhook-endpoints/{created['id']}",
-            params={"customer_id": "mallory"},
+            headers=as_customer("mallory"),
             json={"description": "mine now"},
         )
         assert_problem(response, 404, "webhook-endpoint-not-found")
@@ -193,10 +194,10 @@ class TestDeleteEndpoint:
     async def test_valid(self, client: httpx.AsyncClient) -> None:
         created = await create(client)
         path = f"/v1/webhook-endpoints/{created['id']}"
-        response = await client.delete(path, params={"customer_id": "alice"})
+        response = await client.delete(path, headers=as_customer("alice"))
         assert response.status_code == 204
         assert_problem(
-            await client.get(path, params={"customer_id": "alice"}),
+            await client.get(path, headers=as_customer("alice")),
             404,
             "webhook-endpoint-not-found",
         )
@@ -204,29 +205,29 @@ class TestDeleteEndpoint:
     async def test_foreign_object(self, client: httpx.AsyncClient) -> None:
         created = await create(client)
         path = f"/v1/webhook-endpoints/{created['id']}"
-        response = await client.delete(path, params={"customer_id": "mallory"})
+        response = await client.delete(path, headers=as_customer("mallory"))
         assert_problem(response, 404, "webhook-endpoint-not-found")
-        assert (await client.get(path, params={"customer_id": "alice"})).status_code == 200
+        assert (await client.get(path, headers=as_customer("alice"))).status_code == 200
 
 
 class TestDisableEnable:
     async def test_valid(self, client: httpx.AsyncClient) -> None:
         created = await create(client)
         path = f"/v1/webhook-endpoints/{created['id']}"
-        disabled = await client.post(f"{path}/disable", params={"customer_id": "alice"})
+        disabled = await client.post(f"{path}/disable", headers=as_customer("alice"))
         assert disabled.status_code == 200
         assert disabled.json()["enabled"] is False
         assert disabled.json()["disabled_reason"] == "disabled"
-        enabled = await client.post(f"{path}/enable", params={"customer_id": "alice"})
+        enabled = await client.post(f"{path}/enable", headers=as_customer("alice"))
         assert enabled.json()["enabled"] is True
         assert enabled.json()["disabled_reason"] is None
 
     async def test_foreign_object(self, client: httpx.AsyncClient) -> None:
         created = await create(client)
         path = f"/v1/webhook-endpoints/{created['id']}"
-        response = await client.post(f"{path}/disable", params={"customer_id": "mallory"})
+        response = await client.post(f"{path}/disable", headers=as_customer("mallory"))
         assert_problem(response, 404, "webhook-endpoint-not-found")
-        assert (await client.get(path, params={"customer_id": "alice"})).json()["enabled"]
+        assert (await client.get(path, headers=as_customer("alice"))).json()["enabled"]
 
 
 class TestRotateSecret:
@@ -234,7 +235,7 @@ class TestRotateSecret:
         created = await create(client)
         response = await client.post(
             f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"grace_seconds": 3600},
         )
         assert response.status_code == 200, response.text
@@ -248,7 +249,7 @@ class TestRotateSecret:
         created = await create(client)
         response = await client.post(
             f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-            params={"customer_id": "alice"},
+            headers=as_customer("alice"),
             json={"grace_seconds": 8 * 24 * 3600},
         )
         assert_problem(response, 422, "invalid-request")
@@ -257,6 +258,6 @@ class TestRotateSecret:
         created = await create(client)
         response = await client.post(
             f"/v1/webhook-endpoints/{created['id']}/rotate-secret",
-            params={"customer_id": "mallory"},
+            headers=as_customer("mallory"),
         )
         assert_problem(response, 404, "webhook-endpoint-not-found")

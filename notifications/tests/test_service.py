@@ -45,6 +45,9 @@ class TestService:
             "/v1/deliveries/{delivery_id}",
             "/v1/deliveries/{delivery_id}/redeliver",
             "/v1/email-contact",
+            "/v1/admin/audit-events",
+            "/v1/admin/audit-events/verify",
+            "/v1/admin/audit-events/export",
         }
         assert {"201", "400", "409", "422"} <= set(
             paths["/v1/webhook-endpoints"]["post"]["responses"]
@@ -52,6 +55,28 @@ class TestService:
         assert {"202", "404", "409"} <= set(
             paths["/v1/deliveries/{delivery_id}/redeliver"]["post"]["responses"]
         )
+
+    async def test_openapi_shows_every_protected_operation_needs_a_bearer_token(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+        operations = [
+            (method, path, operation)
+            for path, by_method in paths.items()
+            if path not in {"/healthz", "/readyz"}
+            for method, operation in by_method.items()
+        ]
+        assert [
+            (m, path) for m, path, operation in operations if not operation.get("security")
+        ] == []
+        # The service's own routes also document their 401/403 (the audit routes are kit's).
+        undocumented = [
+            (method, path)
+            for method, path, operation in operations
+            if not path.startswith("/v1/admin/")
+            and not {"401", "403"} <= set(operation["responses"])
+        ]
+        assert undocumented == []
 
 
 class TestSettings:

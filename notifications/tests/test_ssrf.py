@@ -34,6 +34,8 @@ from notifications.tests.support import (
     LoopbackNetwork,
     Reply,
     StubResolver,
+    as_customer,
+    as_worker,
     running_receiver,
     self_signed_certificate,
     transfer_event,
@@ -193,7 +195,7 @@ class TestRegistrationEndpoint:
         for url in REFUSED_URLS:
             response = await client.post(
                 "/v1/webhook-endpoints",
-                params={"customer_id": "alice"},
+                headers=as_customer("alice"),
                 json={"url": url, "event_types": ["transfer.completed"]},
             )
             if response.status_code != 400:
@@ -201,7 +203,7 @@ class TestRegistrationEndpoint:
             else:
                 assert_problem(response, 400, "webhook-url-not-allowed")
         assert accepted == []
-        listed = await client.get("/v1/webhook-endpoints", params={"customer_id": "alice"})
+        listed = await client.get("/v1/webhook-endpoints", headers=as_customer("alice"))
         assert listed.json()["items"] == []
 
 
@@ -232,13 +234,11 @@ async def _store_endpoint(app: FastAPI, url: str, clock: Clock) -> uuid.UUID:
 async def _attempts(client: httpx.AsyncClient, endpoint_id: uuid.UUID) -> list[dict[str, Any]]:
     """The first attempt of each of the endpoint's deliveries, newest delivery first."""
     listed = await client.get(
-        f"/v1/webhook-endpoints/{endpoint_id}/deliveries", params={"customer_id": "alice"}
+        f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=as_customer("alice")
     )
     attempts = []
     for delivery in listed.json()["items"]:
-        detail = await client.get(
-            f"/v1/deliveries/{delivery['id']}", params={"customer_id": "alice"}
-        )
+        detail = await client.get(f"/v1/deliveries/{delivery['id']}", headers=as_customer("alice"))
         assert detail.json()["status"] == "pending", "a refused attempt is retried on schedule"
         [attempt] = detail.json()["attempts"]
         attempts.append(attempt)
@@ -253,13 +253,15 @@ class TestDeliveryCheck:
         async with app_client(app) as client:
             created = await client.post(
                 "/v1/webhook-endpoints",
-                params={"customer_id": "alice"},
+                headers=as_customer("alice"),
                 json={"url": f"https://{PUBLIC_HOST}/hook", "event_types": ["transfer.completed"]},
             )
             assert created.status_code == 201, created.text
             for address in REBOUND_ADDRESSES:  # DNS rebinding: the name now points inside
                 resolver.point(PUBLIC_HOST, address)
-                assert (await client.post("/v1/events", json=transfer_event())).status_code == 201
+                assert (
+                    await client.post("/v1/events", json=transfer_event(), headers=as_worker())
+                ).status_code == 201
                 assert await app.state.dispatcher.run_once() == 1
             attempts = await _attempts(client, created.json()["id"])
         assert len(attempts) == len(REBOUND_ADDRESSES)
@@ -278,7 +280,9 @@ class TestDeliveryCheck:
         app = make_app(dispatcher_enabled=False)
         async with app_client(app) as client:
             endpoint_ids = [await _store_endpoint(app, url, clock) for url in urls]
-            assert (await client.post("/v1/events", json=transfer_event())).status_code == 201
+            assert (
+                await client.post("/v1/events", json=transfer_event(), headers=as_worker())
+            ).status_code == 201
             assert await app.state.dispatcher.run_once() == len(urls)
             attempts = [(await _attempts(client, endpoint_id))[0] for endpoint_id in endpoint_ids]
         for url, attempt in zip(urls, attempts, strict=True):
@@ -304,14 +308,16 @@ class TestDeliveryCheck:
             async with app_client(app) as client:
                 created = await client.post(
                     "/v1/webhook-endpoints",
-                    params={"customer_id": "alice"},
+                    headers=as_customer("alice"),
                     json={
                         "url": f"https://{PUBLIC_HOST}/hook",
                         "event_types": ["transfer.completed"],
                     },
                 )
                 assert created.status_code == 201, created.text
-                assert (await client.post("/v1/events", json=transfer_event())).status_code == 201
+                assert (
+                    await client.post("/v1/events", json=transfer_event(), headers=as_worker())
+                ).status_code == 201
                 assert await app.state.dispatcher.run_once() == 1
                 [attempt] = await _attempts(client, created.json()["id"])
         assert attempt["status_code"] == 307
