@@ -3,13 +3,17 @@
 import asyncio
 import os
 import sys
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+from uuid import UUID
 
 import click
 import httpx
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
 from contracts.money import MINOR_UNIT_EXPONENTS
+from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
 from sagabank.config import SERVICES, LauncherSettings
 
 DEFAULT_PORTS = {"accounts": 8001, "transactions": 8002, "fraud": 8003, "notifications": 8004}
@@ -122,6 +126,153 @@ def migrate(service: str, database_url: str | None) -> None:
         click.echo(f"{target}: at head")
 
 
+def _fail(error: BankError) -> NoReturn:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def _operator_token(settings: LauncherSettings, accounts_url: str) -> str:
+    return operator_token(
+        accounts_url, settings.operator_client_id, settings.operator_client_secret
+    )
+
+
+@main.command()
+@click.option(
+    "--operator",
+    "as_operator",
+    is_flag=True,
+    help="A token for the operator client (SAGABANK_OPERATOR_CLIENT_ID / _SECRET).",
+)
+@click.option("--customer", "email", metavar="EMAIL", help="A token for this customer.")
+@click.option(
+    "--password",
+    default=None,
+    help="The customer's password (asked for, unechoed, when left out).",
+)
+def token(as_operator: bool, email: str | None, password: str | None) -> None:
+    """Print an access token from the running bank's issuer, and nothing else.
+
+    `TOKEN=$(sagabank token --operator)` then `curl -H "Authorization: Bearer $TOKEN" ...`.
+    The bank's URLs come from its state directory (SAGABANK_STATE_DIR). Exit status 1
+    when the issuer refuses, 2 when it cannot be asked.
+    """
+    if as_operator == (email is not None):
+        raise click.UsageError("choose one of --operator and --customer EMAIL")
+    if as_operator and password is not None:
+        raise click.UsageError("--password goes with --customer")
+    settings = LauncherSettings()
+    accounts_url = service_urls(settings)["accounts"]
+    try:
+        if email is None:
+            access_token = _operator_token(settings, accounts_url)
+        else:
+            if password is None:
+                password = click.prompt("password", hide_input=True, err=True)
+            access_token = customer_token(accounts_url, email, SecretStr(password))
+    except BankError as error:
+        _fail(error)
+    click.echo(access_token)
+
+
+class _Moment(click.ParamType[datetime]):
+    """An ISO 8601 date or time; without a zone it is UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)", param, ctx)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--transfer", "transfer_id", type=click.UUID, help="Events about this transfer.")
+@click.option("--account", "account_id", metavar="ID", help="Events naming this account.")
+@click.option("--actor", "actor_id", metavar="ID", help="Events by this actor (a token subject).")
+@click.option("--action", metavar="NAME", help="Events of this action, e.g. account.frozen.")
+@click.option("--since", type=_Moment(), help="Events at or after this time.")
+@click.option("--until", type=_Moment(), help="Events before this time.")
+@click.option("--json", "as_json", is_flag=True, help="NDJSON, one event per line.")
+@click.option("--verify", is_flag=True, help="Verify every service's hash chain instead.")
+@click.option(
+    "--token",
+    "access_token",
+    envvar="SAGABANK_TOKEN",
+    default=None,
+    help="A token with audit:read [default: the operator client's, fetched now].",
+)
+def audit(
+    transfer_id: UUID | None,
+    account_id: str | None,
+    actor_id: str | None,
+    action: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    as_json: bool,
+    verify: bool,
+    access_token: str | None,
+) -> None:
+    """One timeline of what happened, from the audit trails of all four services.
+
+    Every filter given must match. Events are ordered by the time they occurred (then by
+    service and each service's sequence). `--verify` recomputes each service's hash chain
+    and names the first broken event; exit status 1 if any chain is broken.
+    """
+    from sagabank import audit as trail
+
+    question = trail.Question(
+        transfer_id=transfer_id,
+        account_id=account_id,
+        actor_id=actor_id,
+        action=action,
+        since=since,
+        until=until,
+    )
+    if verify and question.params():
+        raise click.UsageError("--verify checks whole chains: it takes no filter")
+    settings = LauncherSettings()
+    urls = service_urls(settings)
+    try:
+        if access_token is None:
+            access_token = _operator_token(settings, urls["accounts"])
+        with trail.client(access_token) as http:
+            if verify:
+                verifications = [trail.verify(http, name, urls[name]) for name in SERVICES]
+            else:
+                gathered = [trail.gather(http, name, urls[name], question) for name in SERVICES]
+    except BankError as error:
+        _fail(error)
+    if verify:
+        if as_json:
+            lines = [item.model_dump_json() for item in verifications]
+        else:
+            lines = trail.verification_lines(verifications)
+        click.echo("\n".join(lines))
+        sys.exit(0 if all(item.ok for item in verifications) else 1)
+    for answer in gathered:
+        if answer.truncated:
+            click.echo(
+                f"warning: {answer.service} has more than {len(answer.events):,} matching "
+                "events; narrow the question (--since/--until) to see them all",
+                err=True,
+            )
+    events = trail.merge(gathered)
+    if as_json:
+        if events:
+            click.echo("\n".join(trail.ndjson(events)))
+        return
+    click.echo("\n".join(trail.table(events)))
+    if not events:
+        click.echo("no audit event matches", err=True)
+
+
 @main.group()
 def ledger() -> None:
     """Operate on the ledger that the accounts service keeps."""
@@ -198,15 +349,32 @@ def _report(invariants: LedgerInvariants) -> list[str]:
     show_default=True,
     help="How long to wait for the check (it reads every account and journal entry).",
 )
-def check(accounts_url: str, timeout_seconds: float) -> None:
+@click.option(
+    "--token",
+    "access_token",
+    envvar="SAGABANK_TOKEN",
+    default=None,
+    help="A token with accounts:admin [default: the operator client's, fetched now].",
+)
+def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -> None:
     """Check the ledger's invariants: per currency, debits equal credits (posted and
     pending); each account's totals equal the sum of its journal entries.
 
     Exit status: 0 when they hold, 1 when one fails, 2 when the check could not run.
     """
     url = f"{accounts_url.rstrip('/')}{LEDGER_INVARIANTS_PATH}"
+    if access_token is None:
+        try:
+            access_token = _operator_token(LauncherSettings(), accounts_url)
+        except BankError as error:
+            click.echo(f"cannot get an operator token from the accounts service: {error}", err=True)
+            sys.exit(2)
     try:
-        with httpx.Client(timeout=timeout_seconds, follow_redirects=False) as http:
+        with httpx.Client(
+            timeout=timeout_seconds,
+            follow_redirects=False,
+            headers={"Authorization": f"Bearer {access_token}"},
+        ) as http:
             response = http.get(url)
     except httpx.HTTPError as error:
         click.echo(f"cannot reach the accounts service at {url}: {error!r}", err=True)

@@ -2,12 +2,17 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = int
 
 SERVICES: tuple[str, ...] = ("accounts", "transactions", "fraud", "notifications")
+
+# Dev-only defaults, printed when the bank is ready; set both variables on any shared machine.
+OPERATOR_CLIENT_ID_DEFAULT = "operator"
+OPERATOR_CLIENT_SECRET_DEFAULT = "sagabank-dev-operator-secret"  # noqa: S105 - documented dev value
+WORKER_CLIENT_ID = "sagabank-worker"
 
 
 class LauncherSettings(BaseSettings):
@@ -34,6 +39,17 @@ class LauncherSettings(BaseSettings):
     ready_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
     stop_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     log_json: bool | None = None
+    # The operator client the local bank registers with its token issuer (OAuth2
+    # client_credentials, the operator scopes): `sagabank token --operator` uses it.
+    operator_client_id: str = Field(
+        default=OPERATOR_CLIENT_ID_DEFAULT,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+    )
+    operator_client_secret: SecretStr = Field(
+        default=SecretStr(OPERATOR_CLIENT_SECRET_DEFAULT), min_length=16, max_length=256
+    )
 
     def service_port(self, service: str) -> int:
         assert service in SERVICES, f"unknown service {service!r}"

@@ -25,12 +25,13 @@ from typing import TextIO
 
 import httpx
 
+from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from contracts.transfers import TASK_QUEUE
 from kit.migrations import upgrade_to_head
-from sagabank.config import SERVICES, LauncherSettings
+from sagabank.config import SERVICES, WORKER_CLIENT_ID, LauncherSettings
 from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database, with_database
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
-from sagabank.localstack.secrets import dev_secret
+from sagabank.localstack.secrets import dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 
 STATE_FILE_NAME = "up.json"
@@ -191,6 +192,8 @@ class Launcher:
             "pid": os.getpid(),
             "children": {child.name: child.pid for child in self.children},
             "urls": self.urls(),
+            # Base URLs, for the commands that talk to this bank (`token`, `audit`, ...).
+            "services": {name: self.settings.service_url(name) for name in SERVICES},
         }
         self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -295,11 +298,44 @@ class Launcher:
 
         await self._wait_for("temporal", connected)
 
+    def worker_client_secret(self) -> str:
+        return dev_secret(self.state_dir, "worker-client-secret")
+
+    def bootstrap_clients(self) -> str:
+        """ACCOUNTS_BOOTSTRAP_CLIENTS: the worker's client and the operator's, as JSON."""
+        clients = [
+            {
+                "client_id": WORKER_CLIENT_ID,
+                "client_secret": self.worker_client_secret(),
+                "kind": "service",
+                "scopes": sorted(WORKER_SCOPES),
+            },
+            {
+                "client_id": self.settings.operator_client_id,
+                "client_secret": self.settings.operator_client_secret.get_secret_value(),
+                "kind": "operator",
+                "scopes": sorted(OPERATOR_SCOPES),
+            },
+        ]
+        return json.dumps(clients)
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.settings.service_url('accounts')}{JWKS_PATH}"
+
     def _service_env(self, service: str, database_url: str) -> dict[str, str]:
         prefix = service.upper()
         env = dict(os.environ)
         env[f"{prefix}_DATABASE_URL"] = database_url
+        # Every service verifies tokens against the issuer's published keys.
+        env[f"{prefix}_AUTH_JWKS_URL"] = self.jwks_url
+        if service == "accounts":
+            # The dev signing key, generated once; a directory from the environment (the
+            # operator's own keys) wins.
+            env.setdefault("ACCOUNTS_SIGNING_KEYS_DIR", str(dev_signing_keys_dir(self.state_dir)))
+            env["ACCOUNTS_BOOTSTRAP_CLIENTS"] = self.bootstrap_clients()
         if service == "transactions":
+            env["TRANSACTIONS_ACCOUNTS_URL"] = self.settings.service_url("accounts")
             env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target
             env["TRANSACTIONS_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
             # Seals the callback clients' signing secrets at rest; a value from the
@@ -341,6 +377,9 @@ class Launcher:
         env["WORKER_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
         for service in SERVICES:
             env[f"WORKER_{service.upper()}_URL"] = self.settings.service_url(service)
+        env["WORKER_AUTH_TOKEN_URL"] = f"{self.settings.service_url('accounts')}{TOKEN_PATH}"
+        env["WORKER_AUTH_CLIENT_ID"] = WORKER_CLIENT_ID
+        env["WORKER_AUTH_CLIENT_SECRET"] = self.worker_client_secret()
         self._log_format(env, "WORKER")
         argv = [sys.executable, "-m", "sagabank", "worker"]
         await self.start_child(Child(name="worker", argv=argv, env=env, restartable=True))
@@ -412,10 +451,14 @@ class Launcher:
         if self.settings.embedded_postgres:
             rows.append(("postgres", self.settings.postgres_server_url()))
         rows.append(("state", str(self.state_dir)))
+        # Printed on purpose: the local operator needs them, and they are dev values.
+        rows.append(("operator id", self.settings.operator_client_id))
+        rows.append(("operator secret", self.settings.operator_client_secret.get_secret_value()))
         width = max(len(name) for name, _ in rows)
         self.say("sagabank", f"Sagabank is ready ({elapsed_seconds:.1f}s). Ctrl-C stops it.")
         for name, url in rows:
             self.say("sagabank", f"  {name:<{width}}  {url}")
+        self.say("sagabank", "  an operator token: TOKEN=$(sagabank token --operator)")
 
     # -- the whole run -----------------------------------------------------------------
 

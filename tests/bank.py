@@ -1,17 +1,48 @@
-"""Start and stop the whole bank exactly as `make run` does (`sagabank up`), for system tests."""
+"""Start and stop the whole bank exactly as `make run` does (`sagabank up`), for system tests;
+and act in it as its users do: customers registered through the real issuer, with their
+own tokens, and the operator client the launcher registers."""
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+
+from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_VERIFY_PATH
+from contracts.auth import TOKEN_PATH
 from sagabank.localstack.postgres import free_port
 
 SERVICES = ("accounts", "transactions", "fraud", "notifications")
 READY_LINE = "Sagabank is ready"
+CUSTOMERS_PATH = "/v1/customers"
+OPERATOR_CLIENT_ID = "system-test-operator"
+# A token is reused for this long (tokens live 15 minutes; sessions can outlast one).
+_OPERATOR_TOKEN_REUSE_SECONDS = 600.0
+# System tests register customers and move money far faster than a person: the rate
+# limits (tested by the services' own tests) must not turn the scenario into 429s.
+_RATE_UNLIMITED = "100000/minute"
+_AUDIT_PAGES_MAX = 50
+
+
+@dataclass(frozen=True)
+class Customer:
+    """A registered customer with a token from the password grant."""
+
+    id: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass
@@ -20,6 +51,10 @@ class Bank:
     state_dir: Path
     log_path: Path
     ports: dict[str, int]
+    # What `sagabank up` ran with: the same for `sagabank token` / `sagabank audit`.
+    environment: dict[str, str]
+    operator_client_secret: str
+    _operator_token: tuple[str, float] | None = field(default=None, repr=False)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -34,6 +69,111 @@ class Bank:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    async def operator_headers(self, http: httpx.AsyncClient) -> dict[str, str]:
+        """The operator's bearer header, from the real token endpoint (client_credentials)."""
+        cached = self._operator_token
+        if cached is None or time.monotonic() - cached[1] > _OPERATOR_TOKEN_REUSE_SECONDS:
+            response = await http.post(
+                f"{self.url('accounts')}{TOKEN_PATH}",
+                data={"grant_type": "client_credentials"},
+                auth=(OPERATOR_CLIENT_ID, self.operator_client_secret),
+            )
+            assert response.status_code == 200, response.text
+            cached = (response.json()["access_token"], time.monotonic())
+            self._operator_token = cached
+        return {"Authorization": f"Bearer {cached[0]}"}
+
+    async def customer_token(self, http: httpx.AsyncClient, email: str, password: str) -> str:
+        response = await http.post(
+            f"{self.url('accounts')}{TOKEN_PATH}",
+            data={"grant_type": "password", "username": email, "password": password},
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+    async def register_customer(self, http: httpx.AsyncClient, name: str = "customer") -> Customer:
+        """A new customer (unique email), registered and logged in through the issuer."""
+        email = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+        password = secrets.token_urlsafe(18)
+        response = await http.post(
+            f"{self.url('accounts')}{CUSTOMERS_PATH}",
+            json={"email": email, "password": password, "display_name": name[:40]},
+        )
+        assert response.status_code == 201, response.text
+        customer_id: str = response.json()["id"]
+        token = await self.customer_token(http, email, password)
+        return Customer(id=customer_id, email=email, password=password, token=token)
+
+    async def open_account(
+        self, http: httpx.AsyncClient, customer: Customer, currency: str = "EUR"
+    ) -> str:
+        """An account the customer opens for themselves (the token names the owner)."""
+        response = await http.post(
+            f"{self.url('accounts')}/v1/accounts",
+            json={"currency": currency},
+            headers=customer.headers,
+        )
+        assert response.status_code == 201, response.text
+        account_id: str = response.json()["id"]
+        return account_id
+
+    async def deposit(
+        self, http: httpx.AsyncClient, account_id: str, amount_minor: int, currency: str = "EUR"
+    ) -> None:
+        """The operator pays money in (a deposit needs accounts:admin)."""
+        response = await http.post(
+            f"{self.url('accounts')}/v1/accounts/{account_id}/deposits",
+            json={"amount_minor": amount_minor, "currency": currency},
+            headers={
+                **await self.operator_headers(http),
+                "Idempotency-Key": str(uuid.uuid4()),
+            },
+        )
+        assert response.status_code == 201, response.text
+
+    async def audit_events(
+        self, http: httpx.AsyncClient, service: str, **filters: str
+    ) -> list[dict[str, Any]]:
+        """Every audit event of `service` matching `filters`, oldest first (the operator's
+        admin query, cursors followed; at most _AUDIT_PAGES_MAX pages)."""
+        events: list[dict[str, Any]] = []
+        params = {**filters, "limit": "500"}
+        for _ in range(_AUDIT_PAGES_MAX):
+            response = await http.get(
+                f"{self.url(service)}{AUDIT_EVENTS_PATH}",
+                params=params,
+                headers=await self.operator_headers(http),
+            )
+            assert response.status_code == 200, response.text
+            page = response.json()
+            events.extend(page["items"])
+            if page["next_cursor"] is None:
+                return events
+            params["cursor"] = page["next_cursor"]
+        raise AssertionError(f"{service} has more than {_AUDIT_PAGES_MAX} pages of events")
+
+    async def verify_audit(self, http: httpx.AsyncClient, service: str) -> dict[str, Any]:
+        response = await http.get(
+            f"{self.url(service)}{AUDIT_VERIFY_PATH}", headers=await self.operator_headers(http)
+        )
+        assert response.status_code == 200, response.text
+        verification: dict[str, Any] = response.json()
+        return verification
+
+    def sagabank(
+        self, *arguments: str, timeout_seconds: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a `sagabank` command against this bank, as its operator would in a shell."""
+        return subprocess.run(
+            [sys.executable, "-m", "sagabank", *arguments],
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout_seconds,
+            check=False,
+        )
 
     def wait_until_ready(self, timeout_seconds: float) -> None:
         deadline = time.monotonic() + timeout_seconds
@@ -56,7 +196,9 @@ class Bank:
         return self.process.returncode
 
 
-def bank_environment(state_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+def bank_environment(
+    state_dir: Path, ports: dict[str, int], *, operator_client_secret: str | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
@@ -65,12 +207,20 @@ def bank_environment(state_dir: Path, ports: dict[str, int]) -> dict[str, str]:
             "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
             "SAGABANK_TEMPORAL_UI_PORT": str(ports["temporal_ui"]),
             "SAGABANK_LOG_JSON": "true",
+            "SAGABANK_OPERATOR_CLIENT_ID": OPERATOR_CLIENT_ID,
+            "SAGABANK_OPERATOR_CLIENT_SECRET": operator_client_secret or secrets.token_urlsafe(24),
             **{f"SAGABANK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+            **{f"{name.upper()}_RATE_LIMIT_MONEY": _RATE_UNLIMITED for name in SERVICES},
+            "ACCOUNTS_RATE_LIMIT_TOKEN": _RATE_UNLIMITED,
+            "ACCOUNTS_LOGIN_FAILURE_RATE": _RATE_UNLIMITED,
         }
     )
-    # The bank under test is the embedded one, whatever the developer's shell points at.
-    for variable in ("SAGABANK_DATABASE_URL", "SAGABANK_TEMPORAL_ADDRESS"):
+    # The bank under test is the embedded one, whatever the developer's shell points at,
+    # with its own signing key (from its state directory).
+    for variable in ("SAGABANK_DATABASE_URL", "SAGABANK_TEMPORAL_ADDRESS", "SAGABANK_TOKEN"):
         env.pop(variable, None)
+    for variable in [name for name in env if name.startswith("ACCOUNTS_SIGNING_KEY")]:
+        env.pop(variable)
     return env
 
 
@@ -80,12 +230,20 @@ def start_bank(state_dir: Path, ports: dict[str, int] | None = None) -> Bank:
     ports = ports or {name: free_port() for name in names}
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "up.log"
+    environment = bank_environment(state_dir, ports)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "sagabank", "up"],
-            env=bank_environment(state_dir, ports),
+            env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    return Bank(process=process, state_dir=state_dir, log_path=log_path, ports=ports)
+    return Bank(
+        process=process,
+        state_dir=state_dir,
+        log_path=log_path,
+        ports=ports,
+        environment=environment,
+        operator_client_secret=environment["SAGABANK_OPERATOR_CLIENT_SECRET"],
+    )

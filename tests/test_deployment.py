@@ -39,7 +39,9 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from contracts.transfers import SEARCH_ATTRIBUTES
+from kit.signing import SigningKey
 from sagabank.cli import DEFAULT_PORTS
 from sagabank.cli import main as sagabank_cli
 from sagabank.config import SERVICES, LauncherSettings
@@ -60,8 +62,16 @@ TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
 K8S_IMAGE = "sagabank"
 K8S_SECRET = "sagabank-secrets"
 K8S_SECRET_KEYS = frozenset(
-    {*(f"{service}-database-url" for service in SERVICES), "transactions-callback-secrets-key"}
+    {
+        *(f"{service}-database-url" for service in SERVICES),
+        "transactions-callback-secrets-key",
+        "bootstrap-clients",
+        "worker-client-secret",
+    }
 )
+# The token signing keys: a Secret of their own, mounted as files (one `<name>.pem` each).
+K8S_SIGNING_KEYS_SECRET = "sagabank-signing-keys"
+WORKER_CLIENT_ID = "sagabank-worker"
 K8S_CONFIG_MAP = "sagabank-config"
 WAIT_SECONDS_MAX = 30.0
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a command line under test; nothing binds it
@@ -394,8 +404,16 @@ def _url_problems(
             problems.append(f"{where}: {name} is {value!r}, not the compose Temporal server")
         elif port != "7233":
             problems.append(f"{where}: {name} uses port {port}, the frontend listens on 7233")
-    elif name.startswith("WORKER_") and name.endswith("_URL"):
-        target = name.removeprefix("WORKER_").removesuffix("_URL").lower()
+    elif name.endswith("_AUTH_JWKS_URL") or name == "WORKER_AUTH_TOKEN_URL":
+        path = TOKEN_PATH if name == "WORKER_AUTH_TOKEN_URL" else JWKS_PATH
+        url = urlsplit(value)
+        accounts_port = serve_port(services.get("accounts", {}).get("command", []))
+        if (url.hostname, url.port, url.path) != ("accounts", accounts_port, path):
+            problems.append(
+                f"{where}: {name} is {value!r}, not http://accounts:{accounts_port}{path}"
+            )
+    elif (name.startswith("WORKER_") and name.endswith("_URL")) or name.endswith("_ACCOUNTS_URL"):
+        target = name.removesuffix("_URL").split("_", 1)[1].lower()
         url = urlsplit(value)
         target_command = services.get(target, {}).get("command", [])
         if url.hostname != target or target not in services:
@@ -458,6 +476,10 @@ def compose_problems(compose: Document) -> Problems:
         if port is not None:
             _, service_name = component_of(command)
             assert service_name is not None
+            if f"{service_name.upper()}_AUTH_JWKS_URL" not in environment:
+                problems.append(
+                    f"{where}: no {service_name.upper()}_AUTH_JWKS_URL: no token verifies"
+                )
             expected = LAUNCHER.service_port(service_name)
             if port != expected:
                 problems.append(f"{where}: serves on {port}, `make run` on {expected}")
@@ -465,7 +487,55 @@ def compose_problems(compose: Document) -> Problems:
                 problems.append(f"{where}: should publish {expected}:{port}")
     if len(namespaces) > 1:
         problems.append(f"components disagree on the Temporal namespace: {sorted(namespaces)}")
+    problems += _compose_identity_problems(resolved)
     return problems + _cycles(services)
+
+
+def _compose_identity_problems(compose: Document) -> Problems:
+    """The issuer has a signing key mounted where it looks, and knows the clients that the
+    worker (and the operator) present, with the scopes each needs."""
+    problems: Problems = []
+    services: dict[str, Document] = compose.get("services") or {}
+    accounts = services.get("accounts", {})
+    environment = accounts.get("environment") or {}
+    keys_dir = environment.get("ACCOUNTS_SIGNING_KEYS_DIR")
+    declared = compose.get("secrets") or {}
+    mounted = [
+        (entry.get("source"), str(entry.get("target", "")))
+        for entry in accounts.get("secrets", [])
+        if isinstance(entry, dict)
+    ]
+    keys = [source for source, target in mounted if str(Path(target).parent) == keys_dir]
+    if not keys or not all(target.endswith(".pem") for _, target in mounted):
+        problems.append(f"services.accounts: no signing key mounted as a .pem in {keys_dir}")
+    for source in keys:
+        origin = (declared.get(source) or {}).get("file")
+        if origin is None or not (ROOT / origin).is_file():
+            problems.append(f"secrets.{source}: no such key file {origin!r}")
+            continue
+        try:
+            SigningKey.from_private_pem((ROOT / origin).read_bytes())
+        except (ValueError, TypeError, AssertionError):
+            problems.append(f"secrets.{source}: {origin} is not an RSA private key")
+    try:
+        clients = {
+            client["client_id"]: client
+            for client in json.loads(environment.get("ACCOUNTS_BOOTSTRAP_CLIENTS", "[]"))
+        }
+    except (ValueError, KeyError, TypeError):
+        return [*problems, "services.accounts: ACCOUNTS_BOOTSTRAP_CLIENTS is not a client list"]
+    worker = (services.get("worker") or {}).get("environment") or {}
+    presented = clients.get(worker.get("WORKER_AUTH_CLIENT_ID"))
+    if presented is None or presented.get("client_secret") != worker.get(
+        "WORKER_AUTH_CLIENT_SECRET"
+    ):
+        problems.append("services.worker: its client id and secret are no bootstrap client's")
+    elif presented.get("kind") != "service" or set(presented["scopes"]) != set(WORKER_SCOPES):
+        problems.append("services.worker: its bootstrap client lacks the worker's kind or scopes")
+    operators = [client for client in clients.values() if client.get("kind") == "operator"]
+    if [set(client["scopes"]) for client in operators] != [set(OPERATOR_SCOPES)]:
+        problems.append("services.accounts: one operator client with the operator scopes")
+    return problems
 
 
 # -- Kubernetes -----------------------------------------------------------------------
@@ -510,6 +580,9 @@ def _container_problems(
             reference = source["configMapKeyRef"]
             if reference["name"] != K8S_CONFIG_MAP or reference["key"] not in config_keys:
                 problems.append(f"{where}: {variable['name']} reads a key no ConfigMap has")
+            wanted = _identity_config_key(variable["name"])
+            if wanted is not None and reference["key"] != wanted:
+                problems.append(f"{where}: {variable['name']} should read {wanted!r}")
         elif "secretKeyRef" in source:
             reference = source["secretKeyRef"]
             if reference["name"] != K8S_SECRET or reference["key"] not in K8S_SECRET_KEYS:
@@ -544,6 +617,52 @@ def _container_problems(
             ports = [entry.get("containerPort") for entry in container.get("ports", [])]
             if ports != [LAUNCHER.service_port(service)] or port != LAUNCHER.service_port(service):
                 problems.append(f"{where}: listens on {port}, declares {ports}")
+    return problems
+
+
+def _identity_config_key(variable: str) -> str | None:
+    """The ConfigMap key an identity setting must read (the issuer's URLs)."""
+    if variable.endswith("_AUTH_JWKS_URL"):
+        return "accounts-jwks-url"
+    if variable == "WORKER_AUTH_TOKEN_URL":
+        return "token-url"
+    if variable.endswith("_ACCOUNTS_URL"):
+        return "accounts-url"
+    return None
+
+
+def _signing_keys_problems(deployment: Document) -> Problems:
+    """ACCOUNTS_SIGNING_KEYS_DIR is where the signing-keys Secret is mounted, read-only, and
+    the pod's group may read the files."""
+    pod = _pod_spec(deployment)
+    container = pod["containers"][0]
+    directory = next(
+        (
+            v.get("value")
+            for v in container.get("env", [])
+            if v["name"] == "ACCOUNTS_SIGNING_KEYS_DIR"
+        ),
+        None,
+    )
+    volumes = {
+        volume["name"]: volume.get("secret", {}).get("secretName")
+        for volume in pod.get("volumes", [])
+    }
+    mounts = [
+        mount
+        for mount in container.get("volumeMounts", [])
+        if mount["mountPath"] == directory
+        and volumes.get(mount["name"]) == K8S_SIGNING_KEYS_SECRET
+        and mount.get("readOnly") is True
+    ]
+    problems: Problems = []
+    if directory is None or not mounts:
+        problems.append(
+            f"Deployment/accounts: ACCOUNTS_SIGNING_KEYS_DIR is not the read-only mount of "
+            f"the Secret {K8S_SIGNING_KEYS_SECRET}"
+        )
+    if pod.get("securityContext", {}).get("fsGroup") is None:
+        problems.append("Deployment/accounts: no fsGroup: user 10001 cannot read the keys")
     return problems
 
 
@@ -608,6 +727,13 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
             for c in _pod_spec(job)["containers"]
         ):
             problems.append(f"no migration Job for {service}")
+        jwks = f"{service.upper()}_AUTH_JWKS_URL"
+        if jwks not in {
+            v["name"] for v in _pod_spec(service_deployment)["containers"][0].get("env", [])
+        }:
+            problems.append(f"Deployment/{service}: no {jwks}: no token verifies")
+    if "accounts" in deployments:
+        problems += _signing_keys_problems(deployments["accounts"])
     if "worker" not in deployments:
         problems.append("no worker Deployment")
     for job in by_kind.get("Job", []):
@@ -623,6 +749,9 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
                 target = services.get(str(url.hostname))
                 if target is None or url.port not in [p["port"] for p in target["spec"]["ports"]]:
                     problems.append(f"ConfigMap {key}: {value} is no Service port of ours")
+                path = {"accounts-jwks-url": JWKS_PATH, "token-url": TOKEN_PATH}.get(key)
+                if path is not None and (url.hostname, url.path) != ("accounts", path):
+                    problems.append(f"ConfigMap {key}: {value} is not accounts' {path}")
     return problems
 
 
@@ -702,6 +831,25 @@ class TestCompose:
         transactions = load_compose()["services"]["transactions"]["environment"]
         key = transactions["TRANSACTIONS_CALLBACK_SECRETS_KEY"]
         assert key.startswith("${SAGABANK_CALLBACK_SECRETS_KEY:-")
+        # The OAuth2 client secrets, wherever they appear, and the signing key file.
+        client_secrets = re.findall(r'"client_secret": "([^"]+)"|CLIENT_SECRET: (\S+)', text)
+        assert len(client_secrets) == 3
+        for match in client_secrets:
+            value = next(part for part in match if part)
+            assert re.fullmatch(r"\$\{SAGABANK_(WORKER|OPERATOR)_CLIENT_SECRET:-[^}]+\}", value)
+        signing_key = load_compose()["secrets"]["signing-key"]["file"]
+        assert signing_key.startswith("${SAGABANK_SIGNING_KEY_FILE:-")
+
+    def test_operator_client_is_the_one_sagabank_token_uses(self) -> None:
+        # `sagabank token --operator` on the host reads the same two variables.
+        accounts = interpolate(load_compose())["services"]["accounts"]["environment"]
+        [operator] = [
+            client
+            for client in json.loads(accounts["ACCOUNTS_BOOTSTRAP_CLIENTS"])
+            if client["kind"] == "operator"
+        ]
+        assert operator["client_id"] == LAUNCHER.operator_client_id
+        assert operator["client_secret"] == LAUNCHER.operator_client_secret.get_secret_value()
 
 
 def _break_healthcheck_target(compose: Document) -> None:
@@ -758,6 +906,38 @@ def _worker_calls_wrong_port(compose: Document) -> None:
     compose["services"]["worker"]["environment"]["WORKER_ACCOUNTS_URL"] = "http://accounts:8002"
 
 
+def _worker_secret_differs(compose: Document) -> None:
+    compose["services"]["worker"]["environment"]["WORKER_AUTH_CLIENT_SECRET"] = "not-registered"
+
+
+def _token_url_elsewhere(compose: Document) -> None:
+    environment = compose["services"]["worker"]["environment"]
+    environment["WORKER_AUTH_TOKEN_URL"] = "http://transactions:8002/v1/oauth/token"
+
+
+def _jwks_url_wrong_path(compose: Document) -> None:
+    compose["services"]["fraud"]["environment"]["FRAUD_AUTH_JWKS_URL"] = "http://accounts:8001/jwks"
+
+
+def _no_jwks_url(compose: Document) -> None:
+    del compose["services"]["notifications"]["environment"]["NOTIFICATIONS_AUTH_JWKS_URL"]
+
+
+def _signing_key_elsewhere(compose: Document) -> None:
+    compose["services"]["accounts"]["secrets"][0]["target"] = "/run/secrets/keys/dev.pem"
+
+
+def _signing_key_missing(compose: Document) -> None:
+    compose["secrets"]["signing-key"]["file"] = "./deploy/compose/no-such-key.pem"
+
+
+def _operator_without_audit(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    environment["ACCOUNTS_BOOTSTRAP_CLIENTS"] = environment["ACCOUNTS_BOOTSTRAP_CLIENTS"].replace(
+        '"audit:read", ', ""
+    )
+
+
 class TestComposeValidatorCatches:
     """Each case breaks a copy of compose.yaml and expects the validator to say so."""
 
@@ -779,6 +959,16 @@ class TestComposeValidatorCatches:
             (_float_image, "'temporalio/ui:latest' is not pinned"),
             (_wrong_database, "should name 'sagabank_fraud'"),
             (_worker_calls_wrong_port, "WORKER_ACCOUNTS_URL uses port 8002"),
+            (_worker_secret_differs, "its client id and secret are no bootstrap client's"),
+            (_token_url_elsewhere, "WORKER_AUTH_TOKEN_URL is 'http://transactions:8002"),
+            (_jwks_url_wrong_path, "FRAUD_AUTH_JWKS_URL is 'http://accounts:8001/jwks'"),
+            (_no_jwks_url, "no NOTIFICATIONS_AUTH_JWKS_URL"),
+            (
+                _signing_key_elsewhere,
+                "no signing key mounted as a .pem in /run/secrets/signing-keys",
+            ),
+            (_signing_key_missing, "no such key file './deploy/compose/no-such-key.pem'"),
+            (_operator_without_audit, "one operator client with the operator scopes"),
         ],
     )
     def test_breakage(self, breakage: Callable[[Document], None], expected: str) -> None:
@@ -832,6 +1022,20 @@ class TestKubernetes:
             ),
             (lambda d: _container(d)["resources"].pop("limits"), "no cpu in resources.limits"),
             (lambda d: _container(d)["args"].__setitem__(-1, "8011"), "listens on 8011"),
+            (
+                lambda d: _container(d)["volumeMounts"].pop(),
+                "ACCOUNTS_SIGNING_KEYS_DIR is not the read-only mount",
+            ),
+            (
+                lambda d: _pod_spec(d)["securityContext"].pop("fsGroup"),
+                "no fsGroup: user 10001 cannot read the keys",
+            ),
+            (
+                lambda d: _container(d)["env"][1]["valueFrom"]["configMapKeyRef"].__setitem__(
+                    "key", "accounts-url"
+                ),
+                "ACCOUNTS_AUTH_JWKS_URL should read 'accounts-jwks-url'",
+            ),
         ],
     )
     def test_validator_catches(self, breakage: Callable[[Document], object], expected: str) -> None:
@@ -1022,6 +1226,14 @@ class TestPipeline:
         deploy = " ".join(s.get("run", "") for s in load_workflow()["jobs"]["deploy"]["steps"])
         for key in K8S_SECRET_KEYS:
             assert f"--from-literal={key}=" in deploy
+        # The signing keys' Secret, once, holding the key config.yaml names active.
+        config = next(
+            document for _, document in kubernetes_documents() if document["kind"] == "ConfigMap"
+        )
+        active = config["data"]["signing-key-active"]
+        assert f"kubectl create secret generic {K8S_SIGNING_KEYS_SECRET}" in deploy
+        assert f"--from-literal={active}.pem=" in deploy
+        assert f"kubectl get secret {K8S_SIGNING_KEYS_SECRET}" in deploy
 
 
 # -- the scripts the image ships, against real servers -------------------------------------
@@ -1127,6 +1339,10 @@ class TestHealthcheck:
             "WORKER_TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
             "WORKER_TASK_QUEUE": task_queue,
             **{f"WORKER_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
+            "WORKER_AUTH_TOKEN_URL": f"http://127.0.0.1:{free_port()}/v1/oauth/token",
+            "WORKER_AUTH_CLIENT_SECRET": "healthcheck-test-secret",
+            # No issuer runs here: the worker must not wait for one before it polls.
+            "WORKER_AUTH_CHECK_TIMEOUT_SECONDS": "0",
         }
         command = [sys.executable, "-m", "sagabank", "worker"]
         with running(command, environment) as process:

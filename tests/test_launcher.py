@@ -108,5 +108,5 @@ def test_help_explains_each_command() -> None:
         timeout=60,
         check=True,
     )
-    for command in ("up", "down", "status", "serve", "worker", "migrate"):
+    for command in ("up", "down", "status", "serve", "worker", "migrate", "token", "audit"):
         assert f"  {command} " in result.stdout

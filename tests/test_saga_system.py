@@ -18,7 +18,7 @@ from temporalio.common import SearchAttributeKey
 from contracts.accounts import LEDGER_INVARIANTS_PATH, LEDGER_TRANSFERS_PATH
 from contracts.fraud import ACCOUNT_FEATURES_PATH
 from contracts.transfers import TRANSFERS_PATH, step_id, workflow_id
-from tests.bank import Bank
+from tests.bank import Bank, Customer
 
 pytestmark = pytest.mark.system
 
@@ -35,45 +35,52 @@ DECLINED_MINOR = 50_000_00  # 50,000.00 EUR: decline
 
 
 class Api:
-    """The bank's HTTP APIs, as a customer, an operator and the tests use them."""
+    """The bank's HTTP APIs, as customers, an operator and the tests use them: each account
+    is opened by its owner, each transfer asked for and followed by the source's owner,
+    and the operator reads the ledger and pays money in."""
 
     def __init__(self, bank: Bank, http: httpx.AsyncClient) -> None:
         self.bank = bank
         self.http = http
+        self.owners: dict[str, Customer] = {}
+        self.requesters: dict[str, Customer] = {}
 
-    async def open_account(self, customer_id: str) -> str:
-        response = await self.http.post(
-            f"{self.bank.url('accounts')}/v1/accounts",
-            json={"customer_id": customer_id, "currency": "EUR"},
-        )
-        assert response.status_code == 201, response.text
-        account_id: str = response.json()["id"]
+    async def customer(self, name: str) -> Customer:
+        return await self.bank.register_customer(self.http, name)
+
+    async def open_account(self, owner: Customer | str) -> str:
+        """An EUR account of `owner` (a name registers a new customer by that name)."""
+        customer = owner if isinstance(owner, Customer) else await self.customer(owner)
+        account_id = await self.bank.open_account(self.http, customer)
+        self.owners[account_id] = customer
         return account_id
 
     async def deposit(self, account_id: str, amount_minor: int) -> None:
-        response = await self.http.post(
-            f"{self.bank.url('accounts')}/v1/accounts/{account_id}/deposits",
-            json={"amount_minor": amount_minor, "currency": "EUR"},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-        )
-        assert response.status_code == 201, response.text
+        await self.bank.deposit(self.http, account_id, amount_minor)
+
+    async def operator(self) -> dict[str, str]:
+        return await self.bank.operator_headers(self.http)
 
     async def funded_pair(self, funded_minor: int) -> tuple[str, str]:
-        """A new source holding `funded_minor` and a new, empty target."""
+        """A new source holding `funded_minor` and a new, empty target (two customers)."""
         source = await self.open_account(f"payer-{uuid.uuid4().hex[:8]}")
         target = await self.open_account(f"payee-{uuid.uuid4().hex[:8]}")
         await self.deposit(source, funded_minor)
         return source, target
 
     async def balances(self, account_id: str) -> dict[str, int]:
-        response = await self.http.get(f"{self.bank.url('accounts')}/v1/accounts/{account_id}")
+        response = await self.http.get(
+            f"{self.bank.url('accounts')}/v1/accounts/{account_id}",
+            headers=self.owners[account_id].headers,
+        )
         assert response.status_code == 200, response.text
         balances: dict[str, int] = response.json()["balances"]
         return balances
 
     async def ledger_transfer(self, ledger_transfer_id: uuid.UUID) -> dict[str, Any] | None:
         response = await self.http.get(
-            f"{self.bank.url('accounts')}{LEDGER_TRANSFERS_PATH}/{ledger_transfer_id}"
+            f"{self.bank.url('accounts')}{LEDGER_TRANSFERS_PATH}/{ledger_transfer_id}",
+            headers=await self.operator(),
         )
         if response.status_code == 404:
             return None
@@ -82,7 +89,9 @@ class Api:
         return body
 
     async def invariants(self) -> dict[str, Any]:
-        response = await self.http.get(f"{self.bank.url('accounts')}{LEDGER_INVARIANTS_PATH}")
+        response = await self.http.get(
+            f"{self.bank.url('accounts')}{LEDGER_INVARIANTS_PATH}", headers=await self.operator()
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -91,7 +100,9 @@ class Api:
         """How many completed transfers fraud has learnt of for this source account."""
         path = ACCOUNT_FEATURES_PATH.format(account_id=account_id)
         response = await self.http.get(
-            f"{self.bank.url('fraud')}{path}", params={"currency": "EUR"}
+            f"{self.bank.url('fraud')}{path}",
+            params={"currency": "EUR"},
+            headers=await self.operator(),
         )
         assert response.status_code == 200, response.text
         count: int = response.json()["completed_transfers"]
@@ -100,6 +111,7 @@ class Api:
     async def transfer(
         self, source: str, target: str, amount_minor: int, *, key: str | None = None
     ) -> httpx.Response:
+        """The source account's owner asks for the transfer."""
         return await self.http.post(
             f"{self.bank.url('transactions')}{TRANSFERS_PATH}",
             json={
@@ -109,18 +121,20 @@ class Api:
                 "currency": "EUR",
                 "description": "saga system test",
             },
-            headers={"Idempotency-Key": key or str(uuid.uuid4())},
+            headers={**self.owners[source].headers, "Idempotency-Key": key or str(uuid.uuid4())},
         )
 
     async def start_transfer(self, source: str, target: str, amount_minor: int) -> str:
         response = await self.transfer(source, target, amount_minor)
         assert response.status_code == 202, response.text
         transfer_id: str = response.json()["id"]
+        self.requesters[transfer_id] = self.owners[source]
         return transfer_id
 
     async def get_transfer(self, transfer_id: str) -> dict[str, Any]:
         response = await self.http.get(
-            f"{self.bank.url('transactions')}{TRANSFERS_PATH}/{transfer_id}"
+            f"{self.bank.url('transactions')}{TRANSFERS_PATH}/{transfer_id}",
+            headers=self.requesters[transfer_id].headers,
         )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
@@ -130,6 +144,7 @@ class Api:
         return await self.http.post(
             f"{self.bank.url('transactions')}{TRANSFERS_PATH}/{transfer_id}/cancel",
             json={"reason": reason},
+            headers=self.requesters[transfer_id].headers,
         )
 
     async def wait_for_status(

@@ -8,10 +8,15 @@ Each service's client carries at most `requests_in_flight_max` requests at once 
 wait their turn before httpx: one httpx pool spends more CPU the more requests it juggles
 (it scans every connection for each one) and collapses at high concurrency (BASELINES.md).
 
+Every client carries the worker's identity: one shared `ClientCredentialsAuth`, so one
+access token (client_credentials, cached, refreshed before it expires) serves all four.
+
 Error mapping (the saga's retry policies rely on it):
-- a 4xx problem other than 408/425/429 is a business failure: a non-retryable
+- a 4xx problem other than 401/403/408/425/429 is a business failure: a non-retryable
   `ApplicationError` whose `type` is the problem slug (e.g. `insufficient-funds`);
-- 5xx, 408/425/429, timeouts, connection errors and unreadable 2xx answers are retryable.
+- 5xx, 408/425/429, timeouts, connection errors and unreadable 2xx answers are retryable;
+- 401/403, and an issuer that hands out no token, are the worker's configuration, not the
+  transfer's fault: retryable, logged as errors (see `_AUTH_STATUSES`).
 The pivot (`post_hold`) and the compensation (`void_hold`) must never be abandoned, so they
 raise even business failures as retryable: the activity then shows in the Temporal UI with
 its attempts and last failure until an operator sees to it.
@@ -43,6 +48,7 @@ from contracts.fraud import OUTCOMES_PATH, SCORES_PATH, OutcomeReport, Score, Sc
 from contracts.notifications import EVENTS_PATH, EventCreate
 from contracts.problem import PROBLEM_TYPE_PREFIX
 from contracts.transfers import TRANSFER_STEPS_PATH, TransferWorkflowInput, step_id
+from kit.tokens import TokenUnavailable
 from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
 
 log = structlog.get_logger()
@@ -51,6 +57,16 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # Client errors that mean "try again later", not "this request is wrong".
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
+# 401 after the auth has already fetched a fresh token once, or 403 (a scope the worker's
+# client lacks), says the worker or the issuer is misconfigured: a wrong secret, a JWKS
+# URL or issuer name that differs between services, a client registered without a scope.
+# Non-retryable would be wrong: it would reject or decline a customer's transfer for our
+# mistake, and the pivot and the compensation must not give up anyway. Retrying is right:
+# fixing the configuration (or a service refetching a rotated JWKS) heals every waiting
+# saga, each showing its attempts and this failure in the Temporal UI meanwhile. It is
+# logged as an error on every attempt so that someone looks. The lookup steps still end
+# after their bounded attempts (LOOKUP_RETRY): a transfer does not wait forever on it.
+_AUTH_STATUSES = frozenset({401, 403})
 _MESSAGE_LENGTH_MAX = 500
 # A Retry-After header is honoured up to this; a larger value is the retry policy's business.
 _RETRY_AFTER_SECONDS_MAX = 300
@@ -249,28 +265,44 @@ class TransferActivities:
         """Publish a transfer event; its id derives from the transfer and the event type."""
         transfer = publication.transfer
         async with _activity_context(transfer.transfer_id):
+            data: dict[str, object] = {
+                "transfer_id": str(transfer.transfer_id),
+                "status": publication.status.value,
+                "amount_minor": transfer.amount_minor,
+                "currency": transfer.currency,
+                "source_account_id": str(transfer.source_account_id),
+                "target_account_id": str(transfer.target_account_id),
+                "failure_reason": publication.failure_reason,
+            }
+            # Only known owners route: an absent key, not a null, means "nobody".
+            for key, customer_id in (
+                ("source_customer_id", publication.source_customer_id),
+                ("target_customer_id", publication.target_customer_id),
+            ):
+                if customer_id is not None:
+                    data[key] = customer_id
             event = EventCreate(
                 id=step_id(transfer.transfer_id, f"event:{publication.type.value}"),
                 type=publication.type,
                 timestamp=publication.occurred_at,
-                data={
-                    "transfer_id": str(transfer.transfer_id),
-                    "status": publication.status.value,
-                    "amount_minor": transfer.amount_minor,
-                    "currency": transfer.currency,
-                    "source_account_id": str(transfer.source_account_id),
-                    "target_account_id": str(transfer.target_account_id),
-                    "failure_reason": publication.failure_reason,
-                },
+                data=data,
             )
             await _send(self.notifications, EVENTS_PATH, event)
 
     @activity.defn(name="record_step")
     async def record_step(self, report: StepReport) -> None:
-        """Report one step to the transactions service (audit trail and status projection)."""
+        """Report one step to the transactions service (audit trail and status projection).
+
+        The record names the Temporal execution that took the step, so each audit event
+        points at its workflow and run in the Temporal UI.
+        """
         async with _activity_context(report.transfer_id):
+            info = activity.info()
+            record = report.record.model_copy(
+                update={"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
+            )
             path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
-            await _send(self.transactions, path, report.record)
+            await _send(self.transactions, path, record)
 
     @activity.defn(name="report_outcome")
     async def report_outcome(self, notice: OutcomeNotice) -> None:
@@ -359,12 +391,24 @@ async def _send(
             _truncate(f"POST {path} failed: {type(error).__name__}: {error}"),
             type="connection-error",
         ) from None
+    except TokenUnavailable as error:
+        # The issuer refused the worker's credentials or is not answering: see _AUTH_STATUSES.
+        log.error("http.token_unavailable", path=path, error=str(error))
+        raise ApplicationError(
+            _truncate(f"POST {path}: no access token: {error}"), type="token-unavailable"
+        ) from None
 
     if response.is_success:
         return response
 
     slug, message = _problem_of(response)
     status = response.status_code
+    if status in _AUTH_STATUSES:
+        log.error("http.auth_refused", path=path, status=status, problem=slug)
+        raise ApplicationError(
+            _truncate(f"the worker's credentials were refused ({status}): {message}"),
+            type=slug,
+        )
     business = 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
     if business and not business_failures_retryable:
         log.info("http.refused", path=path, status=status, problem=slug)

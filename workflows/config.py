@@ -1,13 +1,16 @@
 """Settings of the saga worker. Only `worker.main` reads them; the rest receives values."""
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.transfers import TASK_QUEUE
 
+WORKER_CLIENT_ID_DEFAULT = "sagabank-worker"
+
 
 class Settings(BaseSettings):
-    """The four service URLs have no default: a worker that does not know them must not start."""
+    """The four service URLs, the token URL and the client secret have no default: a worker
+    that does not know them must not start."""
 
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore", frozen=True)
 
@@ -19,6 +22,18 @@ class Settings(BaseSettings):
     transactions_url: AnyHttpUrl
     fraud_url: AnyHttpUrl
     notifications_url: AnyHttpUrl
+
+    # The worker's identity: an OAuth2 client (kind service, the worker scopes) that the
+    # accounts service knows; its token goes with every call to the four services.
+    auth_token_url: AnyHttpUrl
+    auth_client_id: str = Field(
+        default=WORKER_CLIENT_ID_DEFAULT, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+    auth_client_secret: SecretStr = Field(min_length=1, max_length=256)
+    # At start the worker asks for a token: a refusal (wrong id or secret) stops it at once
+    # with a clear error. An issuer that does not answer is waited for this long, then the
+    # worker starts anyway and its activities retry (accounts may start after the worker).
+    auth_check_timeout_seconds: float = Field(default=30.0, ge=0, le=300)
 
     # Below the activities' 30 s start-to-close timeout, so a slow answer is an HTTP
     # timeout the activity maps to a retryable error, not a lost activity attempt.

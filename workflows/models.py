@@ -54,13 +54,20 @@ class HoldAction(BaseModel):
 
 
 class EventPublication(BaseModel):
-    """A transfer event to publish; `occurred_at` comes from workflow time, so retries agree."""
+    """A transfer event to publish; `occurred_at` comes from workflow time, so retries agree.
+
+    The two customer ids route the event to each side's webhooks and email (notifications
+    drops them before anything leaves the bank); None when not known, e.g. a transfer
+    refused before accounts named the owners.
+    """
 
     transfer: TransferWorkflowInput
     type: EventType
     status: TransferStatus
     occurred_at: datetime
     failure_reason: str | None = None
+    source_customer_id: str | None = None
+    target_customer_id: str | None = None
 
 
 class StepReport(BaseModel):

@@ -37,6 +37,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.accounts import TransferValidation
     from contracts.fraud import FraudDecision
     from contracts.notifications import EventType
     from contracts.transfers import (
@@ -176,6 +177,8 @@ class TransferWorkflow:
         self._status = TransferStatus.pending
         self._version = 0
         self._fraud: FraudAssessment | None = None
+        # Who owns each account, as accounts answered the validation (routes the events).
+        self._validation: TransferValidation | None = None
         self._hold_id: UUID | None = None
         self._posting_id: UUID | None = None
         self._failure_reason: str | None = None
@@ -264,7 +267,7 @@ class TransferWorkflow:
 
     async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
         try:
-            await workflow.execute_local_activity_method(
+            self._validation = await workflow.execute_local_activity_method(
                 TransferActivities.validate_transfer,
                 transfer,
                 start_to_close_timeout=STEP_TIMEOUT,
@@ -430,7 +433,7 @@ class TransferWorkflow:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY,
         )
-        await self._record(Step.void, Outcome.succeeded)
+        await self._record(Step.void, Outcome.succeeded, compensates_step=Step.hold)
 
     async def _notify(self) -> None:
         """Publish the terminal event and, for a scored transfer, report the outcome to the
@@ -468,12 +471,20 @@ class TransferWorkflow:
             )
 
     def _publication(self, event_type: EventType) -> EventPublication:
+        validation = self._validation
+        # The token's subject, as transactions passed it on, is the authority on who asked;
+        # the source account's owner stands in for transfers started without one.
+        source_customer_id = self._transfer.source_customer_id or (
+            None if validation is None else validation.source_customer_id
+        )
         return EventPublication(
             transfer=self._transfer,
             type=event_type,
             status=self._status,
             occurred_at=workflow.now(),
             failure_reason=self._failure_reason,
+            source_customer_id=source_customer_id,
+            target_customer_id=None if validation is None else validation.target_customer_id,
         )
 
     async def _publish(self, publication: EventPublication) -> bool:
@@ -493,8 +504,18 @@ class TransferWorkflow:
             return False
         return True
 
-    async def _record(self, step: Step, outcome: Outcome, *, detail: str | None = None) -> None:
-        """Report a step with the whole projection, so any later report repairs a lost one."""
+    async def _record(
+        self,
+        step: Step,
+        outcome: Outcome,
+        *,
+        detail: str | None = None,
+        compensates_step: Step | None = None,
+    ) -> None:
+        """Report a step with the whole projection, so any later report repairs a lost one.
+
+        The activity adds the workflow and run ids, which the audit trail stores.
+        """
         self._version += 1
         record = StepRecord(
             step=step.value,
@@ -507,6 +528,7 @@ class TransferWorkflow:
             hold_id=self._hold_id,
             posting_id=self._posting_id,
             failure_reason=self._failure_reason,
+            compensates_step=None if compensates_step is None else compensates_step.value,
         )
         try:
             await workflow.execute_local_activity_method(

@@ -2,6 +2,8 @@
 
 import asyncio
 import signal
+import sys
+import time
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -14,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from kit.http import create_client
 from kit.logging import configure_logging
+from kit.tokens import ClientCredentialsAuth
 from workflows.activities import TransferActivities
 from workflows.config import Settings
 from workflows.transfer import TransferWorkflow
@@ -30,15 +33,41 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def create_activities(settings: Settings) -> TransferActivities:
-    """The activities with one client per service; the caller closes them (`aclose`)."""
+# Between two token requests while the issuer does not answer yet.
+_CREDENTIALS_POLL_SECONDS = 1.0
+
+
+class CredentialsRefused(Exception):
+    """The issuer refused the worker's client id or secret: a configuration error."""
+
+
+def create_auth(settings: Settings) -> ClientCredentialsAuth:
+    return ClientCredentialsAuth(
+        str(settings.auth_token_url),
+        client_id=settings.auth_client_id,
+        client_secret=settings.auth_client_secret.get_secret_value(),
+    )
+
+
+def create_activities(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> TransferActivities:
+    """The activities with one client per service; the caller closes them (`aclose`).
+
+    The four clients share one auth, hence one cached token, refreshed for all of them.
+    `transport` is for tests.
+    """
+    auth = create_auth(settings)
 
     def client(url: object) -> httpx.AsyncClient:
-        return create_client(
+        http = create_client(
             str(url),
             timeout_seconds=settings.http_timeout_seconds,
             connections_max=settings.http_requests_in_flight_max,
+            transport=transport,
         )
+        http.auth = auth
+        return http
 
     return TransferActivities(
         accounts=client(settings.accounts_url),
@@ -49,9 +78,57 @@ def create_activities(settings: Settings) -> TransferActivities:
     )
 
 
+async def check_credentials(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> None:
+    """Ask the issuer for a token once it answers; raise CredentialsRefused if it says no.
+
+    An issuer still unreachable after `auth_check_timeout_seconds` is only logged: the
+    activities retry on their own, and a worker that waits forever helps nobody.
+    """
+    deadline = time.monotonic() + settings.auth_check_timeout_seconds
+    url = str(settings.auth_token_url)
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        follow_redirects=False,
+        transport=transport,
+    ) as http:
+        while True:
+            try:
+                response = await http.post(
+                    url,
+                    data={"grant_type": "client_credentials"},
+                    auth=httpx.BasicAuth(
+                        settings.auth_client_id, settings.auth_client_secret.get_secret_value()
+                    ),
+                    headers={"Accept": "application/json"},
+                )
+            except httpx.HTTPError as error:
+                problem = type(error).__name__
+            else:
+                if response.status_code == httpx.codes.OK:
+                    log.info("worker.credentials_accepted", client_id=settings.auth_client_id)
+                    return
+                if 400 <= response.status_code < 500 and response.status_code != 429:
+                    raise CredentialsRefused(
+                        f"the issuer at {url} refused client {settings.auth_client_id!r} "
+                        f"with {response.status_code}: check WORKER_AUTH_CLIENT_ID and "
+                        "WORKER_AUTH_CLIENT_SECRET against the issuer's clients"
+                    )
+                problem = f"HTTP {response.status_code}"
+            if time.monotonic() >= deadline:
+                log.warning("worker.credentials_unchecked", token_url=url, problem=problem)
+                return
+            await asyncio.sleep(_CREDENTIALS_POLL_SECONDS)
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Poll the task queue until `stop` is set (forever without one), then drain and return."""
+    """Poll the task queue until `stop` is set (forever without one), then drain and return.
+
+    Raises CredentialsRefused, before polling, if the issuer refuses the worker's client.
+    """
     stop = stop or asyncio.Event()
+    await check_credentials(settings)
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -92,9 +169,13 @@ async def _run_until_signalled(settings: Settings) -> None:
 
 def main() -> None:
     """Entry point: settings from the WORKER_* environment, runs until SIGINT or SIGTERM."""
-    settings = Settings()  # the service URLs come from the environment
+    settings = Settings()  # the service URLs and the credentials come from the environment
     configure_logging(service="worker", level=settings.log_level, json=settings.log_json)
-    asyncio.run(_run_until_signalled(settings))
+    try:
+        asyncio.run(_run_until_signalled(settings))
+    except CredentialsRefused as error:
+        log.error("worker.credentials_refused", error=str(error))
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -29,3 +29,34 @@ def dev_secret(state_dir: Path, name: str, *, size_bytes: int = 32) -> str:
             with os.fdopen(fd, "w") as file:
                 file.write(value)
     return path.read_text().strip()
+
+
+SIGNING_KEYS_DIR_NAME = "signing-keys"
+DEV_SIGNING_KEY_NAME = "dev"
+
+
+def dev_signing_keys_dir(state_dir: Path) -> Path:
+    """`<state>/signing-keys/`, holding the dev RSA key `dev.pem` (created on first use).
+
+    The key outlives restarts so tokens handed out before one stay valid after it. The
+    accounts service publishes every key in the directory and signs with the one named by
+    ACCOUNTS_SIGNING_KEY_ACTIVE (or the only one): to rotate by hand, add a key, point
+    that setting at it, and remove the old one once its tokens have expired.
+    """
+    # Imported here: it pulls in cryptography, which `sagabank --help` does not need.
+    from kit.signing import SigningKey
+
+    directory = state_dir / SIGNING_KEYS_DIR_NAME
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{DEV_SIGNING_KEY_NAME}.pem"
+    if not path.exists():
+        pem = SigningKey.generate().private_pem
+        # O_EXCL: two launchers racing on a fresh state directory keep the first key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as file:
+                file.write(pem)
+    return directory

@@ -95,6 +95,9 @@ class FakeServices:
     void_transient_failures: int = 0
     publish_always_fails: bool = False
     outcome_always_fails: bool = False
+    # The owners accounts names in its validation answer.
+    source_customer_id: str | None = "customer-source"
+    target_customer_id: str | None = "customer-target"
     calls: list[str] = field(default_factory=list)
     holds_posted: list[HoldAction] = field(default_factory=list)
     holds_voided: list[HoldAction] = field(default_factory=list)
@@ -151,7 +154,12 @@ class FakeServices:
         await self._enter("validate_transfer")
         if self.validation_failure is not None:
             raise self.validation_failure
-        return TransferValidation(transfer_id=transfer.transfer_id, valid=True)
+        return TransferValidation(
+            transfer_id=transfer.transfer_id,
+            valid=True,
+            source_customer_id=self.source_customer_id,
+            target_customer_id=self.target_customer_id,
+        )
 
     @activity.defn(name="place_hold")
     async def place_hold(self, transfer: TransferWorkflowInput) -> LedgerTransfer:

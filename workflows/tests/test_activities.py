@@ -23,6 +23,7 @@ from workflows.tests.saga import FAKE_TIME, new_transfer
 TRANSFER = new_transfer()
 TRANSFER_ID = TRANSFER.transfer_id
 HOLD_ID = step_id(TRANSFER_ID, "hold")
+RUN_ID = "0195f1c2-7a3b-7cde-8f01-23456789abcd"
 Answer = Callable[[httpx.Request], httpx.Response]
 
 
@@ -98,6 +99,7 @@ async def run(activity: Callable[..., Awaitable[Any]], argument: Any) -> Any:
     environment.info = dataclasses.replace(
         environment.info,
         workflow_id=workflow_id(TRANSFER_ID),
+        workflow_run_id=RUN_ID,
         activity_type=activity.__name__,
         attempt=3,
     )
@@ -332,6 +334,26 @@ class TestPublishEvent:
             },
         }
 
+    async def test_routes_to_the_customers_it_knows(self, services: Services) -> None:
+        services.answer_json(201, {})
+        publication = self.publication.model_copy(
+            update={"source_customer_id": "customer-a", "target_customer_id": "customer-b"}
+        )
+        await run(services.activities.publish_event, publication)
+        data = services.body()["data"]
+        assert (data["source_customer_id"], data["target_customer_id"]) == (
+            "customer-a",
+            "customer-b",
+        )
+
+    async def test_unknown_customers_are_left_out(self, services: Services) -> None:
+        services.answer_json(201, {})
+        publication = self.publication.model_copy(update={"source_customer_id": "customer-a"})
+        await run(services.activities.publish_event, publication)
+        data = services.body()["data"]
+        assert data["source_customer_id"] == "customer-a"
+        assert "target_customer_id" not in data
+
     async def test_event_id_reused_is_final(self, services: Services) -> None:
         services.answer = lambda request: problem(409, "event-id-reused", "other content")
         error = await failure_of(services.activities.publish_event, self.publication)
@@ -385,7 +407,22 @@ class TestRecordStep:
             "version": 2,
             "occurred_at": "2026-01-02T03:04:05Z",
             "hold_id": str(HOLD_ID),
+            # The execution that took the step, for the audit trail.
+            "workflow_id": workflow_id(TRANSFER_ID),
+            "run_id": RUN_ID,
         }
+
+    async def test_compensation_names_the_step_it_undoes(self, services: Services) -> None:
+        services.answer_json(200, {})
+        record = self.report.record.model_copy(
+            update={"step": "void", "version": 4, "compensates_step": "hold"}
+        )
+        await run(
+            services.activities.record_step,
+            StepReport(transfer_id=TRANSFER_ID, record=record),
+        )
+        assert services.body()["compensates_step"] == "hold"
+        assert services.body()["run_id"] == RUN_ID
 
     async def test_unknown_transfer_is_final(self, services: Services) -> None:
         services.answer = lambda request: problem(404, "transfer-not-found", "no transfer")

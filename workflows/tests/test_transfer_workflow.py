@@ -96,6 +96,12 @@ class TestCompletion:
             EventType.transfer_completed
         ]
         assert fakes.publications[0].status is TransferStatus.completed
+        # Routed to both customers, as accounts named them.
+        assert (
+            fakes.publications[0].source_customer_id,
+            fakes.publications[0].target_customer_id,
+        ) == ("customer-source", "customer-target")
+        assert all(record.compensates_step is None for record in fakes.records)
         assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [
             (TransferStatus.completed, None)
         ]
@@ -141,6 +147,35 @@ class TestCompletion:
         ]
         assert fakes.records[-1].detail == "transfer.completed"
         assert_versions_strictly_increase(fakes)
+
+
+class TestEventRouting:
+    async def test_the_customer_who_asked_wins_over_the_account_owner(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(source_customer_id="customer-from-token"))
+        async with saga_worker(saga_env, task_queue, fakes):
+            await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+        [publication] = fakes.publications
+        assert (publication.source_customer_id, publication.target_customer_id) == (
+            "customer-from-token",
+            "customer-target",
+        )
+
+    async def test_refused_validation_routes_to_the_customer_who_asked_only(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(
+            new_transfer(source_customer_id="customer-from-token"),
+            validation_failure=business_failure("account-not-found", "no such account"),
+        )
+        async with saga_worker(saga_env, task_queue, fakes):
+            await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+        [publication] = fakes.publications
+        assert (publication.source_customer_id, publication.target_customer_id) == (
+            "customer-from-token",
+            None,
+        )
 
 
 class TestRejection:
@@ -234,6 +269,14 @@ class TestFraudDecline:
         ]
         assert fakes.records[2].fraud is not None
         assert fakes.records[2].fraud.score == 910
+        # The compensation names the step it undoes (the audit trail links the two).
+        assert [record.compensates_step for record in fakes.records] == [
+            None,
+            None,
+            None,
+            "hold",
+            None,
+        ]
         assert_versions_strictly_increase(fakes)
         assert fakes.publications[0].type is EventType.transfer_declined
         assert [(o.final_status, o.review_decision) for o in fakes.outcomes] == [

@@ -32,6 +32,13 @@ SERVICE_URLS = {
     "WORKER_FRAUD_URL": UNREACHABLE,
     "WORKER_NOTIFICATIONS_URL": UNREACHABLE,
 }
+CREDENTIALS = {
+    "WORKER_AUTH_TOKEN_URL": f"{UNREACHABLE}/v1/oauth/token",
+    "WORKER_AUTH_CLIENT_SECRET": "worker-test-secret",
+    # Nobody issues tokens here: start at once instead of waiting for an issuer.
+    "WORKER_AUTH_CHECK_TIMEOUT_SECONDS": "0",
+}
+REQUIRED = {**SERVICE_URLS, **CREDENTIALS}
 
 
 def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
@@ -43,6 +50,9 @@ def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
         transactions_url=UNREACHABLE,
         fraud_url=UNREACHABLE,
         notifications_url=UNREACHABLE,
+        auth_token_url=CREDENTIALS["WORKER_AUTH_TOKEN_URL"],
+        auth_client_secret=CREDENTIALS["WORKER_AUTH_CLIENT_SECRET"],
+        auth_check_timeout_seconds=0,
         log_json=True,
     )
 
@@ -65,7 +75,7 @@ async def wait_for_failing_attempt(handle: WorkflowHandle[Any, Any], activity_ty
 
 class TestSettings:
     def test_valid(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name, value in SERVICE_URLS.items():
+        for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WORKER_TEMPORAL_ADDRESS", "temporal:7233")
         monkeypatch.setenv("WORKER_ACTIVITY_CONCURRENCY_MAX", "8")
@@ -75,24 +85,36 @@ class TestSettings:
         assert settings.task_queue == TASK_QUEUE
         assert str(settings.accounts_url).startswith(UNREACHABLE)
         assert settings.activity_concurrency_max == 8
+        assert settings.auth_client_id == "sagabank-worker"
+        # The secret never shows in a repr (logs, tracebacks).
+        assert "worker-test-secret" not in repr(settings)
 
-    def test_service_urls_are_required(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name in SERVICE_URLS:
+    def test_service_urls_and_credentials_are_required(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in REQUIRED:
             monkeypatch.delenv(name, raising=False)
         with pytest.raises(ValidationError) as raised:
             Settings()
         missing = {error["loc"][0] for error in raised.value.errors()}
-        assert missing == {"accounts_url", "transactions_url", "fraud_url", "notifications_url"}
+        assert missing == {
+            "accounts_url",
+            "transactions_url",
+            "fraud_url",
+            "notifications_url",
+            "auth_token_url",
+            "auth_client_secret",
+        }
 
     def test_concurrency_is_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name, value in SERVICE_URLS.items():
+        for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WORKER_ACTIVITY_CONCURRENCY_MAX", "100000")
         with pytest.raises(ValidationError):
             Settings()
 
     def test_requests_in_flight_are_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for name, value in SERVICE_URLS.items():
+        for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
         assert Settings().http_requests_in_flight_max == 8
         monkeypatch.setenv("WORKER_HTTP_REQUESTS_IN_FLIGHT_MAX", "0")
@@ -102,7 +124,7 @@ class TestSettings:
     def test_http_timeout_stays_below_the_activity_timeout(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        for name, value in SERVICE_URLS.items():
+        for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("WORKER_HTTP_TIMEOUT_SECONDS", "30")
         with pytest.raises(ValidationError):
@@ -138,7 +160,7 @@ class TestMain:
     ) -> None:
         environment = {
             **os.environ,
-            **SERVICE_URLS,
+            **REQUIRED,
             "WORKER_TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
             "WORKER_TASK_QUEUE": task_queue,
             "WORKER_LOG_JSON": "true",
