@@ -32,6 +32,10 @@ _SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
+    # Only framing is forbidden: a script-restricting policy would break /docs (Swagger UI).
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    # Browsers honour it only over https, where the services sit behind TLS in production.
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
 )
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]

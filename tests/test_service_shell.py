@@ -88,3 +88,43 @@ async def test_openapi_describes_the_service(client: httpx.AsyncClient) -> None:
     assert document["info"]["title"] == "Sagabank notifications"
     assert document["info"]["version"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_security_headers_on_every_answer(client: httpx.AsyncClient) -> None:
+    for response in (await client.get("/healthz"), await client.get("/nowhere")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+PREFLIGHT = {
+    "Origin": "https://app.example.com",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization, content-type",
+}
+
+
+async def test_no_cross_origin_calls_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.options("/v1/webhook-endpoints", headers=PREFLIGHT)
+    assert "access-control-allow-origin" not in response.headers
+    simple = await client.get("/healthz", headers={"Origin": "https://app.example.com"})
+    assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_cross_origin_calls_only_from_the_allow_list(database_factory: object) -> None:
+    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+    settings = Settings(
+        database_url=url, log_json=True, cors_allow_origins=["https://app.example.com"]
+    )
+    async with app_client(create_app(settings)) as client:
+        allowed = await client.options("/v1/webhook-endpoints", headers=PREFLIGHT)
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+        foreign = await client.options(
+            "/v1/webhook-endpoints", headers={**PREFLIGHT, "Origin": "https://evil.example"}
+        )
+        assert foreign.status_code == 400
+        assert "access-control-allow-origin" not in foreign.headers
