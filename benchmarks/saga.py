@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import math
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
 
+    from contracts.auth import TOKEN_PATH
     from contracts.transfers import TransferStatus, workflow_id
     from sagabank.localstack.postgres import free_port
     from workflows.worker import WORKFLOW_RUNNER
@@ -69,6 +71,10 @@ AMOUNT_MINOR = 1_234  # 12.34 EUR: no fraud rule fires, so each transfer complet
 PAYERS = 10
 PAYEES = 50
 WARMUP_EXECUTIONS = 20
+# The services' rate limits guard against one customer moving money faster than a person
+# can; this benchmark is that customer, and measures the bank rather than the limiter.
+RATE_UNLIMITED = "1000000/minute"
+CUSTOMERS_PATH = "/v1/customers"
 BARE_WORKFLOW = "BenchBareWorkflow"
 BARE_ACTIVITY = "bench_noop"
 
@@ -121,6 +127,8 @@ class Bank:
     process: subprocess.Popen[bytes]
     state_dir: Path
     ports: dict[str, int]
+    operator_client_id: str
+    operator_client_secret: str
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -147,9 +155,15 @@ def stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) 
 def running_bank(state_dir: Path) -> Iterator[Bank]:
     """`sagabank up` on free ports, as `make run` starts it; stopped with a Ctrl-C."""
     ports = {name: free_port() for name in ("postgres", "temporal", "temporal_ui", *SERVICES)}
+    operator_client_id = "benchmark-operator"
+    operator_client_secret = secrets.token_urlsafe(24)
     env = dict(os.environ)
     env.update(
         {
+            "SAGABANK_OPERATOR_CLIENT_ID": operator_client_id,
+            "SAGABANK_OPERATOR_CLIENT_SECRET": operator_client_secret,
+            **{f"{name.upper()}_RATE_LIMIT_MONEY": RATE_UNLIMITED for name in SERVICES},
+            "ACCOUNTS_RATE_LIMIT_TOKEN": RATE_UNLIMITED,
             "SAGABANK_STATE_DIR": str(state_dir),
             "SAGABANK_POSTGRES_PORT": str(ports["postgres"]),
             "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
@@ -169,7 +183,13 @@ def running_bank(state_dir: Path) -> Iterator[Bank]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    bank = Bank(process=process, state_dir=state_dir, ports=ports)
+    bank = Bank(
+        process=process,
+        state_dir=state_dir,
+        ports=ports,
+        operator_client_id=operator_client_id,
+        operator_client_secret=operator_client_secret,
+    )
     try:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while READY_LINE not in bank.output():
@@ -319,7 +339,12 @@ async def measure(
 
 
 class Saga:
-    """Drives transfers through the transactions API and waits for each one's workflow."""
+    """Drives transfers through the transactions API and waits for each one's workflow.
+
+    As a bank's customers do: a payer and a payee register and sign in (password grant),
+    open their accounts and the payer moves money from their own; the operator client
+    deposits the payer's funds and reads the ledger invariants at the end.
+    """
 
     def __init__(self, bank: Bank, http: httpx.AsyncClient, temporal: Client) -> None:
         self.bank = bank
@@ -328,9 +353,35 @@ class Saga:
         self.requests = asyncio.Semaphore(HTTP_CONCURRENCY_MAX)
         self.pairs: list[tuple[str, str]] = []
         self.transfer_ids: list[str] = []
+        self.payer = ""
+        self.payer_sign_in: dict[str, str] = {}
+        self.operator = ""
 
-    async def _post(self, path: str, body: object, *, idempotent: bool = False) -> object:
-        headers = {"Idempotency-Key": str(uuid.uuid4())} if idempotent else {}
+    async def _token(self, form: dict[str, str], auth: httpx.BasicAuth | None = None) -> str:
+        url = f"{self.bank.url('accounts')}{TOKEN_PATH}"
+        response = await self.http.post(url, data=form, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        if response.status_code != 200:
+            raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:500]}")
+        return str(response.json()["access_token"])
+
+    async def _operator_token(self) -> str:
+        auth = httpx.BasicAuth(self.bank.operator_client_id, self.bank.operator_client_secret)
+        return await self._token({"grant_type": "client_credentials"}, auth)
+
+    async def _customer(self, name: str) -> dict[str, str]:
+        """A new customer's sign-in form (password grant)."""
+        email = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+        password = secrets.token_urlsafe(18)
+        body = {"email": email, "password": password, "display_name": name}
+        await self._post(f"{self.bank.url('accounts')}{CUSTOMERS_PATH}", body, token="")
+        return {"grant_type": "password", "username": email, "password": password}
+
+    async def _post(
+        self, path: str, body: object, *, token: str, idempotent: bool = False
+    ) -> object:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if idempotent:
+            headers["Idempotency-Key"] = str(uuid.uuid4())
         for attempt in range(1, POST_ATTEMPTS_MAX + 1):
             try:
                 async with self.requests:
@@ -347,21 +398,33 @@ class Saga:
 
     async def open_accounts(self, deposit_minor: int) -> None:
         accounts = self.bank.url("accounts")
+        self.operator = await self._operator_token()
+        self.payer_sign_in = await self._customer("payer")
+        self.payer = await self._token(self.payer_sign_in)
+        payee = await self._token(await self._customer("payee"))
 
-        async def open_account(name: str) -> str:
-            body = {"customer_id": name, "currency": "EUR"}
-            account = await self._post(f"{accounts}/v1/accounts", body)
+        async def open_account(token: str) -> str:
+            account = await self._post(f"{accounts}/v1/accounts", {"currency": "EUR"}, token=token)
             assert isinstance(account, dict)
             return str(account["id"])
 
-        payers = await asyncio.gather(*(open_account(f"payer-{i}") for i in range(PAYERS)))
-        payees = await asyncio.gather(*(open_account(f"payee-{i}") for i in range(PAYEES)))
+        payers = await asyncio.gather(*(open_account(self.payer) for _ in range(PAYERS)))
+        payees = await asyncio.gather(*(open_account(payee) for _ in range(PAYEES)))
         self.pairs = [(payers[i % PAYERS], payees[i % PAYEES]) for i in range(PAYEES)]
         # Sequential: ten deposits are quick, and none races another to create the
         # currency's system account.
         deposit = {"amount_minor": deposit_minor, "currency": "EUR"}
-        for payer in payers:
-            await self._post(f"{accounts}/v1/accounts/{payer}/deposits", deposit, idempotent=True)
+        for account_id in payers:
+            await self._post(
+                f"{accounts}/v1/accounts/{account_id}/deposits",
+                deposit,
+                token=self.operator,
+                idempotent=True,
+            )
+
+    async def sign_in_again(self) -> None:
+        """Tokens live minutes: each run starts with a fresh one, as a client refreshes."""
+        self.payer = await self._token(self.payer_sign_in)
 
     async def transfer(self, index: int) -> None:
         source, target = self.pairs[index % len(self.pairs)]
@@ -374,6 +437,7 @@ class Saga:
                 "currency": "EUR",
                 "description": f"bench {index}",
             },
+            token=self.payer,
             idempotent=True,
         )
         assert isinstance(created, dict)
@@ -388,11 +452,18 @@ class Saga:
     async def check(self) -> None:
         """Every transfer's projection is completed and the ledger invariants hold."""
         transactions = self.bank.url("transactions")
+        # Tokens live minutes and a long run outlives the first ones: sign in again.
+        payer = {"Authorization": f"Bearer {await self._token(self.payer_sign_in)}"}
+        operator = {"Authorization": f"Bearer {await self._operator_token()}"}
         for transfer_id in self.transfer_ids:
-            response = await self.http.get(f"{transactions}/v1/transfers/{transfer_id}")
+            response = await self.http.get(
+                f"{transactions}/v1/transfers/{transfer_id}", headers=payer
+            )
             if response.json().get("status") != TransferStatus.completed:
                 raise RuntimeError(f"projection of {transfer_id}: {response.text[:500]}")
-        invariants = await self.http.get(f"{self.bank.url('accounts')}/v1/admin/ledger/invariants")
+        invariants = await self.http.get(
+            f"{self.bank.url('accounts')}/v1/admin/ledger/invariants", headers=operator
+        )
         if invariants.json().get("ok") is not True:
             raise RuntimeError(f"ledger invariants broken: {invariants.text[:1000]}")
 
@@ -421,6 +492,7 @@ async def benchmark(bank: Bank, transfers: int, in_flight: int, rounds: int) -> 
             await measure("warm-up saga", WARMUP_EXECUTIONS, in_flight, saga.transfer, meter)
             for _ in range(rounds):
                 runs.append(await measure("bare 4 activities", transfers, in_flight, bare, meter))
+                await saga.sign_in_again()
                 runs.append(await measure("saga", transfers, in_flight, saga.transfer, meter))
             await saga.check()
     return runs
