@@ -16,16 +16,14 @@ Exit status 0 healthy, 1 not: what Docker's HEALTHCHECK and Kubernetes exec prob
 
 import argparse
 import asyncio
-import os
 import socket
 import sys
-import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
 
 import httpx
+
+from sagabank.process import exit_without_finalising
 
 HTTP_TIMEOUT_SECONDS = 2.0
 TEMPORAL_TIMEOUT_SECONDS = 4.0
@@ -158,24 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             healthy, message = False, f"not a sagabank component: {' '.join(command)!r}"
     sys.stdout.write(f"{'healthy' if healthy else 'unhealthy'}: {message}\n")
     return 0 if healthy else 1
-
-
-def exit_without_finalising(run: Callable[[], int]) -> NoReturn:
-    """Run `run` and exit with its status, skipping interpreter finalisation.
-
-    The Temporal client's native threads can crash CPython's finalisation (SIGABRT after
-    the work is done: temporalio/sdk-python#300), which would turn success into failure.
-    """
-    try:
-        status = run()
-    except SystemExit as stop:  # argparse's usage errors
-        status = stop.code if isinstance(stop.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,8 @@ SAGABANK_TEMPORAL_ADDRESS (required here) and SAGABANK_TEMPORAL_NAMESPACE.
 
 import argparse
 import asyncio
-import os
-import sys
 import time
-import traceback
-from collections.abc import Callable
 from datetime import timedelta
-from typing import NoReturn
 
 import structlog
 from google.protobuf.duration_pb2 import Duration
@@ -26,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from kit.logging import configure_logging
 from sagabank.config import LauncherSettings
 from sagabank.localstack.temporal import ensure_search_attributes
+from sagabank.process import exit_without_finalising
 
 log = structlog.get_logger()
 
@@ -126,24 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0
-
-
-def exit_without_finalising(run: Callable[[], int]) -> NoReturn:
-    """Run `run` and exit with its status, skipping interpreter finalisation.
-
-    The Temporal client's native threads can crash CPython's finalisation (SIGABRT after
-    the work is done: temporalio/sdk-python#300), which would turn success into failure.
-    """
-    try:
-        status = run()
-    except SystemExit as stop:  # argparse's usage errors
-        status = stop.code if isinstance(stop.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
 
 
 if __name__ == "__main__":
