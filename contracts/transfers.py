@@ -16,6 +16,11 @@ from contracts.problem import Problem
 TRANSFERS_PATH = "/v1/transfers"
 # The saga reports each step here (transactions service, internal): POST a StepRecord.
 TRANSFER_STEPS_PATH = "/v1/internal/transfers/{transfer_id}/steps"
+# Several steps in one report (a StepRecordBatch): the saga sends the steps it took
+# between two waits together, one request and one database transaction for all of them.
+TRANSFER_STEP_BATCH_PATH = "/v1/internal/transfers/{transfer_id}/steps/batch"
+# Steps one saga can take; a batch never holds more.
+STEP_BATCH_SIZE_MAX: Final = 20
 TASK_QUEUE: Final = "sagabank-transfers"
 WORKFLOW_NAME: Final = "TransferWorkflow"
 SIGNAL_REVIEW_DECISION: Final = "review_decision"
@@ -134,6 +139,15 @@ class StepRecord(StrictModel):
     run_id: str | None = Field(default=None, max_length=64)
     # For a compensation (`void`): the step it undoes.
     compensates_step: str | None = Field(default=None, max_length=40)
+
+
+class StepRecordBatch(StrictModel):
+    """Consecutive steps of one transfer, oldest first (strictly increasing versions).
+
+    Applied in one transaction, each record exactly as if it had been reported alone.
+    """
+
+    records: list[StepRecord] = Field(min_length=1, max_length=STEP_BATCH_SIZE_MAX)
 
 
 class TransferWorkflowInput(BaseModel):

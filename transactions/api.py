@@ -14,6 +14,7 @@ from contracts.transfers import (
     CALLBACK_CLIENTS_PATH,
     CALLBACK_CONFIRMATIONS_PATH,
     PREFER_WAIT_SECONDS_MAX,
+    TRANSFER_STEP_BATCH_PATH,
     TRANSFER_STEPS_PATH,
     TRANSFERS_BATCH_PATH,
     TRANSFERS_PATH,
@@ -24,6 +25,7 @@ from contracts.transfers import (
     ConfirmationReceipt,
     ReviewDecision,
     StepRecord,
+    StepRecordBatch,
     Transfer,
     TransferBatchCreate,
     TransferBatchResponse,
@@ -391,6 +393,26 @@ async def record_step(
         session,
         transfer_id=transfer_id,
         record=body,
+        requester=_requester(request, principal),
+    )
+
+
+@internal_router.post(
+    TRANSFER_STEP_BATCH_PATH,
+    summary="Record consecutive steps of the transfer saga at once (each as `.../steps` would)",
+    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidStepRecord),
+)
+async def record_steps(
+    principal: TransfersInternal,
+    request: Request,
+    transfer_id: uuid.UUID,
+    body: StepRecordBatch,
+    session: Session,
+) -> Transfer:
+    return await service.record_steps(
+        session,
+        transfer_id=transfer_id,
+        records=body.records,
         requester=_requester(request, principal),
     )
 

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import itertools
 import json
 import re
 import uuid
@@ -17,6 +18,7 @@ import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.common import Page
 from contracts.transfers import (
     PREFER_WAIT_SECONDS_MAX,
@@ -607,9 +609,78 @@ async def record_step(
     """Apply one step report of the saga: the step is written once, with its audit event
     in the same transaction, and the projection moves only to a newer version, so retried
     and late reports never move it back nor write a second event."""
-    structlog.contextvars.bind_contextvars(
-        transfer_id=str(transfer_id), workflow_id=record.workflow_id or workflow_id(transfer_id)
+    return await record_steps(
+        session, transfer_id=transfer_id, records=[record], requester=requester
     )
+
+
+async def record_steps(
+    session: AsyncSession,
+    *,
+    transfer_id: uuid.UUID,
+    records: Sequence[StepRecord],
+    requester: Requester,
+) -> Transfer:
+    """Apply consecutive step reports (oldest first) in one transaction, each one exactly
+    as `record_step` would apply it alone: a batch retried, or overlapping one already
+    applied, writes only the steps that are new."""
+    assert records, "a report holds at least one step"
+    first = records[0]
+    structlog.contextvars.bind_contextvars(
+        transfer_id=str(transfer_id), workflow_id=first.workflow_id or workflow_id(transfer_id)
+    )
+    for record in records:
+        _check_step_record(record)
+    versions = [record.version for record in records]
+    if any(later <= earlier for earlier, later in itertools.pairwise(versions)):
+        raise InvalidStepRecord("the steps of a report come oldest first, versions increasing")
+    row = await repository.get_transfer(session, transfer_id)
+    if row is None:
+        raise TransferNotFound(f"no transfer {transfer_id}")
+    status_before, version_before = row.status, row.version
+    events: list[AuditEventCreate] = []
+    for record in records:
+        step_recorded = await repository.insert_step(
+            session, transfer_id=transfer_id, record=record
+        )
+        moved = await repository.update_projection(session, transfer_id=transfer_id, record=record)
+        if step_recorded:
+            # A retried report (the step already recorded) writes nothing new; its event
+            # id is the same anyway.
+            events.append(
+                audit.step_reported(
+                    transfer_id=transfer_id,
+                    source_account_id=row.source_account_id,
+                    target_account_id=row.target_account_id,
+                    record=record,
+                    status_before=status_before,
+                    version_before=version_before,
+                    actor=audit.actor_for(requester.principal),
+                    request_id=requester.request_id,
+                )
+            )
+        if moved:
+            status_before, version_before = record.status.value, record.version
+        log.info(
+            "transfer.step_reported",
+            step=record.step,
+            outcome=record.outcome,
+            status=record.status.value,
+            version=record.version,
+            step_recorded=step_recorded,
+            projection_moved=moved,
+        )
+    # The UPDATE went around the session's identity map; read the row afresh.
+    session.expire_all()
+    transfer = await _load_transfer(session, transfer_id)
+    # Last in the transaction: each append serialises on the trail's chain lock, which is
+    # then held only until the commit that follows.
+    for event in events:
+        await repository.append_audit(session, event)
+    return transfer
+
+
+def _check_step_record(record: StepRecord) -> None:
     if not audit.STEP_NAME.fullmatch(record.step):
         raise InvalidStepRecord("a step name is lower-case letters, digits, `_` and `-`")
     if record.occurred_at.tzinfo is None:
@@ -618,40 +689,6 @@ async def record_step(
         record.compensates_step
     ):
         raise InvalidStepRecord("compensates_step names a step")
-    row = await repository.get_transfer(session, transfer_id)
-    if row is None:
-        raise TransferNotFound(f"no transfer {transfer_id}")
-    status_before, version_before = row.status, row.version
-    step_recorded = await repository.insert_step(session, transfer_id=transfer_id, record=record)
-    moved = await repository.update_projection(session, transfer_id=transfer_id, record=record)
-    event = audit.step_reported(
-        transfer_id=transfer_id,
-        source_account_id=row.source_account_id,
-        target_account_id=row.target_account_id,
-        record=record,
-        status_before=status_before,
-        version_before=version_before,
-        actor=audit.actor_for(requester.principal),
-        request_id=requester.request_id,
-    )
-    # The UPDATE went around the session's identity map; read the row afresh.
-    session.expire_all()
-    transfer = await _load_transfer(session, transfer_id)
-    if step_recorded:
-        # Last in the transaction: the append serialises on the trail's chain lock, which
-        # is then held only until the commit that follows. A retried report (the step
-        # already recorded) writes nothing new; its event id is the same anyway.
-        await repository.append_audit(session, event)
-    log.info(
-        "transfer.step_reported",
-        step=record.step,
-        outcome=record.outcome,
-        status=record.status.value,
-        version=record.version,
-        step_recorded=step_recorded,
-        projection_moved=moved,
-    )
-    return transfer
 
 
 async def cancel_transfer(

@@ -47,9 +47,15 @@ from contracts.accounts import (
 from contracts.fraud import OUTCOMES_PATH, SCORES_PATH, OutcomeReport, Score, ScoreRequest
 from contracts.notifications import EVENTS_PATH, EventCreate
 from contracts.problem import PROBLEM_TYPE_PREFIX
-from contracts.transfers import TRANSFER_STEPS_PATH, TransferWorkflowInput, step_id
+from contracts.transfers import (
+    TRANSFER_STEP_BATCH_PATH,
+    TRANSFER_STEPS_PATH,
+    StepRecordBatch,
+    TransferWorkflowInput,
+    step_id,
+)
 from kit.tokens import TokenUnavailable
-from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 
 log = structlog.get_logger()
 
@@ -164,6 +170,7 @@ class TransferActivities:
             self.void_hold,
             self.publish_event,
             self.record_step,
+            self.record_steps,
             self.report_outcome,
         ]
 
@@ -303,6 +310,19 @@ class TransferActivities:
             )
             path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
             await _send(self.transactions, path, record)
+
+    @activity.defn(name="record_steps")
+    async def record_steps(self, report: StepsReport) -> None:
+        """Report consecutive steps in one request (one transaction in transactions), each
+        as `record_step` would report it."""
+        async with _activity_context(report.transfer_id):
+            info = activity.info()
+            execution = {"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
+            batch = StepRecordBatch(
+                records=[record.model_copy(update=execution) for record in report.records]
+            )
+            path = TRANSFER_STEP_BATCH_PATH.format(transfer_id=report.transfer_id)
+            await _send(self.transactions, path, batch)
 
     @activity.defn(name="report_outcome")
     async def report_outcome(self, notice: OutcomeNotice) -> None:

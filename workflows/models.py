@@ -77,6 +77,13 @@ class StepReport(BaseModel):
     record: StepRecord
 
 
+class StepsReport(BaseModel):
+    """Consecutive step reports of one transfer, oldest first, sent in one request."""
+
+    transfer_id: UUID
+    records: list[StepRecord]
+
+
 class OutcomeNotice(BaseModel):
     """How a scored transfer ended, for the fraud service (`report_outcome`).
 

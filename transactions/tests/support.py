@@ -173,6 +173,16 @@ async def report(client: httpx.AsyncClient, transfer_id: str, **fields: Any) -> 
     )
 
 
+async def report_batch(
+    client: httpx.AsyncClient, transfer_id: str, records: list[dict[str, Any]]
+) -> httpx.Response:
+    """Report several saga steps at once, as the workflow's `record_steps` activity does."""
+    body = {"records": [{"occurred_at": "2026-11-28T10:00:00+00:00", **r} for r in records]}
+    return await client.post(
+        f"/v1/internal/transfers/{transfer_id}/steps/batch", json=body, headers=worker()
+    )
+
+
 async def workflow_count(temporal: Client, query: str, *, expected: int) -> int:
     """The number of workflows matching a visibility query, waiting (bounded) until it is
     `expected`: visibility trails the start by a moment, so one look could be too early."""

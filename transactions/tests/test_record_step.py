@@ -1,4 +1,5 @@
-"""POST /v1/internal/transfers/{id}/steps: the saga's reports build the projection."""
+"""POST /v1/internal/transfers/{id}/steps (and /steps/batch): the saga's reports build the
+projection."""
 
 import uuid
 from typing import Any
@@ -7,8 +8,16 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from contracts.audit import AUDIT_EVENTS_PATH
 from kit.testing import assert_problem
-from transactions.tests.support import count_rows, create, report
+from transactions.tests.support import (
+    count_rows,
+    create,
+    fingerprint,
+    operator,
+    report,
+    report_batch,
+)
 
 FRAUD = {
     "score": 420,
@@ -177,3 +186,133 @@ class TestRecordStep:
         assert await count_rows(app, "transfer_steps") == 0
         unchanged = (await client.get(f"/v1/transfers/{transfer['id']}")).json()
         assert unchanged == transfer
+
+
+# A completed saga's reports, as the workflow batches them: up to the pivot, then the rest.
+SAGA_REPORTS: list[dict[str, Any]] = [
+    {"step": "validate", "outcome": "succeeded", "status": "pending", "version": 1},
+    {
+        "step": "hold",
+        "outcome": "succeeded",
+        "status": "pending",
+        "version": 2,
+        "hold_id": "0b0e6f4c-3d0c-4a43-9d53-0b8a2c7e1f10",
+    },
+    {"step": "score", "outcome": "approve", "status": "pending", "version": 3, "fraud": FRAUD},
+    {
+        "step": "post",
+        "outcome": "succeeded",
+        "status": "completed",
+        "version": 4,
+        "posting_id": "6f1d2b8a-7c4e-4f0a-8e2d-3b9c5a1d7e20",
+    },
+    {"step": "notify", "outcome": "succeeded", "status": "completed", "version": 5},
+]
+# What may differ between two transfers that took the same steps.
+_OWN_FIELDS = frozenset(
+    {"id", "workflow_id", "created_at", "updated_at", "source_account_id", "target_account_id"}
+)
+# What an audit event says of a step, as opposed to where it sits in the chain.
+_EVENT_CONTENT = ("action", "actor_id", "actor_type", "occurred_at", "before", "after", "outcome")
+
+
+async def _step_events(client: httpx.AsyncClient, transfer_id: str) -> list[dict[str, Any]]:
+    response = await client.get(
+        AUDIT_EVENTS_PATH, params={"transfer_id": transfer_id}, headers=operator()
+    )
+    assert response.status_code == 200, response.text
+    events = [
+        {key: event[key] for key in _EVENT_CONTENT}
+        for event in response.json()["items"]
+        if event["action"].startswith("transfer.step.")
+    ]
+    return events
+
+
+def _own_fields_removed(transfer: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in transfer.items() if key not in _OWN_FIELDS}
+
+
+class TestRecordSteps:
+    async def test_a_batch_records_exactly_what_single_reports_would(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        alone, batched = await create(client), await create(client)
+        for fields in SAGA_REPORTS:
+            response = await report(client, alone["id"], **fields)
+            assert response.status_code == 200, response.text
+        first = await report_batch(client, batched["id"], SAGA_REPORTS[:3])
+        assert first.status_code == 200, first.text
+        assert first.json()["status"] == "pending"
+        assert [step["name"] for step in first.json()["steps"]] == ["validate", "hold", "score"]
+        last = await report_batch(client, batched["id"], SAGA_REPORTS[3:])
+        assert last.status_code == 200, last.text
+
+        expected = (await client.get(f"/v1/transfers/{alone['id']}")).json()
+        assert _own_fields_removed(last.json()) == _own_fields_removed(expected)
+        assert last.json()["status"] == "completed"
+        # One audit event per step, each with the status and version it moved from.
+        events = await _step_events(client, batched["id"])
+        assert events == await _step_events(client, alone["id"])
+        assert [event["before"] for event in events] == [
+            {"status": "pending", "version": 0},
+            {"status": "pending", "version": 1},
+            {"status": "pending", "version": 2},
+            {"status": "pending", "version": 3},
+            {"status": "completed", "version": 4},
+        ]
+
+    async def test_a_retried_batch_changes_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        transfer = await create(client)
+        first = await report_batch(client, transfer["id"], SAGA_REPORTS)
+        before = await fingerprint(app)
+        again = await report_batch(client, transfer["id"], SAGA_REPORTS)
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json()
+        assert await fingerprint(app) == before
+
+    async def test_a_batch_overlapping_recorded_steps_adds_only_the_new_ones(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        # A report that reached the service but whose answer was lost, then the next batch
+        # from a workflow task that ran again: the known steps are skipped, the rest applied.
+        transfer = await create(client)
+        await report(client, transfer["id"], **SAGA_REPORTS[0])
+        response = await report_batch(client, transfer["id"], SAGA_REPORTS[:3])
+        assert response.status_code == 200, response.text
+        assert [step["name"] for step in response.json()["steps"]] == [
+            "validate",
+            "hold",
+            "score",
+        ]
+        assert await count_rows(app, "transfer_steps") == 3
+        assert len(await _step_events(client, transfer["id"])) == 3
+
+    @pytest.mark.parametrize(
+        "records",
+        [
+            pytest.param([], id="empty"),
+            pytest.param([SAGA_REPORTS[1], SAGA_REPORTS[0]], id="versions-backwards"),
+            pytest.param([SAGA_REPORTS[0], SAGA_REPORTS[0]], id="version-repeated"),
+            pytest.param([SAGA_REPORTS[0], {**SAGA_REPORTS[1], "step": "Hold!"}], id="bad-step"),
+            pytest.param(
+                [{**SAGA_REPORTS[0], "version": version} for version in range(1, 22)],
+                id="too-many",
+            ),
+            pytest.param([{**SAGA_REPORTS[0], "priority": "high"}], id="unknown-field"),
+        ],
+    )
+    async def test_a_malformed_batch_changes_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI, records: list[dict[str, Any]]
+    ) -> None:
+        transfer = await create(client)
+        before = await fingerprint(app)
+        assert_problem(await report_batch(client, transfer["id"], records), 422, "invalid-request")
+        assert await fingerprint(app) == before
+
+    async def test_unknown_transfer(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+        response = await report_batch(client, str(uuid.uuid4()), SAGA_REPORTS[:2])
+        assert_problem(response, 404, "transfer-not-found")
+        assert await count_rows(app, "transfer_steps") == 0

@@ -27,6 +27,7 @@ from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, Prin
 from contracts.transfers import (
     CALLBACK_CLIENTS_PATH,
     CALLBACK_CONFIRMATIONS_PATH,
+    TRANSFER_STEP_BATCH_PATH,
     TRANSFER_STEPS_PATH,
     TRANSFERS_BATCH_PATH,
     TRANSFERS_PATH,
@@ -197,6 +198,24 @@ CASES: Final = (
             "status": "pending",
             "version": 4,
             "occurred_at": "2026-11-28T10:00:00+00:00",
+        },
+    ),
+    RouteCase(
+        "POST",
+        TRANSFER_STEP_BATCH_PATH,
+        frozenset({Scope.transfers_internal}),
+        PrincipalKind.service,
+        url=lambda seed: TRANSFER_STEP_BATCH_PATH.format(transfer_id=seed.transfer_id),
+        body=lambda seed: {
+            "records": [
+                {
+                    "step": "review",
+                    "outcome": "approved",
+                    "status": "pending",
+                    "version": 4,
+                    "occurred_at": "2026-11-28T10:00:00+00:00",
+                }
+            ]
         },
     ),
     RouteCase(
@@ -471,5 +490,5 @@ def test_cell_count() -> None:
     """The closing note quotes this: forgeries x routes + missing scope + foreign cells."""
     forged = len(FORGERIES) * len(CASES)
     foreign = sum(1 for case in CASES if case.foreign)
-    assert (len(FORGERIES), len(CASES), foreign) == (10, 11, 5)
-    assert forged + len(CASES) + foreign == 126
+    assert (len(FORGERIES), len(CASES), foreign) == (10, 12, 5)
+    assert forged + len(CASES) + foreign == 137

@@ -35,7 +35,7 @@ from contracts.transfers import (
     step_id,
     workflow_id,
 )
-from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 from workflows.transfer import TransferWorkflow
 from workflows.worker import WORKFLOW_RUNNER
 
@@ -83,7 +83,7 @@ class Gate:
 class FakeServices:
     """The saga's activities, registered under their real names, answering as told.
 
-    `calls` lists every attempt in order (record_step apart, in `records`).
+    `calls` lists every attempt in order (step reports apart, in `records`).
     """
 
     transfer: TransferWorkflowInput
@@ -104,6 +104,8 @@ class FakeServices:
     publications: list[EventPublication] = field(default_factory=list)
     outcomes: list[OutcomeNotice] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
+    # The steps of each `record_steps` call, in order.
+    record_batches: list[list[str]] = field(default_factory=list)
     gates: dict[str, Gate] = field(default_factory=dict)
 
     def activities(self) -> Sequence[Callable[..., Any]]:
@@ -115,6 +117,7 @@ class FakeServices:
             self.void_hold,
             self.publish_event,
             self.record_step,
+            self.record_steps,
             self.report_outcome,
         ]
 
@@ -221,6 +224,12 @@ class FakeServices:
         assert report.transfer_id == self.transfer.transfer_id
         self.records.append(report.record)
 
+    @activity.defn(name="record_steps")
+    async def record_steps(self, report: StepsReport) -> None:
+        assert report.transfer_id == self.transfer.transfer_id
+        self.record_batches.append([record.step for record in report.records])
+        self.records.extend(report.records)
+
 
 @asynccontextmanager
 async def saga_worker(
@@ -293,3 +302,12 @@ async def wait_for_signal_seen(handle: WorkflowHandle[Any, Any]) -> None:
 
 async def entered(gate: Gate) -> None:
     await asyncio.wait_for(gate.entered.wait(), WAIT_SECONDS_MAX)
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` until it holds, for at most WAIT_SECONDS_MAX; fail naming `what`."""
+    for _ in range(POLLS_MAX):
+        if condition():
+            return
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise AssertionError(f"never: {what}")

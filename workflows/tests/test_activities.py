@@ -17,7 +17,7 @@ from contracts.notifications import EventType
 from contracts.transfers import StepRecord, TransferStatus, step_id, workflow_id
 from kit.http import create_client
 from workflows.activities import TransferActivities
-from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport
+from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 from workflows.tests.saga import FAKE_TIME, new_transfer
 
 TRANSFER = new_transfer()
@@ -428,6 +428,47 @@ class TestRecordStep:
         services.answer = lambda request: problem(404, "transfer-not-found", "no transfer")
         error = await failure_of(services.activities.record_step, self.report)
         assert (error.type, error.non_retryable) == ("transfer-not-found", True)
+
+
+class TestRecordSteps:
+    async def test_valid(self, services: Services) -> None:
+        services.answer_json(200, {"id": str(TRANSFER_ID), "status": "pending"})
+        hold = TestRecordStep.report.record
+        validate = hold.model_copy(update={"step": "validate", "version": 1, "hold_id": None})
+        report = StepsReport(transfer_id=TRANSFER_ID, records=[validate, hold])
+        assert await run(services.activities.record_steps, report) is None
+        assert str(services.request.url) == (
+            f"http://transactions.test/v1/internal/transfers/{TRANSFER_ID}/steps/batch"
+        )
+        # Each record names the execution that took it, in the order the saga took them.
+        execution = {"workflow_id": workflow_id(TRANSFER_ID), "run_id": RUN_ID}
+        assert services.body() == {
+            "records": [
+                {
+                    "step": "validate",
+                    "outcome": "succeeded",
+                    "status": "pending",
+                    "version": 1,
+                    "occurred_at": "2026-01-02T03:04:05Z",
+                    **execution,
+                },
+                {
+                    "step": "hold",
+                    "outcome": "succeeded",
+                    "status": "pending",
+                    "version": 2,
+                    "occurred_at": "2026-01-02T03:04:05Z",
+                    "hold_id": str(HOLD_ID),
+                    **execution,
+                },
+            ]
+        }
+
+    async def test_refused_report_is_final(self, services: Services) -> None:
+        services.answer = lambda request: problem(422, "invalid-request", "versions increase")
+        report = StepsReport(transfer_id=TRANSFER_ID, records=[TestRecordStep.report.record])
+        error = await failure_of(services.activities.record_steps, report)
+        assert (error.type, error.non_retryable) == ("invalid-request", True)
 
 
 class TestReportOutcome:

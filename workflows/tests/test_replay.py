@@ -2,12 +2,15 @@
 
 `histories/` holds one recorded history per path of the saga. A change that would make a
 running transfer take a different path on replay (nondeterminism) fails here; make such a
-change behind `workflow.patched(...)` and keep these files. To record the current code's
-histories as new files, run this module with SAGABANK_RECORD_HISTORIES=1 and commit what
-it writes.
+change behind `workflow.patched(...)`, move these files to a folder of their own beside
+them, which keep replaying on the old path, and record the new ones: run this module with
+SAGABANK_RECORD_HISTORIES=1 and commit what it writes. `histories/single-step-reports/`
+holds the histories from before BATCHED_STEP_REPORTS.
 """
 
 import asyncio
+import base64
+import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -45,10 +48,13 @@ from workflows.tests.saga import (
     wait_for_signal_seen,
     wait_for_status,
 )
-from workflows.transfer import TransferWorkflow
+from workflows.transfer import BATCHED_STEP_REPORTS, TransferWorkflow
 
 HISTORIES_PATH = Path(__file__).parent / "histories"
-COMMITTED_HISTORIES = sorted(HISTORIES_PATH.glob("*.json"))
+CURRENT_HISTORIES = sorted(HISTORIES_PATH.glob("*.json"))
+# Recorded before BATCHED_STEP_REPORTS, by transfers that still replay on the old path.
+SINGLE_REPORT_HISTORIES = sorted((HISTORIES_PATH / "single-step-reports").glob("*.json"))
+COMMITTED_HISTORIES = CURRENT_HISTORIES + SINGLE_REPORT_HISTORIES
 
 Handle = WorkflowHandle[Any, Any]
 Drive = Callable[[Handle, FakeServices], Awaitable[None]]
@@ -180,6 +186,26 @@ PATHS = [
 ]
 
 
+def markers(path: Path) -> tuple[set[str], set[str]]:
+    """The patch ids and the local activity types a committed history's markers name."""
+    patches: set[str] = set()
+    local_activities: set[str] = set()
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker is None:
+            continue
+        for payloads in marker.get("details", {}).values():
+            for payload in payloads["payloads"]:
+                if "data" not in payload:  # None, encoded as metadata alone
+                    continue
+                data = json.loads(base64.b64decode(payload["data"]))
+                if marker["markerName"] == "core_patch":
+                    patches.add(data["id"])
+                elif isinstance(data, dict) and "activity_type" in data:
+                    local_activities.add(data["activity_type"])
+    return patches, local_activities
+
+
 def replayer() -> Replayer:
     return Replayer(workflows=[TransferWorkflow], data_converter=pydantic_data_converter)
 
@@ -215,9 +241,24 @@ class TestReplay:
             await asyncio.to_thread(target.write_text, history.to_json() + "\n")
 
     def test_every_path_has_a_committed_history(self) -> None:
-        assert {path.stem for path in COMMITTED_HISTORIES} == {path.name for path in PATHS}
+        assert {path.stem for path in CURRENT_HISTORIES} == {path.name for path in PATHS}
+        assert {path.stem for path in SINGLE_REPORT_HISTORIES} == {path.name for path in PATHS}
 
-    @pytest.mark.parametrize("path", COMMITTED_HISTORIES, ids=lambda path: path.stem)
+    @pytest.mark.parametrize(
+        "path", COMMITTED_HISTORIES, ids=lambda path: f"{path.parent.name}/{path.stem}"
+    )
+    def test_each_history_took_the_report_path_of_its_time(self, path: Path) -> None:
+        """The current histories send their reports in batches, the older ones one by one,
+        so the replays below cover both sides of `workflow.patched(BATCHED_STEP_REPORTS)`."""
+        patches, local_activities = markers(path)
+        batched = path in CURRENT_HISTORIES
+        assert (BATCHED_STEP_REPORTS in patches) is batched
+        assert ("record_steps" in local_activities) is batched
+        assert ("record_step" in local_activities) is not batched
+
+    @pytest.mark.parametrize(
+        "path", COMMITTED_HISTORIES, ids=lambda path: f"{path.parent.name}/{path.stem}"
+    )
     async def test_committed_history_replays(self, path: Path) -> None:
         history = WorkflowHistory.from_json(path.stem, await asyncio.to_thread(path.read_text))
         result = await replayer().replay_workflow(history)

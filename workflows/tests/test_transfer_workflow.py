@@ -25,6 +25,7 @@ from workflows.tests.saga import (
     FakeServices,
     business_failure,
     entered,
+    eventually,
     new_transfer,
     saga_worker,
     start_transfer,
@@ -147,6 +148,71 @@ class TestCompletion:
         ]
         assert fakes.records[-1].detail == "transfer.completed"
         assert_versions_strictly_increase(fakes)
+
+
+class TestStepReports:
+    """Reports travel in batches: before the pivot, before a wait or a compensation, and at
+    the end; never one request per step (BATCHED_STEP_REPORTS)."""
+
+    async def test_completed_in_two_reports(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer())
+        post = fakes.gate("post_hold")
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await entered(post)
+            # Everything before the pivot is reported before the money moves.
+            assert fakes.record_batches == [["validate", "hold", "score"]]
+            post.released.set()
+            await handle.result()
+
+        assert fakes.record_batches == [["validate", "hold", "score"], ["post", "notify"]]
+        assert fakes.calls_of("record_step") == 0
+
+    async def test_in_review_reported_before_the_wait(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), decision=FraudDecision.review)
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await wait_for_status(handle, in_review)
+            await eventually(lambda: bool(fakes.record_batches), "the first report")
+            assert fakes.record_batches == [["validate", "hold", "score"]]
+            assert fakes.records[-1].status is in_review
+            await handle.signal(
+                SIGNAL_REVIEW_DECISION, ReviewDecision(decision="approve", reviewer_id="r-1")
+            )
+            await handle.result()
+
+        assert fakes.record_batches[1:] == [["review"], ["post", "notify"]]
+
+    async def test_the_end_reported_before_compensating(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(), decision=FraudDecision.decline)
+        void = fakes.gate("void_hold")
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(saga_env, task_queue, fakes.transfer)
+            await entered(void)
+            # A void may retry for long: the decline is known meanwhile.
+            assert fakes.record_batches == [["validate", "hold", "score"]]
+            assert fakes.records[-1].status is TransferStatus.declined
+            void.released.set()
+            await handle.result()
+
+        assert fakes.record_batches[1:] == [["void", "notify"]]
+
+    async def test_nothing_to_compensate_one_report(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(
+            new_transfer(), validation_failure=business_failure("account-not-active", "frozen")
+        )
+        async with saga_worker(saga_env, task_queue, fakes):
+            await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+
+        assert fakes.record_batches == [["validate", "notify"]]
 
 
 class TestEventRouting:

@@ -66,6 +66,8 @@ async def wait_for_failing_attempt(handle: WorkflowHandle[Any, Any], activity_ty
             if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
                 continue
             marker = event.marker_recorded_event_attributes
+            if "data" not in marker.details:  # a patch marker, not a local activity's
+                continue
             data = json.loads(marker.details["data"].payloads[0].data)
             if data["activity_type"] == activity_type and marker.HasField("failure"):
                 return str(marker.failure.message)
