@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -205,26 +205,60 @@ async def append(
 
     Returns the stored row's values and whether this call wrote it.
     """
+    ((values, written),) = await append_many(session, table, [event], now=now)
+    return values, written
+
+
+async def append_many(
+    session: AsyncSession,
+    table: Table,
+    events: Sequence[AuditEventCreate],
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> list[tuple[dict[str, Any], bool]]:
+    """Append `events`, in their order, in the caller's transaction, exactly as `append`
+    would one after the other (a known id, also one repeated in `events`, is written
+    once), in four statements whatever their number: one lock, one look for known ids,
+    one for the chain's end, one INSERT.
+
+    Returns, per event, the stored row's values and whether this call wrote it.
+    """
+    if not events:
+        return []
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
-    existing = (await session.execute(select(table).where(table.c.id == event.id))).first()
-    if existing is not None:
-        return dict(existing._mapping), False
+    ids = list({event.id for event in events})
+    known: dict[uuid.UUID, dict[str, Any]] = {
+        row.id: dict(row._mapping)
+        for row in (await session.execute(select(table).where(table.c.id.in_(ids)))).all()
+    }
     last = (
         await session.execute(
             select(table.c.sequence, table.c.hash).order_by(table.c.sequence.desc()).limit(1)
         )
     ).first()
-    recorded_at = (now or (lambda: datetime.now(UTC)))()
-    values: dict[str, Any] = {
-        **event.model_dump(),
-        "actor_type": event.actor_type.value,
-        "sequence": 1 if last is None else last.sequence + 1,
-        "recorded_at": recorded_at,
-        "previous_hash": GENESIS_HASH if last is None else last.hash,
-    }
-    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values))
-    await session.execute(table.insert().values(**values))
-    return values, True
+    sequence, previous_hash = (0, GENESIS_HASH) if last is None else (last.sequence, last.hash)
+    clock = now or (lambda: datetime.now(UTC))
+    results: list[tuple[dict[str, Any], bool]] = []
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        if event.id in known:
+            results.append((known[event.id], False))
+            continue
+        sequence += 1
+        values: dict[str, Any] = {
+            **event.model_dump(),
+            "actor_type": event.actor_type.value,
+            "sequence": sequence,
+            "recorded_at": clock(),
+            "previous_hash": previous_hash,
+        }
+        values["hash"] = previous_hash = chain_hash(previous_hash, _hashed_fields(values))
+        known[event.id] = values
+        rows.append(values)
+        results.append((values, True))
+    if rows:
+        await session.execute(table.insert(), rows)
+    return results
 
 
 _RAW_COLUMNS: Final = (*_HASHED_COLUMNS, "previous_hash", "hash")

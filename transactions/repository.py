@@ -442,6 +442,13 @@ async def insert_callback_receipt(
 # --- audit trail ------------------------------------------------------------------------
 
 
+async def append_audit_events(
+    session: AsyncSession, events: Sequence[AuditEventCreate]
+) -> None:
+    """Append `events` in order in the caller's transaction (see `append_audit`)."""
+    await audit.append_many(session, audit_events, events)
+
+
 async def append_audit(session: AsyncSession, event: AuditEventCreate) -> bool:
     """Append `event` to the audit trail in the caller's transaction; False if an event
     with its id is already there (a retried report writes nothing new)."""

@@ -673,10 +673,9 @@ async def record_steps(
     # The UPDATE went around the session's identity map; read the row afresh.
     session.expire_all()
     transfer = await _load_transfer(session, transfer_id)
-    # Last in the transaction: each append serialises on the trail's chain lock, which is
+    # Last in the transaction: the append serialises on the trail's chain lock, which is
     # then held only until the commit that follows.
-    for event in events:
-        await repository.append_audit(session, event)
+    await repository.append_audit_events(session, events)
     return transfer
 
 

@@ -19,6 +19,7 @@ from contracts.auth import PrincipalKind, Scope
 from kit.audit import (
     append,
     append_asyncpg,
+    append_many,
     audit_router,
     audit_table,
     chain_hash,
@@ -144,6 +145,46 @@ class TestAppend:
         async with database.sessions() as session:
             count = (await session.execute(text("SELECT count(*) FROM audit_events"))).scalar()
         assert count == 0
+
+
+class TestAppendMany:
+    async def test_in_order_each_id_once_one_chain(self, database: Database) -> None:
+        known = _event(action="account.created")
+        await _append(database, known)
+        first, second = _event(action="account.frozen"), _event(action="account.unfrozen")
+        async with database.sessions() as session, session.begin():
+            results = await append_many(session, TABLE, [known, first, second, first])
+        # A known id, also one repeated in the batch, is not written again.
+        assert [written for _values, written in results] == [False, True, True, False]
+        assert results[3][0]["hash"] == results[1][0]["hash"]
+        async with database.sessions() as session:
+            rows = (await session.execute(TABLE.select().order_by(TABLE.c.sequence))).all()
+            verification = await verify_chain(session, TABLE, service="test")
+        assert [(row.sequence, row.action) for row in rows] == [
+            (1, "account.created"),
+            (2, "account.frozen"),
+            (3, "account.unfrozen"),
+        ]
+        assert verification.ok, verification
+        assert verification.events_checked == 3
+
+    async def test_same_chain_as_one_by_one(self, database: Database) -> None:
+        events = [_event(occurred_at=T0 + timedelta(seconds=index)) for index in range(3)]
+        async with database.sessions() as session, session.begin():
+            batched = await append_many(session, TABLE, events, now=lambda: T0)
+        async with database.sessions() as session, session.begin():
+            await session.execute(text("SET LOCAL session_replication_role = replica"))
+            await session.execute(text("DELETE FROM audit_events"))
+        for event in events:
+            async with database.sessions() as session, session.begin():
+                await append(session, TABLE, event, now=lambda: T0)
+        async with database.sessions() as session:
+            rows = (await session.execute(TABLE.select().order_by(TABLE.c.sequence))).all()
+        assert [row.hash for row in rows] == [values["hash"] for values, _ in batched]
+
+    async def test_nothing_to_append(self, database: Database) -> None:
+        async with database.sessions() as session, session.begin():
+            assert await append_many(session, TABLE, []) == []
 
 
 class TestTamperEvidence:

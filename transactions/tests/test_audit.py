@@ -212,7 +212,7 @@ class TestStepEvents:
             raise RuntimeError("the audit write failed")
 
         with monkeypatch.context() as patched:
-            patched.setattr(repository, "append_audit", broken)
+            patched.setattr(repository, "append_audit_events", broken)
             failed = await report(
                 client,
                 transfer["id"],
