@@ -442,9 +442,7 @@ async def insert_callback_receipt(
 # --- audit trail ------------------------------------------------------------------------
 
 
-async def append_audit_events(
-    session: AsyncSession, events: Sequence[AuditEventCreate]
-) -> None:
+async def append_audit_events(session: AsyncSession, events: Sequence[AuditEventCreate]) -> None:
     """Append `events` in order in the caller's transaction (see `append_audit`)."""
     await audit.append_many(session, audit_events, events)
 
