@@ -458,7 +458,7 @@ class Launcher:
         self.say("sagabank", f"Sagabank is ready ({elapsed_seconds:.1f}s). Ctrl-C stops it.")
         for name, url in rows:
             self.say("sagabank", f"  {name:<{width}}  {url}")
-        self.say("sagabank", "  an operator token: TOKEN=$(sagabank token --operator)")
+        self.say("sagabank", f"  an operator token: TOKEN=$({_command()} token --operator)")
 
     # -- the whole run -----------------------------------------------------------------
 
@@ -551,3 +551,15 @@ def down(state_dir: Path, *, timeout_seconds: float = 30.0) -> str:
     with contextlib.suppress(FileNotFoundError):
         (state_dir.resolve() / STATE_FILE_NAME).unlink()
     return "killed leftovers: " + ", ".join(stopped) if stopped else "nothing was left running"
+
+
+def _command() -> str:
+    """How to call `sagabank` from here: the virtualenv's script, as a newcomer who ran
+    `make run` has it (`.venv/bin/sagabank`), or plain `sagabank` where it is not found."""
+    script = Path(sys.executable).parent / "sagabank"
+    if not script.is_file():
+        return "sagabank"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)

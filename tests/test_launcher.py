@@ -35,6 +35,15 @@ def _worker_pid(state_dir: Path) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
+def _runs_the_worker(pid: int) -> bool:
+    """The process has become the worker: between its fork and its exec, a child still
+    shows the launcher's own command line."""
+    try:
+        return _alive(pid) and "worker" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+
+
 def _kill_worker_and_wait_for_its_restart(state_dir: Path) -> None:
     crashed = _worker_pid(state_dir)
     assert crashed is not None
@@ -42,7 +51,7 @@ def _kill_worker_and_wait_for_its_restart(state_dir: Path) -> None:
     deadline = time.monotonic() + 30
     while True:
         current = _worker_pid(state_dir)
-        if current is not None and current != crashed and _alive(current):
+        if current is not None and current != crashed and _runs_the_worker(current):
             return
         assert time.monotonic() < deadline, "the launcher did not restart the killed worker"
         time.sleep(0.1)
