@@ -638,6 +638,7 @@ async def record_steps(
     if row is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     status_before, version_before = row.status, row.version
+    actor = audit.actor_for(requester.principal)
     events: list[AuditEventCreate] = []
     for record in records:
         step_recorded = await repository.insert_step(
@@ -655,7 +656,7 @@ async def record_steps(
                     record=record,
                     status_before=status_before,
                     version_before=version_before,
-                    actor=audit.actor_for(requester.principal),
+                    actor=actor,
                     request_id=requester.request_id,
                 )
             )

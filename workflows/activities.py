@@ -50,6 +50,7 @@ from contracts.problem import PROBLEM_TYPE_PREFIX
 from contracts.transfers import (
     TRANSFER_STEP_BATCH_PATH,
     TRANSFER_STEPS_PATH,
+    StepRecord,
     StepRecordBatch,
     TransferWorkflowInput,
     step_id,
@@ -304,23 +305,15 @@ class TransferActivities:
         points at its workflow and run in the Temporal UI.
         """
         async with _activity_context(report.transfer_id):
-            info = activity.info()
-            record = report.record.model_copy(
-                update={"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
-            )
             path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
-            await _send(self.transactions, path, record)
+            await _send(self.transactions, path, _taken_here(report.record))
 
     @activity.defn(name="record_steps")
     async def record_steps(self, report: StepsReport) -> None:
         """Report consecutive steps in one request (one transaction in transactions), each
         as `record_step` would report it."""
         async with _activity_context(report.transfer_id):
-            info = activity.info()
-            execution = {"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
-            batch = StepRecordBatch(
-                records=[record.model_copy(update=execution) for record in report.records]
-            )
+            batch = StepRecordBatch(records=[_taken_here(record) for record in report.records])
             path = TRANSFER_STEP_BATCH_PATH.format(transfer_id=report.transfer_id)
             await _send(self.transactions, path, batch)
 
@@ -380,6 +373,14 @@ async def _post(
             ),
             type="invalid-response",
         ) from None
+
+
+def _taken_here(record: StepRecord) -> StepRecord:
+    """The record naming the Temporal execution this activity runs for."""
+    info = activity.info()
+    return record.model_copy(
+        update={"workflow_id": info.workflow_id, "run_id": info.workflow_run_id}
+    )
 
 
 async def _send(
