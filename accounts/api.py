@@ -34,6 +34,7 @@ from accounts.errors import (
     PendingTransferAlreadyVoided,
     PendingTransferExpired,
     PendingTransferNotFound,
+    PendingTransferVoided,
     PostAmountExceedsPending,
     SameAccount,
     SystemAccountImmutable,
@@ -67,6 +68,7 @@ from contracts.money import CurrencyCode
 from kit.audit import actor_of, request_id_of
 from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.db import Session
+from kit.deadline import DeadlineExceeded, InvalidDeadline, RequestDeadline
 from kit.errors import Forbidden, TooManyRequests, Unauthorized
 from kit.problems import problem_responses
 from kit.ratelimit import MONEY_BUCKET, rate_limited
@@ -459,7 +461,10 @@ _TRANSFER_PROBLEMS = (
     PendingTransferAlreadyPosted,
     PendingTransferAlreadyVoided,
     PendingTransferExpired,
+    PendingTransferVoided,
     PostAmountExceedsPending,
+    InvalidDeadline,
+    DeadlineExceeded,
 )
 
 
@@ -476,8 +481,11 @@ async def create_ledger_transfer(
     database: LedgerDatabase,
     response: Response,
     now: Now,
+    deadline: RequestDeadline,
 ) -> LedgerTransfer:
-    transfer, created = await service.create_ledger_transfer(database, request=body, now=now)
+    transfer, created = await service.create_ledger_transfer(
+        database, request=body, now=now, deadline=deadline
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return transfer
@@ -495,7 +503,9 @@ async def create_ledger_transfer(
         "problem and every other event of the chain `linked-event-failed`."
     ),
     response_model=LedgerTransferBatchResults,
-    responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, LedgerBusy),
+    responses=problem_responses(
+        *_AUTH_PROBLEMS, InvalidRequest, LedgerBusy, InvalidDeadline, DeadlineExceeded
+    ),
 )
 async def create_ledger_transfers(
     body: LedgerTransferBatch,
@@ -503,10 +513,15 @@ async def create_ledger_transfers(
     database: LedgerDatabase,
     request: Request,
     now: Now,
+    deadline: RequestDeadline,
 ) -> Response:
     events = body.transfers
     outcomes = await service.create_ledger_transfers(
-        database, requests=events, linked=[event.linked for event in events], now=now
+        database,
+        requests=events,
+        linked=[event.linked for event in events],
+        now=now,
+        deadline=deadline,
     )
     trace_id = getattr(request.state, "request_id", None)
     results = [
@@ -569,12 +584,18 @@ async def get_ledger_transfer(
         SameAccount,
         TransferLimitExceeded,
         DailyOutflowLimitExceeded,
+        InvalidDeadline,
+        DeadlineExceeded,
     ),
 )
 async def validate_transfer(
-    body: TransferValidationRequest, _principal: LedgerWrite, database: LedgerDatabase, now: Now
+    body: TransferValidationRequest,
+    _principal: LedgerWrite,
+    database: LedgerDatabase,
+    now: Now,
+    deadline: RequestDeadline,
 ) -> TransferValidation:
-    return await service.validate_transfer(database, request=body, now=now)
+    return await service.validate_transfer(database, request=body, now=now, deadline=deadline)
 
 
 @router.get(

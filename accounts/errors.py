@@ -2,6 +2,7 @@
 
 from typing import ClassVar
 
+from contracts.accounts import PENDING_TRANSFER_EXPIRED, PENDING_TRANSFER_VOIDED
 from kit.errors import ProblemError
 
 
@@ -85,8 +86,17 @@ class PendingTransferAlreadyVoided(ProblemError):
 
 class PendingTransferExpired(ProblemError):
     status = 409
-    slug = "pending-transfer-expired"
+    slug = PENDING_TRANSFER_EXPIRED
     title = "Pending transfer expired"
+
+
+class PendingTransferVoided(ProblemError):
+    """A void of this id came first and left a tombstone: the pending transfer may not be
+    created any more (its requester has already been told it failed)."""
+
+    status = 409
+    slug = PENDING_TRANSFER_VOIDED
+    title = "Pending transfer voided before it was created"
 
 
 class PostAmountExceedsPending(ProblemError):

@@ -28,6 +28,7 @@ from accounts.errors import (
     PendingTransferAlreadyVoided,
     PendingTransferExpired,
     PendingTransferNotFound,
+    PendingTransferVoided,
     PostAmountExceedsPending,
     SameAccount,
     SystemAccountImmutable,
@@ -142,6 +143,7 @@ class PendingSnapshot(NamedTuple):
     currency: str
     expires_at: datetime | None
     created_at: datetime | None = None
+    reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -726,6 +728,7 @@ class LedgerState:
         transfers: Mapping[UUID, TransferRecord],
         outflows_today_minor: Mapping[UUID, int],
         now: datetime,
+        tombstones: Mapping[UUID, TransferRecord] | None = None,
     ) -> None:
         assert now.tzinfo is not None, "the clock must be timezone-aware"
         self.initial_accounts = dict(accounts)
@@ -734,9 +737,14 @@ class LedgerState:
         self.resolutions = dict(resolutions)
         self.transfers = dict(transfers)
         self.outflows_today_minor = dict(outflows_today_minor)
+        # Voids of holds the ledger had not seen, by the hold's id (see `_void_unseen`).
+        self.tombstones = dict(tombstones or {})
         self.now = now
         self.day_start, self.day_end = outflow_day(now)
         self.postings: list[Posting] = []
+        # What to write besides the postings: new tombstones, and the holds that expired.
+        self.tombstones_created: list[TransferRecord] = []
+        self.expired_holds: list[PendingSnapshot] = []
         self._undo: list[tuple[dict[Any, Any], Any, object]] | None = None
 
     def expire(self, pending: PendingSnapshot) -> None:
@@ -757,6 +765,7 @@ class LedgerState:
         # The daily outflow already leaves expired holds out, so nothing is given back here.
         self._record(transfer, plan)
         self._set(self.resolutions, pending.id, Resolution.expired)
+        self.expired_holds.append(pending)
 
     def execute(
         self, requests: Sequence[LedgerTransferCreate], linked: Sequence[bool]
@@ -841,6 +850,7 @@ class LedgerState:
     ) -> list[Outcome]:
         self._undo = []
         postings_before = len(self.postings)
+        tombstones_before = len(self.tombstones_created)
         outcomes: list[Outcome] = []
         try:
             for request in requests:
@@ -857,6 +867,7 @@ class LedgerState:
                 else:
                     mapping[key] = old
             del self.postings[postings_before:]
+            del self.tombstones_created[tombstones_before:]
         finally:
             self._undo = None
         failed_index = first_index + len(outcomes) - 1
@@ -898,6 +909,11 @@ class LedgerState:
         assert request.credit_account_id is not None, "check_shape requires it"
         assert request.amount_minor is not None, "check_shape requires it"
         assert request.currency is not None, "check_shape requires it"
+        if request.id in self.tombstones:
+            raise PendingTransferVoided(
+                f"transfer {request.id} was voided before it arrived; it may not be created",
+                void_id=str(self.tombstones[request.id].id),
+            )
         check_distinct(request.debit_account_id, request.credit_account_id)
         debit = self._account(request.debit_account_id)
         credit = self._account(request.credit_account_id)
@@ -948,9 +964,7 @@ class LedgerState:
         assert request.pending_id is not None, "check_shape requires it"
         pending = self.pendings.get(request.pending_id)
         if pending is None:
-            raise PendingTransferNotFound(
-                f"no pending transfer {request.pending_id}", pending_id=str(request.pending_id)
-            )
+            return self._void_unseen(request)
         check_matches_pending(request, pending)
         debit = self.accounts[pending.debit_account_id]
         credit = self.accounts[pending.credit_account_id]
@@ -993,6 +1007,56 @@ class LedgerState:
                 self.outflows_today_minor[debit.id] - released_minor,
             )
         return Outcome(transfer, True, None)
+
+    def _void_unseen(self, request: LedgerTransferCreate) -> Outcome:
+        """A void of a hold the ledger has not seen: if it names the hold's accounts, amount
+        and currency, it is recorded as a tombstone that refuses the hold should it arrive
+        later (a slow first attempt of its requester), and releases nothing. The order in
+        which the hold and its void arrive then no longer matters; the service serialises
+        the two on the accounts' locks, which both take."""
+        assert request.pending_id is not None, "check_shape requires it"
+        pending_id = request.pending_id
+        if pending_id in self.tombstones:
+            raise PendingTransferAlreadyVoided(
+                f"pending transfer {pending_id} was already voided", pending_id=str(pending_id)
+            )
+        named = (
+            request.debit_account_id,
+            request.credit_account_id,
+            request.amount_minor,
+            request.currency,
+        )
+        if (
+            request.kind != LedgerTransferKind.void_pending
+            or request.debit_account_id not in self.accounts
+            or request.credit_account_id not in self.accounts
+            or None in named
+        ):
+            raise PendingTransferNotFound(
+                f"no pending transfer {pending_id}", pending_id=str(pending_id)
+            )
+        assert request.debit_account_id is not None, "checked above"
+        assert request.credit_account_id is not None, "checked above"
+        assert request.amount_minor is not None, "checked above"
+        assert request.currency is not None, "checked above"
+        check_distinct(request.debit_account_id, request.credit_account_id)
+        tombstone = TransferRecord(
+            request.id,
+            LedgerTransferKind.void_pending,
+            request.debit_account_id,
+            request.credit_account_id,
+            request.amount_minor,
+            request.currency,
+            pending_id,
+            None,
+            None,
+            request.reference,
+            self.now,
+        )
+        self._set(self.tombstones, pending_id, tombstone)
+        self._set(self.transfers, tombstone.id, tombstone)
+        self.tombstones_created.append(tombstone)
+        return Outcome(tombstone, True, None)
 
     def _transfer(
         self,

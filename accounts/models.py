@@ -99,6 +99,22 @@ class ExpiringHoldRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class HoldTombstoneRow(Base):
+    """A void that arrived before its hold: it released nothing, and refuses the hold (by
+    its id, `pending_id`) should it arrive later. Append-only, like the journal."""
+
+    __tablename__ = "ledger_hold_tombstones"
+
+    pending_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    void_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    debit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    credit_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(CHAR(3))
+    reference: Mapped[str | None] = mapped_column(String(140))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class CustomerRow(Base):
     """A customer who signs in with email and password (the password only as argon2)."""
 

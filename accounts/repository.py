@@ -27,6 +27,7 @@ from accounts.models import (
     ClientRow,
     CustomerRow,
     ExpiringHoldRow,
+    HoldTombstoneRow,
     LedgerEntryRow,
     LedgerTransferRow,
     RefreshTokenRow,
@@ -166,6 +167,13 @@ async def get_ledger_transfer(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def get_tombstone_by_void_id(
+    session: AsyncSession, void_id: uuid.UUID
+) -> HoldTombstoneRow | None:
+    statement = select(HoldTombstoneRow).where(HoldTombstoneRow.void_id == void_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
 async def count_expired_holds(session: AsyncSession, *, now: datetime) -> int:
     statement = select(func.count()).where(ExpiringHoldRow.expires_at <= now)
     return int((await session.execute(statement)).scalar_one())
@@ -197,16 +205,31 @@ async def create_pool(
 
 
 @asynccontextmanager
-async def transaction(pool: Any, *, acquire_timeout_seconds: float) -> AsyncIterator[Connection]:
+async def transaction(
+    pool: Any, *, acquire_timeout_seconds: float, wait_timeout_seconds: float | None = None
+) -> AsyncIterator[Connection]:
     """One READ COMMITTED transaction: committed when the body returns, else rolled back.
 
-    Row locks (taken in id order) give each transfer the latest committed balances.
+    Row locks (taken in id order) give each transfer the latest committed balances. With
+    `wait_timeout_seconds`, no lock wait and no statement of the transaction lasts longer
+    (PostgreSQL cancels it: LockNotAvailableError, QueryCanceledError).
     """
     async with (
         pool.acquire(timeout=acquire_timeout_seconds) as connection,
         connection.transaction(),
     ):
+        if wait_timeout_seconds is not None:
+            await set_wait_timeouts(connection, wait_timeout_seconds)
         yield connection
+
+
+async def set_wait_timeouts(connection: Connection, timeout_seconds: float) -> None:
+    """Bound this transaction's lock waits and statements (SET LOCAL: until it ends)."""
+    milliseconds = f"{max(round(timeout_seconds * 1000), 1)}ms"
+    await connection.execute(
+        "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $1, true)",
+        milliseconds,
+    )
 
 
 _SELECT_ACCOUNTS = """
@@ -231,11 +254,25 @@ LOCK_ACCOUNTS = """
     FOR UPDATE
 """
 
-GET_TRANSFERS = """
+# The transfers of these ids, and the tombstones whose void or hold has one of them (a
+# tombstone answers as the void it is: kind void_pending, naming the hold it refused).
+GET_TRANSFERS_AND_TOMBSTONES = """
     SELECT id, kind, debit_account_id, credit_account_id, amount_minor, currency, pending_id,
-           timeout_seconds, expires_at, reference, created_at
+           timeout_seconds, expires_at, reference, created_at, false AS tombstone
     FROM ledger_transfers
     WHERE id = ANY($1::uuid[])
+    UNION ALL
+    SELECT void_id, 'void_pending', debit_account_id, credit_account_id, amount_minor, currency,
+           pending_id, NULL, NULL, reference, created_at, true
+    FROM ledger_hold_tombstones
+    WHERE void_id = ANY($1::uuid[]) OR pending_id = ANY($1::uuid[])
+"""
+
+INSERT_TOMBSTONES = """
+    INSERT INTO ledger_hold_tombstones (pending_id, void_id, debit_account_id,
+        credit_account_id, amount_minor, currency, reference, created_at)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[],
+                         $6::text[], $7::text[], $8::timestamptz[])
 """
 
 GET_PENDINGS = """
@@ -251,7 +288,7 @@ GET_RESOLUTIONS = """
 
 EXPIRED_HOLDS_OF_ACCOUNTS = """
     SELECT hold.pending_id, hold.debit_account_id, hold.credit_account_id, hold.amount_minor,
-           hold.expires_at, transfer.currency, transfer.created_at
+           hold.expires_at, transfer.currency, transfer.created_at, transfer.reference
     FROM ledger_expiring_holds AS hold
     JOIN ledger_transfers AS transfer ON transfer.id = hold.pending_id
     WHERE (hold.debit_account_id = ANY($1::uuid[]) OR hold.credit_account_id = ANY($1::uuid[]))
@@ -262,7 +299,7 @@ EXPIRED_HOLDS_OF_ACCOUNTS = """
 
 EXPIRED_HOLDS = """
     SELECT hold.pending_id, hold.debit_account_id, hold.credit_account_id, hold.amount_minor,
-           hold.expires_at, transfer.currency, transfer.created_at
+           hold.expires_at, transfer.currency, transfer.created_at, transfer.reference
     FROM ledger_expiring_holds AS hold
     JOIN ledger_transfers AS transfer ON transfer.id = hold.pending_id
     WHERE hold.expires_at <= $1
@@ -374,8 +411,26 @@ async def read_accounts(connection: Connection, account_ids: Collection[uuid.UUI
     return list(await connection.fetch(_SELECT_ACCOUNTS, list(account_ids)))
 
 
-async def get_transfers(connection: Connection, transfer_ids: Collection[uuid.UUID]) -> list[Any]:
-    return list(await connection.fetch(GET_TRANSFERS, list(transfer_ids)))
+async def get_transfers_and_tombstones(
+    connection: Connection, ids: Collection[uuid.UUID]
+) -> list[Any]:
+    """Rows of GET_TRANSFERS_AND_TOMBSTONES: `tombstone` tells the two kinds apart."""
+    return list(await connection.fetch(GET_TRANSFERS_AND_TOMBSTONES, list(ids)))
+
+
+async def insert_tombstones(connection: Connection, tombstones: Sequence[TransferRecord]) -> None:
+    """Record voids of holds the ledger has not seen (each names the hold it refuses)."""
+    await connection.execute(
+        INSERT_TOMBSTONES,
+        [tombstone.pending_id for tombstone in tombstones],
+        [tombstone.id for tombstone in tombstones],
+        [tombstone.debit_account_id for tombstone in tombstones],
+        [tombstone.credit_account_id for tombstone in tombstones],
+        [tombstone.amount_minor for tombstone in tombstones],
+        [tombstone.currency for tombstone in tombstones],
+        [tombstone.reference for tombstone in tombstones],
+        [tombstone.created_at for tombstone in tombstones],
+    )
 
 
 async def get_pendings(connection: Connection, pending_ids: Collection[uuid.UUID]) -> list[Any]:

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import enum
+import math
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
@@ -58,10 +59,12 @@ from contracts.accounts import (
     StatementEntryTotal,
     TransferValidation,
     TransferValidationRequest,
+    transfer_of_reference,
 )
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from kit import audit
+from kit.deadline import Deadline, DeadlineExceeded
 
 log = structlog.get_logger()
 
@@ -70,6 +73,8 @@ ResultT = TypeVar("ResultT")
 # Namespace of the ledger transfer ids derived from (account, direction, Idempotency-Key),
 # so a retried deposit or withdrawal finds the transfer its first attempt wrote.
 EXTERNAL_TRANSFER_NAMESPACE: Final = uuid.UUID("5d0e8f3a-7c41-4b9e-a6d2-1f3c9b7e2a54")
+# Who releases a hold past its deadline, in the audit trail.
+HOLD_EXPIRY_ACTOR_ID: Final = "system:ledger-hold-expiry"
 # Expired holds a transaction releases on its way (the sweeper takes care of the rest).
 EXPIRED_HOLDS_PER_TRANSACTION_MAX: Final = 1000
 _RETRY_BACKOFF_SECONDS: Final = 0.01
@@ -127,6 +132,13 @@ class _ConcurrentInsert(Exception):
     locked other accounts; the next attempt sees it and answers as a replay or conflict."""
 
 
+# No connection free in time, a lock or a statement over its timeout: the database is
+# overloaded (or the caller's deadline came), and retrying here would only add to it.
+_CANCELLED_BY_TIMEOUTS = (
+    TimeoutError,
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.QueryCanceledError,
+)
 _RETRYABLE = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
@@ -135,20 +147,42 @@ _RETRYABLE = (
 
 
 async def in_transaction(
-    database: Ledger, work: Callable[[Connection], Awaitable[ResultT]]
+    database: Ledger,
+    work: Callable[[Connection], Awaitable[ResultT]],
+    *,
+    deadline: Deadline | None = None,
 ) -> ResultT:
     """Run `work` in a transaction of its own, again (bounded, with jittered backoff) when
-    the database aborts it for a deadlock or a serialization failure."""
+    the database aborts it for a deadlock or a serialization failure.
+
+    With the caller's `deadline`, waiting for a connection, a lock or a statement ends by
+    then, and the transaction commits only while enough of it is left (kit.deadline): a
+    caller that gave up and retries never meets a late commit of its first attempt.
+    """
     assert database.attempts_max >= 1, "at least one attempt"
     for attempt in range(1, database.attempts_max + 1):
+        acquire_timeout_seconds = database.acquire_timeout_seconds
+        wait_timeout_seconds = None
+        if deadline is not None:
+            deadline.check_can_commit()
+            acquire_timeout_seconds = deadline.bound(acquire_timeout_seconds)
+            wait_timeout_seconds = deadline.bound(math.inf)
         try:
             async with repository.transaction(
-                database.pool, acquire_timeout_seconds=database.acquire_timeout_seconds
+                database.pool,
+                acquire_timeout_seconds=acquire_timeout_seconds,
+                wait_timeout_seconds=wait_timeout_seconds,
             ) as connection:
-                return await work(connection)
-        except TimeoutError as error:
-            # No connection free in time, or a statement over its timeout: the database is
-            # overloaded, and retrying here would only add to it.
+                result = await work(connection)
+                if deadline is not None:
+                    deadline.check_can_commit()  # raising rolls the transaction back
+                return result
+        except _CANCELLED_BY_TIMEOUTS as error:
+            if deadline is not None and deadline.remaining_seconds() <= 0:
+                log.warning("ledger.deadline_exceeded", attempt=attempt)
+                raise DeadlineExceeded(
+                    "the caller's deadline passed while waiting; nothing was changed"
+                ) from error
             log.warning("ledger.transaction_timed_out", attempt=attempt)
             raise LedgerBusy(
                 "the ledger's database is overloaded; nothing was changed", retry_after_seconds=1
@@ -421,7 +455,11 @@ async def list_entries(
 
 
 async def create_ledger_transfer(
-    database: Ledger, *, request: LedgerTransferCreate, now: datetime
+    database: Ledger,
+    *,
+    request: LedgerTransferCreate,
+    now: datetime,
+    deadline: Deadline | None = None,
 ) -> tuple[LedgerTransfer, bool]:
     """Record a ledger transfer once; True when this call created it.
 
@@ -432,7 +470,7 @@ async def create_ledger_transfer(
     async def work(connection: Connection) -> Outcome:
         return await _create_one(connection, request, now=now)
 
-    return _created(await in_transaction(database, work))
+    return _created(await in_transaction(database, work, deadline=deadline))
 
 
 async def _create_one(
@@ -468,6 +506,7 @@ async def create_ledger_transfers(
     requests: Sequence[LedgerTransferCreate],
     linked: Sequence[bool],
     now: datetime,
+    deadline: Deadline | None = None,
 ) -> list[Outcome]:
     """Apply a batch in one transaction; one outcome per event, in order. Events that fail
     change nothing (nor does any event of a linked chain that fails); the rest commit."""
@@ -477,7 +516,7 @@ async def create_ledger_transfers(
         await _write(connection, state, now=now)
         return outcomes
 
-    outcomes = await in_transaction(database, work)
+    outcomes = await in_transaction(database, work, deadline=deadline)
     created = sum(1 for outcome in outcomes if outcome.created)
     failed = sum(1 for outcome in outcomes if outcome.error is not None)
     log.info("ledger.batch_applied", events=len(outcomes), created=created, failed=failed)
@@ -486,9 +525,25 @@ async def create_ledger_transfers(
 
 async def get_ledger_transfer(session: AsyncSession, *, transfer_id: uuid.UUID) -> LedgerTransfer:
     row = await repository.get_ledger_transfer(session, transfer_id)
-    if row is None:
+    if row is not None:
+        return _ledger_transfer(row)
+    # A void that came before its hold answers as the void it was recorded as.
+    tombstone = await repository.get_tombstone_by_void_id(session, transfer_id)
+    if tombstone is None:
         raise LedgerTransferNotFound(f"no ledger transfer {transfer_id}")
-    return _ledger_transfer(row)
+    return LedgerTransfer(
+        id=tombstone.void_id,
+        kind=LedgerTransferKind.void_pending,
+        debit_account_id=tombstone.debit_account_id,
+        credit_account_id=tombstone.credit_account_id,
+        amount_minor=tombstone.amount_minor,
+        currency=tombstone.currency,
+        pending_id=tombstone.pending_id,
+        timeout_seconds=None,
+        expires_at=None,
+        reference=tombstone.reference,
+        created_at=tombstone.created_at,
+    )
 
 
 class Direction(enum.StrEnum):
@@ -564,7 +619,11 @@ async def move_external(
 
 
 async def validate_transfer(
-    database: Ledger, *, request: TransferValidationRequest, now: datetime
+    database: Ledger,
+    *,
+    request: TransferValidationRequest,
+    now: datetime,
+    deadline: Deadline | None = None,
 ) -> TransferValidation:
     """Whether a customer transfer may go ahead: accounts, status, currency and limits.
     Reads only, and leaves funds to the hold (a check here could be stale by then)."""
@@ -595,7 +654,7 @@ async def validate_transfer(
             outflow_today_minor=outflow_today_minor,
         )
 
-    await in_transaction(database, work)
+    await in_transaction(database, work, deadline=deadline)
     return TransferValidation(
         transfer_id=request.transfer_id,
         valid=True,
@@ -705,12 +764,23 @@ async def _apply(
     for pending in pendings.values():
         account_ids.add(pending.debit_account_id)
         account_ids.add(pending.credit_account_id)
+    # A void of a hold not seen (yet) locks the accounts it names: the hold, if it is on its
+    # way, locks them too, so one of the two sees the other (ledger.LedgerState._void_unseen).
+    unseen = pending_ids - pendings.keys()
+    for request in requests:
+        if request.pending_id in unseen:
+            account_ids.update(
+                account_id
+                for account_id in (request.debit_account_id, request.credit_account_id)
+                if account_id is not None
+            )
     state, _ = await _locked_state(
         connection,
         account_ids,
         now=now,
-        transfer_ids={request.id for request in requests},
+        transfer_ids={request.id for request in requests} | unseen,
         pendings=pendings,
+        unseen_pending_ids=unseen,
     )
     return state, state.execute(requests, linked)
 
@@ -723,9 +793,14 @@ async def _locked_state(
     transfer_ids: Collection[uuid.UUID] = (),
     pendings: Mapping[uuid.UUID, PendingSnapshot] | None = None,
     expired_rows: Sequence[Any] | None = None,
+    unseen_pending_ids: Collection[uuid.UUID] = (),
 ) -> tuple[LedgerState, dict[uuid.UUID, Any]]:
     """Lock the accounts (and those of their holds past deadline) in one statement, read
-    the rest under the locks, and release the expired holds that are still open."""
+    the rest under the locks, and release the expired holds that are still open.
+
+    `transfer_ids` are looked up among the transfers and the tombstones (by the void's id
+    and by the hold's); `unseen_pending_ids`, holds that were not there before the locks,
+    are read again under them, in case one committed meanwhile."""
     pendings = dict(pendings or {})
     if expired_rows is None:
         expired_rows = (
@@ -749,14 +824,21 @@ async def _locked_state(
         if expired
         else set()
     )
-    stored = (
-        {
-            row["id"]: _ledger_transfer_of_record(row)
-            for row in await repository.get_transfers(connection, transfer_ids)
-        }
-        if transfer_ids
-        else {}
-    )
+    stored: dict[uuid.UUID, TransferRecord] = {}
+    tombstones: dict[uuid.UUID, TransferRecord] = {}
+    if transfer_ids:
+        for row in await repository.get_transfers_and_tombstones(connection, transfer_ids):
+            record = _ledger_transfer_of_record(row)
+            stored[record.id] = record
+            if row["tombstone"]:
+                assert record.pending_id is not None, "a tombstone names its hold"
+                tombstones[record.pending_id] = record
+    if unseen_pending_ids:
+        # Only a hold whose accounts this transaction holds may be resolved here.
+        for row in await repository.get_pendings(connection, unseen_pending_ids):
+            pending = _pending_of_record(row)
+            if pending.debit_account_id in rows and pending.credit_account_id in rows:
+                pendings[pending.id] = pending
     resolutions: dict[uuid.UUID, Resolution] = {}
     if pendings:
         for pending_id, transfer_id, kind in await repository.get_resolutions(connection, pendings):
@@ -782,6 +864,7 @@ async def _locked_state(
         transfers=stored,
         outflows_today_minor=outflows,
         now=now,
+        tombstones=tombstones,
     )
     for hold in expired:
         if hold.id in still_open:
@@ -791,7 +874,10 @@ async def _locked_state(
 
 
 async def _write(connection: Connection, state: LedgerState, *, now: datetime) -> None:
-    """Persist what the state recorded: transfers, entries, totals, open holds."""
+    """Persist what the state recorded: transfers, entries, totals, open holds, tombstones,
+    and an audit event for each hold that expired."""
+    if state.tombstones_created:
+        await repository.insert_tombstones(connection, state.tombstones_created)
     if not state.postings:
         return
     transfers = [posting.transfer for posting in state.postings]
@@ -820,6 +906,34 @@ async def _write(connection: Connection, state: LedgerState, *, now: datetime) -
     ]
     if closed:
         await repository.delete_expiring_holds(connection, closed)
+    for hold in state.expired_holds:
+        await audit.append_asyncpg(connection, _hold_expired_event(hold, now=now))
+
+
+def _hold_expired_event(hold: PendingSnapshot, *, now: datetime) -> AuditEventCreate:
+    """The release of a hold past its deadline, once per hold: by the sweeper or by a
+    transaction on its accounts, whichever comes first (the void's id is the hold's)."""
+    transfer_id = transfer_of_reference(hold.reference)
+    return AuditEventCreate(
+        id=uuid.uuid5(AUDIT_ID_NAMESPACE, f"hold-expired:{hold.id}"),
+        occurred_at=now,
+        actor_id=HOLD_EXPIRY_ACTOR_ID,
+        actor_type=ActorType.system,
+        action="ledger.hold_expired",
+        subject_type="ledger_transfer",
+        subject_id=str(hold.id),
+        transfer_id=transfer_id,
+        account_ids=[str(hold.debit_account_id), str(hold.credit_account_id)],
+        after={
+            "hold_id": str(hold.id),
+            "void_id": str(ledger.expiry_void_id(hold.id)),
+            "amount_minor": hold.amount_minor,
+            "currency": hold.currency,
+            "expires_at": None if hold.expires_at is None else hold.expires_at.isoformat(),
+            "reference": hold.reference,
+        },
+        outcome="released",
+    )
 
 
 def _resolved_pending_ids(transfers: Iterable[TransferRecord]) -> list[uuid.UUID]:
@@ -895,6 +1009,7 @@ def _pending_of_record(record: Any) -> PendingSnapshot:
         currency=record["currency"].strip(),
         expires_at=record["expires_at"],
         created_at=record["created_at"],
+        reference=record["reference"],
     )
 
 
@@ -907,6 +1022,7 @@ def _pending_of_expiring_hold(record: Any) -> PendingSnapshot:
         currency=record["currency"].strip(),
         expires_at=record["expires_at"],
         created_at=record["created_at"],
+        reference=record["reference"],
     )
 
 

@@ -410,7 +410,9 @@ async def post_baseline_batch(connection: Any, transfers: Sequence[Transfer]) ->
             repository.EXPIRED_HOLDS_OF_ACCOUNTS, list(account_ids), now, BATCH_SIZE_MAX
         )
         rows = await connection.fetch(repository.LOCK_ACCOUNTS, list(account_ids))
-        await connection.fetch(repository.GET_TRANSFERS, [transfer.id for transfer in transfers])
+        await connection.fetch(
+            repository.GET_TRANSFERS_AND_TOMBSTONES, [transfer.id for transfer in transfers]
+        )
         posted = {row["id"]: row["credits_posted"] - row["debits_posted"] for row in rows}
         available = {
             row["id"]: row["credits_posted"] - row["debits_posted"] - row["debits_pending"]

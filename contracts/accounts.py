@@ -2,7 +2,7 @@
 
 import enum
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
@@ -13,9 +13,16 @@ from contracts.problem import Problem
 
 ACCOUNTS_PATH = "/v1/accounts"
 LEDGER_TRANSFERS_PATH = "/v1/ledger/transfers"
+# Problem slugs of the ledger that the saga tells apart (all of them: accounts/errors.py).
+# A hold past its deadline: the ledger has released it, so it can be neither posted nor voided.
+PENDING_TRANSFER_EXPIRED: Final = "pending-transfer-expired"
+# A hold refused because a void of its id arrived first (the void left a tombstone).
+PENDING_TRANSFER_VOIDED: Final = "pending-transfer-voided"
 LEDGER_VALIDATIONS_PATH = "/v1/ledger/validations"
 
 LimitMinor = Annotated[int, Field(gt=0, le=AMOUNT_MINOR_MAX, strict=True)]
+# The longest a hold may wait to be posted or voided: a 30-day review and a day's grace.
+PENDING_TIMEOUT_SECONDS_MAX: Final = 31 * 24 * 3600
 
 
 class AccountStatus(enum.StrEnum):
@@ -105,6 +112,25 @@ class DepositCreate(StrictModel):
     reference: ShortText | None = None
 
 
+# A saga's ledger transfers carry `transfer:<transfer id>` as their reference, so the ledger
+# knows which customer transfer a hold belongs to (its audit events name the transfer).
+TRANSFER_REFERENCE_PREFIX: Final = "transfer:"
+
+
+def transfer_reference(transfer_id: UUID) -> str:
+    return f"{TRANSFER_REFERENCE_PREFIX}{transfer_id}"
+
+
+def transfer_of_reference(reference: str | None) -> UUID | None:
+    """The customer transfer a ledger transfer's reference names, if it names one."""
+    if reference is None or not reference.startswith(TRANSFER_REFERENCE_PREFIX):
+        return None
+    try:
+        return UUID(reference.removeprefix(TRANSFER_REFERENCE_PREFIX))
+    except ValueError:
+        return None
+
+
 class LedgerTransferKind(enum.StrEnum):
     single_phase = "single_phase"
     pending = "pending"
@@ -126,7 +152,7 @@ class LedgerTransferCreate(StrictModel):
     amount_minor: AmountMinor | None = None
     currency: CurrencyCode | None = None
     pending_id: UUID | None = None
-    timeout_seconds: Annotated[int, Field(gt=0, le=30 * 24 * 3600)] | None = None
+    timeout_seconds: Annotated[int, Field(gt=0, le=PENDING_TIMEOUT_SECONDS_MAX)] | None = None
     reference: ShortText | None = None
 
 

@@ -1,10 +1,14 @@
 """Small shapes every contract reuses: pages, health, limits on free text."""
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ItemT = TypeVar("ItemT")
+
+# When the caller stops waiting (RFC 3339 with an offset): a service that honours it commits
+# nothing after it (kit.deadline). The saga's worker sends it on every call.
+REQUEST_DEADLINE_HEADER: Final = "Request-Deadline"
 
 LIMIT_MAX = 500
 LIMIT_DEFAULT = 50

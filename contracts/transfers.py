@@ -162,6 +162,15 @@ class TransferWorkflowInput(BaseModel):
     review_timeout_seconds: int = REVIEW_TIMEOUT_SECONDS_DEFAULT
     # The customer who asked (the token's subject); events about the transfer go to them.
     source_customer_id: str | None = None
+    # How long the ledger keeps the saga's hold when nobody posts or voids it (the review
+    # timeout plus a grace period): a workflow terminated from the Temporal UI, or a void
+    # that never arrives, frees the funds when it runs out. None only in transfers started
+    # before holds had a deadline.
+    hold_timeout_seconds: int | None = Field(default=None, gt=0)
+    # A saga whose workflow started after this moves no money: it ends the transfer
+    # `rejected` (`not-started`). A transfer whose start failed (Temporal away) is started
+    # late by the reconciler; past this, the customer has long been told it failed.
+    start_deadline: datetime | None = None
 
 
 class TransferWorkflowResult(BaseModel):

@@ -1,9 +1,10 @@
 import base64
 import binascii
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from contracts.transfers import REVIEW_TIMEOUT_SECONDS_DEFAULT, TASK_QUEUE
 from kit.settings import ServiceSettings
 
@@ -20,6 +21,19 @@ class Settings(ServiceSettings):
     task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
     # How long a transfer in review waits for a reviewer before it expires (30 days at most).
     review_timeout_seconds: int = Field(default=REVIEW_TIMEOUT_SECONDS_DEFAULT, gt=0, le=30 * 86400)
+    # The saga's hold expires this long after the review timeout would have ended the
+    # review (counted from the hold): a workflow terminated from the Temporal UI, or a void
+    # that never arrives, then frees the customer's funds. The grace covers the steps
+    # between the hold and the review's start, and a post retried while accounts is away.
+    hold_grace_seconds: int = Field(default=3600, ge=1, le=24 * 3600)
+    # A transfer whose saga could not be started (Temporal away) is started late by the
+    # reconciler up to this long after it was requested; a saga first started after that
+    # ends the transfer `rejected` (`not-started`) without moving money.
+    start_deadline_seconds: int = Field(default=900, ge=1, le=7 * 86400)
+    # The reconciler looks for transfers without a saga this often (one replica at a time),
+    # taking those whose start is this overdue (a create in progress finishes well before).
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0, le=3600)
+    reconcile_after_seconds: float = Field(default=30.0, ge=0, le=3600)
     # Every call to Temporal (connect, start, signal) gives up after this long.
     temporal_rpc_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # How long a cancel waits for the saga to accept or refuse it (the update's round trip
@@ -43,6 +57,21 @@ class Settings(ServiceSettings):
     accounts_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s]+$")
     # One ownership check gives up after this long (then 503, and the key is freed).
     accounts_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _hold_outlives_the_review(self) -> "Settings":
+        hold_timeout_seconds = self.review_timeout_seconds + self.hold_grace_seconds
+        if hold_timeout_seconds > PENDING_TIMEOUT_SECONDS_MAX:
+            raise ValueError(
+                "review_timeout_seconds + hold_grace_seconds must not exceed the ledger's "
+                f"longest hold, {PENDING_TIMEOUT_SECONDS_MAX} seconds"
+            )
+        return self
+
+    @property
+    def hold_timeout_seconds(self) -> int:
+        """How long the saga's hold lasts unless posted or voided (review + grace)."""
+        return self.review_timeout_seconds + self.hold_grace_seconds
 
     @field_validator("callback_secrets_key")
     @classmethod

@@ -6,7 +6,7 @@ starting; the first request that needs Temporal connects (one connection, under 
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import structlog
@@ -77,10 +77,14 @@ class TransferWorkflows:
         namespace: str,
         task_queue: str,
         review_timeout_seconds: int,
+        hold_timeout_seconds: int,
+        start_deadline_seconds: int,
         rpc_timeout_seconds: float,
         cancel_timeout_seconds: float,
     ) -> None:
         assert review_timeout_seconds > 0
+        assert hold_timeout_seconds > review_timeout_seconds, "a hold outlives the review"
+        assert start_deadline_seconds > 0
         assert rpc_timeout_seconds > 0
         assert cancel_timeout_seconds > 0
         self._cancel_timeout_seconds = cancel_timeout_seconds
@@ -89,6 +93,8 @@ class TransferWorkflows:
         self._namespace = namespace
         self._task_queue = task_queue
         self._review_timeout_seconds = review_timeout_seconds
+        self._hold_timeout_seconds = hold_timeout_seconds
+        self._start_deadline = timedelta(seconds=start_deadline_seconds)
         self._rpc_timeout = timedelta(seconds=rpc_timeout_seconds)
         self._connect_lock = asyncio.Lock()
 
@@ -111,10 +117,17 @@ class TransferWorkflows:
             return self._client
 
     async def start(
-        self, *, transfer_id: uuid.UUID, transfer: TransferCreate, source_customer_id: str | None
+        self,
+        *,
+        transfer_id: uuid.UUID,
+        transfer: TransferCreate,
+        source_customer_id: str | None,
+        requested_at: datetime,
     ) -> None:
         """Start the saga of a transfer; starting it again is harmless (same workflow id).
-        `source_customer_id` is the customer who asked (from their token), if one did."""
+        `source_customer_id` is the customer who asked (from their token), if one did;
+        `requested_at` is when the transfer was recorded (its start deadline counts from it)."""
+        assert requested_at.tzinfo is not None, "the transfer's time is timezone-aware"
         arguments = TransferWorkflowInput(
             transfer_id=transfer_id,
             source_account_id=transfer.source_account_id,
@@ -124,6 +137,8 @@ class TransferWorkflows:
             description=transfer.description,
             review_timeout_seconds=self._review_timeout_seconds,
             source_customer_id=source_customer_id,
+            hold_timeout_seconds=self._hold_timeout_seconds,
+            start_deadline=requested_at + self._start_deadline,
         )
         search_attributes = TypedSearchAttributes(
             [

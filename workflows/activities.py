@@ -23,7 +23,7 @@ its attempts and last failure until an operator sees to it.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,12 +38,15 @@ from temporalio.exceptions import ApplicationError
 from contracts.accounts import (
     LEDGER_TRANSFERS_PATH,
     LEDGER_VALIDATIONS_PATH,
+    PENDING_TRANSFER_EXPIRED,
     LedgerTransfer,
     LedgerTransferCreate,
     LedgerTransferKind,
     TransferValidation,
     TransferValidationRequest,
+    transfer_reference,
 )
+from contracts.common import REQUEST_DEADLINE_HEADER
 from contracts.fraud import OUTCOMES_PATH, SCORES_PATH, OutcomeReport, Score, ScoreRequest
 from contracts.notifications import EVENTS_PATH, EventCreate
 from contracts.problem import PROBLEM_TYPE_PREFIX
@@ -55,6 +58,7 @@ from contracts.transfers import (
     TransferWorkflowInput,
     step_id,
 )
+from kit.deadline import Deadline
 from kit.tokens import TokenUnavailable
 from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 
@@ -127,16 +131,21 @@ async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
         yield
 
 
+# In the details of a refused `place_hold` that had earlier attempts: how many it had.
+HOLD_ATTEMPTS = "hold_attempts"
+
 # Where one client's throughput peaks on this kind of machine (BASELINES.md, FastAPI).
 REQUESTS_IN_FLIGHT_MAX_DEFAULT = 8
 
 
 @dataclass(frozen=True)
 class _Service:
-    """One service's client and the gate that bounds its requests in flight."""
+    """One service's client, the gate that bounds its requests in flight, and how long one
+    request may take in all (its deadline, which the service honours: kit.deadline)."""
 
     http: httpx.AsyncClient
     gate: asyncio.Semaphore
+    timeout_seconds: float
 
 
 class TransferActivities:
@@ -154,7 +163,11 @@ class TransferActivities:
         assert requests_in_flight_max > 0
 
         def service(http: httpx.AsyncClient) -> _Service:
-            return _Service(http, asyncio.Semaphore(requests_in_flight_max))
+            # httpx's read timeout bounds the wait between two bytes, not the exchange: the
+            # same figure bounds the whole request (and is the deadline the service sees).
+            timeout_seconds = http.timeout.read
+            assert timeout_seconds is not None, "every client states its timeout"
+            return _Service(http, asyncio.Semaphore(requests_in_flight_max), timeout_seconds)
 
         self.accounts = service(accounts)
         self.transactions = service(transactions)
@@ -205,7 +218,12 @@ class TransferActivities:
 
     @activity.defn(name="place_hold")
     async def place_hold(self, transfer: TransferWorkflowInput) -> LedgerTransfer:
-        """Reserve the amount on the source account: a pending ledger transfer."""
+        """Reserve the amount on the source account: a pending ledger transfer, which the
+        ledger releases by itself after `hold_timeout_seconds` unless posted or voided.
+
+        A final refusal after earlier attempts says so in its details (`HOLD_ATTEMPTS`): an
+        earlier attempt may still reach the ledger, and the saga then voids the hold anyway.
+        """
         async with _activity_context(transfer.transfer_id):
             hold = LedgerTransferCreate(
                 id=step_id(transfer.transfer_id, "hold"),
@@ -214,9 +232,18 @@ class TransferActivities:
                 credit_account_id=transfer.target_account_id,
                 amount_minor=transfer.amount_minor,
                 currency=transfer.currency,
-                reference=f"transfer:{transfer.transfer_id}",
+                timeout_seconds=transfer.hold_timeout_seconds,
+                reference=transfer_reference(transfer.transfer_id),
             )
-            placed = await _post(self.accounts, LEDGER_TRANSFERS_PATH, hold, LedgerTransfer)
+            try:
+                placed = await _post(self.accounts, LEDGER_TRANSFERS_PATH, hold, LedgerTransfer)
+            except ApplicationError as error:
+                attempt = activity.info().attempt
+                if not error.non_retryable or attempt == 1:
+                    raise
+                raise ApplicationError(
+                    error.message, {HOLD_ATTEMPTS: attempt}, type=error.type, non_retryable=True
+                ) from None
             log.info("transfer.hold_placed", hold_id=str(placed.id))
             return placed
 
@@ -241,7 +268,7 @@ class TransferActivities:
                 id=step_id(action.transfer_id, "post"),
                 kind=LedgerTransferKind.post_pending,
                 pending_id=action.hold_id,
-                reference=f"transfer:{action.transfer_id}",
+                reference=transfer_reference(action.transfer_id),
             )
             posting = await _post(
                 self.accounts,
@@ -249,23 +276,45 @@ class TransferActivities:
                 post,
                 LedgerTransfer,
                 business_failures_retryable=True,
+                # The ledger released the hold at its deadline: nothing is left to post.
+                final_problems=(PENDING_TRANSFER_EXPIRED,),
             )
             log.info("transfer.hold_posted", posting_id=str(posting.id))
             return posting
 
     @activity.defn(name="void_hold")
     async def void_hold(self, action: HoldAction) -> None:
-        """Release the hold: the compensation of `place_hold`."""
+        """Release the hold: the compensation of `place_hold`.
+
+        The void names the hold's accounts and amount (when the action carries the transfer),
+        so the ledger can void a hold it has not seen yet: it then refuses that hold should it
+        still arrive. A hold past its deadline was released by the ledger already: done.
+        """
+        transfer = action.transfer
         async with _activity_context(action.transfer_id):
             void = LedgerTransferCreate(
                 id=step_id(action.transfer_id, "void"),
                 kind=LedgerTransferKind.void_pending,
                 pending_id=action.hold_id,
-                reference=f"transfer:{action.transfer_id}",
+                debit_account_id=None if transfer is None else transfer.source_account_id,
+                credit_account_id=None if transfer is None else transfer.target_account_id,
+                amount_minor=None if transfer is None else transfer.amount_minor,
+                currency=None if transfer is None else transfer.currency,
+                reference=transfer_reference(action.transfer_id),
             )
-            await _send(
-                self.accounts, LEDGER_TRANSFERS_PATH, void, business_failures_retryable=True
-            )
+            try:
+                await _send(
+                    self.accounts,
+                    LEDGER_TRANSFERS_PATH,
+                    void,
+                    business_failures_retryable=True,
+                    final_problems=(PENDING_TRANSFER_EXPIRED,),
+                )
+            except ApplicationError as error:
+                if error.type != PENDING_TRANSFER_EXPIRED:
+                    raise
+                log.info("transfer.hold_expired_before_void", hold_id=str(action.hold_id))
+                return
             log.info("transfer.hold_voided", void_id=str(void.id))
 
     @activity.defn(name="publish_event")
@@ -355,10 +404,15 @@ async def _post(
     response_model: type[ModelT],
     *,
     business_failures_retryable: bool = False,
+    final_problems: Collection[str] = (),
 ) -> ModelT:
     """POST `body` as JSON and parse the answer, mapping failures as the module docstring says."""
     response = await _send(
-        service, path, body, business_failures_retryable=business_failures_retryable
+        service,
+        path,
+        body,
+        business_failures_retryable=business_failures_retryable,
+        final_problems=final_problems,
     )
     try:
         return response_model.model_validate_json(response.content)
@@ -389,8 +443,13 @@ async def _send(
     body: BaseModel,
     *,
     business_failures_retryable: bool = False,
+    final_problems: Collection[str] = (),
 ) -> httpx.Response:
     """POST `body` as JSON; a 2xx answer is returned, anything else raised as an error.
+    `final_problems` are business failures that stay final even when the others are retried.
+
+    The request carries its deadline: the service commits nothing after the moment this
+    call gives up, so a retry never races a late first attempt (kit.deadline).
 
     Errors are raised `from None`: Temporal stores a failure with its whole cause chain and
     stack traces, and httpx's (through httpcore and anyio) exceed the server's failure size
@@ -398,10 +457,14 @@ async def _send(
     """
     try:
         async with service.gate:
-            response = await service.http.post(
-                path, json=body.model_dump(mode="json", exclude_none=True)
-            )
-    except httpx.TimeoutException as error:
+            deadline = Deadline.after(service.timeout_seconds)
+            async with asyncio.timeout(service.timeout_seconds):
+                response = await service.http.post(
+                    path,
+                    json=body.model_dump(mode="json", exclude_none=True),
+                    headers={REQUEST_DEADLINE_HEADER: deadline.header_value()},
+                )
+    except (httpx.TimeoutException, TimeoutError) as error:
         log.warning("http.timeout", path=path, error=type(error).__name__)
         raise ApplicationError(
             _truncate(f"POST {path} timed out: {type(error).__name__}"), type="timeout"
@@ -431,7 +494,7 @@ async def _send(
             type=slug,
         )
     business = 400 <= status < 500 and status not in _RETRYABLE_CLIENT_STATUSES
-    if business and not business_failures_retryable:
+    if business and (not business_failures_retryable or slug in final_problems):
         log.info("http.refused", path=path, status=status, problem=slug)
         raise ApplicationError(message, type=slug, non_retryable=True)
     if business:

@@ -14,6 +14,8 @@ from contracts.transfers import StepRecord, TransferStatus, TransferWorkflowInpu
 class Step(enum.StrEnum):
     """The steps the saga reports to the transactions service (one report each per transfer)."""
 
+    # Reported only when the saga starts too late to move money (past its start deadline).
+    start = "start"
     validate = "validate"
     hold = "hold"
     score = "score"
@@ -47,10 +49,16 @@ TERMINAL_EVENTS: dict[TransferStatus, EventType] = {
 
 
 class HoldAction(BaseModel):
-    """Post or void the hold of a transfer."""
+    """Post or void the hold of a transfer.
+
+    A void names the transfer too, so that the ledger can void a hold it has not seen yet
+    (a slow attempt to place it may still be on its way): the void then leaves a tombstone
+    that refuses the hold should it arrive. (Histories before this carry no `transfer`.)
+    """
 
     transfer_id: UUID
     hold_id: UUID
+    transfer: TransferWorkflowInput | None = None
 
 
 class EventPublication(BaseModel):

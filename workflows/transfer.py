@@ -61,8 +61,9 @@ with workflow.unsafe.imports_passed_through():
         TransferStatus,
         TransferWorkflowInput,
         TransferWorkflowResult,
+        step_id,
     )
-    from workflows.activities import TransferActivities
+    from workflows.activities import HOLD_ATTEMPTS, TransferActivities
     from workflows.models import (
         TERMINAL_EVENTS,
         EventPublication,
@@ -179,6 +180,17 @@ def _failure_reason(error: FailureError) -> str:
     return _truncate(f"{type(cause).__name__}: {cause}")
 
 
+def _earlier_attempts_may_land(error: FailureError) -> bool:
+    """Whether a refused hold had earlier attempts, which may still reach the ledger."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if not isinstance(cause, ApplicationError):
+        return False
+    return any(
+        isinstance(detail, dict) and isinstance(detail.get(HOLD_ATTEMPTS), int)
+        for detail in cause.details
+    )
+
+
 Compensation = Callable[[], Awaitable[None]]
 
 
@@ -283,6 +295,13 @@ class TransferWorkflow:
 
     async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
         self._batch_reports = workflow.patched(BATCHED_STEP_REPORTS)
+        started_at = workflow.info().workflow_start_time
+        if transfer.start_deadline is not None and started_at > transfer.start_deadline:
+            # Started by the reconciler after the customer was long told it failed.
+            reason = f"not-started: the saga started at {started_at.isoformat()}, past its deadline"
+            return await self._end(
+                TransferStatus.rejected, Step.start, Outcome.timed_out, _truncate(reason)
+            )
         try:
             self._validation = await workflow.execute_local_activity_method(
                 TransferActivities.validate_transfer,
@@ -307,6 +326,11 @@ class TransferWorkflow:
                 retry_policy=HOLD_RETRY,
             )
         except FailureError as error:
+            if _earlier_attempts_may_land(error):
+                # A slow earlier attempt may still place the hold after this refusal; the
+                # void reaches the ledger first or finds the hold: either way none survives.
+                unseen_hold_id = step_id(transfer.transfer_id, "hold")
+                self._compensations.append(lambda: self._void_hold(unseen_hold_id))
             return await self._end(
                 TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
             )
@@ -398,12 +422,20 @@ class TransferWorkflow:
         """The pivot: from here the transfer completes, whatever happens."""
         assert self._hold_id is not None, "posting needs a hold"
         self._pivot_started = True
-        posting = await workflow.execute_activity_method(
-            TransferActivities.post_hold,
-            HoldAction(transfer_id=transfer.transfer_id, hold_id=self._hold_id),
-            start_to_close_timeout=STEP_TIMEOUT,
-            retry_policy=UNTIL_DONE_RETRY,
-        )
+        try:
+            posting = await workflow.execute_activity_method(
+                TransferActivities.post_hold,
+                HoldAction(transfer_id=transfer.transfer_id, hold_id=self._hold_id),
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=UNTIL_DONE_RETRY,
+            )
+        except FailureError as error:
+            # The one final answer: the ledger released the hold at its deadline (a reset
+            # workflow or an outage outlasted it). Nothing moved and nothing is left to void.
+            self._compensations.clear()
+            return await self._end(
+                TransferStatus.expired, Step.post, Outcome.failed, _failure_reason(error)
+            )
         self._compensations.clear()
         self._posting_id = posting.id
         self._set_status(TransferStatus.completed)
@@ -456,7 +488,9 @@ class TransferWorkflow:
     async def _void_hold(self, hold_id: UUID) -> None:
         await workflow.execute_activity_method(
             TransferActivities.void_hold,
-            HoldAction(transfer_id=self._transfer.transfer_id, hold_id=hold_id),
+            HoldAction(
+                transfer_id=self._transfer.transfer_id, hold_id=hold_id, transfer=self._transfer
+            ),
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY,
         )

@@ -8,8 +8,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from accounts import service
 from accounts.config import BootstrapClient, Settings
+from accounts.ledger import expiry_void_id
 from accounts.main import create_app
 from accounts.tests.helpers import Bank, Clock, raw_connection
 from contracts.auth import OPERATOR_SCOPES, WORKER_SCOPES
@@ -30,6 +33,54 @@ async def events(client: httpx.AsyncClient, **filters: str) -> list[dict[str, An
 
 async def actions(client: httpx.AsyncClient) -> list[str]:
     return [event["action"] for event in await events(client)]
+
+
+class TestHoldExpiry:
+    """A hold past its deadline is released by the ledger itself (the sweeper, or a
+    transfer on its accounts): an audited step, once per hold, naming the customer transfer
+    of a saga's hold."""
+
+    async def test_the_sweeper_audits_each_release_once(
+        self, bank: Bank, client: httpx.AsyncClient, app: FastAPI, clock: Clock
+    ) -> None:
+        alice = await bank.funded_account(1000)
+        bob = await bank.open_account(customer_id="bob")
+        transfer_id = str(uuid.uuid4())
+        hold_id = await bank.placed_hold(
+            alice["id"], bob["id"], 300, timeout_seconds=60, reference=f"transfer:{transfer_id}"
+        )
+        clock.advance(60)
+        database: service.Ledger = app.state.ledger
+        assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 1
+        assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
+
+        (event,) = await events(client, action="ledger.hold_expired")
+        assert event["actor_type"] == "system"
+        assert event["actor_id"] == "system:ledger-hold-expiry"
+        assert event["transfer_id"] == transfer_id
+        assert event["subject_id"] == hold_id
+        assert event["account_ids"] == [alice["id"], bob["id"]]
+        assert event["outcome"] == "released"
+        assert event["after"]["amount_minor"] == 300
+        assert event["after"]["void_id"] == str(expiry_void_id(uuid.UUID(hold_id)))
+        # Found from the customer transfer, as `sagabank audit --transfer` asks.
+        assert [found["id"] for found in await events(client, transfer_id=transfer_id)] == [
+            event["id"]
+        ]
+
+    async def test_a_release_on_the_way_is_audited_too(
+        self, bank: Bank, client: httpx.AsyncClient, clock: Clock
+    ) -> None:
+        alice = await bank.funded_account(1000)
+        bob = await bank.open_account(customer_id="bob")
+        hold_id = await bank.placed_hold(alice["id"], bob["id"], 300, timeout_seconds=60)
+        clock.advance(60)
+        # A transfer on Alice's account releases her expired hold in its own transaction.
+        assert (await bank.single_phase(alice["id"], bob["id"], 1)).status_code == 201
+
+        (event,) = await events(client, action="ledger.hold_expired")
+        assert event["subject_id"] == hold_id
+        assert event["transfer_id"] is None
 
 
 class TestAccountEvents:

@@ -5,85 +5,20 @@ pg_stat_activity that they really wait side by side, then lets them go at once."
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
-from accounts.tests.helpers import Bank, raw_connection, single_phase_event
+from accounts.tests.helpers import (
+    Bank,
+    held,
+    released_together,
+    single_phase_event,
+    wait_for_lock_waiters,
+)
 from kit.testing import assert_problem
-
-_WAIT_SECONDS_MAX = 10.0
-
-_LOCK_WAITERS = """
-    SELECT count(*) FROM pg_stat_activity
-    WHERE datname = current_database()
-      AND application_name = 'accounts'
-      AND wait_event_type = 'Lock'
-"""
-
-
-async def wait_for_lock_waiters(database_url: str, count: int) -> int:
-    """Block until at least `count` of the service's sessions wait on a lock (bounded)."""
-    async with raw_connection(database_url) as connection:
-        deadline = asyncio.get_running_loop().time() + _WAIT_SECONDS_MAX
-        while True:
-            waiting: int = await connection.fetchval(_LOCK_WAITERS)
-            if waiting >= count:
-                return waiting
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"only {waiting} of {count} sessions reached the lock"
-            )
-            await asyncio.sleep(0.01)
-
-
-class HeldTransaction:
-    """A transaction kept open from outside the service, ended once by the test."""
-
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self.open = True
-
-    async def end(self, *, commit: bool) -> None:
-        if self.open:
-            self.open = False
-            await self.connection.execute("COMMIT" if commit else "ROLLBACK")
-
-
-@asynccontextmanager
-async def held(
-    database_url: str, statement: str, *arguments: Any
-) -> AsyncIterator[HeldTransaction]:
-    """Run `statement` in a transaction of its own and keep it open (and its locks held)."""
-    async with raw_connection(database_url) as connection:
-        await connection.execute("BEGIN")
-        transaction = HeldTransaction(connection)
-        try:
-            await connection.execute(statement, *arguments)
-            yield transaction
-        finally:
-            await transaction.end(commit=False)
-
-
-async def released_together(
-    database_url: str,
-    lock_statement: str,
-    lock_arguments: tuple[Any, ...],
-    requests: Sequence[Awaitable[httpx.Response]],
-    waiters: int,
-) -> list[httpx.Response]:
-    """Start `requests` while a lock is held, wait until `waiters` of them queue on it,
-    release it, and return every answer."""
-    async with held(database_url, lock_statement, *lock_arguments) as transaction:
-        answers = asyncio.gather(*requests)
-        try:
-            await wait_for_lock_waiters(database_url, waiters)
-        finally:
-            await transaction.end(commit=False)
-        return list(await answers)
 
 
 def statuses(responses: list[httpx.Response]) -> Counter[int]:

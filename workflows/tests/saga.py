@@ -35,6 +35,7 @@ from contracts.transfers import (
     step_id,
     workflow_id,
 )
+from workflows.activities import HOLD_ATTEMPTS
 from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 from workflows.transfer import TransferWorkflow
 from workflows.worker import WORKFLOW_RUNNER
@@ -88,10 +89,14 @@ class FakeServices:
 
     transfer: TransferWorkflowInput
     validation_failure: ApplicationError | None = None
+    # Attempts of the hold that fail retryably (a timeout) before `hold_failure` or success.
+    hold_transient_failures: int = 0
     hold_failure: ApplicationError | None = None
     score_failure: ApplicationError | None = None
     decision: FraudDecision = FraudDecision.approve
     post_transient_failures: int = 0
+    # A final answer to the post, e.g. the hold expired before it.
+    post_failure: ApplicationError | None = None
     void_transient_failures: int = 0
     publish_always_fails: bool = False
     outcome_always_fails: bool = False
@@ -101,6 +106,7 @@ class FakeServices:
     calls: list[str] = field(default_factory=list)
     holds_posted: list[HoldAction] = field(default_factory=list)
     holds_voided: list[HoldAction] = field(default_factory=list)
+    hold_inputs: list[TransferWorkflowInput] = field(default_factory=list)
     publications: list[EventPublication] = field(default_factory=list)
     outcomes: list[OutcomeNotice] = field(default_factory=list)
     records: list[StepRecord] = field(default_factory=list)
@@ -167,8 +173,19 @@ class FakeServices:
     @activity.defn(name="place_hold")
     async def place_hold(self, transfer: TransferWorkflowInput) -> LedgerTransfer:
         await self._enter("place_hold")
-        if self.hold_failure is not None:
-            raise self.hold_failure
+        self.hold_inputs.append(transfer)
+        if self.hold_transient_failures > 0:
+            self.hold_transient_failures -= 1
+            raise transient_failure()
+        failure = self.hold_failure
+        if failure is not None:
+            # As the real activity says it: a refusal after earlier attempts names them.
+            attempt = activity.info().attempt
+            if attempt > 1:
+                raise ApplicationError(
+                    failure.message, {HOLD_ATTEMPTS: attempt}, type=failure.type, non_retryable=True
+                )
+            raise failure
         return self._ledger_transfer("hold", LedgerTransferKind.pending)
 
     @activity.defn(name="score_transfer")
@@ -191,6 +208,8 @@ class FakeServices:
     @activity.defn(name="post_hold")
     async def post_hold(self, action: HoldAction) -> LedgerTransfer:
         await self._enter("post_hold")
+        if self.post_failure is not None:
+            raise self.post_failure
         if self.post_transient_failures > 0:
             self.post_transient_failures -= 1
             raise transient_failure()

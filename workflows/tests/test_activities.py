@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,13 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from contracts.accounts import PENDING_TRANSFER_EXPIRED
+from contracts.common import REQUEST_DEADLINE_HEADER
 from contracts.notifications import EventType
 from contracts.transfers import StepRecord, TransferStatus, step_id, workflow_id
+from kit.deadline import Deadline
 from kit.http import create_client
-from workflows.activities import TransferActivities
+from workflows.activities import HOLD_ATTEMPTS, TransferActivities
 from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepReport, StepsReport
 from workflows.tests.saga import FAKE_TIME, new_transfer
 
@@ -93,7 +97,7 @@ async def services() -> AsyncIterator[Services]:
     await fakes.activities.aclose()
 
 
-async def run(activity: Callable[..., Awaitable[Any]], argument: Any) -> Any:
+async def run(activity: Callable[..., Awaitable[Any]], argument: Any, *, attempt: int = 3) -> Any:
     """Run an activity as the worker would, inside an activity context of this transfer."""
     environment = ActivityEnvironment()
     environment.info = dataclasses.replace(
@@ -101,14 +105,16 @@ async def run(activity: Callable[..., Awaitable[Any]], argument: Any) -> Any:
         workflow_id=workflow_id(TRANSFER_ID),
         workflow_run_id=RUN_ID,
         activity_type=activity.__name__,
-        attempt=3,
+        attempt=attempt,
     )
     return await environment.run(activity, argument)
 
 
-async def failure_of(activity: Callable[..., Awaitable[Any]], argument: Any) -> ApplicationError:
+async def failure_of(
+    activity: Callable[..., Awaitable[Any]], argument: Any, *, attempt: int = 3
+) -> ApplicationError:
     with pytest.raises(ApplicationError) as raised:
-        await run(activity, argument)
+        await run(activity, argument, attempt=attempt)
     return raised.value
 
 
@@ -225,6 +231,85 @@ class TestPlaceHold:
         error = await failure_of(services.activities.place_hold, TRANSFER)
         assert error.type == "invalid-response"
         assert error.non_retryable is False
+
+
+class TestHoldSafety:
+    """What keeps a hold from outliving its transfer, on the wire."""
+
+    async def test_the_hold_carries_its_deadline(self, services: Services) -> None:
+        services.answer_json(201, ledger_transfer(HOLD_ID, "pending", None))
+        transfer = TRANSFER.model_copy(update={"hold_timeout_seconds": 90_000})
+        await run(services.activities.place_hold, transfer)
+        assert services.body()["timeout_seconds"] == 90_000
+
+    async def test_a_refusal_after_earlier_attempts_names_them(self, services: Services) -> None:
+        services.answer = lambda request: problem(409, "insufficient-funds", "available 10")
+        error = await failure_of(services.activities.place_hold, TRANSFER, attempt=3)
+        assert (error.type, error.non_retryable) == ("insufficient-funds", True)
+        assert error.details == ({HOLD_ATTEMPTS: 3},)
+
+    async def test_a_first_refusal_names_none(self, services: Services) -> None:
+        services.answer = lambda request: problem(409, "insufficient-funds", "available 10")
+        error = await failure_of(services.activities.place_hold, TRANSFER, attempt=1)
+        assert error.details == ()
+
+    async def test_the_void_names_the_hold_so_the_ledger_can_void_it_unseen(
+        self, services: Services
+    ) -> None:
+        void_id = step_id(TRANSFER_ID, "void")
+        services.answer_json(201, ledger_transfer(void_id, "void_pending", HOLD_ID))
+        action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID, transfer=TRANSFER)
+        await run(services.activities.void_hold, action)
+        assert services.body() == {
+            "id": str(void_id),
+            "kind": "void_pending",
+            "pending_id": str(HOLD_ID),
+            "debit_account_id": str(TRANSFER.source_account_id),
+            "credit_account_id": str(TRANSFER.target_account_id),
+            "amount_minor": 125_000,
+            "currency": "EUR",
+            "reference": f"transfer:{TRANSFER_ID}",
+        }
+
+    async def test_a_hold_released_by_its_expiry_needs_no_void(self, services: Services) -> None:
+        services.answer = lambda request: problem(409, PENDING_TRANSFER_EXPIRED, "expired")
+        action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID, transfer=TRANSFER)
+        assert await run(services.activities.void_hold, action) is None
+
+    async def test_an_expired_hold_is_a_final_answer_to_the_post(self, services: Services) -> None:
+        services.answer = lambda request: problem(409, PENDING_TRANSFER_EXPIRED, "expired")
+        action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID)
+        error = await failure_of(services.activities.post_hold, action)
+        assert (error.type, error.non_retryable) == (PENDING_TRANSFER_EXPIRED, True)
+
+    async def test_every_request_carries_its_deadline(self, services: Services) -> None:
+        services.answer_json(201, ledger_transfer(HOLD_ID, "pending", None))
+        before = time.time()
+        await run(services.activities.place_hold, TRANSFER)
+        deadline = Deadline.parse(services.request.headers[REQUEST_DEADLINE_HEADER])
+        # The clients' timeout (kit.http's default, 10 s) from the moment it was sent.
+        assert before + 10 - 0.01 <= deadline.at_epoch_seconds <= time.time() + 10 + 0.01
+
+    async def test_an_answer_too_slow_in_all_times_out(self) -> None:
+        """httpx's read timeout bounds each wait for bytes; the request as a whole is
+        bounded too, so the deadline the service was told is never passed unnoticed."""
+
+        async def trickle(request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(5)
+            return httpx.Response(201)
+
+        accounts = create_client(
+            "http://accounts.test", timeout_seconds=0.2, transport=httpx.MockTransport(trickle)
+        )
+        other = create_client("http://other.test", transport=httpx.MockTransport(trickle))
+        activities = TransferActivities(
+            accounts=accounts, transactions=other, fraud=other, notifications=other
+        )
+        try:
+            error = await failure_of(activities.place_hold, TRANSFER)
+        finally:
+            await activities.aclose()
+        assert (error.type, error.non_retryable) == ("timeout", False)
 
 
 class TestScoreTransfer:

@@ -59,6 +59,11 @@ def the_hold(fakes: FakeServices) -> HoldAction:
     return HoldAction(transfer_id=transfer_id, hold_id=step_id(transfer_id, "hold"))
 
 
+def the_void(fakes: FakeServices) -> HoldAction:
+    """The void of the hold names the transfer (its accounts and amount) for the ledger."""
+    return the_hold(fakes).model_copy(update={"transfer": fakes.transfer})
+
+
 class TestCompletion:
     async def test_valid(self, saga_env: WorkflowEnvironment, task_queue: str) -> None:
         fakes = FakeServices(new_transfer())
@@ -296,7 +301,7 @@ class TestRejection:
         assert result.status is TransferStatus.rejected
         assert result.failure_reason == "http-503: service unavailable"
         assert fakes.calls_of("score_transfer") == 10  # bounded: LOOKUP_RETRY.maximum_attempts
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("post_hold") == 0
         assert fakes.steps()[-3:] == [
             ("score", "failed", TransferStatus.rejected),
@@ -325,7 +330,7 @@ class TestFraudDecline:
             "void_hold",
         ]
         assert sorted(fakes.calls[4:]) == ["publish_event", "report_outcome"]
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.steps() == [
             ("validate", "succeeded", pending),
             ("hold", "succeeded", pending),
@@ -360,7 +365,7 @@ class TestFraudDecline:
 
         assert result.status is TransferStatus.declined
         assert fakes.calls_of("void_hold") == 7
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.steps()[-2:] == [
             ("void", "succeeded", TransferStatus.declined),
             ("notify", "succeeded", TransferStatus.declined),
@@ -414,7 +419,7 @@ class TestReview:
 
         assert result.status is TransferStatus.declined
         assert result.failure_reason == "review-rejected"
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("post_hold") == 0
         assert fakes.steps()[2:] == [
             ("score", "review", in_review),
@@ -442,7 +447,7 @@ class TestReview:
         assert waited.total_seconds() >= 24 * 3600
         assert result.status is TransferStatus.expired
         assert result.failure_reason == "review-timed-out"
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("post_hold") == 0
         assert fakes.steps()[2:] == [
             ("score", "review", in_review),
@@ -495,7 +500,7 @@ class TestCancelSignal:
 
         assert result.status is TransferStatus.cancelled
         assert result.failure_reason == "cancelled: changed my mind"
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("score_transfer") == 0
         assert fakes.calls_of("post_hold") == 0
         # The hold in flight when the cancel arrived finishes and is recorded; the cancel is
@@ -539,7 +544,7 @@ class TestCancelSignal:
             result = await handle.result()
 
         assert result.status is TransferStatus.cancelled
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.steps()[2:] == [
             ("score", "review", in_review),
             ("cancel", "requested", TransferStatus.cancelled),
@@ -595,7 +600,7 @@ class TestCancelUpdate:
         assert answer == CancelResult(accepted=True, status=in_review)
         assert result.status is TransferStatus.cancelled
         assert result.failure_reason == "cancelled: wrong payee"
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("post_hold") == 0
         assert fakes.steps()[2:] == [
             ("score", "review", in_review),
@@ -622,7 +627,7 @@ class TestCancelUpdate:
         assert answer == CancelResult(accepted=True, status=pending)
         assert result.status is TransferStatus.cancelled
         assert fakes.calls == ["validate_transfer", "place_hold", "void_hold", "publish_event"]
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
 
     async def test_repeated_gets_the_same_answer_and_cancels_once(
         self, saga_env: WorkflowEnvironment, task_queue: str
@@ -644,7 +649,7 @@ class TestCancelUpdate:
         assert answers[1].accepted
         assert answers[1].status in (in_review, TransferStatus.cancelled)
         assert result.failure_reason == "cancelled: first"
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert [step for step, _, _ in fakes.steps()].count("cancel") == 1
 
     async def test_after_the_pivot_is_refused(
@@ -694,7 +699,7 @@ class TestCancelUpdate:
         assert result.status is TransferStatus.declined
         assert result.failure_reason is not None
         assert result.failure_reason.startswith("fraud-declined")
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
 
 
 class TestOutcomeReport:
@@ -739,7 +744,7 @@ class TestWorkflowCancellation:
             await assert_search_attributes(handle, TransferStatus.cancelled, FraudDecision.review)
 
         assert isinstance(failure.value.cause, CancelledError)
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.calls_of("post_hold") == 0
         assert fakes.steps()[2:] == [
             ("score", "review", in_review),
@@ -765,7 +770,7 @@ class TestWorkflowCancellation:
 
         assert isinstance(failure.value.cause, CancelledError)
         assert fakes.calls == ["validate_transfer", "place_hold", "void_hold", "publish_event"]
-        assert fakes.holds_voided == [the_hold(fakes)]
+        assert fakes.holds_voided == [the_void(fakes)]
         assert fakes.steps() == [
             ("validate", "succeeded", pending),
             ("hold", "succeeded", pending),
