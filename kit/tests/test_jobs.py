@@ -20,7 +20,7 @@ _WAIT_SECONDS_MAX = 10.0
 _INTERVAL_SECONDS = 0.02
 # Long enough that two overlapping rounds would both be seen inside one another.
 _ROUND_SECONDS = 0.01
-# How long a standby may take to lead once the leader is gone (measured: well under 0.2 s).
+# How long a standby may take to lead once the leader is gone (measured: 10-40 ms).
 _TAKEOVER_SECONDS_MAX = 5.0
 
 
