@@ -1,7 +1,6 @@
 """The accounts service application."""
 
 import asyncio
-import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from accounts.keys import load_signing_keys
 from accounts.models import AUDIT_EVENTS
 from accounts.oauth_api import router as oauth_router
 from accounts.service import Ledger
-from accounts.sweeper import run_sweeper
+from accounts.sweeper import hold_sweeper_job
 from accounts.throttle import LoginThrottle
 from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
@@ -95,7 +94,7 @@ def create_app(
         await _bootstrap(database, token_issuer, settings=settings, clock=lambda: app.state.clock())
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
         pool = await repository.create_pool(
-            settings.async_database_url(),
+            settings.asyncpg_dsn(),
             # As many connections as the kit's engine may open (its pool plus as much
             # overflow): the write path serves most of this service's requests.
             size=2 * settings.database_pool_size,
@@ -106,15 +105,15 @@ def create_app(
         app.state.ledger = ledger_database
         sweeper = None
         if settings.hold_sweep_enabled:
-            sweeper = asyncio.create_task(
-                run_sweeper(
-                    ledger_database,
-                    clock=lambda: app.state.clock(),
-                    interval_seconds=settings.hold_sweep_interval_seconds,
-                    batch_size=settings.hold_sweep_batch_size,
-                ),
-                name="accounts.hold_sweeper",
+            sweeper = hold_sweeper_job(
+                ledger_database,
+                dsn=settings.asyncpg_dsn(),
+                clock=lambda: app.state.clock(),
+                interval_seconds=settings.hold_sweep_interval_seconds,
+                batch_size=settings.hold_sweep_batch_size,
             )
+            sweeper.start()
+        app.state.hold_sweeper = sweeper
         # Everything built so far (routes, schemas, validators) lives as long as the
         # process: keep the garbage collector from scanning it again on every full pass,
         # which a batch of a thousand transfers would otherwise trigger.
@@ -123,9 +122,7 @@ def create_app(
             yield
         finally:
             if sweeper is not None:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                await sweeper.stop()
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:

@@ -182,20 +182,13 @@ async def count_expired_holds(session: AsyncSession, *, now: datetime) -> int:
 # --- The ledger's write path: asyncpg, set-based ---------------------------------------
 
 
-def plain_url(database_url: str) -> str:
-    """The URL asyncpg takes (no SQLAlchemy driver suffix)."""
-    scheme, separator, rest = database_url.partition("://")
-    assert separator, "a database URL"
-    assert scheme.startswith("postgres"), f"not a PostgreSQL URL: {scheme}"
-    return f"postgresql://{rest}"
-
-
 async def create_pool(
-    database_url: str, *, size: int, application_name: str, command_timeout_seconds: float
+    dsn: str, *, size: int, application_name: str, command_timeout_seconds: float
 ) -> Any:
-    """The pool of the ledger's write path; connections open on first use."""
+    """The pool of the ledger's write path (`dsn` in asyncpg's spelling); connections open
+    on first use."""
     return await asyncpg.create_pool(
-        plain_url(database_url),
+        dsn,
         min_size=0,
         max_size=size,
         command_timeout=command_timeout_seconds,

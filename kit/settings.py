@@ -36,10 +36,20 @@ class ServiceSettings(BaseSettings):
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""
         return to_asyncpg_url(str(self.database_url))
 
+    def asyncpg_dsn(self) -> str:
+        """The URL as asyncpg's own connections take it (no SQLAlchemy driver suffix)."""
+        return to_asyncpg_dsn(str(self.database_url))
+
 
 def to_asyncpg_url(url: str) -> str:
+    """SQLAlchemy's spelling for the asyncpg driver: `postgresql+asyncpg://...`."""
     scheme, separator, rest = url.partition("://")
     assert separator, f"not a URL: {url!r}"
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
         return f"postgresql+asyncpg://{rest}"
     raise ValueError(f"unsupported database URL scheme {scheme!r}; use postgresql://")
+
+
+def to_asyncpg_dsn(url: str) -> str:
+    """asyncpg's (and libpq's) spelling: `postgresql://...`, whatever scheme `url` has."""
+    return "postgresql://" + to_asyncpg_url(url).partition("://")[2]

@@ -1,9 +1,9 @@
 """The transactions service application."""
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -17,6 +17,7 @@ from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database
 from kit.http import create_client
+from kit.jobs import ExclusiveJob
 from transactions import service
 from transactions.accounts import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
@@ -30,26 +31,31 @@ MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 # One purge pass deletes at most 10 x 1,000 expired keys, each batch its own transaction.
 PURGE_BATCH_SIZE: Final = 1000
 PURGE_BATCHES_MAX: Final = 10
+# The purge's name, and so its advisory lock in the transactions database.
+IDEMPOTENCY_PURGE_JOB: Final = "transactions.idempotency_purge"
 
 log = structlog.get_logger()
 
 
-async def _purge_expired_keys_forever(database: Database, *, interval_seconds: float) -> None:
-    while True:  # until the lifespan cancels it
+def idempotency_purge_job(database: Database, *, dsn: str, interval_seconds: float) -> ExclusiveJob:
+    """Purge expired keys every `interval_seconds` in one replica at a time. A failed pass
+    is logged and retried at the next interval; keys stay readable meanwhile."""
+    # Under an advisory lock, not a Temporal Schedule: this is housekeeping of our own
+    # database and must go on while Temporal is away. Two passes at once (the overlap a
+    # lock cannot rule out) are harmless: SKIP LOCKED gives them different rows.
+    return ExclusiveJob(
+        name=IDEMPOTENCY_PURGE_JOB,
+        dsn=dsn,
+        interval_seconds=interval_seconds,
         # First pass after one interval: a starting (or restarting) instance adds no load.
-        await asyncio.sleep(interval_seconds)
-        try:
-            await service.purge_expired_idempotency_keys(
-                database, batch_size=PURGE_BATCH_SIZE, batches_max=PURGE_BATCHES_MAX
-            )
-        except Exception:
-            # A failed pass is retried at the next interval; keys stay readable meanwhile.
-            log.exception("idempotency.purge_failed")
-
-
-def listen_dsn(settings: Settings) -> str:
-    """asyncpg's own spelling of the database URL (no SQLAlchemy driver suffix)."""
-    return settings.async_database_url().replace("postgresql+asyncpg://", "postgresql://", 1)
+        first_round_delay_seconds=interval_seconds,
+        run_once=partial(
+            service.purge_expired_idempotency_keys,
+            database,
+            batch_size=PURGE_BATCH_SIZE,
+            batches_max=PURGE_BATCHES_MAX,
+        ),
+    )
 
 
 def create_app(
@@ -67,7 +73,7 @@ def create_app(
     """
     settings = settings or Settings()  # read from the environment
     changes = ChangeListener(
-        listen_dsn(settings), poll_interval_seconds=settings.wait_poll_interval_seconds
+        settings.asyncpg_dsn(), poll_interval_seconds=settings.wait_poll_interval_seconds
     )
 
     @contextlib.asynccontextmanager
@@ -83,18 +89,17 @@ def create_app(
         )
         app.state.accounts = SourceAccounts(accounts_client)
         await changes.start()
-        purge = asyncio.create_task(
-            _purge_expired_keys_forever(
-                app.state.database, interval_seconds=settings.idempotency_purge_interval_seconds
-            ),
-            name="idempotency-purge",
+        purge = idempotency_purge_job(
+            app.state.database,
+            dsn=settings.asyncpg_dsn(),
+            interval_seconds=settings.idempotency_purge_interval_seconds,
         )
+        purge.start()
+        app.state.idempotency_purge = purge
         try:
             yield
         finally:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            await purge.stop()
             await changes.stop()
             if accounts_client is not None:
                 await accounts_client.aclose()

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 
 from accounts.config import Settings
 from accounts.main import MIGRATIONS_PATH, create_app
-from accounts.repository import plain_url
 from accounts.tests.helpers import Bank, Clock, write_signing_key
 from kit.migrations import upgrade_to_head
+from kit.settings import to_asyncpg_dsn
 from kit.signing import SigningKey
 from kit.testing import TestIssuer, app_client
 
@@ -84,7 +84,7 @@ async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A database at head shared by one module's tests, for matrices of requests that must
     each change nothing (a database per cell would cost more than the cells)."""
     name = f"test_accounts_module_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(plain_url(postgres_url), timeout=10)
+    admin = await asyncpg.connect(to_asyncpg_dsn(postgres_url), timeout=10)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -94,7 +94,7 @@ async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
         yield url
     finally:
-        admin = await asyncpg.connect(plain_url(postgres_url), timeout=10)
+        admin = await asyncpg.connect(to_asyncpg_dsn(postgres_url), timeout=10)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

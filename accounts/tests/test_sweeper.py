@@ -2,7 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 
 import httpx
 import pytest
@@ -12,24 +13,29 @@ from accounts import service, sweeper
 from accounts.config import Settings
 from accounts.ledger import expiry_void_id
 from accounts.main import create_app
-from accounts.tests.helpers import Bank, Clock
+from accounts.tests.helpers import Bank, Clock, raw_connection
 from kit.testing import TestIssuer, app_client
 
 _WAIT_SECONDS_MAX = 10.0
 
 
 @pytest.fixture
-async def sweeping_bank(
-    settings: Settings, clock: Clock, issuer: TestIssuer
-) -> AsyncIterator[Bank]:
-    """A service whose background sweeper runs every 50 ms, two holds per batch."""
-    sweeping = settings.model_copy(
+def sweeping(settings: Settings) -> Settings:
+    """Settings whose background sweeper runs every 50 ms, two holds per batch."""
+    return settings.model_copy(
         update={
             "hold_sweep_enabled": True,
             "hold_sweep_interval_seconds": 0.05,
             "hold_sweep_batch_size": 2,
         }
     )
+
+
+@pytest.fixture
+async def sweeping_bank(
+    sweeping: Settings, clock: Clock, issuer: TestIssuer
+) -> AsyncIterator[Bank]:
+    """A service whose background sweeper runs every 50 ms, two holds per batch."""
     app = create_app(sweeping, clock=clock, token_verifier=issuer.verifier)
     async with app_client(app) as client:
         client.headers.update(issuer.operator())
@@ -74,6 +80,69 @@ class TestBackgroundSweeper:
         entries = await bank.statement(alice)
         assert entries[-1]["pending_balance_after_minor"] == -100
         await bank.assert_ledger_sound()
+
+
+class InstanceClock:
+    """One instance's view of the shared clock, counting how often that instance reads it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.reads = 0
+
+    def __call__(self) -> datetime:
+        self.reads += 1
+        return self.clock()
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], *, failure: str) -> None:
+    deadline = asyncio.get_running_loop().time() + _WAIT_SECONDS_MAX
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, failure
+        await asyncio.sleep(0.02)
+
+
+class TestTwoInstances:
+    async def test_only_one_instance_sweeps(
+        self, sweeping: Settings, database_url: str, clock: Clock, issuer: TestIssuer
+    ) -> None:
+        """Two replicas on one database: one sweeps (its sweeper reads its clock each
+        round), the other stands by and never reads its clock."""
+        clocks = [InstanceClock(clock), InstanceClock(clock)]
+        apps = [create_app(sweeping, clock=each, token_verifier=issuer.verifier) for each in clocks]
+        async with app_client(apps[0]) as client, app_client(apps[1]):
+            client.headers.update(issuer.operator())
+            bank = Bank(client, issuer)
+            alice, _, holds = await place_holds(bank, 5, timeout_seconds=30)
+            clock.advance(30)
+            # From here on no request reads a clock: every read is a sweep round.
+            for each in clocks:
+                each.reads = 0
+
+            async def unswept_holds() -> int:
+                async with raw_connection(database_url) as connection:
+                    count: int = await connection.fetchval(
+                        "SELECT count(*) FROM ledger_expiring_holds"
+                    )
+                    return count
+
+            async def all_swept() -> bool:
+                return await unswept_holds() == 0
+
+            await wait_until(all_swept, failure="the sweeper fell behind")
+            reads_before = max(each.reads for each in clocks)
+
+            async def ten_more_rounds() -> bool:
+                return max(each.reads for each in clocks) >= reads_before + 10
+
+            await wait_until(ten_more_rounds, failure="the sweeper stopped")
+            reads = [each.reads for each in clocks]
+            assert min(reads) == 0, f"both instances swept: clock reads {reads}"
+            leaders = [app.state.hold_sweeper.is_leader for app in apps]
+            assert leaders.count(True) == 1, leaders
+            for hold_id in holds:
+                assert (await journal_release(client, hold_id)).status_code == 200
+            assert (await bank.balances(alice))["debits_pending_minor"] == 0
+            await bank.assert_ledger_sound()
 
 
 class TestSweep:

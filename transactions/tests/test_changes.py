@@ -15,14 +15,13 @@ from transactions.changes import (
     ChangeListener,
 )
 from transactions.config import Settings
-from transactions.main import listen_dsn
 from transactions.tests.support import eventually
 
 
 @pytest.fixture
 async def listener(settings: Settings) -> AsyncIterator[ChangeListener]:
     # Re-reads far apart: a wait that ends early was woken by a notification.
-    changes = ChangeListener(listen_dsn(settings), poll_interval_seconds=30)
+    changes = ChangeListener(settings.asyncpg_dsn(), poll_interval_seconds=30)
     await changes.start()
     try:
         await _until_listening(changes)
