@@ -1,5 +1,6 @@
 """Small shapes every contract reuses: pages, health, limits on free text."""
 
+import enum
 from typing import Annotated, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,7 +31,21 @@ class Page(BaseModel, Generic[ItemT]):
     next_cursor: str | None = Field(default=None, max_length=200)
 
 
+class MigrationsCheck(enum.StrEnum):
+    """The `migrations` check of `/readyz`: the database's schema against this release's."""
+
+    ok = "ok"  # at this release's newest migration
+    ahead = "ahead"  # migrated by a newer release (expand-only, see deploy/README.md): ready
+    behind = "behind"  # an older migration, or none at all: not ready
+
+
 class Health(BaseModel):
+    """`/healthz` and `/readyz`: ready when `database` is "ok" and `migrations` ok or ahead."""
+
     status: str = Field(max_length=20)
     service: str = Field(max_length=40)
-    checks: dict[str, str] = Field(default_factory=dict)
+    checks: dict[str, str] = Field(
+        default_factory=dict,
+        description='`database`: "ok" or "unreachable: <error>"; `migrations`: "ok", "ahead" '
+        '(a newer release migrated the database: still ready) or "behind" (not ready)',
+    )

@@ -4,7 +4,7 @@ It reads the command line of the container's main process (PID 1 unless --pid na
 another) to learn which component runs there, then:
 
 - `sagabank serve <service> [--host H] [--port N]`: GET /healthz on that port, or
-  /readyz with --ready (database reachable, schema at head);
+  /readyz with --ready (database reachable, schema at head or newer);
 - `sagabank worker`: Temporal saw a poller from this host on the worker's task queue
   (workflow and activity tasks) within POLLER_SEEN_WITHIN_SECONDS, asked with the
   worker's own WORKER_* settings;

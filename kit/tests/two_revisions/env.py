@@ -1,0 +1,5 @@
+from sqlalchemy import MetaData
+
+from kit.migrations import run_env
+
+run_env(MetaData())
