@@ -151,8 +151,14 @@ class DeliveryAttempt(BaseModel):
     number: int
     started_at: datetime
     status_code: int | None
-    latency_ms: int
-    outcome: str
+    latency_ms: int = Field(
+        description="How long the receiver took; for an abandoned attempt, how long it held "
+        "its lease before it was given up."
+    )
+    outcome: str = Field(
+        description="succeeded, failed, gone (410: the endpoint is disabled), or abandoned "
+        "(the attempt never finished, e.g. its sender died; it counts as a failed attempt)."
+    )
     error: str | None
     response_excerpt: str | None
 

@@ -4,6 +4,12 @@ It runs as a background task in the service's lifespan, any number of replicas s
 side: each pass leases a bounded batch of due rows (SKIP LOCKED, so replicas take
 disjoint rows), sends them with bounded concurrency, and records each result fenced by
 its lease. Every time it reads comes from the injected clock, so tests move time at will.
+
+An attempt counts when it is claimed. One that never records a result (its sender died,
+or hung past the lease) is settled by the next pass that finds its lease expired: logged
+as an abandoned attempt, the schedule's next delay applies, and when the schedule is used
+up the delivery (or email) has failed. So a payload that kills its sender ends `failed`
+instead of being sent again at every lease expiry.
 """
 
 import asyncio
@@ -33,6 +39,9 @@ RESPONSE_EXCERPT_BYTES_MAX: Final = 1024
 ERROR_LENGTH_MAX: Final = 300
 USER_AGENT: Final = "Sagabank-Webhooks/1.0"
 EMAIL_ATTEMPTS_MAX: Final = 5
+# An attempt whose lease expired before it recorded a result, as its log shows it.
+ABANDONED_OUTCOME: Final = "abandoned"
+ABANDONED_ERROR: Final = "the attempt did not finish: its lease expired"
 # After a pass that fails (the database away), wait longer each time, up to this factor.
 BACKOFF_FACTOR_MAX: Final = 30
 
@@ -67,6 +76,38 @@ async def _excerpt(response: httpx.Response) -> str | None:
         if len(collected) >= RESPONSE_EXCERPT_BYTES_MAX:
             break
     return collected.decode("utf-8", errors="replace") or None
+
+
+async def _disable_as_gone(
+    session: AsyncSession, claim: repository.ClaimedDelivery, *, now: datetime
+) -> bool:
+    """The receiver said the endpoint is gone: stop sending to it, and record that the
+    system (not its owner) did so, in the caller's transaction; False if disabled already."""
+    disabled = await repository.disable_endpoint(
+        session, endpoint_id=claim.endpoint_id, reason="gone", now=now
+    )
+    if disabled:
+        await repository.append_audit(
+            session,
+            service.endpoint_disabled_as_gone_event(
+                endpoint_id=claim.endpoint_id,
+                delivery_id=claim.delivery_id,
+                event_id=claim.event_id,
+                now=now,
+            ),
+        )
+    return disabled
+
+
+@dataclass
+class _Answer:
+    """What one webhook request came back with; `error` when it got no answer."""
+
+    status_code: int | None = None
+    retry_after: str | None = None
+    excerpt: str | None = None
+    error: str | None = None
+    latency_ms: int = 0
 
 
 class Dispatcher:
@@ -153,12 +194,26 @@ class Dispatcher:
             if isinstance(result, Exception):
                 log.error("dispatcher.job_failed", error=repr(result)[:ERROR_LENGTH_MAX])
 
+    def _after_failure(
+        self, failed_in_round: int, *, retry_after_seconds: float | None, finished_at: datetime
+    ) -> tuple[str, datetime | None]:
+        """A delivery's status and next attempt after the round's `failed_in_round`-th
+        failed attempt: pending on the schedule, or failed once the schedule is used up."""
+        delay_seconds = schedule.next_delay_seconds(
+            failed_in_round, retry_after_seconds=retry_after_seconds, rng=self._rng
+        )
+        if delay_seconds is None:
+            return "failed", None
+        return "pending", finished_at + timedelta(seconds=delay_seconds)
+
     # --- webhooks -----------------------------------------------------------------------
 
     async def _dispatch_webhooks(self) -> int:
+        """Settle the abandoned attempts, then claim what is due; how many of both."""
         now = self._clock()
         lease_token = uuid.uuid4()
         async with self._sessions() as session, session.begin():
+            settled = await self._settle_abandoned_deliveries(session, now=now)
             claims = await repository.claim_deliveries(
                 session,
                 now=now,
@@ -176,12 +231,55 @@ class Dispatcher:
                     for claim in claims
                 ]
             )
-        return len(claims)
+        return settled + len(claims)
 
-    async def _attempt(
-        self, claim: repository.ClaimedDelivery, lease_token: uuid.UUID, secrets: Sequence[str]
-    ) -> None:
-        started_at = self._clock()
+    async def _settle_abandoned_deliveries(self, session: AsyncSession, *, now: datetime) -> int:
+        """Log each attempt whose lease expired unrecorded as abandoned, a failed attempt of
+        its round (counted when claimed), and move its delivery on as after any failure:
+        the next attempt waits the schedule's delay from now, not from the lease's end."""
+        abandoned = await repository.lock_abandoned_deliveries(
+            session, now=now, limit=self._options.batch_size
+        )
+        for delivery in abandoned:
+            status, next_attempt_at = self._after_failure(
+                delivery.round_number, retry_after_seconds=None, finished_at=now
+            )
+            held = delivery.lease_expires_at - delivery.leased_at
+            attempt = DeliveryAttemptRow(
+                id=uuid.uuid4(),
+                delivery_id=delivery.delivery_id,
+                number=delivery.number,
+                started_at=delivery.leased_at,
+                status_code=None,
+                # No answer was timed: how long the attempt held its lease, unfinished.
+                latency_ms=max(round(held.total_seconds() * 1000), 0),
+                outcome=ABANDONED_OUTCOME,
+                error=ABANDONED_ERROR,
+                response_excerpt=None,
+            )
+            recorded = await repository.record_attempt(
+                session,
+                lease_token=delivery.lease_token,
+                attempt=attempt,
+                status=status,
+                next_attempt_at=next_attempt_at,
+                now=now,
+            )
+            assert recorded, "the row is locked and still holds the expired lease"
+            log.warning(
+                "webhook.attempt_abandoned",
+                delivery_id=str(delivery.delivery_id),
+                endpoint_id=str(delivery.endpoint_id),
+                attempt=delivery.number,
+                delivery_status=status,
+                next_attempt_at=None if next_attempt_at is None else next_attempt_at.isoformat(),
+            )
+        return len(abandoned)
+
+    async def _post(
+        self, claim: repository.ClaimedDelivery, secrets: Sequence[str], *, started_at: datetime
+    ) -> _Answer:
+        """Send the signed event once, bounded by the webhook timeout; what came back."""
         message_id = signing.webhook_id(claim.delivery_id)
         payload = WebhookPayload(
             type=EventType(claim.event_type),
@@ -200,29 +298,33 @@ class Dispatcher:
                 secrets, message_id=message_id, timestamp_seconds=timestamp_seconds, body=body
             ),
         }
-        status_code: int | None = None
-        retry_after: str | None = None
-        excerpt: str | None = None
-        error: str | None = None
+        answer = _Answer()
         began = time.perf_counter()
         try:
             async with asyncio.timeout(self._options.webhook_timeout_seconds):
                 async with self._client.stream(
                     "POST", claim.url, content=body, headers=headers
                 ) as response:
-                    status_code = response.status_code
-                    retry_after = response.headers.get("retry-after")
-                    excerpt = await _excerpt(response)
+                    answer.status_code = response.status_code
+                    answer.retry_after = response.headers.get("retry-after")
+                    answer.excerpt = await _excerpt(response)
         except TargetRefused as refused:
-            error = f"refused by the SSRF guard: {refused.reason}"
+            answer.error = f"refused by the SSRF guard: {refused.reason}"
         except TimeoutError:
-            error = f"no answer within {self._options.webhook_timeout_seconds:g} s"
+            answer.error = f"no answer within {self._options.webhook_timeout_seconds:g} s"
         except Exception as failure:
             # Whatever went wrong (network, TLS, a URL httpx will not parse) is this
             # attempt's outcome: logged and retried on schedule, never a stuck delivery.
-            error = f"{type(failure).__name__}: {failure}"
-        latency_ms = round((time.perf_counter() - began) * 1000)
+            answer.error = f"{type(failure).__name__}: {failure}"
+        answer.latency_ms = round((time.perf_counter() - began) * 1000)
+        return answer
 
+    async def _attempt(
+        self, claim: repository.ClaimedDelivery, lease_token: uuid.UUID, secrets: Sequence[str]
+    ) -> None:
+        started_at = self._clock()
+        answer = await self._post(claim, secrets, started_at=started_at)
+        status_code, error = answer.status_code, answer.error
         finished_at = self._clock()
         verdict = schedule.verdict(status_code)
         next_attempt_at: datetime | None = None
@@ -231,34 +333,28 @@ class Dispatcher:
         elif verdict is schedule.Verdict.gone:
             status = "failed"
         else:
-            delay_seconds = schedule.next_delay_seconds(
-                claim.round_attempts_made + 1,
+            status, next_attempt_at = self._after_failure(
+                claim.round_number,
                 retry_after_seconds=schedule.parse_retry_after(
-                    status_code, retry_after, now=finished_at
+                    status_code, answer.retry_after, now=finished_at
                 ),
-                rng=self._rng,
+                finished_at=finished_at,
             )
-            if delay_seconds is None:
-                status = "failed"
-            else:
-                status = "pending"
-                next_attempt_at = finished_at + timedelta(seconds=delay_seconds)
         attempt = DeliveryAttemptRow(
             id=uuid.uuid4(),
             delivery_id=claim.delivery_id,
             number=claim.number,
             started_at=started_at,
             status_code=status_code,
-            latency_ms=latency_ms,
+            latency_ms=answer.latency_ms,
             outcome="failed" if verdict is schedule.Verdict.retry else verdict.value,
             error=None if error is None else error[:ERROR_LENGTH_MAX],
-            response_excerpt=excerpt,
+            response_excerpt=answer.excerpt,
         )
         disabled = False
         async with self._sessions() as session, session.begin():
             recorded = await repository.record_attempt(
                 session,
-                claim=claim,
                 lease_token=lease_token,
                 attempt=attempt,
                 status=status,
@@ -266,30 +362,16 @@ class Dispatcher:
                 now=finished_at,
             )
             if recorded and verdict is schedule.Verdict.gone:
-                # The receiver said the endpoint is gone: stop sending to it, and record
-                # that the system (not its owner) did so, in the same transaction.
-                disabled = await repository.disable_endpoint(
-                    session, endpoint_id=claim.endpoint_id, reason="gone", now=finished_at
-                )
-                if disabled:
-                    await repository.append_audit(
-                        session,
-                        service.endpoint_disabled_as_gone_event(
-                            endpoint_id=claim.endpoint_id,
-                            delivery_id=claim.delivery_id,
-                            event_id=claim.event_id,
-                            now=finished_at,
-                        ),
-                    )
+                disabled = await _disable_as_gone(session, claim, now=finished_at)
         log.info(
             "webhook.attempt" if recorded else "webhook.attempt_discarded",
             delivery_id=str(claim.delivery_id),
             endpoint_id=str(claim.endpoint_id),
-            webhook_id=message_id,
+            webhook_id=signing.webhook_id(claim.delivery_id),
             event_type=claim.event_type,
             attempt=claim.number,
             status_code=status_code,
-            latency_ms=latency_ms,
+            latency_ms=answer.latency_ms,
             outcome=attempt.outcome,
             error=attempt.error,
             delivery_status=status,
@@ -302,10 +384,24 @@ class Dispatcher:
 
     # --- email --------------------------------------------------------------------------
 
+    def _email_after_failure(
+        self, attempts_made: int, *, permanent: bool, finished_at: datetime
+    ) -> tuple[str, datetime | None]:
+        """A message's status and next attempt after its `attempts_made`-th attempt failed."""
+        if permanent or attempts_made >= EMAIL_ATTEMPTS_MAX:
+            return "failed", None
+        delay_seconds = schedule.next_delay_seconds(
+            attempts_made, retry_after_seconds=None, rng=self._rng
+        )
+        assert delay_seconds is not None, "EMAIL_ATTEMPTS_MAX is below the schedule's length"
+        return "pending", finished_at + timedelta(seconds=delay_seconds)
+
     async def _dispatch_emails(self) -> int:
+        """Settle the abandoned attempts, then claim what is due; how many of both."""
         now = self._clock()
         lease_token = uuid.uuid4()
         async with self._sessions() as session, session.begin():
+            settled = await self._settle_abandoned_emails(session, now=now)
             messages = await repository.claim_emails(
                 session,
                 now=now,
@@ -315,7 +411,38 @@ class Dispatcher:
             )
         if messages:
             await self._bounded([self._send_email(message, lease_token) for message in messages])
-        return len(messages)
+        return settled + len(messages)
+
+    async def _settle_abandoned_emails(self, session: AsyncSession, *, now: datetime) -> int:
+        """Each message whose lease expired unrecorded had a failed attempt (counted when
+        claimed): retried on the schedule from now, failed after EMAIL_ATTEMPTS_MAX."""
+        abandoned = await repository.lock_abandoned_emails(
+            session, now=now, limit=self._options.batch_size
+        )
+        for message in abandoned:
+            assert message.lease_token is not None
+            status, next_attempt_at = self._email_after_failure(
+                message.attempts_made, permanent=False, finished_at=now
+            )
+            recorded = await repository.record_email_result(
+                session,
+                message_id=message.id,
+                lease_token=message.lease_token,
+                status=status,
+                next_attempt_at=next_attempt_at,
+                last_error=ABANDONED_ERROR,
+                sent_at=None,
+                now=now,
+            )
+            assert recorded, "the row is locked and still holds the expired lease"
+            log.warning(
+                "email.attempt_abandoned",
+                email_id=str(message.id),
+                event_id=str(message.event_id),
+                attempt=message.attempts_made,
+                status=status,
+            )
+        return len(abandoned)
 
     async def _send_email(self, message: EmailMessageRow, lease_token: uuid.UUID) -> None:
         assert self._smtp is not None, "emails are claimed only with an SMTP server"
@@ -345,15 +472,10 @@ class Dispatcher:
         next_attempt_at: datetime | None = None
         if error is None:
             status = "sent"
-        elif error.permanent or message.attempts_made >= EMAIL_ATTEMPTS_MAX:
-            status = "failed"
         else:
-            status = "pending"
-            delay_seconds = schedule.next_delay_seconds(
-                message.attempts_made, retry_after_seconds=None, rng=self._rng
+            status, next_attempt_at = self._email_after_failure(
+                message.attempts_made, permanent=error.permanent, finished_at=finished_at
             )
-            assert delay_seconds is not None, "EMAIL_ATTEMPTS_MAX is below the schedule's length"
-            next_attempt_at = finished_at + timedelta(seconds=delay_seconds)
         async with self._sessions() as session, session.begin():
             recorded = await repository.record_email_result(
                 session,

@@ -78,10 +78,12 @@ class WebhookSecretRow(Base):
 class DeliveryRow(Base):
     """One event to one endpoint: the outbox row the dispatcher claims, sends and retries.
 
-    `attempts_made` numbers attempts over the delivery's life (incremented when claimed);
-    `round_attempts_made` counts failed attempts of the current round of the retry
-    schedule (a redelivery starts a new round). A claim holds a lease: `lease_token` fences
-    the result, so an attempt whose lease expired cannot record over a newer one.
+    `attempts_made` numbers attempts over the delivery's life and `round_attempts_made`
+    those of the current round of the retry schedule (a redelivery starts a new round);
+    both count an attempt when it is claimed, so one whose sender dies counts too. A claim
+    holds a lease: `lease_token` fences the result, so an attempt whose lease expired
+    cannot record over a newer one; a lease that expired unrecorded is an abandoned
+    attempt, logged as one before the delivery is claimed again.
     """
 
     __tablename__ = "webhook_deliveries"
@@ -93,6 +95,11 @@ class DeliveryRow(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+        Index(
+            "ix_webhook_deliveries_leased",
+            "lease_expires_at",
+            postgresql_where=text("lease_token IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -105,6 +112,8 @@ class DeliveryRow(Base):
     round_attempts_made: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_token: Mapped[uuid.UUID | None] = mapped_column()
+    # When the lease was taken: the start of an attempt that may never finish.
+    leased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
@@ -145,7 +154,9 @@ class EmailContactRow(Base):
 
 
 class EmailMessageRow(Base):
-    """An email composed when its event was accepted (outbox), sent and retried like a delivery."""
+    """An email composed when its event was accepted (outbox), sent and retried like a
+    delivery: `attempts_made` counts an attempt when it is claimed, and a lease that expired
+    unrecorded is an attempt that failed ("the attempt did not finish")."""
 
     __tablename__ = "email_messages"
     __table_args__ = (
@@ -154,6 +165,11 @@ class EmailMessageRow(Base):
             "ix_email_messages_due",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_email_messages_leased",
+            "lease_expires_at",
+            postgresql_where=text("lease_token IS NOT NULL"),
         ),
     )
 

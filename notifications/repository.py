@@ -263,8 +263,8 @@ class ClaimedDelivery:
     delivery_id: uuid.UUID
     # This attempt's number over the delivery's life (1 for the first).
     number: int
-    # Failed attempts of the current round before this one.
-    round_attempts_made: int
+    # This attempt's number within the current round of the retry schedule (1 for the first).
+    round_number: int
     endpoint_id: uuid.UUID
     url: str
     event_id: uuid.UUID
@@ -281,15 +281,16 @@ async def claim_deliveries(
     lease_expires_at: datetime,
     limit: int,
 ) -> list[ClaimedDelivery]:
-    """Lease up to `limit` due deliveries of enabled endpoints. SKIP LOCKED: two
-    dispatchers claiming at once take disjoint rows, and neither waits for the other."""
+    """Lease up to `limit` due deliveries of enabled endpoints, counting the attempt now (so
+    one whose sender dies counts). SKIP LOCKED: concurrent claims take disjoint rows."""
     due = (
         select(DeliveryRow.id)
         .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
         .where(
             DeliveryRow.status == PENDING,
             DeliveryRow.next_attempt_at <= now,
-            or_(DeliveryRow.lease_expires_at.is_(None), DeliveryRow.lease_expires_at <= now),
+            # Still leased, even past its expiry: its abandoned attempt is settled first.
+            DeliveryRow.lease_token.is_(None),
             WebhookEndpointRow.enabled.is_(True),
         )
         .order_by(DeliveryRow.next_attempt_at)
@@ -302,17 +303,25 @@ async def claim_deliveries(
             .where(DeliveryRow.id.in_(due))
             .values(
                 lease_token=lease_token,
+                leased_at=now,
                 lease_expires_at=lease_expires_at,
                 attempts_made=DeliveryRow.attempts_made + 1,
+                round_attempts_made=DeliveryRow.round_attempts_made + 1,
                 updated_at=now,
             )
             .returning(DeliveryRow.id, DeliveryRow.attempts_made, DeliveryRow.round_attempts_made)
             .execution_options(synchronize_session=False)
         )
     ).all()
-    if not claimed:
+    return await _claimed_details(session, {row[0]: (row[1], row[2]) for row in claimed})
+
+
+async def _claimed_details(
+    session: AsyncSession, counts: dict[uuid.UUID, tuple[int, int]]
+) -> list[ClaimedDelivery]:
+    """What the claimed deliveries send, given each one's (number, round_number)."""
+    if not counts:
         return []
-    counts = {row[0]: (row[1], row[2]) for row in claimed}
     details = (
         await session.execute(
             select(
@@ -333,7 +342,7 @@ async def claim_deliveries(
         ClaimedDelivery(
             delivery_id=row[0],
             number=counts[row[0]][0],
-            round_attempts_made=counts[row[0]][1],
+            round_number=counts[row[0]][1],
             endpoint_id=row[1],
             url=row[2],
             event_id=row[3],
@@ -345,33 +354,84 @@ async def claim_deliveries(
     ]
 
 
+@dataclass(frozen=True)
+class AbandonedDelivery:
+    """A delivery whose lease expired with no result recorded: its attempt never finished."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    lease_token: uuid.UUID
+    # The abandoned attempt's number over the delivery's life, and within its round.
+    number: int
+    round_number: int
+    leased_at: datetime
+    lease_expires_at: datetime
+
+
+async def lock_abandoned_deliveries(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> list[AbandonedDelivery]:
+    """Up to `limit` deliveries whose lease expired unrecorded (the sender died or hung),
+    locked until the caller's transaction ends; SKIP LOCKED, like a claim."""
+    statement = (
+        select(DeliveryRow)
+        .where(
+            DeliveryRow.status == PENDING,
+            DeliveryRow.lease_token.is_not(None),
+            DeliveryRow.lease_expires_at <= now,
+        )
+        .order_by(DeliveryRow.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = (await session.execute(statement)).scalars().all()
+    abandoned = []
+    for row in rows:
+        assert row.lease_token is not None
+        assert row.lease_expires_at is not None
+        abandoned.append(
+            AbandonedDelivery(
+                delivery_id=row.id,
+                endpoint_id=row.endpoint_id,
+                lease_token=row.lease_token,
+                number=row.attempts_made,
+                round_number=row.round_attempts_made,
+                # A claim by a release before migration 0004 wrote no leased_at; a leased
+                # row is written by nothing but its claim, so updated_at is that claim's time.
+                leased_at=row.updated_at if row.leased_at is None else row.leased_at,
+                lease_expires_at=row.lease_expires_at,
+            )
+        )
+    return abandoned
+
+
 async def record_attempt(
     session: AsyncSession,
     *,
-    claim: ClaimedDelivery,
     lease_token: uuid.UUID,
     attempt: DeliveryAttemptRow,
     status: str,
     next_attempt_at: datetime | None,
     now: datetime,
 ) -> bool:
-    """Log an attempt and move its delivery on; False (nothing written) when the lease was
-    lost meanwhile — another dispatcher took the delivery over, or it was deleted."""
+    """Log an attempt (counted when it was claimed) and move its delivery on; False
+    (nothing written) when the lease was lost meanwhile — the attempt was settled as
+    abandoned, another dispatcher took the delivery over, or it was deleted."""
     endpoint_id = (
         await session.execute(
             update(DeliveryRow)
             .where(
-                DeliveryRow.id == claim.delivery_id,
+                DeliveryRow.id == attempt.delivery_id,
                 DeliveryRow.lease_token == lease_token,
-                DeliveryRow.attempts_made == claim.number,
+                DeliveryRow.attempts_made == attempt.number,
             )
             .values(
                 status=status,
                 next_attempt_at=next_attempt_at,
-                round_attempts_made=DeliveryRow.round_attempts_made + 1,
                 last_attempt_at=attempt.started_at,
                 last_status_code=attempt.status_code,
                 lease_token=None,
+                leased_at=None,
                 lease_expires_at=None,
                 updated_at=now,
             )
@@ -410,15 +470,14 @@ async def claim_emails(
     lease_expires_at: datetime,
     limit: int,
 ) -> Sequence[EmailMessageRow]:
+    """Lease up to `limit` due messages, counting the attempt now (as claim_deliveries).
+    A message still leased, even past its expiry, is settled first, not taken."""
     due = (
         select(EmailMessageRow.id)
         .where(
             EmailMessageRow.status == PENDING,
             EmailMessageRow.next_attempt_at <= now,
-            or_(
-                EmailMessageRow.lease_expires_at.is_(None),
-                EmailMessageRow.lease_expires_at <= now,
-            ),
+            EmailMessageRow.lease_token.is_(None),
         )
         .order_by(EmailMessageRow.next_attempt_at)
         .limit(limit)
@@ -435,6 +494,25 @@ async def claim_emails(
         )
         .returning(EmailMessageRow)
         .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def lock_abandoned_emails(
+    session: AsyncSession, *, now: datetime, limit: int
+) -> Sequence[EmailMessageRow]:
+    """Up to `limit` messages whose lease expired unrecorded (the send died or hung),
+    locked until the caller's transaction ends; SKIP LOCKED, like a claim."""
+    statement = (
+        select(EmailMessageRow)
+        .where(
+            EmailMessageRow.status == PENDING,
+            EmailMessageRow.lease_token.is_not(None),
+            EmailMessageRow.lease_expires_at <= now,
+        )
+        .order_by(EmailMessageRow.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     return (await session.execute(statement)).scalars().all()
 

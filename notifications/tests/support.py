@@ -47,6 +47,11 @@ class Clock:
         self.now += dt.timedelta(seconds=seconds)
 
 
+class SenderDied(BaseException):
+    """A sender's death seen from inside it: not an Exception, so no `except Exception`
+    turns it into an outcome; nothing after it runs and nothing is recorded."""
+
+
 async def wait_until(
     condition: Callable[[], bool], *, timeout_seconds: float = WAIT_SECONDS, what: str = ""
 ) -> None:

@@ -29,6 +29,7 @@ from notifications.tests.support import (
     LoopbackNetwork,
     ReceivedRequest,
     Reply,
+    SenderDied,
     StubResolver,
     as_customer,
     as_worker,
@@ -592,12 +593,19 @@ class TestConcurrentDispatchers:
                 )
             assert await app.state.dispatcher.run_once() == 0, "leased: nobody else sends it"
             clock.advance(61)
-            assert await app.state.dispatcher.run_once() == 1, "the lease expired: taken over"
+            # The lease expired: the stalled attempt is written down as abandoned, and the
+            # next waits the schedule's delay, as after any failed attempt.
+            assert await app.state.dispatcher.run_once() == 1, "the abandoned attempt settled"
+            settled = await only_delivery(client, endpoint)
+            wait = datetime.fromisoformat(settled["next_attempt_at"]) - clock.now
+            assert 5 * 0.9 <= wait.total_seconds() <= 5 * 1.1
+            assert receiver.requests == []
+            clock.advance(wait.total_seconds())
+            assert await app.state.dispatcher.run_once() == 1, "the next attempt is due: sent"
             # The stalled one wakes and tries to record its attempt: refused, nothing written.
             async with app.state.database.sessions() as session, session.begin():
                 recorded = await repository.record_attempt(
                     session,
-                    claim=stalled,
                     lease_token=stale_token,
                     attempt=DeliveryAttemptRow(
                         id=uuid.uuid4(),
@@ -617,7 +625,11 @@ class TestConcurrentDispatchers:
             delivery = await only_delivery(client, endpoint)
         assert recorded is False
         assert delivery["status"] == "succeeded"
-        assert [attempt["number"] for attempt in delivery["attempts"]] == [2]
+        assert [(attempt["number"], attempt["outcome"]) for attempt in delivery["attempts"]] == [
+            (2, "succeeded"),
+            (1, "abandoned"),
+        ]
+        assert delivery["attempts"][1]["error"] == ABANDONED_ERROR
         assert len(receiver.requests) == 1
 
 
@@ -659,6 +671,107 @@ async def _drain(dispatcher: Dispatcher) -> int:
             return handled
         handled += count
     raise AssertionError("still busy after 100 passes")
+
+
+class DyingTransport(httpx.AsyncBaseTransport):
+    """Every request kills its sender before any answer: claimed, never finished."""
+
+    def __init__(self) -> None:
+        self.sends = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sends += 1
+        raise SenderDied(f"the payload to {request.url} killed its sender")
+
+
+@asynccontextmanager
+async def _dying_dispatcher(
+    app: FastAPI, clock: Clock, transport: DyingTransport
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher on the app's database whose every webhook send dies."""
+    client = httpx.AsyncClient(transport=transport, timeout=5, trust_env=False)
+    options = DispatcherOptions(
+        batch_size=5,
+        concurrency=4,
+        poll_interval_seconds=0.02,
+        lease_seconds=60,
+        webhook_timeout_seconds=5,
+        email_timeout_seconds=5,
+    )
+    try:
+        yield Dispatcher(
+            sessions=app.state.database.sessions, client=client, options=options, clock=clock
+        )
+    finally:
+        await client.aclose()
+
+
+async def _let_every_send_die(dispatcher: Dispatcher, clock: Clock) -> None:
+    """Pass after pass, each beyond the lease and the schedule's longest wait. Bounded: on
+    a dispatcher that never gives up this ends too, and the caller's assertions fail."""
+    for _ in range(2 * (ATTEMPTS_MAX + 5)):
+        await dispatcher.run_once()
+        clock.advance(27 * HOURS)
+
+
+ABANDONED_ERROR = "the attempt did not finish: its lease expired"
+
+
+class TestAbandonedAttempts:
+    """An attempt that never finishes (its sender died or hung past the lease) counts."""
+
+    async def test_a_delivery_that_kills_its_sender_ends_failed_after_the_schedule(
+        self, make_app: AppFactory, clock: Clock
+    ) -> None:
+        transport = DyingTransport()
+        async with (
+            bank(make_app) as (app, client),
+            _dying_dispatcher(app, clock, transport) as dispatcher,
+        ):
+            endpoint = await register(client, "http://127.0.0.1:9/hook")
+            await publish(client)
+            await _let_every_send_die(dispatcher, clock)
+            delivery = await only_delivery(client, endpoint)
+            due_afterwards = await dispatcher.run_once()
+        assert delivery["status"] == "failed", (
+            f"{delivery['status']} after {transport.sends} sends that never finished"
+        )
+        assert due_afterwards == 0, "nothing is due any more"
+        assert transport.sends == ATTEMPTS_MAX
+        assert delivery["attempts_made"] == ATTEMPTS_MAX
+        assert delivery["next_attempt_at"] is None
+        attempts = delivery["attempts"]
+        assert [attempt["number"] for attempt in attempts] == list(range(ATTEMPTS_MAX, 0, -1))
+        assert {attempt["outcome"] for attempt in attempts} == {"abandoned"}
+        assert {attempt["error"] for attempt in attempts} == {ABANDONED_ERROR}
+        assert {attempt["status_code"] for attempt in attempts} == {None}
+
+    async def test_a_delivery_failed_by_abandoned_attempts_can_be_redelivered(
+        self, make_app: AppFactory, clock: Clock
+    ) -> None:
+        async with (
+            running_receiver() as receiver,
+            bank(make_app) as (app, client),
+            _dying_dispatcher(app, clock, DyingTransport()) as dispatcher,
+        ):
+            endpoint = await register(client, receiver.url())
+            await publish(client)
+            await _let_every_send_die(dispatcher, clock)
+            delivery = await only_delivery(client, endpoint)
+            assert delivery["status"] == "failed"
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
+            )
+            assert response.status_code == 202, response.text
+            assert await app.state.dispatcher.run_once() == 1, "a fresh round, sent at once"
+            again = await only_delivery(client, endpoint)
+        assert again["status"] == "succeeded"
+        assert again["attempts_made"] == ATTEMPTS_MAX + 1
+        assert [attempt["outcome"] for attempt in again["attempts"][:2]] == [
+            "succeeded",
+            "abandoned",
+        ]
+        assert len(receiver.requests) == 1
 
 
 async def attempts_logged(client: httpx.AsyncClient, endpoint: dict[str, Any]) -> int:

@@ -20,9 +20,17 @@ from sqlalchemy import select
 from contracts.notifications import EventType, TransferEventData
 from kit.testing import app_client, assert_problem
 from notifications import mail
+from notifications.dispatcher import EMAIL_ATTEMPTS_MAX
 from notifications.models import EmailMessageRow
 from notifications.tests.conftest import AppFactory
-from notifications.tests.support import Clock, as_customer, as_worker, transfer_event, wait_until
+from notifications.tests.support import (
+    Clock,
+    SenderDied,
+    as_customer,
+    as_worker,
+    transfer_event,
+    wait_until,
+)
 
 
 class Mailbox:
@@ -247,3 +255,35 @@ class TestSending:
         assert sent.status == "sent"
         assert sent.attempts_made == 2
         assert event["data"]["transfer_id"] in mailbox.messages[0].get_content()
+
+    async def test_a_message_whose_send_never_finishes_ends_failed(
+        self, make_app: AppFactory, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The send kills its sender every time: claimed, never recorded, lease after lease."""
+        sends: list[str] = []
+
+        async def dies(server: mail.SmtpServer, message: EmailMessage) -> None:
+            sends.append(str(message["Message-ID"]))
+            raise SenderDied("the message killed its sender")
+
+        monkeypatch.setattr(mail, "send", dies)
+        app = make_app(**email_settings(free_loopback_port()))
+        async with app_client(app) as client:
+            await put_contact(client, "alice", "alice@example.test")
+            event = transfer_event(target_customer_id=None)
+            assert (
+                await client.post("/v1/events", json=event, headers=as_worker())
+            ).status_code == 201
+            # Bounded: a dispatcher that never gives up ends here too, and fails below.
+            for _ in range(2 * (EMAIL_ATTEMPTS_MAX + 5)):
+                await app.state.dispatcher.run_once()
+                clock.advance(27 * 3600)  # beyond the lease and the longest retry wait
+            [message] = await stored_emails(app)
+            due_afterwards = await app.state.dispatcher.run_once()
+        assert message.status == "failed", f"{message.status} after {len(sends)} sends"
+        assert due_afterwards == 0, "nothing is due any more"
+        assert len(sends) == EMAIL_ATTEMPTS_MAX
+        assert message.attempts_made == EMAIL_ATTEMPTS_MAX
+        assert message.next_attempt_at is None
+        assert message.lease_token is None
+        assert message.last_error == "the attempt did not finish: its lease expired"

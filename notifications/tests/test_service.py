@@ -1,16 +1,23 @@
 """The service around the routes: its schema is its models, its settings fail fast."""
 
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
+from kit.migrations import alembic_config, upgrade_to_head
 from kit.testing import app_client
 from notifications.config import Settings
+from notifications.main import MIGRATIONS_PATH
 from notifications.models import Base
 from notifications.tests.conftest import AppFactory
 
@@ -77,6 +84,67 @@ class TestService:
             and not {"401", "403"} <= set(operation["responses"])
         ]
         assert undocumented == []
+
+
+class TestMigrations:
+    async def test_0004_down_and_up_again_dates_the_leases_held(self, database_url: str) -> None:
+        """A row leased under 0003 gets its lease's start (its updated_at) on the way up;
+        the way down drops the column and indexes 0004 added."""
+        config = alembic_config(MIGRATIONS_PATH, database_url)
+        await asyncio.to_thread(command.downgrade, config, "0003")
+        claimed_at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        delivery_id = uuid.uuid4()
+        connection = await asyncpg.connect(
+            database_url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=10
+        )
+        try:
+            assert await _objects_of_0004(connection) == 0
+            event_id, endpoint_id = uuid.uuid4(), uuid.uuid4()
+            await connection.execute(
+                "INSERT INTO events (id, type, occurred_at, data)"
+                " VALUES ($1, 'transfer.completed', $2, '{}')",
+                event_id,
+                claimed_at,
+            )
+            await connection.execute(
+                "INSERT INTO webhook_endpoints (id, customer_id, url, event_types, enabled,"
+                " created_at, updated_at) VALUES ($1, 'alice', 'https://hooks.example.test/',"
+                " ARRAY['transfer.completed'], true, $2, $2)",
+                endpoint_id,
+                claimed_at,
+            )
+            await connection.execute(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, status,"
+                " attempts_made, round_attempts_made, next_attempt_at, lease_token,"
+                " lease_expires_at, created_at, updated_at)"
+                " VALUES ($1, $2, $3, 'pending', 1, 0, $4, $5, $6, $4, $4)",
+                delivery_id,
+                event_id,
+                endpoint_id,
+                claimed_at,
+                uuid.uuid4(),
+                claimed_at + timedelta(minutes=2),
+            )
+            await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, database_url)
+            leased_at = await connection.fetchval(
+                "SELECT leased_at FROM webhook_deliveries WHERE id = $1", delivery_id
+            )
+            objects_at_head = await _objects_of_0004(connection)
+        finally:
+            await connection.close()
+        assert leased_at == claimed_at
+        assert objects_at_head == 3
+
+
+async def _objects_of_0004(connection: Any) -> int:
+    """How many of the column and the two indexes that 0004 adds exist."""
+    found: int = await connection.fetchval(
+        "SELECT (SELECT count(*) FROM information_schema.columns"
+        "  WHERE table_name = 'webhook_deliveries' AND column_name = 'leased_at')"
+        " + (SELECT count(*) FROM pg_indexes WHERE indexname IN"
+        "  ('ix_webhook_deliveries_leased', 'ix_email_messages_leased'))"
+    )
+    return found
 
 
 class TestSettings:
