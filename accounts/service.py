@@ -824,15 +824,7 @@ async def _locked_state(
         if expired
         else set()
     )
-    stored: dict[uuid.UUID, TransferRecord] = {}
-    tombstones: dict[uuid.UUID, TransferRecord] = {}
-    if transfer_ids:
-        for row in await repository.get_transfers_and_tombstones(connection, transfer_ids):
-            record = _ledger_transfer_of_record(row)
-            stored[record.id] = record
-            if row["tombstone"]:
-                assert record.pending_id is not None, "a tombstone names its hold"
-                tombstones[record.pending_id] = record
+    stored, tombstones = await _transfers_and_tombstones(connection, transfer_ids)
     if unseen_pending_ids:
         # Only a hold whose accounts this transaction holds may be resolved here.
         for row in await repository.get_pendings(connection, unseen_pending_ids):
@@ -843,20 +835,7 @@ async def _locked_state(
     if pendings:
         for pending_id, transfer_id, kind in await repository.get_resolutions(connection, pendings):
             resolutions[pending_id] = _resolution(pending_id, transfer_id, kind)
-    limited = [
-        account.id
-        for account in accounts.values()
-        if account.kind == AccountKind.customer and account.daily_outflow_limit_minor is not None
-    ]
-    outflows: dict[uuid.UUID, int] = {}
-    if limited:
-        day_start, day_end = ledger.outflow_day(now)
-        outflows = dict.fromkeys(limited, 0)
-        outflows.update(
-            await repository.daily_outflows(
-                connection, limited, day_start=day_start, day_end=day_end, now=now
-            )
-        )
+    outflows = await _outflows_today(connection, accounts.values(), now=now)
     state = LedgerState(
         accounts=accounts,
         pendings=pendings,
@@ -871,6 +850,45 @@ async def _locked_state(
             state.pendings.setdefault(hold.id, hold)
             state.expire(hold)
     return state, rows
+
+
+async def _transfers_and_tombstones(
+    connection: Connection, ids: Collection[uuid.UUID]
+) -> tuple[dict[uuid.UUID, TransferRecord], dict[uuid.UUID, TransferRecord]]:
+    """The stored transfers among `ids` (a tombstone as the void it recorded, by its id),
+    and the tombstones by the id of the hold each refuses."""
+    stored: dict[uuid.UUID, TransferRecord] = {}
+    tombstones: dict[uuid.UUID, TransferRecord] = {}
+    if not ids:
+        return stored, tombstones
+    for row in await repository.get_transfers_and_tombstones(connection, ids):
+        record = _ledger_transfer_of_record(row)
+        stored[record.id] = record
+        if row["tombstone"]:
+            assert record.pending_id is not None, "a tombstone names its hold"
+            tombstones[record.pending_id] = record
+    return stored, tombstones
+
+
+async def _outflows_today(
+    connection: Connection, accounts: Iterable[AccountSnapshot], *, now: datetime
+) -> dict[uuid.UUID, int]:
+    """What each customer account with a daily outflow limit has sent today."""
+    limited = [
+        account.id
+        for account in accounts
+        if account.kind == AccountKind.customer and account.daily_outflow_limit_minor is not None
+    ]
+    if not limited:
+        return {}
+    day_start, day_end = ledger.outflow_day(now)
+    outflows = dict.fromkeys(limited, 0)
+    outflows.update(
+        await repository.daily_outflows(
+            connection, limited, day_start=day_start, day_end=day_end, now=now
+        )
+    )
+    return outflows
 
 
 async def _write(connection: Connection, state: LedgerState, *, now: datetime) -> None:

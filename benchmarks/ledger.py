@@ -410,9 +410,8 @@ async def post_baseline_batch(connection: Any, transfers: Sequence[Transfer]) ->
             repository.EXPIRED_HOLDS_OF_ACCOUNTS, list(account_ids), now, BATCH_SIZE_MAX
         )
         rows = await connection.fetch(repository.LOCK_ACCOUNTS, list(account_ids))
-        await connection.fetch(
-            repository.GET_TRANSFERS_AND_TOMBSTONES, [transfer.id for transfer in transfers]
-        )
+        ids = [transfer.id for transfer in transfers]
+        await connection.fetch(repository.GET_TRANSFERS_AND_TOMBSTONES, ids)
         posted = {row["id"]: row["credits_posted"] - row["debits_posted"] for row in rows}
         available = {
             row["id"]: row["credits_posted"] - row["debits_posted"] - row["debits_pending"]

@@ -193,6 +193,16 @@ def create_service_app(
     app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
     install_problem_handlers(app)
 
+    _add_health_routes(app, service=service, migrations_path=migrations_path)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> None:
+    """`/healthz` (the process is alive) and `/readyz` (the database answers, its schema
+    at this release's newest migration or newer)."""
+
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> Health:
         return Health(status="ok", service=service)
@@ -224,7 +234,3 @@ def create_service_app(
         )
         body = Health(status="ready" if ready else "not_ready", service=service, checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
-
-    for router in routers:
-        app.include_router(router)
-    return app

@@ -224,13 +224,19 @@ def bank_environment(
     return env
 
 
-def start_bank(state_dir: Path, ports: dict[str, int] | None = None) -> Bank:
-    """Launch `sagabank up` on free ports with its state under `state_dir`."""
+def start_bank(
+    state_dir: Path,
+    ports: dict[str, int] | None = None,
+    *,
+    settings: dict[str, str] | None = None,
+) -> Bank:
+    """Launch `sagabank up` on free ports with its state under `state_dir`; `settings` are
+    extra environment variables for its components (e.g. short timeouts)."""
     names = ("postgres", "temporal", "temporal_ui", *SERVICES)
     ports = ports or {name: free_port() for name in names}
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "up.log"
-    environment = bank_environment(state_dir, ports)
+    environment = {**bank_environment(state_dir, ports), **(settings or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "sagabank", "up"],

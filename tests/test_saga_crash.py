@@ -148,6 +148,27 @@ async def wait_until_settled(
     return await snapshot(api, transfer_ids)
 
 
+async def assert_moved_once_and_nothing_held(
+    api: Api, sources: list[str], targets: list[str]
+) -> None:
+    """Each completed transfer moved its money exactly once: every payee received its own
+    amount once, every payer paid the sum of its transfers, and nothing is held."""
+    for index, target in enumerate(targets):
+        balances = await api.balances(target)
+        assert (balances["posted_minor"], balances["pending_minor"]) == (amount_of(index), 0)
+        assert balances["credits_pending_minor"] == 0, balances
+    for position, source in enumerate(sources):
+        paid = sum(amount_of(index) for index in range(position, TRANSFERS, SOURCES))
+        balances = await api.balances(source)
+        assert (balances["posted_minor"], balances["pending_minor"]) == (
+            DEPOSIT_MINOR - paid,
+            0,
+        )
+        assert balances["available_minor"] == DEPOSIT_MINOR - paid
+        # No hold outlives its transfer: nothing pending on either side.
+        assert balances["debits_pending_minor"] == 0, balances
+
+
 async def test_every_transfer_ends_exactly_once_though_the_worker_is_killed_three_times(
     crash_bank: Bank,
 ) -> None:
@@ -182,19 +203,7 @@ async def test_every_transfer_ends_exactly_once_though_the_worker_is_killed_thre
             names = [step["name"] for step in transfer["steps"]]
             assert names == ["validate", "hold", "score", "post", "notify"], transfer
 
-        # Each completed transfer moved its money exactly once: every payee received its
-        # own amount once, every payer paid the sum of its transfers, nothing is held.
-        for index, target in enumerate(targets):
-            balances = await api.balances(target)
-            assert (balances["posted_minor"], balances["pending_minor"]) == (amount_of(index), 0)
-        for position, source in enumerate(sources):
-            paid = sum(amount_of(index) for index in range(position, TRANSFERS, SOURCES))
-            balances = await api.balances(source)
-            assert (balances["posted_minor"], balances["pending_minor"]) == (
-                DEPOSIT_MINOR - paid,
-                0,
-            )
-            assert balances["available_minor"] == DEPOSIT_MINOR - paid
+        await assert_moved_once_and_nothing_held(api, sources, targets)
         # The ledger holds one hold and one posting per transfer, under their step ids.
         for index, transfer_id in enumerate(transfer_ids):
             hold = await api.ledger_transfer(step_id(uuid.UUID(transfer_id), "hold"))

@@ -293,3 +293,37 @@ def callback_client_registered(
         after=_without_nones({"name": name, "description": description}),
         outcome="succeeded",
     )
+
+
+# The reconciler (transactions.reconciler) acts as the system, not as any caller.
+RECONCILER_ACTOR: Final[Actor] = ("system:saga-reconciler", ActorType.system)
+
+
+def saga_reconciled(
+    *,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    requested_at: datetime,
+    start_deadline: datetime,
+) -> AuditEventCreate:
+    """The reconciler confirmed a transfer's saga with Temporal (started it, or found it
+    started) after the request that recorded the transfer failed to: once per transfer."""
+    actor_id, actor_type = RECONCILER_ACTOR
+    return AuditEventCreate(
+        id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:saga_reconciled"),
+        occurred_at=_now(),
+        actor_id=actor_id,
+        actor_type=actor_type,
+        action="transfer.saga_reconciled",
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        after={
+            "requested_at": requested_at.isoformat(),
+            "start_deadline": start_deadline.isoformat(),
+        },
+        outcome="started",
+    )

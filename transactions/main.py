@@ -25,6 +25,7 @@ from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.config import Settings
 from transactions.models import audit_events
+from transactions.reconciler import reconciler_job
 from transactions.saga import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -58,6 +59,27 @@ def idempotency_purge_job(database: Database, *, dsn: str, interval_seconds: flo
     )
 
 
+def _start_jobs(app: FastAPI, settings: Settings) -> list[ExclusiveJob]:
+    """The service's periodic jobs, started (each runs in one replica at a time)."""
+    purge = idempotency_purge_job(
+        app.state.database,
+        dsn=settings.asyncpg_dsn(),
+        interval_seconds=settings.idempotency_purge_interval_seconds,
+    )
+    reconciler = reconciler_job(
+        app.state.database,
+        app.state.workflows,
+        dsn=settings.asyncpg_dsn(),
+        interval_seconds=settings.reconcile_interval_seconds,
+        after_seconds=settings.reconcile_after_seconds,
+    )
+    app.state.idempotency_purge = purge
+    app.state.saga_reconciler = reconciler
+    for job in (purge, reconciler):
+        job.start()
+    return [purge, reconciler]
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -89,17 +111,12 @@ def create_app(
         )
         app.state.accounts = SourceAccounts(accounts_client)
         await changes.start()
-        purge = idempotency_purge_job(
-            app.state.database,
-            dsn=settings.asyncpg_dsn(),
-            interval_seconds=settings.idempotency_purge_interval_seconds,
-        )
-        purge.start()
-        app.state.idempotency_purge = purge
+        jobs = _start_jobs(app, settings)
         try:
             yield
         finally:
-            await purge.stop()
+            for job in reversed(jobs):
+                await job.stop()
             await changes.stop()
             if accounts_client is not None:
                 await accounts_client.aclose()
@@ -131,6 +148,8 @@ def create_app(
         namespace=settings.temporal_namespace,
         task_queue=settings.task_queue,
         review_timeout_seconds=settings.review_timeout_seconds,
+        hold_timeout_seconds=settings.hold_timeout_seconds,
+        start_deadline_seconds=settings.start_deadline_seconds,
         rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
         cancel_timeout_seconds=settings.cancel_timeout_seconds,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -48,6 +49,12 @@ class TransferRow(Base):
         Index("ix_transfers_target_created_at_id", "target_account_id", "created_at", "id"),
         # A customer lists only their own transfers, newest first.
         Index("ix_transfers_customer_created_at_id", "customer_id", "created_at", "id"),
+        # The reconciler's look-up of transfers whose saga is not known to run.
+        Index(
+            "ix_transfers_saga_unstarted_created_at",
+            "created_at",
+            postgresql_where=text("saga_started_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -70,6 +77,9 @@ class TransferRow(Base):
     customer_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the saga was known to be started (its start answered); None until then, which is
+    # what the reconciler looks for: a transfer whose start failed and was never retried.
+    saga_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TransferStepRow(Base):

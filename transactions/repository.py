@@ -215,8 +215,9 @@ async def insert_transfer(
     transfer_id: uuid.UUID,
     transfer: TransferCreate,
     customer_id: str | None,
-) -> bool:
-    """Insert a pending transfer unless its id exists; True when this call created it."""
+) -> tuple[bool, datetime]:
+    """Insert a pending transfer unless its id exists; whether this call created it, and
+    when the transfer was recorded (its saga's start deadline counts from then)."""
     statement = (
         insert(TransferRow)
         .values(
@@ -232,9 +233,41 @@ async def insert_transfer(
             version=0,
         )
         .on_conflict_do_nothing(index_elements=[TransferRow.id])
+        .returning(TransferRow.created_at)
+    )
+    created_at = (await session.execute(statement)).scalar_one_or_none()
+    if created_at is not None:
+        return True, created_at
+    existing = await session.execute(
+        select(TransferRow.created_at).where(TransferRow.id == transfer_id)
+    )
+    return False, existing.scalar_one()
+
+
+async def mark_saga_started(session: AsyncSession, *, transfer_id: uuid.UUID) -> bool:
+    """Record that the transfer's saga is known to run; True the first time."""
+    statement = (
+        update(TransferRow)
+        .where(TransferRow.id == transfer_id, TransferRow.saga_started_at.is_(None))
+        .values(saga_started_at=func.now())
         .returning(TransferRow.id)
+        .execution_options(synchronize_session=False)
     )
     return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def unstarted_transfers(
+    session: AsyncSession, *, created_before: datetime, limit: int
+) -> Sequence[TransferRow]:
+    """Transfers whose saga is not known to run, recorded before `created_before`, oldest
+    first. Not locked: starting a saga is idempotent, and so is marking it started."""
+    statement = (
+        select(TransferRow)
+        .where(TransferRow.saga_started_at.is_(None), TransferRow.created_at < created_before)
+        .order_by(TransferRow.created_at)
+        .limit(limit)
+    )
+    return (await session.execute(statement)).scalars().all()
 
 
 async def get_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> TransferRow | None:

@@ -116,6 +116,10 @@ class TransferWorkflows:
                 log.info("temporal.connected", address=self._address)
             return self._client
 
+    def start_deadline_of(self, requested_at: datetime) -> datetime:
+        """When the saga of a transfer recorded at `requested_at` must have started."""
+        return requested_at + self._start_deadline
+
     async def start(
         self,
         *,
@@ -138,7 +142,7 @@ class TransferWorkflows:
             review_timeout_seconds=self._review_timeout_seconds,
             source_customer_id=source_customer_id,
             hold_timeout_seconds=self._hold_timeout_seconds,
-            start_deadline=requested_at + self._start_deadline,
+            start_deadline=self.start_deadline_of(requested_at),
         )
         search_attributes = TypedSearchAttributes(
             [
@@ -149,7 +153,10 @@ class TransferWorkflows:
                 SearchAttributePair(CURRENCY_KEY, arguments.currency),
             ]
         )
-        client = await self._connected()
+        try:
+            client = await self._connected()
+        except WorkflowServiceUnavailable as error:
+            raise _unavailable(_START_FAILED) from error
         try:
             await client.start_workflow(
                 WORKFLOW_NAME,
@@ -168,7 +175,7 @@ class TransferWorkflows:
             log.info("transfer.workflow_already_closed")
         except RPCError as error:
             log.warning("temporal.start_failed", error=error.message[:500])
-            raise _unavailable() from error
+            raise _unavailable(_START_FAILED) from error
         log.info("transfer.workflow_started", task_queue=self._task_queue)
 
     async def request_cancel(
@@ -231,7 +238,15 @@ class TransferWorkflows:
         return True
 
 
-def _unavailable() -> WorkflowServiceUnavailable:
-    return WorkflowServiceUnavailable(
-        "Temporal did not answer; retry later.", retry_after_seconds=_RETRY_AFTER_SECONDS
-    )
+# The transfer is recorded by then, and the reconciler starts its saga when Temporal is
+# back: the customer learns its fate by retrying with the same key (a replay, never a twin).
+_START_FAILED: Final = (
+    "Temporal did not answer; the transfer is recorded and may still go ahead. Retry with "
+    "the same Idempotency-Key to learn its outcome."
+)
+
+
+def _unavailable(
+    detail: str = "Temporal did not answer; retry later.",
+) -> WorkflowServiceUnavailable:
+    return WorkflowServiceUnavailable(detail, retry_after_seconds=_RETRY_AFTER_SECONDS)

@@ -329,27 +329,19 @@ async def create_transfer(
         await _abandon_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
         raise
     try:
-        async with database.sessions() as session, session.begin():
-            created = await repository.insert_transfer(
-                session,
-                transfer_id=transfer_id,
-                transfer=transfer,
-                customer_id=principal.customer_id,
-            )
-            if created:
-                await repository.append_audit(
-                    session,
-                    audit.transfer_requested(
-                        transfer_id=transfer_id,
-                        transfer=transfer,
-                        actor=audit.actor_for(principal),
-                        request_id=requester.request_id,
-                    ),
-                )
+        created, requested_at = await _record_transfer(
+            database, transfer_id=transfer_id, transfer=transfer, requester=requester
+        )
         await workflows.start(
-            transfer_id=transfer_id, transfer=transfer, source_customer_id=principal.customer_id
+            transfer_id=transfer_id,
+            transfer=transfer,
+            source_customer_id=principal.customer_id,
+            requested_at=requested_at,
         )
         async with database.sessions() as session, session.begin():
+            # If this process dies before here, the reconciler finds the transfer and
+            # starts it again: a no-op on the saga that runs (the same workflow id).
+            await repository.mark_saga_started(session, transfer_id=transfer_id)
             body = (await _load_transfer(session, transfer_id)).model_dump(mode="json")
             completed = await repository.complete_idempotency_key(
                 session,
@@ -385,6 +377,29 @@ async def create_transfer(
         currency=transfer.currency,
     )
     return TransferCreation(transfer_id=transfer_id, status_code=202, body=body, replayed=False)
+
+
+async def _record_transfer(
+    database: Database, *, transfer_id: uuid.UUID, transfer: TransferCreate, requester: Requester
+) -> tuple[bool, datetime]:
+    """Commit the transfer and its `transfer.requested` event, unless an earlier attempt of
+    this request did; whether this call created it, and when it was recorded."""
+    principal = requester.principal
+    async with database.sessions() as session, session.begin():
+        created, requested_at = await repository.insert_transfer(
+            session, transfer_id=transfer_id, transfer=transfer, customer_id=principal.customer_id
+        )
+        if created:
+            await repository.append_audit(
+                session,
+                audit.transfer_requested(
+                    transfer_id=transfer_id,
+                    transfer=transfer,
+                    actor=audit.actor_for(principal),
+                    request_id=requester.request_id,
+                ),
+            )
+    return created, requested_at
 
 
 async def wait_until_finished(

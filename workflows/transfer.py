@@ -180,6 +180,17 @@ def _failure_reason(error: FailureError) -> str:
     return _truncate(f"{type(cause).__name__}: {cause}")
 
 
+def _started_too_late(transfer: TransferWorkflowInput) -> str | None:
+    """Why the saga must not move money, if its workflow started past the start deadline
+    (the reconciler started it long after the customer was told it failed)."""
+    started_at = workflow.info().workflow_start_time
+    if transfer.start_deadline is None or started_at <= transfer.start_deadline:
+        return None
+    return _truncate(
+        f"not-started: the saga started at {started_at.isoformat()}, past its deadline"
+    )
+
+
 def _earlier_attempts_may_land(error: FailureError) -> bool:
     """Whether a refused hold had earlier attempts, which may still reach the ledger."""
     cause = error.cause if isinstance(error, ActivityError) else error
@@ -295,13 +306,9 @@ class TransferWorkflow:
 
     async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
         self._batch_reports = workflow.patched(BATCHED_STEP_REPORTS)
-        started_at = workflow.info().workflow_start_time
-        if transfer.start_deadline is not None and started_at > transfer.start_deadline:
-            # Started by the reconciler after the customer was long told it failed.
-            reason = f"not-started: the saga started at {started_at.isoformat()}, past its deadline"
-            return await self._end(
-                TransferStatus.rejected, Step.start, Outcome.timed_out, _truncate(reason)
-            )
+        too_late = _started_too_late(transfer)
+        if too_late is not None:
+            return await self._end(TransferStatus.rejected, Step.start, Outcome.timed_out, too_late)
         try:
             self._validation = await workflow.execute_local_activity_method(
                 TransferActivities.validate_transfer,
@@ -318,25 +325,9 @@ class TransferWorkflow:
         if self._cancel is not None:
             return await self._end_cancelled()
 
-        try:
-            hold = await workflow.execute_activity_method(
-                TransferActivities.place_hold,
-                transfer,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=HOLD_RETRY,
-            )
-        except FailureError as error:
-            if _earlier_attempts_may_land(error):
-                # A slow earlier attempt may still place the hold after this refusal; the
-                # void reaches the ledger first or finds the hold: either way none survives.
-                unseen_hold_id = step_id(transfer.transfer_id, "hold")
-                self._compensations.append(lambda: self._void_hold(unseen_hold_id))
-            return await self._end(
-                TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
-            )
-        self._hold_id = hold.id
-        self._compensations.append(lambda: self._void_hold(hold.id))
-        await self._record(Step.hold, Outcome.succeeded)
+        refused = await self._place_hold(transfer)
+        if refused is not None:
+            return refused
         if self._cancel is not None:
             return await self._end_cancelled()
 
@@ -376,6 +367,29 @@ class TransferWorkflow:
         if self._cancel is not None:
             return await self._end_cancelled()
         return await self._post(transfer)
+
+    async def _place_hold(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult | None:
+        """Place the hold and push its void; None when placed, else how the transfer ended."""
+        try:
+            hold = await workflow.execute_activity_method(
+                TransferActivities.place_hold,
+                transfer,
+                start_to_close_timeout=STEP_TIMEOUT,
+                retry_policy=HOLD_RETRY,
+            )
+        except FailureError as error:
+            if _earlier_attempts_may_land(error):
+                # A slow earlier attempt may still place the hold after this refusal; the
+                # void reaches the ledger first or finds the hold: either way none survives.
+                unseen_hold_id = step_id(transfer.transfer_id, "hold")
+                self._compensations.append(lambda: self._void_hold(unseen_hold_id))
+            return await self._end(
+                TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
+            )
+        self._hold_id = hold.id
+        self._compensations.append(lambda: self._void_hold(hold.id))
+        await self._record(Step.hold, Outcome.succeeded)
+        return None
 
     async def _review_gate(self) -> TransferWorkflowResult | None:
         """Wait for a reviewer or a cancel; None when approved, else how the transfer ended."""

@@ -190,7 +190,7 @@ class TestRequestDeadline:
         late = await post_transfer(bank, hold_body(hold_id, alice, bob), **deadline_in(-1))
         body = assert_problem(late, 503, "deadline-exceeded")
         assert late.headers["retry-after"] == "1"
-        assert "nothing was changed" in body["detail"]
+        assert "nothing was changed" in str(body["detail"])
         fetched = await bank.client.get(f"/v1/ledger/transfers/{hold_id}")
         assert_problem(fetched, 404, "ledger-transfer-not-found")
 

@@ -9,6 +9,7 @@ import pytest
 
 from accounts.ledger import expiry_void_id
 from accounts.tests.helpers import Bank, Clock, set_status
+from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from kit.testing import assert_problem
 
 
@@ -240,7 +241,9 @@ class TestPendingTransfer:
         assert_problem(await bank.hold(alice, bob, 1), 409, "account-not-active")
 
     async def test_timeout_is_bounded(self, bank: Bank, alice: str, bob: str) -> None:
-        for timeout_seconds in (0, 30 * 24 * 3600 + 1):
+        # The longest: a 30-day review and a day's grace (contracts.accounts).
+        assert PENDING_TIMEOUT_SECONDS_MAX == 31 * 24 * 3600
+        for timeout_seconds in (0, PENDING_TIMEOUT_SECONDS_MAX + 1):
             response = await bank.hold(alice, bob, 1, timeout_seconds=timeout_seconds)
             assert_problem(response, 422, "invalid-request")
 

@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -130,6 +130,7 @@ class TestCreateTransfer:
         (arguments,) = await temporal.data_converter.decode(
             list(started.input.payloads), [TransferWorkflowInput]
         )
+        requested_at = datetime.fromisoformat(created["created_at"])
         assert arguments == TransferWorkflowInput(
             transfer_id=created["id"],
             source_account_id=body["source_account_id"],
@@ -139,6 +140,9 @@ class TestCreateTransfer:
             description=body["description"],
             review_timeout_seconds=settings.review_timeout_seconds,
             source_customer_id=ALICE,
+            # The hold outlives the review by the grace; the saga starts in time or not at all.
+            hold_timeout_seconds=settings.review_timeout_seconds + settings.hold_grace_seconds,
+            start_deadline=requested_at + timedelta(seconds=settings.start_deadline_seconds),
         )
 
     async def test_idempotency_key_missing(self, client: httpx.AsyncClient, app: FastAPI) -> None:
