@@ -79,6 +79,20 @@ def bank(client: httpx.AsyncClient, issuer: TestIssuer) -> Bank:
     return Bank(client, issuer)
 
 
+@pytest.fixture
+async def alice(bank: Bank) -> str:
+    """A customer account holding 1000."""
+    account_id: str = (await bank.funded_account(1000, customer_id="alice"))["id"]
+    return account_id
+
+
+@pytest.fixture
+async def bob(bank: Bank) -> str:
+    """An empty customer account of another customer."""
+    account_id: str = (await bank.open_account(customer_id="bob"))["id"]
+    return account_id
+
+
 @pytest.fixture(scope="module")
 async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A database at head shared by one module's tests, for matrices of requests that must

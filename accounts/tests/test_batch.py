@@ -4,22 +4,8 @@ event in order, linked chains that succeed or fail as a whole."""
 import uuid
 from typing import Any
 
-import pytest
-
 from accounts.tests.helpers import Bank, Clock, hold_event, single_phase_event
 from contracts.accounts import LedgerTransfer, LedgerTransferBatchResults
-
-
-@pytest.fixture
-async def alice(bank: Bank) -> str:
-    account_id: str = (await bank.funded_account(1000, customer_id="alice"))["id"]
-    return account_id
-
-
-@pytest.fixture
-async def bob(bank: Bank) -> str:
-    account_id: str = (await bank.open_account(customer_id="bob"))["id"]
-    return account_id
 
 
 async def assert_untouched(bank: Bank, account_id: str) -> None:

@@ -22,19 +22,6 @@ from kit.testing import assert_problem
 LOCK_WAIT_SECONDS_MAX = 10.0
 
 
-@pytest.fixture
-async def alice(bank: Bank) -> str:
-    """A customer account holding 1000."""
-    account_id: str = (await bank.funded_account(1000, customer_id="alice"))["id"]
-    return account_id
-
-
-@pytest.fixture
-async def bob(bank: Bank) -> str:
-    account_id: str = (await bank.open_account(customer_id="bob"))["id"]
-    return account_id
-
-
 def deadline_in(seconds: float) -> dict[str, str]:
     instant = datetime.now(UTC) + timedelta(seconds=seconds)
     return {REQUEST_DEADLINE_HEADER: instant.isoformat(timespec="milliseconds")}

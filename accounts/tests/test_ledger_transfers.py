@@ -13,19 +13,6 @@ from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from kit.testing import assert_problem
 
 
-@pytest.fixture
-async def alice(bank: Bank) -> str:
-    """A customer account holding 1000."""
-    account_id: str = (await bank.funded_account(1000, customer_id="alice"))["id"]
-    return account_id
-
-
-@pytest.fixture
-async def bob(bank: Bank) -> str:
-    account_id: str = (await bank.open_account(customer_id="bob"))["id"]
-    return account_id
-
-
 async def assert_unchanged(bank: Bank, alice: str, bob: str) -> None:
     """Alice still holds her 1000 and nothing is held or moved."""
     assert (await bank.balances(alice))["available_minor"] == 1000
