@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header
 
 from contracts.common import REQUEST_DEADLINE_HEADER
 from kit.errors import ProblemError, ServiceUnavailable
@@ -91,10 +91,21 @@ class Deadline:
             )
 
 
-async def request_deadline(request: Request) -> Deadline | None:
+async def request_deadline(
+    value: Annotated[
+        str | None,
+        Header(
+            alias=REQUEST_DEADLINE_HEADER,
+            description=(
+                "When the caller stops waiting (RFC 3339 with an offset): nothing commits after "
+                "it (503 `deadline-exceeded`, nothing changed)."
+            ),
+            examples=["2026-12-06T03:11:25.123+00:00"],
+        ),
+    ] = None,
+) -> Deadline | None:
     """The request's deadline, if it sent one; a deadline already too close is refused here,
     before any work starts."""
-    value = request.headers.get(REQUEST_DEADLINE_HEADER)
     if value is None:
         return None
     deadline = Deadline.parse(value)
