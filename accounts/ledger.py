@@ -491,12 +491,20 @@ def apply(account: AccountSnapshot, entries: Iterable[Entry]) -> AccountSnapshot
     )
 
 
+class UnbalancedEntries(RuntimeError):
+    """Entries that do not balance per phase, or an entry that moves nothing: a bug in the
+    rules that planned them, which no request can cause. Not a ProblemError, so no handler
+    answers it as a 4xx: it surfaces as a 500 and the transaction rolls back unwritten."""
+
+
 def assert_balanced(entries: Iterable[Entry]) -> None:
-    """Double entry: per phase, what is debited equals what is credited."""
+    """Double entry: per phase, what is debited equals what is credited, and every entry
+    moves money. Raises UnbalancedEntries (explicitly, so that `python -O` keeps it)."""
     pending_minor = 0
     posted_minor = 0
     for entry in entries:
-        assert entry.amount_minor != 0, "an entry moves money"
+        if entry.amount_minor == 0:
+            raise UnbalancedEntries(f"an entry moves money: {entry}")
         balance = entry.balance
         if balance is Balance.debits_pending:
             pending_minor += entry.amount_minor
@@ -506,8 +514,10 @@ def assert_balanced(entries: Iterable[Entry]) -> None:
             posted_minor += entry.amount_minor
         else:
             posted_minor -= entry.amount_minor
-    assert pending_minor == 0, f"pending debits and credits differ by {pending_minor}"
-    assert posted_minor == 0, f"posted debits and credits differ by {posted_minor}"
+    if pending_minor != 0:
+        raise UnbalancedEntries(f"pending debits and credits differ by {pending_minor}")
+    if posted_minor != 0:
+        raise UnbalancedEntries(f"posted debits and credits differ by {posted_minor}")
 
 
 def _release(pending: PendingSnapshot) -> tuple[Entry, Entry]:
