@@ -34,7 +34,7 @@ class TestMigrations:
             triggers = await connection.fetchval(
                 "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'ledger_%'"
             )
-            assert triggers == 4
+            assert triggers == 5
 
 
 class TestOpenApi:
