@@ -573,6 +573,8 @@ def _checked(
     accounts: tuple[AccountSnapshot, AccountSnapshot],
 ) -> Plan:
     """The plan of these entries, once they pass the balance and overflow checks."""
+    if not entries:
+        raise UnbalancedEntries("a ledger transfer writes entries")
     assert_balanced(entries)
     after = (apply(accounts[0], entries), apply(accounts[1], entries))
     _check_balance_flags(accounts[0], after[0])

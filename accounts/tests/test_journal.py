@@ -1,4 +1,5 @@
-"""The journal's guarantees: append-only, totals equal entries, double entry per currency."""
+"""The journal's guarantees: append-only, balanced per transfer, totals equal entries, double
+entry per currency."""
 
 import uuid
 from collections.abc import Sequence
@@ -11,6 +12,25 @@ from accounts import ledger
 from accounts.ledger import Balance, Entry, PendingSnapshot
 from accounts.tests.helpers import Bank, raw_connection, single_phase_event
 from kit.testing import assert_problem
+
+_INSERT_TRANSFER = (
+    "INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount_minor,"
+    " currency) VALUES ($1, 'single_phase', $2, $3, $4, 'EUR')"
+)
+_INSERT_ENTRIES = (
+    "INSERT INTO ledger_entries (transfer_id, account_id, balance, amount_minor,"
+    " posted_balance_after_minor, pending_balance_after_minor)"
+    " SELECT transfer_id, account_id, balance, amount_minor, 0, 0"
+    " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[])"
+    " AS entry(transfer_id, account_id, balance, amount_minor)"
+)
+
+
+async def _journal_size(database_url: str) -> tuple[int, int]:
+    async with raw_connection(database_url) as connection:
+        transfers = await connection.fetchval("SELECT count(*) FROM ledger_transfers")
+        entries = await connection.fetchval("SELECT count(*) FROM ledger_entries")
+    return transfers, entries
 
 
 async def _bypass_triggers(connection: Any) -> None:
@@ -55,6 +75,7 @@ class TestLedgerInvariants:
         assert report["currencies"] == []
         assert report["accounts"]["accounts_checked"] == 0
         assert report["entries_without_transfer_count"] == 0
+        assert report["transfers_without_entries_count"] == 0
 
     async def test_detects_totals_that_differ_from_the_journal(
         self, bank: Bank, database_url: str
@@ -114,25 +135,18 @@ class TestLedgerInvariants:
         assert report["entries_without_transfer_count"] == 2
         assert report["accounts"]["mismatched_count"] == 0
 
-
-_INSERT_TRANSFER = (
-    "INSERT INTO ledger_transfers (id, kind, debit_account_id, credit_account_id, amount_minor,"
-    " currency) VALUES ($1, 'single_phase', $2, $3, $4, 'EUR')"
-)
-_INSERT_ENTRIES = (
-    "INSERT INTO ledger_entries (transfer_id, account_id, balance, amount_minor,"
-    " posted_balance_after_minor, pending_balance_after_minor)"
-    " SELECT transfer_id, account_id, balance, amount_minor, 0, 0"
-    " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[])"
-    " AS entry(transfer_id, account_id, balance, amount_minor)"
-)
-
-
-async def _journal_size(database_url: str) -> tuple[int, int]:
-    async with raw_connection(database_url) as connection:
-        transfers = await connection.fetchval("SELECT count(*) FROM ledger_transfers")
-        entries = await connection.fetchval("SELECT count(*) FROM ledger_entries")
-    return transfers, entries
+    async def test_detects_a_transfer_without_entries(self, bank: Bank, database_url: str) -> None:
+        alice, bob = await bank.funded_account(1000), await bank.open_account()
+        async with raw_connection(database_url) as connection:
+            # The database refuses unbalanced entries but not a transfer written without any
+            # (docs/decisions/0002-journal-integrity.md): this check reports it.
+            await connection.execute(
+                _INSERT_TRANSFER, uuid.uuid4(), uuid.UUID(alice["id"]), uuid.UUID(bob["id"]), 100
+            )
+        report = await bank.invariants()
+        assert report["ok"] is False
+        assert report["transfers_without_entries_count"] == 1
+        assert report["accounts"]["mismatched_count"] == 0
 
 
 class TestJournalBalances:

@@ -667,6 +667,18 @@ class TestAssertBalanced:
             ]
         )
 
+    def test_a_transfer_without_entries_is_a_programmer_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Every kind writes entries; a void that wrote none would resolve its hold without
+        # giving the money back.
+        monkeypatch.setattr(ledger, "_release", lambda pending: ())
+        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
+        with pytest.raises(UnbalancedEntries, match="writes entries"):
+            ledger.plan_void_pending(
+                pending=pending, debit=debit, credit=credit, resolution=None, now=NOW
+            )
+
     def test_survives_python_optimizations(self) -> None:
         # `python -O` strips assert statements; the check that guards money must stay.
         program = (

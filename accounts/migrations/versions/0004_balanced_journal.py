@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 # so every transfer's entries balance. Each entry's transfer exists and moves money of the
 # entry's account: with the transfers' own foreign keys (and transfers never deleted), the
 # guarantee of the foreign keys 0002 dropped, at a fraction of their cost (see
-# docs/decisions/0001-journal-integrity.md).
+# docs/decisions/0002-journal-integrity.md).
 _CHECK_ENTRIES = """
 CREATE FUNCTION ledger_entries_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
