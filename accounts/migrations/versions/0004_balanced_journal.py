@@ -22,8 +22,16 @@ depends_on: str | Sequence[str] | None = None
 # entry's account: with the transfers' own foreign keys (and transfers never deleted), the
 # guarantee of the foreign keys 0002 dropped, at a fraction of their cost (see
 # docs/decisions/0002-journal-integrity.md).
+#
+# The function keeps its plans for the session, made with the table statistics of the
+# first call: on a young journal the planner hashes the statement's entries and scans all of
+# ledger_transfers, and the plan stays while the table grows (every posting would read every
+# transfer). The settings below leave it one plan, whatever the statistics: a nested loop of
+# primary-key look-ups, one per entry.
 _CHECK_ENTRIES = """
-CREATE FUNCTION ledger_entries_check() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_entries_check() RETURNS trigger LANGUAGE plpgsql
+    SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+AS $$
 DECLARE
     refused record;
 BEGIN
