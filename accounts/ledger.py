@@ -492,9 +492,10 @@ def apply(account: AccountSnapshot, entries: Iterable[Entry]) -> AccountSnapshot
 
 
 class UnbalancedEntries(RuntimeError):
-    """Entries that do not balance per phase, or an entry that moves nothing: a bug in the
-    rules that planned them, which no request can cause. Not a ProblemError, so no handler
-    answers it as a 4xx: it surfaces as a 500 and the transaction rolls back unwritten."""
+    """Entries that do not balance per phase, an entry that moves nothing, or a transfer
+    without entries: a bug in the rules that planned them, which no request can cause. Not
+    a ProblemError, so no handler answers it as a 4xx: it surfaces as a 500 and the
+    transaction rolls back unwritten."""
 
 
 def assert_balanced(entries: Iterable[Entry]) -> None:
@@ -504,7 +505,7 @@ def assert_balanced(entries: Iterable[Entry]) -> None:
     posted_minor = 0
     for entry in entries:
         if entry.amount_minor == 0:
-            raise UnbalancedEntries(f"an entry moves money: {entry}")
+            raise UnbalancedEntries(f"an entry moves money, and this one moves none: {entry}")
         balance = entry.balance
         if balance is Balance.debits_pending:
             pending_minor += entry.amount_minor
