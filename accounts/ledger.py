@@ -493,12 +493,21 @@ def apply(account: AccountSnapshot, entries: Iterable[Entry]) -> AccountSnapshot
     )
 
 
+class UnbalancedEntries(RuntimeError):
+    """Entries that do not balance per phase, an entry that moves nothing, or a transfer
+    without entries: a bug in the rules that planned them, which no request can cause. Not
+    a ProblemError, so no handler answers it as a 4xx: it surfaces as a 500 and the
+    transaction rolls back unwritten."""
+
+
 def assert_balanced(entries: Iterable[Entry]) -> None:
-    """Double entry: per phase, what is debited equals what is credited."""
+    """Double entry: per phase, what is debited equals what is credited, and every entry
+    moves money. Raises UnbalancedEntries (explicitly, so that `python -O` keeps it)."""
     pending_minor = 0
     posted_minor = 0
     for entry in entries:
-        assert entry.amount_minor != 0, "an entry moves money"
+        if entry.amount_minor == 0:
+            raise UnbalancedEntries(f"an entry moves money, and this one moves none: {entry}")
         balance = entry.balance
         if balance is Balance.debits_pending:
             pending_minor += entry.amount_minor
@@ -508,8 +517,10 @@ def assert_balanced(entries: Iterable[Entry]) -> None:
             posted_minor += entry.amount_minor
         else:
             posted_minor -= entry.amount_minor
-    assert pending_minor == 0, f"pending debits and credits differ by {pending_minor}"
-    assert posted_minor == 0, f"posted debits and credits differ by {posted_minor}"
+    if pending_minor != 0:
+        raise UnbalancedEntries(f"pending debits and credits differ by {pending_minor}")
+    if posted_minor != 0:
+        raise UnbalancedEntries(f"posted debits and credits differ by {posted_minor}")
 
 
 def _release(pending: PendingSnapshot) -> tuple[Entry, Entry]:
@@ -565,6 +576,8 @@ def _checked(
     accounts: tuple[AccountSnapshot, AccountSnapshot],
 ) -> Plan:
     """The plan of these entries, once they pass the balance and overflow checks."""
+    if not entries:
+        raise UnbalancedEntries("a ledger transfer writes entries")
     assert_balanced(entries)
     after = (apply(accounts[0], entries), apply(accounts[1], entries))
     _check_balance_flags(accounts[0], after[0])

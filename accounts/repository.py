@@ -650,6 +650,21 @@ async def count_entries_without_transfer(session: AsyncSession) -> int:
     return int((await session.execute(_ENTRIES_WITHOUT_TRANSFER)).scalar_one())
 
 
+# No index on ledger_entries.transfer_id (it would slow every posting down): a hash anti-join
+# over the journal, as the totals check reads all of it too.
+_TRANSFERS_WITHOUT_ENTRIES = text(
+    """
+    SELECT count(*) FROM ledger_transfers AS transfer
+    WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS entry
+                      WHERE entry.transfer_id = transfer.id)
+    """
+)
+
+
+async def count_transfers_without_entries(session: AsyncSession) -> int:
+    return int((await session.execute(_TRANSFERS_WITHOUT_ENTRIES)).scalar_one())
+
+
 async def find_totals_mismatches(session: AsyncSession, *, ids_max: int) -> TotalsMismatches:
     """Accounts whose stored totals differ from the sum of their journal entries."""
     assert ids_max > 0, "list at least one mismatch"

@@ -685,7 +685,8 @@ async def sweep_expired_holds(database: Ledger, *, now: datetime, batch_size: in
 
 
 async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInvariants:
-    """Double entry per currency and phase; stored totals against the journal.
+    """Double entry per currency and phase; stored totals against the journal; no entry
+    without its transfer, no transfer without entries.
 
     Each check reads one snapshot of its own; every committed state satisfies both, so
     a transfer committing between them cannot make a healthy ledger look broken.
@@ -709,9 +710,11 @@ async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInv
         mismatched_account_ids=mismatches.mismatched_account_ids,
     )
     entries_without_transfer = await repository.count_entries_without_transfer(session)
+    transfers_without_entries = await repository.count_transfers_without_entries(session)
     ok = (
         accounts.mismatched_count == 0
         and entries_without_transfer == 0
+        and transfers_without_entries == 0
         and all(totals.pending_balanced and totals.posted_balanced for totals in currencies)
     )
     if not ok:
@@ -719,6 +722,7 @@ async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInv
             "ledger.invariants_broken",
             mismatched_count=accounts.mismatched_count,
             entries_without_transfer=entries_without_transfer,
+            transfers_without_entries=transfers_without_entries,
             unbalanced_currencies=[
                 totals.currency
                 for totals in currencies
@@ -732,6 +736,7 @@ async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInv
         checked_at=now,
         expired_holds_unswept_count=await repository.count_expired_holds(session, now=now),
         entries_without_transfer_count=entries_without_transfer,
+        transfers_without_entries_count=transfers_without_entries,
     )
 
 

@@ -225,8 +225,13 @@ class LedgerInvariants(BaseModel):
     # Holds past their deadline that the sweeper has not voided yet (informational: they
     # already count for nothing in the balances the API reports).
     expired_holds_unswept_count: int = 0
-    # Journal entries whose ledger transfer does not exist (any makes `ok` false).
+    # Journal entries whose ledger transfer does not exist (any makes `ok` false). The
+    # database refuses them; only a writer that turned its triggers off can leave some.
     entries_without_transfer_count: int = 0
+    # Ledger transfers with no journal entry (any makes `ok` false): every kind writes
+    # entries, and the database does not refuse a transfer without them (it would cost a
+    # look-up per transfer at every commit).
+    transfers_without_entries_count: int = 0
 
 
 class StatementEntryTotal(enum.StrEnum):

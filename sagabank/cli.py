@@ -329,6 +329,8 @@ def _report(invariants: LedgerInvariants) -> list[str]:
     lines.append(
         f"  journal entries without their transfer: {orphans:,}{'  BROKEN' if orphans else ''}"
     )
+    empty = invariants.transfers_without_entries_count
+    lines.append(f"  ledger transfers without entries: {empty:,}{'  BROKEN' if empty else ''}")
     lines.append(
         f"  expired holds awaiting the sweeper: {invariants.expired_holds_unswept_count:,}"
     )

@@ -103,6 +103,7 @@ class TestLedgerCheck:
         assert "EUR posted  debits 1,234.50 EUR = credits 1,234.50 EUR  ok" in output
         assert "JPY posted  debits 5,000 JPY = credits 5,000 JPY  ok" in output
         assert "accounts: 4 checked, 0 whose totals differ" in output
+        assert "ledger transfers without entries: 0\n" in output
 
     async def test_refused_token(self, accounts_url: str) -> None:
         exit_code, output = check(accounts_url, "--token", "not-a-token")

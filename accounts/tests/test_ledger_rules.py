@@ -1,8 +1,11 @@
 """The ledger's pure rules, without a database: entries, balance flags, holds, idempotency."""
 
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +33,7 @@ from accounts.ledger import (
     PendingSnapshot,
     Resolution,
     TransferRecord,
+    UnbalancedEntries,
 )
 from contracts.accounts import (
     AccountKind,
@@ -37,6 +41,7 @@ from contracts.accounts import (
     LedgerTransferCreate,
     LedgerTransferKind,
 )
+from kit.errors import ProblemError
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -626,15 +631,72 @@ class TestFirstDifference:
 class TestAssertBalanced:
     def test_unbalanced_entries_are_a_programmer_error(self) -> None:
         account = uuid.uuid4()
-        with pytest.raises(AssertionError):
+        with pytest.raises(UnbalancedEntries, match="posted debits and credits differ by 1"):
             ledger.assert_balanced([Entry(account, Balance.debits_posted, 1)])
-        with pytest.raises(AssertionError):
+        # Balanced overall but not per phase: a hold's credit is no posting's credit.
+        with pytest.raises(UnbalancedEntries, match="pending debits and credits differ by -1"):
             ledger.assert_balanced(
                 [
                     Entry(account, Balance.debits_posted, 1),
                     Entry(account, Balance.credits_pending, 1),
                 ]
             )
+
+    def test_an_entry_of_nothing_is_a_programmer_error(self) -> None:
+        account = uuid.uuid4()
+        with pytest.raises(UnbalancedEntries, match="moves money"):
+            ledger.assert_balanced(
+                [
+                    Entry(account, Balance.debits_posted, 0),
+                    Entry(account, Balance.credits_posted, 0),
+                ]
+            )
+
+    def test_is_no_client_error(self) -> None:
+        # A ProblemError would be rendered as a 4xx; this must surface as a 500.
+        assert not issubclass(UnbalancedEntries, ProblemError)
+
+    def test_balanced_entries_pass(self) -> None:
+        debit, credit = uuid.uuid4(), uuid.uuid4()
+        ledger.assert_balanced(
+            [
+                Entry(debit, Balance.debits_pending, -5),
+                Entry(credit, Balance.credits_pending, -5),
+                Entry(debit, Balance.debits_posted, 3),
+                Entry(credit, Balance.credits_posted, 3),
+            ]
+        )
+
+    def test_a_transfer_without_entries_is_a_programmer_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Every kind writes entries; a void that wrote none would resolve its hold without
+        # giving the money back.
+        monkeypatch.setattr(ledger, "_release", lambda pending: ())
+        pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
+        with pytest.raises(UnbalancedEntries, match="writes entries"):
+            ledger.plan_void_pending(
+                pending=pending, debit=debit, credit=credit, resolution=None, now=NOW
+            )
+
+    def test_survives_python_optimizations(self) -> None:
+        # `python -O` strips assert statements; the check that guards money must stay.
+        program = (
+            "import uuid\n"
+            "from accounts.ledger import Balance, Entry, assert_balanced\n"
+            "assert False, 'asserts are on'\n"
+            "assert_balanced([Entry(uuid.uuid4(), Balance.debits_posted, 100)])\n"
+        )
+        finished = subprocess.run(
+            [sys.executable, "-O", "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert finished.returncode == 1, finished.stderr
+        assert "UnbalancedEntries: posted debits and credits differ by 100" in finished.stderr
 
 
 operations = st.lists(

@@ -34,11 +34,15 @@ class TestMigrations:
             rows = await connection.fetch(
                 "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'ledger_%'"
             )
-        # The journal and the tombstones refuse UPDATE, DELETE and TRUNCATE again.
-        assert {row["tgname"] for row in rows} >= {
-            f"{table}_{kind}"
-            for table in ("ledger_transfers", "ledger_entries", "ledger_hold_tombstones")
-            for kind in ("append_only", "no_truncate")
+        # The journal and the tombstones refuse UPDATE, DELETE and TRUNCATE again, and the
+        # journal's entries are checked to balance.
+        assert {row["tgname"] for row in rows} == {
+            *(
+                f"{table}_{kind}"
+                for table in ("ledger_transfers", "ledger_entries", "ledger_hold_tombstones")
+                for kind in ("append_only", "no_truncate")
+            ),
+            "ledger_entries_balanced",
         }
 
 
