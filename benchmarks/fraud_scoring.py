@@ -28,7 +28,7 @@ to the ones before, and its latency runs from that due time to the last byte of 
 answer, so a stall shows in the figures instead of silently slowing the load down
 (coordinated omission). It speaks HTTP/1.1 over a pool of kept-alive connections with
 asyncio streams, which costs a fraction of an httpx client per request and does not
-collapse with concurrency (BASELINES.md). It prints requests/s and p50/p90/p99/max per
+collapse with concurrency (docs/baselines.md). It prints requests/s and p50/p90/p99/max per
 phase, the server's CPU, and the ratio of the two p99s. Everything it starts is stopped
 at the end, also on error.
 

@@ -11,7 +11,7 @@ opens `--accounts` funded accounts, then runs in this one invocation, for each w
 - api: the same number of single-phase transfers through HTTP, one per request to
   `POST /v1/ledger/transfers` or `--batch` per request to `POST /v1/ledger/transfers/batch`,
   sent by a minimal keep-alive HTTP/1.1 client (httpx would be the bottleneck, see
-  BASELINES.md) with a bounded number of requests in flight, each with the worker's
+  docs/baselines.md) with a bounded number of requests in flight, each with the worker's
   bearer token (verified by the service as in production).
 
 The service signs with a key generated for the run; the benchmark registers a customer

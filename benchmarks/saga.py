@@ -5,7 +5,7 @@ four services, the saga's worker) on free ports in a temporary state directory, 
 on that one Temporal dev server and in this one invocation:
 
 - bare: N workflows of four sequential no-op activities, run by a worker process of
-  their own on a task queue of their own (BASELINES.md measures the same shape);
+  their own on a task queue of their own (docs/baselines.md measures the same shape);
 - saga: N transfers, each `POST /v1/transfers` and then its workflow's result, the full
   saga with every step, audit and projection write included.
 
@@ -62,7 +62,7 @@ READY_TIMEOUT_SECONDS = 240.0
 STOP_TIMEOUT_SECONDS = 60.0
 # Every transfer of the run must end within this, or the run is reported as broken.
 TRANSFER_TIMEOUT_SECONDS = 300.0
-# One httpx client collapses at high concurrency (BASELINES.md): few requests at once,
+# One httpx client collapses at high concurrency (docs/baselines.md): few requests at once,
 # while many transfers wait on their workflow's end.
 HTTP_CONCURRENCY_MAX = 8
 POST_ATTEMPTS_MAX = 3

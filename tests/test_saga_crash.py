@@ -35,6 +35,7 @@ SOURCES = 20
 TRANSFERS_PER_SOURCE = 3  # the 6th transfer in an hour would add velocity points
 TRANSFERS = SOURCES * TRANSFERS_PER_SOURCE
 KILLS = 3
+WAVE_SIZE = TRANSFERS // KILLS
 DEPOSIT_MINOR = 10_000_00
 REQUESTS_AT_ONCE_MAX = 8
 RESTART_TIMEOUT_SECONDS = 60.0
@@ -101,7 +102,8 @@ async def kill_worker(bank: Bank) -> int:
         await asyncio.sleep(POLL_INTERVAL_SECONDS / 5)
 
 
-async def start_all(api: Api, pairs: list[tuple[str, str]]) -> list[str]:
+async def start_wave(api: Api, pairs: list[tuple[str, str]], wave: int) -> list[str]:
+    """Ask for the transfers of one wave (indexes `wave * WAVE_SIZE` onwards)."""
     gate = asyncio.Semaphore(REQUESTS_AT_ONCE_MAX)
 
     async def start(index: int) -> str:
@@ -109,7 +111,15 @@ async def start_all(api: Api, pairs: list[tuple[str, str]]) -> list[str]:
         async with gate:
             return await api.start_transfer(source, target, amount_of(index))
 
-    return list(await asyncio.gather(*(start(index) for index in range(TRANSFERS))))
+    indexes = range(wave * WAVE_SIZE, (wave + 1) * WAVE_SIZE)
+    return list(await asyncio.gather(*(start(index) for index in indexes)))
+
+
+def freeze_worker(bank: Bank) -> None:
+    """Stop the worker where it stands (SIGSTOP): what it holds stays held until the kill."""
+    pid = worker_pid(bank)
+    assert pid is not None, "up.json names no worker"
+    os.kill(pid, signal.SIGSTOP)
 
 
 async def snapshot(api: Api, transfer_ids: list[str]) -> list[dict[str, Any]]:
@@ -185,12 +195,16 @@ async def test_every_transfer_ends_exactly_once_though_the_worker_is_killed_thre
             await api.deposit(source, DEPOSIT_MINOR)
         pairs = [(sources[index % SOURCES], targets[index]) for index in range(TRANSFERS)]
 
-        transfer_ids = await start_all(api, pairs)
+        # A wave of transfers per kill, asked for while the worker is frozen: each kill finds
+        # a wave in flight (its tasks held by the frozen worker), however fast the machine.
+        transfer_ids: list[str] = []
         workers = [worker_pid(crash_bank)]
-        for _ in range(KILLS):
+        for wave in range(KILLS):
+            freeze_worker(crash_bank)
+            transfer_ids += await start_wave(api, pairs, wave)
             before = await snapshot(api, transfer_ids)
             running = [t for t in before if t["status"] not in TERMINAL]
-            assert running, "every transfer ended before the worker could be killed"
+            assert len(running) >= WAVE_SIZE, "a wave ended while the worker was frozen"
             workers.append(await kill_worker(crash_bank))
             await wait_for_progress(api, transfer_ids, steps_recorded(before))
         transfers = await wait_until_settled(api, temporal, transfer_ids)

@@ -6,7 +6,7 @@ history and converted on each replay.
 
 Each service's client carries at most `requests_in_flight_max` requests at once and the rest
 wait their turn before httpx: one httpx pool spends more CPU the more requests it juggles
-(it scans every connection for each one) and collapses at high concurrency (BASELINES.md).
+(it scans every connection for each one) and collapses at high concurrency (docs/baselines.md).
 
 Every client carries the worker's identity: one shared `ClientCredentialsAuth`, so one
 access token (client_credentials, cached, refreshed before it expires) serves all four.
@@ -134,7 +134,7 @@ async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
 # In the details of a refused `place_hold` that had earlier attempts: how many it had.
 HOLD_ATTEMPTS = "hold_attempts"
 
-# Where one client's throughput peaks on this kind of machine (BASELINES.md, FastAPI).
+# Where one client's throughput peaks on this kind of machine (docs/baselines.md, FastAPI).
 REQUESTS_IN_FLIGHT_MAX_DEFAULT = 8
 
 

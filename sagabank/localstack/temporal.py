@@ -61,7 +61,7 @@ class TemporalDevServer:
             "--db-filename",
             str(self.db_path),
             # WAL keeps commits durable across a crash and doubles the file-backed
-            # server's throughput (shared/BASELINES.md); synchronous=normal may lose the
+            # server's throughput (docs/baselines.md); synchronous=normal may lose the
             # last commits on power loss, acceptable for a laptop.
             "--sqlite-pragma",
             "journal_mode=wal",
