@@ -2,10 +2,10 @@
 
 import asyncio
 import signal
-import sys
 import time
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import NoReturn
 
 import httpx
 import structlog
@@ -16,6 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from kit.http import create_client
 from kit.logging import configure_logging
+from kit.process import exit_without_finalising
 from kit.tokens import ClientCredentialsAuth
 from workflows.activities import TransferActivities
 from workflows.config import Settings
@@ -167,15 +168,23 @@ async def _run_until_signalled(settings: Settings) -> None:
     await run_worker(settings, stop=stop)
 
 
-def main() -> None:
-    """Entry point: settings from the WORKER_* environment, runs until SIGINT or SIGTERM."""
+def main() -> NoReturn:
+    """Entry point: settings from the WORKER_* environment, runs until SIGINT or SIGTERM,
+    then exits 0 (3 when the issuer refuses the worker's credentials)."""
+    # The exit skips interpreter finalisation, which the Temporal client's native threads can
+    # crash (SIGABRT) after a clean shutdown: kit.process.
+    exit_without_finalising(_run)
+
+
+def _run() -> int:
     settings = Settings()  # the service URLs and the credentials come from the environment
     configure_logging(service="worker", level=settings.log_level, json=settings.log_json)
     try:
         asyncio.run(_run_until_signalled(settings))
     except CredentialsRefused as error:
         log.error("worker.credentials_refused", error=str(error))
-        sys.exit(3)
+        return 3
+    return 0
 
 
 if __name__ == "__main__":

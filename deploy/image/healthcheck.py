@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from sagabank.process import exit_without_finalising
+from kit.process import exit_without_finalising
 
 HTTP_TIMEOUT_SECONDS = 2.0
 TEMPORAL_TIMEOUT_SECONDS = 4.0

@@ -19,9 +19,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from kit.logging import configure_logging
+from kit.process import exit_without_finalising
 from sagabank.config import LauncherSettings
 from sagabank.localstack.temporal import ensure_search_attributes
-from sagabank.process import exit_without_finalising
 
 log = structlog.get_logger()
 

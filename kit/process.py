@@ -1,4 +1,4 @@
-"""Ending a short-lived process that used the Temporal client."""
+"""Ending a process that used the Temporal client."""
 
 import os
 import sys
