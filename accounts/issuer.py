@@ -22,7 +22,7 @@ from accounts.config import BootstrapClient
 from accounts.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
 from accounts.identity import Customer, CustomerCreate, TokenRequest
 from accounts.keys import SigningKeys
-from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE
+from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, ClientRow
 from accounts.throttle import LoginThrottle
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import TOKEN_AUDIENCE, PrincipalKind, Scope, TokenResponse
@@ -350,85 +350,91 @@ async def _upsert_clients(
     clients: Sequence[BootstrapClient],
     now: datetime,
 ) -> None:
+    """Make the stored clients what the configuration says: register the new ones, update
+    the changed ones, disable those it no longer names; each change audited."""
     stored = {row.client_id: row for row in await repository.list_clients(session)}
     configured = {client.client_id for client in clients}
     assert len(configured) == len(clients), "bootstrap client ids are unique"
     for client in clients:
-        secret = client.client_secret.get_secret_value()
-        scopes = sorted(scope.value for scope in client.scopes)
         row = stored.get(client.client_id)
-        shape = {"kind": client.kind, "scopes": scopes}
         if row is None:
-            await repository.insert_client(
-                session,
-                client_id=client.client_id,
-                secret_hash=await issuer.hash_secret(secret),
-                kind=client.kind,
-                scopes=scopes,
-                now=now,
-            )
-            await audit.append(
-                session,
-                AUDIT_EVENTS,
-                _system_event(
-                    "client.registered",
-                    subject_type="client",
-                    subject_id=client.client_id,
-                    now=now,
-                    after=shape,
-                ),
-            )
-            log.info("client.registered", client_id=client.client_id, kind=client.kind)
-            continue
-        before = {"kind": row.kind, "scopes": sorted(row.scopes)}
-        if before != shape or row.disabled_at is not None:
-            await repository.update_client(
-                session,
-                client.client_id,
-                kind=client.kind,
-                scopes=scopes,
-                disabled_at=None,
-                updated_at=now,
-            )
-            await audit.append(
-                session,
-                AUDIT_EVENTS,
-                _system_event(
-                    "client.updated",
-                    subject_type="client",
-                    subject_id=client.client_id,
-                    now=now,
-                    before={**before, "disabled": row.disabled_at is not None},
-                    after={**shape, "disabled": False},
-                ),
-            )
-            log.info("client.updated", client_id=client.client_id)
-        if not await issuer.verify_secret(row.secret_hash, secret):
-            await repository.update_client(
-                session,
-                client.client_id,
-                secret_hash=await issuer.hash_secret(secret),
-                updated_at=now,
-            )
-            await audit.append(
-                session,
-                AUDIT_EVENTS,
-                _system_event(
-                    "client.secret_changed",
-                    subject_type="client",
-                    subject_id=client.client_id,
-                    now=now,
-                ),
-            )
-            log.info("client.secret_changed", client_id=client.client_id)
+            await _register_client(session, issuer, client, now=now)
+        else:
+            await _update_client(session, issuer, client, row, now=now)
     for client_id, row in stored.items():
         if client_id in configured or row.disabled_at is not None:
             continue
         # A client taken out of the configuration must stop getting tokens.
         await repository.update_client(session, client_id, disabled_at=now, updated_at=now)
-        await audit.append(
+        await _audit_client(session, "client.disabled", client_id, now=now)
+
+
+async def _audit_client(
+    session: AsyncSession,
+    action: str,
+    client_id: str,
+    *,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    event = _system_event(
+        action, subject_type="client", subject_id=client_id, now=now, before=before, after=after
+    )
+    await audit.append(session, AUDIT_EVENTS, event)
+    log.info(action, client_id=client_id)
+
+
+def _shape_of(client: BootstrapClient) -> dict[str, Any]:
+    return {"kind": client.kind, "scopes": sorted(scope.value for scope in client.scopes)}
+
+
+async def _register_client(
+    session: AsyncSession, issuer: Issuer, client: BootstrapClient, *, now: datetime
+) -> None:
+    shape = _shape_of(client)
+    await repository.insert_client(
+        session,
+        client_id=client.client_id,
+        secret_hash=await issuer.hash_secret(client.client_secret.get_secret_value()),
+        kind=client.kind,
+        scopes=shape["scopes"],
+        now=now,
+    )
+    await _audit_client(session, "client.registered", client.client_id, now=now, after=shape)
+
+
+async def _update_client(
+    session: AsyncSession,
+    issuer: Issuer,
+    client: BootstrapClient,
+    row: ClientRow,
+    *,
+    now: datetime,
+) -> None:
+    """Bring a stored client in line with its configuration: kind, scopes, enabled, secret."""
+    shape = _shape_of(client)
+    before = {"kind": row.kind, "scopes": sorted(row.scopes)}
+    if before != shape or row.disabled_at is not None:
+        await repository.update_client(
             session,
-            AUDIT_EVENTS,
-            _system_event("client.disabled", subject_type="client", subject_id=client_id, now=now),
+            client.client_id,
+            kind=client.kind,
+            scopes=shape["scopes"],
+            disabled_at=None,
+            updated_at=now,
         )
-        log.info("client.disabled", client_id=client_id)
+        await _audit_client(
+            session,
+            "client.updated",
+            client.client_id,
+            now=now,
+            before={**before, "disabled": row.disabled_at is not None},
+            after={**shape, "disabled": False},
+        )
+    secret = client.client_secret.get_secret_value()
+    if not await issuer.verify_secret(row.secret_hash, secret):
+        await repository.update_client(
+            session, client.client_id, secret_hash=await issuer.hash_secret(secret), updated_at=now
+        )
+        await _audit_client(session, "client.secret_changed", client.client_id, now=now)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from accounts import issuer, repository
 from accounts.api import router
 from accounts.config import Settings
-from accounts.keys import load_signing_keys
+from accounts.keys import SigningKeys, load_signing_keys
 from accounts.models import AUDIT_EVENTS
 from accounts.oauth_api import router as oauth_router
 from accounts.service import Ledger
@@ -26,6 +26,7 @@ from kit.app import create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database
+from kit.jobs import ExclusiveJob
 
 log = structlog.get_logger()
 
@@ -63,6 +64,31 @@ async def _bootstrap(
             await asyncio.sleep(_BOOTSTRAP_BACKOFF_SECONDS)
 
 
+def _start_sweeper(app: FastAPI, settings: Settings, ledger: Ledger) -> ExclusiveJob | None:
+    """The hold sweeper, started (None when the settings turn it off)."""
+    if not settings.hold_sweep_enabled:
+        return None
+    sweeper = hold_sweeper_job(
+        ledger,
+        dsn=settings.asyncpg_dsn(),
+        clock=lambda: app.state.clock(),
+        interval_seconds=settings.hold_sweep_interval_seconds,
+        batch_size=settings.hold_sweep_batch_size,
+    )
+    sweeper.start()
+    return sweeper
+
+
+def _token_issuer(settings: Settings, keys: SigningKeys) -> issuer.Issuer:
+    return issuer.Issuer(
+        keys=keys,
+        issuer=settings.issuer,
+        access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
+        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+        throttle=LoginThrottle(settings.login_failure_rate),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -77,13 +103,7 @@ def create_app(
     """
     settings = settings or Settings()  # read from the environment
     keys = load_signing_keys(settings.signing_keys_dir, active=settings.signing_key_active)
-    token_issuer = issuer.Issuer(
-        keys=keys,
-        issuer=settings.issuer,
-        access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
-        refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
-        throttle=LoginThrottle(settings.login_failure_rate),
-    )
+    token_issuer = _token_issuer(settings, keys)
     verifier = token_verifier or TokenVerifier(
         keys.key_source(), issuer=settings.issuer, audience=TOKEN_AUDIENCE
     )
@@ -103,16 +123,7 @@ def create_app(
         )
         ledger_database = Ledger(pool)
         app.state.ledger = ledger_database
-        sweeper = None
-        if settings.hold_sweep_enabled:
-            sweeper = hold_sweeper_job(
-                ledger_database,
-                dsn=settings.asyncpg_dsn(),
-                clock=lambda: app.state.clock(),
-                interval_seconds=settings.hold_sweep_interval_seconds,
-                batch_size=settings.hold_sweep_batch_size,
-            )
-            sweeper.start()
+        sweeper = _start_sweeper(app, settings, ledger_database)
         app.state.hold_sweeper = sweeper
         # Everything built so far (routes, schemas, validators) lives as long as the
         # process: keep the garbage collector from scanning it again on every full pass,

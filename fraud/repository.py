@@ -4,13 +4,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     DateTime,
     Select,
     String,
+    Subquery,
     Table,
     Uuid,
     bindparam,
@@ -193,25 +195,22 @@ class FeatureSnapshot:
     amount_sample_size: int
 
 
-def _features_statement() -> Select[Any]:
-    """Everything scoring needs about the source (and target), as one query.
+class _FeatureParameters(NamedTuple):
+    """The bound parameters of the features query, named once."""
 
-    The source's recent transfers are its outcomes in the last day (completed: moved
-    money; declined: a decline) plus its transfers scored in the last day that have no
-    outcome yet (in flight: counted as moving money unless the score declined them). So
-    a burst is seen while it happens, and a transfer counts once, before and after its
-    outcome arrives. Rejected, expired and cancelled transfers moved nothing and drop out.
+    source_account_id: BindParameter[Any]
+    target_account_id: BindParameter[Any]
+    currency: BindParameter[Any]
+    round_multiple_minor: BindParameter[Any]
+    now: BindParameter[Any]
+    hour_start: BindParameter[Any]
+    day_start: BindParameter[Any]
 
-    Built once, with bound parameters: constructing and compiling a statement this size
-    per request would cost more than the database spends running it.
-    """
-    source_account_id = bindparam("source_account_id", type_=Uuid())
-    target_account_id = bindparam("target_account_id", type_=Uuid())
-    currency = bindparam("currency", type_=String())
-    round_multiple_minor = bindparam("round_multiple_minor", type_=BigInteger())
-    now = bindparam("now", type_=DateTime(timezone=True))
-    hour_start = bindparam("hour_start", type_=DateTime(timezone=True))
-    day_start = bindparam("day_start", type_=DateTime(timezone=True))
+
+def _recent_transfers(parameters: _FeatureParameters) -> Subquery:
+    """The source's transfers of the last day, each `moved` or `declined`: its outcomes
+    (completed moved money, declined is a decline) plus its scored transfers with no
+    outcome yet (in flight: moving money unless the score declined them)."""
     outcome = OutcomeRow.__table__.c
     score = ScoreRow.__table__.c
     finished = select(
@@ -220,9 +219,9 @@ def _features_statement() -> Select[Any]:
         outcome.occurred_at.label("at"),
         case((outcome.final_status == "completed", "moved"), else_="declined").label("kind"),
     ).where(
-        outcome.source_account_id == source_account_id,
-        outcome.occurred_at > day_start,
-        outcome.occurred_at <= now,
+        outcome.source_account_id == parameters.source_account_id,
+        outcome.occurred_at > parameters.day_start,
+        outcome.occurred_at <= parameters.now,
         outcome.final_status.in_(("completed", "declined")),
     )
     in_flight = select(
@@ -233,16 +232,21 @@ def _features_statement() -> Select[Any]:
             "kind"
         ),
     ).where(
-        score.source_account_id == source_account_id,
-        score.created_at > day_start,
-        score.created_at <= now,
+        score.source_account_id == parameters.source_account_id,
+        score.created_at > parameters.day_start,
+        score.created_at <= parameters.now,
         ~exists().where(outcome.transfer_id == score.transfer_id),
     )
-    recent = union_all(finished, in_flight).subquery("recent")
+    return union_all(finished, in_flight).subquery("recent")
+
+
+def _recent_aggregates(recent: Subquery, parameters: _FeatureParameters) -> Subquery:
+    """Counts and sums of the recent transfers, by hour and day, in the request's currency."""
     moved = recent.c.kind == "moved"
-    in_hour = recent.c.at > hour_start
-    same_currency = recent.c.currency == currency
-    aggregates = select(
+    in_hour = recent.c.at > parameters.hour_start
+    same_currency = recent.c.currency == parameters.currency
+    round_amount = recent.c.amount_minor % parameters.round_multiple_minor == 0
+    return select(
         func.count().filter(moved & in_hour).label("transfers_last_hour"),
         func.coalesce(
             func.sum(recent.c.amount_minor).filter(moved & in_hour & same_currency), 0
@@ -252,15 +256,37 @@ def _features_statement() -> Select[Any]:
             "amount_last_day_minor"
         ),
         func.count()
-        .filter(
-            moved & in_hour & same_currency & (recent.c.amount_minor % round_multiple_minor == 0)
-        )
+        .filter(moved & in_hour & same_currency & round_amount)
         .label("round_transfers_last_hour"),
         func.count().filter(recent.c.kind == "declined").label("declines_last_day"),
     ).subquery("aggregates")
 
+
+def _features_statement() -> Select[Any]:
+    """Everything scoring needs about the source (and target), as one query.
+
+    A burst is seen while it happens, and a transfer counts once, before and after its
+    outcome arrives (`_recent_transfers`). Rejected, expired and cancelled transfers moved
+    nothing and drop out.
+
+    Built once, with bound parameters: constructing and compiling a statement this size
+    per request would cost more than the database spends running it.
+    """
+    parameters = _FeatureParameters(
+        source_account_id=bindparam("source_account_id", type_=Uuid()),
+        target_account_id=bindparam("target_account_id", type_=Uuid()),
+        currency=bindparam("currency", type_=String()),
+        round_multiple_minor=bindparam("round_multiple_minor", type_=BigInteger()),
+        now=bindparam("now", type_=DateTime(timezone=True)),
+        hour_start=bindparam("hour_start", type_=DateTime(timezone=True)),
+        day_start=bindparam("day_start", type_=DateTime(timezone=True)),
+    )
+    aggregates = _recent_aggregates(_recent_transfers(parameters), parameters)
+    outcome = OutcomeRow.__table__.c
     denied = DeniedAccountRow.__table__.c
     features = AccountFeaturesRow.__table__
+    source_account_id = parameters.source_account_id
+    target_account_id = parameters.target_account_id
     # A NULL target (no counterparty asked about) makes both target questions false.
     return select(
         aggregates,
@@ -269,7 +295,7 @@ def _features_statement() -> Select[Any]:
             outcome.source_account_id == source_account_id,
             outcome.target_account_id == target_account_id,
             outcome.final_status == "completed",
-            outcome.occurred_at <= now,
+            outcome.occurred_at <= parameters.now,
         )
         .label("counterparty_known"),
         exists().where(denied.account_id == source_account_id).label("source_denied"),

@@ -159,6 +159,12 @@ async def _read_features(
     return _features(snapshot, currency=request.currency, now=now)
 
 
+# Scores are not audited here: the saga's trail (the transactions service's
+# `transfer.step.score` event) records each verdict, and the scores table keeps every score
+# and its reasons, immutable. An event per score in this service would put every score
+# behind the audit chain's lock, in a transaction: measured with benchmarks/fraud_scoring.py
+# at 100 scores/s (2 busy cores), p99 went from 45 ms to 1.6 s and the service fell behind
+# the rate (88/s), at 5.9 instead of 3.6 ms of CPU per score.
 async def score_transfer(
     session: AsyncSession,
     *,
@@ -174,14 +180,6 @@ async def score_transfer(
     ruleset, if configured, is evaluated on the same features and recorded after the live
     score; it never changes it. `session` autocommits (fraud.db): the score is committed
     by its own insert, before the shadow is even evaluated.
-
-    Scores are not audited here: the saga's trail (the transactions service's
-    `transfer.step.score` event) records each verdict, and the scores table keeps every
-    score and its reasons, immutable. An event per score in this service would put every
-    score behind the audit chain's lock, in a transaction: measured with
-    benchmarks/fraud_scoring.py at 100 scores/s (2 busy cores), p99 went from 45 ms to
-    1.6 s and the service fell behind the rate (88/s), at 5.9 instead of 3.6 ms of CPU
-    per score.
     """
     assert now.tzinfo is not None, "the clock must be timezone-aware"
     # No lookup first: a new transfer, the common case, costs one read and one insert. A
@@ -718,100 +716,107 @@ async def list_denied(
 # -- the ruleset, described --------------------------------------------------------------
 
 
+# What each rule looks for, in the order operators read them.
+_RULE_DESCRIPTIONS: Final[dict[FraudRuleCode, str]] = {
+    FraudRuleCode.deny_list: "The source or the recipient is on the deny-list.",
+    FraudRuleCode.very_large_amount: (
+        "The amount is at least the very-large threshold of its currency."
+    ),
+    FraudRuleCode.large_amount: "The amount is at least the large threshold of its currency.",
+    FraudRuleCode.velocity: (
+        "The source account already had at least `hour_transfers_min` transfers "
+        "in the last hour, or `day_transfers_min` in the last day."
+    ),
+    FraudRuleCode.amount_above_typical: (
+        "The amount is at least `median_multiple` times the source's typical "
+        "(median) completed amount and more than `spread_multiple` spreads above "
+        "it, once the source has `history_min` completed transfers."
+    ),
+    FraudRuleCode.first_counterparty_large: (
+        "The source has no completed transfer to this target yet, and the amount "
+        "is at least the threshold of its currency."
+    ),
+    FraudRuleCode.brand_new_account: (
+        "The source was first seen less than `age_seconds_max` ago (or never), "
+        "and the amount is at least the threshold of its currency."
+    ),
+    FraudRuleCode.recent_declines: (
+        "The source had at least `declines_min` declined transfers in the last day."
+    ),
+    FraudRuleCode.round_amount: (
+        "The amount is a whole multiple of `multiple_major` major units, after "
+        "`earlier_transfers_min` such round amounts from the source in the last hour."
+    ),
+}
+
+
 def describe_ruleset(ruleset: Ruleset) -> RulesetDescription:
     """A ruleset as operators read it: thresholds, and each rule's parameters."""
-    rules = ruleset.rules
+    settings = _rule_settings(ruleset)
     return RulesetDescription(
         version=ruleset.version,
         review_at=ruleset.review_at,
         decline_at=ruleset.decline_at,
         rules=[
             RuleDescription(
-                code=FraudRuleCode.deny_list,
-                description="The source or the recipient is on the deny-list.",
-                points=rules.deny_list.points,
-                parameters={},
-            ),
-            RuleDescription(
-                code=FraudRuleCode.very_large_amount,
-                description="The amount is at least the very-large threshold of its currency.",
-                points=rules.very_large_amount.points,
-                parameters={"threshold_minor": dict(rules.very_large_amount.threshold_minor)},
-            ),
-            RuleDescription(
-                code=FraudRuleCode.large_amount,
-                description="The amount is at least the large threshold of its currency.",
-                points=rules.large_amount.points,
-                parameters={"threshold_minor": dict(rules.large_amount.threshold_minor)},
-            ),
-            RuleDescription(
-                code=FraudRuleCode.velocity,
-                description=(
-                    "The source account already had at least `hour_transfers_min` transfers "
-                    "in the last hour, or `day_transfers_min` in the last day."
-                ),
-                points=rules.velocity.points,
-                parameters={
-                    "hour_transfers_min": rules.velocity.hour_transfers_min,
-                    "day_transfers_min": rules.velocity.day_transfers_min,
-                },
-            ),
-            RuleDescription(
-                code=FraudRuleCode.amount_above_typical,
-                description=(
-                    "The amount is at least `median_multiple` times the source's typical "
-                    "(median) completed amount and more than `spread_multiple` spreads above "
-                    "it, once the source has `history_min` completed transfers."
-                ),
-                points=rules.amount_above_typical.points,
-                parameters={
-                    "history_min": rules.amount_above_typical.history_min,
-                    "median_multiple": rules.amount_above_typical.median_multiple,
-                    "spread_multiple": rules.amount_above_typical.spread_multiple,
-                },
-            ),
-            RuleDescription(
-                code=FraudRuleCode.first_counterparty_large,
-                description=(
-                    "The source has no completed transfer to this target yet, and the amount "
-                    "is at least the threshold of its currency."
-                ),
-                points=rules.first_counterparty_large.points,
-                parameters={
-                    "threshold_minor": dict(rules.first_counterparty_large.threshold_minor)
-                },
-            ),
-            RuleDescription(
-                code=FraudRuleCode.brand_new_account,
-                description=(
-                    "The source was first seen less than `age_seconds_max` ago (or never), "
-                    "and the amount is at least the threshold of its currency."
-                ),
-                points=rules.brand_new_account.points,
-                parameters={
-                    "age_seconds_max": rules.brand_new_account.age_seconds_max,
-                    "threshold_minor": dict(rules.brand_new_account.threshold_minor),
-                },
-            ),
-            RuleDescription(
-                code=FraudRuleCode.recent_declines,
-                description=(
-                    "The source had at least `declines_min` declined transfers in the last day."
-                ),
-                points=rules.recent_declines.points,
-                parameters={"declines_min": rules.recent_declines.declines_min},
-            ),
-            RuleDescription(
-                code=FraudRuleCode.round_amount,
-                description=(
-                    "The amount is a whole multiple of `multiple_major` major units, after "
-                    "`earlier_transfers_min` such round amounts from the source in the last hour."
-                ),
-                points=rules.round_amount.points,
-                parameters={
-                    "multiple_major": rules.round_amount.multiple_major,
-                    "earlier_transfers_min": rules.round_amount.earlier_transfers_min,
-                },
-            ),
+                code=code,
+                description=description,
+                points=settings[code][0],
+                parameters=settings[code][1],
+            )
+            for code, description in _RULE_DESCRIPTIONS.items()
         ],
     )
+
+
+def _rule_settings(ruleset: Ruleset) -> dict[FraudRuleCode, tuple[int, dict[str, Any]]]:
+    """Each rule's points and parameters, as the ruleset file sets them."""
+    rules = ruleset.rules
+    return {
+        FraudRuleCode.deny_list: (rules.deny_list.points, {}),
+        FraudRuleCode.very_large_amount: (
+            rules.very_large_amount.points,
+            {"threshold_minor": dict(rules.very_large_amount.threshold_minor)},
+        ),
+        FraudRuleCode.large_amount: (
+            rules.large_amount.points,
+            {"threshold_minor": dict(rules.large_amount.threshold_minor)},
+        ),
+        FraudRuleCode.velocity: (
+            rules.velocity.points,
+            {
+                "hour_transfers_min": rules.velocity.hour_transfers_min,
+                "day_transfers_min": rules.velocity.day_transfers_min,
+            },
+        ),
+        FraudRuleCode.amount_above_typical: (
+            rules.amount_above_typical.points,
+            {
+                "history_min": rules.amount_above_typical.history_min,
+                "median_multiple": rules.amount_above_typical.median_multiple,
+                "spread_multiple": rules.amount_above_typical.spread_multiple,
+            },
+        ),
+        FraudRuleCode.first_counterparty_large: (
+            rules.first_counterparty_large.points,
+            {"threshold_minor": dict(rules.first_counterparty_large.threshold_minor)},
+        ),
+        FraudRuleCode.brand_new_account: (
+            rules.brand_new_account.points,
+            {
+                "age_seconds_max": rules.brand_new_account.age_seconds_max,
+                "threshold_minor": dict(rules.brand_new_account.threshold_minor),
+            },
+        ),
+        FraudRuleCode.recent_declines: (
+            rules.recent_declines.points,
+            {"declines_min": rules.recent_declines.declines_min},
+        ),
+        FraudRuleCode.round_amount: (
+            rules.round_amount.points,
+            {
+                "multiple_major": rules.round_amount.multiple_major,
+                "earlier_transfers_min": rules.round_amount.earlier_transfers_min,
+            },
+        ),
+    }

@@ -59,12 +59,7 @@ class RequestContextMiddleware:
             return
 
         headers = dict(scope["headers"])
-        supplied = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = (
-            supplied
-            if supplied and len(supplied) <= _REQUEST_ID_LENGTH_MAX and supplied.isprintable()
-            else str(uuid.uuid4())
-        )
+        request_id = _request_id_of(headers)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -94,11 +89,7 @@ class RequestContextMiddleware:
             return message
 
         try:
-            declared = int(headers.get(b"content-length", b"0") or 0)
-        except ValueError:
-            declared = 0
-        try:
-            if declared > self.body_max_bytes:
+            if _declared_length(headers) > self.body_max_bytes:
                 raise _BodyTooLarge
             await self.app(scope, receive_bounded, send_with_headers)
         except _BodyTooLarge:
@@ -127,6 +118,21 @@ class RequestContextMiddleware:
                 status=status_holder["status"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+def _request_id_of(headers: dict[bytes, bytes]) -> str:
+    """The caller's X-Request-ID if it is short and printable, else a new one."""
+    supplied = headers.get(b"x-request-id", b"").decode("latin-1")
+    if supplied and len(supplied) <= _REQUEST_ID_LENGTH_MAX and supplied.isprintable():
+        return supplied
+    return str(uuid.uuid4())
+
+
+def _declared_length(headers: dict[bytes, bytes]) -> int:
+    try:
+        return int(headers.get(b"content-length", b"0") or 0)
+    except ValueError:
+        return 0
 
 
 def create_service_app(

@@ -449,29 +449,38 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
         until: datetime | None = None,
     ) -> StreamingResponse:
         database: Database = request.app.state.database
-
-        async def lines() -> AsyncIterator[bytes]:
-            after_sequence = 0
-            while True:
-                # A session per batch: a long export must not hold one transaction open.
-                async with database.sessions() as session:
-                    statement = _filtered(
-                        table, transfer_id=None, account_id=None, actor_id=None, action=None,
-                        since=since, until=until,
-                    )  # fmt: skip
-                    rows = (
-                        await session.execute(
-                            statement.where(table.c.sequence > after_sequence)
-                            .order_by(table.c.sequence)
-                            .limit(_EXPORT_BATCH_SIZE)
-                        )
-                    ).all()
-                if not rows:
-                    return
-                for row in rows:
-                    yield to_contract(row, service=service).model_dump_json().encode() + b"\n"
-                after_sequence = rows[-1].sequence
-
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        lines = _export_lines(database, table, service=service, since=since, until=until)
+        return StreamingResponse(lines, media_type="application/x-ndjson")
 
     return router
+
+
+async def _export_lines(
+    database: Database,
+    table: Table,
+    *,
+    service: str,
+    since: datetime | None,
+    until: datetime | None,
+) -> AsyncIterator[bytes]:
+    """The events of [since, until) as NDJSON lines, oldest first, in bounded batches."""
+    after_sequence = 0
+    while True:
+        # A session per batch: a long export must not hold one transaction open.
+        async with database.sessions() as session:
+            statement = _filtered(
+                table, transfer_id=None, account_id=None, actor_id=None, action=None,
+                since=since, until=until,
+            )  # fmt: skip
+            rows = (
+                await session.execute(
+                    statement.where(table.c.sequence > after_sequence)
+                    .order_by(table.c.sequence)
+                    .limit(_EXPORT_BATCH_SIZE)
+                )
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield to_contract(row, service=service).model_dump_json().encode() + b"\n"
+        after_sequence = rows[-1].sequence

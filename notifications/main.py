@@ -5,13 +5,14 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpcore
 import httpx
 from fastapi import FastAPI
 
-from kit.app import create_service_app
+from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database
@@ -32,42 +33,25 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(
-    settings: Settings | None = None,
-    *,
-    clock: Callable[[], datetime] = _utc_now,
-    resolver: Resolver = system_resolver,
-    network_backend: httpcore.AsyncNetworkBackend | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    rng: random.Random | None = None,
-    token_verifier: TokenVerifier | None = None,
-) -> FastAPI:
-    """The service. Tests pass a `clock` they move, a stub `resolver`, a `network_backend`
-    that refuses to leave the machine, an `ssl_context` trusting their receiver, and a
-    `token_verifier` for their own issuer (else tokens verify against the issuer's JWKS,
-    `NOTIFICATIONS_AUTH_JWKS_URL`)."""
-    settings = settings or Settings()  # read from the environment
-    policy = TargetPolicy(
-        allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
+def _smtp_server(settings: Settings) -> SmtpServer | None:
+    """The SMTP server emails go through; None (no email) unless a host and sender are set."""
+    if settings.smtp_host is None or settings.email_from is None:
+        return None
+    return SmtpServer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.email_from,
+        security=settings.smtp_security,
+        timeout_seconds=settings.smtp_timeout_seconds,
+        username=settings.smtp_username,
+        password=(
+            None if settings.smtp_password is None else settings.smtp_password.get_secret_value()
+        ),
     )
-    smtp = (
-        None
-        if settings.smtp_host is None or settings.email_from is None
-        else SmtpServer(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            sender=settings.email_from,
-            security=settings.smtp_security,
-            timeout_seconds=settings.smtp_timeout_seconds,
-            username=settings.smtp_username,
-            password=(
-                None
-                if settings.smtp_password is None
-                else settings.smtp_password.get_secret_value()
-            ),
-        )
-    )
-    options = DispatcherOptions(
+
+
+def _dispatcher_options(settings: Settings) -> DispatcherOptions:
+    return DispatcherOptions(
         batch_size=settings.dispatcher_batch_size,
         concurrency=settings.dispatcher_concurrency,
         poll_interval_seconds=settings.dispatcher_poll_interval_seconds,
@@ -76,23 +60,48 @@ def create_app(
         email_timeout_seconds=settings.smtp_timeout_seconds,
     )
 
+
+def _webhook_client(
+    settings: Settings,
+    *,
+    policy: TargetPolicy,
+    resolver: Resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None,
+    ssl_context: ssl.SSLContext | None,
+) -> httpx.AsyncClient:
+    """The client deliveries go out through: every connection checked by the SSRF guard,
+    no redirects followed, no proxy taken from the environment."""
+    return httpx.AsyncClient(
+        transport=GuardedTransport(
+            policy=policy,
+            resolver=resolver,
+            network_backend=network_backend,
+            ssl_context=ssl_context,
+            connections_max=settings.dispatcher_concurrency * 2,
+        ),
+        timeout=httpx.Timeout(
+            settings.webhook_timeout_seconds, connect=settings.webhook_connect_timeout_seconds
+        ),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def _lifespan(
+    settings: Settings,
+    *,
+    webhook_client: Callable[[], httpx.AsyncClient],
+    smtp: SmtpServer | None,
+    clock: Callable[[], datetime],
+    rng: random.Random | None,
+) -> Lifespan:
+    """The dispatcher and its webhook client, for as long as the service runs."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database: Database = app.state.database
-        client = httpx.AsyncClient(
-            transport=GuardedTransport(
-                policy=policy,
-                resolver=resolver,
-                network_backend=network_backend,
-                ssl_context=ssl_context,
-                connections_max=settings.dispatcher_concurrency * 2,
-            ),
-            timeout=httpx.Timeout(
-                settings.webhook_timeout_seconds, connect=settings.webhook_connect_timeout_seconds
-            ),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        client = webhook_client()
+        options = _dispatcher_options(settings)
         dispatcher = Dispatcher(
             sessions=database.sessions,
             client=client,
@@ -113,6 +122,29 @@ def create_app(
             )
             await client.aclose()
 
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = _utc_now,
+    resolver: Resolver = system_resolver,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    rng: random.Random | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """The service. Tests pass a `clock` they move, a stub `resolver`, a `network_backend`
+    that refuses to leave the machine, an `ssl_context` trusting their receiver, and a
+    `token_verifier` for their own issuer (else tokens verify against the issuer's JWKS,
+    `NOTIFICATIONS_AUTH_JWKS_URL`)."""
+    settings = settings or Settings()  # read from the environment
+    policy = TargetPolicy(
+        allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
+    )
+    smtp = _smtp_server(settings)
+
     app = create_service_app(
         service="notifications",
         title="Sagabank notifications",
@@ -124,7 +156,20 @@ def create_app(
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
         routers=[router, audit_router(service="notifications", table=AUDIT_EVENTS)],
-        lifespan=lifespan,
+        lifespan=_lifespan(
+            settings,
+            webhook_client=partial(
+                _webhook_client,
+                settings,
+                policy=policy,
+                resolver=resolver,
+                network_backend=network_backend,
+                ssl_context=ssl_context,
+            ),
+            smtp=smtp,
+            clock=clock,
+            rng=rng,
+        ),
         token_verifier=token_verifier,
     )
     app.state.clock = clock

@@ -42,6 +42,7 @@ from transactions.errors import (
     TransferNotFound,
     TransferNotInReview,
 )
+from transactions.models import CallbackClientRow, TransferRow
 from transactions.saga import TransferWorkflows
 from transactions.service import Requester, validation_issues
 
@@ -159,7 +160,61 @@ async def receive_confirmation(
     """Verify a signed confirmation and hand its decision to the transfer's saga (signal
     `review_decision`), once per (client, webhook-id), audited as `callback.received` in
     the same transaction as its receipt."""
-    sealing = _box(box)
+    client, webhook_id = await _verified_sender(
+        session, _box(box), client_id=client_id, headers=headers, body=body
+    )
+    seen = await _earlier_answer(session, client_id=client.id, webhook_id=webhook_id)
+    if seen is not None:
+        log.info("callback.replayed")
+        return seen
+    confirmation = _confirmation_of(body)
+    transfer = await _transfer_in_review(session, confirmation.transfer_id)
+    receipt = ConfirmationReceipt(
+        webhook_id=webhook_id,
+        transfer_id=confirmation.transfer_id,
+        decision=confirmation.decision,
+        external_reference=confirmation.external_reference,
+        transfer_status=TransferStatus.in_review,
+    )
+    if not await _record_receipt(session, client.id, confirmation, receipt):
+        # A concurrent delivery of the same id took effect first: answer as it did.
+        first = await _earlier_answer(session, client_id=client.id, webhook_id=webhook_id)
+        assert first is not None, "a receipt that conflicts exists"
+        return first
+    # The receipt commits only if the signal went through (the request's transaction
+    # rolls back on any error), so a refused or failed call leaves nothing behind.
+    await _hand_to_saga(workflows, client.name, confirmation)
+    # After the signal: the append's chain lock must not wait on a Temporal round trip.
+    await repository.append_audit(
+        session,
+        audit.callback_received(
+            client_id=client.id,
+            client_name=client.name,
+            webhook_id=webhook_id,
+            confirmation=confirmation,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            request_id=request_id,
+        ),
+    )
+    log.info(
+        "callback.confirmation_accepted",
+        decision=confirmation.decision,
+        external_reference=confirmation.external_reference,
+    )
+    return ConfirmationAnswer(receipt=receipt, replayed=False)
+
+
+async def _verified_sender(
+    session: AsyncSession,
+    sealing: CallbackSecretBox,
+    *,
+    client_id: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> tuple[CallbackClientRow, str]:
+    """The registered client whose secret signed `body` within the tolerance, and the
+    message's webhook-id; anything else is refused alike (a prober learns nothing)."""
     webhook_id, timestamp, signature = _signature_headers(headers)
     try:
         client_uuid = uuid.UUID(client_id or "")
@@ -186,16 +241,24 @@ async def receive_confirmation(
             WEBHOOK_SIGNATURE_HEADER: signature,
         },
     )
+    return client, webhook_id
 
+
+async def _earlier_answer(
+    session: AsyncSession, *, client_id: uuid.UUID, webhook_id: str
+) -> ConfirmationAnswer | None:
+    """The answer a delivery of this webhook-id already got, replayed."""
     seen = await repository.get_callback_receipt(
-        session, client_id=client.id, webhook_id=webhook_id
+        session, client_id=client_id, webhook_id=webhook_id
     )
-    if seen is not None:
-        log.info("callback.replayed")
-        return ConfirmationAnswer(
-            receipt=ConfirmationReceipt.model_validate(seen.response_body), replayed=True
-        )
+    if seen is None:
+        return None
+    return ConfirmationAnswer(
+        receipt=ConfirmationReceipt.model_validate(seen.response_body), replayed=True
+    )
 
+
+def _confirmation_of(body: bytes) -> ConfirmationCallback:
     try:
         confirmation = ConfirmationCallback.model_validate_json(body)
     except ValidationError as error:
@@ -203,67 +266,51 @@ async def receive_confirmation(
             "the body is not a confirmation; see `errors` for each field",
             errors=validation_issues(error),
         ) from error
-    transfer_id = confirmation.transfer_id
     structlog.contextvars.bind_contextvars(
-        transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+        transfer_id=str(confirmation.transfer_id),
+        workflow_id=workflow_id(confirmation.transfer_id),
     )
+    return confirmation
+
+
+async def _transfer_in_review(session: AsyncSession, transfer_id: uuid.UUID) -> TransferRow:
     transfer = await repository.get_transfer(session, transfer_id)
     if transfer is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     if transfer.status != TransferStatus.in_review.value:
         raise TransferNotInReview(f"the transfer is {transfer.status}")
+    return transfer
 
-    receipt = ConfirmationReceipt(
-        webhook_id=webhook_id,
-        transfer_id=transfer_id,
-        decision=confirmation.decision,
-        external_reference=confirmation.external_reference,
-        transfer_status=TransferStatus.in_review,
-    )
-    recorded = await repository.insert_callback_receipt(
+
+async def _record_receipt(
+    session: AsyncSession,
+    client_id: uuid.UUID,
+    confirmation: ConfirmationCallback,
+    receipt: ConfirmationReceipt,
+) -> bool:
+    """Store the receipt (the answer to replay); False when the webhook-id has one already."""
+    return await repository.insert_callback_receipt(
         session,
-        client_id=client.id,
-        webhook_id=webhook_id,
-        transfer_id=transfer_id,
+        client_id=client_id,
+        webhook_id=receipt.webhook_id,
+        transfer_id=confirmation.transfer_id,
         decision=confirmation.decision,
         external_reference=confirmation.external_reference,
         response_body=receipt.model_dump(mode="json"),
     )
-    if not recorded:
-        # A concurrent delivery of the same id took effect first: answer as it did.
-        first = await repository.get_callback_receipt(
-            session, client_id=client.id, webhook_id=webhook_id
-        )
-        assert first is not None, "a receipt that conflicts exists"
-        return ConfirmationAnswer(
-            receipt=ConfirmationReceipt.model_validate(first.response_body), replayed=True
-        )
+
+
+async def _hand_to_saga(
+    workflows: TransferWorkflows, client_name: str, confirmation: ConfirmationCallback
+) -> None:
+    """Signal the decision to the saga, the callback client named as its reviewer."""
     note = f"ref {confirmation.external_reference}" + (
         f": {confirmation.note}" if confirmation.note else ""
     )
     decision = ReviewDecision(
-        decision=confirmation.decision, reviewer_id=f"callback:{client.name}", note=note
+        decision=confirmation.decision, reviewer_id=f"callback:{client_name}", note=note
     )
-    # The receipt commits only if the signal went through (the request's transaction
-    # rolls back on any error), so a refused or failed call leaves nothing behind.
-    if not await workflows.signal_review_decision(transfer_id=transfer_id, decision=decision):
+    if not await workflows.signal_review_decision(
+        transfer_id=confirmation.transfer_id, decision=decision
+    ):
         raise TransferNotInReview("the transfer's workflow has already finished")
-    # After the signal: the append's chain lock must not wait on a Temporal round trip.
-    await repository.append_audit(
-        session,
-        audit.callback_received(
-            client_id=client.id,
-            client_name=client.name,
-            webhook_id=webhook_id,
-            confirmation=confirmation,
-            source_account_id=transfer.source_account_id,
-            target_account_id=transfer.target_account_id,
-            request_id=request_id,
-        ),
-    )
-    log.info(
-        "callback.confirmation_accepted",
-        decision=confirmation.decision,
-        external_reference=confirmation.external_reference,
-    )
-    return ConfirmationAnswer(receipt=receipt, replayed=False)

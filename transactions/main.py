@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from kit.app import create_service_app
+from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database
@@ -80,23 +80,13 @@ def _start_jobs(app: FastAPI, settings: Settings) -> list[ExclusiveJob]:
     return [purge, reconciler]
 
 
-def create_app(
-    settings: Settings | None = None,
+def _lifespan(
+    settings: Settings,
+    changes: ChangeListener,
     *,
-    temporal_client: Client | None = None,
-    token_verifier: TokenVerifier | None = None,
-    accounts_transport: httpx.AsyncBaseTransport | None = None,
-) -> FastAPI:
-    """The service; without `temporal_client` it connects to Temporal on first use.
-
-    Tokens are verified by `token_verifier` if given (tests), else against the JWKS of
-    `TRANSACTIONS_AUTH_JWKS_URL`. `accounts_transport` stands in for the accounts service
-    in tests.
-    """
-    settings = settings or Settings()  # read from the environment
-    changes = ChangeListener(
-        settings.asyncpg_dsn(), poll_interval_seconds=settings.wait_poll_interval_seconds
-    )
+    accounts_transport: httpx.AsyncBaseTransport | None,
+) -> Lifespan:
+    """The service's own resources: the accounts client, the change listener, its jobs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +111,41 @@ def create_app(
             if accounts_client is not None:
                 await accounts_client.aclose()
 
+    return lifespan
+
+
+def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWorkflows:
+    return TransferWorkflows(
+        client=client,
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        task_queue=settings.task_queue,
+        review_timeout_seconds=settings.review_timeout_seconds,
+        hold_timeout_seconds=settings.hold_timeout_seconds,
+        start_deadline_seconds=settings.start_deadline_seconds,
+        rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
+        cancel_timeout_seconds=settings.cancel_timeout_seconds,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    token_verifier: TokenVerifier | None = None,
+    accounts_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The service; without `temporal_client` it connects to Temporal on first use.
+
+    Tokens are verified by `token_verifier` if given (tests), else against the JWKS of
+    `TRANSACTIONS_AUTH_JWKS_URL`. `accounts_transport` stands in for the accounts service
+    in tests.
+    """
+    settings = settings or Settings()  # read from the environment
+    changes = ChangeListener(
+        settings.asyncpg_dsn(), poll_interval_seconds=settings.wait_poll_interval_seconds
+    )
+
     app = create_service_app(
         service="transactions",
         title="Sagabank transactions",
@@ -139,20 +164,10 @@ def create_app(
             callbacks_router,
             audit_router(service="transactions", table=audit_events),
         ],
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, changes, accounts_transport=accounts_transport),
         token_verifier=token_verifier,
     )
-    app.state.workflows = TransferWorkflows(
-        client=temporal_client,
-        address=settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        task_queue=settings.task_queue,
-        review_timeout_seconds=settings.review_timeout_seconds,
-        hold_timeout_seconds=settings.hold_timeout_seconds,
-        start_deadline_seconds=settings.start_deadline_seconds,
-        rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
-        cancel_timeout_seconds=settings.cancel_timeout_seconds,
-    )
+    app.state.workflows = _transfer_workflows(settings, temporal_client)
     app.state.changes = changes
     app.state.idempotency_policy = service.IdempotencyPolicy(
         ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),

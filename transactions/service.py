@@ -258,6 +258,18 @@ async def _claim(
     return None if existing is None else _answer_existing_key(existing, hash_of_request)
 
 
+# Unlike every other use case, creating a transfer commits by itself, in three short
+# transactions, because one request-wide transaction cannot do the job:
+# - the key is claimed and committed first, so a concurrent request with the same key sees
+#   it in flight instead of blocking on an uncommitted row or racing past;
+# - the transfer row is committed before its workflow starts, so the saga's first step
+#   report never finds it missing;
+# - the response is stored and the key completed only once the workflow has started.
+# A duplicate that finds the key in flight waits (bounded, woken by NOTIFY when the key
+# settles) and replays the stored answer, so concurrent duplicates all answer alike; only a
+# first request still running after the wait makes it answer 409. If anything fails after
+# the claim, the claim is released and keeps its transfer id, so a retry (or a waiting
+# duplicate) resumes this very transfer instead of creating a second one.
 async def create_transfer(
     database: Database,
     workflows: TransferWorkflows,
@@ -271,51 +283,25 @@ async def create_transfer(
 ) -> TransferCreation:
     """Create a transfer and start its saga, at most once per (caller, idempotency key).
 
-    Unlike every other use case this one commits by itself, in three short
-    transactions, because one request-wide transaction cannot do the job:
-    - the key is claimed and committed first, so a concurrent request with the same key
-      sees it in flight instead of blocking on an uncommitted row or racing past;
-    - the transfer row is committed before its workflow starts, so the saga's first step
-      report never finds it missing;
-    - the response is stored and the key completed only once the workflow has started.
-    A duplicate that finds the key in flight waits (bounded, woken by NOTIFY when the key
-    settles) and replays the stored answer, so concurrent duplicates all answer alike;
-    only a first request still running after the wait makes it answer 409.
-    If anything fails after the claim, the claim is released and keeps its transfer id,
-    so a retry (or a waiting duplicate) resumes this very transfer instead of creating
-    a second one.
     The caller's ownership of the source account is checked with the accounts service
     while the claim is held, before anything is created: a 404 (foreign or missing
     account) or a 503 (accounts away) leaves no trace, the key included.
     """
     principal = requester.principal
     caller = caller_key(principal)
-    if idempotency_key is None:
-        raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
-    if transfer.source_account_id == transfer.target_account_id:
-        raise SameAccount("a transfer needs two different accounts")
+    idempotency_key = _required_key(idempotency_key, transfer)
     hash_of_request = request_hash(transfer)
-
-    async def claim_or_answer() -> uuid.UUID | TransferCreation | None:
-        return await _claim(
-            database, policy, caller=caller, key=idempotency_key, hash_of_request=hash_of_request
-        )
-
-    outcome: uuid.UUID | TransferCreation | None = await changes.wait_for(
-        claim_or_answer,
-        channel=IDEMPOTENCY_KEY_SETTLED_CHANNEL,
-        payload=idempotency_key_payload(caller, idempotency_key),
-        timeout_seconds=policy.in_flight_wait_seconds,
+    outcome = await _claim_or_wait(
+        database,
+        changes,
+        policy,
+        caller=caller,
+        key=idempotency_key,
+        hash_of_request=hash_of_request,
     )
-    if outcome is None:
-        raise IdempotencyKeyInFlight(
-            "the first request with this key is still being processed; retry shortly",
-            retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
-        )
     if isinstance(outcome, TransferCreation):
         return outcome
     transfer_id = outcome
-
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
     )
@@ -338,45 +324,95 @@ async def create_transfer(
             source_customer_id=principal.customer_id,
             requested_at=requested_at,
         )
-        async with database.sessions() as session, session.begin():
-            # If this process dies before here, the reconciler finds the transfer and
-            # starts it again: a no-op on the saga that runs (the same workflow id).
-            await repository.mark_saga_started(session, transfer_id=transfer_id)
-            body = (await _load_transfer(session, transfer_id)).model_dump(mode="json")
-            completed = await repository.complete_idempotency_key(
-                session,
-                caller=caller,
-                key=idempotency_key,
-                transfer_id=transfer_id,
-                response_status=202,
-                response_body=body,
-            )
-            stored = (
-                None
-                if completed
-                else await repository.get_idempotency_key(
-                    session, caller=caller, key=idempotency_key
-                )
-            )
+        body, taken_over = await _complete_claim(
+            database, caller=caller, key=idempotency_key, transfer_id=transfer_id
+        )
     except BaseException:
         await _release_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
         raise
-    if stored is not None:
-        # Our lease ran out and a retry of the same request finished first; both created
-        # the same transfer, so its stored answer is ours as well.
-        answer = _answer_existing_key(stored, hash_of_request)
-        if answer is None:
-            raise IdempotencyKeyInFlight(
-                "a retry of this request took over its key and is still being processed",
-                retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
-            )
-        return answer
+    if taken_over is not None:
+        return _answer_of_the_retry(taken_over, hash_of_request)
     log.info(
         "transfer.created" if created else "transfer.create_resumed",
         amount_minor=transfer.amount_minor,
         currency=transfer.currency,
     )
     return TransferCreation(transfer_id=transfer_id, status_code=202, body=body, replayed=False)
+
+
+def _required_key(idempotency_key: str | None, transfer: TransferCreate) -> str:
+    """The request's key, once the request is one a key can be claimed for."""
+    if idempotency_key is None:
+        raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
+    if transfer.source_account_id == transfer.target_account_id:
+        raise SameAccount("a transfer needs two different accounts")
+    return idempotency_key
+
+
+async def _claim_or_wait(
+    database: Database,
+    changes: ChangeListener,
+    policy: IdempotencyPolicy,
+    *,
+    caller: str,
+    key: str,
+    hash_of_request: str,
+) -> uuid.UUID | TransferCreation:
+    """Our transfer id once we hold the key's claim, or the stored answer once the key is
+    settled; a first request still in flight after the (bounded) wait answers 409."""
+
+    async def claim_or_answer() -> uuid.UUID | TransferCreation | None:
+        return await _claim(
+            database, policy, caller=caller, key=key, hash_of_request=hash_of_request
+        )
+
+    outcome: uuid.UUID | TransferCreation | None = await changes.wait_for(
+        claim_or_answer,
+        channel=IDEMPOTENCY_KEY_SETTLED_CHANNEL,
+        payload=idempotency_key_payload(caller, key),
+        timeout_seconds=policy.in_flight_wait_seconds,
+    )
+    if outcome is None:
+        raise IdempotencyKeyInFlight(
+            "the first request with this key is still being processed; retry shortly",
+            retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
+        )
+    return outcome
+
+
+async def _complete_claim(
+    database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
+) -> tuple[dict[str, Any], IdempotencyKeyRow | None]:
+    """Record the started saga and store the answer under the key: the answer, and the key
+    as a retry left it if that retry, having taken over our expired lease, finished first."""
+    async with database.sessions() as session, session.begin():
+        # If this process dies before here, the reconciler finds the transfer and starts
+        # it again: a no-op on the saga that runs (the same workflow id).
+        await repository.mark_saga_started(session, transfer_id=transfer_id)
+        body = (await _load_transfer(session, transfer_id)).model_dump(mode="json")
+        completed = await repository.complete_idempotency_key(
+            session,
+            caller=caller,
+            key=key,
+            transfer_id=transfer_id,
+            response_status=202,
+            response_body=body,
+        )
+        if completed:
+            return body, None
+        return body, await repository.get_idempotency_key(session, caller=caller, key=key)
+
+
+def _answer_of_the_retry(stored: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation:
+    """Our lease ran out and a retry of the same request finished first; both created the
+    same transfer, so its stored answer is ours as well."""
+    answer = _answer_existing_key(stored, hash_of_request)
+    if answer is None:
+        raise IdempotencyKeyInFlight(
+            "a retry of this request took over its key and is still being processed",
+            retry_after_seconds=_IN_FLIGHT_RETRY_AFTER_SECONDS,
+        )
+    return answer
 
 
 async def _record_transfer(

@@ -1,0 +1,55 @@
+"""The code's shape, kept: no function in product code is longer than 70 lines.
+
+Product code is every package the image ships (the services, the saga, the kit, the wire
+contracts, the `sagabank` command) and the image's scripts; tests, migrations and the
+benchmark scripts are left out. A longer function is a story to break into named steps.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRODUCT = (
+    "accounts",
+    "contracts",
+    "fraud",
+    "kit",
+    "notifications",
+    "sagabank",
+    "transactions",
+    "workflows",
+    "deploy/image",
+)
+FUNCTION_LINES_MAX = 70
+
+
+def product_files() -> list[Path]:
+    files = []
+    for folder in PRODUCT:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT).parts
+            if "tests" in parts or "migrations" in parts:
+                continue
+            files.append(path)
+    return files
+
+
+def long_functions(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno is not None
+            length = node.end_lineno - node.lineno + 1
+            if length > FUNCTION_LINES_MAX:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_the_product_code_is_read_somewhere() -> None:
+    assert len(product_files()) > 50
+
+
+def test_no_product_function_is_longer_than_70_lines() -> None:
+    too_long = [found for path in product_files() for found in long_functions(path)]
+    assert too_long == []
