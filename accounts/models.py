@@ -70,7 +70,8 @@ class LedgerEntryRow(Base):
     __tablename__ = "ledger_entries"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    # No foreign keys, for speed (see migration 0002); the invariants check stands in.
+    # No foreign keys, for speed: the balance trigger refuses an entry without its transfer
+    # or outside its accounts (docs/decisions/0003-journal-integrity.md).
     transfer_id: Mapped[uuid.UUID] = mapped_column()
     account_id: Mapped[uuid.UUID] = mapped_column()
     balance: Mapped[str] = mapped_column(String(16))

@@ -1,31 +1,13 @@
 """TransferWorkflow: the saga that moves money, validate → hold → score → (review) → post → notify.
 
-Every step is reported to the transactions service (audit trail and status projection) with
-a version (1, 2, 3, …), and every status change is upserted as the `TransferStatus` search
-attribute. Failing after the hold voids it (the compensation); posting the hold is the
-pivot, after which nothing is undone and cancellation is refused (`request_cancel` update)
-or ignored (`cancel` signal).
-
-What runs how. An activity costs the Temporal server a schedule, a start, a completion and
-one more workflow task; a local activity runs inside the workflow task that scheduled it and
-costs a marker in the history, and the worker one HTTP call.
-- Local activities: `validate_transfer`, `score_transfer`, `record_steps`, `publish_event`,
-  `report_outcome`. Short, idempotent HTTP calls whose worst case is being sent again
-  (after a worker crash the workflow task reruns them, with the same deterministic ids);
-  none of them moves money. Their retries past the first one wait on durable timers, so a
-  long outage is visible in the history and survives a worker restart.
-- Activities: `place_hold`, `post_hold`, `void_hold`, the ledger mutations. Each retries
-  until the ledger gives a definite answer, with its attempt count and last failure in the
-  Temporal UI for an operator to see, and a worker crash while one runs is settled by the
-  server (timeout, retry on another worker), never by rerunning a whole workflow task.
-- Step reports travel in batches (`record_steps`, one request and one transaction in the
-  transactions service): what happened up to the pivot before the money moves, what led to
-  a review before waiting for it, a failure before compensating it, and the rest at the
-  end. A completed transfer sends two reports instead of five, and takes three workflow
-  tasks: validate, then hold; score and report, then post; publish and report the outcome,
-  report, complete. (Ten activities in a row took eleven, and twice the dev server's CPU
-  per transfer; a report per step cost the worker and transactions about a third of the
-  saga's CPU: benchmarks/saga.py.)
+Steps are reported to the transactions service (audit trail and status projection) in
+batches, and every status change is upserted as the `TransferStatus` search attribute.
+Failing after the hold voids it (the compensation); posting the hold is the pivot, after
+which nothing is undone and cancellation is refused (`request_cancel` update) or ignored
+(`cancel` signal). The ledger's mutations (`place_hold`, `post_hold`, `void_hold`) run as
+activities. Every other call is a local activity: idempotent on a deterministic id, sent
+again if a worker crash reruns its workflow task, and never moving money. Why, with the
+figures: docs/decisions/0006 (local activities) and 0007 (batched reports).
 
 A signal or update that arrives while a workflow task runs local activities is seen when
 that task ends. A cancel sent during the score is thus honoured if posting has not begun by
@@ -155,10 +137,10 @@ OUTCOME_RETRY = RetryPolicy(
 
 TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason
 
-# Since this change the saga sends its step reports in batches (`record_steps`), not one by
-# one (`record_step`). Transfers started before it replay on the old path: without this
-# marker in their history `workflow.patched` answers False for them, so they keep sending
-# single reports. Remove the old path once no transfer started before the change is open.
+# Step reports travel in batches (`record_steps`). A transfer started before batching has
+# no marker of this patch in its history, so `workflow.patched` answers False and it keeps
+# sending one `record_step` per step. Remove that path once no such transfer is open, as
+# docs/decisions/0007-batched-step-reports.md describes.
 BATCHED_STEP_REPORTS = "batched-step-reports"
 
 
