@@ -81,9 +81,7 @@ def uncovered(requirements: list[Requirement], pins: dict[str, list[Pin]]) -> li
     return problems
 
 
-def unlocked_dependencies(
-    requirements: list[Requirement], pins: dict[str, list[Pin]]
-) -> list[str]:
+def unlocked_dependencies(requirements: list[Requirement], pins: dict[str, list[Pin]]) -> list[str]:
     """What the installed distributions of `requirements` need, on this interpreter, that the
     lock leaves out: the closure pip's --require-hashes would refuse to complete."""
     missing: set[str] = set()
