@@ -14,13 +14,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/sagabank
-# Dependencies before the code, so that a code change reuses this layer. Every one
-# installs from a wheel: the build needs no compiler.
-COPY pyproject.toml ./
-COPY deploy/image/runtime_requirements.py ./
-RUN python runtime_requirements.py pyproject.toml > requirements.txt \
-    && /opt/sagabank/bin/pip install --only-binary=:all: -r requirements.txt
-COPY README.md ./
+# Dependencies before the code, so that a code change reuses this layer: the exact
+# versions and hashes of the runtime lock (the project's dependencies without the local
+# stack's wheels), after pip and the build backend from theirs. Every one installs from a
+# wheel: the build needs no compiler.
+COPY requirements/build.txt requirements/runtime.txt requirements/
+RUN /opt/sagabank/bin/pip install --require-hashes --only-binary=:all: -r requirements/build.txt \
+    && /opt/sagabank/bin/pip install --require-hashes --only-binary=:all: -r requirements/runtime.txt
+COPY pyproject.toml README.md ./
 COPY kit kit
 COPY contracts contracts
 COPY accounts accounts
@@ -29,9 +30,9 @@ COPY fraud fraud
 COPY notifications notifications
 COPY workflows workflows
 COPY sagabank sagabank
-# --no-deps: the local-stack wheels in pyproject.toml stay out (runtime_requirements.py).
-# pip itself leaves the final image: nothing installs anything at run time.
-RUN /opt/sagabank/bin/pip install --no-deps . \
+# --no-deps: every dependency came from the lock above. pip and setuptools leave the
+# final image: nothing installs anything at run time.
+RUN /opt/sagabank/bin/pip install --no-deps --no-build-isolation . \
     && /opt/sagabank/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

@@ -6,17 +6,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck imports unit clean
+.PHONY: run test install lock lint typecheck imports unit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every dependency from the locks, exact and hash-checked: pip and the build backend, then
+# the project's dependencies with its dev and local extras (requirements/dev.txt). The
+# project itself comes last and brings nothing else; it builds with the locked setuptools.
+$(STAMP): pyproject.toml requirements/build.txt requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary=:all: -r requirements/build.txt
+	$(BIN)/python -m pip install --quiet --require-hashes --only-binary=:all: -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Resolves the locks anew from pyproject.toml, for Python 3.11+ on any platform, with the
+# hashes of every file of each version: dev.txt (what `make install` installs), runtime.txt
+# (the image: the dependencies alone, at dev.txt's versions) and build.txt (pip and the
+# build backend). Versions already locked are kept; `make lock LOCK_FLAGS=--upgrade` moves
+# each to the newest its range allows.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_FLAGS)
+BUILD_REQUIRES = import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")
+
+lock: install
+	$(UV_COMPILE) pyproject.toml --extra dev --extra local -o requirements/dev.txt
+	$(UV_COMPILE) pyproject.toml -c requirements/dev.txt -o requirements/runtime.txt
+	{ $(BIN)/python -c '$(BUILD_REQUIRES)'; echo pip; } | $(UV_COMPILE) - -o requirements/build.txt
 
 run: install
 	$(BIN)/sagabank up

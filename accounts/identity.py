@@ -53,8 +53,6 @@ class GrantType(enum.StrEnum):
 class ClientCredentials:
     client_id: str
     client_secret: str
-    # Whether they came in the Authorization header (the answer to a failure differs).
-    from_header: bool
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def client_credentials(
     client_id, client_secret = fields.get("client_id", ""), fields.get("client_secret", "")
     if not client_id or not client_secret:
         raise OAuthInvalidClient("client_id and client_secret are both required")
-    return ClientCredentials(client_id, client_secret, from_header=False)
+    return ClientCredentials(client_id, client_secret)
 
 
 def _basic(encoded: str) -> ClientCredentials:
@@ -153,7 +151,7 @@ def _basic(encoded: str) -> ClientCredentials:
         raise OAuthInvalidClient("the Basic credentials are malformed")
     if len(client_id) > CLIENT_ID_LENGTH_MAX or len(client_secret) > CLIENT_SECRET_LENGTH_MAX:
         raise OAuthInvalidClient("the Basic credentials are too long")
-    return ClientCredentials(client_id, client_secret, from_header=True)
+    return ClientCredentials(client_id, client_secret)
 
 
 def parse_scopes(text: str) -> frozenset[Scope]:

@@ -5,9 +5,9 @@ from datetime import datetime
 from typing import Annotated, Final
 from uuid import UUID
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from contracts.common import Identifier, ShortText, StrictModel
+from contracts.common import ShortText, StrictModel
 from contracts.money import AMOUNT_MINOR_MAX, AmountMinor, CurrencyCode
 from contracts.problem import Problem
 
@@ -44,25 +44,6 @@ class BalanceRule(enum.StrEnum):
     debits_must_not_exceed_credits = "debits_must_not_exceed_credits"
     # Credited only up to what it was debited, e.g. a loan or a settlement account.
     credits_must_not_exceed_debits = "credits_must_not_exceed_debits"
-
-
-class AccountCreate(StrictModel):
-    customer_id: Identifier
-    currency: CurrencyCode
-    max_transfer_amount_minor: LimitMinor | None = None
-    daily_outflow_limit_minor: LimitMinor | None = None
-    balance_rule: BalanceRule = BalanceRule.debits_must_not_exceed_credits
-    # How far debits may exceed credits; only with `debits_must_not_exceed_credits`.
-    overdraft_limit_minor: LimitMinor | None = None
-
-    @model_validator(mode="after")
-    def _overdraft_needs_the_debit_rule(self) -> "AccountCreate":
-        if (
-            self.overdraft_limit_minor is not None
-            and self.balance_rule != BalanceRule.debits_must_not_exceed_credits
-        ):
-            raise ValueError("an overdraft limit needs balance_rule debits_must_not_exceed_credits")
-        return self
 
 
 class Balances(BaseModel):

@@ -55,9 +55,6 @@ class ScoreRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-FINAL_STATUSES = ("completed", "rejected", "declined", "expired", "cancelled")
-
-
 class OutcomeRow(Base):
     """How a transfer ended, as the saga reported it. Immutable, one per transfer.
 

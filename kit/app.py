@@ -25,7 +25,6 @@ from kit.settings import ServiceSettings
 
 log = structlog.get_logger()
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_LENGTH_MAX = 128
 _SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),

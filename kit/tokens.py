@@ -35,7 +35,6 @@ class ClientCredentialsAuth(httpx.Auth):
     ) -> None:
         self.token_url = token_url
         self._client_id = client_id
-        self._client_secret = client_secret
         self._scope = scope
         self._clock = clock
         self._token: str | None = None

@@ -71,10 +71,6 @@ class Child:
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
-
 
 def migrations_path(service: str) -> Path:
     spec = importlib.util.find_spec(service)

