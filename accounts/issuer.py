@@ -27,7 +27,7 @@ from accounts.throttle import LoginThrottle
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import TOKEN_AUDIENCE, PrincipalKind, Scope, TokenResponse
 from kit import audit
-from kit.signing import mint_token
+from kit.token_signing import mint_token
 
 log = structlog.get_logger()
 

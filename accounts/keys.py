@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kit.auth import Jwk, StaticKeySource
-from kit.signing import SigningKey
+from kit.token_signing import SigningKey
 
 # More keys than this in the directory is a mistake, not a rotation.
 SIGNING_KEYS_MAX: Final = 10

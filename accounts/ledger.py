@@ -700,7 +700,7 @@ class Posting(NamedTuple):
     entries: tuple[Entry, ...]
 
 
-class Outcome(NamedTuple):
+class EventOutcome(NamedTuple):
     """What one event came to: a created or replayed transfer, or the error it failed with."""
 
     transfer: TransferRecord | None
@@ -782,10 +782,10 @@ class LedgerState:
 
     def execute(
         self, requests: Sequence[LedgerTransferCreate], linked: Sequence[bool]
-    ) -> list[Outcome]:
+    ) -> list[EventOutcome]:
         """Apply the events in order; one outcome per event, in the same order."""
         assert len(requests) == len(linked), "one flag per event"
-        outcomes: list[Outcome] = []
+        outcomes: list[EventOutcome] = []
         index = 0
         while index < len(requests):
             if not linked[index]:
@@ -799,7 +799,7 @@ class LedgerState:
                 chain_open = LinkedEventChainOpen(
                     f"event {len(requests) - 1} is linked to an event the batch does not have"
                 )
-                outcomes.extend(Outcome(None, False, chain_open) for _ in range(index, end))
+                outcomes.extend(EventOutcome(None, False, chain_open) for _ in range(index, end))
                 break
             outcomes.extend(self._attempt_chain(requests[index : end + 1], first_index=index))
             index = end + 1
@@ -852,19 +852,19 @@ class LedgerState:
                 changes[account_id] = delta
         return changes
 
-    def _attempt(self, request: LedgerTransferCreate) -> Outcome:
+    def _attempt(self, request: LedgerTransferCreate) -> EventOutcome:
         try:
             return self._execute_one(request)
         except ProblemError as error:
-            return Outcome(None, False, error)
+            return EventOutcome(None, False, error)
 
     def _attempt_chain(
         self, requests: Sequence[LedgerTransferCreate], *, first_index: int
-    ) -> list[Outcome]:
+    ) -> list[EventOutcome]:
         self._undo = []
         postings_before = len(self.postings)
         tombstones_before = len(self.tombstones_created)
-        outcomes: list[Outcome] = []
+        outcomes: list[EventOutcome] = []
         try:
             for request in requests:
                 outcome = self._attempt(request)
@@ -888,7 +888,7 @@ class LedgerState:
             f"event {failed_index} of the linked chain failed", failed_event_index=failed_index
         )
         return [
-            Outcome(None, False, failed if position == len(outcomes) - 1 else linked_failure)
+            EventOutcome(None, False, failed if position == len(outcomes) - 1 else linked_failure)
             for position in range(len(requests))
         ]
 
@@ -903,7 +903,7 @@ class LedgerState:
             raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
         return account
 
-    def _execute_one(self, request: LedgerTransferCreate) -> Outcome:
+    def _execute_one(self, request: LedgerTransferCreate) -> EventOutcome:
         check_shape(request)
         stored = self.transfers.get(request.id)
         if stored is not None:
@@ -912,12 +912,12 @@ class LedgerState:
                 raise LedgerTransferExists(
                     f"ledger transfer {request.id} exists with a different {field}", field=field
                 )
-            return Outcome(stored, False, None)
+            return EventOutcome(stored, False, None)
         if request.kind in _OPENING_KIND_SET:
             return self._open(request)
         return self._resolve(request)
 
-    def _open(self, request: LedgerTransferCreate) -> Outcome:
+    def _open(self, request: LedgerTransferCreate) -> EventOutcome:
         assert request.debit_account_id is not None, "check_shape requires it"
         assert request.credit_account_id is not None, "check_shape requires it"
         assert request.amount_minor is not None, "check_shape requires it"
@@ -971,9 +971,9 @@ class LedgerState:
                 created_at=self.now,
             )
             self._set(self.pendings, hold.id, hold)
-        return Outcome(transfer, True, None)
+        return EventOutcome(transfer, True, None)
 
-    def _resolve(self, request: LedgerTransferCreate) -> Outcome:
+    def _resolve(self, request: LedgerTransferCreate) -> EventOutcome:
         assert request.pending_id is not None, "check_shape requires it"
         pending = self.pendings.get(request.pending_id)
         if pending is None:
@@ -1019,9 +1019,9 @@ class LedgerState:
                 debit.id,
                 self.outflows_today_minor[debit.id] - released_minor,
             )
-        return Outcome(transfer, True, None)
+        return EventOutcome(transfer, True, None)
 
-    def _void_unseen(self, request: LedgerTransferCreate) -> Outcome:
+    def _void_unseen(self, request: LedgerTransferCreate) -> EventOutcome:
         """A void of a hold the ledger has not seen: if it names the hold's accounts, amount
         and currency, it is recorded as a tombstone that refuses the hold should it arrive
         later (a slow first attempt of its requester), and releases nothing. The order in
@@ -1069,7 +1069,7 @@ class LedgerState:
         self._set(self.tombstones, pending_id, tombstone)
         self._set(self.transfers, tombstone.id, tombstone)
         self.tombstones_created.append(tombstone)
-        return Outcome(tombstone, True, None)
+        return EventOutcome(tombstone, True, None)
 
     def _transfer(
         self,

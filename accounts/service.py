@@ -32,8 +32,8 @@ from accounts.errors import (
 )
 from accounts.ledger import (
     AccountSnapshot,
+    EventOutcome,
     LedgerState,
-    Outcome,
     PendingSnapshot,
     Resolution,
     TransferRecord,
@@ -467,7 +467,7 @@ async def create_ledger_transfer(
     changed since (a replay never re-checks funds or status).
     """
 
-    async def work(connection: Connection) -> Outcome:
+    async def work(connection: Connection) -> EventOutcome:
         return await _create_one(connection, request, now=now)
 
     return _created(await in_transaction(database, work, deadline=deadline))
@@ -475,7 +475,7 @@ async def create_ledger_transfer(
 
 async def _create_one(
     connection: Connection, request: LedgerTransferCreate, *, now: datetime
-) -> Outcome:
+) -> EventOutcome:
     state, (outcome,) = await _apply(connection, [request], [False], now=now)
     if outcome.error is not None:
         raise outcome.error
@@ -483,7 +483,7 @@ async def _create_one(
     return outcome
 
 
-def _created(outcome: Outcome) -> tuple[LedgerTransfer, bool]:
+def _created(outcome: EventOutcome) -> tuple[LedgerTransfer, bool]:
     assert outcome.transfer is not None, "a success carries its transfer"
     if outcome.created:
         log.info(
@@ -507,11 +507,11 @@ async def create_ledger_transfers(
     linked: Sequence[bool],
     now: datetime,
     deadline: Deadline | None = None,
-) -> list[Outcome]:
+) -> list[EventOutcome]:
     """Apply a batch in one transaction; one outcome per event, in order. Events that fail
     change nothing (nor does any event of a linked chain that fails); the rest commit."""
 
-    async def work(connection: Connection) -> list[Outcome]:
+    async def work(connection: Connection) -> list[EventOutcome]:
         state, outcomes = await _apply(connection, requests, linked, now=now)
         await _write(connection, state, now=now)
         return outcomes
@@ -576,7 +576,7 @@ async def move_external(
     audit event commits with it, once: a replay writes none."""
     assert idempotency_key, "the route requires a key"
 
-    async def work(connection: Connection) -> Outcome:
+    async def work(connection: Connection) -> EventOutcome:
         # Created before anything is locked (STYLE rule 3), harmless when it exists, and
         # rolled back with the rest if the movement is refused.
         system_account_id = await repository.ensure_system_account(
@@ -749,7 +749,7 @@ async def _apply(
     linked: Sequence[bool],
     *,
     now: datetime,
-) -> tuple[LedgerState, list[Outcome]]:
+) -> tuple[LedgerState, list[EventOutcome]]:
     """Lock every account the events touch, read what they need, apply them in memory."""
     account_ids: set[uuid.UUID] = set()
     pending_ids: set[uuid.UUID] = set()

@@ -78,7 +78,7 @@ from fraud.scoring import typical_amount
 from kit.audit import verify_chain
 from kit.migrations import upgrade_to_head
 from kit.settings import to_asyncpg_url
-from kit.signing import SigningKey, mint_token
+from kit.token_signing import SigningKey, mint_token
 from sagabank.localstack.databases import ensure_database, with_database
 from sagabank.localstack.postgres import (
     EmbeddedPostgres,

@@ -20,7 +20,7 @@ from contracts.auth import (
 )
 from contracts.problem import PROBLEM_CONTENT_TYPE
 from kit.auth import StaticKeySource, TokenVerifier
-from kit.signing import SigningKey, mint_token
+from kit.token_signing import SigningKey, mint_token
 
 
 @asynccontextmanager

@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
-from notifications import mail, repository, schedule, service, signing
+from notifications import mail, repository, schedule, service, webhook_signatures
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
 
@@ -280,7 +280,7 @@ class Dispatcher:
         self, claim: repository.ClaimedDelivery, secrets: Sequence[str], *, started_at: datetime
     ) -> _Answer:
         """Send the signed event once, bounded by the webhook timeout; what came back."""
-        message_id = signing.webhook_id(claim.delivery_id)
+        message_id = webhook_signatures.webhook_id(claim.delivery_id)
         payload = WebhookPayload(
             type=EventType(claim.event_type),
             timestamp=claim.occurred_at,
@@ -294,7 +294,7 @@ class Dispatcher:
             "user-agent": USER_AGENT,
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp_seconds),
-            "webhook-signature": signing.signature_header(
+            "webhook-signature": webhook_signatures.signature_header(
                 secrets, message_id=message_id, timestamp_seconds=timestamp_seconds, body=body
             ),
         }
@@ -367,7 +367,7 @@ class Dispatcher:
             "webhook.attempt" if recorded else "webhook.attempt_discarded",
             delivery_id=str(claim.delivery_id),
             endpoint_id=str(claim.endpoint_id),
-            webhook_id=signing.webhook_id(claim.delivery_id),
+            webhook_id=webhook_signatures.webhook_id(claim.delivery_id),
             event_type=claim.event_type,
             attempt=claim.number,
             status_code=status_code,

@@ -38,7 +38,7 @@ from contracts.notifications import (
     WebhookEndpointUpdate,
     WebhookSecretRotated,
 )
-from notifications import mail, repository, signing
+from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
     DeliveryNotFound,
     DeliveryPending,
@@ -392,7 +392,7 @@ async def create_endpoint(
         updated_at=now,
     )
     await repository.insert_endpoint(session, row)
-    secret = signing.new_secret()
+    secret = webhook_signatures.new_secret()
     await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
     await repository.append_audit(
         session,
@@ -562,7 +562,7 @@ async def rotate_secret(
         await repository.expire_secrets(
             session, secret_ids=[secret.id for secret in retired], expires_at=now
         )
-    secret = signing.new_secret()
+    secret = webhook_signatures.new_secret()
     await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
     row.updated_at = now
     await repository.flush(session)
@@ -594,7 +594,7 @@ async def rotate_secret(
 def _delivery(row: DeliveryRow, event_type: str) -> Delivery:
     return Delivery(
         id=row.id,
-        webhook_id=signing.webhook_id(row.id),
+        webhook_id=webhook_signatures.webhook_id(row.id),
         endpoint_id=row.endpoint_id,
         event_id=row.event_id,
         event_type=EventType(event_type),

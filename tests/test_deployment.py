@@ -41,7 +41,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from contracts.transfers import SEARCH_ATTRIBUTES
-from kit.signing import SigningKey
+from kit.token_signing import SigningKey
 from sagabank.cli import DEFAULT_PORTS
 from sagabank.cli import main as sagabank_cli
 from sagabank.config import SERVICES, LauncherSettings

@@ -40,8 +40,8 @@ from contracts.transfers import (
     workflow_id,
 )
 from kit.http import create_client
-from kit.signing import SigningKey
 from kit.testing import TestIssuer, app_client, assert_problem
+from kit.token_signing import SigningKey
 from workflows.activities import TransferActivities
 from workflows.transfer import TransferWorkflow
 from workflows.worker import WORKFLOW_RUNNER

@@ -39,7 +39,7 @@ from kit.db import Database, Session
 from kit.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
 from kit.problems import problem_responses
 from transactions import callbacks, service
-from transactions.accounts import SourceAccounts
+from transactions.accounts_client import SourceAccounts
 from transactions.auth import (
     AccountsAdmin,
     MoneyMover,
@@ -71,7 +71,7 @@ from transactions.errors import (
     TransferNotInReview,
     WorkflowServiceUnavailable,
 )
-from transactions.saga import TransferWorkflows
+from transactions.workflow_client import TransferWorkflows
 
 LIST_LIMIT_MAX: Final = 100
 LIST_LIMIT_DEFAULT: Final = 50

@@ -43,8 +43,8 @@ from transactions.errors import (
     TransferNotInReview,
 )
 from transactions.models import CallbackClientRow, TransferRow
-from transactions.saga import TransferWorkflows
 from transactions.service import Requester, validation_issues
+from transactions.workflow_client import TransferWorkflows
 
 log = structlog.get_logger()
 

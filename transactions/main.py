@@ -19,14 +19,14 @@ from kit.db import Database
 from kit.http import create_client
 from kit.jobs import ExclusiveJob
 from transactions import service
-from transactions.accounts import SourceAccounts
+from transactions.accounts_client import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
 from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.config import Settings
 from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
-from transactions.saga import TransferWorkflows
+from transactions.workflow_client import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 # One purge pass deletes at most 10 x 1,000 expired keys, each batch its own transaction.

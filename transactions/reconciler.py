@@ -24,7 +24,7 @@ from kit.jobs import ExclusiveJob
 from transactions import audit, repository
 from transactions.errors import WorkflowServiceUnavailable
 from transactions.models import TransferRow
-from transactions.saga import TransferWorkflows
+from transactions.workflow_client import TransferWorkflows
 
 log = structlog.get_logger()
 

@@ -38,7 +38,7 @@ from kit.auth import Principal
 from kit.db import Database
 from kit.errors import ProblemError
 from transactions import audit, repository
-from transactions.accounts import SourceAccounts
+from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
     TRANSFER_FINISHED_CHANNEL,
@@ -60,7 +60,7 @@ from transactions.errors import (
     TransferNotInReview,
 )
 from transactions.models import IdempotencyKeyRow, TransferRow, TransferStepRow
-from transactions.saga import CancelRefused, TransferWorkflows
+from transactions.workflow_client import CancelRefused, TransferWorkflows
 
 log = structlog.get_logger()
 

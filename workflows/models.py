@@ -26,7 +26,7 @@ class Step(enum.StrEnum):
     notify = "notify"
 
 
-class Outcome(enum.StrEnum):
+class StepOutcome(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     approve = "approve"

@@ -50,9 +50,9 @@ with workflow.unsafe.imports_passed_through():
         TERMINAL_EVENTS,
         EventPublication,
         HoldAction,
-        Outcome,
         OutcomeNotice,
         Step,
+        StepOutcome,
         StepReport,
         StepsReport,
     )
@@ -290,7 +290,9 @@ class TransferWorkflow:
         self._batch_reports = workflow.patched(BATCHED_STEP_REPORTS)
         too_late = _started_too_late(transfer)
         if too_late is not None:
-            return await self._end(TransferStatus.rejected, Step.start, Outcome.timed_out, too_late)
+            return await self._end(
+                TransferStatus.rejected, Step.start, StepOutcome.timed_out, too_late
+            )
         try:
             self._validation = await workflow.execute_local_activity_method(
                 TransferActivities.validate_transfer,
@@ -301,9 +303,9 @@ class TransferWorkflow:
             )
         except FailureError as error:
             return await self._end(
-                TransferStatus.rejected, Step.validate, Outcome.failed, _failure_reason(error)
+                TransferStatus.rejected, Step.validate, StepOutcome.failed, _failure_reason(error)
             )
-        await self._record(Step.validate, Outcome.succeeded)
+        await self._record(Step.validate, StepOutcome.succeeded)
         if self._cancel is not None:
             return await self._end_cancelled()
 
@@ -323,7 +325,7 @@ class TransferWorkflow:
             )
         except FailureError as error:
             return await self._end(
-                TransferStatus.rejected, Step.score, Outcome.failed, _failure_reason(error)
+                TransferStatus.rejected, Step.score, StepOutcome.failed, _failure_reason(error)
             )
         self._fraud = FraudAssessment(
             score=score.score, decision=score.decision, reasons=score.reasons
@@ -335,14 +337,14 @@ class TransferWorkflow:
             codes = ", ".join(reason.code for reason in score.reasons)
             reason = f"fraud-declined: score {score.score}" + (f" ({codes})" if codes else "")
             return await self._end(
-                TransferStatus.declined, Step.score, Outcome.decline, _truncate(reason)
+                TransferStatus.declined, Step.score, StepOutcome.decline, _truncate(reason)
             )
         if score.decision is FraudDecision.review:
             ended = await self._review_gate()
             if ended is not None:
                 return ended
         else:
-            await self._record(Step.score, Outcome.approve)
+            await self._record(Step.score, StepOutcome.approve)
         # Everything before the pivot is reported before the money moves; and before the
         # last look at `_cancel`, which must share a workflow-task step with the pivot.
         await self._send_records()
@@ -366,17 +368,17 @@ class TransferWorkflow:
                 unseen_hold_id = step_id(transfer.transfer_id, "hold")
                 self._compensations.append(lambda: self._void_hold(unseen_hold_id))
             return await self._end(
-                TransferStatus.rejected, Step.hold, Outcome.failed, _failure_reason(error)
+                TransferStatus.rejected, Step.hold, StepOutcome.failed, _failure_reason(error)
             )
         self._hold_id = hold.id
         self._compensations.append(lambda: self._void_hold(hold.id))
-        await self._record(Step.hold, Outcome.succeeded)
+        await self._record(Step.hold, StepOutcome.succeeded)
         return None
 
     async def _review_gate(self) -> TransferWorkflowResult | None:
         """Wait for a reviewer or a cancel; None when approved, else how the transfer ended."""
         self._set_status(TransferStatus.in_review)
-        await self._record(Step.score, Outcome.review)
+        await self._record(Step.score, StepOutcome.review)
         # Reviewers and callbacks find the transfer by its projection's `in_review`.
         await self._send_records()
         # Announced alongside the wait, so a slow notifications service delays nothing.
@@ -392,7 +394,7 @@ class TransferWorkflow:
         except TimeoutError:
             await announcement
             return await self._end(
-                TransferStatus.expired, Step.review, Outcome.timed_out, "review-timed-out"
+                TransferStatus.expired, Step.review, StepOutcome.timed_out, "review-timed-out"
             )
         await announcement
         if self._cancel is not None:
@@ -406,12 +408,12 @@ class TransferWorkflow:
             return await self._end(
                 TransferStatus.declined,
                 Step.review,
-                Outcome.rejected,
+                StepOutcome.rejected,
                 "review-rejected",
                 detail=detail,
             )
         self._set_status(TransferStatus.pending)
-        await self._record(Step.review, Outcome.approved, detail=detail)
+        await self._record(Step.review, StepOutcome.approved, detail=detail)
         return None
 
     async def _post(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
@@ -430,12 +432,12 @@ class TransferWorkflow:
             # workflow or an outage outlasted it). Nothing moved and nothing is left to void.
             self._compensations.clear()
             return await self._end(
-                TransferStatus.expired, Step.post, Outcome.failed, _failure_reason(error)
+                TransferStatus.expired, Step.post, StepOutcome.failed, _failure_reason(error)
             )
         self._compensations.clear()
         self._posting_id = posting.id
         self._set_status(TransferStatus.completed)
-        await self._record(Step.post, Outcome.succeeded)
+        await self._record(Step.post, StepOutcome.succeeded)
         await self._notify()
         await self._send_records()
         return TransferWorkflowResult(
@@ -446,7 +448,7 @@ class TransferWorkflow:
         self,
         status: TransferStatus,
         step: Step,
-        outcome: Outcome,
+        outcome: StepOutcome,
         failure_reason: str,
         *,
         detail: str | None = None,
@@ -472,7 +474,7 @@ class TransferWorkflow:
         assert request is not None, "ending as cancelled needs a cancel request"
         reason = "cancelled" + (f": {request.reason}" if request.reason else "")
         return await self._end(
-            TransferStatus.cancelled, Step.cancel, Outcome.requested, _truncate(reason)
+            TransferStatus.cancelled, Step.cancel, StepOutcome.requested, _truncate(reason)
         )
 
     async def _compensate(self) -> None:
@@ -490,7 +492,7 @@ class TransferWorkflow:
             start_to_close_timeout=STEP_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY,
         )
-        await self._record(Step.void, Outcome.succeeded, compensates_step=Step.hold)
+        await self._record(Step.void, StepOutcome.succeeded, compensates_step=Step.hold)
 
     async def _notify(self) -> None:
         """Publish the terminal event and, for a scored transfer, report the outcome to the
@@ -500,7 +502,7 @@ class TransferWorkflow:
         )
         publication = self._publication(TERMINAL_EVENTS[self._status])
         published = await self._publish(publication)
-        outcome = Outcome.succeeded if published else Outcome.failed
+        outcome = StepOutcome.succeeded if published else StepOutcome.failed
         await self._record(Step.notify, outcome, detail=publication.type.value)
         if outcome_report is not None:
             await outcome_report
@@ -564,7 +566,7 @@ class TransferWorkflow:
     async def _record(
         self,
         step: Step,
-        outcome: Outcome,
+        outcome: StepOutcome,
         *,
         detail: str | None = None,
         compensates_step: Step | None = None,

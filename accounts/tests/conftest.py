@@ -14,8 +14,8 @@ from accounts.main import MIGRATIONS_PATH, create_app
 from accounts.tests.helpers import Bank, Clock, write_signing_key
 from kit.migrations import upgrade_to_head
 from kit.settings import to_asyncpg_dsn
-from kit.signing import SigningKey
 from kit.testing import TestIssuer, app_client
+from kit.token_signing import SigningKey
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 

@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 
 from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT, PrincipalKind
-from kit.signing import SigningKey, mint_token
 from kit.testing import TestIssuer
+from kit.token_signing import SigningKey, mint_token
 
 
 class Clock:

@@ -26,8 +26,8 @@ from contracts.auth import (
 )
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.errors import Unauthorized
-from kit.signing import SigningKey, mint_token
 from kit.testing import app_client
+from kit.token_signing import SigningKey, mint_token
 
 WORKER_ID = "sagabank-worker"
 WORKER_SECRET = "worker-secret-for-rotation"

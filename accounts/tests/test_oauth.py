@@ -22,8 +22,8 @@ from contracts.auth import (
     WORKER_SCOPES,
 )
 from kit.auth import StaticKeySource, TokenVerifier
-from kit.signing import SigningKey
 from kit.testing import app_client, assert_problem
+from kit.token_signing import SigningKey
 from kit.tokens import ClientCredentialsAuth
 
 TOKEN = "/v1/oauth/token"

@@ -15,7 +15,7 @@ import httpx
 
 from accounts.tests.helpers import accounts_server, server_token
 from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind
-from kit.signing import SigningKey
+from kit.token_signing import SigningKey
 
 CLIENTS = 32
 TRANSFERS_PER_CLIENT = 160  # 32 x 160 = 5,120 ledger transfers

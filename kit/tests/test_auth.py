@@ -8,8 +8,8 @@ import pytest
 from contracts.auth import CUSTOMER_SCOPES, PrincipalKind, Scope
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.errors import Unauthorized
-from kit.signing import SigningKey
 from kit.testing import TestIssuer
+from kit.token_signing import SigningKey
 
 
 @pytest.fixture

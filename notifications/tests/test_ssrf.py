@@ -16,7 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from kit.testing import app_client, assert_problem
-from notifications import repository, signing
+from notifications import repository, webhook_signatures
 from notifications.models import WebhookEndpointRow
 from notifications.ssrf import (
     GuardedTransport,
@@ -226,7 +226,7 @@ async def _store_endpoint(app: FastAPI, url: str, clock: Clock) -> uuid.UUID:
             ),
         )
         await repository.insert_secret(
-            session, endpoint_id=endpoint_id, secret=signing.new_secret(), now=clock.now
+            session, endpoint_id=endpoint_id, secret=webhook_signatures.new_secret(), now=clock.now
         )
     return endpoint_id
 

@@ -44,7 +44,7 @@ def dev_signing_keys_dir(state_dir: Path) -> Path:
     that setting at it, and remove the old one once its tokens have expired.
     """
     # Imported here: it pulls in cryptography, which `sagabank --help` does not need.
-    from kit.signing import SigningKey
+    from kit.token_signing import SigningKey
 
     directory = state_dir / SIGNING_KEYS_DIR_NAME
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)

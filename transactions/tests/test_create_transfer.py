@@ -22,13 +22,6 @@ from transactions.changes import (
     idempotency_key_payload,
 )
 from transactions.config import Settings
-from transactions.saga import (
-    AMOUNT_MINOR_KEY,
-    CURRENCY_KEY,
-    SOURCE_ACCOUNT_KEY,
-    STATUS_KEY,
-    TARGET_ACCOUNT_KEY,
-)
 from transactions.tests.support import (
     ALICE,
     BOB,
@@ -44,6 +37,13 @@ from transactions.tests.support import (
     transfer_body,
     workflow_count,
     workflow_handle,
+)
+from transactions.workflow_client import (
+    AMOUNT_MINOR_KEY,
+    CURRENCY_KEY,
+    SOURCE_ACCOUNT_KEY,
+    STATUS_KEY,
+    TARGET_ACCOUNT_KEY,
 )
 
 
