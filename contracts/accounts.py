@@ -61,6 +61,33 @@ class AccountsProblem(enum.StrEnum):
     unknown_customer = "unknown-customer"
 
 
+# Every 4xx with which the ledger's validation and ledger-transfer endpoints refuse a request
+# for what it asks (the generic `CommonProblem`s apart): asking again gets the same answer.
+# The saga ends a transfer on the first its validation or hold meets; the routes' declared
+# problems and this tuple are checked to agree (accounts/tests/test_problems.py).
+LEDGER_REFUSALS: Final[tuple[AccountsProblem, ...]] = (
+    # The validation's (and any ledger transfer's)
+    AccountsProblem.account_not_found,
+    AccountsProblem.account_not_active,
+    AccountsProblem.currency_mismatch,
+    AccountsProblem.same_account,
+    AccountsProblem.transfer_limit_exceeded,
+    AccountsProblem.daily_outflow_limit_exceeded,
+    # A ledger transfer's
+    AccountsProblem.insufficient_funds,
+    AccountsProblem.ledger_transfer_exists,
+    AccountsProblem.account_totals_overflow,
+    AccountsProblem.invalid_ledger_transfer,
+    AccountsProblem.pending_transfer_voided,
+    # A post's or a void's
+    AccountsProblem.pending_transfer_not_found,
+    AccountsProblem.pending_transfer_already_posted,
+    AccountsProblem.pending_transfer_already_voided,
+    AccountsProblem.pending_transfer_expired,
+    AccountsProblem.post_amount_exceeds_pending,
+)
+
+
 class AccountStatus(enum.StrEnum):
     active = "active"
     frozen = "frozen"
