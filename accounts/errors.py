@@ -2,91 +2,92 @@
 
 from typing import ClassVar
 
-from contracts.accounts import PENDING_TRANSFER_EXPIRED, PENDING_TRANSFER_VOIDED
+from contracts.accounts import AccountsProblem
+from contracts.problem import CommonProblem
 from kit.errors import ProblemError
 
 
 class AccountNotFound(ProblemError):
     status = 404
-    slug = "account-not-found"
+    slug = AccountsProblem.account_not_found
     title = "Account not found"
 
 
 class AccountNotActive(ProblemError):
     status = 409
-    slug = "account-not-active"
+    slug = AccountsProblem.account_not_active
     title = "Account is not active"
 
 
 class CurrencyMismatch(ProblemError):
     status = 422
-    slug = "currency-mismatch"
+    slug = AccountsProblem.currency_mismatch
     title = "Currency does not match the account"
 
 
 class SameAccount(ProblemError):
     status = 422
-    slug = "same-account"
+    slug = AccountsProblem.same_account
     title = "Debit and credit account are the same"
 
 
 class TransferLimitExceeded(ProblemError):
     status = 422
-    slug = "transfer-limit-exceeded"
+    slug = AccountsProblem.transfer_limit_exceeded
     title = "Amount exceeds the account's transfer limit"
 
 
 class InsufficientFunds(ProblemError):
     status = 409
-    slug = "insufficient-funds"
+    slug = AccountsProblem.insufficient_funds
     title = "Insufficient funds"
 
 
 class AccountTotalsOverflow(ProblemError):
     status = 409
-    slug = "account-totals-overflow"
+    slug = AccountsProblem.account_totals_overflow
     title = "The transfer would overflow an account's totals"
 
 
 class InvalidLedgerTransfer(ProblemError):
     status = 422
-    slug = "invalid-ledger-transfer"
+    slug = AccountsProblem.invalid_ledger_transfer
     title = "Ledger transfer has the wrong shape for its kind"
 
 
 class LedgerTransferExists(ProblemError):
     status = 409
-    slug = "ledger-transfer-exists"
+    slug = AccountsProblem.ledger_transfer_exists
     title = "Ledger transfer id already used with other fields"
 
 
 class LedgerTransferNotFound(ProblemError):
     status = 404
-    slug = "ledger-transfer-not-found"
+    slug = AccountsProblem.ledger_transfer_not_found
     title = "Ledger transfer not found"
 
 
 class PendingTransferNotFound(ProblemError):
     status = 404
-    slug = "pending-transfer-not-found"
+    slug = AccountsProblem.pending_transfer_not_found
     title = "Pending transfer not found"
 
 
 class PendingTransferAlreadyPosted(ProblemError):
     status = 409
-    slug = "pending-transfer-already-posted"
+    slug = AccountsProblem.pending_transfer_already_posted
     title = "Pending transfer already posted"
 
 
 class PendingTransferAlreadyVoided(ProblemError):
     status = 409
-    slug = "pending-transfer-already-voided"
+    slug = AccountsProblem.pending_transfer_already_voided
     title = "Pending transfer already voided"
 
 
 class PendingTransferExpired(ProblemError):
     status = 409
-    slug = PENDING_TRANSFER_EXPIRED
+    slug = AccountsProblem.pending_transfer_expired
     title = "Pending transfer expired"
 
 
@@ -95,25 +96,25 @@ class PendingTransferVoided(ProblemError):
     created any more (its requester has already been told it failed)."""
 
     status = 409
-    slug = PENDING_TRANSFER_VOIDED
+    slug = AccountsProblem.pending_transfer_voided
     title = "Pending transfer voided before it was created"
 
 
 class PostAmountExceedsPending(ProblemError):
     status = 409
-    slug = "post-amount-exceeds-pending"
+    slug = AccountsProblem.post_amount_exceeds_pending
     title = "Post amount exceeds the pending amount"
 
 
 class IdempotencyKeyMissing(ProblemError):
     status = 400
-    slug = "idempotency-key-missing"
+    slug = CommonProblem.idempotency_key_missing
     title = "Idempotency-Key header missing"
 
 
 class InvalidCursor(ProblemError):
     status = 422
-    slug = "invalid-cursor"
+    slug = CommonProblem.invalid_cursor
     title = "Cursor is malformed"
 
 
@@ -122,55 +123,55 @@ class InvalidRequest(ProblemError):
     Listed so that routes can declare it next to their own 422 problems in OpenAPI."""
 
     status = 422
-    slug = "invalid-request"
+    slug = CommonProblem.invalid_request
     title = "Invalid request"
 
 
 class DailyOutflowLimitExceeded(ProblemError):
     status = 409
-    slug = "daily-outflow-limit-exceeded"
+    slug = AccountsProblem.daily_outflow_limit_exceeded
     title = "Amount exceeds what the account may still send today"
 
 
 class AccountClosed(ProblemError):
     status = 409
-    slug = "account-closed"
+    slug = AccountsProblem.account_closed
     title = "Account is closed"
 
 
 class AccountNotEmpty(ProblemError):
     status = 409
-    slug = "account-not-empty"
+    slug = AccountsProblem.account_not_empty
     title = "Account still holds money or has open holds"
 
 
 class SystemAccountImmutable(ProblemError):
     status = 409
-    slug = "system-account-immutable"
+    slug = AccountsProblem.system_account_immutable
     title = "System accounts have no status changes and no limits"
 
 
 class OverdraftNotAllowed(ProblemError):
     status = 422
-    slug = "overdraft-not-allowed"
+    slug = AccountsProblem.overdraft_not_allowed
     title = "Only an account whose debits must not exceed its credits has an overdraft"
 
 
 class OverdraftInUse(ProblemError):
     status = 409
-    slug = "overdraft-in-use"
+    slug = AccountsProblem.overdraft_in_use
     title = "The account already uses more overdraft than the new limit"
 
 
 class LinkedEventFailed(ProblemError):
     status = 424
-    slug = "linked-event-failed"
+    slug = AccountsProblem.linked_event_failed
     title = "Another event of the linked chain failed"
 
 
 class LinkedEventChainOpen(ProblemError):
     status = 422
-    slug = "linked-event-chain-open"
+    slug = AccountsProblem.linked_event_chain_open
     title = "The batch ends inside a linked chain"
 
 
@@ -179,7 +180,7 @@ class LedgerBusy(ProblemError):
     after every bounded retry; the request changed nothing and may be sent again."""
 
     status = 503
-    slug = "ledger-busy"
+    slug = AccountsProblem.ledger_busy
     title = "Ledger busy, try again"
 
 
@@ -197,14 +198,14 @@ class OAuthError(ProblemError):
 
 class OAuthInvalidRequest(OAuthError):
     status = 400
-    slug = "oauth-invalid-request"
+    slug = AccountsProblem.oauth_invalid_request
     title = "Invalid token request"
     error_code = "invalid_request"
 
 
 class OAuthInvalidClient(OAuthError):
     status = 401
-    slug = "oauth-invalid-client"
+    slug = AccountsProblem.oauth_invalid_client
     title = "Client authentication failed"
     error_code = "invalid_client"
 
@@ -215,44 +216,44 @@ class OAuthInvalidClient(OAuthError):
 
 class OAuthInvalidGrant(OAuthError):
     status = 400
-    slug = "oauth-invalid-grant"
+    slug = AccountsProblem.oauth_invalid_grant
     title = "Invalid grant"
     error_code = "invalid_grant"
 
 
 class OAuthUnsupportedGrantType(OAuthError):
     status = 400
-    slug = "oauth-unsupported-grant-type"
+    slug = AccountsProblem.oauth_unsupported_grant_type
     title = "Unsupported grant type"
     error_code = "unsupported_grant_type"
 
 
 class OAuthInvalidScope(OAuthError):
     status = 400
-    slug = "oauth-invalid-scope"
+    slug = AccountsProblem.oauth_invalid_scope
     title = "Invalid scope"
     error_code = "invalid_scope"
 
 
 class CustomerExists(ProblemError):
     status = 409
-    slug = "customer-exists"
+    slug = AccountsProblem.customer_exists
     title = "A customer with this email exists"
 
 
 class OwnerFromToken(ProblemError):
     status = 422
-    slug = "owner-set-by-token"
+    slug = AccountsProblem.owner_set_by_token
     title = "A customer's accounts belong to the customer the token names"
 
 
 class CustomerIdRequired(ProblemError):
     status = 422
-    slug = "customer-id-required"
+    slug = AccountsProblem.customer_id_required
     title = "Name the customer who will own the account"
 
 
 class UnknownCustomer(ProblemError):
     status = 422
-    slug = "unknown-customer"
+    slug = AccountsProblem.unknown_customer
     title = "No registered customer has this id"

@@ -13,16 +13,79 @@ from contracts.problem import Problem
 
 ACCOUNTS_PATH = "/v1/accounts"
 LEDGER_TRANSFERS_PATH = "/v1/ledger/transfers"
-# Problem slugs of the ledger that the saga tells apart (all of them: accounts/errors.py).
-# A hold past its deadline: the ledger has released it, so it can be neither posted nor voided.
-PENDING_TRANSFER_EXPIRED: Final = "pending-transfer-expired"
-# A hold refused because a void of its id arrived first (the void left a tombstone).
-PENDING_TRANSFER_VOIDED: Final = "pending-transfer-voided"
 LEDGER_VALIDATIONS_PATH = "/v1/ledger/validations"
 
 LimitMinor = Annotated[int, Field(gt=0, le=AMOUNT_MINOR_MAX, strict=True)]
 # The longest a hold may wait to be posted or voided: a 30-day review and a day's grace.
 PENDING_TIMEOUT_SECONDS_MAX: Final = 31 * 24 * 3600
+
+
+class AccountsProblem(enum.StrEnum):
+    """The accounts service's own problem slugs (the generic ones: `CommonProblem`)."""
+
+    account_not_found = "account-not-found"
+    account_not_active = "account-not-active"
+    currency_mismatch = "currency-mismatch"
+    same_account = "same-account"
+    transfer_limit_exceeded = "transfer-limit-exceeded"
+    insufficient_funds = "insufficient-funds"
+    account_totals_overflow = "account-totals-overflow"
+    invalid_ledger_transfer = "invalid-ledger-transfer"
+    ledger_transfer_exists = "ledger-transfer-exists"
+    ledger_transfer_not_found = "ledger-transfer-not-found"
+    pending_transfer_not_found = "pending-transfer-not-found"
+    pending_transfer_already_posted = "pending-transfer-already-posted"
+    pending_transfer_already_voided = "pending-transfer-already-voided"
+    # A hold past its deadline, released by the ledger: it can be neither posted nor voided.
+    pending_transfer_expired = "pending-transfer-expired"
+    # A hold refused because a void of its id arrived first (the void left a tombstone).
+    pending_transfer_voided = "pending-transfer-voided"
+    post_amount_exceeds_pending = "post-amount-exceeds-pending"
+    daily_outflow_limit_exceeded = "daily-outflow-limit-exceeded"
+    account_closed = "account-closed"
+    account_not_empty = "account-not-empty"
+    system_account_immutable = "system-account-immutable"
+    overdraft_not_allowed = "overdraft-not-allowed"
+    overdraft_in_use = "overdraft-in-use"
+    linked_event_failed = "linked-event-failed"
+    linked_event_chain_open = "linked-event-chain-open"
+    ledger_busy = "ledger-busy"
+    oauth_invalid_request = "oauth-invalid-request"
+    oauth_invalid_client = "oauth-invalid-client"
+    oauth_invalid_grant = "oauth-invalid-grant"
+    oauth_unsupported_grant_type = "oauth-unsupported-grant-type"
+    oauth_invalid_scope = "oauth-invalid-scope"
+    customer_exists = "customer-exists"
+    owner_set_by_token = "owner-set-by-token"  # noqa: S105 - a problem slug, not a password
+    customer_id_required = "customer-id-required"
+    unknown_customer = "unknown-customer"
+
+
+# Every 4xx with which the ledger's validation and ledger-transfer endpoints refuse a request
+# for what it asks (the generic `CommonProblem`s apart): asking again gets the same answer.
+# The saga ends a transfer on the first its validation or hold meets; the routes' declared
+# problems and this tuple are checked to agree (accounts/tests/test_problems.py).
+LEDGER_REFUSALS: Final[tuple[AccountsProblem, ...]] = (
+    # The validation's (and any ledger transfer's)
+    AccountsProblem.account_not_found,
+    AccountsProblem.account_not_active,
+    AccountsProblem.currency_mismatch,
+    AccountsProblem.same_account,
+    AccountsProblem.transfer_limit_exceeded,
+    AccountsProblem.daily_outflow_limit_exceeded,
+    # A ledger transfer's
+    AccountsProblem.insufficient_funds,
+    AccountsProblem.ledger_transfer_exists,
+    AccountsProblem.account_totals_overflow,
+    AccountsProblem.invalid_ledger_transfer,
+    AccountsProblem.pending_transfer_voided,
+    # A post's or a void's
+    AccountsProblem.pending_transfer_not_found,
+    AccountsProblem.pending_transfer_already_posted,
+    AccountsProblem.pending_transfer_already_voided,
+    AccountsProblem.pending_transfer_expired,
+    AccountsProblem.post_amount_exceeds_pending,
+)
 
 
 class AccountStatus(enum.StrEnum):

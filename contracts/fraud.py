@@ -14,6 +14,19 @@ SCORES_PATH = "/v1/scores"
 SCORE_MAX = 1000
 
 
+class FraudProblem(enum.StrEnum):
+    """The fraud service's own problem slugs (the generic ones: `CommonProblem`)."""
+
+    score_request_mismatch = "score-request-mismatch"
+    score_not_found = "score-not-found"
+    outcome_conflict = "outcome-conflict"
+    outcome_score_mismatch = "outcome-score-mismatch"
+    timezone_required = "timezone-required"
+    invalid_period = "invalid-period"
+    deny_list_entry_not_found = "deny-list-entry-not-found"
+    listed_by_mismatch = "listed-by-mismatch"
+
+
 class FraudDecision(enum.StrEnum):
     approve = "approve"
     review = "review"

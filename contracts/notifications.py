@@ -13,6 +13,20 @@ from contracts.common import Identifier, ShortText, StrictModel
 EVENTS_PATH = "/v1/events"
 
 
+class NotificationsProblem(enum.StrEnum):
+    """The notifications service's own problem slugs (the generic ones: `CommonProblem`)."""
+
+    event_id_reused = "event-id-reused"
+    event_not_found = "event-not-found"
+    webhook_url_not_allowed = "webhook-url-not-allowed"
+    webhook_endpoint_not_found = "webhook-endpoint-not-found"
+    webhook_endpoint_limit_reached = "webhook-endpoint-limit-reached"
+    delivery_not_found = "delivery-not-found"
+    delivery_pending = "delivery-pending"
+    webhook_endpoint_disabled = "webhook-endpoint-disabled"
+    email_contact_not_found = "email-contact-not-found"
+
+
 class EventType(enum.StrEnum):
     transfer_created = "transfer.created"
     transfer_in_review = "transfer.in_review"

@@ -1,11 +1,45 @@
-"""RFC 9457 problem details: the one error shape every service answers with."""
+"""RFC 9457 problem details: the one error shape every service answers with.
 
+A problem's slug (the end of its `type`) is contract: the kit's and the generic ones are
+`CommonProblem`, each service's own are an enum in its contracts module (`AccountsProblem`,
+`TransactionsProblem`, `FraudProblem`, `NotificationsProblem`), and every problem class
+takes its slug from one of them (each service's tests check it).
+"""
+
+import enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:sagabank:problem:"
+
+
+class CommonProblem(enum.StrEnum):
+    """Problems the kit raises or renders for every service, and the generic ones several
+    services raise themselves (a malformed request, cursor or missing Idempotency-Key)."""
+
+    bad_request = "bad-request"
+    invalid_request = "invalid-request"
+    invalid_cursor = "invalid-cursor"
+    idempotency_key_missing = "idempotency-key-missing"
+    invalid_deadline = "invalid-deadline"
+    unauthorized = "unauthorized"
+    # A token without the scope an operation needs (kit.auth); `forbidden` is a bare 403.
+    insufficient_scope = "insufficient-scope"
+    forbidden = "forbidden"
+    not_found = "not-found"
+    method_not_allowed = "method-not-allowed"
+    not_acceptable = "not-acceptable"
+    conflict = "conflict"
+    payload_too_large = "payload-too-large"
+    unsupported_media_type = "unsupported-media-type"
+    too_many_requests = "too-many-requests"
+    # Any other HTTP error status the framework raises.
+    http_error = "http-error"
+    internal_error = "internal-error"
+    service_unavailable = "service-unavailable"
+    deadline_exceeded = "deadline-exceeded"
 
 
 def problem_type(slug: str) -> str:

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from contracts.accounts import AccountsProblem
 from contracts.common import Identifier, ShortText, StrictModel
 from contracts.fraud import FraudDecision, ScoreReason
 from contracts.money import AmountMinor, CurrencyCode
@@ -56,6 +57,27 @@ SEARCH_ATTRIBUTES: Final[dict[str, str]] = {
     "Currency": "Keyword",
     "FraudDecision": "Keyword",
 }
+
+
+class TransactionsProblem(enum.StrEnum):
+    """The transactions service's own problem slugs (the generic ones: `CommonProblem`)."""
+
+    idempotency_key_reused = "idempotency-key-reused"
+    idempotency_key_in_flight = "idempotency-key-in-flight"
+    # The same refusal as the ledger's: one type, one meaning, whichever service answers.
+    same_account = AccountsProblem.same_account.value
+    transfer_not_found = "transfer-not-found"
+    transfer_not_cancellable = "transfer-not-cancellable"
+    transfer_not_in_review = "transfer-not-in-review"
+    workflow_service_unavailable = "workflow-service-unavailable"
+    invalid_prefer_wait = "invalid-prefer-wait"
+    callback_signature_invalid = "callback-signature-invalid"
+    callback_timestamp_invalid = "callback-timestamp-invalid"
+    callback_client_exists = "callback-client-exists"
+    callbacks_not_configured = "callbacks-not-configured"
+    # The accounts service's own answer, passed on unchanged.
+    account_not_found = AccountsProblem.account_not_found.value
+    accounts_unavailable = "accounts-unavailable"
 
 
 class TransferStatus(enum.StrEnum):

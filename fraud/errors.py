@@ -1,55 +1,57 @@
+from contracts.fraud import FraudProblem
+from contracts.problem import CommonProblem
 from kit.errors import ProblemError
 
 
 class ScoreRequestMismatch(ProblemError):
     status = 409
-    slug = "score-request-mismatch"
+    slug = FraudProblem.score_request_mismatch
     title = "Transfer already scored with other details"
 
 
 class ScoreNotFound(ProblemError):
     status = 404
-    slug = "score-not-found"
+    slug = FraudProblem.score_not_found
     title = "Score not found"
 
 
 class OutcomeConflict(ProblemError):
     status = 409
-    slug = "outcome-conflict"
+    slug = FraudProblem.outcome_conflict
     title = "Transfer already has another outcome"
 
 
 class OutcomeScoreMismatch(ProblemError):
     status = 409
-    slug = "outcome-score-mismatch"
+    slug = FraudProblem.outcome_score_mismatch
     title = "Outcome does not match the scored transfer"
 
 
 class TimezoneRequired(ProblemError):
     status = 422
-    slug = "timezone-required"
+    slug = FraudProblem.timezone_required
     title = "Timestamp without a timezone"
 
 
 class InvalidCursor(ProblemError):
     status = 422
-    slug = "invalid-cursor"
+    slug = CommonProblem.invalid_cursor
     title = "Cursor is malformed"
 
 
 class InvalidPeriod(ProblemError):
     status = 422
-    slug = "invalid-period"
+    slug = FraudProblem.invalid_period
     title = "Period is empty or too long"
 
 
 class DenyListEntryNotFound(ProblemError):
     status = 404
-    slug = "deny-list-entry-not-found"
+    slug = FraudProblem.deny_list_entry_not_found
     title = "Account is not on the deny-list"
 
 
 class ListedByMismatch(ProblemError):
     status = 422
-    slug = "listed-by-mismatch"
+    slug = FraudProblem.listed_by_mismatch
     title = "listed_by must name the caller"

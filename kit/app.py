@@ -14,7 +14,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.common import Health, MigrationsCheck
-from contracts.problem import Problem, problem_type
+from contracts.problem import CommonProblem, Problem, problem_type
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.db import Database
 from kit.logging import configure_logging
@@ -95,7 +95,7 @@ class RequestContextMiddleware:
             if status_holder["started"]:
                 raise
             problem = Problem(
-                type=problem_type("payload-too-large"),
+                type=problem_type(CommonProblem.payload_too_large),
                 title="Payload too large",
                 status=413,
                 detail=f"The request body exceeds {self.body_max_bytes} bytes.",

@@ -48,6 +48,7 @@ from contracts.audit import (
 )
 from contracts.auth import Scope
 from contracts.common import Page
+from contracts.problem import CommonProblem
 from kit.auth import Principal, require_scopes
 from kit.db import Database, Session
 from kit.errors import Forbidden, ProblemError, Unauthorized
@@ -63,7 +64,7 @@ _EXPORT_BATCH_SIZE: Final = 500
 
 class InvalidAuditCursor(ProblemError):
     status = 422
-    slug = "invalid-cursor"
+    slug = CommonProblem.invalid_cursor
     title = "Invalid cursor"
 
 

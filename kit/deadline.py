@@ -21,6 +21,7 @@ from typing import Annotated, Final
 from fastapi import Depends, Header
 
 from contracts.common import REQUEST_DEADLINE_HEADER
+from contracts.problem import CommonProblem
 from kit.errors import ProblemError, ServiceUnavailable
 
 # What a commit needs after the last check (a round trip and an fsync): a request with less
@@ -32,7 +33,7 @@ _HEADER_LENGTH_MAX: Final = 40
 class DeadlineExceeded(ServiceUnavailable):
     """The caller's deadline passed (or nearly) before the work could commit: nothing changed."""
 
-    slug = "deadline-exceeded"
+    slug = CommonProblem.deadline_exceeded
     title = "Deadline exceeded"
 
     def __init__(self, detail: str) -> None:
@@ -41,7 +42,7 @@ class DeadlineExceeded(ServiceUnavailable):
 
 class InvalidDeadline(ProblemError):
     status = 400
-    slug = "invalid-deadline"
+    slug = CommonProblem.invalid_deadline
     title = "Invalid Request-Deadline header"
 
 

@@ -6,14 +6,14 @@ renders them at the edge.
 
 from typing import Any, ClassVar
 
-from contracts.problem import Problem, problem_type
+from contracts.problem import CommonProblem, Problem, problem_type
 
 
 class ProblemError(Exception):
     """Base of every error a caller can cause. Subclasses set status, slug and title."""
 
     status: ClassVar[int] = 400
-    slug: ClassVar[str] = "bad-request"
+    slug: ClassVar[str] = CommonProblem.bad_request
     title: ClassVar[str] = "Bad request"
 
     def __init__(
@@ -48,19 +48,19 @@ class ProblemError(Exception):
 
 class NotFound(ProblemError):
     status = 404
-    slug = "not-found"
+    slug = CommonProblem.not_found
     title = "Not found"
 
 
 class Conflict(ProblemError):
     status = 409
-    slug = "conflict"
+    slug = CommonProblem.conflict
     title = "Conflict"
 
 
 class ServiceUnavailable(ProblemError):
     status = 503
-    slug = "service-unavailable"
+    slug = CommonProblem.service_unavailable
     title = "Service unavailable"
 
 
@@ -68,7 +68,7 @@ class Unauthorized(ProblemError):
     """No credentials, or credentials that do not verify: the caller is not authenticated."""
 
     status = 401
-    slug = "unauthorized"
+    slug = CommonProblem.unauthorized
     title = "Unauthorized"
 
     def __init__(self, detail: str | None = None, **extensions: Any) -> None:
@@ -83,11 +83,11 @@ class Forbidden(ProblemError):
     """Authenticated, but the token lacks a scope this operation needs."""
 
     status = 403
-    slug = "insufficient-scope"
+    slug = CommonProblem.insufficient_scope
     title = "Insufficient scope"
 
 
 class TooManyRequests(ProblemError):
     status = 429
-    slug = "too-many-requests"
+    slug = CommonProblem.too_many_requests
     title = "Too many requests"

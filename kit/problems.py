@@ -8,23 +8,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.problem import PROBLEM_CONTENT_TYPE, Problem, problem_type
+from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem, Problem, problem_type
 from kit.errors import ProblemError
 
 log = structlog.get_logger()
 
 
-_STATUS_SLUGS = {
-    400: ("bad-request", "Bad request"),
-    401: ("unauthorized", "Unauthorized"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    406: ("not-acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict"),
-    413: ("payload-too-large", "Payload too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    429: ("too-many-requests", "Too many requests"),
+_STATUS_SLUGS: dict[int, tuple[CommonProblem, str]] = {
+    400: (CommonProblem.bad_request, "Bad request"),
+    401: (CommonProblem.unauthorized, "Unauthorized"),
+    403: (CommonProblem.forbidden, "Forbidden"),
+    404: (CommonProblem.not_found, "Not found"),
+    405: (CommonProblem.method_not_allowed, "Method not allowed"),
+    406: (CommonProblem.not_acceptable, "Not acceptable"),
+    409: (CommonProblem.conflict, "Conflict"),
+    413: (CommonProblem.payload_too_large, "Payload too large"),
+    415: (CommonProblem.unsupported_media_type, "Unsupported media type"),
+    429: (CommonProblem.too_many_requests, "Too many requests"),
 }
 
 
@@ -76,7 +76,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             for item in error.errors()[:50]
         ]
         problem = Problem(
-            type=problem_type("invalid-request"),
+            type=problem_type(CommonProblem.invalid_request),
             title="Invalid request",
             status=422,
             detail="The request is malformed; see `errors` for each field.",
@@ -88,7 +88,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        slug, title = _STATUS_SLUGS.get(error.status_code, ("http-error", "HTTP error"))
+        slug, title = _STATUS_SLUGS.get(error.status_code, (CommonProblem.http_error, "HTTP error"))
         problem = Problem(
             type=problem_type(slug),
             title=title,
@@ -102,7 +102,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 def internal_error_problem(*, instance: str, trace_id: str | None) -> Problem:
     return Problem(
-        type=problem_type("internal-error"),
+        type=problem_type(CommonProblem.internal_error),
         title="Internal server error",
         status=500,
         detail="An unexpected error occurred; quote the trace id when reporting it.",

@@ -1,10 +1,14 @@
 """Helpers for service tests: drive an app in-process, lifespan included."""
 
 import base64
+import enum
 import hmac
+import importlib
 import json
-from collections.abc import AsyncIterator
+import pkgutil
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -18,8 +22,9 @@ from contracts.auth import (
     PrincipalKind,
     Scope,
 )
-from contracts.problem import PROBLEM_CONTENT_TYPE
+from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem
 from kit.auth import StaticKeySource, TokenVerifier
+from kit.errors import ProblemError
 from kit.token_signing import SigningKey, mint_token
 
 
@@ -41,6 +46,55 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert body["status"] == status
     assert body["title"]
     return body
+
+
+# Subpackages of a service that hold no code it runs: never imported in search of problems.
+_NOT_SERVICE_CODE = frozenset({"tests", "migrations"})
+
+
+def _modules(package_name: str) -> Iterator[ModuleType]:
+    package = importlib.import_module(package_name)
+    yield package
+    for module in pkgutil.iter_modules(package.__path__):
+        name = f"{package_name}.{module.name}"
+        if module.ispkg and module.name not in _NOT_SERVICE_CODE:
+            yield from _modules(name)
+        elif not module.ispkg and module.name != "__main__":
+            yield importlib.import_module(name)
+
+
+def problem_classes(package_name: str) -> list[type[ProblemError]]:
+    """Every problem class the package's code defines with a slug of its own (an abstract
+    base such as accounts' `OAuthError` sets none), its tests apart."""
+    names = {module.__name__ for module in _modules(package_name)}
+    seen: list[type[ProblemError]] = []
+    pending: list[type[ProblemError]] = [ProblemError]
+    while pending:
+        error = pending.pop()
+        if error not in seen:
+            seen.append(error)
+            pending.extend(error.__subclasses__())
+    return [error for error in seen if error.__module__ in names and "slug" in vars(error)]
+
+
+def assert_problem_registry(package_name: str, problems: type[enum.StrEnum] | None) -> None:
+    """Assert that each of the package's problem classes takes its slug from `problems` (its
+    service's enum; None for the kit) or `CommonProblem`, and that each member of `problems`
+    is the slug of exactly one (a `CommonProblem` may be the slug of several)."""
+    registries: tuple[type[enum.StrEnum], ...] = (CommonProblem,)
+    if problems is not None:
+        registries = (problems, CommonProblem)
+        # A slug in both would leave it unclear which registry owns it.
+        assert not set(problems) & set(CommonProblem), set(problems) & set(CommonProblem)
+    classes = problem_classes(package_name)
+    for error in classes:
+        assert isinstance(error.slug, registries), (
+            f"{error.__module__}.{error.__qualname__}.slug = {error.slug!r}: "
+            f"take it from {' or '.join(registry.__name__ for registry in registries)}"
+        )
+    for problem in problems or ():
+        answering = [error.__qualname__ for error in classes if error.slug == problem]
+        assert len(answering) == 1, f"{problem!r} is the slug of {answering or 'no class'}"
 
 
 class TestIssuer:

@@ -1,15 +1,17 @@
+from contracts.notifications import NotificationsProblem
+from contracts.problem import CommonProblem
 from kit.errors import ProblemError
 
 
 class EventIdReused(ProblemError):
     status = 409
-    slug = "event-id-reused"
+    slug = NotificationsProblem.event_id_reused
     title = "Event id already used for a different event"
 
 
 class EventNotFound(ProblemError):
     status = 404
-    slug = "event-not-found"
+    slug = NotificationsProblem.event_not_found
     title = "Event not found"
 
 
@@ -19,13 +21,13 @@ class InvalidRequest(ProblemError):
     naming none)."""
 
     status = 422
-    slug = "invalid-request"
+    slug = CommonProblem.invalid_request
     title = "Invalid request"
 
 
 class InvalidCursor(ProblemError):
     status = 422
-    slug = "invalid-cursor"
+    slug = CommonProblem.invalid_cursor
     title = "Cursor is malformed"
 
 
@@ -33,25 +35,25 @@ class WebhookUrlNotAllowed(ProblemError):
     """The URL is not https, carries credentials, or names/resolves to a non-public address."""
 
     status = 400
-    slug = "webhook-url-not-allowed"
+    slug = NotificationsProblem.webhook_url_not_allowed
     title = "Webhook URL not allowed"
 
 
 class WebhookEndpointNotFound(ProblemError):
     status = 404
-    slug = "webhook-endpoint-not-found"
+    slug = NotificationsProblem.webhook_endpoint_not_found
     title = "Webhook endpoint not found"
 
 
 class WebhookEndpointLimitReached(ProblemError):
     status = 409
-    slug = "webhook-endpoint-limit-reached"
+    slug = NotificationsProblem.webhook_endpoint_limit_reached
     title = "Too many webhook endpoints"
 
 
 class DeliveryNotFound(ProblemError):
     status = 404
-    slug = "delivery-not-found"
+    slug = NotificationsProblem.delivery_not_found
     title = "Delivery not found"
 
 
@@ -59,17 +61,17 @@ class DeliveryPending(ProblemError):
     """A redelivery of a delivery that is still being attempted would race its retries."""
 
     status = 409
-    slug = "delivery-pending"
+    slug = NotificationsProblem.delivery_pending
     title = "Delivery still pending"
 
 
 class WebhookEndpointDisabled(ProblemError):
     status = 409
-    slug = "webhook-endpoint-disabled"
+    slug = NotificationsProblem.webhook_endpoint_disabled
     title = "Webhook endpoint disabled"
 
 
 class EmailContactNotFound(ProblemError):
     status = 404
-    slug = "email-contact-not-found"
+    slug = NotificationsProblem.email_contact_not_found
     title = "Email contact not found"

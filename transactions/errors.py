@@ -1,63 +1,65 @@
+from contracts.problem import CommonProblem
+from contracts.transfers import TransactionsProblem
 from kit.errors import ProblemError
 
 
 class IdempotencyKeyMissing(ProblemError):
     status = 400
-    slug = "idempotency-key-missing"
+    slug = CommonProblem.idempotency_key_missing
     title = "The Idempotency-Key header is required"
 
 
 class IdempotencyKeyReused(ProblemError):
     status = 422
-    slug = "idempotency-key-reused"
+    slug = TransactionsProblem.idempotency_key_reused
     title = "Idempotency key already used for a different request"
 
 
 class IdempotencyKeyInFlight(ProblemError):
     status = 409
-    slug = "idempotency-key-in-flight"
+    slug = TransactionsProblem.idempotency_key_in_flight
     title = "A request with this idempotency key is still being processed"
 
 
 class SameAccount(ProblemError):
     status = 422
-    slug = "same-account"
+    slug = TransactionsProblem.same_account
     title = "Source and target account are the same"
 
 
 class InvalidCursor(ProblemError):
     status = 422
-    slug = "invalid-cursor"
+    slug = CommonProblem.invalid_cursor
     title = "The pagination cursor is malformed"
 
 
 class TransferNotFound(ProblemError):
     status = 404
-    slug = "transfer-not-found"
+    slug = TransactionsProblem.transfer_not_found
     title = "Transfer not found"
 
 
 class TransferNotCancellable(ProblemError):
     status = 409
-    slug = "transfer-not-cancellable"
+    slug = TransactionsProblem.transfer_not_cancellable
     title = "The transfer can no longer be cancelled"
 
 
 class TransferNotInReview(ProblemError):
     status = 409
-    slug = "transfer-not-in-review"
+    slug = TransactionsProblem.transfer_not_in_review
     title = "The transfer is not waiting for a review"
 
 
 class WorkflowServiceUnavailable(ProblemError):
     status = 503
-    slug = "workflow-service-unavailable"
+    slug = TransactionsProblem.workflow_service_unavailable
     title = "The workflow service is unavailable"
 
 
 class PreferWaitInvalid(ProblemError):
     status = 422
-    slug = "invalid-prefer-wait"
+    slug = TransactionsProblem.invalid_prefer_wait
     title = "The wait preference is malformed or too long"
 
 
@@ -65,7 +67,7 @@ class InvalidBatchItem(ProblemError):
     """One item of a batch failed validation: the same answer a single POST would get."""
 
     status = 422
-    slug = "invalid-request"
+    slug = CommonProblem.invalid_request
     title = "Invalid request"
 
 
@@ -73,19 +75,19 @@ class BatchItemFailed(ProblemError):
     """An unexpected failure of one batch item; the other items are still answered."""
 
     status = 500
-    slug = "internal-error"
+    slug = CommonProblem.internal_error
     title = "Internal server error"
 
 
 class CallbackSignatureInvalid(ProblemError):
     status = 401
-    slug = "callback-signature-invalid"
+    slug = TransactionsProblem.callback_signature_invalid
     title = "The callback is not signed by a registered client"
 
 
 class CallbackTimestampInvalid(ProblemError):
     status = 401
-    slug = "callback-timestamp-invalid"
+    slug = TransactionsProblem.callback_timestamp_invalid
     title = "The callback's timestamp is missing, malformed or more than 5 minutes off"
 
 
@@ -93,19 +95,19 @@ class InvalidCallback(ProblemError):
     """A correctly signed callback whose body is not a confirmation."""
 
     status = 422
-    slug = "invalid-request"
+    slug = CommonProblem.invalid_request
     title = "Invalid request"
 
 
 class CallbackClientExists(ProblemError):
     status = 409
-    slug = "callback-client-exists"
+    slug = TransactionsProblem.callback_client_exists
     title = "A callback client with this name is already registered"
 
 
 class CallbacksNotConfigured(ProblemError):
     status = 503
-    slug = "callbacks-not-configured"
+    slug = TransactionsProblem.callbacks_not_configured
     title = "Callbacks are not configured on this service (no secrets key)"
 
 
@@ -114,13 +116,13 @@ class AccountNotFound(ProblemError):
     answer, passed on unchanged, so a foreign account and a missing one look alike."""
 
     status = 404
-    slug = "account-not-found"
+    slug = TransactionsProblem.account_not_found
     title = "Account not found"
 
 
 class AccountsUnavailable(ProblemError):
     status = 503
-    slug = "accounts-unavailable"
+    slug = TransactionsProblem.accounts_unavailable
     title = "The accounts service is unavailable"
 
 
@@ -128,5 +130,5 @@ class InvalidStepRecord(ProblemError):
     """A step report the contract admits but the audit trail cannot hold."""
 
     status = 422
-    slug = "invalid-request"
+    slug = CommonProblem.invalid_request
     title = "Invalid request"

@@ -38,7 +38,7 @@ from temporalio.exceptions import ApplicationError
 from contracts.accounts import (
     LEDGER_TRANSFERS_PATH,
     LEDGER_VALIDATIONS_PATH,
-    PENDING_TRANSFER_EXPIRED,
+    AccountsProblem,
     LedgerTransfer,
     LedgerTransferCreate,
     LedgerTransferKind,
@@ -49,7 +49,7 @@ from contracts.accounts import (
 from contracts.common import REQUEST_DEADLINE_HEADER
 from contracts.fraud import OUTCOMES_PATH, SCORES_PATH, OutcomeReport, Score, ScoreRequest
 from contracts.notifications import EVENTS_PATH, EventCreate
-from contracts.problem import PROBLEM_TYPE_PREFIX
+from contracts.problem import PROBLEM_TYPE_PREFIX, CommonProblem
 from contracts.transfers import (
     TRANSFER_STEP_BATCH_PATH,
     TRANSFER_STEPS_PATH,
@@ -133,6 +133,8 @@ async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
 
 # In the details of a refused `place_hold` that had earlier attempts: how many it had.
 HOLD_ATTEMPTS = "hold_attempts"
+# The failure type of a validation that accounts answered `valid: false` without a problem.
+TRANSFER_INVALID = "transfer-invalid"
 
 # Where one client's throughput peaks on this kind of machine (docs/baselines.md, FastAPI).
 REQUESTS_IN_FLIGHT_MAX_DEFAULT = 8
@@ -211,7 +213,7 @@ class TransferActivities:
                 # still a refusal, so it must not let the saga go on.
                 raise ApplicationError(
                     "accounts answered that the transfer is not valid",
-                    type="transfer-invalid",
+                    type=TRANSFER_INVALID,
                     non_retryable=True,
                 )
             return validation
@@ -277,7 +279,7 @@ class TransferActivities:
                 LedgerTransfer,
                 business_failures_retryable=True,
                 # The ledger released the hold at its deadline: nothing is left to post.
-                final_problems=(PENDING_TRANSFER_EXPIRED,),
+                final_problems=(AccountsProblem.pending_transfer_expired,),
             )
             log.info("transfer.hold_posted", posting_id=str(posting.id))
             return posting
@@ -308,10 +310,10 @@ class TransferActivities:
                     LEDGER_TRANSFERS_PATH,
                     void,
                     business_failures_retryable=True,
-                    final_problems=(PENDING_TRANSFER_EXPIRED,),
+                    final_problems=(AccountsProblem.pending_transfer_expired,),
                 )
             except ApplicationError as error:
-                if error.type != PENDING_TRANSFER_EXPIRED:
+                if error.type != AccountsProblem.pending_transfer_expired:
                     raise
                 log.info("transfer.hold_expired_before_void", hold_id=str(action.hold_id))
                 return
@@ -390,7 +392,7 @@ class TransferActivities:
                 log.error("transfer.outcome_invalid", errors=error.error_count())
                 raise ApplicationError(
                     _truncate(f"the outcome report is not valid: {error.errors()[0]['msg']}"),
-                    type="invalid-request",
+                    type=CommonProblem.invalid_request,
                     non_retryable=True,
                 ) from None
             await _send(self.fraud, OUTCOMES_PATH, report)

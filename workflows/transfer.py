@@ -25,9 +25,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.accounts import TransferValidation
+    from contracts.accounts import LEDGER_REFUSALS, TransferValidation
     from contracts.fraud import FraudDecision
-    from contracts.notifications import EventType
+    from contracts.notifications import EventType, NotificationsProblem
+    from contracts.problem import CommonProblem
     from contracts.transfers import (
         QUERY_STATUS,
         SEARCH_ATTRIBUTES,
@@ -40,12 +41,13 @@ with workflow.unsafe.imports_passed_through():
         FraudAssessment,
         ReviewDecision,
         StepRecord,
+        TransactionsProblem,
         TransferStatus,
         TransferWorkflowInput,
         TransferWorkflowResult,
         step_id,
     )
-    from workflows.activities import HOLD_ATTEMPTS, TransferActivities
+    from workflows.activities import HOLD_ATTEMPTS, TRANSFER_INVALID, TransferActivities
     from workflows.models import (
         TERMINAL_EVENTS,
         EventPublication,
@@ -70,19 +72,11 @@ STEP_TIMEOUT = timedelta(seconds=30)
 # each failed attempt with its error (and that the time-skipping tests can skip).
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 
-# Problems that retrying cannot change. The activities already raise them non-retryable;
-# naming them here keeps them final even from an activity that forgot to.
-ACCOUNT_REFUSALS = (
-    "invalid-request",
-    "transfer-invalid",
-    "account-not-found",
-    "account-not-active",
-    "currency-mismatch",
-    "same-account",
-    "transfer-limit-exceeded",
-    "insufficient-funds",
-    "ledger-transfer-exists",
-)
+# What retrying a validation or a hold cannot change: a malformed request, a bare `valid:
+# false` and every refusal of the ledger (LEDGER_REFUSALS, which accounts' tests keep
+# complete). The activities already raise them non-retryable; naming them here keeps them
+# final even from an activity that forgot to.
+ACCOUNT_REFUSALS = (CommonProblem.invalid_request, TRANSFER_INVALID, *LEDGER_REFUSALS)
 
 # Before the hold there is nothing to undo, and scoring happens while a hold can be voided:
 # a service that stays down for minutes ends the transfer rather than stalling it.
@@ -116,7 +110,10 @@ RECORD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=2),
     maximum_attempts=0,
-    non_retryable_error_types=("invalid-request", "transfer-not-found"),
+    non_retryable_error_types=(
+        CommonProblem.invalid_request,
+        TransactionsProblem.transfer_not_found,
+    ),
 )
 # Notification trouble never undoes a transfer: a few tries, then the saga goes on.
 NOTIFY_RETRY = RetryPolicy(
@@ -124,7 +121,10 @@ NOTIFY_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=("invalid-request", "event-id-reused"),
+    non_retryable_error_types=(
+        CommonProblem.invalid_request,
+        NotificationsProblem.event_id_reused,
+    ),
 )
 # Nor does the fraud service's learning: a few tries, then a loud log line.
 OUTCOME_RETRY = RetryPolicy(
@@ -132,7 +132,7 @@ OUTCOME_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=("invalid-request",),
+    non_retryable_error_types=(CommonProblem.invalid_request,),
 )
 
 TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason
@@ -270,7 +270,7 @@ class TransferWorkflow:
         if self._pivot_started:
             raise ApplicationError(
                 "posting has begun: the transfer can no longer be cancelled",
-                type="transfer-not-cancellable",
+                type=TransactionsProblem.transfer_not_cancellable,
                 non_retryable=True,
             )
 

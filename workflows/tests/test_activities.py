@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from contracts.accounts import PENDING_TRANSFER_EXPIRED
+from contracts.accounts import AccountsProblem
 from contracts.common import REQUEST_DEADLINE_HEADER
 from contracts.notifications import EventType
 from contracts.transfers import StepRecord, TransferStatus, step_id, workflow_id
@@ -272,15 +272,19 @@ class TestHoldSafety:
         }
 
     async def test_a_hold_released_by_its_expiry_needs_no_void(self, services: Services) -> None:
-        services.answer = lambda request: problem(409, PENDING_TRANSFER_EXPIRED, "expired")
+        services.answer = lambda request: problem(
+            409, AccountsProblem.pending_transfer_expired, "expired"
+        )
         action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID, transfer=TRANSFER)
         assert await run(services.activities.void_hold, action) is None
 
     async def test_an_expired_hold_is_a_final_answer_to_the_post(self, services: Services) -> None:
-        services.answer = lambda request: problem(409, PENDING_TRANSFER_EXPIRED, "expired")
+        services.answer = lambda request: problem(
+            409, AccountsProblem.pending_transfer_expired, "expired"
+        )
         action = HoldAction(transfer_id=TRANSFER_ID, hold_id=HOLD_ID)
         error = await failure_of(services.activities.post_hold, action)
-        assert (error.type, error.non_retryable) == (PENDING_TRANSFER_EXPIRED, True)
+        assert (error.type, error.non_retryable) == (AccountsProblem.pending_transfer_expired, True)
 
     async def test_every_request_carries_its_deadline(self, services: Services) -> None:
         services.answer_json(201, ledger_transfer(HOLD_ID, "pending", None))

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.accounts import PENDING_TRANSFER_EXPIRED
+from contracts.accounts import AccountsProblem
 from contracts.notifications import EventType
 from contracts.transfers import TransferStatus, step_id
 from workflows.models import HoldAction
@@ -90,7 +90,9 @@ class TestHoldExpiredBeforeThePost:
     ) -> None:
         fakes = FakeServices(
             new_transfer(),
-            post_failure=business_failure(PENDING_TRANSFER_EXPIRED, "expired at 12:00"),
+            post_failure=business_failure(
+                AccountsProblem.pending_transfer_expired, "expired at 12:00"
+            ),
         )
         async with saga_worker(saga_env, task_queue, fakes):
             result = await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()

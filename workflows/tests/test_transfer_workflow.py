@@ -291,6 +291,26 @@ class TestRejection:
         assert fakes.records[-1].hold_id is None
         assert_versions_strictly_increase(fakes)
 
+    @pytest.mark.parametrize(
+        ("failing", "activity_name"),
+        [("validation_failure", "validate_transfer"), ("hold_failure", "place_hold")],
+    )
+    async def test_a_ledger_refusal_is_final_even_raised_retryable(
+        self, saga_env: WorkflowEnvironment, task_queue: str, failing: str, activity_name: str
+    ) -> None:
+        # The retry policies, not the activity, keep a refusal final: an activity that
+        # forgot `non_retryable` would otherwise retry it (and re-place a refused hold).
+        refusal = ApplicationError("sent 5000 of 5000 today", type="daily-outflow-limit-exceeded")
+        fakes = FakeServices(new_transfer())
+        setattr(fakes, failing, refusal)
+        async with saga_worker(saga_env, task_queue, fakes):
+            result = await (await start_transfer(saga_env, task_queue, fakes.transfer)).result()
+
+        assert result.status is TransferStatus.rejected
+        assert result.failure_reason == "daily-outflow-limit-exceeded: sent 5000 of 5000 today"
+        assert fakes.calls_of(activity_name) == 1
+        assert fakes.calls_of("void_hold") == 0
+
     async def test_fraud_service_down_rejects_and_voids(
         self, saga_env: WorkflowEnvironment, task_queue: str
     ) -> None:

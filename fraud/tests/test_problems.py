@@ -1,0 +1,8 @@
+"""The fraud service's problems are contract: registered once in `FraudProblem`."""
+
+from contracts.fraud import FraudProblem
+from kit.testing import assert_problem_registry
+
+
+def test_each_slug_has_one_problem_class_and_each_class_a_registered_slug() -> None:
+    assert_problem_registry("fraud", FraudProblem)
