@@ -63,11 +63,3 @@ class Problem(BaseModel):
 
     def extensions(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-class ValidationIssue(BaseModel):
-    """One reason a request was malformed (the `errors` member of a 422 problem)."""
-
-    location: list[str | int]
-    message: str = Field(max_length=500)
-    kind: str = Field(max_length=100)

@@ -46,18 +46,6 @@ class ProblemError(Exception):
         )
 
 
-class NotFound(ProblemError):
-    status = 404
-    slug = CommonProblem.not_found
-    title = "Not found"
-
-
-class Conflict(ProblemError):
-    status = 409
-    slug = CommonProblem.conflict
-    title = "Conflict"
-
-
 class ServiceUnavailable(ProblemError):
     status = 503
     slug = CommonProblem.service_unavailable
