@@ -15,7 +15,7 @@ then; the `request_cancel` update answers the caller which of the two happened.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -78,61 +78,44 @@ LOCAL_RETRY_THRESHOLD = timedelta(seconds=1)
 # final even from an activity that forgot to.
 ACCOUNT_REFUSALS = (CommonProblem.invalid_request, TRANSFER_INVALID, *LEDGER_REFUSALS)
 
+
+def _backoff(
+    maximum_interval: timedelta, *, maximum_attempts: int, non_retryable: Sequence[str] = ()
+) -> RetryPolicy:
+    """Retries from one second, doubling up to `maximum_interval` (0 attempts: no end)."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=maximum_interval,
+        maximum_attempts=maximum_attempts,
+        non_retryable_error_types=list(non_retryable),
+    )
+
+
 # Before the hold there is nothing to undo, and scoring happens while a hold can be voided:
 # a service that stays down for minutes ends the transfer rather than stalling it.
-LOOKUP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=10,
-    non_retryable_error_types=ACCOUNT_REFUSALS,
-)
+LOOKUP_RETRY = _backoff(timedelta(seconds=60), maximum_attempts=10, non_retryable=ACCOUNT_REFUSALS)
 # The hold must end in a definite answer: giving up on a request that may have reached the
 # ledger would leave a hold nobody voids. Retried until accounts says yes or a final no.
-HOLD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=0,
-    non_retryable_error_types=ACCOUNT_REFUSALS,
-)
+HOLD_RETRY = _backoff(timedelta(minutes=2), maximum_attempts=0, non_retryable=ACCOUNT_REFUSALS)
 # The pivot and the compensation retry until they succeed (no maximum attempts): each
 # stays visible in the Temporal UI with its attempt count and last failure meanwhile.
-UNTIL_DONE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=0,
-)
+UNTIL_DONE_RETRY = _backoff(timedelta(minutes=2), maximum_attempts=0)
 # The audit trail must catch up with every step, however long transactions is away.
-RECORD_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
+RECORD_RETRY = _backoff(
+    timedelta(minutes=2),
     maximum_attempts=0,
-    non_retryable_error_types=(
-        CommonProblem.invalid_request,
-        TransactionsProblem.transfer_not_found,
-    ),
+    non_retryable=(CommonProblem.invalid_request, TransactionsProblem.transfer_not_found),
 )
 # Notification trouble never undoes a transfer: a few tries, then the saga goes on.
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
+NOTIFY_RETRY = _backoff(
+    timedelta(seconds=30),
     maximum_attempts=5,
-    non_retryable_error_types=(
-        CommonProblem.invalid_request,
-        NotificationsProblem.event_id_reused,
-    ),
+    non_retryable=(CommonProblem.invalid_request, NotificationsProblem.event_id_reused),
 )
 # Nor does the fraud service's learning: a few tries, then a loud log line.
-OUTCOME_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=(CommonProblem.invalid_request,),
+OUTCOME_RETRY = _backoff(
+    timedelta(seconds=30), maximum_attempts=5, non_retryable=(CommonProblem.invalid_request,)
 )
 
 TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason

@@ -19,16 +19,21 @@ def dev_secret(state_dir: Path, name: str, *, size_bytes: int = 32) -> str:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / name
     if not path.exists():
-        value = base64.b64encode(secrets.token_bytes(size_bytes)).decode()
-        # O_EXCL: two launchers racing on a fresh state directory keep the first secret.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as file:
-                file.write(value)
+        _write_once(path, base64.b64encode(secrets.token_bytes(size_bytes)))
     return path.read_text().strip()
+
+
+def _write_once(path: Path, content: bytes) -> None:
+    """Create `path` (owner-only) holding `content`, unless it exists by now.
+
+    O_EXCL: two launchers racing on a fresh state directory keep the first value.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as file:
+        file.write(content)
 
 
 SIGNING_KEYS_DIR_NAME = "signing-keys"
@@ -50,13 +55,5 @@ def dev_signing_keys_dir(state_dir: Path) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{DEV_SIGNING_KEY_NAME}.pem"
     if not path.exists():
-        pem = SigningKey.generate().private_pem
-        # O_EXCL: two launchers racing on a fresh state directory keep the first key.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as file:
-                file.write(pem)
+        _write_once(path, SigningKey.generate().private_pem)
     return directory
