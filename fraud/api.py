@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from contracts.auth import Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Page
+from contracts.common import LIMIT_DEFAULT, Page
 from contracts.fraud import (
     ACCOUNT_FEATURES_PATH,
     DENY_LIST_PATH,
@@ -49,7 +49,6 @@ from fraud import service
 from fraud.db import AutocommitSession, Session
 from fraud.errors import (
     DenyListEntryNotFound,
-    InvalidCursor,
     InvalidPeriod,
     ListedByMismatch,
     OutcomeConflict,
@@ -62,6 +61,7 @@ from fraud.ruleset import Ruleset
 from kit.audit import actor_of, request_id_of
 from kit.auth import Principal, require_any_scope, require_scopes
 from kit.errors import Forbidden, Unauthorized
+from kit.pagination import Cursor, InvalidCursor, Limit
 from kit.problems import problem_responses
 
 # Every route answers these two before anything else.
@@ -112,8 +112,6 @@ DenyListRead = Annotated[
 CurrentRuleset = Annotated[Ruleset, Depends(_ruleset)]
 ShadowRuleset = Annotated[Ruleset | None, Depends(_shadow_ruleset)]
 Now = Annotated[datetime, Depends(_now)]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 RulesetVersion = Annotated[
     str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]

@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from contracts.auth import PrincipalKind, Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page
+from contracts.common import LIMIT_DEFAULT, Identifier, Page
 from contracts.notifications import (
     DELIVERIES_PATH,
     EMAIL_CONTACT_PATH,
@@ -46,6 +46,7 @@ from kit.audit import actor_of, request_id_of
 from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.db import Session
 from kit.errors import Forbidden, Unauthorized
+from kit.pagination import Cursor, InvalidCursor, Limit
 from kit.problems import problem_responses
 from notifications import service
 from notifications.errors import (
@@ -54,7 +55,6 @@ from notifications.errors import (
     EmailContactNotFound,
     EventIdReused,
     EventNotFound,
-    InvalidCursor,
     InvalidRequest,
     WebhookEndpointDisabled,
     WebhookEndpointLimitReached,
@@ -137,8 +137,6 @@ AuditActor = Annotated[Actor, Depends(_actor)]
 Now = Annotated[datetime, Depends(_now)]
 Rules = Annotated[WebhookRules, Depends(_rules)]
 WakeDispatcher = Annotated[Callable[[], None], Depends(_wake_dispatcher)]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 
 ENDPOINT_PATH = f"{WEBHOOK_ENDPOINTS_PATH}/{{endpoint_id}}"
 # Every protected route can answer these; listed so that /docs shows them.

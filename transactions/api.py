@@ -4,11 +4,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
+from annotated_types import Le
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from contracts.common import Page
+from contracts.common import LIMIT_DEFAULT, Page
 from contracts.transfers import (
     CALLBACK_CLIENT_HEADER,
     CALLBACK_CLIENTS_PATH,
@@ -37,6 +38,7 @@ from kit.audit import request_id_of
 from kit.auth import Principal
 from kit.db import Database, Session
 from kit.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
+from kit.pagination import Cursor, InvalidCursor, Limit
 from kit.problems import problem_responses
 from transactions import callbacks, service
 from transactions.accounts_client import SourceAccounts
@@ -62,7 +64,6 @@ from transactions.errors import (
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     InvalidCallback,
-    InvalidCursor,
     InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
@@ -73,8 +74,8 @@ from transactions.errors import (
 )
 from transactions.workflow_client import TransferWorkflows
 
-LIST_LIMIT_MAX: Final = 100
-LIST_LIMIT_DEFAULT: Final = 50
+# A page of transfers loads every transfer's steps too: a lower cap than other lists.
+TRANSFERS_LIMIT_MAX: Final = 100
 IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 PREFERENCE_APPLIED_HEADER: Final = "Preference-Applied"
 
@@ -329,8 +330,8 @@ async def list_transfers(
     created_before: Annotated[
         AwareDatetime | None, Query(description="Created before this instant")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_DEFAULT,
-    cursor: Annotated[str | None, Query(max_length=service.CURSOR_LENGTH_MAX)] = None,
+    limit: Annotated[Limit, Le(TRANSFERS_LIMIT_MAX)] = LIMIT_DEFAULT,
+    cursor: Cursor = None,
 ) -> Page[Transfer]:
     return await service.list_transfers(
         session,
