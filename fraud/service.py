@@ -1,15 +1,13 @@
 """Use cases of the fraud service."""
 
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.audit import ActorType, AuditEventCreate
+from contracts.audit import AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from contracts.fraud import (
     AccountFeatures,
@@ -43,11 +41,10 @@ from fraud.errors import (
 )
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
+from kit.audit import Actor
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 
 log = structlog.get_logger()
-
-Clock = Callable[[], datetime]
 
 # Statistics and comparisons read at most this far back in one request.
 PERIOD_MAX = timedelta(days=366)
@@ -55,19 +52,6 @@ PERIOD_DEFAULT = timedelta(days=30)
 # A transfer is scored by one live ruleset and, at most, a few shadow ones over time.
 SHADOW_SCORES_LIMIT = 20
 AUDIT_SUCCEEDED: Final = "succeeded"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class AuditContext:
-    """Who asks for a change, and in which request: what an audit event says of its cause."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -589,7 +573,7 @@ def _deny_list_event(
     *,
     action: str,
     account_id: uuid.UUID,
-    audit: AuditContext,
+    audit: Actor,
     now: datetime,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
@@ -616,7 +600,7 @@ async def deny_account(
     account_id: uuid.UUID,
     entry: DenyListEntryCreate,
     now: datetime,
-    audit: AuditContext,
+    audit: Actor,
 ) -> tuple[DenyListEntry, bool]:
     """Put the account on the deny-list; True when this call listed it.
 
@@ -651,7 +635,7 @@ async def deny_account(
 
 
 async def allow_account(
-    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, audit: AuditContext
+    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, audit: Actor
 ) -> None:
     """Take the account off the deny-list, recording the entry it had."""
     removed = await repository.delete_denied(session, account_id)

@@ -50,7 +50,7 @@ from contracts.audit import (
 from contracts.auth import Scope
 from contracts.common import Page
 from kit.auth import Principal, require_scopes
-from kit.db import Database, Session
+from kit.db import Database, ServiceDatabase, Session
 from kit.errors import Forbidden, Unauthorized
 from kit.pagination import (
     Cursor,
@@ -459,11 +459,10 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
     )
     async def export_audit_events(
         _principal: AuditReader,
-        request: Request,
+        database: ServiceDatabase,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> StreamingResponse:
-        database: Database = request.app.state.database
         lines = _export_lines(database, table, service=service, since=since, until=until)
         return StreamingResponse(lines, media_type="application/x-ndjson")
 

@@ -37,6 +37,7 @@ from contracts.notifications import (
     WebhookEndpointUpdate,
     WebhookSecretRotated,
 )
+from kit.audit import Actor
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
@@ -74,15 +75,6 @@ OnCommit = Callable[[], None]
 SUCCEEDED: Final = "succeeded"
 # The audit actor of what the dispatcher does on its own (e.g. disabling a gone endpoint).
 DISPATCHER_ACTOR_ID: Final = "notifications-dispatcher"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asks for a change, as its audit event records them."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from contracts.transfers import (
     TransferStep,
     workflow_id,
 )
+from kit.audit import Actor
 from kit.auth import Principal
 from kit.db import Database
 from kit.errors import ProblemError
@@ -85,6 +86,11 @@ class Requester:
     principal: Principal
     request_id: str | None = None
     authorization: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """The requester as its audit events record them."""
+        return Actor.of(self.principal, request_id=self.request_id)
 
 
 def caller_key(principal: Principal) -> str:
@@ -408,8 +414,7 @@ async def _record_transfer(
                 audit.transfer_requested(
                     transfer_id=transfer_id,
                     transfer=transfer,
-                    actor=audit.actor_for(principal),
-                    request_id=requester.request_id,
+                    actor=requester.actor,
                 ),
             )
     return created, requested_at
@@ -662,7 +667,7 @@ async def record_steps(
     if row is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     status_before, version_before = row.status, row.version
-    actor = audit.actor_for(requester.principal)
+    actor = requester.actor
     events: list[AuditEventCreate] = []
     for record in records:
         step_recorded = await repository.insert_step(
@@ -681,7 +686,6 @@ async def record_steps(
                     status_before=status_before,
                     version_before=version_before,
                     actor=actor,
-                    request_id=requester.request_id,
                 )
             )
         if moved:
@@ -753,8 +757,7 @@ async def cancel_transfer(
         status_before=transfer.status.value,
         request=request,
         refusal=refusal,
-        actor=audit.actor_for(requester.principal),
-        request_id=requester.request_id,
+        actor=requester.actor,
     )
     async with database.sessions() as session, session.begin():
         await repository.append_audit(session, event)
@@ -791,8 +794,7 @@ async def review_transfer(
             source_account_id=transfer.source_account_id,
             target_account_id=transfer.target_account_id,
             decision=decision,
-            actor=audit.actor_for(requester.principal),
-            request_id=requester.request_id,
+            actor=requester.actor,
         ),
     )
     log.info(
