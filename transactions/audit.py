@@ -61,24 +61,50 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _transfer_event(
+    actor: Actor,
+    *,
+    event_id: uuid.UUID,
+    action: str,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    outcome: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEventCreate:
+    """An event `actor` causes now on one transfer, in its saga."""
+    return AuditEventCreate(
+        id=event_id,
+        occurred_at=_now(),
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action=action,
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=actor.request_id,
+        before=before,
+        after=after,
+        outcome=outcome,
+    )
+
+
 def transfer_requested(
     *,
     transfer_id: uuid.UUID,
     transfer: TransferCreate,
     actor: Actor,
 ) -> AuditEventCreate:
-    return AuditEventCreate(
-        id=requested_event_id(transfer_id),
-        occurred_at=_now(),
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
+    return _transfer_event(
+        actor,
+        event_id=requested_event_id(transfer_id),
         action="transfer.requested",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(transfer.source_account_id, transfer.target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=actor.request_id,
+        source_account_id=transfer.source_account_id,
+        target_account_id=transfer.target_account_id,
         after=_without_nones(
             {
                 "status": TransferStatus.pending.value,
@@ -154,18 +180,13 @@ def review_decided(
 ) -> AuditEventCreate:
     """A reviewer's verdict handed to the saga. The actor is the token's subject; the
     body's `reviewer_id` (the person at the operator console) is kept beside it."""
-    return AuditEventCreate(
-        id=uuid.uuid4(),
-        occurred_at=_now(),
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid4(),
         action="transfer.review_decided",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=actor.request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": TransferStatus.in_review.value},
         after=_without_nones(
             {
@@ -189,18 +210,13 @@ def cancel_requested(
     actor: Actor,
 ) -> AuditEventCreate:
     """A customer's cancel: `accepted` by the saga (once per transfer) or `refused`."""
-    return AuditEventCreate(
-        id=uuid.uuid4() if refusal is not None else cancel_accepted_event_id(transfer_id),
-        occurred_at=_now(),
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid4() if refusal is not None else cancel_accepted_event_id(transfer_id),
         action="transfer.cancel_requested",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=actor.request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": status_before},
         after=_without_nones({"reason": request.reason, "refusal": refusal}),
         outcome="accepted" if refusal is None else "refused",
@@ -224,18 +240,13 @@ def callback_received(
 ) -> AuditEventCreate:
     actor = callback_actor(client_name, request_id=request_id)
     transfer_id = confirmation.transfer_id
-    return AuditEventCreate(
-        id=callback_event_id(client_id, webhook_id),
-        occurred_at=_now(),
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
+    return _transfer_event(
+        actor,
+        event_id=callback_event_id(client_id, webhook_id),
         action="callback.received",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=actor.request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": TransferStatus.in_review.value},
         after={
             "decision": confirmation.decision,
@@ -284,17 +295,13 @@ def saga_reconciled(
     """The reconciler confirmed a transfer's saga with Temporal (started it, or found it
     started) after the request that recorded the transfer failed to: once per transfer."""
     actor = RECONCILER_ACTOR
-    return AuditEventCreate(
-        id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:saga_reconciled"),
-        occurred_at=_now(),
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:saga_reconciled"),
         action="transfer.saga_reconciled",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         after={
             "requested_at": requested_at.isoformat(),
             "start_deadline": start_deadline.isoformat(),
