@@ -20,7 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import SEARCH_ATTRIBUTES
 from kit.migrations import upgrade_to_head
-from sagabank.localstack.databases import drop_database, ensure_database, with_database
+from kit.settings import with_database
+from sagabank.localstack.databases import drop_database, ensure_database
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
 

@@ -77,9 +77,9 @@ from fraud.ruleset import AMOUNT_HISTORY_MAX
 from fraud.scoring import typical_amount
 from kit.audit import verify_chain
 from kit.migrations import upgrade_to_head
-from kit.settings import to_asyncpg_url
+from kit.settings import to_asyncpg_url, with_database
 from kit.token_signing import SigningKey, mint_token
-from sagabank.localstack.databases import ensure_database, with_database
+from sagabank.localstack.databases import ensure_database
 from sagabank.localstack.postgres import (
     EmbeddedPostgres,
     free_port,

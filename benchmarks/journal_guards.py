@@ -35,7 +35,8 @@ from alembic import command
 from accounts import repository
 from accounts.main import MIGRATIONS_PATH
 from kit.migrations import alembic_config
-from sagabank.localstack.databases import ensure_database, with_database
+from kit.settings import with_database
+from sagabank.localstack.databases import ensure_database
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 
 UNGUARDED_REVISION = "0003"

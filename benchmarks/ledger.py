@@ -53,8 +53,9 @@ from accounts import repository
 from accounts.main import MIGRATIONS_PATH
 from contracts.auth import OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from kit.migrations import upgrade_to_head
+from kit.settings import with_database
 from kit.token_signing import SigningKey
-from sagabank.localstack.databases import ensure_database, with_database
+from sagabank.localstack.databases import ensure_database
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 
 HOST = "127.0.0.1"

@@ -13,6 +13,8 @@ REQUEST_DEADLINE_HEADER: Final = "Request-Deadline"
 
 LIMIT_MAX = 500
 LIMIT_DEFAULT = 50
+# An opaque pagination cursor (kit.pagination issues them) is never longer.
+CURSOR_LENGTH_MAX: Final = 200
 
 ShortText = Annotated[str, Field(max_length=140)]
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -28,7 +30,7 @@ class Page(BaseModel, Generic[ItemT]):
     """One page of a cursor-paginated list; `next_cursor` is None on the last page."""
 
     items: list[ItemT]
-    next_cursor: str | None = Field(default=None, max_length=200)
+    next_cursor: str | None = Field(default=None, max_length=CURSOR_LENGTH_MAX)
 
 
 class MigrationsCheck(enum.StrEnum):

@@ -234,8 +234,17 @@ PREFER_WAIT_SECONDS_MAX: Final = 30
 TRANSFERS_BATCH_PATH: Final = "/v1/transfers/batch"
 TRANSFER_BATCH_SIZE_MAX: Final = 100
 
+# An Idempotency-Key (header, or a batch item's field): 1 to 255 printable ASCII characters.
+IDEMPOTENCY_KEY_LENGTH_MAX: Final = 255
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[\x20-\x7E]+$"
 IdempotencyKeyText = Annotated[
-    str, Field(min_length=1, max_length=255, pattern=r"^[\x20-\x7E]+$", examples=["rent-2026-11"])
+    str,
+    Field(
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        examples=["rent-2026-11"],
+    ),
 ]
 
 

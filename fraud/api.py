@@ -18,10 +18,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from contracts.auth import Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Page
+from contracts.common import LIMIT_DEFAULT, Page
 from contracts.fraud import (
     ACCOUNT_FEATURES_PATH,
     DENY_LIST_PATH,
@@ -49,7 +49,6 @@ from fraud import service
 from fraud.db import AutocommitSession, Session
 from fraud.errors import (
     DenyListEntryNotFound,
-    InvalidCursor,
     InvalidPeriod,
     ListedByMismatch,
     OutcomeConflict,
@@ -58,10 +57,11 @@ from fraud.errors import (
     ScoreRequestMismatch,
     TimezoneRequired,
 )
-from fraud.ruleset import Ruleset
-from kit.audit import actor_of, request_id_of
+from fraud.resources import Resources
 from kit.auth import Principal, require_any_scope, require_scopes
 from kit.errors import Forbidden, Unauthorized
+from kit.pagination import InvalidCursor
+from kit.params import AuditActor, Cursor, Limit, Now
 from kit.problems import problem_responses
 
 # Every route answers these two before anything else.
@@ -69,34 +69,6 @@ _AUTH_PROBLEMS = problem_responses(Unauthorized, Forbidden)
 internal_router = APIRouter(responses=_AUTH_PROBLEMS)
 operator_router = APIRouter(responses=_AUTH_PROBLEMS)
 admin_router = APIRouter(tags=["admin"], responses=_AUTH_PROBLEMS)
-
-
-# Dependencies are `async def` although they never await: FastAPI runs a plain `def`
-# dependency in a worker thread, and three thread hops per request cost more CPU than
-# scoring itself.
-async def _ruleset(request: Request) -> Ruleset:
-    ruleset = request.app.state.ruleset
-    assert isinstance(ruleset, Ruleset), "create_app loads the ruleset"
-    return ruleset
-
-
-async def _shadow_ruleset(request: Request) -> Ruleset | None:
-    shadow = request.app.state.shadow_ruleset
-    assert shadow is None or isinstance(shadow, Ruleset), "create_app loads the shadow"
-    return shadow
-
-
-async def _now(request: Request) -> datetime:
-    # app.state.clock, so tests can move time without sleeping.
-    clock: service.Clock = request.app.state.clock
-    return clock()
-
-
-def _audit_context(principal: Principal, request: Request) -> service.AuditContext:
-    actor_id, actor_type = actor_of(principal)
-    return service.AuditContext(
-        actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request)
-    )
 
 
 FraudScore = Annotated[Principal, Depends(require_scopes(Scope.fraud_score))]
@@ -109,11 +81,6 @@ AccountsAdmin = Annotated[Principal, Depends(require_scopes(Scope.accounts_admin
 DenyListRead = Annotated[
     Principal, Depends(require_any_scope(Scope.accounts_admin, Scope.audit_read))
 ]
-CurrentRuleset = Annotated[Ruleset, Depends(_ruleset)]
-ShadowRuleset = Annotated[Ruleset | None, Depends(_shadow_ruleset)]
-Now = Annotated[datetime, Depends(_now)]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 RulesetVersion = Annotated[
     str | None, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 ]
@@ -140,13 +107,16 @@ async def score_transfer(
     _principal: FraudScore,
     body: ScoreRequest,
     session: AutocommitSession,
-    ruleset: CurrentRuleset,
-    shadow_ruleset: ShadowRuleset,
+    resources: Resources,
     now: Now,
     response: Response,
 ) -> Score:
     score, created = await service.score_transfer(
-        session, request=body, ruleset=ruleset, shadow_ruleset=shadow_ruleset, now=now
+        session,
+        request=body,
+        ruleset=resources.ruleset,
+        shadow_ruleset=resources.shadow_ruleset,
+        now=now,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -207,10 +177,8 @@ async def list_reviews(
     tags=["rulesets"],
     summary="The ruleset scoring new transfers: version, thresholds, rules and points",
 )
-async def get_current_ruleset(
-    _principal: RulesetRead, ruleset: CurrentRuleset
-) -> RulesetDescription:
-    return service.describe_ruleset(ruleset)
+async def get_current_ruleset(_principal: RulesetRead, resources: Resources) -> RulesetDescription:
+    return service.describe_ruleset(resources.ruleset)
 
 
 # -- operators: rules, features, deny-list, shadow ---------------------------------------
@@ -243,7 +211,7 @@ async def get_account_features(
     account_id: uuid.UUID,
     currency: Annotated[CurrencyCode, Query()],
     session: Session,
-    ruleset: CurrentRuleset,
+    resources: Resources,
     now: Now,
     target_account_id: uuid.UUID | None = None,
 ) -> AccountFeatures:
@@ -252,7 +220,7 @@ async def get_account_features(
         account_id=account_id,
         currency=currency,
         target_account_id=target_account_id,
-        ruleset=ruleset,
+        ruleset=resources.ruleset,
         now=now,
     )
 
@@ -282,20 +250,16 @@ async def list_deny_list(
     },
 )
 async def deny_account(
-    principal: AccountsAdmin,
+    _principal: AccountsAdmin,
+    actor: AuditActor,
     account_id: uuid.UUID,
     body: DenyListEntryCreate,
     session: Session,
     now: Now,
-    request: Request,
     response: Response,
 ) -> DenyListEntry:
     entry, created = await service.deny_account(
-        session,
-        account_id=account_id,
-        entry=body,
-        now=now,
-        audit=_audit_context(principal, request),
+        session, account_id=account_id, entry=body, now=now, audit=actor
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -310,11 +274,9 @@ async def deny_account(
     responses=problem_responses(DenyListEntryNotFound),
 )
 async def allow_account(
-    principal: AccountsAdmin, account_id: uuid.UUID, session: Session, now: Now, request: Request
+    _principal: AccountsAdmin, actor: AuditActor, account_id: uuid.UUID, session: Session, now: Now
 ) -> None:
-    await service.allow_account(
-        session, account_id=account_id, now=now, audit=_audit_context(principal, request)
-    )
+    await service.allow_account(session, account_id=account_id, now=now, audit=actor)
 
 
 @admin_router.get(
@@ -326,12 +288,13 @@ async def compare_shadow(
     _principal: AccountsAdmin,
     session: Session,
     now: Now,
-    shadow: ShadowRuleset,
+    resources: Resources,
     ruleset_version: RulesetVersion = None,
     since: PeriodStart = None,
     until: PeriodEnd = None,
 ) -> ShadowComparison:
     # Without a version, the shadow ruleset running now (or every one, if none runs).
+    shadow = resources.shadow_ruleset
     version = ruleset_version or (None if shadow is None else shadow.version)
     return await service.compare_shadow(
         session, ruleset_version=version, since=since, until=until, now=now

@@ -12,9 +12,10 @@ on the transfer id.
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fraud.resources import Resources
 from kit.db import Database, Session
 
 __all__ = ["AutocommitSession", "Session", "autocommit_sessions"]
@@ -26,9 +27,8 @@ def autocommit_sessions(database: Database) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def get_autocommit_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.autocommit_sessions
-    async with sessions() as session:
+async def get_autocommit_session(resources: Resources) -> AsyncIterator[AsyncSession]:
+    async with resources.autocommit_sessions() as session:
         yield session
 
 

@@ -1,5 +1,4 @@
 from contracts.fraud import FraudProblem
-from contracts.problem import CommonProblem
 from kit.errors import ProblemError
 
 
@@ -31,12 +30,6 @@ class TimezoneRequired(ProblemError):
     status = 422
     slug = FraudProblem.timezone_required
     title = "Timestamp without a timezone"
-
-
-class InvalidCursor(ProblemError):
-    status = 422
-    slug = CommonProblem.invalid_cursor
-    title = "Cursor is malformed"
 
 
 class InvalidPeriod(ProblemError):

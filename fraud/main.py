@@ -7,33 +7,52 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
-from fraud import service
 from fraud.api import admin_router, internal_router, operator_router
 from fraud.config import Settings
 from fraud.db import autocommit_sessions
 from fraud.models import audit_events
-from fraud.ruleset import DEFAULT_RULESET_PATH, RulesetError, load_ruleset
-from kit.app import create_service_app
+from fraud.resources import FraudResources
+from fraud.ruleset import DEFAULT_RULESET_PATH, Ruleset, RulesetError, load_ruleset
+from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
+from kit.db import database_of
+from kit.resources import Clock, install_resources, utc_now
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 
 log = structlog.get_logger()
 
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.autocommit_sessions = autocommit_sessions(app.state.database)
-    yield
+def _lifespan(ruleset: Ruleset, shadow_ruleset: Ruleset | None, clock: Clock) -> Lifespan:
+    """Installs the service's resources once the shell has opened the database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sessions = autocommit_sessions(database_of(app))
+        install_resources(
+            app,
+            FraudResources(
+                clock=clock,
+                ruleset=ruleset,
+                shadow_ruleset=shadow_ruleset,
+                autocommit_sessions=sessions,
+            ),
+        )
+        yield
+
+    return lifespan
 
 
 def create_app(
-    settings: Settings | None = None, *, token_verifier: TokenVerifier | None = None
+    settings: Settings | None = None,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    clock: Clock = utc_now,
 ) -> FastAPI:
     """Build the service; a ruleset (live or shadow) that does not load raises
     `RulesetError` right here. Tokens verify with `token_verifier` (tests) or else against
-    the issuer's JWKS at `settings.auth_jwks_url`."""
+    the issuer's JWKS at `settings.auth_jwks_url`; tests pass a `clock` they move."""
     settings = settings or Settings()  # read from the environment
     ruleset_path = settings.ruleset_path or DEFAULT_RULESET_PATH
     ruleset = load_ruleset(ruleset_path)
@@ -60,12 +79,9 @@ def create_app(
             admin_router,
             audit_router(service="fraud", table=audit_events),
         ],
-        lifespan=_lifespan,
+        lifespan=_lifespan(ruleset, shadow_ruleset, clock),
         token_verifier=token_verifier,
     )
-    app.state.ruleset = ruleset
-    app.state.shadow_ruleset = shadow_ruleset
-    app.state.clock = service.utc_now
     log.info("fraud.ruleset_loaded", ruleset_version=ruleset.version, path=str(ruleset_path))
     if shadow_ruleset is not None:
         log.info(

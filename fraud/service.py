@@ -1,16 +1,13 @@
 """Use cases of the fraud service."""
 
-import base64
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.audit import ActorType, AuditEventCreate
+from contracts.audit import AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from contracts.fraud import (
     AccountFeatures,
@@ -34,7 +31,6 @@ from contracts.fraud import (
 from fraud import repository, scoring
 from fraud.errors import (
     DenyListEntryNotFound,
-    InvalidCursor,
     InvalidPeriod,
     ListedByMismatch,
     OutcomeConflict,
@@ -45,10 +41,10 @@ from fraud.errors import (
 )
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
+from kit.audit import Actor
+from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 
 log = structlog.get_logger()
-
-Clock = Callable[[], datetime]
 
 # Statistics and comparisons read at most this far back in one request.
 PERIOD_MAX = timedelta(days=366)
@@ -56,19 +52,6 @@ PERIOD_DEFAULT = timedelta(days=30)
 # A transfer is scored by one live ruleset and, at most, a few shadow ones over time.
 SHADOW_SCORES_LIMIT = 20
 AUDIT_SUCCEEDED: Final = "succeeded"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class AuditContext:
-    """Who asks for a change, and in which request: what an audit event says of its cause."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -491,34 +474,15 @@ async def account_features(
 # -- review queue and rule statistics ----------------------------------------------------
 
 
-def _encode_cursor(at: datetime, key: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{key}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        position = base64.urlsafe_b64decode(cursor.encode()).decode()
-        at_text, separator, key_text = position.partition("|")
-        at = datetime.fromisoformat(at_text)
-        key = uuid.UUID(key_text)
-    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise InvalidCursor("pass back a next_cursor exactly as received") from error
-    if not separator or at.tzinfo is None:
-        raise InvalidCursor("pass back a next_cursor exactly as received")
-    return at, key
-
-
 async def list_reviews(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[ReviewItem]:
     """Transfers scored `review` with no outcome yet, oldest first, with their reasons."""
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else _decode_cursor(cursor)
-    # One more than asked tells whether another page follows.
-    rows = await repository.list_reviews(session, after=after, limit=limit + 1)
-    page = rows[:limit]
-    next_cursor = (
-        _encode_cursor(page[-1].created_at, page[-1].transfer_id) if len(rows) > limit else None
+    after = None if cursor is None else decode_position(cursor)
+    rows = await repository.list_reviews(session, after=after, limit=fetch_limit(limit))
+    page, next_cursor = cut_page(
+        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.transfer_id)
     )
     items = [
         ReviewItem(
@@ -609,7 +573,7 @@ def _deny_list_event(
     *,
     action: str,
     account_id: uuid.UUID,
-    audit: AuditContext,
+    audit: Actor,
     now: datetime,
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
@@ -636,7 +600,7 @@ async def deny_account(
     account_id: uuid.UUID,
     entry: DenyListEntryCreate,
     now: datetime,
-    audit: AuditContext,
+    audit: Actor,
 ) -> tuple[DenyListEntry, bool]:
     """Put the account on the deny-list; True when this call listed it.
 
@@ -671,7 +635,7 @@ async def deny_account(
 
 
 async def allow_account(
-    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, audit: AuditContext
+    session: AsyncSession, *, account_id: uuid.UUID, now: datetime, audit: Actor
 ) -> None:
     """Take the account off the deny-list, recording the entry it had."""
     removed = await repository.delete_denied(session, account_id)
@@ -702,11 +666,10 @@ async def list_denied(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[DenyListEntry]:
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else _decode_cursor(cursor)
-    rows = await repository.list_denied(session, after=after, limit=limit + 1)
-    page = rows[:limit]
-    next_cursor = (
-        _encode_cursor(page[-1].listed_at, page[-1].account_id) if len(rows) > limit else None
+    after = None if cursor is None else decode_position(cursor)
+    rows = await repository.list_denied(session, after=after, limit=fetch_limit(limit))
+    page, next_cursor = cut_page(
+        rows, limit=limit, cursor_of=lambda row: encode_position(row.listed_at, row.account_id)
     )
     return Page[DenyListEntry](
         items=[_deny_list_contract(row) for row in page], next_cursor=next_cursor

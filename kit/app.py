@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
 from kit.auth import JwksKeySource, TokenVerifier
-from kit.db import Database
+from kit.db import Database, ServiceDatabase
 from kit.logging import configure_logging
 from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
@@ -221,8 +221,7 @@ def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> 
         "or newer",
         responses={503: {"model": Health}},
     )
-    async def readyz(request: Request) -> JSONResponse:
-        database: Database = request.app.state.database
+    async def readyz(database: ServiceDatabase) -> JSONResponse:
         checks: dict[str, str] = {}
         try:
             async with database.engine.connect() as connection:

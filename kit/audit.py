@@ -8,14 +8,15 @@ DELETE and TRUNCATE; `verify` recomputes the chain and names the first broken li
 row rewritten behind the trigger's back (by a superuser) is found.
 """
 
-import base64
 import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
+from annotated_types import Le
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import (
@@ -48,10 +49,18 @@ from contracts.audit import (
 )
 from contracts.auth import Scope
 from contracts.common import Page
-from contracts.problem import CommonProblem
 from kit.auth import Principal, require_scopes
-from kit.db import Database, Session
-from kit.errors import Forbidden, ProblemError, Unauthorized
+from kit.db import Database, ServiceDatabase, Session
+from kit.errors import Forbidden, Unauthorized
+from kit.pagination import (
+    Cursor,
+    InvalidCursor,
+    Limit,
+    cut_page,
+    decode_sequence,
+    encode_sequence,
+    fetch_limit,
+)
 from kit.problems import problem_responses
 
 AUDIT_TABLE: Final = "audit_events"
@@ -62,15 +71,31 @@ _VERIFY_BATCH_SIZE: Final = 1000
 _EXPORT_BATCH_SIZE: Final = 500
 
 
-class InvalidAuditCursor(ProblemError):
-    status = 422
-    slug = CommonProblem.invalid_cursor
-    title = "Invalid cursor"
+# The audit table's actor_id holds 64 characters; token subjects are not bounded by it.
+_ACTOR_ID_LENGTH_MAX: Final = 64
 
 
 def actor_of(principal: Principal) -> tuple[str, ActorType]:
-    """The audit actor for a caller: its token subject and its kind."""
+    """The audit actor for a caller as a pair (accounts' form); `Actor.of` is the kit's."""
     return principal.subject, ActorType(principal.kind.value)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, and in which request: what its audit event says of its cause."""
+
+    actor_id: str
+    actor_type: ActorType
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, *, request_id: str | None) -> "Actor":
+        """A caller as an actor: its token subject and kind. A subject too long for the
+        column is named by its hash, which still tells one caller from another."""
+        actor_id = principal.subject
+        if len(actor_id) > _ACTOR_ID_LENGTH_MAX:
+            actor_id = "sha256:" + hashlib.sha256(actor_id.encode()).hexdigest()[:56]
+        return cls(actor_id, ActorType(principal.kind.value), request_id)
 
 
 def request_id_of(request: Request) -> str | None:
@@ -340,21 +365,6 @@ def _filtered(
     return statement
 
 
-def _encode_cursor(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{sequence}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        text_value = base64.urlsafe_b64decode(cursor.encode()).decode()
-        prefix, _, number = text_value.partition(":")
-        if prefix != "seq":
-            raise ValueError(prefix)
-        return int(number)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidAuditCursor("The cursor is not one this service issued.") from None
-
-
 async def verify_chain(session: AsyncSession, table: Table, *, service: str) -> AuditVerification:
     """Recompute every link in insertion order; report the first that does not hold."""
     expected_previous = GENESIS_HASH
@@ -399,7 +409,7 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
     router = APIRouter(tags=["audit"])
     AuditReader = Annotated[Principal, Depends(require_scopes(Scope.audit_read))]
     auth_problems = problem_responses(Unauthorized, Forbidden)
-    list_problems = problem_responses(Unauthorized, Forbidden, InvalidAuditCursor)
+    list_problems = problem_responses(Unauthorized, Forbidden, InvalidCursor)
 
     @router.get(
         AUDIT_EVENTS_PATH,
@@ -415,18 +425,22 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
         action: Annotated[str | None, Query(max_length=64)] = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        limit: Annotated[int, Query(ge=1, le=AUDIT_LIMIT_MAX)] = 100,
-        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[Limit, Le(AUDIT_LIMIT_MAX)] = 100,
+        cursor: Cursor = None,
     ) -> Page[AuditEvent]:
         statement = _filtered(
             table, transfer_id=transfer_id, account_id=account_id, actor_id=actor_id,
             action=action, since=since, until=until,
         )  # fmt: skip
         if cursor is not None:
-            statement = statement.where(table.c.sequence > _decode_cursor(cursor))
-        rows = (await session.execute(statement.order_by(table.c.sequence).limit(limit + 1))).all()
-        items = [to_contract(row, service=service) for row in rows[:limit]]
-        next_cursor = _encode_cursor(items[-1].sequence) if len(rows) > limit else None
+            statement = statement.where(table.c.sequence > decode_sequence(cursor))
+        statement = statement.order_by(table.c.sequence).limit(fetch_limit(limit))
+        rows, next_cursor = cut_page(
+            (await session.execute(statement)).all(),
+            limit=limit,
+            cursor_of=lambda row: encode_sequence(row.sequence),
+        )
+        items = [to_contract(row, service=service) for row in rows]
         return Page[AuditEvent](items=items, next_cursor=next_cursor)
 
     @router.get(
@@ -445,11 +459,10 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
     )
     async def export_audit_events(
         _principal: AuditReader,
-        request: Request,
+        database: ServiceDatabase,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> StreamingResponse:
-        database: Database = request.app.state.database
         lines = _export_lines(database, table, service=service, since=since, until=until)
         return StreamingResponse(lines, media_type="application/x-ndjson")
 

@@ -1,7 +1,7 @@
 """The database of one service: an async engine and a unit of work per request."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import (
@@ -34,9 +34,21 @@ class Database:
         await self.engine.dispose()
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+def database_of(app: Any) -> Database:
+    """The database the service shell (kit.app) opened for `app`'s lifespan."""
+    database = getattr(app.state, "database", None)
+    assert isinstance(database, Database), "the service shell opens the database first"
+    return database
+
+
+async def get_database(request: Request) -> Database:
+    return database_of(request.app)
+
+
+async def get_session(
+    database: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit when the handler returns, roll back if it raises."""
-    database: Database = request.app.state.database
     async with database.sessions() as session, session.begin():
         yield session
 
@@ -45,3 +57,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # runs the cleanup after sending, so a client could see 201 for a write that then fails to
 # commit, or act on it before it is visible.
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For a route that runs its own transactions (e.g. several, or one after the answer).
+ServiceDatabase = Annotated[Database, Depends(get_database)]

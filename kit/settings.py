@@ -53,3 +53,11 @@ def to_asyncpg_url(url: str) -> str:
 def to_asyncpg_dsn(url: str) -> str:
     """asyncpg's (and libpq's) spelling: `postgresql://...`, whatever scheme `url` has."""
     return "postgresql://" + to_asyncpg_url(url).partition("://")[2]
+
+
+def with_database(server_url: str, database: str) -> str:
+    """`server_url` (any spelling) naming `database` instead of its own, query kept."""
+    base, _, query = server_url.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")

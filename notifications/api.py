@@ -15,14 +15,12 @@ Who may call what:
 """
 
 import uuid
-from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from contracts.auth import PrincipalKind, Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page
+from contracts.common import LIMIT_DEFAULT, Identifier, Page
 from contracts.notifications import (
     DELIVERIES_PATH,
     EMAIL_CONTACT_PATH,
@@ -42,10 +40,11 @@ from contracts.notifications import (
     WebhookSecretRotate,
     WebhookSecretRotated,
 )
-from kit.audit import actor_of, request_id_of
-from kit.auth import Principal, authenticate, require_any_scope, require_scopes
+from kit.auth import Principal, require_any_scope, require_scopes
 from kit.db import Session
 from kit.errors import Forbidden, Unauthorized
+from kit.pagination import InvalidCursor
+from kit.params import AuditActor, Cursor, Limit, Now
 from kit.problems import problem_responses
 from notifications import service
 from notifications.errors import (
@@ -54,14 +53,14 @@ from notifications.errors import (
     EmailContactNotFound,
     EventIdReused,
     EventNotFound,
-    InvalidCursor,
     InvalidRequest,
     WebhookEndpointDisabled,
     WebhookEndpointLimitReached,
     WebhookEndpointNotFound,
     WebhookUrlNotAllowed,
 )
-from notifications.service import Actor, Viewer, WebhookRules
+from notifications.resources import Resources
+from notifications.service import Viewer
 
 OWNER_PARAMETER = "customer_id"
 
@@ -109,36 +108,8 @@ def _viewer(principal: WebhooksReader, request: Request) -> Viewer:
     raise Forbidden("This operation needs the scope webhooks:manage (customers only).")
 
 
-def _actor(principal: Annotated[Principal, Depends(authenticate)], request: Request) -> Actor:
-    """The audit actor: the principal this request authenticated as (resolved once)."""
-    actor_id, actor_type = actor_of(principal)
-    return Actor(actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request))
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
-def _rules(request: Request) -> WebhookRules:
-    rules: WebhookRules = request.app.state.webhook_rules
-    return rules
-
-
-def _wake_dispatcher(request: Request) -> Callable[[], None]:
-    """Called once the transaction has committed: the new rows are due now."""
-    dispatcher = getattr(request.app.state, "dispatcher", None)
-    return (lambda: None) if dispatcher is None else dispatcher.wake
-
-
 Owner = Annotated[str, Depends(_owner)]
 Reader = Annotated[Viewer, Depends(_viewer)]
-AuditActor = Annotated[Actor, Depends(_actor)]
-Now = Annotated[datetime, Depends(_now)]
-Rules = Annotated[WebhookRules, Depends(_rules)]
-WakeDispatcher = Annotated[Callable[[], None], Depends(_wake_dispatcher)]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=200)]
 
 ENDPOINT_PATH = f"{WEBHOOK_ENDPOINTS_PATH}/{{endpoint_id}}"
 # Every protected route can answer these; listed so that /docs shows them.
@@ -166,16 +137,15 @@ async def publish_event(
     body: EventCreate,
     session: Session,
     response: Response,
-    request: Request,
     now: Now,
-    wake: WakeDispatcher,
+    resources: Resources,
 ) -> Event:
     event, created = await service.publish_event(
         session,
         event=body,
         now=now,
-        email_enabled=request.app.state.email_enabled,
-        on_commit=wake,
+        email_enabled=resources.email_enabled,
+        on_commit=resources.dispatcher.wake,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -209,11 +179,16 @@ async def create_endpoint(
     actor: AuditActor,
     body: WebhookEndpointCreate,
     session: Session,
-    rules: Rules,
+    resources: Resources,
     now: Now,
 ) -> WebhookEndpointCreated:
     return await service.create_endpoint(
-        session, customer_id=owner, actor=actor, request=body, rules=rules, now=now
+        session,
+        customer_id=owner,
+        actor=actor,
+        request=body,
+        rules=resources.webhook_rules,
+        now=now,
     )
 
 
@@ -263,7 +238,7 @@ async def update_endpoint(
     endpoint_id: uuid.UUID,
     body: WebhookEndpointUpdate,
     session: Session,
-    rules: Rules,
+    resources: Resources,
     now: Now,
 ) -> WebhookEndpoint:
     return await service.update_endpoint(
@@ -272,7 +247,7 @@ async def update_endpoint(
         actor=actor,
         endpoint_id=endpoint_id,
         request=body,
-        rules=rules,
+        rules=resources.webhook_rules,
         now=now,
     )
 
@@ -319,7 +294,7 @@ async def enable_endpoint(
     endpoint_id: uuid.UUID,
     session: Session,
     now: Now,
-    wake: WakeDispatcher,
+    resources: Resources,
 ) -> WebhookEndpoint:
     return await service.set_endpoint_enabled(
         session,
@@ -328,7 +303,7 @@ async def enable_endpoint(
         endpoint_id=endpoint_id,
         enabled=True,
         now=now,
-        on_commit=wake,
+        on_commit=resources.dispatcher.wake,
     )
 
 
@@ -343,7 +318,7 @@ async def rotate_secret(
     actor: AuditActor,
     endpoint_id: uuid.UUID,
     session: Session,
-    rules: Rules,
+    resources: Resources,
     now: Now,
     body: WebhookSecretRotate | None = None,
 ) -> WebhookSecretRotated:
@@ -353,7 +328,7 @@ async def rotate_secret(
         actor=actor,
         endpoint_id=endpoint_id,
         grace_seconds=None if body is None else body.grace_seconds,
-        rules=rules,
+        rules=resources.webhook_rules,
         now=now,
     )
 
@@ -412,10 +387,15 @@ async def redeliver(
     delivery_id: uuid.UUID,
     session: Session,
     now: Now,
-    wake: WakeDispatcher,
+    resources: Resources,
 ) -> Delivery:
     return await service.redeliver(
-        session, customer_id=owner, actor=actor, delivery_id=delivery_id, now=now, on_commit=wake
+        session,
+        customer_id=owner,
+        actor=actor,
+        delivery_id=delivery_id,
+        now=now,
+        on_commit=resources.dispatcher.wake,
     )
 
 

@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,13 +27,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
+from kit.resources import Clock
 from notifications import mail, repository, schedule, service, webhook_signatures
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
 
 log = structlog.get_logger()
 
-Clock = Callable[[], datetime]
 
 RESPONSE_EXCERPT_BYTES_MAX: Final = 1024
 ERROR_LENGTH_MAX: Final = 300

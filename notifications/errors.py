@@ -25,12 +25,6 @@ class InvalidRequest(ProblemError):
     title = "Invalid request"
 
 
-class InvalidCursor(ProblemError):
-    status = 422
-    slug = CommonProblem.invalid_cursor
-    title = "Cursor is malformed"
-
-
 class WebhookUrlNotAllowed(ProblemError):
     """The URL is not https, carries credentials, or names/resolves to a non-public address."""
 

@@ -4,7 +4,6 @@ import random
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -15,22 +14,20 @@ from fastapi import FastAPI
 from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
-from kit.db import Database
+from kit.db import database_of
+from kit.resources import Clock, install_resources, utc_now
 from notifications.api import router
 from notifications.config import Settings
 from notifications.dispatcher import Dispatcher, DispatcherOptions
 from notifications.mail import SmtpServer
 from notifications.models import AUDIT_EVENTS
+from notifications.resources import NotificationsResources
 from notifications.service import WebhookRules
 from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 # Beyond the attempts in flight, how long a stopping service waits for them to be recorded.
 SHUTDOWN_MARGIN_SECONDS = 5.0
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _smtp_server(settings: Settings) -> SmtpServer | None:
@@ -92,14 +89,16 @@ def _lifespan(
     *,
     webhook_client: Callable[[], httpx.AsyncClient],
     smtp: SmtpServer | None,
-    clock: Callable[[], datetime],
+    clock: Clock,
     rng: random.Random | None,
+    webhook_rules: WebhookRules,
 ) -> Lifespan:
-    """The dispatcher and its webhook client, for as long as the service runs."""
+    """The dispatcher and its webhook client, for as long as the service runs, and the
+    resources the routes use."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database: Database = app.state.database
+        database = database_of(app)
         client = webhook_client()
         options = _dispatcher_options(settings)
         dispatcher = Dispatcher(
@@ -110,7 +109,15 @@ def _lifespan(
             smtp=smtp,
             rng=rng,
         )
-        app.state.dispatcher = dispatcher
+        install_resources(
+            app,
+            NotificationsResources(
+                clock=clock,
+                webhook_rules=webhook_rules,
+                email_enabled=smtp is not None,
+                dispatcher=dispatcher,
+            ),
+        )
         if settings.dispatcher_enabled:
             dispatcher.start()
         try:
@@ -128,7 +135,7 @@ def _lifespan(
 def create_app(
     settings: Settings | None = None,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Clock = utc_now,
     resolver: Resolver = system_resolver,
     network_backend: httpcore.AsyncNetworkBackend | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -169,15 +176,13 @@ def create_app(
             smtp=smtp,
             clock=clock,
             rng=rng,
+            webhook_rules=WebhookRules(
+                policy=policy,
+                resolver=resolver,
+                endpoints_per_customer_max=settings.webhook_endpoints_per_customer_max,
+                secret_grace_seconds=settings.webhook_secret_grace_seconds,
+            ),
         ),
         token_verifier=token_verifier,
     )
-    app.state.clock = clock
-    app.state.webhook_rules = WebhookRules(
-        policy=policy,
-        resolver=resolver,
-        endpoints_per_customer_max=settings.webhook_endpoints_per_customer_max,
-        secret_grace_seconds=settings.webhook_secret_grace_seconds,
-    )
-    app.state.email_enabled = smtp is not None
     return app

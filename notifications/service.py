@@ -6,7 +6,6 @@ case (the API takes it from the bearer token, never from the request). Changes t
 `Viewer` that sees every owner's objects, and no change accepts one.
 """
 
-import base64
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,6 +37,8 @@ from contracts.notifications import (
     WebhookEndpointUpdate,
     WebhookSecretRotated,
 )
+from kit.audit import Actor
+from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
     DeliveryNotFound,
@@ -45,7 +46,6 @@ from notifications.errors import (
     EmailContactNotFound,
     EventIdReused,
     EventNotFound,
-    InvalidCursor,
     WebhookEndpointDisabled,
     WebhookEndpointLimitReached,
     WebhookEndpointNotFound,
@@ -66,7 +66,6 @@ log = structlog.get_logger()
 SECRETS_LIVE_MAX: Final = 3
 # The customer who receives the money learns only that it arrived.
 TARGET_EVENT_TYPES: Final = frozenset({EventType.transfer_completed})
-CURSOR_LENGTH_MAX: Final = 200
 DISABLED_BY_OWNER: Final = "disabled"
 
 _customer_id: TypeAdapter[str] = TypeAdapter(Identifier)
@@ -76,15 +75,6 @@ OnCommit = Callable[[], None]
 SUCCEEDED: Final = "succeeded"
 # The audit actor of what the dispatcher does on its own (e.g. disabling a gone endpoint).
 DISPATCHER_ACTOR_ID: Final = "notifications-dispatcher"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who asks for a change, as its audit event records them."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -412,12 +402,13 @@ async def create_endpoint(
 async def list_endpoints(
     session: AsyncSession, *, customer_id: str, limit: int, cursor: str | None
 ) -> Page[WebhookEndpoint]:
-    after = None if cursor is None else decode_cursor(cursor)
+    after = None if cursor is None else decode_position(cursor)
     rows = await repository.list_endpoints(
-        session, customer_id=customer_id, after=after, limit=limit + 1
+        session, customer_id=customer_id, after=after, limit=fetch_limit(limit)
     )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    page, next_cursor = cut_page(
+        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.id)
+    )
     return Page[WebhookEndpoint](items=[_endpoint(row) for row in page], next_cursor=next_cursor)
 
 
@@ -630,18 +621,17 @@ async def list_deliveries(
     cursor: str | None,
 ) -> Page[Delivery]:
     """An endpoint's deliveries, newest first; `status=failed` lists what gave up."""
-    before = None if cursor is None else decode_cursor(cursor)
+    before = None if cursor is None else decode_position(cursor)
     await _visible_endpoint(session, viewer=viewer, endpoint_id=endpoint_id)
     rows = await repository.list_deliveries(
         session,
         endpoint_id=endpoint_id,
         status=None if status is None else status.value,
         before=before,
-        limit=limit + 1,
+        limit=fetch_limit(limit),
     )
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(page[-1][0].created_at, page[-1][0].id) if len(rows) > limit else None
+    page, next_cursor = cut_page(
+        rows, limit=limit, cursor_of=lambda row: encode_position(row[0].created_at, row[0].id)
     )
     return Page[Delivery](
         items=[_delivery(row, event_type) for row, event_type in page], next_cursor=next_cursor
@@ -779,25 +769,3 @@ async def delete_email_contact(
         ),
     )
     log.info("email_contact.deleted", customer_id=customer_id)
-
-
-# --- cursors ----------------------------------------------------------------------------
-
-
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if len(cursor) > CURSOR_LENGTH_MAX:
-        raise InvalidCursor("pass back a next_cursor exactly as received")
-    try:
-        position = base64.urlsafe_b64decode(cursor.encode()).decode()
-        created_at_text, separator, row_id_text = position.partition("|")
-        created_at = datetime.fromisoformat(created_at_text)
-        row_id = uuid.UUID(row_id_text)
-    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise InvalidCursor("pass back a next_cursor exactly as received") from error
-    if not separator or created_at.tzinfo is None:
-        raise InvalidCursor("pass back a next_cursor exactly as received")
-    return created_at, row_id

@@ -28,8 +28,9 @@ import httpx
 from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from contracts.transfers import TASK_QUEUE
 from kit.migrations import upgrade_to_head
+from kit.settings import with_database
 from sagabank.config import SERVICES, WORKER_CLIENT_ID, LauncherSettings
-from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database, with_database
+from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
 from sagabank.localstack.secrets import dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes

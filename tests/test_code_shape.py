@@ -53,3 +53,34 @@ def test_the_product_code_is_read_somewhere() -> None:
 def test_no_product_function_is_longer_than_70_lines() -> None:
     too_long = [found for path in product_files() for found in long_functions(path)]
     assert too_long == []
+
+
+# The services whose routes take their typed resources (kit.resources) and the kit's own
+# dependencies; accounts joins once it adopts kit.resources (issue 14).
+RESOURCES_PACKAGES = ("fraud", "kit", "notifications", "transactions")
+
+
+def app_state_reads(path: Path) -> list[str]:
+    """Each `<x>.app.state` in `path`: a route or dependency reaching into app.state."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr == "state"
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "app"
+    ]
+
+
+def test_no_route_reads_app_state_but_through_a_kit_getter() -> None:
+    # kit.auth's token verifier and kit.ratelimit's limiter are the shell's own state.
+    allowed = {"kit/auth.py", "kit/ratelimit.py", "kit/resources.py", "kit/db.py"}
+    reads = [
+        found
+        for path in product_files()
+        if path.relative_to(ROOT).parts[0] in RESOURCES_PACKAGES
+        and str(path.relative_to(ROOT)) not in allowed
+        for found in app_state_reads(path)
+    ]
+    assert reads == []

@@ -4,11 +4,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, status
+from annotated_types import Le
+from fastapi import APIRouter, Body, Header, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
-from contracts.common import Page
+from contracts.common import LIMIT_DEFAULT, Page
 from contracts.transfers import (
     CALLBACK_CLIENT_HEADER,
     CALLBACK_CLIENTS_PATH,
@@ -35,11 +36,12 @@ from contracts.transfers import (
 )
 from kit.audit import request_id_of
 from kit.auth import Principal
-from kit.db import Database, Session
+from kit.db import ServiceDatabase, Session
 from kit.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
+from kit.pagination import InvalidCursor
+from kit.params import Cursor, IdempotencyKey, Limit
 from kit.problems import problem_responses
 from transactions import callbacks, service
-from transactions.accounts_client import SourceAccounts
 from transactions.auth import (
     AccountsAdmin,
     MoneyMover,
@@ -49,8 +51,6 @@ from transactions.auth import (
     TransfersWrite,
     count_money_request,
 )
-from transactions.callback_secrets import CallbackSecretBox
-from transactions.changes import ChangeListener
 from transactions.errors import (
     AccountNotFound,
     AccountsUnavailable,
@@ -62,7 +62,6 @@ from transactions.errors import (
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     InvalidCallback,
-    InvalidCursor,
     InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
@@ -71,42 +70,12 @@ from transactions.errors import (
     TransferNotInReview,
     WorkflowServiceUnavailable,
 )
-from transactions.workflow_client import TransferWorkflows
+from transactions.resources import Resources
 
-LIST_LIMIT_MAX: Final = 100
-LIST_LIMIT_DEFAULT: Final = 50
+# A page of transfers loads every transfer's steps too: a lower cap than other lists.
+TRANSFERS_LIMIT_MAX: Final = 100
 IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 PREFERENCE_APPLIED_HEADER: Final = "Preference-Applied"
-
-
-def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
-def _workflows(request: Request) -> TransferWorkflows:
-    workflows: TransferWorkflows = request.app.state.workflows
-    return workflows
-
-
-def _changes(request: Request) -> ChangeListener:
-    changes: ChangeListener = request.app.state.changes
-    return changes
-
-
-def _idempotency_policy(request: Request) -> service.IdempotencyPolicy:
-    policy: service.IdempotencyPolicy = request.app.state.idempotency_policy
-    return policy
-
-
-def _callback_box(request: Request) -> CallbackSecretBox | None:
-    box: CallbackSecretBox | None = request.app.state.callback_secret_box
-    return box
-
-
-def _accounts(request: Request) -> SourceAccounts:
-    accounts: SourceAccounts = request.app.state.accounts
-    return accounts
 
 
 def _requester(request: Request, principal: Principal) -> service.Requester:
@@ -122,23 +91,6 @@ def _requester(request: Request, principal: Principal) -> service.Requester:
 # Every route that needs a token may answer these (OpenAPI shows them).
 _AUTH_PROBLEMS: Final = (Unauthorized, Forbidden)
 
-
-DatabaseDependency = Annotated[Database, Depends(_database)]
-Workflows = Annotated[TransferWorkflows, Depends(_workflows)]
-Changes = Annotated[ChangeListener, Depends(_changes)]
-Policy = Annotated[service.IdempotencyPolicy, Depends(_idempotency_policy)]
-SecretBox = Annotated[CallbackSecretBox | None, Depends(_callback_box)]
-Accounts = Annotated[SourceAccounts, Depends(_accounts)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x20-\x7E]+$",
-        description="Printable ASCII, unique per intended transfer; a retry sends it again.",
-    ),
-]
 
 Prefer = Annotated[
     str | None,
@@ -194,21 +146,18 @@ async def create_transfer(
     principal: MoneyMover,
     request: Request,
     body: TransferCreate,
-    database: DatabaseDependency,
-    workflows: Workflows,
-    changes: Changes,
-    policy: Policy,
-    accounts: Accounts,
+    database: ServiceDatabase,
+    resources: Resources,
     idempotency_key: IdempotencyKey = None,
     prefer: Prefer = None,
 ) -> JSONResponse:
     wait_seconds = service.parse_prefer_wait(prefer)
     creation = await service.create_transfer(
         database,
-        workflows,
-        changes,
-        policy,
-        accounts,
+        resources.workflows,
+        resources.changes,
+        resources.idempotency_policy,
+        resources.accounts,
         requester=_requester(request, principal),
         idempotency_key=idempotency_key,
         transfer=body,
@@ -220,7 +169,7 @@ async def create_transfer(
         return JSONResponse(creation.body, status_code=creation.status_code, headers=headers)
     headers[PREFERENCE_APPLIED_HEADER] = f"wait={wait_seconds}"
     final = await service.wait_until_finished(
-        database, changes, transfer_id=creation.transfer_id, wait_seconds=wait_seconds
+        database, resources.changes, transfer_id=creation.transfer_id, wait_seconds=wait_seconds
     )
     if final is None:
         return JSONResponse(creation.body, status_code=creation.status_code, headers=headers)
@@ -242,18 +191,15 @@ async def create_transfers_batch(
     principal: TransfersWrite,
     request: Request,
     body: TransferBatchCreate,
-    database: DatabaseDependency,
-    workflows: Workflows,
-    changes: Changes,
-    policy: Policy,
-    accounts: Accounts,
+    database: ServiceDatabase,
+    resources: Resources,
 ) -> TransferBatchResponse:
     answers = await service.create_transfers_batch(
         database,
-        workflows,
-        changes,
-        policy,
-        accounts,
+        resources.workflows,
+        resources.changes,
+        resources.idempotency_policy,
+        resources.accounts,
         requester=_requester(request, principal),
         items=body.items,
         admit=_admission(request, principal),
@@ -329,8 +275,8 @@ async def list_transfers(
     created_before: Annotated[
         AwareDatetime | None, Query(description="Created before this instant")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX)] = LIST_LIMIT_DEFAULT,
-    cursor: Annotated[str | None, Query(max_length=service.CURSOR_LENGTH_MAX)] = None,
+    limit: Annotated[Limit, Le(TRANSFERS_LIMIT_MAX)] = LIMIT_DEFAULT,
+    cursor: Cursor = None,
 ) -> Page[Transfer]:
     return await service.list_transfers(
         session,
@@ -364,13 +310,13 @@ async def cancel_transfer(
     principal: MoneyMover,
     request: Request,
     transfer_id: uuid.UUID,
-    database: DatabaseDependency,
-    workflows: Workflows,
+    database: ServiceDatabase,
+    resources: Resources,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> Transfer:
     return await service.cancel_transfer(
         database,
-        workflows,
+        resources.workflows,
         transfer_id=transfer_id,
         request=body or CancelRequest(),
         requester=_requester(request, principal),
@@ -431,11 +377,11 @@ async def review_transfer(
     transfer_id: uuid.UUID,
     body: ReviewDecision,
     session: Session,
-    workflows: Workflows,
+    resources: Resources,
 ) -> Transfer:
     return await service.review_transfer(
         session,
-        workflows,
+        resources.workflows,
         transfer_id=transfer_id,
         decision=body,
         requester=_requester(request, principal),
@@ -453,10 +399,13 @@ async def register_callback_client(
     request: Request,
     body: CallbackClientCreate,
     session: Session,
-    box: SecretBox,
+    resources: Resources,
 ) -> CallbackClientCreated:
     return await callbacks.register_client(
-        session, box, request=body, requester=_requester(request, principal)
+        session,
+        resources.callback_secret_box,
+        request=body,
+        requester=_requester(request, principal),
     )
 
 
@@ -496,14 +445,14 @@ async def register_callback_client(
     ),
 )
 async def receive_confirmation(
-    request: Request, session: Session, workflows: Workflows, box: SecretBox
+    request: Request, session: Session, resources: Resources
 ) -> JSONResponse:
     # The signature covers the exact bytes sent, so the body is read raw, not parsed;
     # the headers are read raw too, so that any flaw in them answers 401, not 422.
     answer = await callbacks.receive_confirmation(
         session,
-        workflows,
-        box,
+        resources.workflows,
+        resources.callback_secret_box,
         client_id=request.headers.get(CALLBACK_CLIENT_HEADER),
         headers=request.headers,
         body=await request.body(),

@@ -6,7 +6,6 @@ transfer's creation, an accepted cancel, a callback's webhook-id), so a retry wr
 nothing new.
 """
 
-import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -22,8 +21,7 @@ from contracts.transfers import (
     TransferStatus,
     workflow_id,
 )
-from kit.audit import actor_of
-from kit.auth import Principal
+from kit.audit import Actor
 
 # Fixed forever: changing it would give a retried step report a new event id.
 TRANSFER_AUDIT_NAMESPACE: Final = uuid.UUID("5b0c6f1e-93a4-4d2b-8e71-0c4a9f6d2e38")
@@ -31,20 +29,6 @@ TRANSFER_AUDIT_NAMESPACE: Final = uuid.UUID("5b0c6f1e-93a4-4d2b-8e71-0c4a9f6d2e3
 STEP_NAME: Final = re.compile(r"[a-z0-9_-]{1,40}")
 # The one compensation of the saga: voiding the hold undoes the hold.
 IMPLIED_COMPENSATIONS: Final = {"void": "hold"}
-
-# The audit table's actor_id holds 64 characters; token subjects are not bounded by it.
-_ACTOR_ID_LENGTH_MAX: Final = 64
-
-Actor = tuple[str, ActorType]
-
-
-def actor_for(principal: Principal) -> Actor:
-    """The audit actor of a caller; a subject too long for the column is named by its hash,
-    which still tells one caller from another."""
-    actor_id, actor_type = actor_of(principal)
-    if len(actor_id) > _ACTOR_ID_LENGTH_MAX:
-        actor_id = "sha256:" + hashlib.sha256(actor_id.encode()).hexdigest()[:56]
-    return actor_id, actor_type
 
 
 def step_event_id(transfer_id: uuid.UUID, step: str) -> uuid.UUID:
@@ -77,26 +61,50 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _transfer_event(
+    actor: Actor,
+    *,
+    event_id: uuid.UUID,
+    action: str,
+    transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    outcome: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEventCreate:
+    """An event `actor` causes now on one transfer, in its saga."""
+    return AuditEventCreate(
+        id=event_id,
+        occurred_at=_now(),
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action=action,
+        subject_type="transfer",
+        subject_id=str(transfer_id),
+        transfer_id=transfer_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=workflow_id(transfer_id),
+        request_id=actor.request_id,
+        before=before,
+        after=after,
+        outcome=outcome,
+    )
+
+
 def transfer_requested(
     *,
     transfer_id: uuid.UUID,
     transfer: TransferCreate,
     actor: Actor,
-    request_id: str | None,
 ) -> AuditEventCreate:
-    actor_id, actor_type = actor
-    return AuditEventCreate(
-        id=requested_event_id(transfer_id),
-        occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+    return _transfer_event(
+        actor,
+        event_id=requested_event_id(transfer_id),
         action="transfer.requested",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(transfer.source_account_id, transfer.target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=request_id,
+        source_account_id=transfer.source_account_id,
+        target_account_id=transfer.target_account_id,
         after=_without_nones(
             {
                 "status": TransferStatus.pending.value,
@@ -125,18 +133,16 @@ def step_reported(
     status_before: str,
     version_before: int,
     actor: Actor,
-    request_id: str | None,
 ) -> AuditEventCreate:
     """`transfer.step.<step>`: the saga's report of one step, with the ledger ids it knew."""
     assert STEP_NAME.fullmatch(record.step), "step names are checked before they get here"
-    actor_id, actor_type = actor
     undone = compensated_step(record)
     fraud = record.fraud
     return AuditEventCreate(
         id=step_event_id(transfer_id, record.step),
         occurred_at=record.occurred_at,
-        actor_id=actor_id,
-        actor_type=actor_type,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
         action=f"transfer.step.{record.step}",
         subject_type="transfer",
         subject_id=str(transfer_id),
@@ -144,7 +150,7 @@ def step_reported(
         account_ids=_accounts(source_account_id, target_account_id),
         workflow_id=record.workflow_id or workflow_id(transfer_id),
         run_id=record.run_id,
-        request_id=request_id,
+        request_id=actor.request_id,
         before={"status": status_before, "version": version_before},
         after=_without_nones(
             {
@@ -171,23 +177,16 @@ def review_decided(
     target_account_id: uuid.UUID,
     decision: ReviewDecision,
     actor: Actor,
-    request_id: str | None,
 ) -> AuditEventCreate:
     """A reviewer's verdict handed to the saga. The actor is the token's subject; the
     body's `reviewer_id` (the person at the operator console) is kept beside it."""
-    actor_id, actor_type = actor
-    return AuditEventCreate(
-        id=uuid.uuid4(),
-        occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid4(),
         action="transfer.review_decided",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": TransferStatus.in_review.value},
         after=_without_nones(
             {
@@ -209,31 +208,24 @@ def cancel_requested(
     request: CancelRequest,
     refusal: str | None,
     actor: Actor,
-    request_id: str | None,
 ) -> AuditEventCreate:
     """A customer's cancel: `accepted` by the saga (once per transfer) or `refused`."""
-    actor_id, actor_type = actor
-    return AuditEventCreate(
-        id=uuid.uuid4() if refusal is not None else cancel_accepted_event_id(transfer_id),
-        occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid4() if refusal is not None else cancel_accepted_event_id(transfer_id),
         action="transfer.cancel_requested",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": status_before},
         after=_without_nones({"reason": request.reason, "refusal": refusal}),
         outcome="accepted" if refusal is None else "refused",
     )
 
 
-def callback_actor(client_name: str) -> Actor:
+def callback_actor(client_name: str, *, request_id: str | None) -> Actor:
     """A callback client acts as `callback:<name>`, the reviewer id its decisions carry."""
-    return f"callback:{client_name}", ActorType.service
+    return Actor(f"callback:{client_name}", ActorType.service, request_id)
 
 
 def callback_received(
@@ -246,20 +238,15 @@ def callback_received(
     target_account_id: uuid.UUID,
     request_id: str | None,
 ) -> AuditEventCreate:
-    actor_id, actor_type = callback_actor(client_name)
+    actor = callback_actor(client_name, request_id=request_id)
     transfer_id = confirmation.transfer_id
-    return AuditEventCreate(
-        id=callback_event_id(client_id, webhook_id),
-        occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+    return _transfer_event(
+        actor,
+        event_id=callback_event_id(client_id, webhook_id),
         action="callback.received",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
-        request_id=request_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         before={"status": TransferStatus.in_review.value},
         after={
             "decision": confirmation.decision,
@@ -277,26 +264,24 @@ def callback_client_registered(
     name: str,
     description: str | None,
     actor: Actor,
-    request_id: str | None,
 ) -> AuditEventCreate:
     """Never the secret: only who registered which client."""
-    actor_id, actor_type = actor
     return AuditEventCreate(
         id=uuid.uuid4(),
         occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
         action="callback_client.registered",
         subject_type="callback_client",
         subject_id=str(client_id),
-        request_id=request_id,
+        request_id=actor.request_id,
         after=_without_nones({"name": name, "description": description}),
         outcome="succeeded",
     )
 
 
 # The reconciler (transactions.reconciler) acts as the system, not as any caller.
-RECONCILER_ACTOR: Final[Actor] = ("system:saga-reconciler", ActorType.system)
+RECONCILER_ACTOR: Final = Actor("system:saga-reconciler", ActorType.system)
 
 
 def saga_reconciled(
@@ -309,18 +294,14 @@ def saga_reconciled(
 ) -> AuditEventCreate:
     """The reconciler confirmed a transfer's saga with Temporal (started it, or found it
     started) after the request that recorded the transfer failed to: once per transfer."""
-    actor_id, actor_type = RECONCILER_ACTOR
-    return AuditEventCreate(
-        id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:saga_reconciled"),
-        occurred_at=_now(),
-        actor_id=actor_id,
-        actor_type=actor_type,
+    actor = RECONCILER_ACTOR
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{transfer_id}:saga_reconciled"),
         action="transfer.saga_reconciled",
-        subject_type="transfer",
-        subject_id=str(transfer_id),
         transfer_id=transfer_id,
-        account_ids=_accounts(source_account_id, target_account_id),
-        workflow_id=workflow_id(transfer_id),
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
         after={
             "requested_at": requested_at.isoformat(),
             "start_deadline": start_deadline.isoformat(),

@@ -98,8 +98,7 @@ async def register_client(
             client_id=row.id,
             name=row.name,
             description=row.description,
-            actor=audit.actor_for(requester.principal),
-            request_id=requester.request_id,
+            actor=requester.actor,
         ),
     )
     log.info("callback.client_registered", client_id=str(client_id), name=request.name)

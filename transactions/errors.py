@@ -27,12 +27,6 @@ class SameAccount(ProblemError):
     title = "Source and target account are the same"
 
 
-class InvalidCursor(ProblemError):
-    status = 422
-    slug = CommonProblem.invalid_cursor
-    title = "The pagination cursor is malformed"
-
-
 class TransferNotFound(ProblemError):
     status = 404
     slug = TransactionsProblem.transfer_not_found

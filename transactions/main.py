@@ -15,9 +15,10 @@ from temporalio.client import Client
 from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
-from kit.db import Database
+from kit.db import Database, database_of
 from kit.http import create_client
 from kit.jobs import ExclusiveJob
+from kit.resources import install_resources
 from transactions import service
 from transactions.accounts_client import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
@@ -26,6 +27,7 @@ from transactions.changes import ChangeListener
 from transactions.config import Settings
 from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
+from transactions.resources import TransactionsResources
 from transactions.workflow_client import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -59,20 +61,23 @@ def idempotency_purge_job(database: Database, *, dsn: str, interval_seconds: flo
     )
 
 
-def _start_jobs(app: FastAPI, settings: Settings) -> list[ExclusiveJob]:
+def _start_jobs(
+    app: FastAPI, settings: Settings, workflows: TransferWorkflows
+) -> list[ExclusiveJob]:
     """The service's periodic jobs, started (each runs in one replica at a time)."""
     purge = idempotency_purge_job(
-        app.state.database,
+        database_of(app),
         dsn=settings.asyncpg_dsn(),
         interval_seconds=settings.idempotency_purge_interval_seconds,
     )
     reconciler = reconciler_job(
-        app.state.database,
-        app.state.workflows,
+        database_of(app),
+        workflows,
         dsn=settings.asyncpg_dsn(),
         interval_seconds=settings.reconcile_interval_seconds,
         after_seconds=settings.reconcile_after_seconds,
     )
+    # Handles for tests and operators; no route uses them.
     app.state.idempotency_purge = purge
     app.state.saga_reconciler = reconciler
     for job in (purge, reconciler):
@@ -80,13 +85,32 @@ def _start_jobs(app: FastAPI, settings: Settings) -> list[ExclusiveJob]:
     return [purge, reconciler]
 
 
+def _resources(
+    settings: Settings, temporal_client: Client | None, accounts: SourceAccounts
+) -> TransactionsResources:
+    secrets_key = settings.callback_secrets_key_bytes()
+    return TransactionsResources(
+        workflows=_transfer_workflows(settings, temporal_client),
+        changes=ChangeListener(
+            settings.asyncpg_dsn(), poll_interval_seconds=settings.wait_poll_interval_seconds
+        ),
+        idempotency_policy=service.IdempotencyPolicy(
+            ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
+            in_flight_wait_seconds=settings.idempotency_in_flight_wait_seconds,
+        ),
+        callback_secret_box=None if secrets_key is None else CallbackSecretBox(secrets_key),
+        accounts=accounts,
+    )
+
+
 def _lifespan(
     settings: Settings,
-    changes: ChangeListener,
     *,
+    temporal_client: Client | None,
     accounts_transport: httpx.AsyncBaseTransport | None,
 ) -> Lifespan:
-    """The service's own resources: the accounts client, the change listener, its jobs."""
+    """The service's own resources (the accounts client, the change listener, the
+    Temporal client), installed for the routes, and its periodic jobs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,15 +123,16 @@ def _lifespan(
                 transport=accounts_transport,
             )
         )
-        app.state.accounts = SourceAccounts(accounts_client)
-        await changes.start()
-        jobs = _start_jobs(app, settings)
+        installed = _resources(settings, temporal_client, SourceAccounts(accounts_client))
+        install_resources(app, installed)
+        await installed.changes.start()
+        jobs = _start_jobs(app, settings, installed.workflows)
         try:
             yield
         finally:
             for job in reversed(jobs):
                 await job.stop()
-            await changes.stop()
+            await installed.changes.stop()
             if accounts_client is not None:
                 await accounts_client.aclose()
 
@@ -142,9 +167,6 @@ def create_app(
     in tests.
     """
     settings = settings or Settings()  # read from the environment
-    changes = ChangeListener(
-        settings.asyncpg_dsn(), poll_interval_seconds=settings.wait_poll_interval_seconds
-    )
 
     app = create_service_app(
         service="transactions",
@@ -164,15 +186,9 @@ def create_app(
             callbacks_router,
             audit_router(service="transactions", table=audit_events),
         ],
-        lifespan=_lifespan(settings, changes, accounts_transport=accounts_transport),
+        lifespan=_lifespan(
+            settings, temporal_client=temporal_client, accounts_transport=accounts_transport
+        ),
         token_verifier=token_verifier,
     )
-    app.state.workflows = _transfer_workflows(settings, temporal_client)
-    app.state.changes = changes
-    app.state.idempotency_policy = service.IdempotencyPolicy(
-        ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
-        in_flight_wait_seconds=settings.idempotency_in_flight_wait_seconds,
-    )
-    secrets_key = settings.callback_secrets_key_bytes()
-    app.state.callback_secret_box = None if secrets_key is None else CallbackSecretBox(secrets_key)
     return app

@@ -1,8 +1,6 @@
 """Use cases of the transactions service."""
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import itertools
 import json
@@ -34,9 +32,11 @@ from contracts.transfers import (
     TransferStep,
     workflow_id,
 )
+from kit.audit import Actor
 from kit.auth import Principal
 from kit.db import Database
 from kit.errors import ProblemError
+from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from transactions import audit, repository
 from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
@@ -51,7 +51,6 @@ from transactions.errors import (
     IdempotencyKeyMissing,
     IdempotencyKeyReused,
     InvalidBatchItem,
-    InvalidCursor,
     InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
@@ -71,7 +70,6 @@ IDEMPOTENCY_LEASE: Final = timedelta(seconds=60)
 _IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
 # The step after which a transfer can no longer be cancelled (the saga's pivot).
 PIVOT_STEP: Final = "post"
-CURSOR_LENGTH_MAX: Final = 200
 # Batch items created at once: enough to overlap Temporal round trips, few enough to
 # leave the connection pool to other requests.
 BATCH_CONCURRENCY_MAX: Final = 8
@@ -88,6 +86,11 @@ class Requester:
     principal: Principal
     request_id: str | None = None
     authorization: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """The requester as its audit events record them."""
+        return Actor.of(self.principal, request_id=self.request_id)
 
 
 def caller_key(principal: Principal) -> str:
@@ -134,26 +137,6 @@ def request_hash(transfer: TransferCreate) -> str:
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def encode_cursor(created_at: datetime, transfer_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{transfer_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    if len(cursor) > CURSOR_LENGTH_MAX:
-        raise InvalidCursor("the cursor is too long")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
-        created_at_text, separator, id_text = raw.partition("|")
-        created_at = datetime.fromisoformat(created_at_text)
-        transfer_id = uuid.UUID(id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise InvalidCursor("pass back the next_cursor of a previous page unchanged") from error
-    if not separator or created_at.tzinfo is None:
-        raise InvalidCursor("pass back the next_cursor of a previous page unchanged")
-    return created_at, transfer_id
 
 
 def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer:
@@ -431,8 +414,7 @@ async def _record_transfer(
                 audit.transfer_requested(
                     transfer_id=transfer_id,
                     transfer=transfer,
-                    actor=audit.actor_for(principal),
-                    request_id=requester.request_id,
+                    actor=requester.actor,
                 ),
             )
     return created, requested_at
@@ -635,22 +617,18 @@ async def list_transfers(
         account_id=account_id,
         created_after=created_after,
         created_before=created_before,
-        after=None if cursor is None else decode_cursor(cursor),
-        # One row more than asked tells whether another page follows.
-        limit=limit + 1,
+        after=None if cursor is None else decode_position(cursor),
+        limit=fetch_limit(limit),
     )
-    page_rows = rows[:limit]
+    page_rows, next_cursor = cut_page(
+        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.id)
+    )
     steps_by_transfer: dict[uuid.UUID, list[TransferStepRow]] = defaultdict(list)
     for step in await repository.list_steps(session, [row.id for row in page_rows]):
         steps_by_transfer[step.transfer_id].append(step)
-    last = page_rows[-1] if page_rows else None
     return Page[Transfer](
         items=[_to_contract(row, steps_by_transfer[row.id]) for row in page_rows],
-        next_cursor=(
-            encode_cursor(last.created_at, last.id)
-            if last is not None and len(rows) > limit
-            else None
-        ),
+        next_cursor=next_cursor,
     )
 
 
@@ -689,7 +667,7 @@ async def record_steps(
     if row is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     status_before, version_before = row.status, row.version
-    actor = audit.actor_for(requester.principal)
+    actor = requester.actor
     events: list[AuditEventCreate] = []
     for record in records:
         step_recorded = await repository.insert_step(
@@ -708,7 +686,6 @@ async def record_steps(
                     status_before=status_before,
                     version_before=version_before,
                     actor=actor,
-                    request_id=requester.request_id,
                 )
             )
         if moved:
@@ -780,8 +757,7 @@ async def cancel_transfer(
         status_before=transfer.status.value,
         request=request,
         refusal=refusal,
-        actor=audit.actor_for(requester.principal),
-        request_id=requester.request_id,
+        actor=requester.actor,
     )
     async with database.sessions() as session, session.begin():
         await repository.append_audit(session, event)
@@ -818,8 +794,7 @@ async def review_transfer(
             source_account_id=transfer.source_account_id,
             target_account_id=transfer.target_account_id,
             decision=decision,
-            actor=audit.actor_for(requester.principal),
-            request_id=requester.request_id,
+            actor=requester.actor,
         ),
     )
     log.info(

@@ -14,6 +14,7 @@ from fraud.ruleset import DEFAULT_RULESET_PATH, Ruleset, load_ruleset
 from fraud.tests.clock import SettableClock
 from fraud.tests.support import Clients, clients
 from kit.migrations import upgrade_to_head
+from kit.settings import to_asyncpg_dsn, with_database
 from kit.testing import TestIssuer
 
 
@@ -37,9 +38,9 @@ def issuer() -> TestIssuer:
 @pytest.fixture
 async def app(database_factory: object, clock: SettableClock, issuer: TestIssuer) -> FastAPI:
     url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-    app = create_app(Settings(database_url=url, log_json=True), token_verifier=issuer.verifier)
-    app.state.clock = clock
-    return app
+    return create_app(
+        Settings(database_url=url, log_json=True), token_verifier=issuer.verifier, clock=clock
+    )
 
 
 @pytest.fixture
@@ -68,29 +69,18 @@ async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A database at head shared by one module's tests, for matrices of requests that must
     each change nothing (a database per cell would cost more than the cells)."""
     name = f"test_fraud_module_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_plain(postgres_url), timeout=10)
+    admin = await asyncpg.connect(to_asyncpg_dsn(postgres_url), timeout=10)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
     try:
-        url = _with_database(postgres_url, name)
+        url = with_database(postgres_url, name)
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
         yield url
     finally:
-        admin = await asyncpg.connect(_plain(postgres_url), timeout=10)
+        admin = await asyncpg.connect(to_asyncpg_dsn(postgres_url), timeout=10)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
-
-
-def _plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def _with_database(server_url: str, database: str) -> str:
-    base, _, query = server_url.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority = rest.split("/", 1)[0]
-    return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")

@@ -1,6 +1,7 @@
 """GET /v1/reviews (the review queue) and GET /v1/admin/rules/stats (each rule's record)."""
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -8,9 +9,11 @@ import pytest
 from fastapi import FastAPI
 
 from contracts.fraud import FraudRuleCode
+from fraud.resources import FraudResources
 from fraud.ruleset import Ruleset
 from fraud.tests.clock import SettableClock
 from fraud.tests.support import outcome_for, report, score
+from kit.resources import install_resources, resources_of
 from kit.testing import assert_problem
 
 REVIEW_AMOUNT_MINOR = 10_000_00
@@ -212,7 +215,8 @@ async def test_review_item_uses_the_stored_reasons(
 ) -> None:
     """A later ruleset does not rewrite why a waiting transfer was stopped."""
     waiting = await score(worker, amount_minor=REVIEW_AMOUNT_MINOR)
-    app.state.ruleset = Ruleset.model_validate({**ruleset.model_dump(), "version": "later-1"})
+    later = Ruleset.model_validate({**ruleset.model_dump(), "version": "later-1"})
+    install_resources(app, replace(resources_of(app, FraudResources), ruleset=later))
     [item] = (await operator.get("/v1/reviews")).json()["items"]
     assert item["ruleset_version"] == ruleset.version
     assert item["reasons"] == waiting["reasons"]

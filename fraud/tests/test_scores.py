@@ -1,13 +1,16 @@
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from fraud.resources import FraudResources
 from fraud.ruleset import Ruleset
 from fraud.tests.clock import SettableClock
+from kit.resources import install_resources, resources_of
 from kit.testing import assert_problem
 
 
@@ -90,7 +93,8 @@ class TestScoreTransfer:
             clock.advance(timedelta(seconds=1))
             await _score(worker, source_account_id=source, amount_minor=10_00)
         strict = {"version": "strict", "review_at": 1, "decline_at": 2}
-        app.state.ruleset = Ruleset.model_validate({**ruleset.model_dump(), **strict})
+        stricter = Ruleset.model_validate({**ruleset.model_dump(), **strict})
+        install_resources(app, replace(resources_of(app, FraudResources), ruleset=stricter))
 
         replay = await worker.post("/v1/scores", json=request)
         assert replay.status_code == 200

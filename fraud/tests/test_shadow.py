@@ -47,9 +47,7 @@ async def _app(
 ) -> FastAPI:
     url = await database_factory(MIGRATIONS_PATH)
     settings = Settings(database_url=url, log_json=True, shadow_ruleset_path=shadow_path)
-    app = create_app(settings, token_verifier=issuer.verifier)
-    app.state.clock = clock
-    return app
+    return create_app(settings, token_verifier=issuer.verifier, clock=clock)
 
 
 @pytest.fixture

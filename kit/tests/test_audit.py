@@ -1,6 +1,7 @@
 """The audit trail kit: exactly-once appends, a verifiable chain, an append-only table."""
 
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +30,7 @@ from kit.audit import (
 from kit.db import Database
 from kit.problems import install_problem_handlers
 from kit.settings import to_asyncpg_url
-from kit.testing import TestIssuer, app_client
+from kit.testing import TestIssuer, app_client, assert_problem
 
 TABLE: Table = audit_table(MetaData())
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -281,6 +282,16 @@ class TestAuditApi:
             headers=_reader(issuer),
         )  # fmt: skip
         assert [item["actor_id"] for item in by_actor.json()["items"]] == ["someone-else"]
+
+    @pytest.mark.parametrize("position", ["seq:-1", "seq: 1", "seq:1_0", "entry:1", "garbage"])
+    async def test_a_cursor_it_did_not_issue_is_refused(
+        self, client: httpx.AsyncClient, issuer: TestIssuer, position: str
+    ) -> None:
+        cursor = base64.urlsafe_b64encode(position.encode()).decode()
+        response = await client.get(
+            "/v1/admin/audit-events", params={"cursor": cursor}, headers=_reader(issuer)
+        )
+        assert_problem(response, 422, "invalid-cursor")
 
     async def test_limit_is_capped(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
         response = await client.get(

@@ -20,11 +20,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from contracts.auth import PrincipalKind
 from contracts.auth import Scope as AuthScope
+from kit.resources import resources_of
 from kit.testing import TestIssuer
+from notifications.dispatcher import Dispatcher
+from notifications.resources import NotificationsResources
 from notifications.ssrf import IPAddress
 
 # A public address (it is example.com's); the test network routes it to a local server.
@@ -348,3 +352,8 @@ def transfer_event(
         "timestamp": (occurred_at or dt.datetime.now(dt.UTC)).isoformat(),
         "data": body_data,
     }
+
+
+def dispatcher_of(app: FastAPI) -> Dispatcher:
+    """The app's dispatcher (running only while its lifespan is)."""
+    return resources_of(app, NotificationsResources).dispatcher

@@ -27,6 +27,7 @@ from notifications.tests.support import (
     as_operator,
     as_principal,
     as_worker,
+    dispatcher_of,
     running_receiver,
     transfer_event,
 )
@@ -170,7 +171,7 @@ class TestEveryChangeIsAudited:
             event = transfer_event(source_customer_id=ALICE)
             published = await bank.client.post("/v1/events", json=event, headers=as_worker())
             assert published.status_code == 201
-            assert await bank.app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(bank.app).run_once() == 1
             listed = await bank.client.get(
                 f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=as_customer(ALICE)
             )
@@ -196,7 +197,7 @@ class TestEveryChangeIsAudited:
             endpoint = await bank.create(url=receiver.url())
             event = transfer_event(source_customer_id=ALICE)
             await bank.client.post("/v1/events", json=event, headers=as_worker())
-            assert await bank.app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(bank.app).run_once() == 1
         audited = _only(await bank.events(), "webhook_endpoint.auto_disabled")
         assert (audited["actor_id"], audited["actor_type"]) == (
             "notifications-dispatcher",

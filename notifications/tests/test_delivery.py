@@ -33,6 +33,7 @@ from notifications.tests.support import (
     StubResolver,
     as_customer,
     as_worker,
+    dispatcher_of,
     running_receiver,
     transfer_event,
     wait_for,
@@ -227,7 +228,7 @@ class TestDispatch:
         async with running_receiver() as receiver, bank(make_app) as (app, client):
             endpoint = await register(client, receiver.url())
             event = await publish(client, amount_minor=123456)
-            assert await app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(app).run_once() == 1
             delivery = await only_delivery(client, endpoint)
         [request] = receiver.requests
         payload = verify(endpoint["secret"], request, now=clock.now)
@@ -261,7 +262,7 @@ class TestDispatch:
             new_secret = rotated.json()["secret"]
 
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             during = receiver.requests[-1]
             assert len(during.headers["webhook-signature"].split(" ")) == 2
             verify(new_secret, during, now=clock.now)
@@ -269,7 +270,7 @@ class TestDispatch:
 
             clock.advance(2 * HOURS)
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             after = receiver.requests[-1]
             assert len(after.headers["webhook-signature"].split(" ")) == 1
             verify(new_secret, after, now=clock.now)
@@ -287,7 +288,7 @@ class TestDispatch:
                     headers=as_customer("alice"),
                 )
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
         assert len(receiver.requests[0].headers["webhook-signature"].split(" ")) == 3
 
     async def test_retry_after_is_honoured(self, make_app: AppFactory, clock: Clock) -> None:
@@ -295,15 +296,15 @@ class TestDispatch:
             receiver.queue(Reply(429, {"retry-after": "120"}))
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             delivery = await only_delivery(client, endpoint)
             next_attempt_at = datetime.fromisoformat(delivery["next_attempt_at"])
             assert next_attempt_at >= clock.now + timedelta(seconds=120)
 
             clock.advance(60)  # the schedule alone would have retried after 5 s
-            assert await app.state.dispatcher.run_once() == 0
+            assert await dispatcher_of(app).run_once() == 0
             clock.advance(61)
-            assert await app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(app).run_once() == 1
             assert (await only_delivery(client, endpoint))["status"] == "succeeded"
         assert len(receiver.requests) == 2
 
@@ -312,7 +313,7 @@ class TestDispatch:
             receiver.queue(Reply(410))
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             delivery = await only_delivery(client, endpoint)
             assert delivery["status"] == "failed"
             assert delivery["next_attempt_at"] is None
@@ -329,7 +330,7 @@ class TestDispatch:
                 f"/v1/webhook-endpoints/{endpoint['id']}/enable", headers=as_customer("alice")
             )
             await publish(client)
-            assert await app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(app).run_once() == 1
         assert len(receiver.requests) == 2
 
     async def test_after_the_last_attempt_the_delivery_failed_and_the_owner_sees_it(
@@ -340,9 +341,9 @@ class TestDispatch:
             endpoint = await register(client, receiver.url())
             await publish(client)
             for attempt in range(ATTEMPTS_MAX):
-                assert await app.state.dispatcher.run_once() == 1, f"attempt {attempt + 1}"
+                assert await dispatcher_of(app).run_once() == 1, f"attempt {attempt + 1}"
                 clock.advance(27 * HOURS)  # beyond the longest wait, jitter included
-            assert await app.state.dispatcher.run_once() == 0
+            assert await dispatcher_of(app).run_once() == 0
             [failed] = await deliveries(client, endpoint, status="failed")
             assert await deliveries(client, endpoint, status="pending") == []
             detail = await only_delivery(client, endpoint)
@@ -360,12 +361,12 @@ class TestDispatch:
             endpoint = await register(client, receiver.url())
             await publish(client)
             for nominal_seconds in (5, 300, 1800, 2 * HOURS):
-                await app.state.dispatcher.run_once()
+                await dispatcher_of(app).run_once()
                 delivery = await only_delivery(client, endpoint)
                 wait = datetime.fromisoformat(delivery["next_attempt_at"]) - clock.now
                 assert nominal_seconds * 0.9 <= wait.total_seconds() <= nominal_seconds * 1.1
                 clock.advance(wait.total_seconds() - 1)
-                assert await app.state.dispatcher.run_once() == 0, "not before it is due"
+                assert await dispatcher_of(app).run_once() == 0, "not before it is due"
                 clock.advance(1)
 
     async def test_the_response_excerpt_is_bounded(self, make_app: AppFactory) -> None:
@@ -373,7 +374,7 @@ class TestDispatch:
             receiver.queue(Reply(500, body=b"x" * 100_000))
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             [attempt] = (await only_delivery(client, endpoint))["attempts"]
         assert attempt["response_excerpt"] == "x" * 1024
 
@@ -385,7 +386,7 @@ class TestDispatch:
             receiver.queue(Reply(200, delay_seconds=0.6))
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             delivery = await only_delivery(client, endpoint)
         assert delivery["status"] == "pending"
         assert delivery["attempts"][0]["error"] == "no answer within 0.2 s"
@@ -397,7 +398,7 @@ class TestDispatch:
         async with bank(make_app) as (app, client):  # the receiver has stopped: refused
             endpoint = await register(client, url)
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             delivery = await only_delivery(client, endpoint)
         assert delivery["status"] == "pending"
         assert delivery["attempts"][0]["error"].startswith("ConnectError")
@@ -409,7 +410,7 @@ class TestDispatch:
             await client.delete(
                 f"/v1/webhook-endpoints/{endpoint['id']}", headers=as_customer("alice")
             )
-            assert await app.state.dispatcher.run_once() == 0
+            assert await dispatcher_of(app).run_once() == 0
         assert receiver.requests == []
 
 
@@ -445,14 +446,14 @@ class TestRedeliver:
         async with running_receiver() as receiver, bank(make_app) as (app, client):
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             delivery = await only_delivery(client, endpoint)
             response = await client.post(
                 f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
             assert response.status_code == 202, response.text
             assert response.json()["status"] == "pending"
-            assert await app.state.dispatcher.run_once() == 1
+            assert await dispatcher_of(app).run_once() == 1
             again = await only_delivery(client, endpoint)
         assert again["status"] == "succeeded"
         assert again["attempts_made"] == 2
@@ -468,14 +469,14 @@ class TestRedeliver:
             endpoint = await register(client, receiver.url())
             await publish(client)
             for _ in range(ATTEMPTS_MAX):
-                await app.state.dispatcher.run_once()
+                await dispatcher_of(app).run_once()
                 clock.advance(27 * HOURS)
             delivery = await only_delivery(client, endpoint)
             assert delivery["status"] == "failed"
             await client.post(
                 f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             again = await only_delivery(client, endpoint)
         assert again["status"] == "pending", "attempt 11 failed too, and is retried on schedule"
         assert again["attempts_made"] == ATTEMPTS_MAX + 1
@@ -494,7 +495,7 @@ class TestRedeliver:
         async with running_receiver() as receiver, bank(make_app) as (app, client):
             endpoint = await register(client, receiver.url())
             await publish(client)
-            await app.state.dispatcher.run_once()
+            await dispatcher_of(app).run_once()
             [delivery] = await deliveries(client, endpoint)
             await client.post(
                 f"/v1/webhook-endpoints/{endpoint['id']}/disable", headers=as_customer("alice")
@@ -568,8 +569,8 @@ class TestConcurrentDispatchers:
                     (uuid.UUID(first["id"]),),
                 )
                 # Another dispatcher is mid-claim on one row: this one takes the other at once.
-                assert await asyncio.wait_for(app.state.dispatcher.run_once(), 5) == 1
-            assert await app.state.dispatcher.run_once() == 1
+                assert await asyncio.wait_for(dispatcher_of(app).run_once(), 5) == 1
+            assert await dispatcher_of(app).run_once() == 1
         assert len(receiver.requests) == 2
 
     async def test_an_attempt_whose_lease_expired_cannot_record_over_the_next(
@@ -591,17 +592,17 @@ class TestConcurrentDispatchers:
                     lease_expires_at=clock.now + timedelta(seconds=60),
                     limit=10,
                 )
-            assert await app.state.dispatcher.run_once() == 0, "leased: nobody else sends it"
+            assert await dispatcher_of(app).run_once() == 0, "leased: nobody else sends it"
             clock.advance(61)
             # The lease expired: the stalled attempt is written down as abandoned, and the
             # next waits the schedule's delay, as after any failed attempt.
-            assert await app.state.dispatcher.run_once() == 1, "the abandoned attempt settled"
+            assert await dispatcher_of(app).run_once() == 1, "the abandoned attempt settled"
             settled = await only_delivery(client, endpoint)
             wait = datetime.fromisoformat(settled["next_attempt_at"]) - clock.now
             assert 5 * 0.9 <= wait.total_seconds() <= 5 * 1.1
             assert receiver.requests == []
             clock.advance(wait.total_seconds())
-            assert await app.state.dispatcher.run_once() == 1, "the next attempt is due: sent"
+            assert await dispatcher_of(app).run_once() == 1, "the next attempt is due: sent"
             # The stalled one wakes and tries to record its attempt: refused, nothing written.
             async with app.state.database.sessions() as session, session.begin():
                 recorded = await repository.record_attempt(
@@ -763,7 +764,7 @@ class TestAbandonedAttempts:
                 f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
             )
             assert response.status_code == 202, response.text
-            assert await app.state.dispatcher.run_once() == 1, "a fresh round, sent at once"
+            assert await dispatcher_of(app).run_once() == 1, "a fresh round, sent at once"
             again = await only_delivery(client, endpoint)
         assert again["status"] == "succeeded"
         assert again["attempts_made"] == ATTEMPTS_MAX + 1
@@ -813,7 +814,7 @@ class TestExactlyOnceAcrossRestarts:
             clock.advance(48 * HOURS)
             app = make_app(**DEV, dispatcher_enabled=False)
             async with app_client(app):
-                assert await app.state.dispatcher.run_once() == 0
+                assert await dispatcher_of(app).run_once() == 0
 
         assert delivery["status"] == "succeeded"
         codes = [attempt["status_code"] for attempt in reversed(delivery["attempts"])]

@@ -28,6 +28,7 @@ from notifications.tests.support import (
     SenderDied,
     as_customer,
     as_worker,
+    dispatcher_of,
     transfer_event,
     wait_until,
 )
@@ -177,7 +178,7 @@ class TestSending:
                 assert (
                     await client.post("/v1/events", json=event, headers=as_worker())
                 ).status_code == 201
-                assert await app.state.dispatcher.run_once() == 2
+                assert await dispatcher_of(app).run_once() == 2
                 await wait_until(lambda: len(mailbox.messages) == 2, what="two emails")
                 rows = await stored_emails(app)
         data = event["data"]
@@ -242,14 +243,14 @@ class TestSending:
             assert (
                 await client.post("/v1/events", json=event, headers=as_worker())
             ).status_code == 201
-            assert await app.state.dispatcher.run_once() == 1  # nobody listens on the port
+            assert await dispatcher_of(app).run_once() == 1  # nobody listens on the port
             [pending] = await stored_emails(app)
             assert pending.status == "pending"
             assert pending.last_error
             async with smtp_server(port) as mailbox:
-                assert await app.state.dispatcher.run_once() == 0, "not before the retry is due"
+                assert await dispatcher_of(app).run_once() == 0, "not before the retry is due"
                 clock.advance(6)
-                assert await app.state.dispatcher.run_once() == 1
+                assert await dispatcher_of(app).run_once() == 1
                 await wait_until(lambda: len(mailbox.messages) == 1, what="the email")
             [sent] = await stored_emails(app)
         assert sent.status == "sent"
@@ -276,10 +277,10 @@ class TestSending:
             ).status_code == 201
             # Bounded: a dispatcher that never gives up ends here too, and fails below.
             for _ in range(2 * (EMAIL_ATTEMPTS_MAX + 5)):
-                await app.state.dispatcher.run_once()
+                await dispatcher_of(app).run_once()
                 clock.advance(27 * 3600)  # beyond the lease and the longest retry wait
             [message] = await stored_emails(app)
-            due_afterwards = await app.state.dispatcher.run_once()
+            due_afterwards = await dispatcher_of(app).run_once()
         assert message.status == "failed", f"{message.status} after {len(sends)} sends"
         assert due_afterwards == 0, "nothing is due any more"
         assert len(sends) == EMAIL_ATTEMPTS_MAX

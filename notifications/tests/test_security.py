@@ -32,6 +32,7 @@ from contracts.auth import (
     Scope,
 )
 from kit.migrations import upgrade_to_head
+from kit.settings import to_asyncpg_dsn, with_database
 from kit.testing import app_client, assert_problem
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH, create_app
@@ -227,23 +228,17 @@ _FINGERPRINT_SQL = (
 )
 
 
-def _with_database(server_url: str, database: str) -> str:
-    base = server_url.partition("?")[0]
-    scheme, _, rest = base.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}/{database}"
-
-
 @pytest.fixture(scope="module")
 async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
     """A database of this module's own, at head, dropped at the end."""
     name = f"test_notifications_security_{uuid.uuid4().hex[:12]}"
-    admin_url = postgres_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    admin_url = to_asyncpg_dsn(postgres_url)
     connection = await asyncpg.connect(admin_url, timeout=10)
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    url = _with_database(admin_url, name)
+    url = with_database(admin_url, name)
     try:
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
         yield url

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from kit.migrations import alembic_config, upgrade_to_head
+from kit.settings import to_asyncpg_dsn
 from kit.testing import app_client
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH
@@ -94,9 +95,7 @@ class TestMigrations:
         await asyncio.to_thread(command.downgrade, config, "0003")
         claimed_at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
         delivery_id = uuid.uuid4()
-        connection = await asyncpg.connect(
-            database_url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=10
-        )
+        connection = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
         try:
             assert await _objects_of_0004(connection) == 0
             event_id, endpoint_id = uuid.uuid4(), uuid.uuid4()

@@ -36,6 +36,7 @@ from notifications.tests.support import (
     StubResolver,
     as_customer,
     as_worker,
+    dispatcher_of,
     running_receiver,
     self_signed_certificate,
     transfer_event,
@@ -262,7 +263,7 @@ class TestDeliveryCheck:
                 assert (
                     await client.post("/v1/events", json=transfer_event(), headers=as_worker())
                 ).status_code == 201
-                assert await app.state.dispatcher.run_once() == 1
+                assert await dispatcher_of(app).run_once() == 1
             attempts = await _attempts(client, created.json()["id"])
         assert len(attempts) == len(REBOUND_ADDRESSES)
         assert {attempt["status_code"] for attempt in attempts} == {None}
@@ -283,7 +284,7 @@ class TestDeliveryCheck:
             assert (
                 await client.post("/v1/events", json=transfer_event(), headers=as_worker())
             ).status_code == 201
-            assert await app.state.dispatcher.run_once() == len(urls)
+            assert await dispatcher_of(app).run_once() == len(urls)
             attempts = [(await _attempts(client, endpoint_id))[0] for endpoint_id in endpoint_ids]
         for url, attempt in zip(urls, attempts, strict=True):
             assert attempt["status_code"] is None, url
@@ -318,7 +319,7 @@ class TestDeliveryCheck:
                 assert (
                     await client.post("/v1/events", json=transfer_event(), headers=as_worker())
                 ).status_code == 201
-                assert await app.state.dispatcher.run_once() == 1
+                assert await dispatcher_of(app).run_once() == 1
                 [attempt] = await _attempts(client, created.json()["id"])
         assert attempt["status_code"] == 307
         assert attempt["outcome"] == "failed"

@@ -13,15 +13,16 @@ from pydantic import ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.transfers import WORKFLOW_NAME, TransferCreate, TransferWorkflowInput, workflow_id
+from kit.resources import resources_of
 from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions import repository, service
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
-    ChangeListener,
     idempotency_key_payload,
 )
 from transactions.config import Settings
+from transactions.resources import TransactionsResources
 from transactions.tests.support import (
     ALICE,
     BOB,
@@ -65,7 +66,7 @@ async def _hold_claim(app: FastAPI, key: str, body: dict[str, Any]) -> uuid.UUID
 
 async def _until_waiting(app: FastAPI, key: str) -> None:
     """Wait (bounded) until a duplicate request waits on `key`."""
-    changes: ChangeListener = app.state.changes
+    changes = resources_of(app, TransactionsResources).changes
     payload = idempotency_key_payload(customer_caller(), key)
     await eventually(
         lambda: changes.waiting(IDEMPOTENCY_KEY_SETTLED_CHANNEL, payload) > 0,

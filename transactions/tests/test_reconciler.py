@@ -12,10 +12,13 @@ from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.transfers import TransferWorkflowInput
+from kit.db import database_of
+from kit.resources import resources_of
 from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions.config import Settings
 from transactions.reconciler import reconcile_unstarted_transfers
+from transactions.resources import TransactionsResources
 from transactions.tests.support import (
     ALICE,
     build_app,
@@ -47,7 +50,10 @@ async def transfer_whose_start_failed(settings: Settings, body: dict[str, Any]) 
 
 async def reconcile(app: FastAPI, *, after: timedelta = timedelta(0)) -> int:
     return await reconcile_unstarted_transfers(
-        app.state.database, app.state.workflows, after=after, batch_size=10
+        database_of(app),
+        resources_of(app, TransactionsResources).workflows,
+        after=after,
+        batch_size=10,
     )
 
 

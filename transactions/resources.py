@@ -1,0 +1,28 @@
+"""What the transactions service's routes depend on beyond the request's session."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+
+from kit.resources import ServiceResources, resources
+from transactions.accounts_client import SourceAccounts
+from transactions.callback_secrets import CallbackSecretBox
+from transactions.changes import ChangeListener
+from transactions.service import IdempotencyPolicy
+from transactions.workflow_client import TransferWorkflows
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransactionsResources(ServiceResources):
+    """Built by the lifespan, with the accounts client it opens."""
+
+    workflows: TransferWorkflows
+    changes: ChangeListener
+    idempotency_policy: IdempotencyPolicy
+    # None: no callback secrets key configured, so callbacks are refused.
+    callback_secret_box: CallbackSecretBox | None
+    accounts: SourceAccounts
+
+
+Resources = Annotated[TransactionsResources, Depends(resources(TransactionsResources))]
