@@ -46,6 +46,23 @@ class ProblemError(Exception):
         )
 
 
+class InvalidRequest(ProblemError):
+    """Input the route or service itself finds invalid, beyond what the request's model
+    checks: the same answer kit gives a body or parameter failing validation."""
+
+    status = 422
+    slug = CommonProblem.invalid_request
+    title = "Invalid request"
+
+
+class IdempotencyKeyMissing(ProblemError):
+    """A change that must be idempotent came without a key (or with an empty one)."""
+
+    status = 400
+    slug = CommonProblem.idempotency_key_missing
+    title = "The Idempotency-Key header is required"
+
+
 class ServiceUnavailable(ProblemError):
     status = 503
     slug = CommonProblem.service_unavailable

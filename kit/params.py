@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request
 from contracts.transfers import IDEMPOTENCY_KEY_LENGTH_MAX, IDEMPOTENCY_KEY_PATTERN
 from kit.audit import Actor, request_id_of
 from kit.auth import Principal, authenticate
+from kit.errors import IdempotencyKeyMissing
 from kit.pagination import Cursor, Limit
 from kit.resources import ServiceResources, resources_of
 
@@ -22,6 +23,7 @@ __all__ = [
     "Now",
     "audit_actor",
     "current_time",
+    "required_idempotency_key",
 ]
 
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -45,9 +47,20 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias=IDEMPOTENCY_KEY_HEADER,
-        min_length=1,
         max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
+        min_length=1,
         pattern=IDEMPOTENCY_KEY_PATTERN,
-        description="Printable ASCII, unique per intended change; a retry sends it again.",
+        description="Required. Printable ASCII (1 to 255 characters), unique per intended "
+        "change; a retry sends it again and gets the first answer.",
     ),
 ]
+
+
+def required_idempotency_key(idempotency_key: str | None) -> str:
+    """The request's Idempotency-Key; `IdempotencyKeyMissing` without one. (An empty or
+    malformed header never gets here: `IdempotencyKey` answers it 422 invalid-request.)"""
+    if idempotency_key is None:
+        raise IdempotencyKeyMissing(
+            f"send an Idempotency-Key header (1 to {IDEMPOTENCY_KEY_LENGTH_MAX} characters)"
+        )
+    return idempotency_key

@@ -42,7 +42,7 @@ from contracts.notifications import (
 )
 from kit.auth import Principal, require_any_scope, require_scopes
 from kit.db import Session
-from kit.errors import Forbidden, Unauthorized
+from kit.errors import Forbidden, InvalidRequest, Unauthorized
 from kit.pagination import InvalidCursor
 from kit.params import AuditActor, Cursor, Limit, Now
 from kit.problems import problem_responses
@@ -53,7 +53,6 @@ from notifications.errors import (
     EmailContactNotFound,
     EventIdReused,
     EventNotFound,
-    InvalidRequest,
     WebhookEndpointDisabled,
     WebhookEndpointLimitReached,
     WebhookEndpointNotFound,

@@ -1,5 +1,4 @@
 from contracts.notifications import NotificationsProblem
-from contracts.problem import CommonProblem
 from kit.errors import ProblemError
 
 
@@ -13,16 +12,6 @@ class EventNotFound(ProblemError):
     status = 404
     slug = NotificationsProblem.event_not_found
     title = "Event not found"
-
-
-class InvalidRequest(ProblemError):
-    """The same problem kit answers a body or parameter failing validation with; raised
-    here for input only the route can judge (a customer naming an owner, an operator
-    naming none)."""
-
-    status = 422
-    slug = CommonProblem.invalid_request
-    title = "Invalid request"
 
 
 class WebhookUrlNotAllowed(ProblemError):

@@ -37,7 +37,14 @@ from contracts.transfers import (
 from kit.audit import request_id_of
 from kit.auth import Principal
 from kit.db import ServiceDatabase, Session
-from kit.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
+from kit.errors import (
+    Forbidden,
+    IdempotencyKeyMissing,
+    InvalidRequest,
+    ProblemError,
+    TooManyRequests,
+    Unauthorized,
+)
 from kit.pagination import InvalidCursor
 from kit.params import Cursor, IdempotencyKey, Limit
 from kit.problems import problem_responses
@@ -59,10 +66,7 @@ from transactions.errors import (
     CallbacksNotConfigured,
     CallbackTimestampInvalid,
     IdempotencyKeyInFlight,
-    IdempotencyKeyMissing,
     IdempotencyKeyReused,
-    InvalidCallback,
-    InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
@@ -326,7 +330,7 @@ async def cancel_transfer(
 @internal_router.post(
     TRANSFER_STEPS_PATH,
     summary="Record a step of the transfer saga (idempotent; versions only move forward)",
-    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidStepRecord),
+    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidRequest),
 )
 async def record_step(
     principal: TransfersInternal,
@@ -346,7 +350,7 @@ async def record_step(
 @internal_router.post(
     TRANSFER_STEP_BATCH_PATH,
     summary="Record consecutive steps of the transfer saga at once (each as `.../steps` would)",
-    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidStepRecord),
+    responses=problem_responses(*_AUTH_PROBLEMS, TransferNotFound, InvalidRequest),
 )
 async def record_steps(
     principal: TransfersInternal,
@@ -439,7 +443,7 @@ async def register_callback_client(
         CallbackTimestampInvalid,
         TransferNotFound,
         TransferNotInReview,
-        InvalidCallback,
+        InvalidRequest,
         CallbacksNotConfigured,
         WorkflowServiceUnavailable,
     ),

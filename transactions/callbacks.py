@@ -31,6 +31,7 @@ from contracts.transfers import (
     TransferStatus,
     workflow_id,
 )
+from kit.errors import InvalidRequest
 from transactions import audit, repository
 from transactions.callback_secrets import CallbackSecretBox, new_secret, render_secret
 from transactions.errors import (
@@ -38,7 +39,6 @@ from transactions.errors import (
     CallbackSignatureInvalid,
     CallbacksNotConfigured,
     CallbackTimestampInvalid,
-    InvalidCallback,
     TransferNotFound,
     TransferNotInReview,
 )
@@ -261,7 +261,7 @@ def _confirmation_of(body: bytes) -> ConfirmationCallback:
     try:
         confirmation = ConfirmationCallback.model_validate_json(body)
     except ValidationError as error:
-        raise InvalidCallback(
+        raise InvalidRequest(
             "the body is not a confirmation; see `errors` for each field",
             errors=validation_issues(error),
         ) from error

@@ -3,12 +3,6 @@ from contracts.transfers import TransactionsProblem
 from kit.errors import ProblemError
 
 
-class IdempotencyKeyMissing(ProblemError):
-    status = 400
-    slug = CommonProblem.idempotency_key_missing
-    title = "The Idempotency-Key header is required"
-
-
 class IdempotencyKeyReused(ProblemError):
     status = 422
     slug = TransactionsProblem.idempotency_key_reused
@@ -57,14 +51,6 @@ class PreferWaitInvalid(ProblemError):
     title = "The wait preference is malformed or too long"
 
 
-class InvalidBatchItem(ProblemError):
-    """One item of a batch failed validation: the same answer a single POST would get."""
-
-    status = 422
-    slug = CommonProblem.invalid_request
-    title = "Invalid request"
-
-
 class BatchItemFailed(ProblemError):
     """An unexpected failure of one batch item; the other items are still answered."""
 
@@ -83,14 +69,6 @@ class CallbackTimestampInvalid(ProblemError):
     status = 401
     slug = TransactionsProblem.callback_timestamp_invalid
     title = "The callback's timestamp is missing, malformed or more than 5 minutes off"
-
-
-class InvalidCallback(ProblemError):
-    """A correctly signed callback whose body is not a confirmation."""
-
-    status = 422
-    slug = CommonProblem.invalid_request
-    title = "Invalid request"
 
 
 class CallbackClientExists(ProblemError):
@@ -118,11 +96,3 @@ class AccountsUnavailable(ProblemError):
     status = 503
     slug = TransactionsProblem.accounts_unavailable
     title = "The accounts service is unavailable"
-
-
-class InvalidStepRecord(ProblemError):
-    """A step report the contract admits but the audit trail cannot hold."""
-
-    status = 422
-    slug = CommonProblem.invalid_request
-    title = "Invalid request"

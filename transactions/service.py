@@ -35,8 +35,9 @@ from contracts.transfers import (
 from kit.audit import Actor
 from kit.auth import Principal
 from kit.db import Database
-from kit.errors import ProblemError
+from kit.errors import InvalidRequest, ProblemError
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
+from kit.params import required_idempotency_key
 from transactions import audit, repository
 from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
@@ -48,10 +49,7 @@ from transactions.changes import (
 from transactions.errors import (
     BatchItemFailed,
     IdempotencyKeyInFlight,
-    IdempotencyKeyMissing,
     IdempotencyKeyReused,
-    InvalidBatchItem,
-    InvalidStepRecord,
     PreferWaitInvalid,
     SameAccount,
     TransferNotCancellable,
@@ -325,11 +323,10 @@ async def create_transfer(
 
 def _required_key(idempotency_key: str | None, transfer: TransferCreate) -> str:
     """The request's key, once the request is one a key can be claimed for."""
-    if idempotency_key is None:
-        raise IdempotencyKeyMissing("send an Idempotency-Key header (1 to 255 characters)")
+    key = required_idempotency_key(idempotency_key)
     if transfer.source_account_id == transfer.target_account_id:
         raise SameAccount("a transfer needs two different accounts")
-    return idempotency_key
+    return key
 
 
 async def _claim_or_wait(
@@ -498,7 +495,7 @@ async def create_transfers_batch(
         try:
             parsed = TransferBatchItem.model_validate(item)
         except ValidationError as error:
-            return InvalidBatchItem(
+            return InvalidRequest(
                 "the item is malformed; see `errors` for each field",
                 errors=validation_issues(error),
             )
@@ -662,7 +659,7 @@ async def record_steps(
         _check_step_record(record)
     versions = [record.version for record in records]
     if any(later <= earlier for earlier, later in itertools.pairwise(versions)):
-        raise InvalidStepRecord("the steps of a report come oldest first, versions increasing")
+        raise InvalidRequest("the steps of a report come oldest first, versions increasing")
     row = await repository.get_transfer(session, transfer_id)
     if row is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
@@ -710,13 +707,13 @@ async def record_steps(
 
 def _check_step_record(record: StepRecord) -> None:
     if not audit.STEP_NAME.fullmatch(record.step):
-        raise InvalidStepRecord("a step name is lower-case letters, digits, `_` and `-`")
+        raise InvalidRequest("a step name is lower-case letters, digits, `_` and `-`")
     if record.occurred_at.tzinfo is None:
-        raise InvalidStepRecord("occurred_at needs a time zone offset")
+        raise InvalidRequest("occurred_at needs a time zone offset")
     if record.compensates_step is not None and not audit.STEP_NAME.fullmatch(
         record.compensates_step
     ):
-        raise InvalidStepRecord("compensates_step names a step")
+        raise InvalidRequest("compensates_step names a step")
 
 
 async def cancel_transfer(
