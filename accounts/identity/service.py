@@ -17,10 +17,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from accounts import repository
 from accounts.config import BootstrapClient
 from accounts.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
-from accounts.identity import rules
+from accounts.identity import repository, rules
 from accounts.identity.keys import SigningKeys
 from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
 from accounts.identity.throttle import LoginThrottle
