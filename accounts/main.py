@@ -12,16 +12,16 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from accounts import repository
-from accounts.api import router
 from accounts.config import Settings
 from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.throttle import LoginThrottle
+from accounts.ledger import repository
+from accounts.ledger.api import router
+from accounts.ledger.service import Ledger
+from accounts.ledger.sweeper import hold_sweeper_job
 from accounts.models import AUDIT_EVENTS
-from accounts.service import Ledger
-from accounts.sweeper import hold_sweeper_job
 from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
 from kit.audit import audit_router

@@ -1,4 +1,4 @@
-"""Every query of the accounts service.
+"""Every query of the ledger (accounts, transfers, holds, reports) in the accounts database.
 
 Accounts, lists and reports go through the SQLAlchemy session of the request. The ledger's
 write path (transfers, holds, status changes, the sweeper) talks to asyncpg directly, in
@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from accounts.ledger import EntryColumns, TransferRecord
+from accounts.ledger.rules import EntryColumns, TransferRecord
 from accounts.models import (
     AccountRow,
     CustomerRow,
