@@ -10,16 +10,16 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
-from accounts.errors import (
+from accounts.errors import InvalidRequest
+from accounts.identity import rules, service
+from accounts.identity.errors import (
     CustomerExists,
-    InvalidRequest,
     OAuthInvalidClient,
     OAuthInvalidGrant,
     OAuthInvalidRequest,
     OAuthInvalidScope,
     OAuthUnsupportedGrantType,
 )
-from accounts.identity import rules, service
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
 from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, field_validator
 
-from accounts.errors import (
+from accounts.identity.errors import (
     OAuthInvalidClient,
     OAuthInvalidRequest,
     OAuthInvalidScope,

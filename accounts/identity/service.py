@@ -18,8 +18,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounts.config import BootstrapClient
-from accounts.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
 from accounts.identity import repository, rules
+from accounts.identity.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
 from accounts.identity.keys import SigningKeys
 from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
 from accounts.identity.throttle import LoginThrottle

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter, model_validator
 
-from accounts.errors import (
+from accounts.errors import IdempotencyKeyMissing, InvalidCursor, InvalidRequest
+from accounts.ledger import service
+from accounts.ledger.errors import (
     AccountClosed,
     AccountNotActive,
     AccountNotEmpty,
@@ -18,11 +20,8 @@ from accounts.errors import (
     CurrencyMismatch,
     CustomerIdRequired,
     DailyOutflowLimitExceeded,
-    IdempotencyKeyMissing,
     InsufficientFunds,
-    InvalidCursor,
     InvalidLedgerTransfer,
-    InvalidRequest,
     LedgerBusy,
     LedgerTransferExists,
     LedgerTransferNotFound,
@@ -40,7 +39,6 @@ from accounts.errors import (
     TransferLimitExceeded,
     UnknownCustomer,
 )
-from accounts.ledger import service
 from accounts.ledger.rules import StatusAction, TransferRecord
 from contracts.accounts import (
     ACCOUNTS_PATH,

@@ -22,14 +22,14 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.errors import (
+from accounts.errors import InvalidCursor
+from accounts.ledger import repository, rules
+from accounts.ledger.errors import (
     AccountNotFound,
-    InvalidCursor,
     LedgerBusy,
     LedgerTransferNotFound,
     UnknownCustomer,
 )
-from accounts.ledger import repository, rules
 from accounts.ledger.repository import Connection
 from accounts.ledger.rules import (
     AccountSnapshot,

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accounts.errors import (
+from accounts.ledger import rules
+from accounts.ledger.errors import (
     AccountNotActive,
     AccountTotalsOverflow,
     CurrencyMismatch,
@@ -25,7 +26,6 @@ from accounts.errors import (
     SameAccount,
     TransferLimitExceeded,
 )
-from accounts.ledger import rules
 from accounts.ledger.rules import (
     AccountSnapshot,
     Balance,

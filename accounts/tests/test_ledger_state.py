@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from accounts.errors import (
+from accounts.ledger import rules
+from accounts.ledger.errors import (
     AccountClosed,
     AccountNotEmpty,
     DailyOutflowLimitExceeded,
@@ -21,7 +22,6 @@ from accounts.errors import (
     SameAccount,
     SystemAccountImmutable,
 )
-from accounts.ledger import rules
 from accounts.ledger.rules import (
     AccountSnapshot,
     LedgerState,
