@@ -17,8 +17,8 @@ from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.throttle import LoginThrottle
-from accounts.ledger import repository
 from accounts.ledger.api import router
+from accounts.ledger.repository import create_pool
 from accounts.ledger.service import Ledger
 from accounts.ledger.sweeper import hold_sweeper_job
 from accounts.models import AUDIT_EVENTS
@@ -114,7 +114,7 @@ def create_app(
         database: Database = app.state.database
         await _bootstrap(database, token_issuer, settings=settings, clock=lambda: app.state.clock())
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
-        pool = await repository.create_pool(
+        pool = await create_pool(
             settings.asyncpg_dsn(),
             # As many connections as the kit's engine may open (its pool plus as much
             # overflow): the write path serves most of this service's requests.
