@@ -12,15 +12,16 @@ import structlog
 from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from accounts import issuer, repository
-from accounts.api import router
 from accounts.config import Settings
-from accounts.keys import SigningKeys, load_signing_keys
+from accounts.identity import service as identity_service
+from accounts.identity.api import router as oauth_router
+from accounts.identity.keys import SigningKeys, load_signing_keys
+from accounts.identity.throttle import LoginThrottle
+from accounts.ledger.api import router
+from accounts.ledger.repository import create_pool
+from accounts.ledger.service import Ledger
+from accounts.ledger.sweeper import hold_sweeper_job
 from accounts.models import AUDIT_EVENTS
-from accounts.oauth_api import router as oauth_router
-from accounts.service import Ledger
-from accounts.sweeper import hold_sweeper_job
-from accounts.throttle import LoginThrottle
 from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
 from kit.audit import audit_router
@@ -44,7 +45,7 @@ def _utc_now() -> datetime:
 
 async def _bootstrap(
     database: Database,
-    token_issuer: issuer.Issuer,
+    token_issuer: identity_service.Issuer,
     *,
     settings: Settings,
     clock: Callable[[], datetime],
@@ -53,7 +54,7 @@ async def _bootstrap(
     compose or Kubernetes this service may start before PostgreSQL answers."""
     for attempt in range(1, _BOOTSTRAP_ATTEMPTS_MAX + 1):
         try:
-            await issuer.bootstrap(
+            await identity_service.bootstrap(
                 database.sessions, token_issuer, clients=settings.bootstrap_clients, now=clock
             )
             return
@@ -79,8 +80,8 @@ def _start_sweeper(app: FastAPI, settings: Settings, ledger: Ledger) -> Exclusiv
     return sweeper
 
 
-def _token_issuer(settings: Settings, keys: SigningKeys) -> issuer.Issuer:
-    return issuer.Issuer(
+def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Issuer:
+    return identity_service.Issuer(
         keys=keys,
         issuer=settings.issuer,
         access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
@@ -113,7 +114,7 @@ def create_app(
         database: Database = app.state.database
         await _bootstrap(database, token_issuer, settings=settings, clock=lambda: app.state.clock())
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
-        pool = await repository.create_pool(
+        pool = await create_pool(
             settings.asyncpg_dsn(),
             # As many connections as the kit's engine may open (its pool plus as much
             # overflow): the write path serves most of this service's requests.

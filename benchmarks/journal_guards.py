@@ -6,7 +6,7 @@ Starts its own embedded PostgreSQL in a temporary directory (durable unless `--n
 migrates a template database to 0003 (the journal before any guard) and opens `--accounts`
 funded accounts in it, with SQL: the journal is not what is measured. Each variant gets a
 copy, migrated on to 0004 or given its guard's DDL here. Then batches of single-phase
-transfers go through asyncpg with the service's own statements (`accounts.repository`): the
+transfers go through asyncpg with the service's own statements (`accounts.ledger.repository`): the
 transfers' INSERT, their entries' INSERT, COMMIT. The variants take turns batch by batch,
 so that load from elsewhere on the machine falls on all of them alike. It prints, per
 variant, the median milliseconds of each statement and of the three, and the difference
@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 from alembic import command
 
-from accounts import repository
+from accounts.ledger import repository
 from accounts.main import MIGRATIONS_PATH
 from kit.migrations import alembic_config
 from kit.settings import with_database

@@ -5,7 +5,7 @@ in a subprocess, after migrating its database) on free ports in a temporary dire
 opens `--accounts` funded accounts, then runs in this one invocation, for each workload:
 
 - baseline: the statements the service runs for a batch of ledger transfers (from
-  `accounts.repository`: expired holds, lock in id order, replay lookup, multi-row inserts
+  `accounts.ledger.repository`: expired holds, lock in id order, replay lookup, multi-row inserts
   of transfers and entries, one update of the totals), sent through raw asyncpg with the
   least Python around them: no HTTP, no validation, no rules beyond the funds check;
 - api: the same number of single-phase transfers through HTTP, one per request to
@@ -49,7 +49,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from accounts import repository
+from accounts.ledger import repository
 from accounts.main import MIGRATIONS_PATH
 from contracts.auth import OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from kit.migrations import upgrade_to_head

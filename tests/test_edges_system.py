@@ -25,7 +25,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from accounts.ledger import expiry_void_id
+from accounts.ledger.rules import expiry_void_id
 from contracts.transfers import TRANSFERS_PATH, step_id, workflow_id
 from kit.testing import assert_problem
 from tests.bank import Bank, start_bank

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from accounts import service
 from accounts.config import BootstrapClient, Settings
-from accounts.ledger import expiry_void_id
+from accounts.ledger import service
+from accounts.ledger.rules import expiry_void_id
 from accounts.main import create_app
 from accounts.tests.helpers import Bank, Clock, raw_connection
 from contracts.auth import OPERATOR_SCOPES, WORKER_SCOPES

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from accounts import ledger
-from accounts.ledger import Balance, Entry, PendingSnapshot
+from accounts.ledger import rules
+from accounts.ledger.rules import Balance, Entry, PendingSnapshot
 from accounts.tests.helpers import Bank, raw_connection, single_phase_event
 from kit.testing import assert_problem
 
@@ -394,7 +394,7 @@ class TestUnbalancedPlans:
         self, bank: Bank, held: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         alice, bob, hold = held
-        monkeypatch.setattr(ledger, "_release", _release_of_the_debit_only)
+        monkeypatch.setattr(rules, "_release", _release_of_the_debit_only)
         response = await bank.void(hold)
         assert_problem(response, 500, "internal-error")
         await self.assert_still_held(bank, alice, bob)
@@ -403,7 +403,7 @@ class TestUnbalancedPlans:
         self, bank: Bank, held: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         alice, bob, hold = held
-        monkeypatch.setattr(ledger, "_release", _release_of_the_debit_only)
+        monkeypatch.setattr(rules, "_release", _release_of_the_debit_only)
         response = await bank.client.post(
             "/v1/ledger/transfers/batch",
             json={
@@ -421,9 +421,9 @@ class TestUnbalancedPlans:
         self, bank: Bank, held: tuple[str, str, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         alice, bob, hold = held
-        monkeypatch.setattr(ledger, "_release", _release_of_the_debit_only)
+        monkeypatch.setattr(rules, "_release", _release_of_the_debit_only)
         # As an `assert` would be under `python -O`.
-        monkeypatch.setattr(ledger, "assert_balanced", lambda entries: None)
+        monkeypatch.setattr(rules, "assert_balanced", lambda entries: None)
         response = await bank.void(hold)
         assert_problem(response, 500, "internal-error")
         await self.assert_still_held(bank, alice, bob)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from jose import jwt
 
 from accounts.config import BootstrapClient, Settings
-from accounts.keys import SigningKeysError, load_signing_keys
+from accounts.identity.keys import SigningKeysError, load_signing_keys
 from accounts.main import create_app
 from accounts.tests.helpers import Clock, raw_connection, write_signing_key
 from contracts.auth import (

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accounts import ledger
-from accounts.errors import (
+from accounts.ledger import rules
+from accounts.ledger.errors import (
     AccountNotActive,
     AccountTotalsOverflow,
     CurrencyMismatch,
@@ -26,7 +26,7 @@ from accounts.errors import (
     SameAccount,
     TransferLimitExceeded,
 )
-from accounts.ledger import (
+from accounts.ledger.rules import (
     AccountSnapshot,
     Balance,
     Entry,
@@ -76,7 +76,7 @@ def hold_of(
     expires_at: datetime | None = None,
 ) -> tuple[PendingSnapshot, AccountSnapshot, AccountSnapshot]:
     """A placed hold and both accounts as they are after it."""
-    plan = ledger.plan_pending(
+    plan = rules.plan_pending(
         debit=debit,
         credit=credit,
         amount_minor=amount_minor,
@@ -92,7 +92,7 @@ def hold_of(
         currency="EUR",
         expires_at=expires_at,
     )
-    return pending, ledger.apply(debit, plan.entries), ledger.apply(credit, plan.entries)
+    return pending, rules.apply(debit, plan.entries), rules.apply(credit, plan.entries)
 
 
 def request(kind: LedgerTransferKind, **fields: Any) -> LedgerTransferCreate:
@@ -102,26 +102,24 @@ def request(kind: LedgerTransferKind, **fields: Any) -> LedgerTransferCreate:
 class TestSinglePhase:
     def test_valid(self) -> None:
         debit, credit = customer(credits_posted=500), customer()
-        plan = ledger.plan_single_phase(
-            debit=debit, credit=credit, amount_minor=200, currency="EUR"
-        )
+        plan = rules.plan_single_phase(debit=debit, credit=credit, amount_minor=200, currency="EUR")
         assert plan.entries == (
             Entry(debit.id, Balance.debits_posted, 200),
             Entry(credit.id, Balance.credits_posted, 200),
         )
-        assert ledger.apply(debit, plan.entries).debits_available_minor == 300
+        assert rules.apply(debit, plan.entries).debits_available_minor == 300
         assert plan.expires_at is None
 
     def test_whole_balance_may_be_spent(self) -> None:
         debit = customer(credits_posted=500)
-        plan = ledger.plan_single_phase(
+        plan = rules.plan_single_phase(
             debit=debit, credit=customer(), amount_minor=500, currency="EUR"
         )
-        assert ledger.apply(debit, plan.entries).debits_available_minor == 0
+        assert rules.apply(debit, plan.entries).debits_available_minor == 0
 
     def test_no_overdraft(self) -> None:
         with pytest.raises(InsufficientFunds) as raised:
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=customer(credits_posted=500),
                 credit=customer(),
                 amount_minor=501,
@@ -132,14 +130,14 @@ class TestSinglePhase:
     def test_holds_count_against_the_balance(self) -> None:
         debit = customer(credits_posted=500, debits_pending=400)
         with pytest.raises(InsufficientFunds) as raised:
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=debit, credit=customer(), amount_minor=101, currency="EUR"
             )
         assert raised.value.extensions["available_minor"] == 100
 
     def test_pending_credits_are_not_spendable(self) -> None:
         with pytest.raises(InsufficientFunds):
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=customer(credits_pending=500),
                 credit=customer(),
                 amount_minor=1,
@@ -148,10 +146,10 @@ class TestSinglePhase:
 
     def test_system_account_may_go_negative(self) -> None:
         source = system()
-        plan = ledger.plan_single_phase(
+        plan = rules.plan_single_phase(
             debit=source, credit=customer(), amount_minor=10**15, currency="EUR"
         )
-        assert ledger.apply(source, plan.entries).debits_posted == 10**15
+        assert rules.apply(source, plan.entries).debits_posted == 10**15
 
     def test_credits_must_not_exceed_debits(self) -> None:
         credit = customer(
@@ -160,15 +158,15 @@ class TestSinglePhase:
             debits_posted=100,
             credits_posted=40,
         )
-        ledger.plan_single_phase(debit=system(), credit=credit, amount_minor=60, currency="EUR")
+        rules.plan_single_phase(debit=system(), credit=credit, amount_minor=60, currency="EUR")
         with pytest.raises(InsufficientFunds) as raised:
-            ledger.plan_single_phase(debit=system(), credit=credit, amount_minor=61, currency="EUR")
+            rules.plan_single_phase(debit=system(), credit=credit, amount_minor=61, currency="EUR")
         assert raised.value.extensions["available_minor"] == 60
 
     def test_same_account(self) -> None:
         account = customer(credits_posted=500)
         with pytest.raises(SameAccount):
-            ledger.plan_single_phase(debit=account, credit=account, amount_minor=1, currency="EUR")
+            rules.plan_single_phase(debit=account, credit=account, amount_minor=1, currency="EUR")
 
     @pytest.mark.parametrize("status", [AccountStatus.frozen, AccountStatus.closed])
     @pytest.mark.parametrize("side", ["debit", "credit"])
@@ -176,7 +174,7 @@ class TestSinglePhase:
         accounts = {"debit": customer(credits_posted=500), "credit": customer()}
         accounts[side] = accounts[side]._replace(status=status)
         with pytest.raises(AccountNotActive) as raised:
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=accounts["debit"], credit=accounts["credit"], amount_minor=1, currency="EUR"
             )
         assert raised.value.extensions["account_id"] == str(accounts[side].id)
@@ -186,34 +184,34 @@ class TestSinglePhase:
         accounts = {"debit": customer(credits_posted=500), "credit": customer()}
         accounts[side] = accounts[side]._replace(currency="USD")
         with pytest.raises(CurrencyMismatch):
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=accounts["debit"], credit=accounts["credit"], amount_minor=1, currency="EUR"
             )
 
     def test_transfer_limit_caps_the_debit_side(self) -> None:
         debit = customer(credits_posted=500, max_transfer_amount_minor=100)
-        ledger.plan_single_phase(debit=debit, credit=customer(), amount_minor=100, currency="EUR")
+        rules.plan_single_phase(debit=debit, credit=customer(), amount_minor=100, currency="EUR")
         with pytest.raises(TransferLimitExceeded) as raised:
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=debit, credit=customer(), amount_minor=101, currency="EUR"
             )
         assert raised.value.extensions["max_transfer_amount_minor"] == 100
 
     def test_transfer_limit_does_not_cap_receiving(self) -> None:
         credit = customer(max_transfer_amount_minor=100)
-        ledger.plan_single_phase(debit=system(), credit=credit, amount_minor=101, currency="EUR")
+        rules.plan_single_phase(debit=system(), credit=credit, amount_minor=101, currency="EUR")
 
     def test_limit_is_checked_before_funds(self) -> None:
         debit = customer(credits_posted=50, max_transfer_amount_minor=100)
         with pytest.raises(TransferLimitExceeded):
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=debit, credit=customer(), amount_minor=101, currency="EUR"
             )
 
     def test_totals_cannot_overflow(self) -> None:
-        source = system(debits_posted=ledger.TOTAL_MAX - 10)
+        source = system(debits_posted=rules.TOTAL_MAX - 10)
         with pytest.raises(AccountTotalsOverflow):
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=source, credit=customer(), amount_minor=11, currency="EUR"
             )
 
@@ -221,7 +219,7 @@ class TestSinglePhase:
 class TestPending:
     def test_valid(self) -> None:
         debit, credit = customer(credits_posted=500), customer()
-        plan = ledger.plan_pending(
+        plan = rules.plan_pending(
             debit=debit,
             credit=credit,
             amount_minor=200,
@@ -234,10 +232,10 @@ class TestPending:
             Entry(credit.id, Balance.credits_pending, 200),
         )
         assert plan.expires_at is None
-        assert ledger.apply(debit, plan.entries).debits_available_minor == 300
+        assert rules.apply(debit, plan.entries).debits_available_minor == 300
 
     def test_timeout_sets_expiry(self) -> None:
-        plan = ledger.plan_pending(
+        plan = rules.plan_pending(
             debit=customer(credits_posted=500),
             credit=customer(),
             amount_minor=200,
@@ -249,7 +247,7 @@ class TestPending:
 
     def test_no_overdraft(self) -> None:
         with pytest.raises(InsufficientFunds):
-            ledger.plan_pending(
+            rules.plan_pending(
                 debit=customer(credits_posted=500, debits_pending=300),
                 credit=customer(),
                 amount_minor=201,
@@ -260,7 +258,7 @@ class TestPending:
 
     def test_frozen_account_takes_no_new_hold(self) -> None:
         with pytest.raises(AccountNotActive):
-            ledger.plan_pending(
+            rules.plan_pending(
                 debit=customer(credits_posted=500, status=AccountStatus.frozen),
                 credit=customer(),
                 amount_minor=1,
@@ -273,7 +271,7 @@ class TestPending:
 class TestPostPending:
     def test_valid(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
-        plan = ledger.plan_post_pending(
+        plan = rules.plan_post_pending(
             pending=pending,
             debit=debit,
             credit=credit,
@@ -282,25 +280,25 @@ class TestPostPending:
             now=NOW,
         )
         assert plan.amount_minor == 200
-        debit_after = ledger.apply(debit, plan.entries)
-        credit_after = ledger.apply(credit, plan.entries)
+        debit_after = rules.apply(debit, plan.entries)
+        credit_after = rules.apply(credit, plan.entries)
         assert (debit_after.debits_pending, debit_after.debits_posted) == (0, 200)
         assert (credit_after.credits_pending, credit_after.credits_posted) == (0, 200)
 
     def test_partial_post_releases_the_rest(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
-        plan = ledger.plan_post_pending(
+        plan = rules.plan_post_pending(
             pending=pending, debit=debit, credit=credit, amount_minor=150, resolution=None, now=NOW
         )
         assert plan.amount_minor == 150
-        debit_after = ledger.apply(debit, plan.entries)
+        debit_after = rules.apply(debit, plan.entries)
         assert (debit_after.debits_pending, debit_after.debits_posted) == (0, 150)
         assert debit_after.debits_available_minor == 350
 
     def test_post_amount_exceeds_pending(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         with pytest.raises(PostAmountExceedsPending) as raised:
-            ledger.plan_post_pending(
+            rules.plan_post_pending(
                 pending=pending,
                 debit=debit,
                 credit=credit,
@@ -323,7 +321,7 @@ class TestPostPending:
             customer(credits_posted=500), customer(), 200, NOW - timedelta(seconds=1)
         )
         with pytest.raises(error):
-            ledger.plan_post_pending(
+            rules.plan_post_pending(
                 pending=pending,
                 debit=debit,
                 credit=credit,
@@ -335,7 +333,7 @@ class TestPostPending:
     def test_expired_at_its_deadline(self) -> None:
         deadline = NOW + timedelta(seconds=1)
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200, deadline)
-        ledger.plan_post_pending(
+        rules.plan_post_pending(
             pending=pending,
             debit=debit,
             credit=credit,
@@ -344,7 +342,7 @@ class TestPostPending:
             now=deadline - timedelta(microseconds=1),
         )
         with pytest.raises(PendingTransferExpired):
-            ledger.plan_post_pending(
+            rules.plan_post_pending(
                 pending=pending,
                 debit=debit,
                 credit=credit,
@@ -355,7 +353,7 @@ class TestPostPending:
 
     def test_allowed_on_frozen_accounts(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
-        plan = ledger.plan_post_pending(
+        plan = rules.plan_post_pending(
             pending=pending,
             debit=debit._replace(status=AccountStatus.frozen),
             credit=credit._replace(status=AccountStatus.frozen),
@@ -368,7 +366,7 @@ class TestPostPending:
     def test_refused_into_a_closed_account(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         with pytest.raises(AccountNotActive):
-            ledger.plan_post_pending(
+            rules.plan_post_pending(
                 pending=pending,
                 debit=debit,
                 credit=credit._replace(status=AccountStatus.closed),
@@ -381,16 +379,16 @@ class TestPostPending:
 class TestVoidPending:
     def test_valid(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
-        plan = ledger.plan_void_pending(
+        plan = rules.plan_void_pending(
             pending=pending, debit=debit, credit=credit, resolution=None, now=NOW
         )
         assert plan.amount_minor == 200
-        assert ledger.apply(debit, plan.entries) == debit._replace(debits_pending=0)
-        assert ledger.apply(credit, plan.entries) == credit._replace(credits_pending=0)
+        assert rules.apply(debit, plan.entries) == debit._replace(debits_pending=0)
+        assert rules.apply(credit, plan.entries) == credit._replace(credits_pending=0)
 
     def test_allowed_on_any_status(self) -> None:
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
-        plan = ledger.plan_void_pending(
+        plan = rules.plan_void_pending(
             pending=pending,
             debit=debit._replace(status=AccountStatus.closed),
             credit=credit._replace(status=AccountStatus.frozen),
@@ -403,7 +401,7 @@ class TestVoidPending:
         """The expiry releases the hold; a void after it would release it twice."""
         deadline = NOW + timedelta(seconds=1)
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200, deadline)
-        ledger.plan_void_pending(
+        rules.plan_void_pending(
             pending=pending,
             debit=debit,
             credit=credit,
@@ -411,7 +409,7 @@ class TestVoidPending:
             now=deadline - timedelta(microseconds=1),
         )
         with pytest.raises(PendingTransferExpired):
-            ledger.plan_void_pending(
+            rules.plan_void_pending(
                 pending=pending, debit=debit, credit=credit, resolution=None, now=deadline
             )
 
@@ -428,7 +426,7 @@ class TestVoidPending:
             customer(credits_posted=500), customer(), 200, NOW - timedelta(seconds=1)
         )
         with pytest.raises(error):
-            ledger.plan_void_pending(
+            rules.plan_void_pending(
                 pending=pending, debit=debit, credit=credit, resolution=resolved_by, now=NOW
             )
 
@@ -437,30 +435,30 @@ class TestExpiryVoid:
     def test_releases_the_whole_hold_on_any_status(self) -> None:
         deadline = NOW - timedelta(seconds=1)
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200, deadline)
-        plan = ledger.plan_expiry_void(
+        plan = rules.plan_expiry_void(
             pending=pending,
             debit=debit._replace(status=AccountStatus.closed),
             credit=credit._replace(status=AccountStatus.frozen),
             now=NOW,
         )
-        assert ledger.apply(debit, plan.entries).debits_pending == 0
-        assert ledger.apply(credit, plan.entries).credits_pending == 0
+        assert rules.apply(debit, plan.entries).debits_pending == 0
+        assert rules.apply(credit, plan.entries).credits_pending == 0
 
     def test_id_is_derived_from_the_hold(self) -> None:
         hold_id = uuid.uuid4()
-        assert ledger.expiry_void_id(hold_id) == ledger.expiry_void_id(hold_id)
-        assert ledger.expiry_void_id(hold_id) != ledger.expiry_void_id(uuid.uuid4())
+        assert rules.expiry_void_id(hold_id) == rules.expiry_void_id(hold_id)
+        assert rules.expiry_void_id(hold_id) != rules.expiry_void_id(uuid.uuid4())
 
     def test_before_the_deadline_is_a_programmer_error(self) -> None:
         pending, debit, credit = hold_of(
             customer(credits_posted=500), customer(), 200, NOW + timedelta(seconds=1)
         )
         with pytest.raises(AssertionError):
-            ledger.plan_expiry_void(pending=pending, debit=debit, credit=credit, now=NOW)
+            rules.plan_expiry_void(pending=pending, debit=debit, credit=credit, now=NOW)
 
     def test_expired_holds_no_longer_count_in_balances(self) -> None:
         account = customer(credits_posted=500, debits_pending=300, credits_pending=50)
-        view = ledger.without_expired_holds(
+        view = rules.without_expired_holds(
             account, expired_debits_minor=200, expired_credits_minor=50
         )
         assert (view.debits_pending, view.credits_pending) == (100, 0)
@@ -483,7 +481,7 @@ class TestCheckShape:
         }
         del fields[missing]
         with pytest.raises(InvalidLedgerTransfer) as raised:
-            ledger.check_shape(request(kind, **fields))
+            rules.check_shape(request(kind, **fields))
         assert raised.value.extensions["field"] == missing
 
     def test_opening_kinds_resolve_nothing(self) -> None:
@@ -496,7 +494,7 @@ class TestCheckShape:
             pending_id=uuid.uuid4(),
         )
         with pytest.raises(InvalidLedgerTransfer):
-            ledger.check_shape(body)
+            rules.check_shape(body)
 
     def test_only_holds_time_out(self) -> None:
         body = request(
@@ -508,9 +506,9 @@ class TestCheckShape:
             timeout_seconds=5,
         )
         with pytest.raises(InvalidLedgerTransfer):
-            ledger.check_shape(body)
+            rules.check_shape(body)
         with pytest.raises(InvalidLedgerTransfer):
-            ledger.check_shape(
+            rules.check_shape(
                 request(LedgerTransferKind.post_pending, pending_id=uuid.uuid4(), timeout_seconds=5)
             )
 
@@ -519,9 +517,9 @@ class TestCheckShape:
     )
     def test_resolving_kinds_need_pending_id(self, kind: LedgerTransferKind) -> None:
         with pytest.raises(InvalidLedgerTransfer) as raised:
-            ledger.check_shape(request(kind))
+            rules.check_shape(request(kind))
         assert raised.value.extensions["field"] == "pending_id"
-        ledger.check_shape(request(kind, pending_id=uuid.uuid4()))
+        rules.check_shape(request(kind, pending_id=uuid.uuid4()))
 
 
 class TestCheckMatchesPending:
@@ -530,13 +528,13 @@ class TestCheckMatchesPending:
 
     def test_omitted_fields_are_taken_from_the_hold(self) -> None:
         pending = self.pending()
-        ledger.check_matches_pending(
+        rules.check_matches_pending(
             request(LedgerTransferKind.post_pending, pending_id=pending.id), pending
         )
 
     def test_repeated_fields_must_agree(self) -> None:
         pending = self.pending()
-        ledger.check_matches_pending(
+        rules.check_matches_pending(
             request(
                 LedgerTransferKind.void_pending,
                 pending_id=pending.id,
@@ -547,7 +545,7 @@ class TestCheckMatchesPending:
             pending,
         )
         with pytest.raises(InvalidLedgerTransfer) as raised:
-            ledger.check_matches_pending(
+            rules.check_matches_pending(
                 request(
                     LedgerTransferKind.post_pending,
                     pending_id=pending.id,
@@ -560,7 +558,7 @@ class TestCheckMatchesPending:
     def test_void_releases_the_whole_hold(self) -> None:
         pending = self.pending()
         with pytest.raises(InvalidLedgerTransfer) as raised:
-            ledger.check_matches_pending(
+            rules.check_matches_pending(
                 request(LedgerTransferKind.void_pending, pending_id=pending.id, amount_minor=100),
                 pending,
             )
@@ -596,7 +594,7 @@ class TestFirstDifference:
 
     def test_same_fields(self) -> None:
         body = self.single_phase()
-        assert ledger.first_difference(body, self.stored(body)) is None
+        assert rules.first_difference(body, self.stored(body)) is None
 
     @pytest.mark.parametrize(
         ("field", "other"),
@@ -611,31 +609,31 @@ class TestFirstDifference:
     )
     def test_names_the_differing_field(self, field: str, other: object) -> None:
         body = self.single_phase()
-        assert ledger.first_difference(body, self.stored(body, **{field: other})) == field
+        assert rules.first_difference(body, self.stored(body, **{field: other})) == field
 
     def test_kind_differs_first(self) -> None:
         body = self.single_phase()
         stored = replace(self.stored(body, amount_minor=1), kind=LedgerTransferKind.pending)
-        assert ledger.first_difference(body, stored) == "kind"
+        assert rules.first_difference(body, stored) == "kind"
 
     def test_post_may_omit_what_it_took_from_the_hold(self) -> None:
         body = request(LedgerTransferKind.post_pending, pending_id=uuid.uuid4())
         stored = self.stored(body)
-        assert ledger.first_difference(body, stored) is None
+        assert rules.first_difference(body, stored) is None
         explicit = body.model_copy(update={"amount_minor": stored.amount_minor})
-        assert ledger.first_difference(explicit, stored) is None
+        assert rules.first_difference(explicit, stored) is None
         smaller = body.model_copy(update={"amount_minor": stored.amount_minor - 1})
-        assert ledger.first_difference(smaller, stored) == "amount_minor"
+        assert rules.first_difference(smaller, stored) == "amount_minor"
 
 
 class TestAssertBalanced:
     def test_unbalanced_entries_are_a_programmer_error(self) -> None:
         account = uuid.uuid4()
         with pytest.raises(UnbalancedEntries, match="posted debits and credits differ by 1"):
-            ledger.assert_balanced([Entry(account, Balance.debits_posted, 1)])
+            rules.assert_balanced([Entry(account, Balance.debits_posted, 1)])
         # Balanced overall but not per phase: a hold's credit is no posting's credit.
         with pytest.raises(UnbalancedEntries, match="pending debits and credits differ by -1"):
-            ledger.assert_balanced(
+            rules.assert_balanced(
                 [
                     Entry(account, Balance.debits_posted, 1),
                     Entry(account, Balance.credits_pending, 1),
@@ -645,7 +643,7 @@ class TestAssertBalanced:
     def test_an_entry_of_nothing_is_a_programmer_error(self) -> None:
         account = uuid.uuid4()
         with pytest.raises(UnbalancedEntries, match="moves money"):
-            ledger.assert_balanced(
+            rules.assert_balanced(
                 [
                     Entry(account, Balance.debits_posted, 0),
                     Entry(account, Balance.credits_posted, 0),
@@ -658,7 +656,7 @@ class TestAssertBalanced:
 
     def test_balanced_entries_pass(self) -> None:
         debit, credit = uuid.uuid4(), uuid.uuid4()
-        ledger.assert_balanced(
+        rules.assert_balanced(
             [
                 Entry(debit, Balance.debits_pending, -5),
                 Entry(credit, Balance.credits_pending, -5),
@@ -672,10 +670,10 @@ class TestAssertBalanced:
     ) -> None:
         # Every kind writes entries; a void that wrote none would resolve its hold without
         # giving the money back.
-        monkeypatch.setattr(ledger, "_release", lambda pending: ())
+        monkeypatch.setattr(rules, "_release", lambda pending: ())
         pending, debit, credit = hold_of(customer(credits_posted=500), customer(), 200)
         with pytest.raises(UnbalancedEntries, match="writes entries"):
-            ledger.plan_void_pending(
+            rules.plan_void_pending(
                 pending=pending, debit=debit, credit=credit, resolution=None, now=NOW
             )
 
@@ -683,7 +681,7 @@ class TestAssertBalanced:
         # `python -O` strips assert statements; the check that guards money must stay.
         program = (
             "import uuid\n"
-            "from accounts.ledger import Balance, Entry, assert_balanced\n"
+            "from accounts.ledger.rules import Balance, Entry, assert_balanced\n"
             "assert False, 'asserts are on'\n"
             "assert_balanced([Entry(uuid.uuid4(), Balance.debits_posted, 100)])\n"
         )
@@ -719,22 +717,22 @@ class LedgerModel:
         self.resolutions: dict[uuid.UUID, Resolution] = {}
         self.journal: list[Entry] = []
 
-    def plan(self, operation: str, amount_minor: int, pick: int) -> ledger.Plan | None:
+    def plan(self, operation: str, amount_minor: int, pick: int) -> rules.Plan | None:
         customers = (self.alice, self.bob) if pick % 2 else (self.bob, self.alice)
         debit, credit = (self.accounts[account_id] for account_id in customers)
         if operation == "deposit":
-            return ledger.plan_single_phase(
+            return rules.plan_single_phase(
                 debit=self.accounts[self.bank],
                 credit=credit,
                 amount_minor=amount_minor,
                 currency="EUR",
             )
         if operation == "transfer":
-            return ledger.plan_single_phase(
+            return rules.plan_single_phase(
                 debit=debit, credit=credit, amount_minor=amount_minor, currency="EUR"
             )
         if operation == "hold":
-            plan = ledger.plan_pending(
+            plan = rules.plan_pending(
                 debit=debit,
                 credit=credit,
                 amount_minor=amount_minor,
@@ -753,7 +751,7 @@ class LedgerModel:
         held_credit = self.accounts[pending.credit_account_id]
         resolved_by = self.resolutions.get(pending.id)
         if operation == "post":
-            plan = ledger.plan_post_pending(
+            plan = rules.plan_post_pending(
                 pending=pending,
                 debit=held_debit,
                 credit=held_credit,
@@ -763,21 +761,21 @@ class LedgerModel:
             )
             self.resolutions[pending.id] = Resolution.posted
             return plan
-        plan = ledger.plan_void_pending(
+        plan = rules.plan_void_pending(
             pending=pending, debit=held_debit, credit=held_credit, resolution=resolved_by, now=NOW
         )
         self.resolutions[pending.id] = Resolution.voided
         return plan
 
-    def record(self, plan: ledger.Plan) -> None:
+    def record(self, plan: rules.Plan) -> None:
         self.journal.extend(plan.entries)
         self.accounts = {
-            account_id: ledger.apply(account, plan.entries)
+            account_id: rules.apply(account, plan.entries)
             for account_id, account in self.accounts.items()
         }
 
     def assert_invariants(self) -> None:
-        ledger.assert_balanced(self.journal)
+        rules.assert_balanced(self.journal)
         for account in self.accounts.values():
             for balance in Balance:
                 journal_sum = sum(

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from accounts import ledger
-from accounts.errors import (
+from accounts.ledger import rules
+from accounts.ledger.errors import (
     AccountClosed,
     AccountNotEmpty,
     DailyOutflowLimitExceeded,
@@ -22,7 +22,7 @@ from accounts.errors import (
     SameAccount,
     SystemAccountImmutable,
 )
-from accounts.ledger import (
+from accounts.ledger.rules import (
     AccountSnapshot,
     LedgerState,
     PendingSnapshot,
@@ -172,7 +172,7 @@ class TestLedgerState:
         state.expire(pending)
         assert state.resolutions[pending.id] == Resolution.expired
         (posting,) = state.postings
-        assert posting.transfer.id == ledger.expiry_void_id(pending.id)
+        assert posting.transfer.id == rules.expiry_void_id(pending.id)
         assert posting.transfer.kind == LedgerTransferKind.void_pending
         assert state.accounts[alice.id].debits_available_minor == 100
         outcomes = state.execute([resolve(LedgerTransferKind.void_pending, pending.id)], [False])
@@ -235,12 +235,12 @@ class TestOverdraft:
     def test_debits_may_exceed_credits_by_the_limit(self) -> None:
         debit = customer(credits_posted=100, overdraft_limit_minor=50)
         assert debit.debits_available_minor == 150
-        plan = ledger.plan_single_phase(
+        plan = rules.plan_single_phase(
             debit=debit, credit=customer(), amount_minor=150, currency="EUR"
         )
-        assert ledger.apply(debit, plan.entries).debits_available_minor == 0
+        assert rules.apply(debit, plan.entries).debits_available_minor == 0
         with pytest.raises(InsufficientFunds) as raised:
-            ledger.plan_single_phase(
+            rules.plan_single_phase(
                 debit=debit, credit=customer(), amount_minor=151, currency="EUR"
             )
         assert raised.value.extensions["available_minor"] == 150
@@ -249,11 +249,11 @@ class TestOverdraft:
 class TestDailyOutflow:
     def test_limit_counts_what_was_sent(self) -> None:
         debit = customer(credits_posted=1000, daily_outflow_limit_minor=100)
-        ledger.check_transfer_allowed(
+        rules.check_transfer_allowed(
             debit=debit, credit=customer(), amount_minor=60, currency="EUR", outflow_today_minor=40
         )
         with pytest.raises(DailyOutflowLimitExceeded) as raised:
-            ledger.check_transfer_allowed(
+            rules.check_transfer_allowed(
                 debit=debit,
                 credit=customer(),
                 amount_minor=61,
@@ -268,7 +268,7 @@ class TestDailyOutflow:
             debits_must_not_exceed_credits=False,
             daily_outflow_limit_minor=1,
         )
-        ledger.check_transfer_allowed(
+        rules.check_transfer_allowed(
             debit=source, credit=customer(), amount_minor=5, currency="EUR", outflow_today_minor=9
         )
 
@@ -288,7 +288,7 @@ class TestDailyOutflow:
         ],
     )
     def test_the_day_is_the_utc_day(self, now: datetime, start: datetime) -> None:
-        assert ledger.outflow_day(now) == (start, start + timedelta(days=1))
+        assert rules.outflow_day(now) == (start, start + timedelta(days=1))
 
 
 class TestNextStatus:
@@ -307,12 +307,12 @@ class TestNextStatus:
     def test_transitions(
         self, status: AccountStatus, action: StatusAction, expected: AccountStatus
     ) -> None:
-        assert ledger.next_status(customer(status=status), action) == expected
+        assert rules.next_status(customer(status=status), action) == expected
 
     @pytest.mark.parametrize("action", [StatusAction.freeze, StatusAction.unfreeze])
     def test_closed_is_final(self, action: StatusAction) -> None:
         with pytest.raises(AccountClosed):
-            ledger.next_status(customer(status=AccountStatus.closed), action)
+            rules.next_status(customer(status=AccountStatus.closed), action)
 
     @pytest.mark.parametrize(
         "totals",
@@ -325,33 +325,33 @@ class TestNextStatus:
     )
     def test_only_an_empty_account_closes(self, totals: dict[str, int]) -> None:
         with pytest.raises(AccountNotEmpty):
-            ledger.next_status(customer(**totals), StatusAction.close)
+            rules.next_status(customer(**totals), StatusAction.close)
 
     def test_spent_to_zero_is_empty(self) -> None:
         account = customer(credits_posted=500, debits_posted=500)
-        assert ledger.next_status(account, StatusAction.close) == AccountStatus.closed
+        assert rules.next_status(account, StatusAction.close) == AccountStatus.closed
 
     @pytest.mark.parametrize("action", list(StatusAction))
     def test_system_accounts_keep_their_status(self, action: StatusAction) -> None:
         system = customer(kind=AccountKind.system, debits_must_not_exceed_credits=False)
         with pytest.raises(SystemAccountImmutable):
-            ledger.next_status(system, action)
+            rules.next_status(system, action)
 
 
 class TestCheckLimits:
     def test_overdraft_only_with_the_debit_rule(self) -> None:
         loan = customer(debits_must_not_exceed_credits=False, credits_must_not_exceed_debits=True)
-        ledger.check_limits(loan, overdraft_limit_minor=None)
+        rules.check_limits(loan, overdraft_limit_minor=None)
         with pytest.raises(OverdraftNotAllowed):
-            ledger.check_limits(loan, overdraft_limit_minor=10)
+            rules.check_limits(loan, overdraft_limit_minor=10)
 
     def test_overdraft_in_use_cannot_be_taken_away(self) -> None:
         account = customer(credits_posted=100, debits_posted=100, debits_pending=30)
-        ledger.check_limits(account, overdraft_limit_minor=30)
+        rules.check_limits(account, overdraft_limit_minor=30)
         with pytest.raises(OverdraftInUse) as raised:
-            ledger.check_limits(account, overdraft_limit_minor=29)
+            rules.check_limits(account, overdraft_limit_minor=29)
         assert raised.value.extensions["overdraft_used_minor"] == 30
 
     def test_closed_accounts_take_no_limits(self) -> None:
         with pytest.raises(AccountClosed):
-            ledger.check_limits(customer(status=AccountStatus.closed), overdraft_limit_minor=None)
+            rules.check_limits(customer(status=AccountStatus.closed), overdraft_limit_minor=None)

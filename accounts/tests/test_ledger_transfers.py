@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from accounts.ledger import expiry_void_id
+from accounts.ledger.rules import expiry_void_id
 from accounts.tests.helpers import Bank, Clock, set_status
 from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from kit.testing import assert_problem

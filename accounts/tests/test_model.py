@@ -4,7 +4,7 @@ moves and sweeps. After every step each account's balances must be what the mode
 and every answer the status and problem the model predicts.
 
 The model is written from the rules as the issue states them, on purpose without
-`accounts.ledger`: a shared bug would otherwise agree with itself.
+`accounts.ledger.rules`: a shared bug would otherwise agree with itself.
 """
 
 import asyncio
@@ -26,8 +26,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from accounts import service
 from accounts.config import Settings
+from accounts.ledger import service
 from accounts.main import create_app
 from accounts.tests.helpers import Clock
 from kit.testing import TestIssuer, app_client

@@ -6,7 +6,7 @@ import re
 
 from fastapi.routing import APIRoute
 
-from accounts.api import router
+from accounts.ledger.api import router
 from contracts.accounts import (
     LEDGER_REFUSALS,
     LEDGER_TRANSFERS_PATH,

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from accounts import service, sweeper
 from accounts.config import Settings
-from accounts.ledger import expiry_void_id
+from accounts.ledger import service, sweeper
+from accounts.ledger.rules import expiry_void_id
 from accounts.main import create_app
 from accounts.tests.helpers import Bank, Clock, raw_connection
 from kit.testing import TestIssuer, app_client

@@ -1,8 +1,8 @@
 """Identity rules with no web framework and no database: scopes, grants, secrets, shapes.
 
-The token endpoint (`accounts.oauth_api`) parses a form into a `TokenRequest`, the issuer
-(`accounts.issuer`) checks credentials, and these functions decide what a principal may
-be given.
+The token endpoint (`accounts.identity.api`) parses a form into a `TokenRequest`, the
+issuer (`accounts.identity.service`) checks credentials, and these functions decide what
+a principal may be given.
 """
 
 import base64
@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, Field, field_validator
 
-from accounts.errors import (
+from accounts.identity.errors import (
     OAuthInvalidClient,
     OAuthInvalidRequest,
     OAuthInvalidScope,

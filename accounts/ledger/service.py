@@ -1,4 +1,4 @@
-"""Use cases of the accounts service.
+"""Use cases of the ledger: accounts, transfers, holds, balances, statements, invariants.
 
 Reads and account creation use the request's session (kit's unit of work). The ledger's
 write path owns its transactions instead, because it retries them: a deadlock, a
@@ -22,15 +22,16 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts import ledger, repository
-from accounts.errors import (
+from accounts.errors import InvalidCursor
+from accounts.ledger import repository, rules
+from accounts.ledger.errors import (
     AccountNotFound,
-    InvalidCursor,
     LedgerBusy,
     LedgerTransferNotFound,
     UnknownCustomer,
 )
-from accounts.ledger import (
+from accounts.ledger.repository import Connection
+from accounts.ledger.rules import (
     AccountSnapshot,
     EventOutcome,
     LedgerState,
@@ -39,7 +40,6 @@ from accounts.ledger import (
     TransferRecord,
 )
 from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, AccountRow, LedgerTransferRow
-from accounts.repository import Connection
 from contracts.accounts import (
     INVARIANT_MISMATCHES_MAX,
     Account,
@@ -306,9 +306,9 @@ async def list_accounts(
 
 
 _STATUS_EVENTS: Final = {
-    ledger.StatusAction.freeze: "account.frozen",
-    ledger.StatusAction.unfreeze: "account.unfrozen",
-    ledger.StatusAction.close: "account.closed",
+    rules.StatusAction.freeze: "account.frozen",
+    rules.StatusAction.unfreeze: "account.unfrozen",
+    rules.StatusAction.close: "account.closed",
 }
 
 
@@ -316,7 +316,7 @@ async def change_status(
     database: Ledger,
     *,
     account_id: uuid.UUID,
-    action: ledger.StatusAction,
+    action: rules.StatusAction,
     actor: Actor,
     now: datetime,
 ) -> Account:
@@ -327,7 +327,7 @@ async def change_status(
     async def work(connection: Connection) -> Account:
         state, rows = await _locked_state(connection, {account_id}, now=now)
         account = _found(state.accounts, account_id)
-        status = ledger.next_status(account, action)
+        status = rules.next_status(account, action)
         await _write(connection, state, now=now)
         if status != account.status:
             await repository.set_status(connection, account_id, status)
@@ -378,7 +378,7 @@ async def update_limits(
                 else account.overdraft_limit_minor
             ),
         )
-        ledger.check_limits(updated, overdraft_limit_minor=updated.overdraft_limit_minor)
+        rules.check_limits(updated, overdraft_limit_minor=updated.overdraft_limit_minor)
         await _write(connection, state, now=now)
         before = _limits_of(
             account.max_transfer_amount_minor,
@@ -627,7 +627,7 @@ async def validate_transfer(
 ) -> TransferValidation:
     """Whether a customer transfer may go ahead: accounts, status, currency and limits.
     Reads only, and leaves funds to the hold (a check here could be stale by then)."""
-    ledger.check_distinct(request.source_account_id, request.target_account_id)
+    rules.check_distinct(request.source_account_id, request.target_account_id)
 
     owners: dict[uuid.UUID, str | None] = {}
 
@@ -641,12 +641,12 @@ async def validate_transfer(
         target = _found(accounts, request.target_account_id)
         outflow_today_minor = 0
         if source.daily_outflow_limit_minor is not None:
-            day_start, day_end = ledger.outflow_day(now)
+            day_start, day_end = rules.outflow_day(now)
             outflows = await repository.daily_outflows(
                 connection, {source.id}, day_start=day_start, day_end=day_end, now=now
             )
             outflow_today_minor = outflows.get(source.id, 0)
-        ledger.check_transfer_allowed(
+        rules.check_transfer_allowed(
             debit=source,
             credit=target,
             amount_minor=request.amount_minor,
@@ -770,7 +770,7 @@ async def _apply(
         account_ids.add(pending.debit_account_id)
         account_ids.add(pending.credit_account_id)
     # A void of a hold not seen (yet) locks the accounts it names: the hold, if it is on its
-    # way, locks them too, so one of the two sees the other (ledger.LedgerState._void_unseen).
+    # way, locks them too, so one of the two sees the other (rules.LedgerState._void_unseen).
     unseen = pending_ids - pendings.keys()
     for request in requests:
         if request.pending_id in unseen:
@@ -886,7 +886,7 @@ async def _outflows_today(
     ]
     if not limited:
         return {}
-    day_start, day_end = ledger.outflow_day(now)
+    day_start, day_end = rules.outflow_day(now)
     outflows = dict.fromkeys(limited, 0)
     outflows.update(
         await repository.daily_outflows(
@@ -949,7 +949,7 @@ def _hold_expired_event(hold: PendingSnapshot, *, now: datetime) -> AuditEventCr
         account_ids=[str(hold.debit_account_id), str(hold.credit_account_id)],
         after={
             "hold_id": str(hold.id),
-            "void_id": str(ledger.expiry_void_id(hold.id)),
+            "void_id": str(rules.expiry_void_id(hold.id)),
             "amount_minor": hold.amount_minor,
             "currency": hold.currency,
             "expires_at": None if hold.expires_at is None else hold.expires_at.isoformat(),
@@ -967,7 +967,7 @@ def _resolution(pending_id: uuid.UUID, transfer_id: uuid.UUID, kind: str) -> Res
     if kind == LedgerTransferKind.post_pending.value:
         return Resolution.posted
     assert kind == LedgerTransferKind.void_pending.value, f"{kind} resolves no hold"
-    if transfer_id == ledger.expiry_void_id(pending_id):
+    if transfer_id == rules.expiry_void_id(pending_id):
         return Resolution.expired
     return Resolution.voided
 
@@ -1050,7 +1050,7 @@ def _pending_of_expiring_hold(record: Any) -> PendingSnapshot:
 
 
 def _account_of_view(view: repository.AccountView) -> Account:
-    snapshot = ledger.without_expired_holds(
+    snapshot = rules.without_expired_holds(
         _snapshot_of_row(view.row),
         expired_debits_minor=view.expired_debits_minor,
         expired_credits_minor=view.expired_credits_minor,

@@ -17,13 +17,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from accounts import identity, repository
 from accounts.config import BootstrapClient
-from accounts.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
-from accounts.identity import Customer, CustomerCreate, TokenRequest
-from accounts.keys import SigningKeys
+from accounts.identity import repository, rules
+from accounts.identity.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
+from accounts.identity.keys import SigningKeys
+from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
+from accounts.identity.throttle import LoginThrottle
 from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, ClientRow
-from accounts.throttle import LoginThrottle
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import TOKEN_AUDIENCE, PrincipalKind, Scope, TokenResponse
 from kit import audit
@@ -135,8 +135,8 @@ async def password_grant(
 ) -> TokenResponse:
     assert request.username is not None, "the parser requires a username"
     assert request.password is not None, "the parser requires a password"
-    scopes = identity.customer_scopes(request.requested_scopes)
-    username = identity.normalized_email(request.username)
+    scopes = rules.customer_scopes(request.requested_scopes)
+    username = rules.normalized_email(request.username)
     throttle_keys = (f"user:{username}", f"address:{client_address}")
     await issuer.throttle.check(*throttle_keys)
     async with sessions() as session, session.begin():
@@ -170,18 +170,16 @@ async def refresh_grant(
     """Rotate: the presented token is used up and a new one of its family comes back. A
     token shown a second time revokes the whole family (RFC 6819 5.2.2.3)."""
     assert request.refresh_token is not None, "the parser requires a refresh token"
-    refresh_token = identity.new_refresh_token()
+    refresh_token = rules.new_refresh_token()
     scopes: frozenset[Scope] = frozenset()
     # The block ends normally in every case, so a revocation commits although the
     # request is refused after it.
     async with sessions() as session, session.begin():
-        row = await repository.lock_refresh_token(
-            session, identity.token_hash(request.refresh_token)
-        )
+        row = await repository.lock_refresh_token(session, rules.token_hash(request.refresh_token))
         if row is None:
-            decision = identity.RefreshDecision(False, False, "the refresh token is unknown")
+            decision = rules.RefreshDecision(False, False, "the refresh token is unknown")
         else:
-            decision = identity.judge_refresh(
+            decision = rules.judge_refresh(
                 used_at=row.used_at, revoked_at=row.revoked_at, expires_at=row.expires_at, now=now
             )
         if row is not None and decision.revoke_family:
@@ -194,7 +192,7 @@ async def refresh_grant(
             )
         elif row is not None and decision.allowed:
             original = frozenset(Scope(name) for name in row.scopes)
-            scopes = identity.narrowed_scopes(request.requested_scopes, allowed=original)
+            scopes = rules.narrowed_scopes(request.requested_scopes, allowed=original)
             await repository.mark_refresh_token_used(session, row.id, now=now)
             # The family keeps the deadline of its first token: rotation is no way to stay
             # signed in forever.
@@ -202,7 +200,7 @@ async def refresh_grant(
                 session,
                 family_id=row.family_id,
                 customer_id=row.customer_id,
-                token_hash=identity.token_hash(refresh_token),
+                token_hash=rules.token_hash(refresh_token),
                 scopes=list(row.scopes),
                 created_at=now,
                 expires_at=row.expires_at,
@@ -235,7 +233,7 @@ async def client_credentials_grant(
         log.info("token.client_refused", client_id=credentials.client_id)
         raise OAuthInvalidClient("the client id or the secret is wrong")
     allowed = frozenset(Scope(name) for name in client.scopes)
-    scopes = identity.narrowed_scopes(request.requested_scopes, allowed=allowed)
+    scopes = rules.narrowed_scopes(request.requested_scopes, allowed=allowed)
     log.info("token.issued", grant="client_credentials", subject=client.client_id)
     return _response(
         issuer,
@@ -255,12 +253,12 @@ async def _new_refresh_family(
     scopes: frozenset[Scope],
     now: datetime,
 ) -> str:
-    token = identity.new_refresh_token()
+    token = rules.new_refresh_token()
     await repository.insert_refresh_token(
         session,
         family_id=uuid.uuid4(),
         customer_id=customer_id,
-        token_hash=identity.token_hash(token),
+        token_hash=rules.token_hash(token),
         scopes=sorted(scope.value for scope in scopes),
         created_at=now,
         expires_at=now + timedelta(seconds=issuer.refresh_token_lifetime_seconds),
@@ -274,7 +272,7 @@ def _response(
     return TokenResponse(
         access_token=access_token,
         expires_in=issuer.access_token_lifetime_seconds,
-        scope=identity.scope_text(scopes),
+        scope=rules.scope_text(scopes),
         refresh_token=refresh_token,
     )
 

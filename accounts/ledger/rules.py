@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 from uuid import UUID, uuid5
 
-from accounts.errors import (
+from accounts.ledger.errors import (
     AccountClosed,
     AccountNotActive,
     AccountNotEmpty,

@@ -1,4 +1,4 @@
-"""Every query of the accounts service.
+"""Every query of the ledger (accounts, transfers, holds, reports) in the accounts database.
 
 Accounts, lists and reports go through the SQLAlchemy session of the request. The ledger's
 write path (transfers, holds, status changes, the sweeper) talks to asyncpg directly, in
@@ -15,22 +15,18 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from accounts.ledger import EntryColumns, TransferRecord
+from accounts.ledger.rules import EntryColumns, TransferRecord
 from accounts.models import (
-    AUDIT_EVENTS,
     AccountRow,
-    ClientRow,
     CustomerRow,
     ExpiringHoldRow,
     HoldTombstoneRow,
     LedgerEntryRow,
     LedgerTransferRow,
-    RefreshTokenRow,
 )
 from contracts.accounts import AccountKind, AccountStatus, BalanceRule
 
@@ -676,166 +672,11 @@ async def find_totals_mismatches(session: AsyncSession, *, ids_max: int) -> Tota
     )
 
 
-# --- Identity: customers, clients, refresh tokens ----------------------------------------
-
-# Serialises the bootstrap of clients and the key-activation record across replicas that
-# start at once (transaction-scoped, so it cannot outlive a crashed startup).
-_STARTUP_LOCK_KEY = 0x5A6A_AC01
-
-
-async def lock_startup(session: AsyncSession) -> None:
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _STARTUP_LOCK_KEY})
-
-
-async def insert_customer(
-    session: AsyncSession,
-    *,
-    customer_id: uuid.UUID,
-    email: str,
-    display_name: str | None,
-    password_hash: str,
-    created_at: datetime,
-) -> bool:
-    """Insert unless the email is taken (also by a concurrent insert); True if inserted."""
-    statement = (
-        insert(CustomerRow)
-        .values(
-            id=customer_id,
-            email=email,
-            display_name=display_name,
-            password_hash=password_hash,
-            created_at=created_at,
-        )
-        .on_conflict_do_nothing(index_elements=["email"])
-        .returning(CustomerRow.id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
-
-
-async def customer_by_email(session: AsyncSession, email: str) -> CustomerRow | None:
-    statement = select(CustomerRow).where(CustomerRow.email == email)
-    return (await session.execute(statement)).scalar_one_or_none()
+# --- Customers, as account opening asks about them ---------------------------------------
+# The customers table is the issuer's (accounts.identity); the ledger reads it here, in the
+# one database both contexts share, rather than import the issuer's code.
 
 
 async def customer_exists(session: AsyncSession, customer_id: uuid.UUID) -> bool:
     statement = select(CustomerRow.id).where(CustomerRow.id == customer_id)
     return (await session.execute(statement)).scalar_one_or_none() is not None
-
-
-async def set_password_hash(
-    session: AsyncSession, customer_id: uuid.UUID, password_hash: str
-) -> None:
-    await session.execute(
-        update(CustomerRow).where(CustomerRow.id == customer_id).values(password_hash=password_hash)
-    )
-
-
-async def get_client(session: AsyncSession, client_id: str) -> ClientRow | None:
-    statement = select(ClientRow).where(ClientRow.client_id == client_id)
-    return (await session.execute(statement)).scalar_one_or_none()
-
-
-async def list_clients(session: AsyncSession) -> list[ClientRow]:
-    statement = select(ClientRow).order_by(ClientRow.client_id).limit(1000)
-    return list((await session.execute(statement)).scalars())
-
-
-async def insert_client(
-    session: AsyncSession,
-    *,
-    client_id: str,
-    secret_hash: str,
-    kind: str,
-    scopes: list[str],
-    now: datetime,
-) -> None:
-    session.add(
-        ClientRow(
-            client_id=client_id,
-            secret_hash=secret_hash,
-            kind=kind,
-            scopes=scopes,
-            created_at=now,
-            updated_at=now,
-            disabled_at=None,
-        )
-    )
-    await session.flush()
-
-
-async def update_client(session: AsyncSession, client_id: str, **values: Any) -> None:
-    await session.execute(
-        update(ClientRow)
-        .where(ClientRow.client_id == client_id)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def insert_refresh_token(
-    session: AsyncSession,
-    *,
-    family_id: uuid.UUID,
-    customer_id: uuid.UUID,
-    token_hash: str,
-    scopes: list[str],
-    created_at: datetime,
-    expires_at: datetime,
-) -> None:
-    session.add(
-        RefreshTokenRow(
-            id=uuid.uuid4(),
-            family_id=family_id,
-            customer_id=customer_id,
-            token_hash=token_hash,
-            scopes=scopes,
-            created_at=created_at,
-            expires_at=expires_at,
-            used_at=None,
-            revoked_at=None,
-        )
-    )
-    await session.flush()
-
-
-async def lock_refresh_token(session: AsyncSession, token_hash: str) -> RefreshTokenRow | None:
-    """The token's row, locked: two requests with one token are judged one after the other."""
-    statement = (
-        select(RefreshTokenRow)
-        .where(RefreshTokenRow.token_hash == token_hash)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return (await session.execute(statement)).scalar_one_or_none()
-
-
-async def mark_refresh_token_used(
-    session: AsyncSession, token_id: uuid.UUID, *, now: datetime
-) -> None:
-    await session.execute(
-        update(RefreshTokenRow).where(RefreshTokenRow.id == token_id).values(used_at=now)
-    )
-
-
-async def revoke_refresh_family(
-    session: AsyncSession, family_id: uuid.UUID, *, now: datetime
-) -> int:
-    """Revoke every token of the family not revoked yet; how many."""
-    result = await session.execute(
-        update(RefreshTokenRow)
-        .where(RefreshTokenRow.family_id == family_id, RefreshTokenRow.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .returning(RefreshTokenRow.id)
-    )
-    return len(result.all())
-
-
-async def last_audit_event(session: AsyncSession, *, action: str) -> Any:
-    """The newest audit event with this action (its row), or None."""
-    statement = (
-        select(AUDIT_EVENTS)
-        .where(AUDIT_EVENTS.c.action == action)
-        .order_by(AUDIT_EVENTS.c.sequence.desc())
-        .limit(1)
-    )
-    return (await session.execute(statement)).first()

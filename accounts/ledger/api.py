@@ -1,4 +1,4 @@
-"""HTTP routes of the accounts service: parse, call the service, shape the response."""
+"""The ledger's routes (accounts, transfers): parse, call the service, shape the answer."""
 
 import uuid
 from collections.abc import Callable
@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter, model_validator
 
-from accounts import service
-from accounts.errors import (
+from accounts.errors import IdempotencyKeyMissing, InvalidCursor, InvalidRequest
+from accounts.ledger import service
+from accounts.ledger.errors import (
     AccountClosed,
     AccountNotActive,
     AccountNotEmpty,
@@ -19,11 +20,8 @@ from accounts.errors import (
     CurrencyMismatch,
     CustomerIdRequired,
     DailyOutflowLimitExceeded,
-    IdempotencyKeyMissing,
     InsufficientFunds,
-    InvalidCursor,
     InvalidLedgerTransfer,
-    InvalidRequest,
     LedgerBusy,
     LedgerTransferExists,
     LedgerTransferNotFound,
@@ -41,7 +39,7 @@ from accounts.errors import (
     TransferLimitExceeded,
     UnknownCustomer,
 )
-from accounts.ledger import StatusAction, TransferRecord
+from accounts.ledger.rules import StatusAction, TransferRecord
 from contracts.accounts import (
     ACCOUNTS_PATH,
     LEDGER_INVARIANTS_PATH,

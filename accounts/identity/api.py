@@ -10,17 +10,17 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
-from accounts import identity, issuer
-from accounts.errors import (
+from accounts.errors import InvalidRequest
+from accounts.identity import rules, service
+from accounts.identity.errors import (
     CustomerExists,
-    InvalidRequest,
     OAuthInvalidClient,
     OAuthInvalidGrant,
     OAuthInvalidRequest,
     OAuthInvalidScope,
     OAuthUnsupportedGrantType,
 )
-from accounts.identity import Customer, CustomerCreate, GrantType, Jwks
+from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
 from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of
 from kit.db import Database, Session
@@ -35,8 +35,8 @@ _FORM_FIELDS_MAX: Final = 20
 router = APIRouter()
 
 
-def _issuer(request: Request) -> issuer.Issuer:
-    found: issuer.Issuer = request.app.state.issuer
+def _issuer(request: Request) -> service.Issuer:
+    found: service.Issuer = request.app.state.issuer
     return found
 
 
@@ -51,7 +51,7 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-IssuerState = Annotated[issuer.Issuer, Depends(_issuer)]
+IssuerState = Annotated[service.Issuer, Depends(_issuer)]
 Now = Annotated[datetime, Depends(_now)]
 
 
@@ -69,7 +69,7 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
     "required": ["grant_type"],
     "properties": {
         "grant_type": {"type": "string", "enum": [grant.value for grant in GrantType]},
-        "username": {"type": "string", "maxLength": identity.USERNAME_LENGTH_MAX},
+        "username": {"type": "string", "maxLength": rules.USERNAME_LENGTH_MAX},
         "password": {"type": "string", "format": "password"},
         "refresh_token": {"type": "string"},
         "scope": {"type": "string", "description": "space-separated scopes"},
@@ -115,24 +115,22 @@ async def token(request: Request, state: IssuerState, now: Now) -> JSONResponse:
     fields = {
         name: [value for value in form.getlist(name) if isinstance(value, str)] for name in form
     }
-    parsed = identity.parse_token_request(
-        fields, authorization=request.headers.get("authorization")
-    )
+    parsed = rules.parse_token_request(fields, authorization=request.headers.get("authorization"))
     limiter = limiter_of(request)
     sessions = _database(request).sessions
     if parsed.grant_type is GrantType.password:
         assert parsed.username is not None, "the parser requires a username"
-        await limiter.hit(TOKEN_BUCKET, f"user:{identity.normalized_email(parsed.username)}")
-        answer = await issuer.password_grant(
+        await limiter.hit(TOKEN_BUCKET, f"user:{rules.normalized_email(parsed.username)}")
+        answer = await service.password_grant(
             sessions, state, request=parsed, client_address=_client_address(request), now=now
         )
     elif parsed.grant_type is GrantType.refresh_token:
         await limiter.hit(TOKEN_BUCKET, f"refresh:{_client_address(request)}")
-        answer = await issuer.refresh_grant(sessions, state, request=parsed, now=now)
+        answer = await service.refresh_grant(sessions, state, request=parsed, now=now)
     else:
         assert parsed.client is not None, "the parser requires client credentials"
         await limiter.hit(TOKEN_BUCKET, f"client:{parsed.client.client_id}")
-        answer = await issuer.client_credentials_grant(sessions, state, request=parsed, now=now)
+        answer = await service.client_credentials_grant(sessions, state, request=parsed, now=now)
     # RFC 6749 5.1: never cached. The service shell sends `Cache-Control: no-store` on
     # every response already; Pragma is for HTTP/1.0 caches.
     return JSONResponse(answer.model_dump(exclude_none=True), headers={"Pragma": "no-cache"})
@@ -149,7 +147,7 @@ async def register_customer(
     request: Request, body: CustomerCreate, session: Session, state: IssuerState, now: Now
 ) -> Customer:
     await limiter_of(request).hit(TOKEN_BUCKET, f"register:{_client_address(request)}")
-    return await issuer.register_customer(
+    return await service.register_customer(
         session, state, request=body, request_id=request_id_of(request), now=now
     )
 

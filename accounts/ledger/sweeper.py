@@ -5,7 +5,7 @@ from datetime import datetime
 from functools import partial
 from typing import Final
 
-from accounts import service
+from accounts.ledger import service
 from kit.jobs import ExclusiveJob
 
 # The job's name, and so its advisory lock in the accounts database.

@@ -1,0 +1,1 @@
+"""The token issuer's bounded context: customers, clients, refresh tokens, signing keys."""

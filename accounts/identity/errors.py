@@ -1,0 +1,61 @@
+"""Every error a caller of the token issuer can cause: RFC 6749 section 5.2 codes, as
+problem+json with `error`, and registration's conflict."""
+
+from typing import ClassVar
+
+from contracts.accounts import AccountsProblem
+from kit.errors import ProblemError
+
+
+class OAuthError(ProblemError):
+    """An error of the token endpoint; `error` carries the RFC 6749 code."""
+
+    error_code: ClassVar[str] = "invalid_request"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers=headers, error=self.error_code)
+
+
+class OAuthInvalidRequest(OAuthError):
+    status = 400
+    slug = AccountsProblem.oauth_invalid_request
+    title = "Invalid token request"
+    error_code = "invalid_request"
+
+
+class OAuthInvalidClient(OAuthError):
+    status = 401
+    slug = AccountsProblem.oauth_invalid_client
+    title = "Client authentication failed"
+    error_code = "invalid_client"
+
+    def __init__(self, detail: str) -> None:
+        # RFC 6749 5.2: a 401 names the authentication scheme the client may use.
+        super().__init__(detail, headers={"WWW-Authenticate": 'Basic realm="sagabank"'})
+
+
+class OAuthInvalidGrant(OAuthError):
+    status = 400
+    slug = AccountsProblem.oauth_invalid_grant
+    title = "Invalid grant"
+    error_code = "invalid_grant"
+
+
+class OAuthUnsupportedGrantType(OAuthError):
+    status = 400
+    slug = AccountsProblem.oauth_unsupported_grant_type
+    title = "Unsupported grant type"
+    error_code = "unsupported_grant_type"
+
+
+class OAuthInvalidScope(OAuthError):
+    status = 400
+    slug = AccountsProblem.oauth_invalid_scope
+    title = "Invalid scope"
+    error_code = "invalid_scope"
+
+
+class CustomerExists(ProblemError):
+    status = 409
+    slug = AccountsProblem.customer_exists
+    title = "A customer with this email exists"

@@ -1,0 +1,1 @@
+"""The ledger's bounded context: accounts, two-phase transfers, holds, balances, statements."""
