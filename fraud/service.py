@@ -8,7 +8,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
-from contracts.common import LIMIT_MAX, Page
+from contracts.common import Page
 from contracts.fraud import (
     AccountFeatures,
     DecisionPair,
@@ -42,7 +42,7 @@ from fraud.errors import (
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
 from kit.audit import Actor
-from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
+from kit.keyset import keyset_page
 
 log = structlog.get_logger()
 
@@ -478,11 +478,11 @@ async def list_reviews(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[ReviewItem]:
     """Transfers scored `review` with no outcome yet, oldest first, with their reasons."""
-    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_reviews(session, after=after, limit=fetch_limit(limit))
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.transfer_id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_reviews(session, after=after, limit=count),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.created_at, row.transfer_id),
     )
     items = [
         ReviewItem(
@@ -665,11 +665,11 @@ async def allow_account(
 async def list_denied(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[DenyListEntry]:
-    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_denied(session, after=after, limit=fetch_limit(limit))
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.listed_at, row.account_id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_denied(session, after=after, limit=count),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.listed_at, row.account_id),
     )
     return Page[DenyListEntry](
         items=[_deny_list_contract(row) for row in page], next_cursor=next_cursor

@@ -38,6 +38,7 @@ from contracts.notifications import (
     WebhookSecretRotated,
 )
 from kit.audit import Actor
+from kit.keyset import keyset_page
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
@@ -402,12 +403,13 @@ async def create_endpoint(
 async def list_endpoints(
     session: AsyncSession, *, customer_id: str, limit: int, cursor: str | None
 ) -> Page[WebhookEndpoint]:
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_endpoints(
-        session, customer_id=customer_id, after=after, limit=fetch_limit(limit)
-    )
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_endpoints(
+            session, customer_id=customer_id, after=after, limit=count
+        ),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.created_at, row.id),
     )
     return Page[WebhookEndpoint](items=[_endpoint(row) for row in page], next_cursor=next_cursor)
 
