@@ -42,6 +42,7 @@ from fraud.errors import (
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
 from kit.audit import Actor
+from kit.audit_events import change_event
 from kit.keyset import keyset_page
 
 log = structlog.get_logger()
@@ -51,7 +52,6 @@ PERIOD_MAX = timedelta(days=366)
 PERIOD_DEFAULT = timedelta(days=30)
 # A transfer is scored by one live ruleset and, at most, a few shadow ones over time.
 SHADOW_SCORES_LIMIT = 20
-AUDIT_SUCCEEDED: Final = "succeeded"
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -578,19 +578,15 @@ def _deny_list_event(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> AuditEventCreate:
-    return AuditEventCreate(
-        id=uuid.uuid4(),
-        occurred_at=now,
-        actor_id=audit.actor_id,
-        actor_type=audit.actor_type,
+    return change_event(
+        audit,
         action=action,
         subject_type="deny_list_entry",
-        subject_id=str(account_id),
-        account_ids=[str(account_id)],
-        request_id=audit.request_id,
+        subject_id=account_id,
+        now=now,
         before=before,
         after=after,
-        outcome=AUDIT_SUCCEEDED,
+        account_ids=[str(account_id)],
     )
 
 
