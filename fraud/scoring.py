@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from contracts.fraud import SCORE_MAX, FraudDecision, FraudRuleCode, ScoreReason, ScoreRequest
 from contracts.money import Money, minor_unit_exponent
-from fraud.ruleset import AMOUNT_HISTORY_MAX, Ruleset
+from fraud.ruleset import AMOUNT_HISTORY_MAX, AmountRule, Ruleset
 
 HOUR_SECONDS = 3600
 DAY_SECONDS = 24 * HOUR_SECONDS
@@ -149,31 +149,19 @@ def _deny_list(ruleset: Ruleset, features: Features) -> ScoreReason | None:
     )
 
 
-def _large_amount(ruleset: Ruleset, request: ScoreRequest) -> ScoreReason | None:
-    rule = ruleset.rules.large_amount
+def _amount_at_least(
+    rule: AmountRule, code: FraudRuleCode, threshold_name: str, request: ScoreRequest
+) -> ScoreReason | None:
+    """The reason of an amount rule (`large_amount`, `very_large_amount`): fires when the
+    amount is at least the rule's threshold for its currency."""
     threshold_minor = rule.threshold_minor[request.currency]
     if request.amount_minor < threshold_minor:
         return None
     return ScoreReason(
-        code=FraudRuleCode.large_amount,
+        code=code,
         text=(
             f"The amount {format_money(request.amount_minor, request.currency)} is at least "
-            f"the large-transfer threshold of {format_money(threshold_minor, request.currency)}."
-        ),
-        points=rule.points,
-    )
-
-
-def _very_large_amount(ruleset: Ruleset, request: ScoreRequest) -> ScoreReason | None:
-    rule = ruleset.rules.very_large_amount
-    threshold_minor = rule.threshold_minor[request.currency]
-    if request.amount_minor < threshold_minor:
-        return None
-    return ScoreReason(
-        code=FraudRuleCode.very_large_amount,
-        text=(
-            f"The amount {format_money(request.amount_minor, request.currency)} is at least "
-            "the very-large-transfer threshold of "
+            f"the {threshold_name} threshold of "
             f"{format_money(threshold_minor, request.currency)}."
         ),
         points=rule.points,
@@ -321,8 +309,15 @@ def evaluate(ruleset: Ruleset, request: ScoreRequest, features: Features) -> Eva
     """
     fired = [
         _deny_list(ruleset, features),
-        _very_large_amount(ruleset, request),
-        _large_amount(ruleset, request),
+        _amount_at_least(
+            ruleset.rules.very_large_amount,
+            FraudRuleCode.very_large_amount,
+            "very-large-transfer",
+            request,
+        ),
+        _amount_at_least(
+            ruleset.rules.large_amount, FraudRuleCode.large_amount, "large-transfer", request
+        ),
         _velocity(ruleset, request, features),
         _amount_above_typical(ruleset, request, features),
         _first_counterparty_large(ruleset, request, features),

@@ -8,7 +8,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
-from contracts.common import LIMIT_MAX, Page
+from contracts.common import Page
 from contracts.fraud import (
     AccountFeatures,
     DecisionPair,
@@ -42,7 +42,8 @@ from fraud.errors import (
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
 from kit.audit import Actor
-from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
+from kit.audit_events import change_event
+from kit.keyset import keyset_page
 
 log = structlog.get_logger()
 
@@ -51,7 +52,6 @@ PERIOD_MAX = timedelta(days=366)
 PERIOD_DEFAULT = timedelta(days=30)
 # A transfer is scored by one live ruleset and, at most, a few shadow ones over time.
 SHADOW_SCORES_LIMIT = 20
-AUDIT_SUCCEEDED: Final = "succeeded"
 
 
 # -- scoring -----------------------------------------------------------------------------
@@ -478,11 +478,11 @@ async def list_reviews(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[ReviewItem]:
     """Transfers scored `review` with no outcome yet, oldest first, with their reasons."""
-    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_reviews(session, after=after, limit=fetch_limit(limit))
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.transfer_id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_reviews(session, after=after, limit=count),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.created_at, row.transfer_id),
     )
     items = [
         ReviewItem(
@@ -578,19 +578,15 @@ def _deny_list_event(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> AuditEventCreate:
-    return AuditEventCreate(
-        id=uuid.uuid4(),
-        occurred_at=now,
-        actor_id=audit.actor_id,
-        actor_type=audit.actor_type,
+    return change_event(
+        audit,
         action=action,
         subject_type="deny_list_entry",
-        subject_id=str(account_id),
-        account_ids=[str(account_id)],
-        request_id=audit.request_id,
+        subject_id=account_id,
+        now=now,
         before=before,
         after=after,
-        outcome=AUDIT_SUCCEEDED,
+        account_ids=[str(account_id)],
     )
 
 
@@ -665,11 +661,11 @@ async def allow_account(
 async def list_denied(
     session: AsyncSession, *, limit: int, cursor: str | None
 ) -> Page[DenyListEntry]:
-    assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_denied(session, after=after, limit=fetch_limit(limit))
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.listed_at, row.account_id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_denied(session, after=after, limit=count),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.listed_at, row.account_id),
     )
     return Page[DenyListEntry](
         items=[_deny_list_contract(row) for row in page], next_cursor=next_cursor

@@ -4,9 +4,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, event, func, or_, select, text, tuple_, update
+from sqlalchemy import Select, delete, event, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,8 @@ from notifications.models import (
 )
 
 PENDING = "pending"
+# The two kinds of row the dispatcher leases: webhook deliveries and emails.
+LeasedRow = TypeVar("LeasedRow", DeliveryRow, EmailMessageRow)
 
 
 def call_after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
@@ -66,12 +68,17 @@ async def get_event(session: AsyncSession, event_id: uuid.UUID) -> EventRow | No
 # --- webhook endpoints and secrets --------------------------------------------------
 
 
+async def _lock_until_commit(session: AsyncSession, key: str) -> None:
+    """Take the transaction-scoped advisory lock named `key`; it is released when the
+    caller's transaction ends."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+    )
+
+
 async def lock_customer_endpoints(session: AsyncSession, customer_id: str) -> None:
     """Serialise endpoint creation per customer, so the per-customer cap holds under races."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"webhook-endpoints:{customer_id}"},
-    )
+    await _lock_until_commit(session, f"webhook-endpoints:{customer_id}")
 
 
 async def count_endpoints(session: AsyncSession, customer_id: str) -> int:
@@ -354,6 +361,22 @@ async def _claimed_details(
     ]
 
 
+def _expired_leases(table: type[LeasedRow], *, now: datetime, limit: int) -> Select[LeasedRow]:
+    """The pending rows of `table` (deliveries or emails) whose lease expired with no result
+    recorded, oldest expiry first, to lock with SKIP LOCKED like a claim."""
+    return (
+        select(table)
+        .where(
+            table.status == PENDING,
+            table.lease_token.is_not(None),
+            table.lease_expires_at <= now,
+        )
+        .order_by(table.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 @dataclass(frozen=True)
 class AbandonedDelivery:
     """A delivery whose lease expired with no result recorded: its attempt never finished."""
@@ -373,17 +396,7 @@ async def lock_abandoned_deliveries(
 ) -> list[AbandonedDelivery]:
     """Up to `limit` deliveries whose lease expired unrecorded (the sender died or hung),
     locked until the caller's transaction ends; SKIP LOCKED, like a claim."""
-    statement = (
-        select(DeliveryRow)
-        .where(
-            DeliveryRow.status == PENDING,
-            DeliveryRow.lease_token.is_not(None),
-            DeliveryRow.lease_expires_at <= now,
-        )
-        .order_by(DeliveryRow.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    statement = _expired_leases(DeliveryRow, now=now, limit=limit)
     rows = (await session.execute(statement)).scalars().all()
     abandoned = []
     for row in rows:
@@ -503,17 +516,7 @@ async def lock_abandoned_emails(
 ) -> Sequence[EmailMessageRow]:
     """Up to `limit` messages whose lease expired unrecorded (the send died or hung),
     locked until the caller's transaction ends; SKIP LOCKED, like a claim."""
-    statement = (
-        select(EmailMessageRow)
-        .where(
-            EmailMessageRow.status == PENDING,
-            EmailMessageRow.lease_token.is_not(None),
-            EmailMessageRow.lease_expires_at <= now,
-        )
-        .order_by(EmailMessageRow.lease_expires_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    statement = _expired_leases(EmailMessageRow, now=now, limit=limit)
     return (await session.execute(statement)).scalars().all()
 
 
@@ -626,10 +629,7 @@ async def delivery_attempts(
 
 async def lock_customer_contact(session: AsyncSession, customer_id: str) -> None:
     """Serialise changes of one customer's contact, so each audit event's `before` is exact."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"email-contact:{customer_id}"},
-    )
+    await _lock_until_commit(session, f"email-contact:{customer_id}")
 
 
 async def upsert_email_contact(

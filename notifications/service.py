@@ -38,6 +38,8 @@ from contracts.notifications import (
     WebhookSecretRotated,
 )
 from kit.audit import Actor
+from kit.audit_events import change_event
+from kit.keyset import keyset_page
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
@@ -72,7 +74,6 @@ _customer_id: TypeAdapter[str] = TypeAdapter(Identifier)
 
 OnCommit = Callable[[], None]
 
-SUCCEEDED: Final = "succeeded"
 # The audit actor of what the dispatcher does on its own (e.g. disabling a gone endpoint).
 DISPATCHER_ACTOR_ID: Final = "notifications-dispatcher"
 
@@ -83,35 +84,6 @@ class Viewer:
     None) an operator's view of every customer's. Reads only: changes take an owner."""
 
     customer_id: str | None
-
-
-def _audit_event(
-    actor: Actor,
-    *,
-    action: str,
-    subject_type: str,
-    subject_id: uuid.UUID | str,
-    now: datetime,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    transfer_id: uuid.UUID | None = None,
-    account_ids: Sequence[str] = (),
-) -> AuditEventCreate:
-    return AuditEventCreate(
-        id=uuid.uuid4(),
-        occurred_at=now,
-        actor_id=actor.actor_id,
-        actor_type=actor.actor_type,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        transfer_id=transfer_id,
-        account_ids=list(account_ids),
-        request_id=actor.request_id,
-        before=before,
-        after=after,
-        outcome=SUCCEEDED,
-    )
 
 
 def _url_summary(url: str) -> dict[str, str]:
@@ -151,7 +123,7 @@ def endpoint_disabled_as_gone_event(
     *, endpoint_id: uuid.UUID, delivery_id: uuid.UUID, event_id: uuid.UUID, now: datetime
 ) -> AuditEventCreate:
     """The audit event of the dispatcher disabling an endpoint that answered 410 Gone."""
-    return _audit_event(
+    return change_event(
         Actor(actor_id=DISPATCHER_ACTOR_ID, actor_type=ActorType.system),
         action="webhook_endpoint.auto_disabled",
         subject_type="webhook_endpoint",
@@ -386,7 +358,7 @@ async def create_endpoint(
     await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="webhook_endpoint.created",
             subject_type="webhook_endpoint",
@@ -402,12 +374,13 @@ async def create_endpoint(
 async def list_endpoints(
     session: AsyncSession, *, customer_id: str, limit: int, cursor: str | None
 ) -> Page[WebhookEndpoint]:
-    after = None if cursor is None else decode_position(cursor)
-    rows = await repository.list_endpoints(
-        session, customer_id=customer_id, after=after, limit=fetch_limit(limit)
-    )
-    page, next_cursor = cut_page(
-        rows, limit=limit, cursor_of=lambda row: encode_position(row.created_at, row.id)
+    page, next_cursor = await keyset_page(
+        lambda after, count: repository.list_endpoints(
+            session, customer_id=customer_id, after=after, limit=count
+        ),
+        limit=limit,
+        cursor=cursor,
+        position_of=lambda row: (row.created_at, row.id),
     )
     return Page[WebhookEndpoint](items=[_endpoint(row) for row in page], next_cursor=next_cursor)
 
@@ -448,7 +421,7 @@ async def update_endpoint(
     changed = sorted(key for key in after if after[key] != before[key])
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="webhook_endpoint.updated",
             subject_type="webhook_endpoint",
@@ -473,7 +446,7 @@ async def delete_endpoint(
     await repository.delete_endpoint(session, row.id)
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="webhook_endpoint.deleted",
             subject_type="webhook_endpoint",
@@ -508,7 +481,7 @@ async def set_endpoint_enabled(
         await repository.flush(session)
         await repository.append_audit(
             session,
-            _audit_event(
+            change_event(
                 actor,
                 action="webhook_endpoint.enabled" if enabled else "webhook_endpoint.disabled",
                 subject_type="webhook_endpoint",
@@ -560,7 +533,7 @@ async def rotate_secret(
     # Counts and times only: the audit trail never holds a secret, old or new.
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="webhook_endpoint.rotated",
             subject_type="webhook_endpoint",
@@ -685,7 +658,7 @@ async def redeliver(
     transfer_id, account_ids = _transfer_of(found.event_data)
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="delivery.redelivered",
             subject_type="delivery",
@@ -729,7 +702,7 @@ async def put_email_contact(
     )
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="email_contact.changed",
             subject_type="email_contact",
@@ -759,7 +732,7 @@ async def delete_email_contact(
         raise EmailContactNotFound(f"customer {customer_id} has no email contact")
     await repository.append_audit(
         session,
-        _audit_event(
+        change_event(
             actor,
             action="email_contact.deleted",
             subject_type="email_contact",

@@ -125,6 +125,17 @@ class TestVeryLargeAmount:
     def test_enough_for_decline_on_its_own(self, ruleset: Ruleset) -> None:
         assert ruleset.rules.very_large_amount.points >= ruleset.decline_at
 
+    def test_texts_name_each_threshold(self, ruleset: Ruleset) -> None:
+        # Reasons may reach the customer: the two amount rules keep their exact wording.
+        threshold_minor = ruleset.rules.very_large_amount.threshold_minor["EUR"]
+        evaluation = evaluate(ruleset, _request(threshold_minor + 1), QUIET)
+        assert _reason_text(evaluation, "very_large_amount") == (
+            "The amount 50000.01 EUR is at least the very-large-transfer threshold of 50000.00 EUR."
+        )
+        assert _reason_text(evaluation, "large_amount") == (
+            "The amount 50000.01 EUR is at least the large-transfer threshold of 10000.00 EUR."
+        )
+
 
 class TestVelocity:
     def test_fires_at_hour_transfers_min(self, ruleset: Ruleset) -> None:
