@@ -169,6 +169,22 @@ def _earlier_attempts_may_land(error: FailureError) -> bool:
 
 
 ReportT = TypeVar("ReportT")
+AnswerT = TypeVar("AnswerT")
+
+
+async def _look_up(
+    activity: Callable[[TransferActivities, TransferWorkflowInput], Awaitable[AnswerT]],
+    transfer: TransferWorkflowInput,
+) -> AnswerT:
+    """Ask a service about the transfer before money moves (validation, score), retried
+    as LOOKUP_RETRY allows; its final failure rejects the transfer."""
+    return await workflow.execute_local_activity_method(
+        activity,
+        transfer,
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=LOOKUP_RETRY,
+        local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+    )
 
 
 async def _run_best_effort(
@@ -309,13 +325,7 @@ class TransferWorkflow:
                 TransferStatus.rejected, Step.start, StepOutcome.timed_out, too_late
             )
         try:
-            self._validation = await workflow.execute_local_activity_method(
-                TransferActivities.validate_transfer,
-                transfer,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=LOOKUP_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
+            self._validation = await _look_up(TransferActivities.validate_transfer, transfer)
         except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.validate, StepOutcome.failed, _failure_reason(error)
@@ -331,13 +341,7 @@ class TransferWorkflow:
             return await self._end_cancelled()
 
         try:
-            score = await workflow.execute_local_activity_method(
-                TransferActivities.score_transfer,
-                transfer,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=LOOKUP_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
+            score = await _look_up(TransferActivities.score_transfer, transfer)
         except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.score, StepOutcome.failed, _failure_reason(error)
