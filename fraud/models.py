@@ -19,13 +19,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from fraud.ruleset import AMOUNT_HISTORY_MAX
 from kit.audit import audit_table
+from kit.transfer_columns import TransferTermsColumns
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class ScoreRow(Base):
+class ScoreRow(TransferTermsColumns, Base):
     """The score of one transfer. Immutable: a re-score of the transfer returns this row.
 
     `created_at` is the scoring clock's time (not the database's), so the velocity window
@@ -44,10 +45,6 @@ class ScoreRow(Base):
     )
 
     transfer_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    source_account_id: Mapped[uuid.UUID]
-    target_account_id: Mapped[uuid.UUID]
-    amount_minor: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
     score: Mapped[int] = mapped_column(Integer)
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
@@ -55,7 +52,7 @@ class ScoreRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class OutcomeRow(Base):
+class OutcomeRow(TransferTermsColumns, Base):
     """How a transfer ended, as the saga reported it. Immutable, one per transfer.
 
     The per-account windows (transfers and sums in the last hour and day, declines) are
@@ -85,10 +82,6 @@ class OutcomeRow(Base):
     )
 
     transfer_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    source_account_id: Mapped[uuid.UUID]
-    target_account_id: Mapped[uuid.UUID]
-    amount_minor: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
     final_status: Mapped[str] = mapped_column(String(16))
     review_decision: Mapped[str | None] = mapped_column(String(16))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,7 +4,11 @@ Pure domain modules (a service's `ledger.py`, `scoring.py`) raise these; `kit.pr
 renders them at the edge.
 """
 
-from typing import Any, ClassVar
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Self
+
+from pydantic import ValidationError
 
 from contracts.problem import CommonProblem, Problem, problem_type
 
@@ -46,6 +50,23 @@ class ProblemError(Exception):
         )
 
 
+# Issues past this many are left out of a 422 problem's `errors`.
+VALIDATION_ISSUES_MAX = 50
+
+
+def validation_issues(issues: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The `errors` member of a 422 problem: each issue's location, message and kind, as
+    pydantic and FastAPI report them, for the first VALIDATION_ISSUES_MAX."""
+    return [
+        {
+            "location": [part for part in issue.get("loc", ()) if isinstance(part, str | int)],
+            "message": str(issue.get("msg", ""))[:500],
+            "kind": str(issue.get("type", ""))[:100],
+        }
+        for issue in itertools.islice(issues, VALIDATION_ISSUES_MAX)
+    ]
+
+
 class InvalidRequest(ProblemError):
     """Input the route or service itself finds invalid, beyond what the request's model
     checks: the same answer kit gives a body or parameter failing validation."""
@@ -53,6 +74,14 @@ class InvalidRequest(ProblemError):
     status = 422
     slug = CommonProblem.invalid_request
     title = "Invalid request"
+
+    @classmethod
+    def of_validation(cls, error: ValidationError, subject: str) -> Self:
+        """`subject` (what failed, e.g. "the item is malformed") with each field's issue."""
+        return cls(
+            f"{subject}; see `errors` for each field",
+            errors=validation_issues(error.errors()),
+        )
 
 
 class IdempotencyKeyMissing(ProblemError):

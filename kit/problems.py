@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem, Problem, problem_type
-from kit.errors import ProblemError
+from kit.errors import ProblemError, validation_issues
 
 log = structlog.get_logger()
 
@@ -67,14 +67,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        issues = [
-            {
-                "location": [part for part in item.get("loc", ()) if isinstance(part, str | int)],
-                "message": str(item.get("msg", ""))[:500],
-                "kind": str(item.get("type", ""))[:100],
-            }
-            for item in error.errors()[:50]
-        ]
         problem = Problem(
             type=problem_type(CommonProblem.invalid_request),
             title="Invalid request",
@@ -82,7 +74,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail="The request is malformed; see `errors` for each field.",
             instance=request.url.path,
             trace_id=_request_id(request),
-            errors=issues,
+            errors=validation_issues(error.errors()),
         )
         return problem_response(problem)
 

@@ -43,7 +43,7 @@ from transactions.errors import (
     TransferNotInReview,
 )
 from transactions.models import CallbackClientRow, TransferRow
-from transactions.service import Requester, validation_issues
+from transactions.service import Requester
 from transactions.workflow_client import TransferWorkflows
 
 log = structlog.get_logger()
@@ -261,10 +261,7 @@ def _confirmation_of(body: bytes) -> ConfirmationCallback:
     try:
         confirmation = ConfirmationCallback.model_validate_json(body)
     except ValidationError as error:
-        raise InvalidRequest(
-            "the body is not a confirmation; see `errors` for each field",
-            errors=validation_issues(error),
-        ) from error
+        raise InvalidRequest.of_validation(error, "the body is not a confirmation") from error
     structlog.contextvars.bind_contextvars(
         transfer_id=str(confirmation.transfer_id),
         workflow_id=workflow_id(confirmation.transfer_id),

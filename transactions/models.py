@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -21,13 +20,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.audit import audit_table
+from kit.transfer_columns import TransferTermsColumns
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class TransferRow(Base):
+class TransferRow(TransferTermsColumns, Base):
     """A transfer request and its status projection, written by the saga's step reports."""
 
     __tablename__ = "transfers"
@@ -58,10 +58,6 @@ class TransferRow(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    source_account_id: Mapped[uuid.UUID]
-    target_account_id: Mapped[uuid.UUID]
-    amount_minor: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str | None] = mapped_column(String(140))
     # `metadata` is reserved on declarative classes; the column keeps the wire name.
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSONB)

@@ -5,7 +5,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, null, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,6 +100,17 @@ async def claim_idempotency_key(
     return claimed
 
 
+def _our_claim_in_flight(*, caller: str, key: str, transfer_id: uuid.UUID) -> ColumnElement[bool]:
+    """The condition that the key is still claimed, in flight, for our transfer: what every
+    change of a claim by its holder requires, so a claim lost to a resumer stays theirs."""
+    return and_(
+        IdempotencyKeyRow.caller == caller,
+        IdempotencyKeyRow.key == key,
+        IdempotencyKeyRow.transfer_id == transfer_id,
+        IdempotencyKeyRow.state == IN_FLIGHT,
+    )
+
+
 async def get_idempotency_key(
     session: AsyncSession, *, caller: str, key: str
 ) -> IdempotencyKeyRow | None:
@@ -112,12 +135,7 @@ async def complete_idempotency_key(
     """Store the response of our claim; False if the claim is no longer ours in flight."""
     statement = (
         update(IdempotencyKeyRow)
-        .where(
-            IdempotencyKeyRow.caller == caller,
-            IdempotencyKeyRow.key == key,
-            IdempotencyKeyRow.transfer_id == transfer_id,
-            IdempotencyKeyRow.state == IN_FLIGHT,
-        )
+        .where(_our_claim_in_flight(caller=caller, key=key, transfer_id=transfer_id))
         .values(
             state=COMPLETED,
             response_status=response_status,
@@ -140,12 +158,7 @@ async def release_idempotency_key(
     """End the lease of our in-flight claim now, so that a retry may resume it."""
     await session.execute(
         update(IdempotencyKeyRow)
-        .where(
-            IdempotencyKeyRow.caller == caller,
-            IdempotencyKeyRow.key == key,
-            IdempotencyKeyRow.transfer_id == transfer_id,
-            IdempotencyKeyRow.state == IN_FLIGHT,
-        )
+        .where(_our_claim_in_flight(caller=caller, key=key, transfer_id=transfer_id))
         .values(locked_until=func.now())
     )
     # Duplicates waiting on the key may now resume the claim.
@@ -163,10 +176,7 @@ async def forget_idempotency_key(
         await session.execute(
             delete(table)
             .where(
-                table.caller == caller,
-                table.key == key,
-                table.transfer_id == transfer_id,
-                table.state == IN_FLIGHT,
+                _our_claim_in_flight(caller=caller, key=key, transfer_id=transfer_id),
                 ~exists().where(TransferRow.id == transfer_id),
             )
             .returning(table.key)

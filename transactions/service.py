@@ -495,10 +495,7 @@ async def create_transfers_batch(
         try:
             parsed = TransferBatchItem.model_validate(item)
         except ValidationError as error:
-            return InvalidRequest(
-                "the item is malformed; see `errors` for each field",
-                errors=validation_issues(error),
-            )
+            return InvalidRequest.of_validation(error, "the item is malformed")
         try:
             await admit()
         except ProblemError as error:
@@ -522,18 +519,6 @@ async def create_transfers_batch(
                 return BatchItemFailed("this item failed unexpectedly; retry it with its key")
 
     return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-def validation_issues(error: ValidationError) -> list[dict[str, Any]]:
-    """The `errors` member of a 422 problem, shaped like the kit's request validation."""
-    return [
-        {
-            "location": [part for part in issue["loc"] if isinstance(part, str | int)],
-            "message": str(issue["msg"])[:500],
-            "kind": str(issue["type"])[:100],
-        }
-        for issue in error.errors()[:50]
-    ]
 
 
 async def purge_expired_idempotency_keys(

@@ -65,6 +65,7 @@ from workflows.models import EventPublication, HoldAction, OutcomeNotice, StepRe
 log = structlog.get_logger()
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+TermsRequestT = TypeVar("TermsRequestT", TransferValidationRequest, ScoreRequest)
 
 # Client errors that mean "try again later", not "this request is wrong".
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
@@ -129,6 +130,18 @@ async def _activity_context(transfer_id: object) -> AsyncIterator[None]:
         request_id=request_id,
     ):
         yield
+
+
+def _terms_request(model: type[TermsRequestT], transfer: TransferWorkflowInput) -> TermsRequestT:
+    """The transfer's id and terms (accounts, amount, currency): what accounts validates
+    and fraud scores."""
+    return model(
+        transfer_id=transfer.transfer_id,
+        source_account_id=transfer.source_account_id,
+        target_account_id=transfer.target_account_id,
+        amount_minor=transfer.amount_minor,
+        currency=transfer.currency,
+    )
 
 
 # In the details of a refused `place_hold` that had earlier attempts: how many it had.
@@ -198,13 +211,7 @@ class TransferActivities:
     async def validate_transfer(self, transfer: TransferWorkflowInput) -> TransferValidation:
         """Ask accounts whether the transfer may go ahead (accounts, status, currency, limits)."""
         async with _activity_context(transfer.transfer_id):
-            request = TransferValidationRequest(
-                transfer_id=transfer.transfer_id,
-                source_account_id=transfer.source_account_id,
-                target_account_id=transfer.target_account_id,
-                amount_minor=transfer.amount_minor,
-                currency=transfer.currency,
-            )
+            request = _terms_request(TransferValidationRequest, transfer)
             validation = await _post(
                 self.accounts, LEDGER_VALIDATIONS_PATH, request, TransferValidation
             )
@@ -253,13 +260,7 @@ class TransferActivities:
     async def score_transfer(self, transfer: TransferWorkflowInput) -> Score:
         """Have the fraud service score the transfer (the same transfer scores the same)."""
         async with _activity_context(transfer.transfer_id):
-            request = ScoreRequest(
-                transfer_id=transfer.transfer_id,
-                source_account_id=transfer.source_account_id,
-                target_account_id=transfer.target_account_id,
-                amount_minor=transfer.amount_minor,
-                currency=transfer.currency,
-            )
+            request = _terms_request(ScoreRequest, transfer)
             return await _post(self.fraud, SCORES_PATH, request, Score)
 
     @activity.defn(name="post_hold")

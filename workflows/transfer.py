@@ -15,8 +15,9 @@ then; the `request_cancel` update answers the caller which of the two happened.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID
 
 from temporalio import workflow
@@ -167,6 +168,53 @@ def _earlier_attempts_may_land(error: FailureError) -> bool:
     )
 
 
+ReportT = TypeVar("ReportT")
+AnswerT = TypeVar("AnswerT")
+
+
+async def _look_up(
+    activity: Callable[[TransferActivities, TransferWorkflowInput], Awaitable[AnswerT]],
+    transfer: TransferWorkflowInput,
+) -> AnswerT:
+    """Ask a service about the transfer before money moves (validation, score), retried
+    as LOOKUP_RETRY allows; its final failure rejects the transfer."""
+    return await workflow.execute_local_activity_method(
+        activity,
+        transfer,
+        start_to_close_timeout=STEP_TIMEOUT,
+        retry_policy=LOOKUP_RETRY,
+        local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+    )
+
+
+async def _run_best_effort(
+    activity: Callable[[TransferActivities, ReportT], Awaitable[None]],
+    report: ReportT,
+    *,
+    retry_policy: RetryPolicy,
+    failure_event: str,
+    failure_context: Mapping[str, str],
+    summary: str | None = None,
+) -> bool:
+    """Run a local activity the money path goes on without; False, logged loudly as
+    `failure_event` with `failure_context` and the reason, once it fails for good."""
+    try:
+        await workflow.execute_local_activity_method(
+            activity,
+            report,
+            start_to_close_timeout=STEP_TIMEOUT,
+            retry_policy=retry_policy,
+            local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            summary=summary,
+        )
+    except FailureError as error:
+        workflow.logger.error(
+            failure_event, extra={**failure_context, "reason": _failure_reason(error)}
+        )
+        return False
+    return True
+
+
 Compensation = Callable[[], Awaitable[None]]
 
 
@@ -277,13 +325,7 @@ class TransferWorkflow:
                 TransferStatus.rejected, Step.start, StepOutcome.timed_out, too_late
             )
         try:
-            self._validation = await workflow.execute_local_activity_method(
-                TransferActivities.validate_transfer,
-                transfer,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=LOOKUP_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
+            self._validation = await _look_up(TransferActivities.validate_transfer, transfer)
         except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.validate, StepOutcome.failed, _failure_reason(error)
@@ -299,13 +341,7 @@ class TransferWorkflow:
             return await self._end_cancelled()
 
         try:
-            score = await workflow.execute_local_activity_method(
-                TransferActivities.score_transfer,
-                transfer,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=LOOKUP_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
+            score = await _look_up(TransferActivities.score_transfer, transfer)
         except FailureError as error:
             return await self._end(
                 TransferStatus.rejected, Step.score, StepOutcome.failed, _failure_reason(error)
@@ -498,19 +534,13 @@ class TransferWorkflow:
             review_decision=None if self._review is None else self._review.decision,
             occurred_at=self._ended_at,
         )
-        try:
-            await workflow.execute_local_activity_method(
-                TransferActivities.report_outcome,
-                notice,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=OUTCOME_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
-        except FailureError as error:
-            workflow.logger.error(
-                "transfer.outcome_not_reported",
-                extra={"final_status": self._status.value, "reason": _failure_reason(error)},
-            )
+        await _run_best_effort(
+            TransferActivities.report_outcome,
+            notice,
+            retry_policy=OUTCOME_RETRY,
+            failure_event="transfer.outcome_not_reported",
+            failure_context={"final_status": self._status.value},
+        )
 
     def _publication(self, event_type: EventType) -> EventPublication:
         validation = self._validation
@@ -530,21 +560,13 @@ class TransferWorkflow:
         )
 
     async def _publish(self, publication: EventPublication) -> bool:
-        try:
-            await workflow.execute_local_activity_method(
-                TransferActivities.publish_event,
-                publication,
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=NOTIFY_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-            )
-        except FailureError as error:
-            workflow.logger.error(
-                "transfer.event_not_published",
-                extra={"event_type": publication.type.value, "reason": _failure_reason(error)},
-            )
-            return False
-        return True
+        return await _run_best_effort(
+            TransferActivities.publish_event,
+            publication,
+            retry_policy=NOTIFY_RETRY,
+            failure_event="transfer.event_not_published",
+            failure_context={"event_type": publication.type.value},
+        )
 
     async def _record(
         self,
@@ -577,23 +599,17 @@ class TransferWorkflow:
         if self._batch_reports:
             self._unsent_records.append(record)
             return
-        try:
-            await workflow.execute_local_activity_method(
-                TransferActivities.record_step,
-                StepReport(transfer_id=self._transfer.transfer_id, record=record),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RECORD_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-                summary=f"{step.value}: {outcome.value}",
-            )
-        except FailureError as error:
-            # Only a final refusal gets here (retryable trouble is retried without end).
-            # The money path must not stall on the audit trail; the error is logged loudly
-            # and the next report, carrying the whole projection, brings it up to date.
-            workflow.logger.error(
-                "transfer.step_not_recorded",
-                extra={"step": step.value, "reason": _failure_reason(error)},
-            )
+        # Only a final refusal fails it (retryable trouble is retried without end). The
+        # money path must not stall on the audit trail; the error is logged loudly and the
+        # next report, carrying the whole projection, brings it up to date.
+        await _run_best_effort(
+            TransferActivities.record_step,
+            StepReport(transfer_id=self._transfer.transfer_id, record=record),
+            retry_policy=RECORD_RETRY,
+            failure_event="transfer.step_not_recorded",
+            failure_context={"step": step.value},
+            summary=f"{step.value}: {outcome.value}",
+        )
 
     async def _send_records(self) -> None:
         """Send the reports `_record` kept, oldest first, in one request."""
@@ -601,21 +617,15 @@ class TransferWorkflow:
             return
         records, self._unsent_records = self._unsent_records, []
         steps = ", ".join(f"{record.step}: {record.outcome}" for record in records)
-        try:
-            await workflow.execute_local_activity_method(
-                TransferActivities.record_steps,
-                StepsReport(transfer_id=self._transfer.transfer_id, records=records),
-                start_to_close_timeout=STEP_TIMEOUT,
-                retry_policy=RECORD_RETRY,
-                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
-                summary=_truncate(steps),
-            )
-        except FailureError as error:
-            # As in `_record`: only a final refusal gets here, and the money path goes on.
-            workflow.logger.error(
-                "transfer.steps_not_recorded",
-                extra={"steps": steps, "reason": _failure_reason(error)},
-            )
+        # As in `_record`: only a final refusal fails it, and the money path goes on.
+        await _run_best_effort(
+            TransferActivities.record_steps,
+            StepsReport(transfer_id=self._transfer.transfer_id, records=records),
+            retry_policy=RECORD_RETRY,
+            failure_event="transfer.steps_not_recorded",
+            failure_context={"steps": steps},
+            summary=_truncate(steps),
+        )
 
     def _set_status(self, status: TransferStatus) -> None:
         if status is self._status:
