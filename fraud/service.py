@@ -41,9 +41,8 @@ from fraud.errors import (
 )
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
-from kit.audit import Actor
-from kit.audit_events import change_event
-from kit.keyset import keyset_page
+from kit.audit import Actor, change_event
+from kit.pagination import keyset_page
 
 log = structlog.get_logger()
 

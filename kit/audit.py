@@ -98,6 +98,40 @@ class Actor:
         return cls(actor_id, ActorType(principal.kind.value), request_id)
 
 
+SUCCEEDED: Final = "succeeded"
+
+
+def change_event(
+    actor: Actor,
+    *,
+    action: str,
+    subject_type: str,
+    subject_id: uuid.UUID | str,
+    now: datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    transfer_id: uuid.UUID | None = None,
+    account_ids: Sequence[str] = (),
+) -> AuditEventCreate:
+    """The event of `actor`'s change of a subject, which succeeded at `now`; a fresh id
+    (writers whose retries must collapse build their own deterministic one)."""
+    return AuditEventCreate(
+        id=uuid.uuid4(),
+        occurred_at=now,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        transfer_id=transfer_id,
+        account_ids=list(account_ids),
+        request_id=actor.request_id,
+        before=before,
+        after=after,
+        outcome=SUCCEEDED,
+    )
+
+
 def request_id_of(request: Request) -> str | None:
     """The request id the service shell assigned (or accepted from `X-Request-ID`)."""
     value = getattr(request.state, "request_id", None)

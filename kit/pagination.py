@@ -10,7 +10,7 @@ follows.
 import base64
 import binascii
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Final, TypeVar
 
@@ -112,3 +112,23 @@ def cut_page(
     page = list(rows[:limit])
     next_cursor = cursor_of(page[-1]) if len(rows) > limit else None
     return page, next_cursor
+
+
+# Where a row stands in its list: its time, then its id to break ties.
+Position = tuple[datetime, uuid.UUID]
+
+
+async def keyset_page(
+    rows_after: Callable[[Position | None, int], Awaitable[Sequence[RowT]]],
+    *,
+    limit: int,
+    cursor: str | None,
+    position_of: Callable[[RowT], Position],
+) -> tuple[list[RowT], str | None]:
+    """The page after `cursor` (the first without one) and the next page's cursor, None on
+    the last. `rows_after(position, count)` fetches up to `count` rows past `position`;
+    a cursor this kit did not issue raises `InvalidCursor` before anything is fetched."""
+    assert limit <= LIMIT_MAX, "the route caps limit"
+    after = None if cursor is None else decode_position(cursor)
+    rows = await rows_after(after, fetch_limit(limit))
+    return cut_page(rows, limit=limit, cursor_of=lambda row: encode_position(*position_of(row)))

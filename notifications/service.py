@@ -37,10 +37,8 @@ from contracts.notifications import (
     WebhookEndpointUpdate,
     WebhookSecretRotated,
 )
-from kit.audit import Actor
-from kit.audit_events import change_event
-from kit.keyset import keyset_page
-from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
+from kit.audit import Actor, change_event
+from kit.pagination import cut_page, decode_position, encode_position, fetch_limit, keyset_page
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
     DeliveryNotFound,

@@ -4,8 +4,7 @@ import uuid
 from datetime import UTC, datetime
 
 from contracts.audit import ActorType
-from kit.audit import Actor
-from kit.audit_events import change_event
+from kit.audit import Actor, change_event
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 ACTOR = Actor(actor_id="operator-7", actor_type=ActorType.operator, request_id="request-1")

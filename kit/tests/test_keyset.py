@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kit.keyset import Position, keyset_page
-from kit.pagination import InvalidCursor, decode_position, encode_position
+from kit.pagination import InvalidCursor, Position, decode_position, encode_position, keyset_page
 
 START = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
