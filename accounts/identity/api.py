@@ -10,7 +10,6 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
-from accounts.errors import InvalidRequest
 from accounts.identity import rules, service
 from accounts.identity.errors import (
     CustomerExists,
@@ -24,7 +23,7 @@ from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
 from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of
 from kit.db import Database, Session
-from kit.errors import TooManyRequests
+from kit.errors import InvalidRequest, TooManyRequests
 from kit.problems import problem_responses
 from kit.ratelimit import TOKEN_BUCKET, limiter_of
 

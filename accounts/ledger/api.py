@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from pydantic import TypeAdapter, model_validator
 
-from accounts.errors import IdempotencyKeyMissing, InvalidCursor, InvalidRequest
 from accounts.ledger import service
 from accounts.ledger.errors import (
     AccountClosed,
@@ -67,7 +66,14 @@ from kit.audit import actor_of, request_id_of
 from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.db import Session
 from kit.deadline import DeadlineExceeded, InvalidDeadline, RequestDeadline
-from kit.errors import Forbidden, TooManyRequests, Unauthorized
+from kit.errors import (
+    Forbidden,
+    IdempotencyKeyMissing,
+    InvalidRequest,
+    TooManyRequests,
+    Unauthorized,
+)
+from kit.pagination import InvalidCursor
 from kit.problems import problem_responses
 from kit.ratelimit import MONEY_BUCKET, rate_limited
 
