@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import TypeAdapter, model_validator
 
 from accounts.ledger import service
@@ -60,10 +60,10 @@ from contracts.accounts import (
     TransferValidationRequest,
 )
 from contracts.auth import PrincipalKind, Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page, StrictModel
+from contracts.common import LIMIT_DEFAULT, Identifier, Page, StrictModel
 from contracts.money import CurrencyCode
-from kit.audit import actor_of, request_id_of
-from kit.auth import Principal, authenticate, require_any_scope, require_scopes
+from kit.audit import Actor
+from kit.auth import Principal, require_any_scope, require_scopes
 from kit.db import Session
 from kit.deadline import DeadlineExceeded, InvalidDeadline, RequestDeadline
 from kit.errors import (
@@ -74,11 +74,9 @@ from kit.errors import (
     Unauthorized,
 )
 from kit.pagination import InvalidCursor
+from kit.params import AuditActor, Cursor, IdempotencyKey, Limit, required_idempotency_key
 from kit.problems import problem_responses
 from kit.ratelimit import MONEY_BUCKET, rate_limited
-
-IDEMPOTENCY_KEY_LENGTH_MAX = 200
-CURSOR_LENGTH_MAX = 200
 
 router = APIRouter()
 
@@ -91,15 +89,6 @@ def _now(request: Request) -> datetime:
 def _ledger(request: Request) -> service.Ledger:
     database: service.Ledger = request.app.state.ledger
     return database
-
-
-def _actor(
-    request: Request, principal: Annotated[Principal, Depends(authenticate)]
-) -> service.Actor:
-    actor_id, actor_type = actor_of(principal)
-    return service.Actor(
-        actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request)
-    )
 
 
 Now = Annotated[datetime, Depends(_now)]
@@ -119,18 +108,7 @@ LedgerReader = Annotated[
 ]
 # Counted per principal, after the scope check: a refused call uses none of the budget.
 MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
-Actor = Annotated[service.Actor, Depends(_actor)]
 LedgerDatabase = Annotated[service.Ledger, Depends(_ledger)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
-        description="Required. A retry with the same key replays the first answer.",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)]
 
 _AUTH_PROBLEMS = (Unauthorized, Forbidden)
 
@@ -210,7 +188,7 @@ _STATUS_PROBLEMS = (
     ),
 )
 async def create_account(
-    body: AccountOpen, principal: AccountOpener, session: Session, now: Now, actor: Actor
+    body: AccountOpen, principal: AccountOpener, session: Session, now: Now, actor: AuditActor
 ) -> Account:
     if principal.kind is PrincipalKind.customer:
         if not principal.has(Scope.accounts_write):
@@ -287,7 +265,7 @@ async def freeze_account(
     _principal: AccountsAdmin,
     database: LedgerDatabase,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
         database, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
@@ -305,7 +283,7 @@ async def unfreeze_account(
     _principal: AccountsAdmin,
     database: LedgerDatabase,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
         database, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
@@ -323,7 +301,7 @@ async def close_account(
     _principal: AccountsAdmin,
     database: LedgerDatabase,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
         database, account_id=account_id, action=StatusAction.close, actor=actor, now=now
@@ -342,7 +320,7 @@ async def update_limits(
     _principal: AccountsAdmin,
     database: LedgerDatabase,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.update_limits(
         database, account_id=account_id, request=body, actor=actor, now=now
@@ -375,16 +353,14 @@ async def _move_external(
     idempotency_key: str | None,
     database: service.Ledger,
     response: Response,
-    actor: service.Actor,
+    actor: Actor,
     now: datetime,
 ) -> LedgerTransfer:
-    if not idempotency_key:
-        raise IdempotencyKeyMissing("send an Idempotency-Key header (at most 200 characters)")
     transfer, created = await service.move_external(
         database,
         account_id=account_id,
         direction=direction,
-        idempotency_key=idempotency_key,
+        idempotency_key=required_idempotency_key(idempotency_key),
         request=body,
         actor=actor,
         now=now,
@@ -412,7 +388,7 @@ async def deposit(
     database: LedgerDatabase,
     response: Response,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(
@@ -442,7 +418,7 @@ async def withdraw(
     database: LedgerDatabase,
     response: Response,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(

@@ -61,6 +61,7 @@ from contracts.accounts import (
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from kit import audit
+from kit.audit import Actor
 from kit.deadline import Deadline, DeadlineExceeded
 from kit.pagination import (
     cut_page,
@@ -94,15 +95,6 @@ class Ledger:
     pool: Any
     attempts_max: int = 5
     acquire_timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes a change, for its audit event."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None
 
 
 def _event(
