@@ -1,7 +1,6 @@
 """The ledger's routes (accounts, transfers): parse, call the service, shape the answer."""
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -38,6 +37,7 @@ from accounts.ledger.errors import (
     TransferLimitExceeded,
     UnknownCustomer,
 )
+from accounts.ledger.resources import Resources
 from accounts.ledger.rules import StatusAction, TransferRecord
 from contracts.accounts import (
     ACCOUNTS_PATH,
@@ -74,24 +74,20 @@ from kit.errors import (
     Unauthorized,
 )
 from kit.pagination import InvalidCursor
-from kit.params import AuditActor, Cursor, IdempotencyKey, Limit, required_idempotency_key
+from kit.params import (
+    AuditActor,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Now,
+    required_idempotency_key,
+)
 from kit.problems import problem_responses
 from kit.ratelimit import MONEY_BUCKET, rate_limited
 
 router = APIRouter()
 
 
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
-def _ledger(request: Request) -> service.Ledger:
-    database: service.Ledger = request.app.state.ledger
-    return database
-
-
-Now = Annotated[datetime, Depends(_now)]
 # Who may call what. Ownership (a customer sees only their own accounts) is the service's
 # check, and a foreign account answers 404 as if it did not exist.
 AccountsRead = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
@@ -108,7 +104,6 @@ LedgerReader = Annotated[
 ]
 # Counted per principal, after the scope check: a refused call uses none of the budget.
 MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
-LedgerDatabase = Annotated[service.Ledger, Depends(_ledger)]
 
 _AUTH_PROBLEMS = (Unauthorized, Forbidden)
 
@@ -263,12 +258,12 @@ async def get_account(
 async def freeze_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
     )
 
 
@@ -281,12 +276,12 @@ async def freeze_account(
 async def unfreeze_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
     )
 
 
@@ -299,12 +294,12 @@ async def unfreeze_account(
 async def close_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.close, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.close, actor=actor, now=now
     )
 
 
@@ -318,12 +313,12 @@ async def update_limits(
     account_id: uuid.UUID,
     body: AccountLimitsUpdate,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     actor: AuditActor,
 ) -> Account:
     return await service.update_limits(
-        database, account_id=account_id, request=body, actor=actor, now=now
+        resources.ledger, account_id=account_id, request=body, actor=actor, now=now
     )
 
 
@@ -385,7 +380,7 @@ async def deposit(
     body: DepositCreate,
     _principal: AccountsAdmin,
     _counted: MoneyMoved,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
     actor: AuditActor,
@@ -396,7 +391,7 @@ async def deposit(
         account_id=account_id,
         body=body,
         idempotency_key=idempotency_key,
-        database=database,
+        database=resources.ledger,
         response=response,
         actor=actor,
         now=now,
@@ -415,7 +410,7 @@ async def withdraw(
     body: DepositCreate,
     _principal: AccountsAdmin,
     _counted: MoneyMoved,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
     actor: AuditActor,
@@ -426,7 +421,7 @@ async def withdraw(
         account_id=account_id,
         body=body,
         idempotency_key=idempotency_key,
-        database=database,
+        database=resources.ledger,
         response=response,
         actor=actor,
         now=now,
@@ -458,13 +453,13 @@ _TRANSFER_PROBLEMS = (
 async def create_ledger_transfer(
     body: LedgerTransferCreate,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
     deadline: RequestDeadline,
 ) -> LedgerTransfer:
     transfer, created = await service.create_ledger_transfer(
-        database, request=body, now=now, deadline=deadline
+        resources.ledger, request=body, now=now, deadline=deadline
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -490,14 +485,14 @@ async def create_ledger_transfer(
 async def create_ledger_transfers(
     body: LedgerTransferBatch,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     request: Request,
     now: Now,
     deadline: RequestDeadline,
 ) -> Response:
     events = body.transfers
     outcomes = await service.create_ledger_transfers(
-        database,
+        resources.ledger,
         requests=events,
         linked=[event.linked for event in events],
         now=now,
@@ -571,11 +566,13 @@ async def get_ledger_transfer(
 async def validate_transfer(
     body: TransferValidationRequest,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     deadline: RequestDeadline,
 ) -> TransferValidation:
-    return await service.validate_transfer(database, request=body, now=now, deadline=deadline)
+    return await service.validate_transfer(
+        resources.ledger, request=body, now=now, deadline=deadline
+    )
 
 
 @router.get(
