@@ -813,7 +813,7 @@ async def _locked_state(
             if account_ids
             else []
         )
-    expired = [_pending_of_expiring_hold(row) for row in expired_rows]
+    expired = [_pending_of_record(row, id_column="pending_id") for row in expired_rows]
     lock_ids = set(account_ids)
     for hold in expired:
         lock_ids.add(hold.debit_account_id)
@@ -1021,22 +1021,11 @@ def _snapshot_of_row(row: AccountRow) -> AccountSnapshot:
     )
 
 
-def _pending_of_record(record: Any) -> PendingSnapshot:
+def _pending_of_record(record: Any, *, id_column: str = "id") -> PendingSnapshot:
+    """A hold as the rules see it, from a pending transfer's row (its id in `id`) or an
+    open hold's (in `pending_id`)."""
     return PendingSnapshot(
-        id=record["id"],
-        debit_account_id=record["debit_account_id"],
-        credit_account_id=record["credit_account_id"],
-        amount_minor=record["amount_minor"],
-        currency=record["currency"].strip(),
-        expires_at=record["expires_at"],
-        created_at=record["created_at"],
-        reference=record["reference"],
-    )
-
-
-def _pending_of_expiring_hold(record: Any) -> PendingSnapshot:
-    return PendingSnapshot(
-        id=record["pending_id"],
+        id=record[id_column],
         debit_account_id=record["debit_account_id"],
         credit_account_id=record["credit_account_id"],
         amount_minor=record["amount_minor"],
