@@ -2,9 +2,8 @@
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -22,12 +21,14 @@ from accounts.ledger.repository import create_pool
 from accounts.ledger.service import Ledger
 from accounts.ledger.sweeper import hold_sweeper_job
 from accounts.models import AUDIT_EVENTS
+from accounts.resources import AccountsResources
 from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
-from kit.db import Database
+from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
+from kit.resources import Clock, install_resources, utc_now
 
 log = structlog.get_logger()
 
@@ -39,16 +40,12 @@ _BOOTSTRAP_ATTEMPTS_MAX: Final = 15
 _BOOTSTRAP_BACKOFF_SECONDS: Final = 2.0
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def _bootstrap(
     database: Database,
     token_issuer: identity_service.Issuer,
     *,
     settings: Settings,
-    clock: Callable[[], datetime],
+    clock: Clock,
 ) -> None:
     """Clients and the key record, retried (bounded) while the database comes up: in
     compose or Kubernetes this service may start before PostgreSQL answers."""
@@ -65,14 +62,14 @@ async def _bootstrap(
             await asyncio.sleep(_BOOTSTRAP_BACKOFF_SECONDS)
 
 
-def _start_sweeper(app: FastAPI, settings: Settings, ledger: Ledger) -> ExclusiveJob | None:
+def _start_sweeper(settings: Settings, ledger: Ledger, clock: Clock) -> ExclusiveJob | None:
     """The hold sweeper, started (None when the settings turn it off)."""
     if not settings.hold_sweep_enabled:
         return None
     sweeper = hold_sweeper_job(
         ledger,
         dsn=settings.asyncpg_dsn(),
-        clock=lambda: app.state.clock(),
+        clock=clock,
         interval_seconds=settings.hold_sweep_interval_seconds,
         batch_size=settings.hold_sweep_batch_size,
     )
@@ -93,7 +90,7 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
 def create_app(
     settings: Settings | None = None,
     *,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Clock = utc_now,
     token_verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     """`clock` decides when holds expire and stamps tokens; tests pass one they can move.
@@ -111,8 +108,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database: Database = app.state.database
-        await _bootstrap(database, token_issuer, settings=settings, clock=lambda: app.state.clock())
+        await _bootstrap(database_of(app), token_issuer, settings=settings, clock=clock)
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
         pool = await create_pool(
             settings.asyncpg_dsn(),
@@ -122,9 +118,10 @@ def create_app(
             application_name="accounts",
             command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
         )
-        ledger_database = Ledger(pool)
-        app.state.ledger = ledger_database
-        sweeper = _start_sweeper(app, settings, ledger_database)
+        ledger = Ledger(pool)
+        install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
+        sweeper = _start_sweeper(settings, ledger, clock)
+        # A handle for tests and operators; no route uses it.
         app.state.hold_sweeper = sweeper
         # Everything built so far (routes, schemas, validators) lives as long as the
         # process: keep the garbage collector from scanning it again on every full pass,
@@ -154,6 +151,4 @@ def create_app(
         lifespan=lifespan,
         token_verifier=verifier,
     )
-    app.state.clock = clock
-    app.state.issuer = token_issuer
     return app

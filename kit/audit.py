@@ -75,11 +75,6 @@ _EXPORT_BATCH_SIZE: Final = 500
 _ACTOR_ID_LENGTH_MAX: Final = 64
 
 
-def actor_of(principal: Principal) -> tuple[str, ActorType]:
-    """The audit actor for a caller as a pair (accounts' form); `Actor.of` is the kit's."""
-    return principal.subject, ActorType(principal.kind.value)
-
-
 @dataclass(frozen=True)
 class Actor:
     """Who makes a change, and in which request: what its audit event says of its cause."""

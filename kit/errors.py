@@ -1,7 +1,7 @@
 """Domain errors carry their HTTP status and RFC 9457 type, with no web framework attached.
 
-Pure domain modules (a service's `ledger.py`, `scoring.py`) raise these; `kit.problems`
-renders them at the edge.
+Pure domain modules (a service's rules, such as `accounts.ledger.rules` or fraud's
+scoring) raise these; `kit.problems` renders them at the edge.
 """
 
 import itertools

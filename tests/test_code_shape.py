@@ -56,8 +56,8 @@ def test_no_product_function_is_longer_than_70_lines() -> None:
 
 
 # The services whose routes take their typed resources (kit.resources) and the kit's own
-# dependencies; accounts joins once it adopts kit.resources (issue 14).
-RESOURCES_PACKAGES = ("fraud", "kit", "notifications", "transactions")
+# dependencies.
+RESOURCES_PACKAGES = ("accounts", "fraud", "kit", "notifications", "transactions")
 
 
 def app_state_reads(path: Path) -> list[str]:

@@ -3,14 +3,11 @@
 These are the only routes of the service that take no bearer token.
 """
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
-from accounts.errors import InvalidRequest
 from accounts.identity import rules, service
 from accounts.identity.errors import (
     CustomerExists,
@@ -20,11 +17,13 @@ from accounts.identity.errors import (
     OAuthInvalidScope,
     OAuthUnsupportedGrantType,
 )
+from accounts.identity.resources import Resources
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
 from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of
-from kit.db import Database, Session
-from kit.errors import TooManyRequests
+from kit.db import ServiceDatabase, Session
+from kit.errors import InvalidRequest, TooManyRequests
+from kit.params import Now
 from kit.problems import problem_responses
 from kit.ratelimit import TOKEN_BUCKET, limiter_of
 
@@ -35,24 +34,10 @@ _FORM_FIELDS_MAX: Final = 20
 router = APIRouter()
 
 
-def _issuer(request: Request) -> service.Issuer:
-    found: service.Issuer = request.app.state.issuer
-    return found
-
-
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
 def _client_address(request: Request) -> str:
     # The peer address: behind a proxy, configure uvicorn's --forwarded-allow-ips so that
     # this is the caller's, not the proxy's.
     return request.client.host if request.client is not None else "unknown"
-
-
-IssuerState = Annotated[service.Issuer, Depends(_issuer)]
-Now = Annotated[datetime, Depends(_now)]
 
 
 @router.get(
@@ -60,8 +45,8 @@ Now = Annotated[datetime, Depends(_now)]
     tags=["identity"],
     summary="The public keys that verify this issuer's tokens (RFC 7517)",
 )
-async def jwks(state: IssuerState) -> Jwks:
-    return Jwks.model_validate(state.keys.jwks())
+async def jwks(resources: Resources) -> Jwks:
+    return Jwks.model_validate(resources.issuer.keys.jwks())
 
 
 _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
@@ -107,7 +92,9 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         }
     },
 )
-async def token(request: Request, state: IssuerState, now: Now) -> JSONResponse:
+async def token(
+    request: Request, resources: Resources, database: ServiceDatabase, now: Now
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != _FORM_CONTENT_TYPE:
         raise OAuthInvalidRequest(f"send the parameters as {_FORM_CONTENT_TYPE}")
@@ -117,20 +104,20 @@ async def token(request: Request, state: IssuerState, now: Now) -> JSONResponse:
     }
     parsed = rules.parse_token_request(fields, authorization=request.headers.get("authorization"))
     limiter = limiter_of(request)
-    sessions = _database(request).sessions
+    sessions, issuer = database.sessions, resources.issuer
     if parsed.grant_type is GrantType.password:
         assert parsed.username is not None, "the parser requires a username"
         await limiter.hit(TOKEN_BUCKET, f"user:{rules.normalized_email(parsed.username)}")
         answer = await service.password_grant(
-            sessions, state, request=parsed, client_address=_client_address(request), now=now
+            sessions, issuer, request=parsed, client_address=_client_address(request), now=now
         )
     elif parsed.grant_type is GrantType.refresh_token:
         await limiter.hit(TOKEN_BUCKET, f"refresh:{_client_address(request)}")
-        answer = await service.refresh_grant(sessions, state, request=parsed, now=now)
+        answer = await service.refresh_grant(sessions, issuer, request=parsed, now=now)
     else:
         assert parsed.client is not None, "the parser requires client credentials"
         await limiter.hit(TOKEN_BUCKET, f"client:{parsed.client.client_id}")
-        answer = await service.client_credentials_grant(sessions, state, request=parsed, now=now)
+        answer = await service.client_credentials_grant(sessions, issuer, request=parsed, now=now)
     # RFC 6749 5.1: never cached. The service shell sends `Cache-Control: no-store` on
     # every response already; Pragma is for HTTP/1.0 caches.
     return JSONResponse(answer.model_dump(exclude_none=True), headers={"Pragma": "no-cache"})
@@ -144,14 +131,9 @@ async def token(request: Request, state: IssuerState, now: Now) -> JSONResponse:
     responses=problem_responses(InvalidRequest, CustomerExists, TooManyRequests),
 )
 async def register_customer(
-    request: Request, body: CustomerCreate, session: Session, state: IssuerState, now: Now
+    request: Request, body: CustomerCreate, session: Session, resources: Resources, now: Now
 ) -> Customer:
     await limiter_of(request).hit(TOKEN_BUCKET, f"register:{_client_address(request)}")
     return await service.register_customer(
-        session, state, request=body, request_id=request_id_of(request), now=now
+        session, resources.issuer, request=body, request_id=request_id_of(request), now=now
     )
-
-
-def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database

@@ -1,15 +1,13 @@
 """The ledger's routes (accounts, transfers): parse, call the service, shape the answer."""
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import TypeAdapter, model_validator
 
-from accounts.errors import IdempotencyKeyMissing, InvalidCursor, InvalidRequest
 from accounts.ledger import service
 from accounts.ledger.errors import (
     AccountClosed,
@@ -39,6 +37,7 @@ from accounts.ledger.errors import (
     TransferLimitExceeded,
     UnknownCustomer,
 )
+from accounts.ledger.resources import Resources
 from accounts.ledger.rules import StatusAction, TransferRecord
 from contracts.accounts import (
     ACCOUNTS_PATH,
@@ -61,42 +60,34 @@ from contracts.accounts import (
     TransferValidationRequest,
 )
 from contracts.auth import PrincipalKind, Scope
-from contracts.common import LIMIT_DEFAULT, LIMIT_MAX, Identifier, Page, StrictModel
+from contracts.common import LIMIT_DEFAULT, Identifier, Page, StrictModel
 from contracts.money import CurrencyCode
-from kit.audit import actor_of, request_id_of
-from kit.auth import Principal, authenticate, require_any_scope, require_scopes
+from kit.audit import Actor
+from kit.auth import Principal, require_any_scope, require_scopes
 from kit.db import Session
 from kit.deadline import DeadlineExceeded, InvalidDeadline, RequestDeadline
-from kit.errors import Forbidden, TooManyRequests, Unauthorized
+from kit.errors import (
+    Forbidden,
+    IdempotencyKeyMissing,
+    InvalidRequest,
+    TooManyRequests,
+    Unauthorized,
+)
+from kit.pagination import InvalidCursor
+from kit.params import (
+    AuditActor,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    Now,
+    required_idempotency_key,
+)
 from kit.problems import problem_responses
 from kit.ratelimit import MONEY_BUCKET, rate_limited
-
-IDEMPOTENCY_KEY_LENGTH_MAX = 200
-CURSOR_LENGTH_MAX = 200
 
 router = APIRouter()
 
 
-def _now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
-def _ledger(request: Request) -> service.Ledger:
-    database: service.Ledger = request.app.state.ledger
-    return database
-
-
-def _actor(
-    request: Request, principal: Annotated[Principal, Depends(authenticate)]
-) -> service.Actor:
-    actor_id, actor_type = actor_of(principal)
-    return service.Actor(
-        actor_id=actor_id, actor_type=actor_type, request_id=request_id_of(request)
-    )
-
-
-Now = Annotated[datetime, Depends(_now)]
 # Who may call what. Ownership (a customer sees only their own accounts) is the service's
 # check, and a foreign account answers 404 as if it did not exist.
 AccountsRead = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
@@ -113,18 +104,6 @@ LedgerReader = Annotated[
 ]
 # Counted per principal, after the scope check: a refused call uses none of the budget.
 MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
-Actor = Annotated[service.Actor, Depends(_actor)]
-LedgerDatabase = Annotated[service.Ledger, Depends(_ledger)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=IDEMPOTENCY_KEY_LENGTH_MAX,
-        description="Required. A retry with the same key replays the first answer.",
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=LIMIT_MAX)]
-Cursor = Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)]
 
 _AUTH_PROBLEMS = (Unauthorized, Forbidden)
 
@@ -204,7 +183,7 @@ _STATUS_PROBLEMS = (
     ),
 )
 async def create_account(
-    body: AccountOpen, principal: AccountOpener, session: Session, now: Now, actor: Actor
+    body: AccountOpen, principal: AccountOpener, session: Session, now: Now, actor: AuditActor
 ) -> Account:
     if principal.kind is PrincipalKind.customer:
         if not principal.has(Scope.accounts_write):
@@ -279,12 +258,12 @@ async def get_account(
 async def freeze_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.freeze, actor=actor, now=now
     )
 
 
@@ -297,12 +276,12 @@ async def freeze_account(
 async def unfreeze_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.unfreeze, actor=actor, now=now
     )
 
 
@@ -315,12 +294,12 @@ async def unfreeze_account(
 async def close_account(
     account_id: uuid.UUID,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.change_status(
-        database, account_id=account_id, action=StatusAction.close, actor=actor, now=now
+        resources.ledger, account_id=account_id, action=StatusAction.close, actor=actor, now=now
     )
 
 
@@ -334,12 +313,12 @@ async def update_limits(
     account_id: uuid.UUID,
     body: AccountLimitsUpdate,
     _principal: AccountsAdmin,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
 ) -> Account:
     return await service.update_limits(
-        database, account_id=account_id, request=body, actor=actor, now=now
+        resources.ledger, account_id=account_id, request=body, actor=actor, now=now
     )
 
 
@@ -369,16 +348,14 @@ async def _move_external(
     idempotency_key: str | None,
     database: service.Ledger,
     response: Response,
-    actor: service.Actor,
+    actor: Actor,
     now: datetime,
 ) -> LedgerTransfer:
-    if not idempotency_key:
-        raise IdempotencyKeyMissing("send an Idempotency-Key header (at most 200 characters)")
     transfer, created = await service.move_external(
         database,
         account_id=account_id,
         direction=direction,
-        idempotency_key=idempotency_key,
+        idempotency_key=required_idempotency_key(idempotency_key),
         request=body,
         actor=actor,
         now=now,
@@ -403,10 +380,10 @@ async def deposit(
     body: DepositCreate,
     _principal: AccountsAdmin,
     _counted: MoneyMoved,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(
@@ -414,7 +391,7 @@ async def deposit(
         account_id=account_id,
         body=body,
         idempotency_key=idempotency_key,
-        database=database,
+        database=resources.ledger,
         response=response,
         actor=actor,
         now=now,
@@ -433,10 +410,10 @@ async def withdraw(
     body: DepositCreate,
     _principal: AccountsAdmin,
     _counted: MoneyMoved,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
-    actor: Actor,
+    actor: AuditActor,
     idempotency_key: IdempotencyKey = None,
 ) -> LedgerTransfer:
     return await _move_external(
@@ -444,7 +421,7 @@ async def withdraw(
         account_id=account_id,
         body=body,
         idempotency_key=idempotency_key,
-        database=database,
+        database=resources.ledger,
         response=response,
         actor=actor,
         now=now,
@@ -476,13 +453,13 @@ _TRANSFER_PROBLEMS = (
 async def create_ledger_transfer(
     body: LedgerTransferCreate,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     response: Response,
     now: Now,
     deadline: RequestDeadline,
 ) -> LedgerTransfer:
     transfer, created = await service.create_ledger_transfer(
-        database, request=body, now=now, deadline=deadline
+        resources.ledger, request=body, now=now, deadline=deadline
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -508,14 +485,14 @@ async def create_ledger_transfer(
 async def create_ledger_transfers(
     body: LedgerTransferBatch,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     request: Request,
     now: Now,
     deadline: RequestDeadline,
 ) -> Response:
     events = body.transfers
     outcomes = await service.create_ledger_transfers(
-        database,
+        resources.ledger,
         requests=events,
         linked=[event.linked for event in events],
         now=now,
@@ -589,11 +566,13 @@ async def get_ledger_transfer(
 async def validate_transfer(
     body: TransferValidationRequest,
     _principal: LedgerWrite,
-    database: LedgerDatabase,
+    resources: Resources,
     now: Now,
     deadline: RequestDeadline,
 ) -> TransferValidation:
-    return await service.validate_transfer(database, request=body, now=now, deadline=deadline)
+    return await service.validate_transfer(
+        resources.ledger, request=body, now=now, deadline=deadline
+    )
 
 
 @router.get(

@@ -7,8 +7,6 @@ again (bounded), so it must be able to start over from scratch.
 """
 
 import asyncio
-import base64
-import binascii
 import enum
 import math
 import random
@@ -22,7 +20,6 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.errors import InvalidCursor
 from accounts.ledger import repository, rules
 from accounts.ledger.errors import (
     AccountNotFound,
@@ -64,7 +61,16 @@ from contracts.accounts import (
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.common import LIMIT_MAX, Page
 from kit import audit
+from kit.audit import Actor
 from kit.deadline import Deadline, DeadlineExceeded
+from kit.pagination import (
+    cut_page,
+    decode_position,
+    decode_sequence,
+    encode_position,
+    encode_sequence,
+    fetch_limit,
+)
 
 log = structlog.get_logger()
 
@@ -89,15 +95,6 @@ class Ledger:
     pool: Any
     attempts_max: int = 5
     acquire_timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who makes a change, for its audit event."""
-
-    actor_id: str
-    actor_type: ActorType
-    request_id: str | None
 
 
 def _event(
@@ -291,17 +288,17 @@ async def list_accounts(
     """Accounts in opening order, of `customer_id` if given; with `owner`, only that
     customer's (asking for another customer's finds none)."""
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after = None if cursor is None else _decode_cursor(cursor)
+    after = None if cursor is None else decode_position(cursor)
     if owner is not None:
         if customer_id is not None and customer_id != owner:
             return Page[Account](items=[], next_cursor=None)
         customer_id = owner
-    # One more than asked tells whether another page follows.
     views = await repository.list_accounts(
-        session, customer_id=customer_id, after=after, limit=limit + 1, now=now
+        session, customer_id=customer_id, after=after, limit=fetch_limit(limit), now=now
     )
-    page = views[:limit]
-    next_cursor = _encode_cursor(page[-1].row) if len(views) > limit else None
+    page, next_cursor = cut_page(
+        views, limit=limit, cursor_of=lambda view: encode_position(view.row.created_at, view.row.id)
+    )
     return Page[Account](items=[_account_of_view(view) for view in page], next_cursor=next_cursor)
 
 
@@ -425,15 +422,16 @@ async def list_entries(
     """An account's journal, oldest first, each entry with the balances right after it;
     with `owner`, only if that customer owns the account."""
     assert 0 < limit <= LIMIT_MAX, "the route caps limit"
-    after_id = None if cursor is None else _decode_entry_cursor(cursor)
+    after_id = None if cursor is None else decode_sequence(cursor)
     found, account_owner = await repository.account_owner(session, account_id)
     if not found or (owner is not None and account_owner != owner):
         raise AccountNotFound(f"no account {account_id}", account_id=str(account_id))
     lines = await repository.list_entries(
-        session, account_id=account_id, after_id=after_id, limit=limit + 1
+        session, account_id=account_id, after_id=after_id, limit=fetch_limit(limit)
     )
-    page = lines[:limit]
-    next_cursor = _encode_entry_cursor(page[-1].entry.id) if len(lines) > limit else None
+    page, next_cursor = cut_page(
+        lines, limit=limit, cursor_of=lambda line: encode_sequence(line.entry.id)
+    )
     items = [
         StatementEntry(
             id=line.entry.id,
@@ -815,7 +813,7 @@ async def _locked_state(
             if account_ids
             else []
         )
-    expired = [_pending_of_expiring_hold(row) for row in expired_rows]
+    expired = [_pending_of_record(row, id_column="pending_id") for row in expired_rows]
     lock_ids = set(account_ids)
     for hold in expired:
         lock_ids.add(hold.debit_account_id)
@@ -1023,22 +1021,11 @@ def _snapshot_of_row(row: AccountRow) -> AccountSnapshot:
     )
 
 
-def _pending_of_record(record: Any) -> PendingSnapshot:
+def _pending_of_record(record: Any, *, id_column: str = "id") -> PendingSnapshot:
+    """A hold as the rules see it, from a pending transfer's row (its id in `id`) or an
+    open hold's (in `pending_id`)."""
     return PendingSnapshot(
-        id=record["id"],
-        debit_account_id=record["debit_account_id"],
-        credit_account_id=record["credit_account_id"],
-        amount_minor=record["amount_minor"],
-        currency=record["currency"].strip(),
-        expires_at=record["expires_at"],
-        created_at=record["created_at"],
-        reference=record["reference"],
-    )
-
-
-def _pending_of_expiring_hold(record: Any) -> PendingSnapshot:
-    return PendingSnapshot(
-        id=record["pending_id"],
+        id=record[id_column],
         debit_account_id=record["debit_account_id"],
         credit_account_id=record["credit_account_id"],
         amount_minor=record["amount_minor"],
@@ -1117,39 +1104,3 @@ def _ledger_transfer_of_record(record: Any) -> TransferRecord:
         reference=record["reference"],
         created_at=record["created_at"],
     )
-
-
-def _encode_cursor(row: AccountRow) -> str:
-    position = f"{row.created_at.isoformat()}|{row.id}"
-    return base64.urlsafe_b64encode(position.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        position = base64.urlsafe_b64decode(cursor.encode()).decode()
-        created_at_text, separator, account_id_text = position.partition("|")
-        created_at = datetime.fromisoformat(created_at_text)
-        account_id = uuid.UUID(account_id_text)
-    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise InvalidCursor("pass back a next_cursor exactly as received") from error
-    if not separator or created_at.tzinfo is None:
-        raise InvalidCursor("pass back a next_cursor exactly as received")
-    return created_at, account_id
-
-
-_ENTRY_CURSOR_PREFIX: Final = "entry:"
-
-
-def _encode_entry_cursor(entry_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_ENTRY_CURSOR_PREFIX}{entry_id}".encode()).decode()
-
-
-def _decode_entry_cursor(cursor: str) -> int:
-    try:
-        position = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, ValueError) as error:
-        raise InvalidCursor("pass back a next_cursor exactly as received") from error
-    digits = position.removeprefix(_ENTRY_CURSOR_PREFIX)
-    if digits == position or not digits.isdigit() or len(digits) > 19:
-        raise InvalidCursor("pass back a next_cursor exactly as received")
-    return int(digits)

@@ -13,7 +13,7 @@ from accounts.config import Settings
 from accounts.main import MIGRATIONS_PATH, create_app
 from accounts.tests.helpers import Bank, Clock, write_signing_key
 from kit.migrations import upgrade_to_head
-from kit.settings import to_asyncpg_dsn
+from kit.settings import to_asyncpg_dsn, with_database
 from kit.testing import TestIssuer, app_client
 from kit.token_signing import SigningKey
 
@@ -103,7 +103,7 @@ async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    url = _with_database(postgres_url, name)
+    url = with_database(postgres_url, name)
     try:
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
         yield url
@@ -113,10 +113,3 @@ async def module_database_url(postgres_url: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
-
-
-def _with_database(server_url: str, database: str) -> str:
-    base, _, query = server_url.partition("?")
-    scheme, _, rest = base.partition("://")
-    authority = rest.split("/", 1)[0]
-    return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")

@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 
 from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT, PrincipalKind
+from kit.settings import to_asyncpg_dsn
 from kit.testing import TestIssuer
 from kit.token_signing import SigningKey, mint_token
 
@@ -38,9 +39,7 @@ class Clock:
 @asynccontextmanager
 async def raw_connection(database_url: str) -> AsyncIterator[Any]:
     """A plain asyncpg connection of its own, outside the service's pool."""
-    connection = await asyncpg.connect(
-        database_url.replace("postgresql+asyncpg://", "postgresql://", 1), timeout=10
-    )
+    connection = await asyncpg.connect(to_asyncpg_dsn(database_url), timeout=10)
     try:
         yield connection
     finally:

@@ -507,5 +507,12 @@ class TestStatement:
             response = await bank.entries(account["id"], cursor=cursor)
             assert_problem(response, 422, "invalid-cursor")
 
+    async def test_cursor_of_the_old_format(self, bank: Bank) -> None:
+        # `entry:1`, as entry cursors were before kit.pagination: cursors are opaque and
+        # short-lived, so one of the old shape is malformed, not silently reinterpreted.
+        account = await bank.open_account()
+        response = await bank.entries(account["id"], cursor="ZW50cnk6MQ==")
+        assert_problem(response, 422, "invalid-cursor")
+
     async def test_unknown(self, bank: Bank) -> None:
         assert_problem(await bank.entries(str(uuid.uuid4())), 404, "account-not-found")

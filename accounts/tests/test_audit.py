@@ -14,8 +14,10 @@ from accounts.config import BootstrapClient, Settings
 from accounts.ledger import service
 from accounts.ledger.rules import expiry_void_id
 from accounts.main import create_app
+from accounts.resources import AccountsResources
 from accounts.tests.helpers import Bank, Clock, raw_connection
 from contracts.auth import OPERATOR_SCOPES, WORKER_SCOPES
+from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client, assert_problem
 
 AUDIT = "/v1/admin/audit-events"
@@ -50,7 +52,7 @@ class TestHoldExpiry:
             alice["id"], bob["id"], 300, timeout_seconds=60, reference=f"transfer:{transfer_id}"
         )
         clock.advance(60)
-        database: service.Ledger = app.state.ledger
+        database = resources_of(app, AccountsResources).ledger
         assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 1
         assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
 

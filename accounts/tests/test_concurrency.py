@@ -11,6 +11,7 @@ from dataclasses import replace
 import httpx
 from fastapi import FastAPI
 
+from accounts.resources import AccountsResources
 from accounts.tests.helpers import (
     Bank,
     held,
@@ -18,6 +19,7 @@ from accounts.tests.helpers import (
     single_phase_event,
     wait_for_lock_waiters,
 )
+from kit.resources import install_resources, resources_of
 from kit.testing import assert_problem
 
 
@@ -210,7 +212,8 @@ class TestDeadlockRetry:
 
     async def test_retries_are_bounded(self, bank: Bank, app: FastAPI, database_url: str) -> None:
         low, high = await self.pair(bank)
-        app.state.ledger = replace(app.state.ledger, attempts_max=1)
+        installed = resources_of(app, AccountsResources)
+        install_resources(app, replace(installed, ledger=replace(installed.ledger, attempts_max=1)))
         response = await self.deadlock(database_url, low, high, bank.single_phase(low, high, 100))
         assert_problem(response, 503, "ledger-busy")
         assert response.headers["retry-after"] == "1"

@@ -29,7 +29,9 @@ from hypothesis.stateful import (
 from accounts.config import Settings
 from accounts.ledger import service
 from accounts.main import create_app
+from accounts.resources import AccountsResources
 from accounts.tests.helpers import Clock
+from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client
 
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -448,7 +450,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self) -> None:
-        database: service.Ledger = self.app.state.ledger
+        database = resources_of(self.app, AccountsResources).ledger
         self.runner.run(service.sweep_expired_holds(database, now=self.clock.now, batch_size=3))
 
     # --- after every step ---------------------------------------------------------------

@@ -13,7 +13,9 @@ from accounts.config import Settings
 from accounts.ledger import service, sweeper
 from accounts.ledger.rules import expiry_void_id
 from accounts.main import create_app
+from accounts.resources import AccountsResources
 from accounts.tests.helpers import Bank, Clock, raw_connection
+from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client
 
 _WAIT_SECONDS_MAX = 10.0
@@ -149,7 +151,7 @@ class TestSweep:
     async def test_rounds_are_bounded_batches(self, bank: Bank, app: FastAPI, clock: Clock) -> None:
         _, _, holds = await place_holds(bank, 5, timeout_seconds=1)
         clock.advance(1)
-        database: service.Ledger = app.state.ledger
+        database = resources_of(app, AccountsResources).ledger
 
         assert await service.sweep_expired_holds(database, now=clock.now, batch_size=2) == 2
         assert await sweeper.sweep_once(database, clock=clock, batch_size=2) == 3
@@ -163,7 +165,7 @@ class TestSweep:
     ) -> None:
         _, _, holds = await place_holds(bank, 2, timeout_seconds=10)
         clock.advance(9.999)
-        database: service.Ledger = app.state.ledger
+        database = resources_of(app, AccountsResources).ledger
         assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
         assert (await bank.post(holds[0])).status_code == 201
 
@@ -174,7 +176,7 @@ class TestSweep:
         the first's locks, then finds them released and writes nothing twice."""
         alice, _, _ = await place_holds(bank, 6, timeout_seconds=1)
         clock.advance(1)
-        database: service.Ledger = app.state.ledger
+        database = resources_of(app, AccountsResources).ledger
         counts = await asyncio.gather(
             *(service.sweep_expired_holds(database, now=clock.now, batch_size=10) for _ in range(3))
         )
@@ -191,6 +193,6 @@ class TestSweep:
         _, bob, holds = await place_holds(bank, 1, timeout_seconds=5)
         assert (await bank.post(holds[0])).status_code == 201
         clock.advance(5)
-        database: service.Ledger = app.state.ledger
+        database = resources_of(app, AccountsResources).ledger
         assert await service.sweep_expired_holds(database, now=clock.now, batch_size=10) == 0
         assert (await bank.balances(bob))["posted_minor"] == 100
