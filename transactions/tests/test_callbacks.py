@@ -182,7 +182,9 @@ class TestRegisterCallbackClient:
         unkeyed = settings.model_copy(update={"callback_secrets_key": None})
         async with client_of(build_app(unkeyed, temporal_client=temporal)) as client:
             response = await client.post(
-                CLIENTS, headers=operator(), json={"name": "rail-x", "account_ids": [SOURCE_ACCOUNT]}
+                CLIENTS,
+                headers=operator(),
+                json={"name": "rail-x", "account_ids": [SOURCE_ACCOUNT]},
             )
             assert_problem(response, 503, "callbacks-not-configured")
             refused = await client.post(CONFIRMATIONS, content=b"{}")
@@ -593,8 +595,7 @@ class TestCallbackBinding:
         async with app.state.database.engine.begin() as connection:
             await connection.execute(
                 text(
-                    "UPDATE callback_clients SET account_ids = DEFAULT, "
-                    "reference_prefix = DEFAULT"
+                    "UPDATE callback_clients SET account_ids = DEFAULT, reference_prefix = DEFAULT"
                 )
             )
         transfer_id = await _in_review(client)
