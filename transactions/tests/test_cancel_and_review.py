@@ -18,14 +18,17 @@ from fastapi import FastAPI
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from contracts.audit import ActorType
 from contracts.transfers import (
     SIGNAL_REVIEW_DECISION,
     UPDATE_CANCEL,
     CancelRequest,
     ReviewDecision,
 )
+from kit.audit import Actor
 from kit.testing import assert_problem
 from transactions.config import Settings
+from transactions.service import reviewer_id
 from transactions.tests.standin import (
     BEGIN_POSTING,
     CANCELLED_QUERY,
@@ -313,3 +316,14 @@ class TestReviewTransfer:
         await _put_in_review(client, transfer["id"])
         assert_problem(await _review(client, transfer["id"], decision), 422, "invalid-request")
         assert await signals(temporal, transfer["id"], ReviewDecision) == []
+
+
+class TestReviewerId:
+    def test_the_token_subject(self) -> None:
+        assert reviewer_id(Actor("ops.alice", ActorType.operator)) == "ops.alice"
+
+    def test_a_subject_a_reviewer_id_cannot_carry_is_named_by_its_hash(self) -> None:
+        named = reviewer_id(Actor("ops alice|1", ActorType.operator))
+        assert named.startswith("sha256:")
+        assert ReviewDecision(decision="approve", reviewer_id=named).reviewer_id == named
+        assert named != reviewer_id(Actor("ops alice|2", ActorType.operator))
