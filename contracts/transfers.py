@@ -201,8 +201,17 @@ class TransferWorkflowResult(BaseModel):
     failure_reason: str | None = None
 
 
+class ReviewRequest(StrictModel):
+    """A reviewer's verdict, as `POST /v1/admin/transfers/{id}/review` takes it. The
+    reviewer is the token's subject: a body naming one (`reviewer_id`) is refused."""
+
+    decision: Literal["approve", "reject"]
+    note: ShortText | None = None
+
+
 class ReviewDecision(StrictModel):
-    """A reviewer's verdict on a transfer in review (signal `review_decision`)."""
+    """A reviewer's verdict on a transfer in review (signal `review_decision`); the
+    transactions service names the reviewer, never the caller's body."""
 
     decision: Literal["approve", "reject"]
     reviewer_id: Identifier
@@ -297,17 +306,40 @@ CALLBACK_TIMESTAMP_TOLERANCE_SECONDS: Final = 300
 CallbackClientName = Annotated[
     str, Field(min_length=1, max_length=48, pattern=r"^[a-z0-9][a-z0-9_.-]*$", examples=["rail-x"])
 ]
+# A callback client decides only transfers out of the accounts it registered with; the
+# prefix, if it registered one, narrows that to transfers whose metadata `reference`
+# starts with it. The creator of a transfer writes its metadata, so a prefix alone would
+# let any customer put a transfer in a client's reach: it never stands without accounts.
+CALLBACK_CLIENT_ACCOUNTS_MAX: Final = 100
+TRANSFER_REFERENCE_METADATA_KEY: Final = "reference"
+CallbackReferencePrefix = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7E]+$", examples=["RX-"])
+]
 
 
 class CallbackClientCreate(StrictModel):
     name: CallbackClientName
     description: ShortText | None = None
+    account_ids: list[UUID] = Field(
+        min_length=1,
+        max_length=CALLBACK_CLIENT_ACCOUNTS_MAX,
+        description="The client decides only transfers whose source is one of these accounts",
+    )
+    reference_prefix: CallbackReferencePrefix | None = Field(
+        default=None,
+        description=(
+            f"If set, only transfers whose metadata `{TRANSFER_REFERENCE_METADATA_KEY}` "
+            "starts with it (case-sensitive), among those out of `account_ids`"
+        ),
+    )
 
 
 class CallbackClient(BaseModel):
     id: UUID
     name: str
     description: str | None
+    account_ids: list[UUID] = Field(max_length=CALLBACK_CLIENT_ACCOUNTS_MAX)
+    reference_prefix: str | None
     created_at: datetime
 
 

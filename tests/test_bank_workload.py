@@ -36,7 +36,7 @@ class Case:
 async def _review(api: Api, transfer_id: str, decision: str) -> None:
     response = await api.http.post(
         f"{api.bank.url('transactions')}/v1/admin/transfers/{transfer_id}/review",
-        json={"decision": decision, "reviewer_id": "ops-workload"},
+        json={"decision": decision},
         headers=await api.operator(),
     )
     assert response.status_code == 202, response.text

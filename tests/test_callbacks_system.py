@@ -21,10 +21,15 @@ pytestmark = pytest.mark.system
 REVIEW_AMOUNT_MINOR = 10_000_00  # the default ruleset sends 10,000 EUR to review
 
 
-async def _register_client(http: httpx.AsyncClient, bank: Bank) -> dict[str, Any]:
+async def _register_client(http: httpx.AsyncClient, bank: Bank, account_id: str) -> dict[str, Any]:
+    """A client that may decide the transfers out of `account_id`."""
     response = await http.post(
         f"{bank.url('transactions')}{CALLBACK_CLIENTS_PATH}",
-        json={"name": f"rail-{uuid.uuid4().hex[:8]}", "description": "payment rail"},
+        json={
+            "name": f"rail-{uuid.uuid4().hex[:8]}",
+            "description": "payment rail",
+            "account_ids": [account_id],
+        },
         headers=await bank.operator_headers(http),
     )
     assert response.status_code == 201, response.text
@@ -67,11 +72,17 @@ async def _in_review(
 async def test_a_signed_approval_completes_the_transfer(
     bank: Bank, http: httpx.AsyncClient
 ) -> None:
-    client = await _register_client(http, bank)
     payer, source, payee, target, transfer_id = await _in_review(http, bank)
+    client = await _register_client(http, bank, source)
     body = _confirmation(transfer_id, "approve")
 
-    # Forgeries first: a wrong secret and a tampered body are refused and change nothing.
+    # A client bound to another account (here, the payee's) cannot decide it: to it the
+    # transfer does not exist.
+    stranger = await _register_client(http, bank, target)
+    refused = await http.post(f"{bank.url('transactions')}{CONFIRMATIONS}", content=body,
+                              headers=_signed(stranger, body))  # fmt: skip
+    assert refused.status_code == 404, refused.text
+    # Forgeries next: a wrong secret and a tampered body are refused and change nothing.
     forged = _signed(client, body, secret="whsec_" + "A" * 43 + "=")
     refused = await http.post(f"{bank.url('transactions')}{CONFIRMATIONS}", content=body,
                               headers=forged)  # fmt: skip
@@ -104,8 +115,8 @@ async def test_a_signed_approval_completes_the_transfer(
 async def test_a_signed_rejection_declines_it_and_releases_the_hold(
     bank: Bank, http: httpx.AsyncClient
 ) -> None:
-    client = await _register_client(http, bank)
     payer, source, payee, target, transfer_id = await _in_review(http, bank)
+    client = await _register_client(http, bank, source)
     body = _confirmation(transfer_id, "reject")
 
     response = await http.post(

@@ -61,7 +61,7 @@ async def test_ten_thousand_euros_wait_for_a_reviewer_then_complete(
 
     review = await http.post(
         f"{bank.url('transactions')}/v1/admin/transfers/{transfer_id}/review",
-        json={"decision": "approve", "reviewer_id": "ops-anna", "note": "Called the customer"},
+        json={"decision": "approve", "note": "Called the customer"},
         headers=operator,
     )
     assert review.status_code == 202, review.text

@@ -24,7 +24,7 @@ from contracts.transfers import (
     CancelRequest,
     ConfirmationCallback,
     ConfirmationReceipt,
-    ReviewDecision,
+    ReviewRequest,
     StepRecord,
     StepRecordBatch,
     Transfer,
@@ -371,6 +371,10 @@ async def record_steps(
     "/v1/admin/transfers/{transfer_id}/review",
     status_code=status.HTTP_202_ACCEPTED,
     summary="Decide on a transfer waiting in review",
+    description=(
+        "The reviewer is the token's subject; a body naming one (`reviewer_id`) is refused "
+        "with 422, so no record names anyone the token does not."
+    ),
     responses=problem_responses(
         *_AUTH_PROBLEMS, TransferNotFound, TransferNotInReview, WorkflowServiceUnavailable
     ),
@@ -379,7 +383,7 @@ async def review_transfer(
     principal: Reviewer,
     request: Request,
     transfer_id: uuid.UUID,
-    body: ReviewDecision,
+    body: ReviewRequest,
     session: Session,
     resources: Resources,
 ) -> Transfer:
@@ -387,7 +391,7 @@ async def review_transfer(
         session,
         resources.workflows,
         transfer_id=transfer_id,
-        decision=body,
+        request=body,
         requester=_requester(request, principal),
     )
 
@@ -396,6 +400,11 @@ async def review_transfer(
     CALLBACK_CLIENTS_PATH,
     status_code=status.HTTP_201_CREATED,
     summary="Register a callback client; its signing secret is returned this once",
+    description=(
+        "The client decides only transfers out of `account_ids` (and, with "
+        "`reference_prefix`, only those whose metadata `reference` starts with it); a "
+        "callback about any other transfer answers 404 as a missing one."
+    ),
     responses=problem_responses(*_AUTH_PROBLEMS, CallbackClientExists, CallbacksNotConfigured),
 )
 async def register_callback_client(

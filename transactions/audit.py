@@ -178,8 +178,8 @@ def review_decided(
     decision: ReviewDecision,
     actor: Actor,
 ) -> AuditEventCreate:
-    """A reviewer's verdict handed to the saga. The actor is the token's subject; the
-    body's `reviewer_id` (the person at the operator console) is kept beside it."""
+    """A reviewer's verdict handed to the saga. The actor is the token's subject, and so
+    is the decision's `reviewer_id`, which the request's body cannot name."""
     return _transfer_event(
         actor,
         event_id=uuid.uuid4(),
@@ -263,9 +263,11 @@ def callback_client_registered(
     client_id: uuid.UUID,
     name: str,
     description: str | None,
+    account_ids: list[uuid.UUID],
+    reference_prefix: str | None,
     actor: Actor,
 ) -> AuditEventCreate:
-    """Never the secret: only who registered which client."""
+    """Never the secret: only who registered which client, and what it may decide."""
     return AuditEventCreate(
         id=uuid.uuid4(),
         occurred_at=_now(),
@@ -275,7 +277,14 @@ def callback_client_registered(
         subject_type="callback_client",
         subject_id=str(client_id),
         request_id=actor.request_id,
-        after=_without_nones({"name": name, "description": description}),
+        after=_without_nones(
+            {
+                "name": name,
+                "description": description,
+                "account_ids": [str(account_id) for account_id in account_ids],
+                "reference_prefix": reference_prefix,
+            }
+        ),
         outcome="succeeded",
     )
 

@@ -3,8 +3,9 @@
 Each request is signed per Standard Webhooks with the secret of a registered callback
 client. Everything that can refuse a request is checked before anything changes, in
 this order: signature headers, client, timestamp (±5 min), signature, replay of a
-`webhook-id`, body, transfer. A replayed id answers the first answer again and changes
-nothing; a refused request leaves no trace.
+`webhook-id`, body, transfer. A client decides only the transfers it is bound to (its
+accounts, its reference prefix); any other answers 404 as a missing one. A replayed id
+answers the first answer again and changes nothing; a refused request leaves no trace.
 """
 
 import binascii
@@ -23,6 +24,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from contracts.transfers import (
     CALLBACK_TIMESTAMP_TOLERANCE_SECONDS,
+    TRANSFER_REFERENCE_METADATA_KEY,
     CallbackClientCreate,
     CallbackClientCreated,
     ConfirmationCallback,
@@ -88,6 +90,9 @@ async def register_client(
         client_id=client_id,
         name=request.name,
         description=request.description,
+        # Each account once, in the order the operator gave them.
+        account_ids=list(dict.fromkeys(request.account_ids)),
+        reference_prefix=request.reference_prefix,
         secret_ciphertext=sealing.seal(client_id=client_id, secret=secret),
     )
     if row is None:
@@ -98,6 +103,8 @@ async def register_client(
             client_id=row.id,
             name=row.name,
             description=row.description,
+            account_ids=row.account_ids,
+            reference_prefix=row.reference_prefix,
             actor=requester.actor,
         ),
     )
@@ -106,9 +113,24 @@ async def register_client(
         id=row.id,
         name=row.name,
         description=row.description,
+        account_ids=row.account_ids,
+        reference_prefix=row.reference_prefix,
         created_at=row.created_at,
         secret=render_secret(secret),
     )
+
+
+def may_decide(client: CallbackClientRow, transfer: TransferRow) -> bool:
+    """Whether `client` may decide `transfer`: its money leaves one of the client's
+    accounts and its `reference` starts with the client's prefix, if it has one."""
+    # The source, not the target: approving releases the source's money, so only a
+    # client bound to the payer's side may. A client bound to no account decides nothing.
+    if transfer.source_account_id not in client.account_ids:
+        return False
+    if client.reference_prefix is None:
+        return True
+    reference = transfer.metadata_.get(TRANSFER_REFERENCE_METADATA_KEY)
+    return reference is not None and reference.startswith(client.reference_prefix)
 
 
 def _signature_headers(headers: Mapping[str, str]) -> tuple[str, str, str]:
@@ -167,7 +189,7 @@ async def receive_confirmation(
         log.info("callback.replayed")
         return seen
     confirmation = _confirmation_of(body)
-    transfer = await _transfer_in_review(session, confirmation.transfer_id)
+    transfer = await _transfer_in_review(session, client, confirmation.transfer_id)
     receipt = ConfirmationReceipt(
         webhook_id=webhook_id,
         transfer_id=confirmation.transfer_id,
@@ -269,8 +291,18 @@ def _confirmation_of(body: bytes) -> ConfirmationCallback:
     return confirmation
 
 
-async def _transfer_in_review(session: AsyncSession, transfer_id: uuid.UUID) -> TransferRow:
+async def _transfer_in_review(
+    session: AsyncSession, client: CallbackClientRow, transfer_id: uuid.UUID
+) -> TransferRow:
+    """The transfer, if `client` may decide it and it waits in review. One the client may
+    not decide answers exactly as a missing one, whatever its status."""
     transfer = await repository.get_transfer(session, transfer_id)
+    if transfer is not None and not may_decide(client, transfer):
+        # Logged, not audited: the refusal changes nothing, like every refused callback,
+        # and an audit event would need a transaction of its own that a client holding a
+        # valid secret could make us write at will (decision 0014).
+        log.warning("callback.outside_binding")
+        transfer = None
     if transfer is None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     if transfer.status != TransferStatus.in_review.value:

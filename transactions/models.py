@@ -13,12 +13,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from contracts.transfers import CALLBACK_CLIENT_ACCOUNTS_MAX
 from kit.audit import audit_table
 from kit.transfer_columns import TransferTermsColumns
 
@@ -128,14 +130,26 @@ class IdempotencyKeyRow(Base):
 
 
 class CallbackClientRow(Base):
-    """An external system allowed to send signed confirmation callbacks."""
+    """An external system allowed to send signed confirmation callbacks about the
+    transfers out of its accounts (narrowed by its reference prefix, if it has one)."""
 
     __tablename__ = "callback_clients"
-    __table_args__ = (UniqueConstraint("name", name="uq_callback_clients_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_callback_clients_name"),
+        CheckConstraint(
+            f"cardinality(account_ids) <= {CALLBACK_CLIENT_ACCOUNTS_MAX}",
+            name="ck_callback_clients_account_ids_bounded",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(48))
     description: Mapped[str | None] = mapped_column(String(140))
+    # Empty for a client registered before bindings existed: it decides nothing.
+    account_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), server_default=text("'{}'::uuid[]")
+    )
+    reference_prefix: Mapped[str | None] = mapped_column(String(64))
     # The signing secret, AES-256-GCM encrypted (nonce + ciphertext + tag) under the
     # service's callback secrets key, with the client id as associated data.
     secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)

@@ -417,6 +417,8 @@ async def insert_callback_client(
     client_id: uuid.UUID,
     name: str,
     description: str | None,
+    account_ids: list[uuid.UUID],
+    reference_prefix: str | None,
     secret_ciphertext: bytes,
 ) -> CallbackClientRow | None:
     """Register a client; None if the name is taken."""
@@ -426,6 +428,8 @@ async def insert_callback_client(
             id=client_id,
             name=name,
             description=description,
+            account_ids=account_ids,
+            reference_prefix=reference_prefix,
             secret_ciphertext=secret_ciphertext,
         )
         .on_conflict_do_nothing(index_elements=[CallbackClientRow.name])

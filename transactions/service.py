@@ -13,17 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
-from contracts.common import Page
+from contracts.common import Identifier, Page
 from contracts.transfers import (
     PREFER_WAIT_SECONDS_MAX,
     TRANSFER_BATCH_SIZE_MAX,
     CancelRequest,
     FraudAssessment,
     ReviewDecision,
+    ReviewRequest,
     StepRecord,
     Transfer,
     TransferBatchItem,
@@ -749,18 +750,34 @@ async def cancel_transfer(
         return await _load_transfer(session, transfer_id)
 
 
+_REVIEWER_ID: Final = TypeAdapter(Identifier)
+
+
+def reviewer_id(actor: Actor) -> str:
+    """The reviewer a verdict names: the caller as the audit trail names it, or that
+    name's hash where it has characters a reviewer id cannot carry."""
+    try:
+        return _REVIEWER_ID.validate_python(actor.actor_id)
+    except ValidationError:
+        return "sha256:" + hashlib.sha256(actor.actor_id.encode()).hexdigest()[:56]
+
+
 async def review_transfer(
     session: AsyncSession,
     workflows: TransferWorkflows,
     *,
     transfer_id: uuid.UUID,
-    decision: ReviewDecision,
+    request: ReviewRequest,
     requester: Requester,
 ) -> Transfer:
-    """Hand a reviewer's verdict to the saga of a transfer waiting in review, audited as
-    `transfer.review_decided` in the request's transaction."""
+    """Hand a reviewer's verdict to the saga of a transfer waiting in review, the token's
+    subject named as its reviewer, audited as `transfer.review_decided` in the request's
+    transaction."""
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
+    )
+    decision = ReviewDecision(
+        decision=request.decision, reviewer_id=reviewer_id(requester.actor), note=request.note
     )
     transfer = await _load_transfer(session, transfer_id)
     if transfer.status != TransferStatus.in_review:

@@ -302,7 +302,7 @@ class TestCreateEvents:
 class TestReviewAndCancelEvents:
     async def test_review_decided(self, client: httpx.AsyncClient) -> None:
         transfer = await _in_review(client)
-        decision = {"decision": "reject", "reviewer_id": "ops.anna", "note": "Unknown payee"}
+        decision = {"decision": "reject", "note": "Unknown payee"}
         response = await client.post(
             f"/v1/admin/transfers/{transfer['id']}/review",
             json=decision,
@@ -313,12 +313,12 @@ class TestReviewAndCancelEvents:
         (event,) = await _events(
             client, transfer_id=transfer["id"], action="transfer.review_decided"
         )
-        # The token names the actor; the person at the console is kept beside it.
+        # The token names the actor, and the reviewer: the body cannot name anyone.
         assert event["actor_id"] == OPERATOR
         assert event["actor_type"] == "operator"
         assert event["request_id"] == "req-review"
         assert event["before"] == {"status": "in_review"}
-        assert event["after"] == decision
+        assert event["after"] == {**decision, "reviewer_id": OPERATOR}
         assert event["outcome"] == "accepted"
         assert await _events(client, actor_id=OPERATOR) == [event]
 
@@ -330,7 +330,7 @@ class TestReviewAndCancelEvents:
         before = await fingerprint(app)
         response = await client.post(
             f"/v1/admin/transfers/{transfer['id']}/review",
-            json={"decision": "approve", "reviewer_id": "ops.anna"},
+            json={"decision": "approve"},
             headers=operator(),
         )
         assert_problem(response, 409, "transfer-not-in-review")
@@ -380,12 +380,15 @@ class TestReviewAndCancelEvents:
 
 class TestCallbackEvents:
     async def test_registered_and_received(self, app: FastAPI, client: httpx.AsyncClient) -> None:
+        transfer = await _in_review(client)
+        source = transfer["source_account_id"]
         registered = await client.post(
-            CALLBACK_CLIENTS_PATH, json={"name": "rail-x"}, headers=operator()
+            CALLBACK_CLIENTS_PATH,
+            json={"name": "rail-x", "account_ids": [source]},
+            headers=operator(),
         )
         assert registered.status_code == 201, registered.text
         callback_client = registered.json()
-        transfer = await _in_review(client)
         body = json.dumps(
             {"transfer_id": transfer["id"], "decision": "approve", "external_reference": "RX-1"}
         )
@@ -406,7 +409,7 @@ class TestCallbackEvents:
         assert registration["actor_id"] == OPERATOR
         assert registration["subject_type"] == "callback_client"
         assert registration["subject_id"] == callback_client["id"]
-        assert registration["after"] == {"name": "rail-x"}
+        assert registration["after"] == {"name": "rail-x", "account_ids": [source]}
         # The signing secret is shown once, to its owner, and never kept in the trail.
         secret = callback_client["secret"]
         exported = await client.get(AUDIT_EXPORT_PATH, headers=operator())
@@ -424,10 +427,11 @@ class TestCallbackEvents:
     async def test_refused_callback_writes_nothing(
         self, app: FastAPI, client: httpx.AsyncClient
     ) -> None:
-        registered = (
-            await client.post(CALLBACK_CLIENTS_PATH, json={"name": "rail-y"}, headers=operator())
-        ).json()
         transfer = await _in_review(client)
+        registration = {"name": "rail-y", "account_ids": [transfer["source_account_id"]]}
+        registered = (
+            await client.post(CALLBACK_CLIENTS_PATH, json=registration, headers=operator())
+        ).json()
         before = await fingerprint(app)
         body = json.dumps(
             {"transfer_id": transfer["id"], "decision": "approve", "external_reference": "RX-2"}

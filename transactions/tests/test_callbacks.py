@@ -19,6 +19,7 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 from temporalio.client import Client
 
+from contracts.audit import AUDIT_EVENTS_PATH
 from contracts.transfers import SIGNAL_REVIEW_DECISION, ReviewDecision
 from kit.testing import assert_problem
 from transactions.config import Settings
@@ -26,6 +27,7 @@ from transactions.tests.support import (
     build_app,
     client_of,
     create,
+    fingerprint,
     operator,
     report,
     signals,
@@ -36,10 +38,25 @@ CONFIRMATIONS = "/v1/callbacks/confirmations"
 CLIENTS = "/v1/admin/callback-clients"
 
 
-async def _register(client: httpx.AsyncClient, name: str | None = None) -> dict[str, Any]:
-    response = await client.post(
-        CLIENTS, headers=operator(), json={"name": name or f"rail-{uuid.uuid4().hex[:8]}"}
-    )
+# The account the tests' transfers come from unless a test says otherwise: the clients
+# they register may decide transfers out of it.
+SOURCE_ACCOUNT = str(uuid.uuid4())
+
+
+async def _register(
+    client: httpx.AsyncClient,
+    name: str | None = None,
+    *,
+    account_ids: list[str] | None = None,
+    reference_prefix: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name or f"rail-{uuid.uuid4().hex[:8]}",
+        "account_ids": [SOURCE_ACCOUNT] if account_ids is None else account_ids,
+    }
+    if reference_prefix is not None:
+        body["reference_prefix"] = reference_prefix
+    response = await client.post(CLIENTS, headers=operator(), json=body)
     assert response.status_code == 201, response.text
     registered: dict[str, Any] = response.json()
     return registered
@@ -71,8 +88,8 @@ def _confirmation(transfer_id: str, decision: str = "approve", **extra: Any) -> 
     return json.dumps({**body, **extra}).encode()
 
 
-async def _in_review(client: httpx.AsyncClient) -> str:
-    transfer = await create(client)
+async def _in_review(client: httpx.AsyncClient, **overrides: Any) -> str:
+    transfer = await create(client, **{"source_account_id": SOURCE_ACCOUNT, **overrides})
     response = await report(
         client, transfer["id"], step="score", outcome="review", status="in_review", version=3
     )
@@ -96,13 +113,24 @@ async def _nothing_happened(app: FastAPI, temporal: Client, transfer_id: str) ->
 
 class TestRegisterCallbackClient:
     async def test_valid(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+        other_account = str(uuid.uuid4())
         response = await client.post(
-            CLIENTS, headers=operator(), json={"name": "rail-x", "description": "Payment rail X"}
+            CLIENTS,
+            headers=operator(),
+            json={
+                "name": "rail-x",
+                "description": "Payment rail X",
+                "account_ids": [SOURCE_ACCOUNT, other_account, SOURCE_ACCOUNT],
+                "reference_prefix": "RX-",
+            },
         )
         assert response.status_code == 201, response.text
         registered = response.json()
         assert registered["name"] == "rail-x"
         assert registered["description"] == "Payment rail X"
+        # What it may decide, each account once, in the order given.
+        assert registered["account_ids"] == [SOURCE_ACCOUNT, other_account]
+        assert registered["reference_prefix"] == "RX-"
         assert uuid.UUID(registered["id"])
         secret = registered["secret"]
         assert secret.startswith("whsec_")
@@ -122,7 +150,8 @@ class TestRegisterCallbackClient:
 
     async def test_name_taken(self, client: httpx.AsyncClient) -> None:
         await _register(client, "rail-x")
-        response = await client.post(CLIENTS, headers=operator(), json={"name": "rail-x"})
+        again = {"name": "rail-x", "account_ids": [str(uuid.uuid4())]}
+        response = await client.post(CLIENTS, headers=operator(), json=again)
         assert_problem(response, 409, "callback-client-exists")
 
     @pytest.mark.parametrize(
@@ -131,8 +160,17 @@ class TestRegisterCallbackClient:
             {"name": ""},
             {"name": "Rail X"},
             {"name": "r" * 49},
-            {"name": "rail-x", "secret": "whsec_mine"},
+            {"name": "rail-x", "secret": "whsec_mine", "account_ids": [SOURCE_ACCOUNT]},
             {},
+            # A client bound to nothing could decide nothing: registering one is an error.
+            {"name": "rail-x"},
+            {"name": "rail-x", "account_ids": []},
+            {"name": "rail-x", "reference_prefix": "RX-"},
+            {"name": "rail-x", "account_ids": ["not-a-uuid"]},
+            {"name": "rail-x", "account_ids": [str(uuid.uuid4()) for _ in range(101)]},
+            {"name": "rail-x", "account_ids": [SOURCE_ACCOUNT], "reference_prefix": ""},
+            {"name": "rail-x", "account_ids": [SOURCE_ACCOUNT], "reference_prefix": "R X"},
+            {"name": "rail-x", "account_ids": [SOURCE_ACCOUNT], "reference_prefix": "R" * 65},
         ],
     )
     async def test_malformed(self, client: httpx.AsyncClient, body: dict[str, Any]) -> None:
@@ -143,7 +181,11 @@ class TestRegisterCallbackClient:
     async def test_without_a_secrets_key(self, settings: Settings, temporal: Client) -> None:
         unkeyed = settings.model_copy(update={"callback_secrets_key": None})
         async with client_of(build_app(unkeyed, temporal_client=temporal)) as client:
-            response = await client.post(CLIENTS, headers=operator(), json={"name": "rail-x"})
+            response = await client.post(
+                CLIENTS,
+                headers=operator(),
+                json={"name": "rail-x", "account_ids": [SOURCE_ACCOUNT]},
+            )
             assert_problem(response, 503, "callbacks-not-configured")
             refused = await client.post(CONFIRMATIONS, content=b"{}")
             assert_problem(refused, 503, "callbacks-not-configured")
@@ -357,7 +399,7 @@ class TestConfirmationCallback:
         self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
     ) -> None:
         registered = await _register(client)
-        transfer = await create(client)
+        transfer = await create(client, source_account_id=SOURCE_ACCOUNT)
         body = _confirmation(transfer["id"])
         headers = _signed(registered, body)
 
@@ -446,3 +488,134 @@ class TestConfirmationCallback:
                 CONFIRMATIONS, content=body, headers=_signed(registered, body)
             )
         assert_problem(response, 401, "callback-signature-invalid")
+
+
+def _as_unknown(problem: dict[str, Any]) -> dict[str, Any]:
+    """A problem without what differs between any two answers (trace id, instance)."""
+    return {name: problem[name] for name in ("type", "title", "status", "detail")}
+
+
+class TestCallbackBinding:
+    """A client decides only transfers out of the accounts it registered with (and, if it
+    registered a reference prefix, only those whose `reference` metadata starts with it);
+    any other transfer answers exactly as an unknown one."""
+
+    async def test_within_its_accounts(self, client: httpx.AsyncClient, temporal: Client) -> None:
+        registered = await _register(client, account_ids=[str(uuid.uuid4()), SOURCE_ACCOUNT])
+        transfer_id = await _in_review(client)
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+        assert response.status_code == 200, response.text
+        assert len(await signals(temporal, transfer_id, ReviewDecision)) == 1
+
+    @pytest.mark.parametrize("status", ["in_review", "pending"])
+    async def test_transfer_from_another_account(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client, status: str
+    ) -> None:
+        account_a, account_b = str(uuid.uuid4()), str(uuid.uuid4())
+        registered = await _register(client, account_ids=[account_a])
+        if status == "in_review":
+            transfer_id = await _in_review(client, source_account_id=account_b)
+        else:
+            transfer_id = (await create(client, source_account_id=account_b))["id"]
+        unknown_id = str(uuid.uuid4())
+        unknown_body = _confirmation(unknown_id)
+        unknown = await client.post(
+            CONFIRMATIONS, content=unknown_body, headers=_signed(registered, unknown_body)
+        )
+        before = await fingerprint(app)
+
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+
+        problem = assert_problem(response, 404, "transfer-not-found")
+        expected = _as_unknown(assert_problem(unknown, 404, "transfer-not-found"))
+        expected["detail"] = expected["detail"].replace(unknown_id, transfer_id)
+        assert _as_unknown(problem) == expected
+        await _nothing_happened(app, temporal, transfer_id)
+        assert await fingerprint(app) == before
+
+    async def test_transfer_into_its_account(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        # Approving releases the source's money: the payee's side has no say over it.
+        account_a = str(uuid.uuid4())
+        registered = await _register(client, account_ids=[account_a])
+        transfer_id = await _in_review(client, target_account_id=account_a)
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+        assert_problem(response, 404, "transfer-not-found")
+        await _nothing_happened(app, temporal, transfer_id)
+
+    @pytest.mark.parametrize(
+        ("metadata", "decides"),
+        [
+            pytest.param({"reference": "RX-1042"}, True, id="prefixed"),
+            pytest.param({"reference": "RY-1042"}, False, id="other-prefix"),
+            pytest.param({"reference": "rx-1042"}, False, id="case-differs"),
+            pytest.param({"invoice": "RX-1042"}, False, id="no-reference"),
+        ],
+    )
+    async def test_reference_prefix(
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        temporal: Client,
+        metadata: dict[str, str],
+        decides: bool,
+    ) -> None:
+        registered = await _register(client, reference_prefix="RX-")
+        transfer_id = await _in_review(client, metadata=metadata)
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+        if decides:
+            assert response.status_code == 200, response.text
+            assert len(await signals(temporal, transfer_id, ReviewDecision)) == 1
+        else:
+            assert_problem(response, 404, "transfer-not-found")
+            await _nothing_happened(app, temporal, transfer_id)
+
+    async def test_prefix_does_not_widen_the_accounts(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        registered = await _register(client, reference_prefix="RX-")
+        transfer_id = await _in_review(
+            client, source_account_id=str(uuid.uuid4()), metadata={"reference": "RX-1"}
+        )
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+        assert_problem(response, 404, "transfer-not-found")
+        await _nothing_happened(app, temporal, transfer_id)
+
+    async def test_client_registered_before_bindings_decides_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client
+    ) -> None:
+        registered = await _register(client)
+        # A row as migration 0005 leaves a client registered before it: bound to nothing.
+        async with app.state.database.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE callback_clients SET account_ids = DEFAULT, reference_prefix = DEFAULT"
+                )
+            )
+        transfer_id = await _in_review(client)
+        body = _confirmation(transfer_id)
+        response = await client.post(CONFIRMATIONS, content=body, headers=_signed(registered, body))
+        assert_problem(response, 404, "transfer-not-found")
+        await _nothing_happened(app, temporal, transfer_id)
+
+    async def test_registration_audits_the_binding(self, client: httpx.AsyncClient) -> None:
+        registered = await _register(client, "rail-x", reference_prefix="RX-")
+        response = await client.get(
+            AUDIT_EVENTS_PATH,
+            params={"action": "callback_client.registered"},
+            headers=operator(),
+        )
+        assert response.status_code == 200, response.text
+        (event,) = response.json()["items"]
+        assert event["subject_id"] == registered["id"]
+        assert event["after"] == {
+            "name": "rail-x",
+            "account_ids": [SOURCE_ACCOUNT],
+            "reference_prefix": "RX-",
+        }

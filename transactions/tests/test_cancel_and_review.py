@@ -18,14 +18,17 @@ from fastapi import FastAPI
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from contracts.audit import ActorType
 from contracts.transfers import (
     SIGNAL_REVIEW_DECISION,
     UPDATE_CANCEL,
     CancelRequest,
     ReviewDecision,
 )
+from kit.audit import Actor
 from kit.testing import assert_problem
 from transactions.config import Settings
+from transactions.service import reviewer_id
 from transactions.tests.standin import (
     BEGIN_POSTING,
     CANCELLED_QUERY,
@@ -33,9 +36,11 @@ from transactions.tests.standin import (
     StandInTransferWorkflow,
 )
 from transactions.tests.support import (
+    OPERATOR,
     build_app,
     client_of,
     create,
+    fingerprint,
     operator,
     report,
     signals,
@@ -221,24 +226,47 @@ class TestReviewTransfer:
     async def test_valid(self, client: httpx.AsyncClient, temporal: Client) -> None:
         transfer = await create(client)
         await _put_in_review(client, transfer["id"])
-        decision = {"decision": "approve", "reviewer_id": "ops.alice", "note": "Known payee"}
+        decision = {"decision": "approve", "note": "Known payee"}
 
         response = await _review(client, transfer["id"], decision)
 
         assert response.status_code == 202, response.text
         assert response.json()["status"] == "in_review"
+        # The reviewer the saga hears of is the token's subject.
         assert await signals(temporal, transfer["id"], ReviewDecision) == [
-            (SIGNAL_REVIEW_DECISION, ReviewDecision.model_validate(decision))
+            (
+                SIGNAL_REVIEW_DECISION,
+                ReviewDecision(decision="approve", reviewer_id=OPERATOR, note="Known payee"),
+            )
         ]
 
     async def test_reject(self, client: httpx.AsyncClient, temporal: Client) -> None:
         transfer = await create(client)
         await _put_in_review(client, transfer["id"])
-        decision = {"decision": "reject", "reviewer_id": "ops.bob"}
+        decision = {"decision": "reject"}
         assert (await _review(client, transfer["id"], decision)).status_code == 202
         ((name, payload),) = await signals(temporal, transfer["id"], ReviewDecision)
         assert name == SIGNAL_REVIEW_DECISION
         assert payload.decision == "reject"
+        assert payload.reviewer_id == OPERATOR
+
+    @pytest.mark.parametrize("named", ["ops.alice", OPERATOR])
+    async def test_body_cannot_name_the_reviewer(
+        self, client: httpx.AsyncClient, app: FastAPI, temporal: Client, named: str
+    ) -> None:
+        # Refused rather than ignored: a console that still names the person at it must
+        # learn that the record would name the token's subject instead of them.
+        transfer = await create(client)
+        await _put_in_review(client, transfer["id"])
+        before = await fingerprint(app)
+        response = await _review(
+            client, transfer["id"], {"decision": "approve", "reviewer_id": named}
+        )
+        assert_problem(response, 422, "invalid-request")
+        errors = response.json()["errors"]
+        assert [error["location"] for error in errors] == [["body", "reviewer_id"]]
+        assert await signals(temporal, transfer["id"], ReviewDecision) == []
+        assert await fingerprint(app) == before
 
     @pytest.mark.parametrize("status", ["pending", "completed", "declined"])
     async def test_not_in_review(
@@ -249,7 +277,7 @@ class TestReviewTransfer:
             await report(
                 client, transfer["id"], step="notify", outcome="succeeded", status=status, version=9
             )
-        decision = {"decision": "approve", "reviewer_id": "ops.alice"}
+        decision = {"decision": "approve"}
         assert_problem(
             await _review(client, transfer["id"], decision), 409, "transfer-not-in-review"
         )
@@ -261,13 +289,13 @@ class TestReviewTransfer:
         transfer = await create(client)
         await _put_in_review(client, transfer["id"])
         await workflow_handle(temporal, transfer["id"]).terminate(reason="test")
-        decision = {"decision": "approve", "reviewer_id": "ops.alice"}
+        decision = {"decision": "approve"}
         assert_problem(
             await _review(client, transfer["id"], decision), 409, "transfer-not-in-review"
         )
 
     async def test_unknown_transfer(self, client: httpx.AsyncClient) -> None:
-        decision = {"decision": "approve", "reviewer_id": "ops.alice"}
+        decision = {"decision": "approve"}
         assert_problem(
             await _review(client, str(uuid.uuid4()), decision), 404, "transfer-not-found"
         )
@@ -275,12 +303,10 @@ class TestReviewTransfer:
     @pytest.mark.parametrize(
         "decision",
         [
-            pytest.param({"decision": "maybe", "reviewer_id": "ops.alice"}, id="unknown-decision"),
-            pytest.param({"decision": "approve"}, id="no-reviewer"),
-            pytest.param({"decision": "approve", "reviewer_id": "a b"}, id="malformed-reviewer"),
-            pytest.param(
-                {"decision": "approve", "reviewer_id": "ops.alice", "score": 0}, id="unknown-field"
-            ),
+            pytest.param({"decision": "maybe"}, id="unknown-decision"),
+            pytest.param({}, id="no-decision"),
+            pytest.param({"decision": "approve", "note": "x" * 141}, id="note-too-long"),
+            pytest.param({"decision": "approve", "score": 0}, id="unknown-field"),
         ],
     )
     async def test_malformed(
@@ -290,3 +316,14 @@ class TestReviewTransfer:
         await _put_in_review(client, transfer["id"])
         assert_problem(await _review(client, transfer["id"], decision), 422, "invalid-request")
         assert await signals(temporal, transfer["id"], ReviewDecision) == []
+
+
+class TestReviewerId:
+    def test_the_token_subject(self) -> None:
+        assert reviewer_id(Actor("ops.alice", ActorType.operator)) == "ops.alice"
+
+    def test_a_subject_a_reviewer_id_cannot_carry_is_named_by_its_hash(self) -> None:
+        named = reviewer_id(Actor("ops alice|1", ActorType.operator))
+        assert named.startswith("sha256:")
+        assert ReviewDecision(decision="approve", reviewer_id=named).reviewer_id == named
+        assert named != reviewer_id(Actor("ops alice|2", ActorType.operator))

@@ -224,7 +224,7 @@ CASES: Final = (
         frozenset({Scope.reviews_write}),
         PrincipalKind.operator,
         url=lambda seed: f"/v1/admin/transfers/{seed.transfer_id}/review",
-        body=lambda seed: {"decision": "approve", "reviewer_id": "ops.anna"},
+        body=lambda seed: {"decision": "approve"},
         allowed=frozenset({202}),
     ),
     RouteCase(
@@ -233,7 +233,7 @@ CASES: Final = (
         frozenset({Scope.accounts_admin}),
         PrincipalKind.operator,
         url=lambda seed: CALLBACK_CLIENTS_PATH,
-        body=lambda seed: {"name": "rail-x"},
+        body=lambda seed: {"name": "rail-x", "account_ids": [seed.source_account_id]},
         allowed=frozenset({201}),
     ),
     RouteCase(
