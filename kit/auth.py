@@ -90,10 +90,11 @@ class KeysStatus(StrEnum):
 class JwksKeySource:
     """The issuer's JWKS over HTTP, cached; no request ever waits on an issuer known away.
 
-    Known kids are served from the cache (refreshed in the background after `ttl_seconds`).
-    An unknown kid triggers a refetch at most once per `refetch_interval_seconds` and waits
-    for it at most `unknown_kid_wait_seconds`, and not at all while the issuer is away.
-    A failed fetch is retried in the background once per interval until the issuer answers.
+    A cache older than `ttl_seconds`, or a token naming an unknown kid, starts a refetch
+    at most once per `refetch_interval_seconds`; the request waits for it at most
+    `refetch_wait_seconds`, and not at all while the issuer is away (its last fetch failed
+    or outlasted that wait). A failed fetch is retried in the background once per interval
+    until the issuer answers.
     """
 
     def __init__(
@@ -103,14 +104,14 @@ class JwksKeySource:
         ttl_seconds: float = 300.0,
         refetch_interval_seconds: float = 5.0,
         timeout_seconds: float = 5.0,
-        unknown_kid_wait_seconds: float = 1.0,
+        refetch_wait_seconds: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
         self.ttl_seconds = ttl_seconds
         self.refetch_interval_seconds = refetch_interval_seconds
         self.timeout_seconds = timeout_seconds
-        self.unknown_kid_wait_seconds = unknown_kid_wait_seconds
+        self.refetch_wait_seconds = refetch_wait_seconds
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds), transport=transport, follow_redirects=False
         )
@@ -135,7 +136,8 @@ class JwksKeySource:
         self._attempt_if_due()
 
     async def keys(self) -> Mapping[str, Jwk]:
-        """The cached keys; ServiceUnavailable while none has ever been fetched."""
+        """The cached keys (refetched when older than the TTL); ServiceUnavailable while
+        none has ever been fetched."""
         if not self._loaded:
             await self._refetch()
             if not self._loaded:
@@ -146,7 +148,9 @@ class JwksKeySource:
                     retry_after_seconds=math.ceil(self.refetch_interval_seconds) or 1,
                 )
         elif time.monotonic() - self._fetched_at > self.ttl_seconds:
-            self._attempt_if_due()
+            # Waited for (boundedly) while the issuer answers, so a key it removed stops
+            # verifying when the TTL says; in the background while it is away.
+            await self._refetch()
         return self._keys
 
     async def refresh(self) -> Mapping[str, Jwk]:
@@ -161,7 +165,7 @@ class JwksKeySource:
             return
         try:
             # Shielded: the fetch outlives a request that stops waiting for it.
-            await asyncio.wait_for(asyncio.shield(attempt), self.unknown_kid_wait_seconds)
+            await asyncio.wait_for(asyncio.shield(attempt), self.refetch_wait_seconds)
         except TimeoutError:
             # A healthy issuer answers well within the wait: count it away until it does,
             # so no other request waits on this fetch.

@@ -177,13 +177,19 @@ class TestIssuerOutage:
         jwks = FakeIssuer(self.issuer.key)
         # Stale at once: every verification would like fresh keys.
         source = jwks.source(
-            ttl_seconds=0, refetch_interval_seconds=0, timeout_seconds=self.fetch_timeout_seconds
+            ttl_seconds=0,
+            refetch_interval_seconds=0,
+            timeout_seconds=self.fetch_timeout_seconds,
+            refetch_wait_seconds=0.3,
         )
         verifier = self.verifier(source)
         try:
             assert await verified_within(verifier, self.token(), 5.0) == "c"
             jwks.state = "hanging"
             good = self.token()
+            # The first waits for the refresh at most its bound (the issuer answered last
+            # time, and a key it removed should stop verifying); the rest not at all.
+            assert await verified_within(verifier, good, 2.0) == "c"
             for _ in range(20):
                 assert await verified_within(verifier, good, 0.5) == "c"
             assert jwks.fetches == 2, "one background refresh, hanging, and no other"
@@ -210,7 +216,7 @@ class TestIssuerOutage:
         source = jwks.source(
             refetch_interval_seconds=0,
             timeout_seconds=self.fetch_timeout_seconds,
-            unknown_kid_wait_seconds=0.3,
+            refetch_wait_seconds=0.3,
         )
         verifier = self.verifier(source)
         try:
@@ -296,7 +302,7 @@ class TestIssuerOutage:
     async def test_close_leaves_nothing_running(self) -> None:
         jwks = FakeIssuer(self.issuer.key)
         source = jwks.source(
-            refetch_interval_seconds=0, timeout_seconds=30, unknown_kid_wait_seconds=0.1
+            refetch_interval_seconds=0, timeout_seconds=30, refetch_wait_seconds=0.1
         )
         await source.keys()
         jwks.state = "hanging"
