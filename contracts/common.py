@@ -42,12 +42,14 @@ class MigrationsCheck(enum.StrEnum):
 
 
 class Health(BaseModel):
-    """`/healthz` and `/readyz`: ready when `database` is "ok" and `migrations` ok or ahead."""
+    """`/healthz` and `/readyz`: ready when `database` is "ok", `migrations` ok or ahead and
+    `keys` (a service verifying tokens) loaded."""
 
     status: str = Field(max_length=20)
     service: str = Field(max_length=40)
     checks: dict[str, str] = Field(
         default_factory=dict,
         description='`database`: "ok" or "unreachable: <error>"; `migrations`: "ok", "ahead" '
-        '(a newer release migrated the database: still ready) or "behind" (not ready)',
+        '(a newer release migrated the database: still ready) or "behind" (not ready); `keys`: '
+        '"ok", "cached: issuer unreachable" (still ready) or "not loaded" (not ready)',
     )

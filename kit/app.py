@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
-from kit.auth import JwksKeySource, TokenVerifier
+from kit.auth import JwksKeySource, KeysStatus, TokenVerifier
 from kit.db import Database, ServiceDatabase
 from kit.logging import configure_logging
 from kit.migrations import SchemaCheck
@@ -166,10 +166,16 @@ def create_service_app(
         if token_verifier is not None:
             app.state.token_verifier = token_verifier
         elif settings.auth_jwks_url is not None:
-            key_source = JwksKeySource(settings.auth_jwks_url)
+            key_source = JwksKeySource(
+                settings.auth_jwks_url,
+                ttl_seconds=settings.auth_jwks_ttl_seconds,
+                refetch_interval_seconds=settings.auth_jwks_refetch_interval_seconds,
+            )
             app.state.token_verifier = TokenVerifier(
                 key_source, issuer=settings.auth_issuer, audience=settings.auth_audience
             )
+            # In the background: the issuer may be starting beside us; /readyz waits for it.
+            key_source.start()
         try:
             if lifespan is None:
                 yield
@@ -206,7 +212,7 @@ def create_service_app(
 
 def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> None:
     """`/healthz` (the process is alive) and `/readyz` (the database answers, its schema
-    at this release's newest migration or newer)."""
+    at this release's newest migration or newer, the token issuer's keys loaded)."""
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> Health:
@@ -221,8 +227,13 @@ def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> 
         "or newer",
         responses={503: {"model": Health}},
     )
-    async def readyz(database: ServiceDatabase) -> JSONResponse:
+    async def readyz(request: Request, database: ServiceDatabase) -> JSONResponse:
         checks: dict[str, str] = {}
+        key_source = getattr(getattr(request.app.state, "token_verifier", None), "key_source", None)
+        if isinstance(key_source, JwksKeySource):
+            # Not ready before the issuer's keys first load (no token could verify); once
+            # loaded, ready even while the issuer is away: the cached keys serve.
+            checks["keys"] = key_source.status
         try:
             async with database.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -232,9 +243,10 @@ def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> 
             checks.setdefault("database", f"unreachable: {type(error).__name__}")
         # Newer is ready: during a rollout (or after a rollback) the running pods serve on a
         # schema the migration Job has already moved on (expand-only, see deploy/README.md).
-        ready = checks.get("database") == "ok" and checks.get("migrations") in (
-            MigrationsCheck.ok,
-            MigrationsCheck.ahead,
+        ready = (
+            checks.get("database") == "ok"
+            and checks.get("migrations") in (MigrationsCheck.ok, MigrationsCheck.ahead)
+            and checks.get("keys") != KeysStatus.not_loaded
         )
         body = Health(status="ready" if ready else "not_ready", service=service, checks=checks)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -2,15 +2,19 @@
 
 Tokens are JWTs signed RS256 by the accounts service. Every service verifies them against
 the issuer's JWKS (fetched and cached; refetched, bounded, when a token names a `kid` we
-have not seen, so a rotated key works at once) with the algorithm pinned and `iss`,
+have not seen, so a rotated key works at once; while the issuer is away the cached keys
+keep verifying and nothing waits on it) with the algorithm pinned and `iss`,
 `aud`, `exp`, `iat` and `sub` required. Scopes gate functions (`require_scopes`);
 ownership of objects is the services' business.
 """
 
 import asyncio
+import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 import httpx
@@ -21,11 +25,14 @@ from jose import jwt
 from jose.exceptions import JOSEError
 
 from contracts.auth import PRINCIPAL_KIND_CLAIM, TOKEN_ALGORITHM, PrincipalKind, Scope
-from kit.errors import Forbidden, Unauthorized
+from kit.errors import Forbidden, ServiceUnavailable, Unauthorized
 
 log = structlog.get_logger()
 
 _TOKEN_LENGTH_MAX = 8192
+_JWKS_KEYS_MAX = 20
+# A starting service's first retries come this soon, doubling up to the refetch interval.
+_FIRST_RETRY_SECONDS = 0.25
 Jwk = dict[str, Any]
 
 
@@ -71,11 +78,23 @@ class StaticKeySource:
         self._keys = dict(keys)
 
 
-class JwksKeySource:
-    """The issuer's JWKS over HTTP, cached for `ttl_seconds`.
+class KeysStatus(StrEnum):
+    """What a JWKS key source serves: fresh keys, cached keys while the issuer is away,
+    or nothing yet (no fetch has succeeded since the service started)."""
 
-    A token with an unknown `kid` triggers a refetch, but at most once per
-    `refetch_interval_seconds`, so a flood of forged kids cannot hammer the issuer.
+    ok = "ok"
+    cached = "cached: issuer unreachable"
+    not_loaded = "not loaded"
+
+
+class JwksKeySource:
+    """The issuer's JWKS over HTTP, cached; no request ever waits on an issuer known away.
+
+    A cache older than `ttl_seconds`, or a token naming an unknown kid, starts a refetch
+    at most once per `refetch_interval_seconds`; the request waits for it at most
+    `refetch_wait_seconds`, and not at all while the issuer is away (its last fetch failed
+    or outlasted that wait). A failed fetch is retried in the background once per interval
+    until the issuer answers.
     """
 
     def __init__(
@@ -85,52 +104,151 @@ class JwksKeySource:
         ttl_seconds: float = 300.0,
         refetch_interval_seconds: float = 5.0,
         timeout_seconds: float = 5.0,
+        refetch_wait_seconds: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
         self.ttl_seconds = ttl_seconds
         self.refetch_interval_seconds = refetch_interval_seconds
+        self.timeout_seconds = timeout_seconds
+        self.refetch_wait_seconds = refetch_wait_seconds
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds), transport=transport, follow_redirects=False
         )
         self._keys: dict[str, Jwk] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._loaded = False
+        self._fetched_at = float("-inf")  # the last fetch that succeeded
+        self._attempted_at = float("-inf")  # the last fetch started
+        self._issuer_away = False
+        self._failures = 0  # consecutive
+        self._attempt: asyncio.Task[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def status(self) -> KeysStatus:
+        if not self._loaded:
+            return KeysStatus.not_loaded
+        return KeysStatus.cached if self._issuer_away else KeysStatus.ok
+
+    def start(self) -> None:
+        """Begin the first fetch in the background (a service's startup)."""
+        self._attempt_if_due()
 
     async def keys(self) -> Mapping[str, Jwk]:
-        if time.monotonic() - self._fetched_at > self.ttl_seconds:
-            return await self._fetch(force=True)
+        """The cached keys (refetched when older than the TTL); ServiceUnavailable while
+        none has ever been fetched."""
+        if not self._loaded:
+            await self._refetch()
+            if not self._loaded:
+                # The token may well be good: 503 tells the caller to retry, where a 401
+                # would send it to log in again, at an issuer that is not there.
+                raise ServiceUnavailable(
+                    "The token issuer's keys are not available yet.",
+                    retry_after_seconds=math.ceil(self.refetch_interval_seconds) or 1,
+                )
+        elif time.monotonic() - self._fetched_at > self.ttl_seconds:
+            # Waited for (boundedly) while the issuer answers, so a key it removed stops
+            # verifying when the TTL says; in the background while it is away.
+            await self._refetch()
         return self._keys
 
     async def refresh(self) -> Mapping[str, Jwk]:
-        return await self._fetch(force=False)
+        """The keys after a refetch if one is due and the issuer answers in time; else the
+        cached keys at once."""
+        await self._refetch()
+        return self._keys
 
-    async def _fetch(self, *, force: bool) -> Mapping[str, Jwk]:
-        async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            if not force and age < self.refetch_interval_seconds:
-                return self._keys
-            if force and age <= self.ttl_seconds:
-                return self._keys  # another request refreshed it while we waited
-            try:
+    async def _refetch(self) -> None:
+        attempt = self._attempt_if_due()
+        if attempt is None or self._issuer_away:
+            return
+        try:
+            # Shielded: the fetch outlives a request that stops waiting for it.
+            await asyncio.wait_for(asyncio.shield(attempt), self.refetch_wait_seconds)
+        except TimeoutError:
+            # A healthy issuer answers well within the wait: count it away until it does,
+            # so no other request waits on this fetch.
+            self._issuer_away = True
+
+    def _attempt_if_due(self) -> asyncio.Task[None] | None:
+        """The fetch in flight, else a new one if the interval has passed, else None."""
+        if self._attempt is not None and not self._attempt.done():
+            return self._attempt
+        if self._closed or time.monotonic() - self._attempted_at < self.refetch_interval_seconds:
+            return None
+        return self._start_attempt()
+
+    def _start_attempt(self) -> asyncio.Task[None]:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._attempted_at = time.monotonic()
+        self._attempt = asyncio.create_task(self._fetch(), name=f"jwks-fetch {self.url}")
+        return self._attempt
+
+    async def _fetch(self) -> None:
+        try:
+            # httpx's timeout bounds each read, not the whole response: this bounds it all.
+            async with asyncio.timeout(self.timeout_seconds):
                 response = await self._client.get(self.url)
-                response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as error:
-                log.warning("auth.jwks_unavailable", url=self.url, error=type(error).__name__)
-                # Keep serving the keys we have; try again after the refetch interval.
-                self._fetched_at = time.monotonic() - self.ttl_seconds
-                return self._keys
-            self._keys = {
-                key["kid"]: key
-                for key in document.get("keys", [])[:20]
-                if isinstance(key, dict) and isinstance(key.get("kid"), str)
-            }
-            self._fetched_at = time.monotonic()
-            return self._keys
+            response.raise_for_status()
+            keys = _jwks_of(response.json())
+        except (httpx.HTTPError, ValueError, TimeoutError) as error:
+            self._fetch_failed(error)
+            return
+        if self._issuer_away:
+            log.info("auth.jwks_available", url=self.url)
+        self._keys = keys
+        self._loaded = True
+        self._fetched_at = time.monotonic()
+        self._issuer_away = False
+        self._failures = 0
+
+    def _fetch_failed(self, error: Exception) -> None:
+        """Keep serving the keys we have; retry in the background after the interval (a
+        starting service, with no keys, sooner: its issuer is usually starting beside it)."""
+        self._issuer_away = True
+        self._failures += 1
+        delay_seconds = self.refetch_interval_seconds
+        if not self._loaded:
+            delay_seconds = min(delay_seconds, _FIRST_RETRY_SECONDS * 2 ** (self._failures - 1))
+        log.warning(
+            "auth.jwks_unavailable",
+            url=self.url,
+            error=type(error).__name__,
+            cached_keys=len(self._keys),
+            retry_in_seconds=delay_seconds,
+        )
+        if not self._closed:
+            self._retry = asyncio.get_running_loop().call_later(delay_seconds, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if not self._closed and (self._attempt is None or self._attempt.done()):
+            self._start_attempt()
 
     async def close(self) -> None:
+        """Stop retrying, cancel a fetch in flight, close the HTTP client."""
+        self._closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._attempt is not None and not self._attempt.done():
+            self._attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._attempt
         await self._client.aclose()
+
+
+def _jwks_of(document: Any) -> dict[str, Jwk]:
+    """The keys of a JWKS document by kid (at most 20); ValueError if it is no JWKS."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWKS document")
+    return {
+        key["kid"]: key
+        for key in document["keys"][:_JWKS_KEYS_MAX]
+        if isinstance(key, dict) and isinstance(key.get("kid"), str)
+    }
 
 
 class TokenVerifier:

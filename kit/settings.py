@@ -23,6 +23,11 @@ class ServiceSettings(BaseSettings):
     # Where this service fetches the token issuer's public keys. None: no token verifies
     # (every protected route answers 401), never "no auth".
     auth_jwks_url: str | None = Field(default=None, max_length=500)
+    # The issuer's keys are refreshed in the background after the TTL; the interval is the
+    # least time between two fetches (a token naming an unknown key, or retrying an issuer
+    # that is away), hence also how soon a returning issuer's new key is picked up.
+    auth_jwks_ttl_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)
+    auth_jwks_refetch_interval_seconds: float = Field(default=5.0, ge=0.5, le=300.0)
     auth_issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
     auth_audience: str = Field(default=TOKEN_AUDIENCE, max_length=200)
     # Browser origins allowed to call this service (CORS). Empty: no cross-origin calls.

@@ -1,13 +1,15 @@
 """Token verification: the checks every service relies on."""
 
+import asyncio
 import json
+import time
 
 import httpx
 import pytest
 
 from contracts.auth import CUSTOMER_SCOPES, PrincipalKind, Scope
-from kit.auth import JwksKeySource, TokenVerifier
-from kit.errors import Unauthorized
+from kit.auth import JwksKeySource, KeysStatus, TokenVerifier
+from kit.errors import ServiceUnavailable, Unauthorized
 from kit.testing import TestIssuer
 from kit.token_signing import SigningKey
 
@@ -113,3 +115,198 @@ class TestKeyRotation:
                 await verifier.verify(token)
         assert calls == 1
         await source.close()
+
+
+class FakeIssuer:
+    """The issuer's JWKS endpoint as an HTTP transport that a test turns up, down (the
+    connection refused at once) or hanging (never answering), counting the fetches."""
+
+    def __init__(self, *keys: SigningKey) -> None:
+        self.published = [key.public_jwk() for key in keys]
+        self.state = "up"
+        self.fetches = 0
+        self.transport = httpx.MockTransport(self._answer)
+
+    async def _answer(self, request: httpx.Request) -> httpx.Response:
+        self.fetches += 1
+        if self.state == "down":
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.state == "hanging":
+            # MockTransport ignores httpx's timeouts: only the key source's own bound ends it.
+            await asyncio.Event().wait()
+        return httpx.Response(200, json={"keys": self.published})
+
+    def source(self, **bounds: float) -> JwksKeySource:
+        return JwksKeySource("http://accounts.test/jwks", transport=self.transport, **bounds)
+
+
+def status_of(source: JwksKeySource) -> KeysStatus:
+    """The source's status now (a call, so mypy does not narrow it across awaits)."""
+    return source.status
+
+
+async def verified_within(verifier: TokenVerifier, token: str, bound_seconds: float) -> str:
+    """The token's subject, verified within `bound_seconds` (else the test fails)."""
+    principal = await asyncio.wait_for(verifier.verify(token), bound_seconds)
+    return principal.subject
+
+
+async def refused_within(verifier: TokenVerifier, token: str, bound_seconds: float) -> None:
+    with pytest.raises(Unauthorized):
+        await asyncio.wait_for(verifier.verify(token), bound_seconds)
+
+
+class TestIssuerOutage:
+    """An issuer that is down or hanging costs no request a wait: cached keys keep
+    verifying, unknown kids are refused at once, and the issuer is retried in the
+    background at most once per interval until it answers."""
+
+    issuer = TestIssuer()
+    # A key the issuer never published: its tokens name an unknown kid.
+    stranger = SigningKey.generate()
+    # A request that waited on a hanging fetch would wait this long: far above any bound.
+    fetch_timeout_seconds = 30.0
+
+    def token(self, key: SigningKey | None = None) -> str:
+        return self.issuer.token("c", PrincipalKind.customer, CUSTOMER_SCOPES, key=key)
+
+    def verifier(self, source: JwksKeySource) -> TokenVerifier:
+        return TokenVerifier(source, issuer=self.issuer.issuer, audience=self.issuer.audience)
+
+    async def test_known_kid_verifies_at_once_while_the_issuer_hangs(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        # Stale at once: every verification would like fresh keys.
+        source = jwks.source(
+            ttl_seconds=0,
+            refetch_interval_seconds=0,
+            timeout_seconds=self.fetch_timeout_seconds,
+            refetch_wait_seconds=0.3,
+        )
+        verifier = self.verifier(source)
+        try:
+            assert await verified_within(verifier, self.token(), 5.0) == "c"
+            jwks.state = "hanging"
+            good = self.token()
+            # The first waits for the refresh at most its bound (the issuer answered last
+            # time, and a key it removed should stop verifying); the rest not at all.
+            assert await verified_within(verifier, good, 2.0) == "c"
+            for _ in range(20):
+                assert await verified_within(verifier, good, 0.5) == "c"
+            assert jwks.fetches == 2, "one background refresh, hanging, and no other"
+        finally:
+            await source.close()
+
+    async def test_a_down_issuer_is_asked_at_most_once_per_interval(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        source = jwks.source(ttl_seconds=0, refetch_interval_seconds=60)
+        verifier = self.verifier(source)
+        try:
+            assert await verified_within(verifier, self.token(), 5.0) == "c"
+            jwks.state = "down"
+            good, forged = self.token(), self.token(self.stranger)
+            for _ in range(20):
+                assert await verified_within(verifier, good, 0.5) == "c"
+                await refused_within(verifier, forged, 0.5)
+            assert jwks.fetches == 1, "the fetch that loaded the keys is the only one"
+        finally:
+            await source.close()
+
+    async def test_unknown_kid_is_refused_at_once_while_the_issuer_is_away(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        source = jwks.source(
+            refetch_interval_seconds=0,
+            timeout_seconds=self.fetch_timeout_seconds,
+            refetch_wait_seconds=0.3,
+        )
+        verifier = self.verifier(source)
+        try:
+            assert await verified_within(verifier, self.token(), 5.0) == "c"
+            jwks.state = "hanging"
+            # The first unknown kid waits for the refetch at most its bound: the issuer
+            # answered last time, and a rotated key should work at once.
+            await refused_within(verifier, self.token(self.stranger), 2.0)
+            good, forged = self.token(), self.token(self.stranger)
+            for _ in range(20):
+                await refused_within(verifier, forged, 0.2)
+                assert await verified_within(verifier, good, 0.2) == "c"
+            assert jwks.fetches == 2, "the refetch still hangs; no second one beside it"
+        finally:
+            await source.close()
+
+    async def test_a_returning_issuers_new_key_is_picked_up_within_the_interval(self) -> None:
+        new_key = SigningKey.generate()
+        jwks = FakeIssuer(self.issuer.key)
+        interval_seconds = 0.3
+        source = jwks.source(refetch_interval_seconds=interval_seconds)
+        verifier = self.verifier(source)
+        try:
+            assert await verified_within(verifier, self.token(), 5.0) == "c"
+            jwks.state = "down"
+            deadline = time.monotonic() + 5.0
+            while status_of(source) is not KeysStatus.cached:  # a refetch has failed
+                await refused_within(verifier, self.token(new_key), 0.5)
+                assert time.monotonic() < deadline, "no refetch failed"
+                await asyncio.sleep(0.02)
+            # The issuer comes back, signing with a new key; no request asks for it.
+            jwks.published.append(new_key.public_jwk())
+            jwks.state = "up"
+            back_at = time.monotonic()
+            while True:
+                try:
+                    assert await verified_within(verifier, self.token(new_key), 0.5) == "c"
+                    break
+                except Unauthorized:
+                    waited_seconds = time.monotonic() - back_at
+                    assert waited_seconds < interval_seconds + 1.0, "new key not picked up"
+                    await asyncio.sleep(0.02)
+            assert time.monotonic() - back_at < interval_seconds + 1.0
+        finally:
+            await source.close()
+
+    async def test_no_keys_yet_is_unavailable_not_unauthorized(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        jwks.state = "down"
+        source = jwks.source(refetch_interval_seconds=60)
+        verifier = self.verifier(source)
+        try:
+            source.start()
+            # The token may well be good: the caller should retry, not log in again.
+            with pytest.raises(ServiceUnavailable) as raised:
+                await asyncio.wait_for(verifier.verify(self.token()), 0.5)
+            assert raised.value.headers["Retry-After"]
+            assert status_of(source) is KeysStatus.not_loaded
+            # A starting service retries sooner than the interval: the issuer usually
+            # starts beside it.
+            jwks.state = "up"
+            deadline = time.monotonic() + 5.0
+            while status_of(source) is not KeysStatus.ok:
+                assert time.monotonic() < deadline, "the first keys never loaded"
+                await asyncio.sleep(0.02)
+            assert await verified_within(verifier, self.token(), 0.5) == "c"
+        finally:
+            await source.close()
+
+    async def test_status_says_when_the_cached_keys_are_served(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        source = jwks.source(refetch_interval_seconds=0)
+        try:
+            assert status_of(source) is KeysStatus.not_loaded
+            await source.keys()
+            assert status_of(source) is KeysStatus.ok
+            jwks.state = "down"
+            await source.refresh()
+            assert status_of(source) is KeysStatus.cached
+        finally:
+            await source.close()
+
+    async def test_close_leaves_nothing_running(self) -> None:
+        jwks = FakeIssuer(self.issuer.key)
+        source = jwks.source(
+            refetch_interval_seconds=0, timeout_seconds=30, refetch_wait_seconds=0.1
+        )
+        await source.keys()
+        jwks.state = "hanging"
+        await source.refresh()  # a refetch in flight (the request waited its bound)
+        await source.close()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not [task for task in others if "jwks" in task.get_name()]

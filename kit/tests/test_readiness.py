@@ -5,18 +5,23 @@
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import pytest
 from alembic import command
+from fastapi import APIRouter, Depends
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from contracts.auth import CUSTOMER_SCOPES, PrincipalKind
 from contracts.common import MigrationsCheck
 from kit.app import create_service_app
+from kit.auth import KeysStatus, Principal, authenticate
 from kit.migrations import (
     ReleaseRevisions,
     alembic_config,
@@ -25,12 +30,13 @@ from kit.migrations import (
     upgrade_to_head,
 )
 from kit.settings import ServiceSettings, to_asyncpg_url
-from kit.testing import app_client
+from kit.testing import TestIssuer, app_client
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 
 MIGRATIONS_PATH = Path(__file__).parent / "two_revisions"
 NEWER_REVISION = "ffff_newer"
+_TOKEN = TestIssuer().token("c", PrincipalKind.customer, CUSTOMER_SCOPES)
 
 
 class _Settings(ServiceSettings):
@@ -124,6 +130,51 @@ class TestReadyz:
 
         assert response.status_code == 503, response.text
         assert response.json()["checks"] == {"database": "ok", "migrations": "behind"}
+
+    async def test_not_ready_before_the_issuers_keys_load(
+        self, database_factory: DatabaseFactory
+    ) -> None:
+        # Nothing listens on the issuer's port: no key could load, no token could verify.
+        issuer_url = f"http://127.0.0.1:{_free_port()}/.well-known/jwks.json"
+        settings = _Settings(
+            database_url=await database_factory(MIGRATIONS_PATH),
+            auth_jwks_url=issuer_url,
+            log_json=True,
+        )
+        app = create_service_app(
+            service="readiness",
+            title="readiness",
+            description="a service with one protected route",
+            version="0",
+            settings=settings,
+            migrations_path=MIGRATIONS_PATH,
+            routers=[_protected_router()],
+        )
+        async with app_client(app) as client:
+            ready = await client.get("/readyz")
+            protected = await client.get("/whoami", headers={"Authorization": f"Bearer {_TOKEN}"})
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["checks"]["keys"] == KeysStatus.not_loaded
+        # The token may be good: the caller is told to retry, not to log in again.
+        assert protected.status_code == 503, protected.text
+        assert protected.headers["Retry-After"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _protected_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/whoami")
+    async def whoami(principal: Annotated[Principal, Depends(authenticate)]) -> str:
+        return principal.subject
+
+    return router
 
 
 class TestMigrateJob:
