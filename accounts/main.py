@@ -121,6 +121,7 @@ def create_app(
             size=2 * settings.database_pool_size,
             application_name="accounts",
             command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
+            audit_chain_key=settings.audit_chain_key_bytes(),
         )
         ledger_database = Ledger(pool)
         app.state.ledger = ledger_database

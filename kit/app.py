@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
+from kit.audit import checkpoint_job
+from kit.audit_checkpoints import CheckpointDirectory
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.db import Database, ServiceDatabase
 from kit.logging import configure_logging
@@ -160,8 +162,20 @@ def create_service_app(
             settings.async_database_url(),
             pool_size=settings.database_pool_size,
             application_name=service,
+            audit_chain_key=settings.audit_chain_key_bytes(),
         )
         app.state.database = database
+        checkpoints = app.state.audit_checkpoints
+        publisher = None
+        if checkpoints is not None:
+            publisher = checkpoint_job(
+                database,
+                service=service,
+                checkpoints=checkpoints,
+                dsn=settings.asyncpg_dsn(),
+                interval_seconds=settings.audit_checkpoint_interval_seconds,
+            )
+            publisher.start()
         key_source: JwksKeySource | None = None
         if token_verifier is not None:
             app.state.token_verifier = token_verifier
@@ -177,11 +191,18 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
+            if publisher is not None:
+                await publisher.stop()
             if key_source is not None:
                 await key_source.close()
             await database.dispose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
+    app.state.audit_checkpoints = (
+        None
+        if settings.audit_checkpoint_dir is None
+        else CheckpointDirectory(settings.audit_checkpoint_dir)
+    )
     app.state.rate_limiter = RateLimiter(
         {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token}
     )
