@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic import command
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,6 +33,7 @@ DatabaseFactory = Callable[[Path], Awaitable[str]]
 
 MIGRATIONS_PATH = Path(__file__).parent / "two_revisions"
 NEWER_REVISION = "ffff_newer"
+CHAIN_KEY = base64.b64encode(b"r" * 32).decode()
 
 
 class _Settings(ServiceSettings):
@@ -44,7 +47,9 @@ async def _readyz(database_url: str) -> httpx.Response:
         title="readiness",
         description="a service with no routes",
         version="0",
-        settings=_Settings(database_url=database_url, log_json=True),
+        settings=_Settings(
+            database_url=database_url, log_json=True, audit_chain_key=SecretStr(CHAIN_KEY)
+        ),
         migrations_path=MIGRATIONS_PATH,
         routers=[],
     )
