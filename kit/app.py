@@ -19,6 +19,7 @@ from kit.audit import checkpoint_job
 from kit.audit_checkpoints import CheckpointDirectory
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.db import Database, ServiceDatabase
+from kit.jobs import ExclusiveJob
 from kit.logging import configure_logging
 from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
@@ -158,24 +159,8 @@ def create_service_app(
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.async_database_url(),
-            pool_size=settings.database_pool_size,
-            application_name=service,
-            audit_chain_key=settings.audit_chain_key_bytes(),
-        )
-        app.state.database = database
-        checkpoints = app.state.audit_checkpoints
-        publisher = None
-        if checkpoints is not None:
-            publisher = checkpoint_job(
-                database,
-                service=service,
-                checkpoints=checkpoints,
-                dsn=settings.asyncpg_dsn(),
-                interval_seconds=settings.audit_checkpoint_interval_seconds,
-            )
-            publisher.start()
+        database = app.state.database = _open_database(service, settings)
+        publisher = _checkpoint_publisher(app, database, service=service, settings=settings)
         key_source: JwksKeySource | None = None
         if token_verifier is not None:
             app.state.token_verifier = token_verifier
@@ -198,11 +183,6 @@ def create_service_app(
             await database.dispose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
-    app.state.audit_checkpoints = (
-        None
-        if settings.audit_checkpoint_dir is None
-        else CheckpointDirectory(settings.audit_checkpoint_dir)
-    )
     app.state.rate_limiter = RateLimiter(
         {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token}
     )
@@ -223,6 +203,37 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _open_database(service: str, settings: ServiceSettings) -> Database:
+    return Database(
+        settings.async_database_url(),
+        pool_size=settings.database_pool_size,
+        application_name=service,
+        audit_chain_key=settings.audit_chain_key_bytes(),
+    )
+
+
+def _checkpoint_publisher(
+    app: FastAPI, database: Database, *, service: str, settings: ServiceSettings
+) -> ExclusiveJob | None:
+    """The audit chain's checkpoint publisher, started; None without a checkpoint directory
+    (the service's audit router finds the directory on `app.state.audit_checkpoints`)."""
+    directory = settings.audit_checkpoint_dir
+    checkpoints = app.state.audit_checkpoints = (
+        None if directory is None else CheckpointDirectory(directory)
+    )
+    if checkpoints is None:
+        return None
+    publisher = checkpoint_job(
+        database,
+        service=service,
+        checkpoints=checkpoints,
+        dsn=settings.asyncpg_dsn(),
+        interval_seconds=settings.audit_checkpoint_interval_seconds,
+    )
+    publisher.start()
+    return publisher
 
 
 def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> None:
