@@ -40,9 +40,12 @@ LABEL org.opencontainers.image.title="sagabank" \
       org.opencontainers.image.description="Sagabank services, saga worker and migrations" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A numeric, unprivileged user: Kubernetes' runAsNonRoot can only verify a numeric one.
+# The audit checkpoint volume's mount point, the user's: an empty named volume takes its
+# owner from the image, so the services may write their checkpoints there.
 RUN groupadd --system --gid 10001 sagabank \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin sagabank
+       --home-dir /nonexistent --shell /usr/sbin/nologin sagabank \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/sagabank/audit-checkpoints
 COPY --from=build /opt/sagabank /opt/sagabank
 COPY deploy/image/healthcheck.py deploy/image/temporal_setup.py /opt/sagabank/libexec/
 # No bytecode written at run time: the root filesystem may be read-only.

@@ -5,6 +5,7 @@ tests get a database of their own per test, copied from a template migrated by A
 """
 
 import asyncio
+import base64
 import os
 import tempfile
 import uuid
@@ -26,6 +27,13 @@ from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_po
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
+
+# Every service requires its audit chain key (as production does); tests that build a
+# service's Settings get this test-only one unless they set their own. The system tests'
+# bank drops it and uses the keys `sagabank up` generates (tests/bank.py).
+TEST_AUDIT_CHAIN_KEY = base64.b64encode(b"sagabank-test-only-audit-chain-key!!").decode()
+for _prefix in ("ACCOUNTS", "TRANSACTIONS", "FRAUD", "NOTIFICATIONS"):
+    os.environ.setdefault(f"{_prefix}_AUDIT_CHAIN_KEY", TEST_AUDIT_CHAIN_KEY)
 
 
 @pytest.fixture(scope="session")

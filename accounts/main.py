@@ -117,6 +117,7 @@ def create_app(
             size=2 * settings.database_pool_size,
             application_name="accounts",
             command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
+            audit_chain_key=settings.audit_chain_key_bytes(),
         )
         ledger = Ledger(pool)
         install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))

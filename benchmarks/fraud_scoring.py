@@ -38,11 +38,13 @@ at the end, also on error.
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import math
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -59,7 +61,6 @@ from pathlib import Path
 
 import asyncpg
 import psutil
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from contracts.audit import AuditVerification
 from contracts.auth import (
@@ -76,6 +77,7 @@ from fraud.models import audit_events
 from fraud.ruleset import AMOUNT_HISTORY_MAX
 from fraud.scoring import typical_amount
 from kit.audit import verify_chain
+from kit.db import Database
 from kit.migrations import upgrade_to_head
 from kit.settings import to_asyncpg_url, with_database
 from kit.token_signing import SigningKey, mint_token
@@ -350,6 +352,7 @@ def running_fraud_service(
             "FRAUD_DATABASE_URL": database_url,
             "FRAUD_AUTH_JWKS_URL": jwks_url,
             "FRAUD_LOG_JSON": "true",
+            "FRAUD_AUDIT_CHAIN_KEY": base64.b64encode(AUDIT_CHAIN_KEY).decode(),
         }
     )
     with log_path.open("wb") as log_file:
@@ -567,6 +570,8 @@ async def measured(process: psutil.Process, phase: Awaitable[Phase]) -> Phase:
 
 
 LISTING_REASON = "benchmark: audited write"
+# The service under test keys its audit chain with this; the check verifies under it.
+AUDIT_CHAIN_KEY = secrets.token_bytes(32)
 
 
 @dataclass
@@ -589,12 +594,12 @@ async def check_audit(url: str) -> AuditCheck:
         )
     finally:
         await connection.close()
-    engine = create_async_engine(to_asyncpg_url(url))
+    database = Database(to_asyncpg_url(url), audit_chain_key=AUDIT_CHAIN_KEY)
     try:
-        async with AsyncSession(engine) as session:
+        async with database.sessions() as session:
             chain = await verify_chain(session, audit_events, service="fraud")
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert isinstance(listings, int)
     assert isinstance(events, int)
     return AuditCheck(listings=listings, events=events, chain=chain)

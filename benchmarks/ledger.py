@@ -28,6 +28,7 @@ is stopped at the end, also on error or Ctrl-C.
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -227,6 +228,7 @@ def accounts_service(
         "ACCOUNTS_HOLD_SWEEP_ENABLED": "false",
         "ACCOUNTS_SIGNING_KEYS_DIR": str(keys_dir),
         "ACCOUNTS_BOOTSTRAP_CLIENTS": credentials.bootstrap_clients(),
+        "ACCOUNTS_AUDIT_CHAIN_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(

@@ -13,6 +13,10 @@ AUDIT_EXPORT_PATH: Final = "/v1/admin/audit-events/export"
 AUDIT_LIMIT_MAX: Final = 500
 # The hash a chain starts from (the "previous hash" of the first event).
 GENESIS_HASH: Final = "0" * 64
+# How an event's hash was made: SHA-256 (events written before chains were keyed), or
+# HMAC-SHA256 under the service's chain key. A chain never goes back from keyed to unkeyed.
+HASH_VERSION_UNKEYED: Final = 1
+HASH_VERSION_KEYED: Final = 2
 
 
 class ActorType(enum.StrEnum):
@@ -50,6 +54,18 @@ class AuditEvent(AuditEventCreate):
     recorded_at: datetime
     previous_hash: str
     hash: str
+    hash_version: int = HASH_VERSION_UNKEYED
+
+
+class AuditCheckpoint(BaseModel):
+    """A chain's head as the service saw it at `published_at`, signed with its chain key
+    (HMAC-SHA256, base64url): kept outside the service's database, it pins the chain."""
+
+    service: str = Field(max_length=64)
+    sequence: int = Field(ge=1)
+    hash: str = Field(min_length=64, max_length=64)
+    published_at: datetime
+    signature: str = Field(max_length=100)
 
 
 class AuditVerification(BaseModel):
@@ -59,3 +75,9 @@ class AuditVerification(BaseModel):
     first_broken_event_id: UUID | None = None
     first_broken_sequence: int | None = None
     reason: str | None = None
+    # The newest checkpoint the chain was held against (None: none published yet).
+    checkpoint_sequence: int | None = None
+    checkpoint_published_at: datetime | None = None
+    # Events the last checkpoint saw that the database no longer holds (a cut-off tail).
+    missing_from_sequence: int | None = None
+    missing_to_sequence: int | None = None

@@ -15,8 +15,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
-from kit.auth import JwksKeySource, KeysStatus, TokenVerifier
+from kit.audit import checkpoint_job
+from kit.audit_checkpoints import CheckpointDirectory
+from kit.auth import JwksKeySource, KeysStatus, TokenVerifier, token_verifier_of
 from kit.db import Database, ServiceDatabase
+from kit.jobs import ExclusiveJob
 from kit.logging import configure_logging
 from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
@@ -156,26 +159,9 @@ def create_service_app(
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        database = Database(
-            settings.async_database_url(),
-            pool_size=settings.database_pool_size,
-            application_name=service,
-        )
-        app.state.database = database
-        key_source: JwksKeySource | None = None
-        if token_verifier is not None:
-            app.state.token_verifier = token_verifier
-        elif settings.auth_jwks_url is not None:
-            key_source = JwksKeySource(
-                settings.auth_jwks_url,
-                ttl_seconds=settings.auth_jwks_ttl_seconds,
-                refetch_interval_seconds=settings.auth_jwks_refetch_interval_seconds,
-            )
-            app.state.token_verifier = TokenVerifier(
-                key_source, issuer=settings.auth_issuer, audience=settings.auth_audience
-            )
-            # In the background: the issuer may be starting beside us; /readyz waits for it.
-            key_source.start()
+        database = app.state.database = _open_database(service, settings)
+        publisher = _checkpoint_publisher(app, database, service=service, settings=settings)
+        key_source = _install_token_verifier(app, settings, token_verifier)
         try:
             if lifespan is None:
                 yield
@@ -183,6 +169,8 @@ def create_service_app(
                 async with lifespan(app):
                     yield
         finally:
+            if publisher is not None:
+                await publisher.stop()
             if key_source is not None:
                 await key_source.close()
             await database.dispose()
@@ -210,6 +198,60 @@ def create_service_app(
     return app
 
 
+def _install_token_verifier(
+    app: FastAPI, settings: ServiceSettings, token_verifier: TokenVerifier | None
+) -> JwksKeySource | None:
+    """Verify bearer tokens with `token_verifier` (tests) or the issuer's JWKS; the key
+    source to close at shutdown, if one was opened."""
+    if token_verifier is not None:
+        app.state.token_verifier = token_verifier
+        return None
+    if settings.auth_jwks_url is None:
+        return None
+    key_source = JwksKeySource(
+        settings.auth_jwks_url,
+        ttl_seconds=settings.auth_jwks_ttl_seconds,
+        refetch_interval_seconds=settings.auth_jwks_refetch_interval_seconds,
+    )
+    app.state.token_verifier = TokenVerifier(
+        key_source, issuer=settings.auth_issuer, audience=settings.auth_audience
+    )
+    # In the background: the issuer may be starting beside us; /readyz waits for it.
+    key_source.start()
+    return key_source
+
+
+def _open_database(service: str, settings: ServiceSettings) -> Database:
+    return Database(
+        settings.async_database_url(),
+        pool_size=settings.database_pool_size,
+        application_name=service,
+        audit_chain_key=settings.audit_chain_key_bytes(),
+    )
+
+
+def _checkpoint_publisher(
+    app: FastAPI, database: Database, *, service: str, settings: ServiceSettings
+) -> ExclusiveJob | None:
+    """The audit chain's checkpoint publisher, started; None without a checkpoint directory
+    (the service's audit router finds the directory on `app.state.audit_checkpoints`)."""
+    directory = settings.audit_checkpoint_dir
+    checkpoints = app.state.audit_checkpoints = (
+        None if directory is None else CheckpointDirectory(directory)
+    )
+    if checkpoints is None:
+        return None
+    publisher = checkpoint_job(
+        database,
+        service=service,
+        checkpoints=checkpoints,
+        dsn=settings.asyncpg_dsn(),
+        interval_seconds=settings.audit_checkpoint_interval_seconds,
+    )
+    publisher.start()
+    return publisher
+
+
 def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> None:
     """`/healthz` (the process is alive) and `/readyz` (the database answers, its schema
     at this release's newest migration or newer, the token issuer's keys loaded)."""
@@ -229,7 +271,7 @@ def _add_health_routes(app: FastAPI, *, service: str, migrations_path: Path) -> 
     )
     async def readyz(request: Request, database: ServiceDatabase) -> JSONResponse:
         checks: dict[str, str] = {}
-        key_source = getattr(getattr(request.app.state, "token_verifier", None), "key_source", None)
+        key_source = getattr(token_verifier_of(request.app), "key_source", None)
         if isinstance(key_source, JwksKeySource):
             # Not ready before the issuer's keys first load (no token could verify); once
             # loaded, ready even while the issuer is away: the cached keys serve.

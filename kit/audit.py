@@ -3,12 +3,17 @@
 Each event is written in the same transaction as the change it records (pass the
 request's session), so there is no change without its event and no event without its
 change. Events are chained per service in insertion order:
-`hash = SHA-256(previous hash + canonical JSON of the event)`. A trigger refuses UPDATE,
-DELETE and TRUNCATE; `verify` recomputes the chain and names the first broken link, so a
-row rewritten behind the trigger's back (by a superuser) is found.
+`hash = HMAC-SHA256(chain key, previous hash + canonical JSON of the event)`, under a key
+the database does not hold (events written before chains were keyed carry a plain
+SHA-256, `hash_version` 1). A trigger refuses UPDATE, DELETE and TRUNCATE; checkpoints of
+the chain's head are published outside the database (kit.audit_checkpoints); `verify`
+recomputes the chain, names the first broken link, and the events missing after the last
+checkpoint, so a row rewritten or a tail cut off behind the trigger's back is found.
 """
 
+import asyncio
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
+import structlog
 from annotated_types import Le
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -27,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     Row,
     Select,
+    SmallInteger,
     String,
     Table,
     Uuid,
@@ -42,16 +49,21 @@ from contracts.audit import (
     AUDIT_LIMIT_MAX,
     AUDIT_VERIFY_PATH,
     GENESIS_HASH,
+    HASH_VERSION_KEYED,
+    HASH_VERSION_UNKEYED,
     ActorType,
+    AuditCheckpoint,
     AuditEvent,
     AuditEventCreate,
     AuditVerification,
 )
 from contracts.auth import Scope
 from contracts.common import Page
+from kit.audit_checkpoints import CheckpointDirectory, checkpoint_is_signed, sign_checkpoint
 from kit.auth import Principal, require_scopes
-from kit.db import Database, ServiceDatabase, Session
+from kit.db import AUDIT_CHAIN_KEY_INFO, Database, ServiceDatabase, Session
 from kit.errors import Forbidden, Unauthorized
+from kit.jobs import ExclusiveJob
 from kit.pagination import (
     Cursor,
     InvalidCursor,
@@ -62,6 +74,8 @@ from kit.pagination import (
     fetch_limit,
 )
 from kit.problems import problem_responses
+
+log = structlog.get_logger()
 
 AUDIT_TABLE: Final = "audit_events"
 # One chain per database: appends take this transaction-scoped advisory lock, so two
@@ -135,6 +149,12 @@ def request_id_of(request: Request) -> str | None:
 
 def audit_table(metadata: MetaData) -> Table:
     """The audit table, declared on a service's metadata (its models module calls this)."""
+    return _audit_table(metadata, hash_version=True)
+
+
+def _audit_table(metadata: MetaData, *, hash_version: bool) -> Table:
+    """The table as it is now, or (`hash_version=False`) as the first migrations made it."""
+    versioned = [Column("hash_version", SmallInteger, nullable=False)] if hash_version else []
     return Table(
         AUDIT_TABLE,
         metadata,
@@ -158,6 +178,7 @@ def audit_table(metadata: MetaData) -> Table:
         Column("compensates", Uuid, nullable=True),
         Column("previous_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
+        *versioned,
         Index("ix_audit_events_transfer_id", "transfer_id"),
         Index("ix_audit_events_account_ids", "account_ids", postgresql_using="gin"),
         Index("ix_audit_events_actor_id", "actor_id"),
@@ -192,13 +213,32 @@ APPEND_ONLY_DDL: Final = (
 def create_audit_objects(operation: Any) -> None:
     """For a service's Alembic migration: `create_audit_objects(op)`.
 
-    Builds the table from `audit_table` as it is at the time of writing; a later change
-    to that table needs its own migration with explicit DDL.
+    Builds the table as the services' first audit migrations made it; each later change
+    has its own migration with explicit DDL (`add_hash_version`).
     """
     bind = operation.get_bind()
-    audit_table(MetaData()).create(bind)
+    _audit_table(MetaData(), hash_version=False).create(bind)
     for statement in APPEND_ONLY_DDL:
         operation.execute(statement)
+
+
+def add_hash_version(operation: Any) -> None:
+    """For a service's Alembic migration: events already stored keep their plain SHA-256
+    (version 1); every event written from now on says how its hash was made."""
+    operation.execute(
+        f"ALTER TABLE audit_events ADD COLUMN hash_version smallint NOT NULL "
+        f"DEFAULT {HASH_VERSION_UNKEYED}"
+    )
+    # Writers always name the version: a row without one is not the code's.
+    operation.execute("ALTER TABLE audit_events ALTER COLUMN hash_version DROP DEFAULT")
+    operation.execute(
+        "ALTER TABLE audit_events ADD CONSTRAINT ck_audit_events_hash_version "
+        f"CHECK (hash_version IN ({HASH_VERSION_UNKEYED}, {HASH_VERSION_KEYED}))"
+    )
+
+
+def drop_hash_version(operation: Any) -> None:
+    operation.execute("ALTER TABLE audit_events DROP COLUMN hash_version")
 
 
 def drop_audit_objects(operation: Any) -> None:
@@ -230,9 +270,41 @@ def canonical_json(fields: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def chain_hash(previous_hash: str, fields: dict[str, Any]) -> str:
+def chain_hash(previous_hash: str, fields: dict[str, Any], *, key: bytes | None = None) -> str:
+    """The event's link: HMAC-SHA256 under `key`, or (events of unkeyed chains) SHA-256."""
     assert len(previous_hash) == 64, "hashes are hex SHA-256"
-    return hashlib.sha256(previous_hash.encode() + canonical_json(fields)).hexdigest()
+    message = previous_hash.encode() + canonical_json(fields)
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+class ChainKeyMissing(RuntimeError):
+    """An audit write or check without the service's chain key: a wiring mistake."""
+
+
+def session_chain_key(session: AsyncSession) -> bytes:
+    """The chain key the service's `Database` gives its sessions."""
+    key = session.info.get(AUDIT_CHAIN_KEY_INFO)
+    if not isinstance(key, bytes):
+        raise ChainKeyMissing("this session's Database was opened without an audit chain key")
+    return key
+
+
+def keyed_connection_class(key: bytes) -> type[Any]:
+    """For `asyncpg.create_pool(connection_class=...)`: connections that carry the chain
+    key, for `append_asyncpg` (a pool's connection proxy forwards the attribute)."""
+    # Imported here: kit.audit itself runs on SQLAlchemy; only the ledger's pool needs it.
+    import asyncpg
+
+    return type("ChainKeyedConnection", (asyncpg.Connection,), {"audit_chain_key": key})
+
+
+def _connection_chain_key(connection: Any) -> bytes:
+    key = getattr(connection, "audit_chain_key", None)
+    if not isinstance(key, bytes):
+        raise ChainKeyMissing("this asyncpg pool was created without keyed_connection_class")
+    return key
 
 
 _HASHED_COLUMNS: Final = (
@@ -280,6 +352,7 @@ async def append_many(
     """
     if not events:
         return []
+    key = session_chain_key(session)
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     ids = list({event.id for event in events})
     known: dict[uuid.UUID, dict[str, Any]] = {
@@ -306,8 +379,9 @@ async def append_many(
             "sequence": sequence,
             "recorded_at": clock(),
             "previous_hash": previous_hash,
+            "hash_version": HASH_VERSION_KEYED,
         }
-        values["hash"] = previous_hash = chain_hash(previous_hash, _hashed_fields(values))
+        values["hash"] = previous_hash = chain_hash(previous_hash, _hashed_fields(values), key=key)
         known[event.id] = values
         rows.append(values)
         results.append((values, True))
@@ -316,7 +390,7 @@ async def append_many(
     return results
 
 
-_RAW_COLUMNS: Final = (*_HASHED_COLUMNS, "previous_hash", "hash")
+_RAW_COLUMNS: Final = (*_HASHED_COLUMNS, "previous_hash", "hash", "hash_version")
 # Built from module constants only, never from input.
 _RAW_INSERT: Final = (
     f"INSERT INTO {AUDIT_TABLE} ({', '.join(_RAW_COLUMNS)}) "  # noqa: S608
@@ -332,6 +406,7 @@ async def append_asyncpg(
 ) -> tuple[dict[str, Any], bool]:
     """`append` for a raw asyncpg connection inside the caller's transaction (the ledger's
     write path uses asyncpg directly). Same lock, same chain, same exactly-once rule."""
+    key = _connection_chain_key(connection)
     await connection.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
     existing = await connection.fetchrow("SELECT * FROM audit_events WHERE id = $1", event.id)
     if existing is not None:
@@ -345,8 +420,9 @@ async def append_asyncpg(
         "sequence": 1 if last is None else last["sequence"] + 1,
         "recorded_at": (now or (lambda: datetime.now(UTC)))(),
         "previous_hash": GENESIS_HASH if last is None else last["hash"],
+        "hash_version": HASH_VERSION_KEYED,
     }
-    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values))
+    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values), key=key)
     # asyncpg encodes JSONB from text; the hash above was computed over the Python values.
     row = {
         **values,
@@ -394,43 +470,201 @@ def _filtered(
     return statement
 
 
-async def verify_chain(session: AsyncSession, table: Table, *, service: str) -> AuditVerification:
-    """Recompute every link in insertion order; report the first that does not hold."""
-    expected_previous = GENESIS_HASH
-    expected_sequence = 1
-    checked = 0
+@dataclass
+class _Walk:
+    """How far a verification got: the next link it expects."""
+
+    expected_sequence: int = 1
+    expected_previous: str = GENESIS_HASH
+    # Once an event is keyed, every later one must be: no way back to plain SHA-256.
+    keyed: bool = False
+    checked: int = 0
+
+    def advance(self, values: dict[str, Any]) -> None:
+        self.checked += 1
+        self.expected_sequence += 1
+        self.expected_previous = values["hash"]
+        self.keyed = values["hash_version"] == HASH_VERSION_KEYED
+
+
+def _link_problem(
+    values: dict[str, Any], walk: _Walk, *, key: bytes, checkpoint: AuditCheckpoint | None
+) -> str | None:
+    """Why this event does not hold as the next link of the chain, or None."""
+    if values["sequence"] != walk.expected_sequence:
+        return f"sequence {walk.expected_sequence} is missing"
+    if values["previous_hash"] != walk.expected_previous:
+        return "previous_hash does not match the preceding event"
+    version = values["hash_version"]
+    if version == HASH_VERSION_UNKEYED and walk.keyed:
+        return "an unkeyed hash after keyed ones: the chain was rewritten without its key"
+    if version not in (HASH_VERSION_UNKEYED, HASH_VERSION_KEYED):
+        return f"unknown hash version {version}"
+    link_key = key if version == HASH_VERSION_KEYED else None
+    if chain_hash(values["previous_hash"], _hashed_fields(values), key=link_key) != values["hash"]:
+        return "the event's content does not match its hash"
+    pinned = checkpoint is not None and values["sequence"] == checkpoint.sequence
+    if pinned and checkpoint is not None and values["hash"] != checkpoint.hash:
+        return f"the event is not the one checkpointed at {_moment(checkpoint)}"
+    return None
+
+
+def _moment(checkpoint: AuditCheckpoint) -> str:
+    return checkpoint.published_at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+async def _events_in_order(session: AsyncSession, table: Table) -> AsyncIterator[dict[str, Any]]:
+    after_sequence = 0
     while True:
         rows = (
             await session.execute(
                 select(table)
-                .where(table.c.sequence >= expected_sequence)
+                .where(table.c.sequence > after_sequence)
                 .order_by(table.c.sequence)
                 .limit(_VERIFY_BATCH_SIZE)
             )
         ).all()
         if not rows:
-            return AuditVerification(service=service, events_checked=checked, ok=True)
+            return
         for row in rows:
-            values = dict(row._mapping)
-            reason = None
-            if values["sequence"] != expected_sequence:
-                reason = f"sequence {expected_sequence} is missing"
-            elif values["previous_hash"] != expected_previous:
-                reason = "previous_hash does not match the preceding event"
-            elif chain_hash(values["previous_hash"], _hashed_fields(values)) != values["hash"]:
-                reason = "the event's content does not match its hash"
-            if reason is not None:
-                return AuditVerification(
-                    service=service,
-                    events_checked=checked,
-                    ok=False,
-                    first_broken_event_id=values["id"],
-                    first_broken_sequence=values["sequence"],
-                    reason=reason,
-                )
-            checked += 1
-            expected_previous = values["hash"]
-            expected_sequence += 1
+            yield dict(row._mapping)
+        after_sequence = rows[-1].sequence
+
+
+def _checked_checkpoint(
+    checkpoints: CheckpointDirectory | None, *, key: bytes, service: str
+) -> tuple[AuditCheckpoint | None, AuditVerification | None]:
+    """The newest checkpoint, or the verdict when it is not one this service signed."""
+    latest = None if checkpoints is None else checkpoints.latest()
+    if latest is None:
+        return None, None
+    checkpoint = latest.checkpoint
+    if checkpoint is None or checkpoint.service != service:
+        signed = False
+    else:
+        signed = checkpoint_is_signed(key, checkpoint)
+    if not signed:
+        return None, AuditVerification(
+            service=service,
+            events_checked=0,
+            ok=False,
+            reason=f"the checkpoint of sequence {latest.sequence} is not signed by this service",
+            checkpoint_sequence=latest.sequence,
+        )
+    return checkpoint, None
+
+
+async def verify_chain(
+    session: AsyncSession,
+    table: Table,
+    *,
+    service: str,
+    checkpoints: CheckpointDirectory | None = None,
+) -> AuditVerification:
+    """Recompute every link in insertion order under the session's chain key, hold the
+    chain against the newest checkpoint; report the first link that does not hold, or the
+    events the checkpoint saw that are gone."""
+    key = session_chain_key(session)
+    checkpoint, refused = await asyncio.to_thread(
+        _checked_checkpoint, checkpoints, key=key, service=service
+    )
+    if refused is not None:
+        return refused
+    pinned: dict[str, Any] = {}
+    if checkpoint is not None:
+        pinned = {
+            "checkpoint_sequence": checkpoint.sequence,
+            "checkpoint_published_at": checkpoint.published_at,
+        }
+    walk = _Walk()
+    async for values in _events_in_order(session, table):
+        reason = _link_problem(values, walk, key=key, checkpoint=checkpoint)
+        if reason is not None:
+            return AuditVerification(
+                service=service, events_checked=walk.checked, ok=False,
+                first_broken_event_id=values["id"], first_broken_sequence=values["sequence"],
+                reason=reason, **pinned,
+            )  # fmt: skip
+        walk.advance(values)
+    if checkpoint is not None and walk.expected_sequence <= checkpoint.sequence:
+        first, last = walk.expected_sequence, checkpoint.sequence
+        return AuditVerification(
+            service=service, events_checked=walk.checked, ok=False,
+            first_broken_sequence=first, missing_from_sequence=first, missing_to_sequence=last,
+            reason=f"events {first}..{last} are missing: the checkpoint of "
+            f"{_moment(checkpoint)} saw them",
+            **pinned,
+        )  # fmt: skip
+    return AuditVerification(service=service, events_checked=walk.checked, ok=True, **pinned)
+
+
+# -- checkpoints ------------------------------------------------------------------------
+
+CHECKPOINT_JOB_NAME: Final = "audit-checkpoint"
+# Every service's table has this one shape and name: the job needs no service's models.
+_CHECKPOINTED_TABLE: Final = _audit_table(MetaData(), hash_version=True)
+
+
+async def publish_checkpoint(
+    database: Database,
+    *,
+    service: str,
+    checkpoints: CheckpointDirectory,
+    now: Callable[[], datetime],
+) -> AuditCheckpoint | None:
+    """Sign and publish the chain's head unless a checkpoint has it already; returns the
+    checkpoint this call wrote, if any. Idempotent: replicas may race on the same head."""
+    table = _CHECKPOINTED_TABLE
+    async with database.sessions() as session:
+        key = session_chain_key(session)
+        head = (
+            await session.execute(
+                select(table.c.sequence, table.c.hash).order_by(table.c.sequence.desc()).limit(1)
+            )
+        ).first()
+    if head is None or await asyncio.to_thread(checkpoints.has, head.sequence):
+        return None
+    latest = await asyncio.to_thread(checkpoints.latest)
+    if latest is not None and latest.sequence > head.sequence:
+        # The chain is shorter than a checkpoint already saw: `verify` names what is gone;
+        # a newer, shorter checkpoint would not hide it, but it is not something to sign.
+        log.error(
+            "audit.chain_behind_checkpoint", sequence=head.sequence, checkpoint=latest.sequence
+        )
+        return None
+    checkpoint = sign_checkpoint(
+        key, service=service, sequence=head.sequence, head_hash=head.hash, published_at=now()
+    )
+    if not await asyncio.to_thread(checkpoints.publish, checkpoint):
+        return None
+    log.info("audit.checkpoint_published", sequence=checkpoint.sequence)
+    return checkpoint
+
+
+def checkpoint_job(
+    database: Database,
+    *,
+    service: str,
+    checkpoints: CheckpointDirectory,
+    dsn: str,
+    interval_seconds: float,
+) -> ExclusiveJob:
+    """The periodic publisher of `service`'s checkpoints, in one replica at a time."""
+
+    async def run_once() -> None:
+        await publish_checkpoint(
+            database, service=service, checkpoints=checkpoints, now=lambda: datetime.now(UTC)
+        )
+
+    return ExclusiveJob(
+        name=CHECKPOINT_JOB_NAME, dsn=dsn, interval_seconds=interval_seconds, run_once=run_once
+    )
+
+
+def checkpoints_of(request: Request) -> CheckpointDirectory | None:
+    """Where the service shell (kit.app) keeps this service's checkpoints, if anywhere."""
+    checkpoints = getattr(request.app.state, "audit_checkpoints", None)
+    return checkpoints if isinstance(checkpoints, CheckpointDirectory) else None
 
 
 def audit_router(*, service: str, table: Table) -> APIRouter:
@@ -474,11 +708,16 @@ def audit_router(*, service: str, table: Table) -> APIRouter:
 
     @router.get(
         AUDIT_VERIFY_PATH,
-        summary="Recompute the hash chain and report the first break",
+        summary="Recompute the keyed hash chain, hold it against the newest checkpoint, and "
+        "report the first break or the events missing after the checkpoint",
         responses=auth_problems,
     )
-    async def verify_audit_events(_principal: AuditReader, session: Session) -> AuditVerification:
-        return await verify_chain(session, table, service=service)
+    async def verify_audit_events(
+        _principal: AuditReader, session: Session, request: Request
+    ) -> AuditVerification:
+        return await verify_chain(
+            session, table, service=service, checkpoints=checkpoints_of(request)
+        )
 
     @router.get(
         AUDIT_EXPORT_PATH,

@@ -321,6 +321,12 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /v1/oauth/token")
 
 
+def token_verifier_of(app: Any) -> "TokenVerifier | None":
+    """The verifier the service shell (kit.app) installed on `app`, if it has an issuer."""
+    verifier = getattr(app.state, "token_verifier", None)
+    return verifier if isinstance(verifier, TokenVerifier) else None
+
+
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -328,7 +334,7 @@ async def authenticate(
     """The caller's principal, from `Authorization: Bearer <token>`; 401 without one."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required.")
-    verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+    verifier = token_verifier_of(request.app)
     if verifier is None:
         raise Unauthorized("This service has no token issuer configured.")
     principal = await verifier.verify(credentials.credentials)

@@ -11,11 +11,21 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# Where a session finds its service's audit chain key (kit.audit): in `Session.info`.
+AUDIT_CHAIN_KEY_INFO = "audit_chain_key"
+
 
 class Database:
     def __init__(
-        self, url: str, *, pool_size: int = 10, application_name: str = "sagabank"
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        application_name: str = "sagabank",
+        audit_chain_key: bytes | None = None,
     ) -> None:
+        """`audit_chain_key` keys the service's audit chain; without it, audit writes and
+        checks raise (the key lives in the service's settings, never in its database)."""
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -28,7 +38,8 @@ class Database:
                 "command_timeout": 30,
             },
         )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        info = {} if audit_chain_key is None else {AUDIT_CHAIN_KEY_INFO: audit_chain_key}
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

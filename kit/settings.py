@@ -1,15 +1,20 @@
 """Settings every service has. Only a service's `main.py` reads them; the rest gets values."""
 
-from pydantic import Field, PostgresDsn
+from pathlib import Path
+
+from pydantic import Field, PostgresDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT
+from kit.audit_checkpoints import decode_chain_key
 
 
 class ServiceSettings(BaseSettings):
     """Subclass per service with its own `env_prefix` (e.g. `ACCOUNTS_`).
 
-    `database_url` has no default: a service that does not know its database must not start.
+    `database_url` has no default: a service that does not know its database must not start;
+    nor has `audit_chain_key`: a service must not write an audit trail its database could
+    rewrite unseen.
     """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -36,6 +41,22 @@ class ServiceSettings(BaseSettings):
     # `limits` notation ("60/minute"); see kit.ratelimit for what "per principal" means.
     rate_limit_money: str = Field(default="120/minute", max_length=40)
     rate_limit_token: str = Field(default="30/minute", max_length=40)
+    # Keys the audit chain (HMAC-SHA256): base64 of at least 32 random bytes, from the
+    # secret store; the database never holds it (docs/decisions/0014).
+    audit_chain_key: SecretStr
+    # Where signed checkpoints of the chain's head are written, outside the database (a
+    # volume every replica mounts). None: no checkpoint, so a cut-off tail goes unseen.
+    audit_checkpoint_dir: Path | None = None
+    audit_checkpoint_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("audit_chain_key")
+    @classmethod
+    def _chain_key_decodes(cls, value: SecretStr) -> SecretStr:
+        decode_chain_key(value.get_secret_value())
+        return value
+
+    def audit_chain_key_bytes(self) -> bytes:
+        return decode_chain_key(self.audit_chain_key.get_secret_value())
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

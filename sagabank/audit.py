@@ -171,7 +171,19 @@ def verification_lines(verifications: Sequence[AuditVerification]) -> list[str]:
     width = max((len(item.service) for item in verifications), default=0)
     for item in verifications:
         if item.ok:
-            lines.append(f"{item.service:<{width}}  ok      {item.events_checked:,} events checked")
+            pinned = (
+                ", no checkpoint yet"
+                if item.checkpoint_sequence is None
+                else f", checkpoint at sequence {item.checkpoint_sequence:,}"
+            )
+            lines.append(
+                f"{item.service:<{width}}  ok      {item.events_checked:,} events checked{pinned}"
+            )
+        elif item.first_broken_event_id is None:  # a cut-off tail, or a checkpoint refused
+            lines.append(
+                f"{item.service:<{width}}  BROKEN  {item.reason} "
+                f"({item.events_checked:,} events before them hold)"
+            )
         else:
             lines.append(
                 f"{item.service:<{width}}  BROKEN  at sequence {item.first_broken_sequence}, "

@@ -200,7 +200,11 @@ class _Moment(click.ParamType[datetime]):
 @click.option("--since", type=_Moment(), help="Events at or after this time.")
 @click.option("--until", type=_Moment(), help="Events before this time.")
 @click.option("--json", "as_json", is_flag=True, help="NDJSON, one event per line.")
-@click.option("--verify", is_flag=True, help="Verify every service's hash chain instead.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Verify every service's keyed chain against its last checkpoint instead.",
+)
 @click.option(
     "--token",
     "access_token",
@@ -222,8 +226,9 @@ def audit(
     """One timeline of what happened, from the audit trails of all four services.
 
     Every filter given must match. Events are ordered by the time they occurred (then by
-    service and each service's sequence). `--verify` recomputes each service's hash chain
-    and names the first broken event; exit status 1 if any chain is broken.
+    service and each service's sequence). `--verify` recomputes each service's keyed hash
+    chain, holds it against the service's last checkpoint, and names the first broken
+    event or the events missing after the checkpoint; exit status 1 if any chain is broken.
     """
     from sagabank import audit as trail
 

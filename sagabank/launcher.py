@@ -36,6 +36,7 @@ from sagabank.localstack.secrets import dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 
 STATE_FILE_NAME = "up.json"
+CHECKPOINTS_DIR_NAME = "audit-checkpoints"
 _POLL_INTERVAL_SECONDS = 0.25
 # A crashed worker or service is restarted (its work is idempotent and Temporal retries
 # what it was doing), but a component that keeps crashing stops the bank: at most this
@@ -326,6 +327,14 @@ class Launcher:
         env[f"{prefix}_DATABASE_URL"] = database_url
         # Every service verifies tokens against the issuer's published keys.
         env[f"{prefix}_AUTH_JWKS_URL"] = self.jwks_url
+        # Each service keys its own audit chain and checkpoints its head outside its
+        # database; values from the environment (the operator's) win over the dev ones.
+        env.setdefault(
+            f"{prefix}_AUDIT_CHAIN_KEY", dev_secret(self.state_dir, f"{service}-audit-chain-key")
+        )
+        env.setdefault(
+            f"{prefix}_AUDIT_CHECKPOINT_DIR", str(self.state_dir / CHECKPOINTS_DIR_NAME / service)
+        )
         if service == "accounts":
             # The dev signing key, generated once; a directory from the environment (the
             # operator's own keys) wins.

@@ -221,6 +221,12 @@ def bank_environment(
         env.pop(variable, None)
     for variable in [name for name in env if name.startswith("ACCOUNTS_SIGNING_KEY")]:
         env.pop(variable)
+    # ...and its own audit chain keys and checkpoints; a checkpoint at least every half
+    # second, so a test need not wait long for one to cover its events.
+    for variable in [name for name in env if "_AUDIT_CHAIN_KEY" in name]:
+        env.pop(variable)
+    for service in SERVICES:
+        env[f"{service.upper()}_AUDIT_CHECKPOINT_INTERVAL_SECONDS"] = "0.5"
     return env
 
 

@@ -2,8 +2,10 @@
 queries and from `sagabank audit`; every saga event pointing at its Temporal execution;
 a rewritten event found by `verify`; and nobody without audit:read reading any of it."""
 
+import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -16,11 +18,12 @@ from temporalio.client import Client
 
 from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_EXPORT_PATH, AUDIT_VERIFY_PATH
 from contracts.auth import TOKEN_PATH
+from contracts.fraud import DENY_LIST_PATH
 from contracts.transfers import step_id, workflow_id
 from sagabank.config import WORKER_CLIENT_ID
 from sagabank.localstack.databases import SERVICE_DATABASES
 from sagabank.localstack.secrets import SECRETS_DIR_NAME
-from tests.bank import SERVICES, Bank
+from tests.bank import OPERATOR_CLIENT_ID, SERVICES, Bank
 from tests.test_saga_system import (
     APPROVED_MINOR,
     DECLINED_MINOR,
@@ -266,6 +269,101 @@ class TestTamperEvidence:
         after = bank.sagabank("audit", "--verify")
         assert after.returncode == 0, after.stdout
         assert after.stdout.count(" ok ") == len(SERVICES)
+
+
+async def audited_fraud_events(bank: Bank, http: httpx.AsyncClient, count: int) -> None:
+    """`count` fresh events in fraud's chain: an unknown account listed and unlisted."""
+    headers = await bank.operator_headers(http)
+    account = f"{bank.url('fraud')}{DENY_LIST_PATH}/{uuid.uuid4()}"
+    for index in range(count):
+        if index % 2 == 0:
+            body = {"reason": "audit truncation test", "listed_by": OPERATOR_CLIENT_ID}
+            response = await http.put(account, json=body, headers=headers)
+        else:
+            response = await http.delete(account, headers=headers)
+        assert response.status_code in (201, 204), response.text
+
+
+async def delete_tail(bank: Bank, after_sequence: int) -> int:
+    """As the database owner, delete fraud's events after `after_sequence`."""
+    async with superuser(bank, "fraud") as connection, connection.transaction():
+        await connection.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        deleted = await connection.execute(
+            "DELETE FROM audit_events WHERE sequence > $1", after_sequence
+        )
+        await connection.execute("ALTER TABLE audit_events ENABLE TRIGGER USER")
+    return int(deleted.split()[-1])
+
+
+_RESTORED_COLUMNS = (
+    "sequence", "id", "occurred_at", "recorded_at", "actor_id", "actor_type", "action",
+    "subject_type", "subject_id", "transfer_id", "account_ids", "workflow_id", "run_id",
+    "request_id", "before", "after", "outcome", "compensates", "previous_hash", "hash",
+    "hash_version",
+)  # fmt: skip
+
+
+async def restore(bank: Bank, events: list[Event]) -> None:
+    """Put deleted events back exactly as the admin query showed them."""
+    placeholders = ", ".join(f"${index}" for index in range(1, len(_RESTORED_COLUMNS) + 1))
+    statement = (
+        f"INSERT INTO audit_events ({', '.join(_RESTORED_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({placeholders})"
+    )
+    async with superuser(bank, "fraud") as connection, connection.transaction():
+        for event in events:
+            await connection.execute(statement, *_row_of(event))
+
+
+def _row_of(event: Event) -> list[Any]:
+    values: list[Any] = []
+    for column in _RESTORED_COLUMNS:
+        value = event[column]
+        if column in ("occurred_at", "recorded_at"):
+            value = datetime.fromisoformat(value)
+        elif column in ("id", "transfer_id", "compensates") and value is not None:
+            value = uuid.UUID(value)
+        elif column in ("before", "after") and value is not None:
+            value = json.dumps(value)
+        values.append(value)
+    return values
+
+
+async def checkpointed(
+    bank: Bank, http: httpx.AsyncClient, service: str, sequence: int, *, timeout_seconds: float = 15
+) -> None:
+    """Wait until the service's newest checkpoint has `sequence` (one every half second)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        verification = await bank.verify_audit(http, service)
+        if verification["checkpoint_sequence"] == sequence:
+            assert verification["ok"] is True, verification
+            return
+        assert time.monotonic() < deadline, f"no checkpoint of {sequence}: {verification}"
+        await asyncio.sleep(0.1)
+
+
+class TestTruncation:
+    async def test_verify_names_the_events_deleted_after_the_last_checkpoint(
+        self, bank: Bank, http: httpx.AsyncClient
+    ) -> None:
+        await audited_fraud_events(bank, http, 3)
+        events = await bank.audit_events(http, "fraud")
+        head = events[-1]["sequence"]
+        kept = head - 2
+        await checkpointed(bank, http, "fraud", head)
+        assert await delete_tail(bank, kept) == 2
+        try:
+            from_cli = bank.sagabank("audit", "--verify")
+        finally:
+            await restore(bank, events[-2:])
+
+        assert from_cli.returncode == 1, from_cli.stdout
+        [broken] = [line for line in from_cli.stdout.splitlines() if "BROKEN" in line]
+        assert broken.startswith("fraud")
+        assert f"events {kept + 1}..{head} are missing" in broken, broken
+        after = bank.sagabank("audit", "--verify")
+        assert after.returncode == 0, after.stdout
 
 
 async def worker_headers(http: httpx.AsyncClient, bank: Bank) -> dict[str, str]:

@@ -156,10 +156,30 @@ class TestVerificationLines:
                 ),
             ]
         )
-        assert lines[0] == "accounts      ok      1,200 events checked"
+        assert lines[0] == "accounts      ok      1,200 events checked, no checkpoint yet"
         assert lines[1].startswith("transactions  BROKEN  at sequence 42, ")
         assert str(broken_id) in lines[1]
         assert "content does not match its hash" in lines[1]
+
+    def test_a_cut_off_tail_names_the_missing_events(self) -> None:
+        lines = trail.verification_lines(
+            [
+                AuditVerification(
+                    service="fraud", events_checked=3, ok=False, first_broken_sequence=4,
+                    missing_from_sequence=4, missing_to_sequence=5, checkpoint_sequence=5,
+                    reason="events 4..5 are missing: the checkpoint of 2026-11-28T15:00:00+00:00"
+                    " saw them",
+                ),
+                AuditVerification(
+                    service="notifications", events_checked=7, ok=True, checkpoint_sequence=7
+                ),
+            ]
+        )  # fmt: skip
+        assert lines == [
+            "fraud          BROKEN  events 4..5 are missing: the checkpoint of "
+            "2026-11-28T15:00:00+00:00 saw them (3 events before them hold)",
+            "notifications  ok      7 events checked, checkpoint at sequence 7",
+        ]
 
 
 class TestGather:

@@ -65,6 +65,7 @@ K8S_SECRET_KEYS = frozenset(
     {
         *(f"{service}-database-url" for service in SERVICES),
         "transactions-callback-secrets-key",
+        *(f"{service}-audit-chain-key" for service in SERVICES),
         "bootstrap-clients",
         "worker-client-secret",
     }

@@ -29,6 +29,7 @@ from accounts.models import (
     LedgerTransferRow,
 )
 from contracts.accounts import AccountKind, AccountStatus, BalanceRule
+from kit.audit import keyed_connection_class
 
 # An asyncpg connection (asyncpg ships no type information).
 Connection = Any
@@ -179,12 +180,18 @@ async def count_expired_holds(session: AsyncSession, *, now: datetime) -> int:
 
 
 async def create_pool(
-    dsn: str, *, size: int, application_name: str, command_timeout_seconds: float
+    dsn: str,
+    *,
+    size: int,
+    application_name: str,
+    command_timeout_seconds: float,
+    audit_chain_key: bytes,
 ) -> Any:
     """The pool of the ledger's write path (`dsn` in asyncpg's spelling); connections open
-    on first use."""
+    on first use and carry the audit chain key."""
     return await asyncpg.create_pool(
         dsn,
+        connection_class=keyed_connection_class(audit_chain_key),
         min_size=0,
         max_size=size,
         command_timeout=command_timeout_seconds,

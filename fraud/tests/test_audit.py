@@ -215,6 +215,11 @@ class TestTrail:
             "first_broken_event_id": None,
             "first_broken_sequence": None,
             "reason": None,
+            # The service under test runs without a checkpoint directory.
+            "checkpoint_sequence": None,
+            "checkpoint_published_at": None,
+            "missing_from_sequence": None,
+            "missing_to_sequence": None,
         }
 
     async def test_filters_by_action_and_actor(

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,9 +16,11 @@ from fastapi import FastAPI
 from sqlalchemy import Connection, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 
-from contracts.audit import ActorType, AuditEventCreate
+from contracts.audit import ActorType, AuditCheckpoint, AuditEventCreate, AuditVerification
 from contracts.auth import PrincipalKind, Scope
 from kit.audit import (
+    ChainKeyMissing,
+    add_hash_version,
     append,
     append_asyncpg,
     append_many,
@@ -25,8 +28,11 @@ from kit.audit import (
     audit_table,
     chain_hash,
     create_audit_objects,
+    keyed_connection_class,
+    publish_checkpoint,
     verify_chain,
 )
+from kit.audit_checkpoints import CheckpointDirectory, sign_checkpoint
 from kit.db import Database
 from kit.problems import install_problem_handlers
 from kit.settings import to_asyncpg_url
@@ -34,6 +40,7 @@ from kit.testing import TestIssuer, app_client, assert_problem
 
 TABLE: Table = audit_table(MetaData())
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+KEY = b"k" * 32
 
 
 class _Operations:
@@ -49,11 +56,16 @@ class _Operations:
         self.connection.execute(text(statement))
 
 
+def _migrate(connection: Connection) -> None:
+    create_audit_objects(_Operations(connection))
+    add_hash_version(_Operations(connection))
+
+
 @pytest.fixture
 async def database(empty_database_url: str) -> AsyncIterator[Database]:
-    database = Database(to_asyncpg_url(empty_database_url), pool_size=25)
+    database = Database(to_asyncpg_url(empty_database_url), pool_size=25, audit_chain_key=KEY)
     async with database.engine.begin() as connection:
-        await connection.run_sync(lambda sync: create_audit_objects(_Operations(sync)))
+        await connection.run_sync(_migrate)
     yield database
     await database.dispose()
 
@@ -109,7 +121,9 @@ class TestAppend:
     ) -> None:
         await _append(database, _event())
         raw_event = _event(before=None, after={"limit_minor": 500, "note": "ünïcode"})
-        connection = await asyncpg.connect(empty_database_url)
+        connection = await asyncpg.connect(
+            empty_database_url, connection_class=keyed_connection_class(KEY)
+        )
         try:
             for _ in range(2):  # a retried write is not written twice
                 async with connection.transaction():
@@ -220,16 +234,214 @@ class TestTamperEvidence:
 
 
 @pytest.fixture
+def checkpoints(tmp_path: Path) -> CheckpointDirectory:
+    return CheckpointDirectory(tmp_path / "checkpoints")
+
+
+async def _publish(database: Database, checkpoints: CheckpointDirectory) -> AuditCheckpoint | None:
+    return await publish_checkpoint(
+        database, service="test", checkpoints=checkpoints, now=lambda: T0 + timedelta(hours=3)
+    )
+
+
+async def _verify(
+    database: Database, checkpoints: CheckpointDirectory | None = None
+) -> AuditVerification:
+    async with database.sessions() as session:
+        return await verify_chain(session, TABLE, service="test", checkpoints=checkpoints)
+
+
+async def _as_owner(database: Database, statement: str, **params: Any) -> None:
+    """What the database's owner can do behind the triggers' back."""
+    async with database.engine.begin() as connection:
+        await connection.execute(text("SET LOCAL session_replication_role = replica"))
+        await connection.execute(text(statement), params)
+
+
+async def _rewrite_chain(database: Database, *, key: bytes | None) -> None:
+    """Recompute every event's link as a forger would: with `key` (not the chain's), or
+    as a chain of plain SHA-256 (hash version 1), the content unchanged."""
+    async with database.sessions() as session:
+        rows = [dict(row._mapping) for row in (await session.execute(
+            TABLE.select().order_by(TABLE.c.sequence))).all()]  # fmt: skip
+    previous = "0" * 64
+    for values in rows:
+        fields = {name: values[name] for name in _HASHED}
+        link = chain_hash(previous, fields, key=key)
+        await _as_owner(
+            database,
+            "UPDATE audit_events SET previous_hash = :previous, hash = :link, "
+            "hash_version = :version WHERE sequence = :sequence",
+            previous=previous, link=link, version=1 if key is None else 2,
+            sequence=values["sequence"],
+        )  # fmt: skip
+        previous = link
+
+
+_HASHED = (
+    "sequence", "id", "occurred_at", "recorded_at", "actor_id", "actor_type", "action",
+    "subject_type", "subject_id", "transfer_id", "account_ids", "workflow_id", "run_id",
+    "request_id", "before", "after", "outcome", "compensates",
+)  # fmt: skip
+
+
+class TestKeyedChain:
+    async def test_events_are_keyed(self, database: Database) -> None:
+        await _append(database, _event())
+        async with database.sessions() as session:
+            row = (await session.execute(TABLE.select())).one()
+        fields = {name: getattr(row, name) for name in _HASHED}
+        assert row.hash_version == 2
+        assert row.hash == chain_hash("0" * 64, fields, key=KEY)
+        assert row.hash != chain_hash("0" * 64, fields)
+
+    async def test_rewriting_the_whole_chain_without_the_key_is_found(
+        self, database: Database
+    ) -> None:
+        for index in range(3):
+            await _append(database, _event(occurred_at=T0 + timedelta(seconds=index)))
+        await _rewrite_chain(database, key=b"not the chain key, 32 bytes long")
+        verification = await _verify(database)
+        assert not verification.ok
+        assert verification.first_broken_sequence == 1
+        assert verification.reason == "the event's content does not match its hash"
+
+    async def test_an_unkeyed_event_after_keyed_ones_is_found(self, database: Database) -> None:
+        for _ in range(2):
+            await _append(database, _event())
+        async with database.sessions() as session:
+            last = (await session.execute(TABLE.select().where(TABLE.c.sequence == 2))).one()
+        fields = {name: getattr(last, name) for name in _HASHED}
+        await _as_owner(
+            database,
+            "UPDATE audit_events SET after = NULL, hash = :link, hash_version = 1 "
+            "WHERE sequence = 2",
+            link=chain_hash(last.previous_hash, {**fields, "after": None}),
+        )
+        verification = await _verify(database)
+        assert not verification.ok
+        assert verification.first_broken_sequence == 2
+        assert verification.reason == (
+            "an unkeyed hash after keyed ones: the chain was rewritten without its key"
+        )
+
+    async def test_a_chain_rewritten_as_unkeyed_is_found_by_its_checkpoint(
+        self, database: Database, checkpoints: CheckpointDirectory
+    ) -> None:
+        for _ in range(3):
+            await _append(database, _event())
+        await _publish(database, checkpoints)
+        await _rewrite_chain(database, key=None)  # a valid chain of the old kind...
+        verification = await _verify(database, checkpoints)
+        assert not verification.ok  # ...but not the one the checkpoint saw
+        assert verification.first_broken_sequence == 3
+        assert verification.reason == (
+            "the event is not the one checkpointed at 2026-11-28T15:00:00+00:00"
+        )
+
+    async def test_events_written_before_keying_still_verify(self, empty_database_url: str) -> None:
+        database = Database(to_asyncpg_url(empty_database_url), audit_chain_key=KEY)
+        try:
+            async with database.engine.begin() as connection:
+                await connection.run_sync(lambda sync: create_audit_objects(_Operations(sync)))
+                previous = "0" * 64
+                for sequence in (1, 2):  # as the unkeyed code wrote them
+                    values = {**_event().model_dump(), "actor_type": "operator",
+                              "sequence": sequence, "recorded_at": T0}  # fmt: skip
+                    link = chain_hash(previous, {name: values[name] for name in _HASHED})
+                    legacy = audit_table(MetaData())
+                    legacy_columns = [c for c in legacy.c if c.name != "hash_version"]
+                    row = {**values, "previous_hash": previous, "hash": link}
+                    await connection.execute(
+                        legacy.insert().values({c: row[c.name] for c in legacy_columns})
+                    )
+                    previous = link
+                await connection.run_sync(lambda sync: add_hash_version(_Operations(sync)))
+            await _append(database, _event())
+            async with database.sessions() as session:
+                versions = (await session.execute(TABLE.select().order_by(TABLE.c.sequence))).all()
+            verification = await _verify(database)
+        finally:
+            await database.dispose()
+        assert [row.hash_version for row in versions] == [1, 1, 2]
+        assert verification.ok, verification
+        assert verification.events_checked == 3
+
+    async def test_a_writer_without_the_key_writes_nothing(self, empty_database_url: str) -> None:
+        unkeyed = Database(to_asyncpg_url(empty_database_url))
+        try:
+            with pytest.raises(ChainKeyMissing):
+                await _append(unkeyed, _event())
+        finally:
+            await unkeyed.dispose()
+
+
+class TestCheckpoints:
+    async def test_verify_names_the_events_missing_after_the_last_checkpoint(
+        self, database: Database, checkpoints: CheckpointDirectory
+    ) -> None:
+        for index in range(5):
+            await _append(database, _event(occurred_at=T0 + timedelta(seconds=index)))
+        published = await _publish(database, checkpoints)
+        assert published is not None
+        assert published.sequence == 5
+        await _as_owner(database, "DELETE FROM audit_events WHERE sequence > 3")
+        verification = await _verify(database, checkpoints)
+        assert not verification.ok
+        assert verification.events_checked == 3
+        assert (verification.missing_from_sequence, verification.missing_to_sequence) == (4, 5)
+        assert verification.first_broken_sequence == 4
+        assert verification.checkpoint_sequence == 5
+        assert verification.reason == (
+            "events 4..5 are missing: the checkpoint of 2026-11-28T15:00:00+00:00 saw them"
+        )
+        # Nor does the publisher sign the shorter chain as if nothing had happened.
+        assert await _publish(database, checkpoints) is None
+
+    async def test_one_checkpoint_per_head(
+        self, database: Database, checkpoints: CheckpointDirectory
+    ) -> None:
+        assert await _publish(database, checkpoints) is None  # an empty chain has no head
+        await _append(database, _event())
+        assert await _publish(database, checkpoints) is not None
+        assert await _publish(database, checkpoints) is None  # the head did not move
+        await _append(database, _event())
+        assert await _publish(database, checkpoints) is not None
+        assert sorted(path.name for path in checkpoints.path.iterdir()) == [
+            f"{sequence:020d}.json" for sequence in (1, 2)
+        ]
+        assert (await _verify(database, checkpoints)).ok
+
+    async def test_a_checkpoint_not_signed_with_the_chain_key_is_refused(
+        self, database: Database, checkpoints: CheckpointDirectory
+    ) -> None:
+        for _ in range(2):
+            await _append(database, _event())
+        async with database.sessions() as session:
+            head = (await session.execute(TABLE.select().where(TABLE.c.sequence == 2))).one()
+        forged = sign_checkpoint(
+            b"x" * 32, service="test", sequence=2, head_hash=head.hash, published_at=T0
+        )
+        checkpoints.publish(forged)
+        verification = await _verify(database, checkpoints)
+        assert not verification.ok
+        assert verification.reason == "the checkpoint of sequence 2 is not signed by this service"
+
+
+@pytest.fixture
 def issuer() -> TestIssuer:
     return TestIssuer()
 
 
 @pytest.fixture
-async def client(database: Database, issuer: TestIssuer) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    database: Database, issuer: TestIssuer, checkpoints: CheckpointDirectory
+) -> AsyncIterator[httpx.AsyncClient]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database = database
         app.state.token_verifier = issuer.verifier
+        app.state.audit_checkpoints = checkpoints
         yield
 
     app = FastAPI(lifespan=lifespan)
@@ -300,14 +512,21 @@ class TestAuditApi:
         assert response.status_code == 422
 
     async def test_verify_and_export(
-        self, client: httpx.AsyncClient, issuer: TestIssuer, database: Database
+        self,
+        client: httpx.AsyncClient,
+        issuer: TestIssuer,
+        database: Database,
+        checkpoints: CheckpointDirectory,
     ) -> None:
         for index in range(3):
             await _append(database, _event(occurred_at=T0 + timedelta(hours=index)))
+        await _publish(database, checkpoints)
         verification = await client.get("/v1/admin/audit-events/verify", headers=_reader(issuer))
         assert verification.json() == {
             "service": "test", "events_checked": 3, "ok": True,
             "first_broken_event_id": None, "first_broken_sequence": None, "reason": None,
+            "checkpoint_sequence": 3, "checkpoint_published_at": "2026-11-28T15:00:00Z",
+            "missing_from_sequence": None, "missing_to_sequence": None,
         }  # fmt: skip
         export = await client.get(
             "/v1/admin/audit-events/export",

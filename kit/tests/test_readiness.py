@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import base64
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from alembic import command
 from fastapi import APIRouter, Depends
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -37,6 +39,7 @@ DatabaseFactory = Callable[[Path], Awaitable[str]]
 MIGRATIONS_PATH = Path(__file__).parent / "two_revisions"
 NEWER_REVISION = "ffff_newer"
 _TOKEN = TestIssuer().token("c", PrincipalKind.customer, CUSTOMER_SCOPES)
+CHAIN_KEY = base64.b64encode(b"r" * 32).decode()
 
 
 class _Settings(ServiceSettings):
@@ -50,7 +53,9 @@ async def _readyz(database_url: str) -> httpx.Response:
         title="readiness",
         description="a service with no routes",
         version="0",
-        settings=_Settings(database_url=database_url, log_json=True),
+        settings=_Settings(
+            database_url=database_url, log_json=True, audit_chain_key=SecretStr(CHAIN_KEY)
+        ),
         migrations_path=MIGRATIONS_PATH,
         routers=[],
     )
@@ -140,6 +145,7 @@ class TestReadyz:
             database_url=await database_factory(MIGRATIONS_PATH),
             auth_jwks_url=issuer_url,
             log_json=True,
+            audit_chain_key=SecretStr(CHAIN_KEY),
         )
         app = create_service_app(
             service="readiness",

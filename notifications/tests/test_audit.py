@@ -372,6 +372,11 @@ class TestAuditEndpoints:
             "first_broken_event_id": None,
             "first_broken_sequence": None,
             "reason": None,
+            # The service under test runs without a checkpoint directory.
+            "checkpoint_sequence": None,
+            "checkpoint_published_at": None,
+            "missing_from_sequence": None,
+            "missing_to_sequence": None,
         }
         exported = await bank.client.get("/v1/admin/audit-events/export", headers=operator)
         lines = [json.loads(line) for line in exported.text.splitlines()]
