@@ -16,6 +16,7 @@ from accounts.identity.errors import (
     OAuthInvalidRequest,
     OAuthInvalidScope,
     OAuthUnsupportedGrantType,
+    PasswordHashingBusy,
 )
 from accounts.identity.resources import Resources
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
@@ -84,6 +85,7 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         OAuthUnsupportedGrantType,
         OAuthInvalidScope,
         TooManyRequests,
+        PasswordHashingBusy,
     ),
     openapi_extra={
         "requestBody": {
@@ -128,7 +130,9 @@ async def token(
     status_code=status.HTTP_201_CREATED,
     tags=["identity"],
     summary="Register a customer (email and password); then ask for a token",
-    responses=problem_responses(InvalidRequest, CustomerExists, TooManyRequests),
+    responses=problem_responses(
+        InvalidRequest, CustomerExists, TooManyRequests, PasswordHashingBusy
+    ),
 )
 async def register_customer(
     request: Request, body: CustomerCreate, session: Session, resources: Resources, now: Now
