@@ -30,6 +30,7 @@ from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
+from kit.ratelimit import rate_limit_storage
 from kit.resources import Clock, install_resources, utc_now
 
 log = structlog.get_logger()
@@ -86,7 +87,9 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
         issuer=settings.issuer,
         access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
         refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
-        throttle=LoginThrottle(settings.login_failure_rate),
+        throttle=LoginThrottle(
+            settings.login_failure_rate, rate_limit_storage(settings.rate_limit_storage_uri)
+        ),
         hasher=hasher,
         hashing=PasswordHashing(
             hasher, memory_budget_mib=settings.password_hashing_memory_budget_mib

@@ -31,6 +31,13 @@ class ServiceSettings(BaseSettings):
     # `limits` notation ("60/minute"); see kit.ratelimit for what "per principal" means.
     rate_limit_money: str = Field(default="120/minute", max_length=40)
     rate_limit_token: str = Field(default="30/minute", max_length=40)
+    # Where rate limit counters live, as a `limits` storage URI: `memory://` counts in this
+    # process only; `redis://host:6379` shares them across replicas (deploy/README.md).
+    rate_limit_storage_uri: str = Field(default="memory://", min_length=1, max_length=500)
+    # Proxies trusted to name the client (X-Forwarded-For, X-Forwarded-Proto): addresses or
+    # networks, comma-separated, `*` for any. Read by `sagabank serve`, which hands it to
+    # uvicorn; unset, the peer's address is the client's and forwarded headers are ignored.
+    forwarded_allow_ips: str | None = Field(default=None, min_length=1, max_length=1000)
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

@@ -1,5 +1,6 @@
-"""A flood of bogus logins against a real accounts process (`sagabank serve accounts`):
-password hashing stays inside its memory budget and the ledger keeps answering."""
+"""Logins against a real accounts process (`sagabank serve accounts`): a flood of bogus
+ones stays inside the password hashing memory budget while the ledger keeps answering;
+behind a trusted proxy, the login throttle counts the client the proxy names."""
 
 import asyncio
 import json
@@ -72,45 +73,58 @@ def _serve_accounts(port: int, environment: dict[str, str]) -> subprocess.Popen[
     )
 
 
+StartAccounts = Callable[[dict[str, str]], Awaitable[Accounts]]
+
+
 @pytest.fixture
-async def accounts(
+async def start_accounts(
     database_factory: Callable[[Path], Awaitable[str]], tmp_path: Path
-) -> AsyncIterator[Accounts]:
+) -> AsyncIterator[StartAccounts]:
+    """`await start_accounts(settings)`: a served accounts process with these extra
+    ACCOUNTS_* variables, an operator client, and a database of its own; stopped after."""
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "flood.pem").write_bytes(SigningKey.generate().private_pem)
     (keys / "flood.pem").chmod(0o600)
-    port = free_port()
     operator = {
         "client_id": OPERATOR_ID,
         "client_secret": OPERATOR_SECRET,
         "kind": "operator",
         "scopes": sorted(OPERATOR_SCOPES),
     }
-    environment = {
-        **os.environ,
-        "ACCOUNTS_DATABASE_URL": await database_factory(migrations_path("accounts")),
-        "ACCOUNTS_SIGNING_KEYS_DIR": str(keys),
-        "ACCOUNTS_BOOTSTRAP_CLIENTS": json.dumps([operator]),
-        "ACCOUNTS_HOLD_SWEEP_ENABLED": "false",
-        "ACCOUNTS_LOG_JSON": "true",
-        "ACCOUNTS_PASSWORD_HASHING_MEMORY_BUDGET_MIB": str(HASHING_MEMORY_BUDGET_MIB),
-        # Throttles would refuse the flood before it hashes: this test is about the hashing.
-        "ACCOUNTS_RATE_LIMIT_TOKEN": _RATE_UNLIMITED,
-        "ACCOUNTS_LOGIN_FAILURE_RATE": _RATE_UNLIMITED,
-    }
-    process = _serve_accounts(port, environment)
-    try:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    async def start(settings: dict[str, str]) -> Accounts:
+        environment = {
+            **os.environ,
+            "ACCOUNTS_DATABASE_URL": await database_factory(migrations_path("accounts")),
+            "ACCOUNTS_SIGNING_KEYS_DIR": str(keys),
+            "ACCOUNTS_BOOTSTRAP_CLIENTS": json.dumps([operator]),
+            "ACCOUNTS_HOLD_SWEEP_ENABLED": "false",
+            "ACCOUNTS_LOG_JSON": "true",
+            **settings,
+        }
+        port = free_port()
+        process = _serve_accounts(port, environment)
+        processes.append(process)
         url = f"http://127.0.0.1:{port}"
         await _answering(url, process)
-        yield Accounts(process, url)
+        return Accounts(process, url)
+
+    try:
+        yield start
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_SECONDS_MAX)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process in processes:
+            _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_SECONDS_MAX)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def _bogus_login(http: httpx.AsyncClient, url: str) -> httpx.Response:
@@ -132,7 +146,17 @@ async def _ledger_read(http: httpx.AsyncClient, url: str, token: str) -> float:
     return time.monotonic() - started
 
 
-async def test_bogus_logins_stay_within_the_hashing_memory_budget(accounts: Accounts) -> None:
+async def test_bogus_logins_stay_within_the_hashing_memory_budget(
+    start_accounts: StartAccounts,
+) -> None:
+    accounts = await start_accounts(
+        {
+            "ACCOUNTS_PASSWORD_HASHING_MEMORY_BUDGET_MIB": str(HASHING_MEMORY_BUDGET_MIB),
+            # Throttles would refuse the flood before it hashes: this test is about hashing.
+            "ACCOUNTS_RATE_LIMIT_TOKEN": _RATE_UNLIMITED,
+            "ACCOUNTS_LOGIN_FAILURE_RATE": _RATE_UNLIMITED,
+        }
+    )
     limits = httpx.Limits(max_connections=LOGINS + 1)
     async with httpx.AsyncClient(timeout=60.0, limits=limits) as http:
         token_response = await http.post(
@@ -166,3 +190,26 @@ async def test_bogus_logins_stay_within_the_hashing_memory_budget(accounts: Acco
     for response in refused:
         assert response.headers["content-type"].startswith("application/problem+json")
         assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_behind_a_trusted_proxy_the_throttle_counts_the_forwarded_client(
+    start_accounts: StartAccounts,
+) -> None:
+    # The test's requests come from 127.0.0.1: it plays the proxy.
+    accounts = await start_accounts(
+        {"ACCOUNTS_FORWARDED_ALLOW_IPS": "127.0.0.1", "ACCOUNTS_LOGIN_FAILURE_RATE": "3/minute"}
+    )
+    email, password = f"victim-{uuid.uuid4().hex[:8]}@example.com", "the victim's password"
+    async with httpx.AsyncClient(base_url=accounts.url, timeout=30.0) as http:
+        registered = await http.post("/v1/customers", json={"email": email, "password": password})
+        assert registered.status_code == 201, registered.text
+
+        async def login(address: str, secret: str) -> int:
+            form = {"grant_type": "password", "username": email, "password": secret}
+            headers = {"X-Forwarded-For": address}
+            return (await http.post(TOKEN_PATH, data=form, headers=headers)).status_code
+
+        attacker, victim = "203.0.113.7", "198.51.100.8"
+        assert [await login(attacker, "a wrong guess") for _ in range(3)] == [400, 400, 400]
+        assert await login(attacker, password) == 429
+        assert await login(victim, password) == 200

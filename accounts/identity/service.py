@@ -129,6 +129,12 @@ async def register_customer(
 # --- Grants -------------------------------------------------------------------------------
 
 
+def login_key(username: str, client_address: str) -> str:
+    """What password logins are counted by: the name from this address, never either
+    alone (one address must not lock out every name, nor one name every address)."""
+    return f"user:{username}|address:{client_address}"
+
+
 async def password_grant(
     sessions: SessionMaker,
     issuer: Issuer,
@@ -141,7 +147,7 @@ async def password_grant(
     assert request.password is not None, "the parser requires a password"
     scopes = rules.customer_scopes(request.requested_scopes)
     username = rules.normalized_email(request.username)
-    throttle_keys = (f"user:{username}", f"address:{client_address}")
+    throttle_keys = (login_key(username, client_address),)
     await issuer.throttle.check(*throttle_keys)
     async with sessions() as session, session.begin():
         customer = await repository.customer_by_email(session, username)
