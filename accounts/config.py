@@ -47,3 +47,7 @@ class Settings(ServiceSettings):
     issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
     # Failed password logins allowed per username and per client address ("limits" notation).
     login_failure_rate: str = Field(default="10/minute", max_length=40)
+    # Memory that argon2 may hold at once; each hash takes 64 MiB, so the default runs 4
+    # hashes at once and answers 503 beyond. Keep it, plus the process's baseline, under
+    # the pod's memory limit (deploy/README.md).
+    password_hashing_memory_budget_mib: int = Field(default=256, ge=64, le=64 * 1024)

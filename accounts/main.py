@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Final
 
 import structlog
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from accounts.config import Settings
 from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
+from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.throttle import LoginThrottle
 from accounts.ledger.api import router
@@ -28,6 +30,7 @@ from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
+from kit.ratelimit import rate_limit_storage
 from kit.resources import Clock, install_resources, utc_now
 
 log = structlog.get_logger()
@@ -78,12 +81,19 @@ def _start_sweeper(settings: Settings, ledger: Ledger, clock: Clock) -> Exclusiv
 
 
 def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Issuer:
+    hasher = PasswordHasher()
     return identity_service.Issuer(
         keys=keys,
         issuer=settings.issuer,
         access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
         refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
-        throttle=LoginThrottle(settings.login_failure_rate),
+        throttle=LoginThrottle(
+            settings.login_failure_rate, rate_limit_storage(settings.rate_limit_storage_uri)
+        ),
+        hasher=hasher,
+        hashing=PasswordHashing(
+            hasher, memory_budget_mib=settings.password_hashing_memory_budget_mib
+        ),
     )
 
 
@@ -137,6 +147,7 @@ def create_app(
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:
                 pool.terminate()
+            token_issuer.hashing.close()
 
     app = create_service_app(
         service="accounts",

@@ -23,7 +23,7 @@ from kit.jobs import ExclusiveJob
 from kit.logging import configure_logging
 from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
-from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter
+from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter, rate_limit_storage
 from kit.settings import ServiceSettings
 
 log = structlog.get_logger()
@@ -177,7 +177,8 @@ def create_service_app(
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
     app.state.rate_limiter = RateLimiter(
-        {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token}
+        {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token},
+        rate_limit_storage(settings.rate_limit_storage_uri),
     )
     if settings.cors_allow_origins:
         # Bearer tokens travel in a header, never a cookie: no credentials mode needed.

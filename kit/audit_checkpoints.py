@@ -1,5 +1,5 @@
 """Checkpoints of an audit chain's head, signed with the chain key and kept outside the
-service's database, in a directory of write-once files (docs/decisions/0014).
+service's database, in a directory of write-once files (docs/decisions/0016).
 
 A checkpoint pins every event up to its sequence: cutting off the tail after it, or
 rewriting the chain up to it, no longer verifies. Each file is named by the sequence it

@@ -1,8 +1,8 @@
 """Per-principal rate limits: a moving window per (bucket, caller), 429 with `Retry-After`.
 
-Counters live in the process (the `limits` library's memory storage), so with N replicas a
-caller gets up to N times the limit; the limit protects each replica from one noisy caller,
-which is the failure it exists for. A shared store is one `storage_uri` away if needed.
+Counters live where `<PREFIX>_RATE_LIMIT_STORAGE_URI` says (the `limits` library's
+storage): `memory://` keeps them in the process, so N replicas would allow N times the
+limit; production points every replica at one Redis so that a limit is a limit.
 """
 
 import math
@@ -12,8 +12,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from kit.auth import Principal, authenticate
 from kit.errors import TooManyRequests
@@ -24,12 +25,27 @@ MONEY_BUCKET = "money"
 TOKEN_BUCKET = "token"  # noqa: S105 - a bucket name, not a secret
 
 
-class RateLimiter:
-    """Named buckets, each with its own rate such as "60/minute"."""
+_ASYNC_SCHEME_PREFIX = "async+"
 
-    def __init__(self, rates: dict[str, str]) -> None:
+
+def rate_limit_storage(uri: str) -> Storage:
+    """The asyncio storage a `limits` URI names (`memory://`, `redis://host:6379`, ...);
+    ConfigurationError for an unknown scheme or a client library the image lacks."""
+    # `limits` names its asyncio storages `async+<scheme>`; operators write the plain URI.
+    if not uri.startswith(_ASYNC_SCHEME_PREFIX):
+        uri = _ASYNC_SCHEME_PREFIX + uri
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):
+        raise ValueError(f"{uri!r} names no asyncio storage")
+    return storage
+
+
+class RateLimiter:
+    """Named buckets, each with its own rate such as "60/minute", counted in `storage`."""
+
+    def __init__(self, rates: dict[str, str], storage: Storage) -> None:
         self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(storage)
 
     async def hit(self, bucket: str, key: str) -> None:
         """Count one request by `key` in `bucket`; TooManyRequests once over the rate."""

@@ -42,7 +42,7 @@ class ServiceSettings(BaseSettings):
     rate_limit_money: str = Field(default="120/minute", max_length=40)
     rate_limit_token: str = Field(default="30/minute", max_length=40)
     # Keys the audit chain (HMAC-SHA256): base64 of at least 32 random bytes, from the
-    # secret store; the database never holds it (docs/decisions/0014).
+    # secret store; the database never holds it (docs/decisions/0016).
     audit_chain_key: SecretStr
     # Where signed checkpoints of the chain's head are written, outside the database (a
     # volume every replica mounts). None: no checkpoint, so a cut-off tail goes unseen.
@@ -57,6 +57,14 @@ class ServiceSettings(BaseSettings):
 
     def audit_chain_key_bytes(self) -> bytes:
         return decode_chain_key(self.audit_chain_key.get_secret_value())
+
+    # Where rate limit counters live, as a `limits` storage URI: `memory://` counts in this
+    # process only; `redis://host:6379` shares them across replicas (deploy/README.md).
+    rate_limit_storage_uri: str = Field(default="memory://", min_length=1, max_length=500)
+    # Proxies trusted to name the client (X-Forwarded-For, X-Forwarded-Proto): addresses or
+    # networks, comma-separated, `*` for any. Read by `sagabank serve`, which hands it to
+    # uvicorn; unset, the peer's address is the client's and forwarded headers are ignored.
+    forwarded_allow_ips: str | None = Field(default=None, min_length=1, max_length=1000)
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

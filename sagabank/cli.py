@@ -81,9 +81,14 @@ def status() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", type=int, default=None, help="Port (default: the service's own).")
 def serve(service: str, host: str, port: int | None) -> None:
-    """Run one service under uvicorn; its settings come from <SERVICE>_* variables."""
+    """Run one service under uvicorn; its settings come from <SERVICE>_* variables.
+
+    <SERVICE>_FORWARDED_ALLOW_IPS names the proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed; unset, none are."""
     import uvicorn
 
+    # Read here, not by the app: uvicorn rewrites the client address before the app runs.
+    forwarded_allow_ips = os.environ.get(f"{service.upper()}_FORWARDED_ALLOW_IPS") or None
     uvicorn.run(
         f"{service}.main:create_app",
         factory=True,
@@ -92,7 +97,10 @@ def serve(service: str, host: str, port: int | None) -> None:
         # Logging is ours (structlog JSON, one access line per request): keep uvicorn's off.
         log_config=None,
         access_log=False,
-        proxy_headers=False,
+        # Off unless proxies are named: otherwise uvicorn would trust 127.0.0.1 (or the
+        # FORWARDED_ALLOW_IPS of whatever environment it runs in) by default.
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
         timeout_graceful_shutdown=10,
     )
 

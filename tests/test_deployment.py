@@ -75,6 +75,10 @@ K8S_SIGNING_KEYS_SECRET = "sagabank-signing-keys"
 WORKER_CLIENT_ID = "sagabank-worker"
 K8S_CONFIG_MAP = "sagabank-config"
 WAIT_SECONDS_MAX = 30.0
+# What the accounts process holds without hashing a password: 113 MiB measured after
+# warm-up by tests/test_login_flood.py, rounded up for a batch request's worth of room.
+ACCOUNTS_BASELINE_MEMORY_MIB = 192
+HASHING_BUDGET_VARIABLE = "ACCOUNTS_PASSWORD_HASHING_MEMORY_BUDGET_MIB"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a command line under test; nothing binds it
 # The defaults `make run` uses, whatever SAGABANK_* variables this shell happens to set.
 LAUNCHER = LauncherSettings.model_construct()
@@ -238,6 +242,45 @@ def serve_port(command: list[str]) -> int | None:
     if "--port" in command:
         return int(command[command.index("--port") + 1])
     return DEFAULT_PORTS[service]
+
+
+# -- memory ----------------------------------------------------------------------------
+
+_KUBERNETES_UNITS_MIB = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+_COMPOSE_UNITS_BYTES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_MEMORY_QUANTITY = re.compile(r"^(?P<number>\d+)(?P<unit>Ki|Mi|Gi|[kKmMgG]?)[bB]?$")
+
+
+def memory_mib(quantity: object) -> float:
+    """A Kubernetes quantity ("512Mi") or a compose size ("512m", bytes) in MiB."""
+    match = _MEMORY_QUANTITY.match(str(quantity))
+    assert match is not None, f"not a memory size: {quantity!r}"
+    number, unit = int(match.group("number")), match.group("unit")
+    if unit in _KUBERNETES_UNITS_MIB:
+        return number * _KUBERNETES_UNITS_MIB[unit]
+    return number * _COMPOSE_UNITS_BYTES[unit.lower()] / 1024**2
+
+
+def hashing_budget_mib(environment: dict[str, str]) -> int:
+    """The accounts password hashing budget these variables give (the default if unset)."""
+    accounts_settings = importlib.import_module("accounts.config").Settings
+    default = accounts_settings.model_fields["password_hashing_memory_budget_mib"].default
+    return int(environment.get(HASHING_BUDGET_VARIABLE, default))
+
+
+def hashing_memory_problems(
+    where: str, environment: dict[str, str], *, baseline_mib: float, limit_mib: float | None
+) -> Problems:
+    """The accounts process's baseline plus its hashing budget fits its memory limit."""
+    if limit_mib is None:
+        return [f"{where}: no memory limit for the password hashing budget to fit in"]
+    budget_mib = hashing_budget_mib(environment)
+    if baseline_mib + budget_mib > limit_mib:
+        return [
+            f"{where}: baseline {baseline_mib:.0f} MiB + password hashing budget "
+            f"{budget_mib} MiB exceed the memory limit of {limit_mib:.0f} MiB"
+        ]
+    return []
 
 
 # -- the Dockerfile -------------------------------------------------------------------
@@ -489,6 +532,14 @@ def compose_problems(compose: Document) -> Problems:
     if len(namespaces) > 1:
         problems.append(f"components disagree on the Temporal namespace: {sorted(namespaces)}")
     problems += _compose_identity_problems(resolved)
+    accounts = services.get("accounts") or {}
+    limit = accounts.get("mem_limit")
+    problems += hashing_memory_problems(
+        "services.accounts",
+        {name: str(value) for name, value in (accounts.get("environment") or {}).items()},
+        baseline_mib=ACCOUNTS_BASELINE_MEMORY_MIB,
+        limit_mib=None if limit is None else memory_mib(limit),
+    )
     return problems + _cycles(services)
 
 
@@ -667,6 +718,29 @@ def _signing_keys_problems(deployment: Document) -> Problems:
     return problems
 
 
+def _accounts_memory_problems(deployment: Document) -> Problems:
+    """The memory request covers the process's baseline, and the request plus the
+    password hashing budget fit in the limit."""
+    container = _pod_spec(deployment)["containers"][0]
+    resources = container.get("resources", {})
+    request = resources.get("requests", {}).get("memory")
+    limit = resources.get("limits", {}).get("memory")
+    request_mib = 0.0 if request is None else memory_mib(request)
+    problems: Problems = []
+    if request_mib < ACCOUNTS_BASELINE_MEMORY_MIB:
+        problems.append(
+            f"Deployment/accounts: a memory request of {request_mib:.0f} MiB is under the "
+            f"process's baseline of {ACCOUNTS_BASELINE_MEMORY_MIB} MiB"
+        )
+    environment = {v["name"]: str(v["value"]) for v in container.get("env", []) if "value" in v}
+    return problems + hashing_memory_problems(
+        "Deployment/accounts",
+        environment,
+        baseline_mib=request_mib,
+        limit_mib=None if limit is None else memory_mib(limit),
+    )
+
+
 def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
     problems: Problems = []
     by_kind: dict[str, list[Document]] = {}
@@ -735,6 +809,7 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
             problems.append(f"Deployment/{service}: no {jwks}: no token verifies")
     if "accounts" in deployments:
         problems += _signing_keys_problems(deployments["accounts"])
+        problems += _accounts_memory_problems(deployments["accounts"])
     if "worker" not in deployments:
         problems.append("no worker Deployment")
     for job in by_kind.get("Job", []):
@@ -939,6 +1014,14 @@ def _operator_without_audit(compose: Document) -> None:
     )
 
 
+def _hashing_budget_over_the_limit(compose: Document) -> None:
+    compose["services"]["accounts"]["environment"][HASHING_BUDGET_VARIABLE] = "384"
+
+
+def _accounts_without_memory_limit(compose: Document) -> None:
+    del compose["services"]["accounts"]["mem_limit"]
+
+
 class TestComposeValidatorCatches:
     """Each case breaks a copy of compose.yaml and expects the validator to say so."""
 
@@ -970,6 +1053,11 @@ class TestComposeValidatorCatches:
             ),
             (_signing_key_missing, "no such key file './deploy/compose/no-such-key.pem'"),
             (_operator_without_audit, "one operator client with the operator scopes"),
+            (
+                _hashing_budget_over_the_limit,
+                "baseline 192 MiB + password hashing budget 384 MiB exceed the memory limit",
+            ),
+            (_accounts_without_memory_limit, "no memory limit for the password hashing budget"),
         ],
     )
     def test_breakage(self, breakage: Callable[[Document], None], expected: str) -> None:
@@ -1037,6 +1125,18 @@ class TestKubernetes:
                 ),
                 "ACCOUNTS_AUTH_JWKS_URL should read 'accounts-jwks-url'",
             ),
+            (
+                lambda d: _container(d)["resources"]["limits"].__setitem__("memory", "384Mi"),
+                "password hashing budget 256 MiB exceed the memory limit of 384 MiB",
+            ),
+            (
+                lambda d: _container(d)["resources"]["requests"].__setitem__("memory", "128Mi"),
+                "a memory request of 128 MiB is under the process's baseline",
+            ),
+            (
+                lambda d: _hashing_budget_entry(d).__setitem__("value", "512"),
+                "password hashing budget 512 MiB exceed the memory limit of 512 MiB",
+            ),
         ],
     )
     def test_validator_catches(self, breakage: Callable[[Document], object], expected: str) -> None:
@@ -1067,6 +1167,13 @@ class TestKubernetes:
 def _container(deployment: Document) -> Document:
     container: Document = _pod_spec(deployment)["containers"][0]
     return container
+
+
+def _hashing_budget_entry(deployment: Document) -> Document:
+    entry: Document = next(
+        v for v in _container(deployment)["env"] if v["name"] == HASHING_BUDGET_VARIABLE
+    )
+    return entry
 
 
 # -- the image ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from accounts.identity.errors import (
     OAuthInvalidRequest,
     OAuthInvalidScope,
     OAuthUnsupportedGrantType,
+    PasswordHashingBusy,
 )
 from accounts.identity.resources import Resources
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
@@ -35,8 +36,8 @@ router = APIRouter()
 
 
 def _client_address(request: Request) -> str:
-    # The peer address: behind a proxy, configure uvicorn's --forwarded-allow-ips so that
-    # this is the caller's, not the proxy's.
+    # The peer address: behind a proxy, ACCOUNTS_FORWARDED_ALLOW_IPS makes `sagabank
+    # serve` take it from the proxy's X-Forwarded-For, so that it is the caller's.
     return request.client.host if request.client is not None else "unknown"
 
 
@@ -84,6 +85,7 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         OAuthUnsupportedGrantType,
         OAuthInvalidScope,
         TooManyRequests,
+        PasswordHashingBusy,
     ),
     openapi_extra={
         "requestBody": {
@@ -107,9 +109,11 @@ async def token(
     sessions, issuer = database.sessions, resources.issuer
     if parsed.grant_type is GrantType.password:
         assert parsed.username is not None, "the parser requires a username"
-        await limiter.hit(TOKEN_BUCKET, f"user:{rules.normalized_email(parsed.username)}")
+        client_address = _client_address(request)
+        username = rules.normalized_email(parsed.username)
+        await limiter.hit(TOKEN_BUCKET, service.login_key(username, client_address))
         answer = await service.password_grant(
-            sessions, issuer, request=parsed, client_address=_client_address(request), now=now
+            sessions, issuer, request=parsed, client_address=client_address, now=now
         )
     elif parsed.grant_type is GrantType.refresh_token:
         await limiter.hit(TOKEN_BUCKET, f"refresh:{_client_address(request)}")
@@ -128,7 +132,9 @@ async def token(
     status_code=status.HTTP_201_CREATED,
     tags=["identity"],
     summary="Register a customer (email and password); then ask for a token",
-    responses=problem_responses(InvalidRequest, CustomerExists, TooManyRequests),
+    responses=problem_responses(
+        InvalidRequest, CustomerExists, TooManyRequests, PasswordHashingBusy
+    ),
 )
 async def register_customer(
     request: Request, body: CustomerCreate, session: Session, resources: Resources, now: Now

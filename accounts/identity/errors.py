@@ -4,7 +4,7 @@ problem+json with `error`, and registration's conflict."""
 from typing import ClassVar
 
 from contracts.accounts import AccountsProblem
-from kit.errors import ProblemError
+from kit.errors import ProblemError, ServiceUnavailable
 
 
 class OAuthError(ProblemError):
@@ -59,3 +59,9 @@ class CustomerExists(ProblemError):
     status = 409
     slug = AccountsProblem.customer_exists
     title = "A customer with this email exists"
+
+
+class PasswordHashingBusy(ServiceUnavailable):
+    """Every password hashing slot is taken: the caller retries after `Retry-After`."""
+
+    title = "Too many sign-ins at once"

@@ -5,7 +5,6 @@ than the request's unit of work: a reused refresh token must revoke its family f
 even though the request that showed it fails.
 """
 
-import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from accounts.config import BootstrapClient
 from accounts.identity import repository, rules
 from accounts.identity.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
+from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys
 from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
 from accounts.identity.throttle import LoginThrottle
@@ -44,24 +44,28 @@ class Issuer:
     access_token_lifetime_seconds: int
     refresh_token_lifetime_seconds: int
     throttle: LoginThrottle
-    hasher: PasswordHasher = field(default_factory=PasswordHasher)
+    hasher: PasswordHasher
+    # Every argon2 call goes through it: a hash costs 64 MiB, the budget caps how many run.
+    hashing: PasswordHashing
     # Made on first need, not at startup: hashing costs a tenth of a second.
     _dummy_hash: str | None = field(default=None, init=False, repr=False)
 
     async def verify_secret(self, stored_hash: str | None, secret: str) -> bool:
-        """Argon2 verification off the event loop. Without a stored hash it verifies
-        against a dummy one, so an unknown user costs as long as a wrong password."""
+        """Argon2 verification within the hashing budget (PasswordHashingBusy beyond it).
+        Without a stored hash it verifies against a dummy one, so an unknown user costs as
+        long as a wrong password."""
         if stored_hash is None:
             if self._dummy_hash is None:
-                self._dummy_hash = await asyncio.to_thread(self.hasher.hash, uuid.uuid4().hex)
+                self._dummy_hash = await self.hash_secret(uuid.uuid4().hex)
             stored_hash = self._dummy_hash
         try:
-            return await asyncio.to_thread(self.hasher.verify, stored_hash, secret)
+            return await self.hashing.run(self.hasher.verify, stored_hash, secret)
         except (VerificationError, InvalidHashError):
             return False
 
     async def hash_secret(self, secret: str) -> str:
-        return await asyncio.to_thread(self.hasher.hash, secret)
+        """An argon2 hash within the hashing budget (PasswordHashingBusy beyond it)."""
+        return await self.hashing.run(self.hasher.hash, secret)
 
     def access_token(self, *, subject: str, kind: PrincipalKind, scopes: frozenset[Scope]) -> str:
         # Stamped with the real time, not the service's ledger clock: other services judge
@@ -125,6 +129,12 @@ async def register_customer(
 # --- Grants -------------------------------------------------------------------------------
 
 
+def login_key(username: str, client_address: str) -> str:
+    """What password logins are counted by: the name from this address, never either
+    alone (one address must not lock out every name, nor one name every address)."""
+    return f"user:{username}|address:{client_address}"
+
+
 async def password_grant(
     sessions: SessionMaker,
     issuer: Issuer,
@@ -137,7 +147,7 @@ async def password_grant(
     assert request.password is not None, "the parser requires a password"
     scopes = rules.customer_scopes(request.requested_scopes)
     username = rules.normalized_email(request.username)
-    throttle_keys = (f"user:{username}", f"address:{client_address}")
+    throttle_keys = (login_key(username, client_address),)
     await issuer.throttle.check(*throttle_keys)
     async with sessions() as session, session.begin():
         customer = await repository.customer_by_email(session, username)

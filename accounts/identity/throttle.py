@@ -1,16 +1,17 @@
-"""Failed password logins, counted per username and per client address.
+"""Failed password logins, counted per username and client address together.
 
 Only failures count, so a customer who signs in often is never locked out, while a
 guesser is stopped before the next guess is checked (not after: a 429 that answered only
-wrong guesses would tell a right one apart). Counters live in the process, like the kit's
-rate limits (kit.ratelimit says why that is enough).
+wrong guesses would tell a right one apart). The pair is the key: failures from one
+address lock out no other name, and a victim's name stays open from the victim's own
+address. Counters live in the storage the kit's rate limits use (kit.ratelimit).
 """
 
 import math
 import time
 
 from limits import parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from kit.errors import TooManyRequests
@@ -19,9 +20,9 @@ _NAMESPACE = "login-failures"
 
 
 class LoginThrottle:
-    def __init__(self, rate: str) -> None:
+    def __init__(self, rate: str, storage: Storage) -> None:
         self._item = parse(rate)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(storage)
 
     async def check(self, *keys: str) -> None:
         """TooManyRequests if any key has used up its failures; counts nothing."""

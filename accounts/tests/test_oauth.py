@@ -3,13 +3,16 @@ rotation with reuse detection, and secrets kept out of the logs."""
 
 import base64
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from jose import jwt
+from limits.aio.storage import MemoryStorage
 
 from accounts.config import BootstrapClient, Settings
 from accounts.main import create_app
@@ -52,6 +55,43 @@ CLIENTS = [
         }
     ),
 ]
+
+
+ATTACKER_ADDRESS = "203.0.113.7"
+VICTIM_ADDRESS = "198.51.100.8"
+
+
+class SharedMemoryStorage(MemoryStorage):
+    """Rate limit counters every instance shares, as replicas share a Redis server: the
+    `limits` library finds it by its scheme in a storage URI."""
+
+    STORAGE_SCHEME = ["async+sagabank-shared-test"]
+    _counters: Counter[str] = Counter()
+    _expirations: dict[str, float] = {}
+    _events: dict[str, list[Any]] = {}
+
+    def __init__(self, uri: str | None = None, **options: Any) -> None:
+        super().__init__(uri, **options)
+        self.storage, self.expirations, self.events = (
+            self._counters,
+            self._expirations,
+            self._events,
+        )
+
+    @classmethod
+    def forget(cls) -> None:
+        cls._counters.clear()
+        cls._expirations.clear()
+        cls._events.clear()
+
+
+@asynccontextmanager
+async def addressed(app: FastAPI, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the running `app` whose requests come from `address`."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
 
 
 @pytest.fixture
@@ -280,11 +320,38 @@ class TestLoginThrottle:
         assert_problem(response, 429, "too-many-requests")
         assert int(response.headers["retry-after"]) >= 1
 
-    async def test_failures_throttle_the_address(self, http: httpx.AsyncClient) -> None:
+    async def test_failures_on_other_names_lock_out_no_one(self, http: httpx.AsyncClient) -> None:
+        # Behind a proxy every client may share an address: failures there must not lock
+        # every password login.
         await register(http)
         for number in range(3):
             await login(http, username=f"guess-{number}@example.com")
-        assert_problem(await login(http), 429, "too-many-requests")
+        assert (await login(http)).status_code == 200
+
+    async def test_a_victim_still_signs_in_from_their_own_address(
+        self, issuer_app: FastAPI
+    ) -> None:
+        async with addressed(issuer_app, ATTACKER_ADDRESS) as attacker:
+            await register(attacker)
+            for _ in range(3):
+                await login(attacker, password="wrong guess")
+            assert_problem(await login(attacker), 429, "too-many-requests")
+        async with addressed(issuer_app, VICTIM_ADDRESS) as victim:
+            assert (await login(victim)).status_code == 200
+
+    async def test_limits_hold_across_replicas(
+        self, issuer_settings: Settings, clock: Clock
+    ) -> None:
+        shared = issuer_settings.model_copy(
+            update={"rate_limit_storage_uri": f"{SharedMemoryStorage.STORAGE_SCHEME[0]}://"}
+        )
+        SharedMemoryStorage.forget()
+        one, two = create_app(shared, clock=clock), create_app(shared, clock=clock)
+        async with app_client(one) as first, app_client(two) as second:
+            await register(first)
+            for replica in (first, second, first):
+                await login(replica, password="wrong guess")
+            assert_problem(await login(second), 429, "too-many-requests")
 
     async def test_successes_do_not_count(self, http: httpx.AsyncClient) -> None:
         await register(http)
@@ -431,6 +498,30 @@ class TestClientCredentials:
             ) as worker:
                 response = await worker.get(f"/v1/ledger/transfers/{uuid.uuid4()}")
                 assert_problem(response, 404, "ledger-transfer-not-found")
+
+    async def test_rate_limited_across_replicas(
+        self, issuer_settings: Settings, clock: Clock
+    ) -> None:
+        shared = issuer_settings.model_copy(
+            update={
+                "rate_limit_token": "2/minute",
+                "rate_limit_storage_uri": f"{SharedMemoryStorage.STORAGE_SCHEME[0]}://",
+            }
+        )
+        SharedMemoryStorage.forget()
+        one, two = create_app(shared, clock=clock), create_app(shared, clock=clock)
+        async with app_client(one) as first, app_client(two) as second:
+            statuses = [
+                (
+                    await replica.post(
+                        TOKEN,
+                        data={"grant_type": "client_credentials"},
+                        headers=basic(WORKER_ID, WORKER_SECRET),
+                    )
+                ).status_code
+                for replica in (first, second, first)
+            ]
+            assert statuses == [200, 200, 429]
 
     async def test_rate_limited_per_client(self, issuer_settings: Settings, clock: Clock) -> None:
         limited = issuer_settings.model_copy(update={"rate_limit_token": "2/minute"})

@@ -1,13 +1,15 @@
 """Per-principal rate limits: one caller's burst gets 429 with Retry-After; others carry on."""
 
 import pytest
+from limits.aio.storage import MemoryStorage
+from limits.errors import ConfigurationError
 
 from kit.errors import TooManyRequests
-from kit.ratelimit import RateLimiter
+from kit.ratelimit import RateLimiter, rate_limit_storage
 
 
 async def test_over_the_rate_answers_429_with_retry_after_per_key() -> None:
-    limiter = RateLimiter({"money": "3/minute"})
+    limiter = RateLimiter({"money": "3/minute"}, rate_limit_storage("memory://"))
     for _ in range(3):
         await limiter.hit("money", "customer:alice")
     with pytest.raises(TooManyRequests) as raised:
@@ -17,3 +19,13 @@ async def test_over_the_rate_answers_429_with_retry_after_per_key() -> None:
     # Another caller, and another bucket, are unaffected.
     await limiter.hit("money", "customer:bob")
     await limiter.hit("other", "customer:alice")
+
+
+class TestStorage:
+    def test_plain_uri_names_the_asyncio_storage(self) -> None:
+        assert isinstance(rate_limit_storage("memory://"), MemoryStorage)
+        assert isinstance(rate_limit_storage("async+memory://"), MemoryStorage)
+
+    def test_unknown_scheme_fails_at_start(self) -> None:
+        with pytest.raises(ConfigurationError):
+            rate_limit_storage("carrier-pigeon://loft")

@@ -1,11 +1,11 @@
 """audit events: a hash version per event; the chain is keyed from here on
 
 Events already stored keep their plain SHA-256 (version 1); the service writes every
-new event with HMAC-SHA256 under its chain key (version 2). See docs/decisions/0014.
+new event with HMAC-SHA256 under its chain key (version 2). See docs/decisions/0016.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2027-01-12
+Create Date: 2026-12-06
 """
 
 from collections.abc import Sequence

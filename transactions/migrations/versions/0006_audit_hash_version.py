@@ -1,11 +1,11 @@
 """audit events: a hash version per event; the chain is keyed from here on
 
 Events already stored keep their plain SHA-256 (version 1); the service writes every
-new event with HMAC-SHA256 under its chain key (version 2). See docs/decisions/0014.
+new event with HMAC-SHA256 under its chain key (version 2). See docs/decisions/0016.
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2027-01-12
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-06
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from alembic import op
 
 from kit.audit import add_hash_version, drop_hash_version
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
