@@ -10,12 +10,17 @@ from pathlib import Path
 import httpcore
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.secrets import ResealBatch, ResealRequest
 from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import database_of
+from kit.resealing import secrets_router
 from kit.resources import Clock, install_resources, utc_now
+from kit.sealing import KeyRing
+from notifications import repository, service
 from notifications.api import router
 from notifications.config import Settings
 from notifications.dispatcher import Dispatcher, DispatcherOptions
@@ -26,6 +31,11 @@ from notifications.service import WebhookRules
 from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
+# At start, plain-text secrets (rows from before sealing) are sealed in batches of this
+# many, at most this many batches (endpoints are capped per customer, so this covers
+# 1,000,000 secrets; the rest would wait for `sagabank secrets rotate`).
+SEAL_BATCH_SIZE = 500
+SEAL_BATCHES_MAX = 2000
 # Beyond the attempts in flight, how long a stopping service waits for them to be recorded.
 SHUTDOWN_MARGIN_SECONDS = 5.0
 
@@ -99,6 +109,13 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = database_of(app)
+        # Before the first delivery: no plain-text secret outlives a start (decision 0015).
+        await service.seal_plain_text_secrets(
+            database.sessions,
+            webhook_rules.key_ring,
+            batch_size=SEAL_BATCH_SIZE,
+            batches_max=SEAL_BATCHES_MAX,
+        )
         client = webhook_client()
         options = _dispatcher_options(settings)
         dispatcher = Dispatcher(
@@ -106,6 +123,7 @@ def _lifespan(
             client=client,
             options=options,
             clock=clock,
+            key_ring=webhook_rules.key_ring,
             smtp=smtp,
             rng=rng,
         )
@@ -132,6 +150,10 @@ def _lifespan(
     return lifespan
 
 
+async def _reseal(ring: KeyRing, session: AsyncSession, request: ResealRequest) -> ResealBatch:
+    return await repository.reseal_secrets(session, ring, after=request.after, limit=request.limit)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -151,6 +173,7 @@ def create_app(
         allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
     )
     smtp = _smtp_server(settings)
+    key_ring = settings.key_ring()
 
     app = create_service_app(
         service="notifications",
@@ -162,7 +185,11 @@ def create_app(
         version="0.2.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router, audit_router(service="notifications", table=AUDIT_EVENTS)],
+        routers=[
+            router,
+            audit_router(service="notifications", table=AUDIT_EVENTS),
+            secrets_router(reseal=partial(_reseal, key_ring), audit_table=AUDIT_EVENTS),
+        ],
         lifespan=_lifespan(
             settings,
             webhook_client=partial(
@@ -181,6 +208,7 @@ def create_app(
                 resolver=resolver,
                 endpoints_per_customer_max=settings.webhook_endpoints_per_customer_max,
                 secret_grace_seconds=settings.webhook_secret_grace_seconds,
+                key_ring=key_ring,
             ),
         ),
         token_verifier=token_verifier,
