@@ -97,17 +97,19 @@ class KeyRing:
         """The plaintext; `SealedValueUnreadable` if no key of the ring sealed it for this
         associated data."""
         key_id = sealed_key_id(sealed)
-        if key_id is not None and key_id in self._aeads:
+        # The key the header names first; then every key, since an id is only a label (the
+        # same bytes may have been configured under another id); last, the whole value as a
+        # headerless one (whose nonce may merely look like a header).
+        attempts: list[tuple[AESGCM, bytes]] = []
+        if key_id is not None:
             body = sealed[len(header_of(key_id)) :]
+            if key_id in self._aeads:
+                attempts.append((self._aeads[key_id], body))
+            attempts.extend((aead, body) for other, aead in self._aeads.items() if other != key_id)
+        attempts.extend((aead, sealed) for aead in self._aeads.values())
+        for aead, value in attempts:
             try:
-                return self._aeads[key_id].decrypt(
-                    body[:NONCE_BYTES], body[NONCE_BYTES:], associated_data
-                )
-            except InvalidTag:
-                pass  # perhaps a headerless value whose nonce looks like a header
-        for aead in self._aeads.values():
-            try:
-                return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated_data)
+                return aead.decrypt(value[:NONCE_BYTES], value[NONCE_BYTES:], associated_data)
             except InvalidTag:
                 continue
         raise SealedValueUnreadable(
