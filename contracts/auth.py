@@ -27,6 +27,8 @@ class Scope(enum.StrEnum):
     accounts_admin = "accounts:admin"
     reviews_write = "reviews:write"
     audit_read = "audit:read"
+    # Re-seal the secrets a service keeps at rest under its newest key (`sagabank secrets rotate`).
+    secrets_rotate = "secrets:rotate"
     # The saga's worker (and other internal callers)
     ledger_write = "ledger:write"
     fraud_score = "fraud:score"
@@ -56,6 +58,7 @@ OPERATOR_SCOPES: Final = frozenset(
         Scope.transfers_read,
         Scope.reviews_write,
         Scope.audit_read,
+        Scope.secrets_rotate,
     }
 )
 WORKER_SCOPES: Final = frozenset(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
 from kit.resources import Clock
+from kit.sealing import KeyRing
 from notifications import mail, repository, schedule, service, webhook_signatures
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
@@ -118,10 +119,12 @@ class Dispatcher:
         client: httpx.AsyncClient,
         options: DispatcherOptions,
         clock: Clock,
+        key_ring: KeyRing,
         smtp: mail.SmtpServer | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._sessions = sessions
+        self._key_ring = key_ring
         self._client = client
         self._options = options
         self._clock = clock
@@ -221,9 +224,13 @@ class Dispatcher:
                 lease_expires_at=now + timedelta(seconds=self._options.lease_seconds),
                 limit=self._options.batch_size,
             )
-            secrets = await repository.live_secrets(
+            stored = await repository.live_secrets(
                 session, endpoint_ids=sorted({claim.endpoint_id for claim in claims}), now=now
             )
+        secrets = {
+            endpoint_id: service.opened_secrets(self._key_ring, endpoint_secrets)
+            for endpoint_id, endpoint_secrets in stored.items()
+        }
         if claims:
             await self._bounded(
                 [
@@ -280,6 +287,10 @@ class Dispatcher:
         self, claim: repository.ClaimedDelivery, secrets: Sequence[str], *, started_at: datetime
     ) -> _Answer:
         """Send the signed event once, bounded by the webhook timeout; what came back."""
+        if not secrets:
+            # Never sent unsigned: the attempt fails and is retried on schedule, so a key
+            # restored to the ring lets the delivery through.
+            return _Answer(error="no signing secret of this endpoint opens under the key ring")
         message_id = webhook_signatures.webhook_id(claim.delivery_id)
         payload = WebhookPayload(
             type=EventType(claim.event_type),

@@ -1,5 +1,7 @@
 """The notifications service application."""
 
+import asyncio
+import contextlib
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -9,13 +11,20 @@ from pathlib import Path
 
 import httpcore
 import httpx
+import structlog
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.secrets import ResealBatch, ResealRequest
 from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
-from kit.db import database_of
+from kit.db import Database, database_of
+from kit.resealing import secrets_router
 from kit.resources import Clock, install_resources, utc_now
+from kit.sealing import KeyRing
+from notifications import repository, service
 from notifications.api import router
 from notifications.config import Settings
 from notifications.dispatcher import Dispatcher, DispatcherOptions
@@ -26,8 +35,18 @@ from notifications.service import WebhookRules
 from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
+# At start, plain-text secrets (rows from before sealing) are sealed in batches of this
+# many, at most this many batches (endpoints are capped per customer, so this covers
+# 1,000,000 secrets; the rest would wait for `sagabank secrets rotate`).
+SEAL_BATCH_SIZE = 500
+SEAL_BATCHES_MAX = 2000
+# While the database is away at start, the sealing is retried this often, for an hour.
+SEAL_RETRY_SECONDS = 30.0
+SEAL_ATTEMPTS_MAX = 120
 # Beyond the attempts in flight, how long a stopping service waits for them to be recorded.
 SHUTDOWN_MARGIN_SECONDS = 5.0
+
+log = structlog.get_logger()
 
 
 def _smtp_server(settings: Settings) -> SmtpServer | None:
@@ -84,6 +103,27 @@ def _webhook_client(
     )
 
 
+async def _sealed_plain_text(database: Database, ring: KeyRing) -> bool:
+    """Seal the plain-text secrets; False when the database could not be reached."""
+    try:
+        await service.seal_plain_text_secrets(
+            database.sessions, ring, batch_size=SEAL_BATCH_SIZE, batches_max=SEAL_BATCHES_MAX
+        )
+    except (OSError, SQLAlchemyError) as error:
+        log.warning("webhook_secret.sealing_deferred", error=repr(error)[:300])
+        return False
+    return True
+
+
+async def _keep_sealing(database: Database, ring: KeyRing) -> None:
+    """Retry the sealing every SEAL_RETRY_SECONDS until it succeeds (bounded)."""
+    for _ in range(SEAL_ATTEMPTS_MAX):
+        await asyncio.sleep(SEAL_RETRY_SECONDS)
+        if await _sealed_plain_text(database, ring):
+            return
+    log.error("webhook_secret.sealing_given_up", attempts=SEAL_ATTEMPTS_MAX)
+
+
 def _lifespan(
     settings: Settings,
     *,
@@ -99,6 +139,12 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = database_of(app)
+        # Before the first delivery: no plain-text secret outlives a start (decision 0019).
+        # A database that is away must not keep the service from starting (its readiness
+        # says so): the sealing is then retried in the background.
+        sealing = None
+        if not await _sealed_plain_text(database, webhook_rules.key_ring):
+            sealing = asyncio.create_task(_keep_sealing(database, webhook_rules.key_ring))
         client = webhook_client()
         options = _dispatcher_options(settings)
         dispatcher = Dispatcher(
@@ -106,6 +152,7 @@ def _lifespan(
             client=client,
             options=options,
             clock=clock,
+            key_ring=webhook_rules.key_ring,
             smtp=smtp,
             rng=rng,
         )
@@ -123,6 +170,10 @@ def _lifespan(
         try:
             yield
         finally:
+            if sealing is not None:
+                sealing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sealing
             await dispatcher.stop(
                 timeout_seconds=max(options.webhook_timeout_seconds, options.email_timeout_seconds)
                 + SHUTDOWN_MARGIN_SECONDS
@@ -130,6 +181,10 @@ def _lifespan(
             await client.aclose()
 
     return lifespan
+
+
+async def _reseal(ring: KeyRing, session: AsyncSession, request: ResealRequest) -> ResealBatch:
+    return await repository.reseal_secrets(session, ring, after=request.after, limit=request.limit)
 
 
 def create_app(
@@ -151,6 +206,7 @@ def create_app(
         allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
     )
     smtp = _smtp_server(settings)
+    key_ring = settings.key_ring()
 
     app = create_service_app(
         service="notifications",
@@ -162,7 +218,11 @@ def create_app(
         version="0.2.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[router, audit_router(service="notifications", table=AUDIT_EVENTS)],
+        routers=[
+            router,
+            audit_router(service="notifications", table=AUDIT_EVENTS),
+            secrets_router(reseal=partial(_reseal, key_ring), audit_table=AUDIT_EVENTS),
+        ],
         lifespan=_lifespan(
             settings,
             webhook_client=partial(
@@ -181,6 +241,7 @@ def create_app(
                 resolver=resolver,
                 endpoints_per_customer_max=settings.webhook_endpoints_per_customer_max,
                 secret_grace_seconds=settings.webhook_secret_grace_seconds,
+                key_ring=key_ring,
             ),
         ),
         token_verifier=token_verifier,

@@ -6,10 +6,12 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -62,15 +64,25 @@ class WebhookEndpointRow(Base):
 
 
 class WebhookSecretRow(Base):
-    """A signing secret; `expires_at` is None for the current one, set when it is rotated out."""
+    """A signing secret; `expires_at` is None for the current one, set when it is rotated out.
+
+    Kept sealed (kit.sealing, the row id as associated data) in `secret_sealed`; `secret`
+    holds the plain text of a row written before sealing, until the service seals it.
+    """
 
     __tablename__ = "webhook_secrets"
+    __table_args__ = (
+        CheckConstraint(
+            "(secret IS NULL) <> (secret_sealed IS NULL)", name="ck_webhook_secrets_sealed_or_plain"
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     endpoint_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
     )
-    secret: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str | None] = mapped_column(String(100))
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -12,7 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
 from contracts.notifications import EventCreate
+from contracts.secrets import ResealBatch
 from kit import audit
+from kit.resealing import SealedColumns, reseal_batch
+from kit.sealing import KeyRing
 from notifications.models import (
     AUDIT_EVENTS,
     DeliveryAttemptRow,
@@ -135,14 +138,33 @@ async def flush(session: AsyncSession) -> None:
 
 
 async def insert_secret(
-    session: AsyncSession, *, endpoint_id: uuid.UUID, secret: str, now: datetime
+    session: AsyncSession,
+    *,
+    secret_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    secret_sealed: bytes,
+    now: datetime,
 ) -> None:
     session.add(
         WebhookSecretRow(
-            id=uuid.uuid4(), endpoint_id=endpoint_id, secret=secret, created_at=now, expires_at=None
+            id=secret_id,
+            endpoint_id=endpoint_id,
+            secret=None,
+            secret_sealed=secret_sealed,
+            created_at=now,
+            expires_at=None,
         )
     )
     await session.flush()
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """A secret as the table keeps it: sealed, or (written before sealing) in plain text."""
+
+    secret_id: uuid.UUID
+    sealed: bytes | None
+    plain_text: str | None
 
 
 async def live_secret_rows(
@@ -162,20 +184,52 @@ async def live_secret_rows(
 
 async def live_secrets(
     session: AsyncSession, *, endpoint_ids: Sequence[uuid.UUID], now: datetime
-) -> dict[uuid.UUID, list[str]]:
+) -> dict[uuid.UUID, list[StoredSecret]]:
     """Per endpoint, the secrets that sign a request sent at `now`, newest first."""
     statement = (
-        select(WebhookSecretRow.endpoint_id, WebhookSecretRow.secret)
+        select(
+            WebhookSecretRow.endpoint_id,
+            WebhookSecretRow.id,
+            WebhookSecretRow.secret_sealed,
+            WebhookSecretRow.secret,
+        )
         .where(
             WebhookSecretRow.endpoint_id.in_(endpoint_ids),
             or_(WebhookSecretRow.expires_at.is_(None), WebhookSecretRow.expires_at > now),
         )
         .order_by(WebhookSecretRow.created_at.desc(), WebhookSecretRow.id)
     )
-    secrets: dict[uuid.UUID, list[str]] = {}
-    for endpoint_id, secret in (await session.execute(statement)).all():
-        secrets.setdefault(endpoint_id, []).append(secret)
+    secrets: dict[uuid.UUID, list[StoredSecret]] = {}
+    for endpoint_id, secret_id, sealed, plain_text in (await session.execute(statement)).all():
+        secrets.setdefault(endpoint_id, []).append(StoredSecret(secret_id, sealed, plain_text))
     return secrets
+
+
+SEALED_SECRETS = SealedColumns(
+    id=WebhookSecretRow.id,
+    sealed=WebhookSecretRow.secret_sealed,
+    plain_text=WebhookSecretRow.secret,
+)
+
+
+async def reseal_secrets(
+    session: AsyncSession,
+    ring: KeyRing,
+    *,
+    after: uuid.UUID | None,
+    limit: int,
+    plain_text_only: bool = False,
+) -> ResealBatch:
+    """Seal up to `limit` secrets after `after` under the newest key (kit.resealing)."""
+    return await reseal_batch(
+        session,
+        SEALED_SECRETS,
+        ring,
+        service="notifications",
+        after=after,
+        limit=limit,
+        plain_text_only=plain_text_only,
+    )
 
 
 async def expire_secrets(

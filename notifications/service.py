@@ -39,6 +39,7 @@ from contracts.notifications import (
 )
 from kit.audit import Actor, change_event
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit, keyset_page
+from kit.sealing import KeyRing, SealedValueUnreadable
 from notifications import mail, repository, webhook_signatures
 from notifications.errors import (
     DeliveryNotFound,
@@ -145,6 +146,65 @@ class WebhookRules:
     resolver: Resolver
     endpoints_per_customer_max: int
     secret_grace_seconds: int
+    # Seals every new signing secret under its newest key.
+    key_ring: KeyRing
+
+
+# --- signing secrets, sealed at rest ------------------------------------------------
+
+
+async def _store_new_secret(
+    session: AsyncSession, ring: KeyRing, *, endpoint_id: uuid.UUID, now: datetime
+) -> str:
+    """A fresh signing secret for the endpoint, stored sealed (bound to its row id)."""
+    secret = webhook_signatures.new_secret()
+    secret_id = uuid.uuid4()
+    await repository.insert_secret(
+        session,
+        secret_id=secret_id,
+        endpoint_id=endpoint_id,
+        secret_sealed=ring.seal(secret.encode(), associated_data=secret_id.bytes),
+        now=now,
+    )
+    return secret
+
+
+def opened_secrets(ring: KeyRing, stored: Sequence[repository.StoredSecret]) -> list[str]:
+    """The secrets in use, opened; one no key of the ring opens (a key removed too early, a
+    sealed value moved from another row) is logged and signs nothing."""
+    opened = []
+    for secret in stored:
+        if secret.plain_text is not None:
+            # Written before sealing, not yet sealed by a start or a rotation.
+            opened.append(secret.plain_text)
+            continue
+        assert secret.sealed is not None, "a row is sealed or plain text (a CHECK says so)"
+        try:
+            opened.append(ring.open(secret.sealed, associated_data=secret.secret_id.bytes).decode())
+        except SealedValueUnreadable as error:
+            log.error("webhook_secret.unreadable", secret_id=str(secret.secret_id), why=str(error))
+    return opened
+
+
+async def seal_plain_text_secrets(
+    sessions: Callable[[], AsyncSession], ring: KeyRing, *, batch_size: int, batches_max: int
+) -> int:
+    """Seal the secrets still in plain text (rows from before sealing), a batch per
+    transaction; how many. Safe to run in every replica at once (rows are locked)."""
+    sealed = 0
+    after: uuid.UUID | None = None
+    for _ in range(batches_max):
+        async with sessions() as session, session.begin():
+            batch = await repository.reseal_secrets(
+                session, ring, after=after, limit=batch_size, plain_text_only=True
+            )
+        sealed += batch.resealed
+        after = batch.next_after
+        if after is None:
+            break
+    if sealed:
+        log.info("webhook_secret.plain_text_sealed", count=sealed, key_id=ring.newest_key_id)
+    return sealed
 
 
 # --- events and their fan-out (the outbox) ------------------------------------------
@@ -352,8 +412,7 @@ async def create_endpoint(
         updated_at=now,
     )
     await repository.insert_endpoint(session, row)
-    secret = webhook_signatures.new_secret()
-    await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
+    secret = await _store_new_secret(session, rules.key_ring, endpoint_id=row.id, now=now)
     await repository.append_audit(
         session,
         change_event(
@@ -524,8 +583,7 @@ async def rotate_secret(
         await repository.expire_secrets(
             session, secret_ids=[secret.id for secret in retired], expires_at=now
         )
-    secret = webhook_signatures.new_secret()
-    await repository.insert_secret(session, endpoint_id=row.id, secret=secret, now=now)
+    secret = await _store_new_secret(session, rules.key_ring, endpoint_id=row.id, now=now)
     row.updated_at = now
     await repository.flush(session)
     # Counts and times only: the audit trail never holds a secret, old or new.

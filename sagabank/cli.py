@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 
 from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
 from contracts.money import MINOR_UNIT_EXPONENTS
+from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
 from sagabank.config import SERVICES, LauncherSettings
 
@@ -284,6 +285,52 @@ def audit(
     click.echo("\n".join(trail.table(events)))
     if not events:
         click.echo("no audit event matches", err=True)
+
+
+@main.group()
+def secrets() -> None:
+    """Secrets the services keep sealed at rest (callback and webhook signing secrets)."""
+
+
+@secrets.command()
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1, max=RESEAL_LIMIT_MAX),
+    default=100,
+    show_default=True,
+    help="Rows re-sealed per request (each batch is its own transaction).",
+)
+@click.option(
+    "--token",
+    "access_token",
+    envvar="SAGABANK_TOKEN",
+    default=None,
+    help="A token with secrets:rotate [default: the operator client's, fetched now].",
+)
+def rotate(batch_size: int, access_token: str | None) -> None:
+    """Re-seal every secret of transactions and notifications under their newest key.
+
+    Add the new key first (newest first in <SERVICE>_SECRETS_KEYS) and restart the
+    services; then run this; then the old key may leave the ring. Safe to run again, and
+    to resume after an interruption. Exit status 1 if some row no key opens, 2 if a
+    service cannot be asked.
+    """
+    from sagabank import rotation
+
+    settings = LauncherSettings()
+    urls = service_urls(settings)
+    try:
+        if access_token is None:
+            access_token = _operator_token(settings, urls["accounts"])
+        with rotation.client(access_token) as http:
+            done = [
+                rotation.rotate_service(http, name, urls[name], batch_size=batch_size)
+                for name in rotation.SEALING_SERVICES
+            ]
+    except BankError as error:
+        _fail(error)
+    click.echo("\n".join(rotation.rotation_lines(done)))
+    sys.exit(0 if all(item.ok for item in done) else 1)
 
 
 @main.group()

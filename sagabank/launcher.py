@@ -32,7 +32,7 @@ from kit.settings import with_database
 from sagabank.config import SERVICES, WORKER_CLIENT_ID, LauncherSettings
 from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
-from sagabank.localstack.secrets import dev_secret, dev_signing_keys_dir
+from sagabank.localstack.secrets import dev_key_ring, dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 
 STATE_FILE_NAME = "up.json"
@@ -344,11 +344,17 @@ class Launcher:
             env["TRANSACTIONS_ACCOUNTS_URL"] = self.settings.service_url("accounts")
             env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target
             env["TRANSACTIONS_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
-            # Seals the callback clients' signing secrets at rest; a value from the
-            # environment (the operator's secret store) wins over the generated dev key.
+            # Seals the callback clients' signing secrets at rest; a ring (or the older
+            # single key) from the environment wins over the generated dev key, which is
+            # the one the single-key setting used, so earlier sealed values still open.
+            if not {"TRANSACTIONS_SECRETS_KEYS", "TRANSACTIONS_CALLBACK_SECRETS_KEY"} & set(env):
+                env["TRANSACTIONS_SECRETS_KEYS"] = dev_key_ring(
+                    self.state_dir, "callback-secrets-key"
+                )
+        if service == "notifications":
             env.setdefault(
-                "TRANSACTIONS_CALLBACK_SECRETS_KEY",
-                dev_secret(self.state_dir, "callback-secrets-key"),
+                "NOTIFICATIONS_SECRETS_KEYS",
+                dev_key_ring(self.state_dir, "notifications-secrets-key"),
             )
         self._log_format(env, prefix)
         return env

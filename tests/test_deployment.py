@@ -64,8 +64,9 @@ K8S_SECRET = "sagabank-secrets"
 K8S_SECRET_KEYS = frozenset(
     {
         *(f"{service}-database-url" for service in SERVICES),
-        "transactions-callback-secrets-key",
         *(f"{service}-audit-chain-key" for service in SERVICES),
+        "transactions-secrets-keys",
+        "notifications-secrets-keys",
         "bootstrap-clients",
         "worker-client-secret",
     }
@@ -907,6 +908,11 @@ class TestCompose:
         transactions = load_compose()["services"]["transactions"]["environment"]
         key = transactions["TRANSACTIONS_CALLBACK_SECRETS_KEY"]
         assert key.startswith("${SAGABANK_CALLBACK_SECRETS_KEY:-")
+        # The key rings that seal secrets at rest (kit.sealing).
+        for service in ("transactions", "notifications"):
+            environment = load_compose()["services"][service]["environment"]
+            ring = environment[f"{service.upper()}_SECRETS_KEYS"]
+            assert ring.startswith(f"${{SAGABANK_{service.upper()}_SECRETS_KEYS:-dev:")
         # The OAuth2 client secrets, wherever they appear, and the signing key file.
         client_secrets = re.findall(r'"client_secret": "([^"]+)"|CLIENT_SECRET: (\S+)', text)
         assert len(client_secrets) == 3

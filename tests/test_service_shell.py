@@ -6,10 +6,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import APIRouter
+from pydantic import SecretStr
 
 from kit.testing import app_client, assert_problem
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH, create_app
+from notifications.tests.conftest import SECRETS_KEYS
+
+KEYS = SecretStr(SECRETS_KEYS)
 
 boom = APIRouter()
 
@@ -22,7 +26,9 @@ async def explode() -> None:
 @pytest.fixture
 async def client(database_factory: object) -> AsyncIterator[httpx.AsyncClient]:
     url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-    app = create_app(Settings(database_url=url, log_json=True, request_body_max_bytes=2048))
+    app = create_app(
+        Settings(database_url=url, log_json=True, request_body_max_bytes=2048, secrets_keys=KEYS)
+    )
     app.include_router(boom)
     async with app_client(app) as client:
         yield client
@@ -47,7 +53,7 @@ async def test_ready_when_migrated(client: httpx.AsyncClient) -> None:
 
 async def test_not_ready_when_migrations_behind(database_factory: object) -> None:
     url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
-    app = create_app(Settings(database_url=url, log_json=True))
+    app = create_app(Settings(database_url=url, log_json=True, secrets_keys=KEYS))
     async with app_client(app) as client:
         async with app.state.database.engine.begin() as connection:
             # 0001 stays an ancestor of the head whatever comes later; a revision the
@@ -59,7 +65,9 @@ async def test_not_ready_when_migrations_behind(database_factory: object) -> Non
 
 
 async def test_not_ready_without_database() -> None:
-    settings = Settings(database_url="postgresql://postgres@127.0.0.1:1/nowhere", log_json=True)
+    settings = Settings(
+        database_url="postgresql://postgres@127.0.0.1:1/nowhere", log_json=True, secrets_keys=KEYS
+    )
     async with app_client(create_app(settings)) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
@@ -118,7 +126,10 @@ async def test_no_cross_origin_calls_by_default(client: httpx.AsyncClient) -> No
 async def test_cross_origin_calls_only_from_the_allow_list(database_factory: object) -> None:
     url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
     settings = Settings(
-        database_url=url, log_json=True, cors_allow_origins=["https://app.example.com"]
+        database_url=url,
+        log_json=True,
+        cors_allow_origins=["https://app.example.com"],
+        secrets_keys=KEYS,
     )
     async with app_client(create_app(settings)) as client:
         allowed = await client.options("/v1/webhook-endpoints", headers=PREFLIGHT)

@@ -1,24 +1,21 @@
 """Signing secrets of callback clients: made here, shown once, kept encrypted.
 
 HMAC verification needs the secret itself, so a one-way hash (as for passwords) cannot
-work. The secret is stored sealed with AES-256-GCM under a key that lives outside the
-database (the service's settings): a copy of the database alone cannot forge callbacks.
-The client id is the associated data, so a sealed secret moved to another row no longer
-opens.
+work. The secret is stored sealed with AES-256-GCM (kit.sealing) under a key ring that
+lives outside the database (the service's settings): a copy of the database alone cannot
+forge callbacks. The client id is the associated data, so a sealed secret moved to another
+row no longer opens.
 """
 
 import base64
-import os
 import secrets
 import uuid
 from typing import Final
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from kit.sealing import KeyRing
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the spec's prefix, not a secret
 SECRET_BYTES: Final = 32
-_NONCE_BYTES: Final = 12
-_KEY_BYTES: Final = 32
 
 
 def new_secret() -> bytes:
@@ -31,17 +28,16 @@ def render_secret(secret: bytes) -> str:
 
 
 class CallbackSecretBox:
-    """Seals and opens callback secrets with the service's callback secrets key."""
+    """Seals callback secrets under the newest key of the service's key ring; opens those
+    sealed under any key of it (and those sealed before rings, under the single key)."""
 
-    def __init__(self, key: bytes) -> None:
-        assert len(key) == _KEY_BYTES, "an AES-256 key is 32 bytes"
-        self._aead = AESGCM(key)
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
 
     def seal(self, *, client_id: uuid.UUID, secret: bytes) -> bytes:
-        nonce = os.urandom(_NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, secret, client_id.bytes)
+        return self.ring.seal(secret, associated_data=client_id.bytes)
 
     def open(self, *, client_id: uuid.UUID, sealed: bytes) -> bytes:
-        """The secret; raises cryptography's InvalidTag if it was not sealed for this client
-        under this key."""
-        return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], client_id.bytes)
+        """The secret; raises kit.sealing's SealedValueUnreadable if no key of the ring
+        sealed it for this client."""
+        return self.ring.open(sealed, associated_data=client_id.bytes)

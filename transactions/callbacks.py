@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
-from cryptography.exceptions import InvalidTag
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -34,6 +33,7 @@ from contracts.transfers import (
     workflow_id,
 )
 from kit.errors import InvalidRequest
+from kit.sealing import SealedValueUnreadable
 from transactions import audit, repository
 from transactions.callback_secrets import CallbackSecretBox, new_secret, render_secret
 from transactions.errors import (
@@ -69,7 +69,7 @@ class ConfirmationAnswer:
 
 def _box(box: CallbackSecretBox | None) -> CallbackSecretBox:
     if box is None:
-        raise CallbacksNotConfigured("set TRANSACTIONS_CALLBACK_SECRETS_KEY to accept callbacks")
+        raise CallbacksNotConfigured("set TRANSACTIONS_SECRETS_KEYS to accept callbacks")
     return box
 
 
@@ -249,8 +249,9 @@ async def _verified_sender(
     _check_timestamp(timestamp, now_seconds=time.time())
     try:
         secret = sealing.open(client_id=client.id, sealed=client.secret_ciphertext)
-    except InvalidTag:
-        # The secrets key changed since this client registered: it must register again.
+    except SealedValueUnreadable:
+        # No key of the ring opens it (its key was removed before a rotation re-sealed it):
+        # restore the key, or the client must register again.
         log.error("callback.secret_unreadable")
         raise CallbackSignatureInvalid("no signature matches a registered client") from None
     _verify_signature(

@@ -6,9 +6,12 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from contracts.transfers import REVIEW_TIMEOUT_SECONDS_DEFAULT, TASK_QUEUE
+from kit.sealing import KeyRing, parse_key_ring, with_legacy_key
 from kit.settings import ServiceSettings
 
 CALLBACK_SECRETS_KEY_BYTES = 32
+# The id of the single key of TRANSACTIONS_CALLBACK_SECRETS_KEY in the key ring.
+LEGACY_KEY_ID = "legacy"
 
 
 class Settings(ServiceSettings):
@@ -48,8 +51,13 @@ class Settings(ServiceSettings):
     # Waiters (Prefer: wait, duplicate keys) wake on PostgreSQL NOTIFY; they also re-read
     # this often, so a lost notification or a dropped listener costs latency, not answers.
     wait_poll_interval_seconds: float = Field(default=1.0, gt=0, le=30)
-    # Base64 of 32 random bytes: encrypts the callback clients' signing secrets at rest.
-    # Without it the callback endpoints answer 503 (the launcher supplies a dev key).
+    # The key ring callback clients' signing secrets are sealed under at rest (kit.sealing):
+    # `id:base64key` entries (32-byte keys), newest first, comma-separated. Without it (and
+    # without the older single key below) the callback endpoints answer 503; the launcher
+    # supplies a dev key.
+    secrets_keys: SecretStr | None = None
+    # Deprecated, still honoured: base64 of one 32-byte key, the only key before rings. It
+    # joins the ring as its oldest key, id `legacy` (unless the ring holds it already).
     callback_secrets_key: SecretStr | None = None
     # The accounts service (e.g. http://127.0.0.1:8001): a transfer starts only once it
     # confirms that the caller owns the source account. Without it every transfer request
@@ -85,7 +93,23 @@ class Settings(ServiceSettings):
                 raise ValueError("callback_secrets_key must decode to 32 bytes")
         return value
 
-    def callback_secrets_key_bytes(self) -> bytes | None:
-        if self.callback_secrets_key is None:
-            return None
-        return base64.b64decode(self.callback_secrets_key.get_secret_value())
+    @field_validator("secrets_keys")
+    @classmethod
+    def _is_a_key_ring(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key_ring(value.get_secret_value())  # its ValueError never shows a key
+        return value
+
+    def key_ring(self) -> KeyRing | None:
+        """The ring of `secrets_keys`, the single `callback_secrets_key` as its oldest key."""
+        ring = (
+            None
+            if self.secrets_keys is None
+            else parse_key_ring(self.secrets_keys.get_secret_value())
+        )
+        legacy = (
+            None
+            if self.callback_secrets_key is None
+            else base64.b64decode(self.callback_secrets_key.get_secret_value())
+        )
+        return with_legacy_key(ring, legacy, key_id=LEGACY_KEY_ID)

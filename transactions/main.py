@@ -10,21 +10,26 @@ from typing import Final
 import httpx
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from contracts.secrets import ResealBatch, ResealRequest
 from kit.app import Lifespan, create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.http import create_client
 from kit.jobs import ExclusiveJob
+from kit.resealing import secrets_router
 from kit.resources import install_resources
-from transactions import service
+from kit.sealing import KeyRing
+from transactions import repository, service
 from transactions.accounts_client import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
 from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.config import Settings
+from transactions.errors import CallbacksNotConfigured
 from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
 from transactions.resources import TransactionsResources
@@ -88,7 +93,7 @@ def _start_jobs(
 def _resources(
     settings: Settings, temporal_client: Client | None, accounts: SourceAccounts
 ) -> TransactionsResources:
-    secrets_key = settings.callback_secrets_key_bytes()
+    ring = settings.key_ring()
     return TransactionsResources(
         workflows=_transfer_workflows(settings, temporal_client),
         changes=ChangeListener(
@@ -98,7 +103,7 @@ def _resources(
             ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
             in_flight_wait_seconds=settings.idempotency_in_flight_wait_seconds,
         ),
-        callback_secret_box=None if secrets_key is None else CallbackSecretBox(secrets_key),
+        callback_secret_box=None if ring is None else CallbackSecretBox(ring),
         accounts=accounts,
     )
 
@@ -153,6 +158,16 @@ def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWo
     )
 
 
+async def _reseal(
+    ring: KeyRing | None, session: AsyncSession, request: ResealRequest
+) -> ResealBatch:
+    if ring is None:
+        raise CallbacksNotConfigured("set TRANSACTIONS_SECRETS_KEYS to re-seal callback secrets")
+    return await repository.reseal_callback_secrets(
+        session, ring, after=request.after, limit=request.limit
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -185,6 +200,7 @@ def create_app(
             admin_router,
             callbacks_router,
             audit_router(service="transactions", table=audit_events),
+            secrets_router(reseal=partial(_reseal, settings.key_ring()), audit_table=audit_events),
         ],
         lifespan=_lifespan(
             settings, temporal_client=temporal_client, accounts_transport=accounts_transport

@@ -22,8 +22,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
+from contracts.secrets import ResealBatch
 from contracts.transfers import StepRecord, TransferCreate, TransferStatus
 from kit import audit
+from kit.resealing import SealedColumns, reseal_batch
+from kit.sealing import KeyRing
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
     TRANSFER_FINISHED_CHANNEL,
@@ -499,3 +502,13 @@ async def append_audit(session: AsyncSession, event: AuditEventCreate) -> bool:
     with its id is already there (a retried report writes nothing new)."""
     _values, written = await audit.append(session, audit_events, event)
     return written
+
+
+async def reseal_callback_secrets(
+    session: AsyncSession, ring: KeyRing, *, after: uuid.UUID | None, limit: int
+) -> ResealBatch:
+    """Re-seal up to `limit` callback clients' secrets after `after` under the newest key."""
+    columns = SealedColumns(id=CallbackClientRow.id, sealed=CallbackClientRow.secret_ciphertext)
+    return await reseal_batch(
+        session, columns, ring, service="transactions", after=after, limit=limit
+    )

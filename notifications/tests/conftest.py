@@ -1,4 +1,6 @@
+import base64
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,8 @@ AppFactory = Callable[..., FastAPI]
 
 # The dev relaxations of the SSRF guard, for tests whose receiver listens on 127.0.0.1.
 DEV = {"webhook_allow_http": True, "webhook_allow_loopback": True}
+# The key ring webhook secrets are sealed under, unless a test passes its own.
+SECRETS_KEYS = f"test:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 @pytest.fixture
@@ -61,6 +65,7 @@ def make_app(
             "database_url": database_url,
             "log_json": True,
             "dispatcher_poll_interval_seconds": 0.02,
+            "secrets_keys": SECRETS_KEYS,
             **overrides,
         }
         return create_app(

@@ -16,6 +16,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from contracts.notifications import EventType, TransferEventData
 from kit.db import Database
+from kit.sealing import parse_key_ring
 from kit.settings import to_asyncpg_url
 from kit.testing import app_client, assert_problem
 from notifications import repository
@@ -23,7 +24,7 @@ from notifications.dispatcher import Dispatcher, DispatcherOptions
 from notifications.models import DeliveryAttemptRow
 from notifications.schedule import ATTEMPTS_MAX
 from notifications.ssrf import GuardedTransport, TargetPolicy
-from notifications.tests.conftest import DEV, AppFactory
+from notifications.tests.conftest import DEV, SECRETS_KEYS, AppFactory
 from notifications.tests.support import (
     Clock,
     LoopbackNetwork,
@@ -658,7 +659,13 @@ async def _dispatcher(
         email_timeout_seconds=5,
     )
     try:
-        yield Dispatcher(sessions=database.sessions, client=client, options=options, clock=clock)
+        yield Dispatcher(
+            sessions=database.sessions,
+            client=client,
+            options=options,
+            clock=clock,
+            key_ring=parse_key_ring(SECRETS_KEYS),
+        )
     finally:
         await client.aclose()
         await database.dispose()
@@ -701,7 +708,11 @@ async def _dying_dispatcher(
     )
     try:
         yield Dispatcher(
-            sessions=app.state.database.sessions, client=client, options=options, clock=clock
+            sessions=app.state.database.sessions,
+            client=client,
+            options=options,
+            clock=clock,
+            key_ring=parse_key_ring(SECRETS_KEYS),
         )
     finally:
         await client.aclose()

@@ -37,6 +37,7 @@ from kit.testing import app_client, assert_problem
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH, create_app
 from notifications.models import Base
+from notifications.tests.conftest import SECRETS_KEYS
 from notifications.tests.support import (
     ISSUER,
     PUBLIC_ADDRESS,
@@ -88,6 +89,9 @@ PRINCIPALS = {
     ),
     "operator-without-audit-read": Principal(
         "operator", PrincipalKind.operator, _without(OPERATOR_SCOPES, Scope.audit_read)
+    ),
+    "operator-without-secrets-rotate": Principal(
+        "operator", PrincipalKind.operator, _without(OPERATOR_SCOPES, Scope.secrets_rotate)
     ),
 }
 
@@ -187,6 +191,13 @@ CASES = [
     RouteCase("GET", "/v1/admin/audit-events", "operator", AUDIT_READS),
     RouteCase("GET", "/v1/admin/audit-events/verify", "operator", AUDIT_READS),
     RouteCase("GET", "/v1/admin/audit-events/export", "operator", AUDIT_READS),
+    RouteCase(
+        "POST",
+        "/v1/admin/secrets/reseal",
+        "operator",
+        ("customer", "worker", "operator-without-secrets-rotate"),
+        body=lambda: {"limit": 10},
+    ),
 ]
 CASES_BY_KEY = {case.key: case for case in CASES}
 
@@ -255,7 +266,12 @@ async def world(module_database_url: str) -> AsyncIterator[World]:
     network = LoopbackNetwork()
     app = create_app(
         Settings.model_validate(
-            {"database_url": module_database_url, "log_json": True, "dispatcher_enabled": False}
+            {
+                "database_url": module_database_url,
+                "log_json": True,
+                "dispatcher_enabled": False,
+                "secrets_keys": SECRETS_KEYS,
+            }
         ),
         clock=Clock(datetime.now(UTC).replace(microsecond=0)),
         resolver=StubResolver({PUBLIC_HOST: [str(PUBLIC_ADDRESS)]}),
@@ -398,8 +414,8 @@ async def test_foreign_object_is_not_found(world: World, case: RouteCase) -> Non
 
 def test_the_matrix_size() -> None:
     """The cell count the issue's closing note quotes."""
-    assert len(CASES) * len(FORGERY_NAMES) == 190
-    assert len(MISSING_SCOPE_CELLS) == 55
+    assert len(CASES) * len(FORGERY_NAMES) == 200
+    assert len(MISSING_SCOPE_CELLS) == 58
     assert len(FOREIGN_CASES) == 9
 
 

@@ -20,7 +20,7 @@ from kit.testing import app_client
 from notifications.config import Settings
 from notifications.main import MIGRATIONS_PATH
 from notifications.models import Base
-from notifications.tests.conftest import AppFactory
+from notifications.tests.conftest import SECRETS_KEYS, AppFactory
 
 
 class TestService:
@@ -148,7 +148,19 @@ async def _objects_of_0004(connection: Any) -> int:
 
 class TestSettings:
     def base(self, **overrides: Any) -> dict[str, Any]:
-        return {"database_url": "postgresql://u@127.0.0.1:5432/db", **overrides}
+        return {
+            "database_url": "postgresql://u@127.0.0.1:5432/db",
+            "secrets_keys": SECRETS_KEYS,
+            **overrides,
+        }
+
+    def test_the_secrets_key_ring_is_required_and_checked(self) -> None:
+        without = self.base()
+        del without["secrets_keys"]
+        with pytest.raises(ValidationError, match="secrets_keys"):
+            Settings.model_validate(without)
+        with pytest.raises(ValidationError, match="must decode to 32 bytes"):
+            Settings.model_validate(self.base(secrets_keys="k1:c2hvcnQ="))
 
     def test_production_defaults_are_strict(self) -> None:
         settings = Settings.model_validate(self.base())

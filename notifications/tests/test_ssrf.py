@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from kit.sealing import parse_key_ring
 from kit.testing import app_client, assert_problem
 from notifications import repository, webhook_signatures
 from notifications.models import WebhookEndpointRow
@@ -26,7 +27,7 @@ from notifications.ssrf import (
     check_registration,
     parse_ipv4_literal,
 )
-from notifications.tests.conftest import AppFactory
+from notifications.tests.conftest import SECRETS_KEYS, AppFactory
 from notifications.tests.support import (
     PUBLIC_ADDRESS,
     PUBLIC_HOST,
@@ -226,8 +227,15 @@ async def _store_endpoint(app: FastAPI, url: str, clock: Clock) -> uuid.UUID:
                 updated_at=clock.now,
             ),
         )
+        secret_id = uuid.uuid4()
         await repository.insert_secret(
-            session, endpoint_id=endpoint_id, secret=webhook_signatures.new_secret(), now=clock.now
+            session,
+            secret_id=secret_id,
+            endpoint_id=endpoint_id,
+            secret_sealed=parse_key_ring(SECRETS_KEYS).seal(
+                webhook_signatures.new_secret().encode(), associated_data=secret_id.bytes
+            ),
+            now=clock.now,
         )
     return endpoint_id
 

@@ -23,6 +23,16 @@ def dev_secret(state_dir: Path, name: str, *, size_bytes: int = 32) -> str:
     return path.read_text().strip()
 
 
+# The id of the one key of a dev key ring (kit.sealing's `id:base64key` format).
+DEV_KEY_ID = "dev"
+
+
+def dev_key_ring(state_dir: Path, name: str) -> str:
+    """A key ring of one dev key, `dev:<base64>`, from the secret called `name` (created
+    on first use): what a service's `<PREFIX>_SECRETS_KEYS` takes."""
+    return f"{DEV_KEY_ID}:{dev_secret(state_dir, name)}"
+
+
 def _write_once(path: Path, content: bytes) -> None:
     """Create `path` (owner-only) holding `content`, unless it exists by now.
 

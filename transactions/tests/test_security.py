@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_EXPORT_PATH, AUDIT_VERIFY_PATH
 from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind, Scope
+from contracts.secrets import SECRETS_RESEAL_PATH
 from contracts.transfers import (
     CALLBACK_CLIENTS_PATH,
     CALLBACK_CONFIRMATIONS_PATH,
@@ -256,6 +257,14 @@ CASES: Final = (
         frozenset({Scope.audit_read}),
         PrincipalKind.operator,
         url=lambda seed: AUDIT_EXPORT_PATH,
+    ),
+    RouteCase(
+        "POST",
+        SECRETS_RESEAL_PATH,
+        frozenset({Scope.secrets_rotate}),
+        PrincipalKind.operator,
+        url=lambda seed: SECRETS_RESEAL_PATH,
+        body=lambda seed: {"limit": 10},
     ),
 )
 FORGERIES: Final = (
@@ -490,5 +499,5 @@ def test_cell_count() -> None:
     """The closing note quotes this: forgeries x routes + missing scope + foreign cells."""
     forged = len(FORGERIES) * len(CASES)
     foreign = sum(1 for case in CASES if case.foreign)
-    assert (len(FORGERIES), len(CASES), foreign) == (10, 12, 5)
-    assert forged + len(CASES) + foreign == 137
+    assert (len(FORGERIES), len(CASES), foreign) == (10, 13, 5)
+    assert forged + len(CASES) + foreign == 148

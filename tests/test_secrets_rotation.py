@@ -1,0 +1,165 @@
+"""`sagabank secrets rotate` against the real transactions and notifications apps (on
+their own PostgreSQL databases): every row ends under the newest key, the secrets still
+sign, and a rotation cut off midway completes when run again."""
+
+import asyncio
+import base64
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from standardwebhooks.webhooks import Webhook
+
+from kit.db import Database
+from kit.sealing import KeyRing, parse_key_ring
+from kit.settings import to_asyncpg_url
+from kit.testing import TestIssuer, app_client
+from notifications import main as notifications_main
+from notifications.config import Settings as NotificationsSettings
+from notifications.tests.support import PUBLIC_ADDRESS, PUBLIC_HOST, StubResolver
+from sagabank.bankclient import BankError
+from sagabank.rotation import Rotation, rotate_service
+from transactions import main as transactions_main
+from transactions.callback_secrets import render_secret
+from transactions.config import Settings as TransactionsSettings
+
+DatabaseFactory = Callable[[Path], Awaitable[str]]
+ISSUER = TestIssuer()
+OLD_RING = f"old:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+NEW_KEY = f"new:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+ROTATED_RING = f"{NEW_KEY},{OLD_RING}"
+ROWS = 3
+
+
+def _apps(urls: dict[str, str], ring: str) -> dict[str, FastAPI]:
+    return {
+        "notifications": notifications_main.create_app(
+            NotificationsSettings.model_validate(
+                {"database_url": urls["notifications"], "secrets_keys": ring, "log_json": True}
+                | {"dispatcher_enabled": False}
+            ),
+            token_verifier=ISSUER.verifier,
+            # Registration resolves the URL; nothing is ever sent to it.
+            resolver=StubResolver({PUBLIC_HOST: [str(PUBLIC_ADDRESS)]}),
+        ),
+        "transactions": transactions_main.create_app(
+            TransactionsSettings.model_validate(
+                {"database_url": urls["transactions"], "secrets_keys": ring, "log_json": True}
+            ),
+            token_verifier=ISSUER.verifier,
+        ),
+    }
+
+
+async def _seed(apps: dict[str, FastAPI]) -> dict[str, list[str]]:
+    """ROWS webhook endpoints and ROWS callback clients; the secrets they were shown."""
+    shown: dict[str, list[str]] = {"notifications": [], "transactions": []}
+    async with app_client(apps["notifications"]) as client:
+        for _ in range(ROWS):
+            response = await client.post(
+                "/v1/webhook-endpoints",
+                headers=ISSUER.customer("alice"),
+                json={"url": f"https://{PUBLIC_HOST}/x", "event_types": ["transfer.completed"]},
+            )
+            assert response.status_code == 201, response.text
+            shown["notifications"].append(response.json()["secret"])
+    async with app_client(apps["transactions"]) as client:
+        for number in range(ROWS):
+            response = await client.post(
+                "/v1/admin/callback-clients",
+                headers=ISSUER.operator(),
+                json={"name": f"rail-{number}", "account_ids": [str(uuid.uuid4())]},
+            )
+            assert response.status_code == 201, response.text
+            shown["transactions"].append(response.json()["secret"])
+    return shown
+
+
+class _CutOff(TestClient):
+    """A client whose connection drops after `posts_max` requests (the operator's laptop
+    closing midway)."""
+
+    def __init__(self, app: FastAPI, posts_max: int | None) -> None:
+        super().__init__(app, headers=ISSUER.operator())
+        self.posts_left = posts_max
+
+    def post(self, *args: Any, **kwargs: Any) -> httpx.Response:
+        if self.posts_left is not None:
+            if self.posts_left == 0:
+                raise httpx.ConnectError("the connection dropped")
+            self.posts_left -= 1
+        response: httpx.Response = super().post(*args, **kwargs)
+        return response
+
+
+def _rotate(app: FastAPI, service: str, *, posts_max: int | None = None) -> Rotation:
+    with _CutOff(app, posts_max) as http:
+        return rotate_service(http, service, "http://testserver", batch_size=1)
+
+
+_SEALED = {
+    "notifications": "SELECT id, secret_sealed AS sealed FROM webhook_secrets",
+    "transactions": "SELECT id, secret_ciphertext AS sealed FROM callback_clients",
+}
+
+
+async def _opened(url: str, service: str, ring: KeyRing) -> list[str]:
+    """Every row's secret opened under `ring`, asserting each is under its newest key."""
+    database = Database(to_asyncpg_url(url), pool_size=1)
+    try:
+        async with database.sessions() as session:
+            rows = (await session.execute(text(_SEALED[service]))).all()
+    finally:
+        await database.dispose()
+    opened = []
+    for row_id, sealed in rows:
+        assert ring.is_current(bytes(sealed)), f"{service} row {row_id} is under an older key"
+        plain = ring.open(bytes(sealed), associated_data=row_id.bytes)
+        opened.append(plain.decode() if service == "notifications" else render_secret(plain))
+    return opened
+
+
+def _signs_for(secret: str, shown: str) -> bool:
+    """A message signed with the stored secret verifies with the one the customer holds."""
+    signature = Webhook(secret).sign("msg_1", datetime.now(UTC), "{}")
+    headers = {"webhook-id": "msg_1", "webhook-signature": signature}
+    headers["webhook-timestamp"] = str(int(datetime.now(UTC).timestamp()))
+    Webhook(shown).verify("{}", headers)
+    return True
+
+
+async def test_rotate_cut_off_midway_then_run_again_leaves_every_row_under_the_newest_key(
+    database_factory: DatabaseFactory,
+) -> None:
+    urls = {
+        "notifications": await database_factory(notifications_main.MIGRATIONS_PATH),
+        "transactions": await database_factory(transactions_main.MIGRATIONS_PATH),
+    }
+    shown = await _seed(_apps(urls, OLD_RING))
+    apps = _apps(urls, ROTATED_RING)
+
+    with pytest.raises(BankError, match="cannot reach notifications"):
+        await asyncio.to_thread(_rotate, apps["notifications"], "notifications", posts_max=2)
+    resumed = await asyncio.to_thread(_rotate, apps["notifications"], "notifications")
+    assert resumed.ok
+    assert resumed.key_id == "new"
+    assert resumed.resealed == ROWS - 2, "the batches before the cut stayed done"
+    first = await asyncio.to_thread(_rotate, apps["transactions"], "transactions")
+    assert (first.resealed, first.key_id) == (ROWS, "new")
+    again = await asyncio.to_thread(_rotate, apps["transactions"], "transactions")
+    assert again.resealed == 0, "a second run has nothing left to do"
+
+    newest_only = parse_key_ring(NEW_KEY)
+    for service in ("notifications", "transactions"):
+        stored = await _opened(urls[service], service, newest_only)
+        assert sorted(stored) == sorted(shown[service])
+        for stored_secret, shown_secret in zip(sorted(stored), sorted(shown[service]), strict=True):
+            assert _signs_for(stored_secret, shown_secret)
