@@ -24,7 +24,6 @@ from accounts.ledger.service import Ledger
 from accounts.ledger.sweeper import hold_sweeper_job
 from accounts.models import AUDIT_EVENTS
 from accounts.resources import AccountsResources
-from contracts.auth import TOKEN_AUDIENCE
 from kit.app import create_service_app
 from kit.audit import audit_router
 from kit.auth import TokenVerifier
@@ -113,7 +112,7 @@ def create_app(
     keys = load_signing_keys(settings.signing_keys_dir, active=settings.signing_key_active)
     token_issuer = _token_issuer(settings, keys)
     verifier = token_verifier or TokenVerifier(
-        keys.key_source(), issuer=settings.issuer, audience=TOKEN_AUDIENCE
+        keys.key_source(), issuer=settings.issuer, audience=settings.token_audience("accounts")
     )
 
     @asynccontextmanager

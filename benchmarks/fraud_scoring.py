@@ -66,10 +66,11 @@ from contracts.audit import AuditVerification
 from contracts.auth import (
     JWKS_PATH,
     OPERATOR_SCOPES,
-    TOKEN_AUDIENCE,
     TOKEN_ISSUER_DEFAULT,
     WORKER_SCOPES,
     PrincipalKind,
+    Scope,
+    audiences_of,
 )
 from contracts.money import AMOUNT_MINOR_MAX
 from fraud.main import MIGRATIONS_PATH
@@ -319,7 +320,7 @@ def serving_jwks(lifetime_seconds: int) -> Iterator[Tokens]:
             kind=kind,
             scopes=set(scopes),
             issuer=TOKEN_ISSUER_DEFAULT,
-            audience=TOKEN_AUDIENCE,
+            audience=audiences_of(Scope(scope) for scope in scopes),
             lifetime_seconds=lifetime_seconds,
         )
 

@@ -11,8 +11,9 @@ opens `--accounts` funded accounts, then runs in this one invocation, for each w
 - api: the same number of single-phase transfers through HTTP, one per request to
   `POST /v1/ledger/transfers` or `--batch` per request to `POST /v1/ledger/transfers/batch`,
   sent by a minimal keep-alive HTTP/1.1 client (httpx would be the bottleneck, see
-  docs/baselines.md) with a bounded number of requests in flight, each with the worker's
-  bearer token (verified by the service as in production).
+  docs/baselines.md) with a bounded number of requests in flight, each with an operator's
+  bearer token (verified by the service as in production; single-phase transfers need
+  accounts:admin, the worker's ledger:write holds, posts and voids a saga's steps only).
 
 The service signs with a key generated for the run; the benchmark registers a customer
 (who opens the accounts), and gets an operator's and the worker's tokens from the
@@ -335,7 +336,7 @@ async def open_accounts(port: int, count: int, tokens: Tokens) -> list[uuid.UUID
             ]
             body = json.dumps({"transfers": events}).encode()
             answer = await connection.request(
-                "POST", "/v1/ledger/transfers/batch", body, extra_headers=tokens.worker
+                "POST", "/v1/ledger/transfers/batch", body, extra_headers=tokens.operator
             )
             results = expect(*answer, 200)
             assert all(result["status"] == 201 for result in results["results"]), results
@@ -552,7 +553,7 @@ async def benchmark(
                     baseline[workload.name].append(rate)
                 else:
                     rate = await post_through_api(
-                        port, workload, transfers, authorization=tokens.worker
+                        port, workload, transfers, authorization=tokens.operator
                     )
                     api[workload.name].append(rate)
                 print(

@@ -1,14 +1,13 @@
 """Identity wire contracts: scopes, principals and the OAuth2 token response."""
 
 import enum
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from pydantic import BaseModel, Field
 
 TOKEN_PATH: Final = "/v1/oauth/token"
 JWKS_PATH: Final = "/.well-known/jwks.json"
-# Every Sagabank service accepts tokens for this audience; the issuer is the accounts service.
-TOKEN_AUDIENCE: Final = "sagabank"
 TOKEN_ISSUER_DEFAULT: Final = "sagabank-accounts"
 # The one signing algorithm accepted anywhere: asymmetric, so no service can mint tokens.
 TOKEN_ALGORITHM: Final = "RS256"
@@ -34,6 +33,51 @@ class Scope(enum.StrEnum):
     fraud_score = "fraud:score"
     notifications_publish = "notifications:publish"
     transfers_internal = "transfers:internal"
+
+
+AUDIENCE_PREFIX: Final = "sagabank:"
+
+
+class ServiceAudience(enum.StrEnum):
+    """The `aud` each service accepts by default (`<PREFIX>_AUTH_AUDIENCE` overrides it)."""
+
+    accounts = f"{AUDIENCE_PREFIX}accounts"
+    transactions = f"{AUDIENCE_PREFIX}transactions"
+    fraud = f"{AUDIENCE_PREFIX}fraud"
+    notifications = f"{AUDIENCE_PREFIX}notifications"
+
+
+def audience_of_service(service: str) -> str:
+    """The audience a service named `service` accepts unless configured otherwise."""
+    return f"{AUDIENCE_PREFIX}{service}"
+
+
+_EVERY_SERVICE: Final = frozenset(ServiceAudience)
+# The services whose routes check each scope: a token is minted for exactly the services its
+# scopes need, so one leaked for fraud alone opens nothing at accounts. Operators' scopes
+# reach every service that has an admin or audit route.
+SCOPE_AUDIENCES: Final[Mapping[Scope, frozenset[ServiceAudience]]] = {
+    Scope.accounts_read: frozenset({ServiceAudience.accounts}),
+    Scope.accounts_write: frozenset({ServiceAudience.accounts}),
+    Scope.transfers_read: frozenset({ServiceAudience.transactions}),
+    Scope.transfers_write: frozenset({ServiceAudience.transactions}),
+    Scope.webhooks_manage: frozenset({ServiceAudience.notifications}),
+    Scope.accounts_admin: _EVERY_SERVICE,
+    Scope.reviews_write: frozenset({ServiceAudience.transactions, ServiceAudience.fraud}),
+    Scope.audit_read: _EVERY_SERVICE,
+    Scope.ledger_write: frozenset({ServiceAudience.accounts}),
+    Scope.fraud_score: frozenset({ServiceAudience.fraud}),
+    Scope.notifications_publish: frozenset({ServiceAudience.notifications}),
+    Scope.transfers_internal: frozenset({ServiceAudience.transactions}),
+    Scope.secrets_rotate: frozenset({ServiceAudience.transactions, ServiceAudience.notifications}),
+}
+# A scope without audiences would mint tokens no service accepts (or fail to mint at all).
+assert set(SCOPE_AUDIENCES) == set(Scope), set(Scope) - set(SCOPE_AUDIENCES)
+
+
+def audiences_of(scopes: Iterable[Scope]) -> list[str]:
+    """The `aud` of a token granting `scopes`: their services' audiences, sorted."""
+    return sorted({audience.value for scope in scopes for audience in SCOPE_AUDIENCES[scope]})
 
 
 class PrincipalKind(enum.StrEnum):

@@ -161,7 +161,7 @@ def create_service_app(
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = app.state.database = _open_database(service, settings)
         publisher = _checkpoint_publisher(app, database, service=service, settings=settings)
-        key_source = _install_token_verifier(app, settings, token_verifier)
+        key_source = _install_token_verifier(app, settings, token_verifier, service=service)
         try:
             if lifespan is None:
                 yield
@@ -200,7 +200,7 @@ def create_service_app(
 
 
 def _install_token_verifier(
-    app: FastAPI, settings: ServiceSettings, token_verifier: TokenVerifier | None
+    app: FastAPI, settings: ServiceSettings, token_verifier: TokenVerifier | None, *, service: str
 ) -> JwksKeySource | None:
     """Verify bearer tokens with `token_verifier` (tests) or the issuer's JWKS; the key
     source to close at shutdown, if one was opened."""
@@ -215,7 +215,7 @@ def _install_token_verifier(
         refetch_interval_seconds=settings.auth_jwks_refetch_interval_seconds,
     )
     app.state.token_verifier = TokenVerifier(
-        key_source, issuer=settings.auth_issuer, audience=settings.auth_audience
+        key_source, issuer=settings.auth_issuer, audience=settings.token_audience(service)
     )
     # In the background: the issuer may be starting beside us; /readyz waits for it.
     key_source.start()

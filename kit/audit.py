@@ -406,31 +406,62 @@ async def append_asyncpg(
 ) -> tuple[dict[str, Any], bool]:
     """`append` for a raw asyncpg connection inside the caller's transaction (the ledger's
     write path uses asyncpg directly). Same lock, same chain, same exactly-once rule."""
+    ((values, written),) = await append_many_asyncpg(connection, [event], now=now)
+    return values, written
+
+
+async def append_many_asyncpg(
+    connection: Any,
+    events: Sequence[AuditEventCreate],
+    *,
+    now: Callable[[], datetime] | None = None,
+) -> list[tuple[dict[str, Any], bool]]:
+    """`append_many` for a raw asyncpg connection inside the caller's transaction: one
+    lock, one look for known ids, one for the chain's end, one batched INSERT."""
+    if not events:
+        return []
     key = _connection_chain_key(connection)
     await connection.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
-    existing = await connection.fetchrow("SELECT * FROM audit_events WHERE id = $1", event.id)
-    if existing is not None:
-        return dict(existing), False
+    known: dict[uuid.UUID, dict[str, Any]] = {
+        row["id"]: dict(row)
+        for row in await connection.fetch(
+            "SELECT * FROM audit_events WHERE id = ANY($1::uuid[])",
+            list({event.id for event in events}),
+        )
+    }
     last = await connection.fetchrow(
         "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"
     )
-    values: dict[str, Any] = {
-        **event.model_dump(),
-        "actor_type": event.actor_type.value,
-        "sequence": 1 if last is None else last["sequence"] + 1,
-        "recorded_at": (now or (lambda: datetime.now(UTC)))(),
-        "previous_hash": GENESIS_HASH if last is None else last["hash"],
-        "hash_version": HASH_VERSION_KEYED,
-    }
-    values["hash"] = chain_hash(values["previous_hash"], _hashed_fields(values), key=key)
-    # asyncpg encodes JSONB from text; the hash above was computed over the Python values.
-    row = {
-        **values,
-        "before": None if values["before"] is None else json.dumps(values["before"]),
-        "after": None if values["after"] is None else json.dumps(values["after"]),
-    }
-    await connection.execute(_RAW_INSERT, *(row[column] for column in _RAW_COLUMNS))
-    return values, True
+    sequence, previous_hash = (0, GENESIS_HASH) if last is None else tuple(last)
+    clock = now or (lambda: datetime.now(UTC))
+    results: list[tuple[dict[str, Any], bool]] = []
+    rows: list[tuple[Any, ...]] = []
+    for event in events:
+        if event.id in known:
+            results.append((known[event.id], False))
+            continue
+        sequence += 1
+        values: dict[str, Any] = {
+            **event.model_dump(),
+            "actor_type": event.actor_type.value,
+            "sequence": sequence,
+            "recorded_at": clock(),
+            "previous_hash": previous_hash,
+            "hash_version": HASH_VERSION_KEYED,
+        }
+        values["hash"] = previous_hash = chain_hash(previous_hash, _hashed_fields(values), key=key)
+        known[event.id] = values
+        results.append((values, True))
+        # asyncpg encodes JSONB from text; the hash above was computed over the Python values.
+        row = {
+            **values,
+            "before": None if values["before"] is None else json.dumps(values["before"]),
+            "after": None if values["after"] is None else json.dumps(values["after"]),
+        }
+        rows.append(tuple(row[column] for column in _RAW_COLUMNS))
+    if rows:
+        await connection.executemany(_RAW_INSERT, rows)
+    return results
 
 
 def to_contract(values: dict[str, Any] | Row[Any], *, service: str) -> AuditEvent:

@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import Field, PostgresDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT
+from contracts.auth import TOKEN_ISSUER_DEFAULT, audience_of_service
 from kit.audit_checkpoints import decode_chain_key
 
 
@@ -34,7 +34,10 @@ class ServiceSettings(BaseSettings):
     auth_jwks_ttl_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)
     auth_jwks_refetch_interval_seconds: float = Field(default=5.0, ge=0.5, le=300.0)
     auth_issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
-    auth_audience: str = Field(default=TOKEN_AUDIENCE, max_length=200)
+    # The `aud` a token must name for this service to accept it. None: the service's own,
+    # `sagabank:<service>` (contracts.auth.ServiceAudience), which the issuer puts in the
+    # tokens whose scopes this service checks, and in no other.
+    auth_audience: str | None = Field(default=None, min_length=1, max_length=200)
     # Browser origins allowed to call this service (CORS). Empty: no cross-origin calls.
     cors_allow_origins: list[str] = Field(default_factory=list, max_length=50)
     # Per-principal rates for money-moving requests and for the token endpoint, in the
@@ -65,6 +68,10 @@ class ServiceSettings(BaseSettings):
     # networks, comma-separated, `*` for any. Read by `sagabank serve`, which hands it to
     # uvicorn; unset, the peer's address is the client's and forwarded headers are ignored.
     forwarded_allow_ips: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    def token_audience(self, service: str) -> str:
+        """The audience this service's bearer tokens must name."""
+        return self.auth_audience or audience_of_service(service)
 
     def async_database_url(self) -> str:
         """The URL with the asyncpg driver, whatever scheme the operator wrote."""

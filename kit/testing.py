@@ -9,7 +9,7 @@ import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from fastapi import FastAPI
@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
-    TOKEN_AUDIENCE,
     WORKER_SCOPES,
     PrincipalKind,
     Scope,
@@ -97,6 +96,12 @@ def assert_problem_registry(package_name: str, problems: type[enum.StrEnum] | No
         assert len(answering) == 1, f"{problem!r} is the slug of {answering or 'no class'}"
 
 
+# The audience of a test issuer's tokens and of its verifier: a service's tests check its
+# scopes and ownership, whatever audience its tokens name (the issuer's own tests check that
+# a token names exactly its scopes' services, the system tests that a service refuses others).
+TEST_AUDIENCE: Final = "sagabank:test"
+
+
 class TestIssuer:
     """Mints tokens the way the accounts service does, with keys made for the test.
 
@@ -106,7 +111,7 @@ class TestIssuer:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, *, issuer: str = "sagabank-test", audience: str = TOKEN_AUDIENCE) -> None:
+    def __init__(self, *, issuer: str = "sagabank-test", audience: str = TEST_AUDIENCE) -> None:
         self.issuer = issuer
         self.audience = audience
         self.key = SigningKey.generate()

@@ -7,7 +7,7 @@ public halves through the JWKS.
 import hashlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +62,7 @@ def mint_token(
     kind: PrincipalKind,
     scopes: frozenset[str] | set[str],
     issuer: str,
-    audience: str,
+    audience: str | Sequence[str],
     lifetime_seconds: int,
     now: float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
@@ -71,7 +71,7 @@ def mint_token(
     issued_at = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "iss": issuer,
-        "aud": audience,
+        "aud": audience if isinstance(audience, str) else list(audience),
         "sub": subject,
         "iat": issued_at,
         "exp": issued_at + lifetime_seconds,

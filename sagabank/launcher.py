@@ -25,7 +25,13 @@ from typing import TextIO
 
 import httpx
 
-from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
+from contracts.auth import (
+    JWKS_PATH,
+    OPERATOR_SCOPES,
+    TOKEN_PATH,
+    WORKER_SCOPES,
+    audience_of_service,
+)
 from contracts.transfers import TASK_QUEUE
 from kit.migrations import upgrade_to_head
 from kit.settings import with_database
@@ -327,6 +333,9 @@ class Launcher:
         env[f"{prefix}_DATABASE_URL"] = database_url
         # Every service verifies tokens against the issuer's published keys.
         env[f"{prefix}_AUTH_JWKS_URL"] = self.jwks_url
+        # Each service accepts only tokens addressed to it (the issuer names the services
+        # a token's scopes are for).
+        env.setdefault(f"{prefix}_AUTH_AUDIENCE", audience_of_service(service))
         # Each service keys its own audit chain and checkpoints its head outside its
         # database; values from the environment (the operator's) win over the dev ones.
         env.setdefault(

@@ -17,10 +17,10 @@ from contracts.auth import (
     CUSTOMER_SCOPES,
     JWKS_PATH,
     OPERATOR_SCOPES,
-    TOKEN_AUDIENCE,
     TOKEN_ISSUER_DEFAULT,
     TOKEN_PATH,
     PrincipalKind,
+    audiences_of,
 )
 from contracts.problem import PROBLEM_CONTENT_TYPE
 from contracts.transfers import CALLBACK_CONFIRMATIONS_PATH, TRANSFERS_PATH
@@ -65,13 +65,22 @@ async def protected_routes(
 
 def unpublished_key_headers() -> dict[str, str]:
     """A well-formed token for the right issuer and audience, from a key nobody published."""
-    impostor = TestIssuer(issuer=TOKEN_ISSUER_DEFAULT, audience=TOKEN_AUDIENCE)
-    return impostor.headers("operator", PrincipalKind.operator, OPERATOR_SCOPES)
+    impostor = TestIssuer(issuer=TOKEN_ISSUER_DEFAULT)
+    token = impostor.token(
+        "operator", PrincipalKind.operator, OPERATOR_SCOPES, aud=audiences_of(OPERATOR_SCOPES)
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 def customer_impostor_headers() -> dict[str, str]:
-    impostor = TestIssuer(issuer=TOKEN_ISSUER_DEFAULT, audience=TOKEN_AUDIENCE)
-    return impostor.headers(str(uuid.uuid4()), PrincipalKind.customer, CUSTOMER_SCOPES)
+    impostor = TestIssuer(issuer=TOKEN_ISSUER_DEFAULT)
+    token = impostor.token(
+        str(uuid.uuid4()),
+        PrincipalKind.customer,
+        CUSTOMER_SCOPES,
+        aud=audiences_of(CUSTOMER_SCOPES),
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 class TestEveryRoute:

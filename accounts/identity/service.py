@@ -25,7 +25,7 @@ from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
 from accounts.identity.throttle import LoginThrottle
 from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, ClientRow
 from contracts.audit import ActorType, AuditEventCreate
-from contracts.auth import TOKEN_AUDIENCE, PrincipalKind, Scope, TokenResponse
+from contracts.auth import PrincipalKind, Scope, TokenResponse, audiences_of
 from kit import audit
 from kit.token_signing import mint_token
 
@@ -69,14 +69,15 @@ class Issuer:
 
     def access_token(self, *, subject: str, kind: PrincipalKind, scopes: frozenset[Scope]) -> str:
         # Stamped with the real time, not the service's ledger clock: other services judge
-        # `exp` by theirs.
+        # `exp` by theirs. Addressed to the services the scopes are for, and no other: each
+        # service accepts only tokens naming its own audience.
         return mint_token(
             self.keys.active,
             subject=subject,
             kind=kind,
             scopes={scope.value for scope in scopes},
             issuer=self.issuer,
-            audience=TOKEN_AUDIENCE,
+            audience=audiences_of(scopes),
             lifetime_seconds=self.access_token_lifetime_seconds,
         )
 

@@ -1,6 +1,7 @@
 """The ledger's routes (accounts, transfers): parse, call the service, shape the answer."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -45,6 +46,7 @@ from contracts.accounts import (
     LEDGER_TRANSFER_BATCH_PATH,
     LEDGER_TRANSFERS_PATH,
     LEDGER_VALIDATIONS_PATH,
+    TRANSFER_REFERENCE_PREFIX,
     Account,
     AccountLimitsUpdate,
     BalanceRule,
@@ -54,10 +56,12 @@ from contracts.accounts import (
     LedgerTransferBatch,
     LedgerTransferBatchResults,
     LedgerTransferCreate,
+    LedgerTransferKind,
     LimitMinor,
     StatementEntry,
     TransferValidation,
     TransferValidationRequest,
+    transfer_of_reference,
 )
 from contracts.auth import PrincipalKind, Scope
 from contracts.common import LIMIT_DEFAULT, Identifier, Page, StrictModel
@@ -93,6 +97,11 @@ router = APIRouter()
 AccountsRead = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
 AccountsAdmin = Annotated[Principal, Depends(require_scopes(Scope.accounts_admin))]
 LedgerWrite = Annotated[Principal, Depends(require_scopes(Scope.ledger_write))]
+# Ledger transfers: staff any (accounts:admin), the saga's worker only its own steps
+# (`_check_ledger_writes`).
+LedgerWriter = Annotated[
+    Principal, Depends(require_any_scope(Scope.accounts_admin, Scope.ledger_write))
+]
 # Customers open accounts for themselves (accounts:write), operators for a customer
 # (accounts:admin); `create_account` tells the two apart.
 AccountOpener = Annotated[
@@ -106,6 +115,27 @@ LedgerReader = Annotated[
 MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
 
 _AUTH_PROBLEMS = (Unauthorized, Forbidden)
+# What the saga writes: a customer transfer's hold, its post, its void.
+_SAGA_STEP_KINDS = frozenset(
+    {LedgerTransferKind.pending, LedgerTransferKind.post_pending, LedgerTransferKind.void_pending}
+)
+
+
+def _check_ledger_writes(principal: Principal, requests: Sequence[LedgerTransferCreate]) -> None:
+    """Forbidden unless the principal may write every one of `requests`: accounts:admin any
+    ledger transfer; ledger:write (the saga's worker) only a hold, post or void whose
+    reference names a customer transfer (`transfer:<id>`), so that the worker's token cannot
+    move money in one step nor outside a customer transfer's trail."""
+    if principal.has(Scope.accounts_admin):
+        return
+    for request in requests:
+        if request.kind not in _SAGA_STEP_KINDS:
+            raise Forbidden(f"A {request.kind.value} ledger transfer needs accounts:admin.")
+        if transfer_of_reference(request.reference) is None:
+            raise Forbidden(
+                f"A {request.kind.value} ledger transfer without a reference "
+                f"{TRANSFER_REFERENCE_PREFIX}<transfer id> needs accounts:admin."
+            )
 
 
 def _owner(principal: Principal) -> str | None:
@@ -452,14 +482,16 @@ _TRANSFER_PROBLEMS = (
 )
 async def create_ledger_transfer(
     body: LedgerTransferCreate,
-    _principal: LedgerWrite,
+    principal: LedgerWriter,
     resources: Resources,
     response: Response,
     now: Now,
+    actor: AuditActor,
     deadline: RequestDeadline,
 ) -> LedgerTransfer:
+    _check_ledger_writes(principal, [body])
     transfer, created = await service.create_ledger_transfer(
-        resources.ledger, request=body, now=now, deadline=deadline
+        resources.ledger, request=body, actor=actor, now=now, deadline=deadline
     )
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -484,17 +516,21 @@ async def create_ledger_transfer(
 )
 async def create_ledger_transfers(
     body: LedgerTransferBatch,
-    _principal: LedgerWrite,
+    principal: LedgerWriter,
     resources: Resources,
     request: Request,
     now: Now,
+    actor: AuditActor,
     deadline: RequestDeadline,
 ) -> Response:
     events = body.transfers
+    # All or nothing: a batch with one event the caller may not write changes nothing.
+    _check_ledger_writes(principal, events)
     outcomes = await service.create_ledger_transfers(
         resources.ledger,
         requests=events,
         linked=[event.linked for event in events],
+        actor=actor,
         now=now,
         deadline=deadline,
     )

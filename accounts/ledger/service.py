@@ -456,17 +456,21 @@ async def create_ledger_transfer(
     database: Ledger,
     *,
     request: LedgerTransferCreate,
+    actor: Actor,
     now: datetime,
     deadline: Deadline | None = None,
 ) -> tuple[LedgerTransfer, bool]:
-    """Record a ledger transfer once; True when this call created it.
+    """Record a ledger transfer once, audited with its `actor` in the same transaction;
+    True when this call created it.
 
     A retry with the same id and fields returns the original, even if the accounts have
-    changed since (a replay never re-checks funds or status).
+    changed since (a replay never re-checks funds or status, nor writes a second event).
     """
 
     async def work(connection: Connection) -> EventOutcome:
-        return await _create_one(connection, request, now=now)
+        outcome = await _create_one(connection, request, now=now)
+        await _audit_created(connection, [outcome], actor=actor, now=now)
+        return outcome
 
     return _created(await in_transaction(database, work, deadline=deadline))
 
@@ -494,6 +498,47 @@ def _created(outcome: EventOutcome) -> tuple[LedgerTransfer, bool]:
     return transfer_model(outcome.transfer), outcome.created
 
 
+async def _audit_created(
+    connection: Connection, outcomes: Sequence[EventOutcome], *, actor: Actor, now: datetime
+) -> None:
+    """One audit event per transfer these outcomes created (none for a replay), naming who
+    asked for it and, for a saga's step, the customer transfer. Last in the transaction:
+    the chain's lock serialises every writer of the trail, so it is held shortest here."""
+    events = [
+        _ledger_transfer_event(outcome.transfer, actor=actor, now=now)
+        for outcome in outcomes
+        if outcome.created and outcome.transfer is not None
+    ]
+    if events:
+        await audit.append_many_asyncpg(connection, events)
+
+
+def _ledger_transfer_event(
+    transfer: TransferRecord, *, actor: Actor, now: datetime
+) -> AuditEventCreate:
+    return AuditEventCreate(
+        # Derived from the ledger transfer: one event per transfer, however retried.
+        id=uuid.uuid5(AUDIT_ID_NAMESPACE, f"ledger-transfer:{transfer.id}"),
+        occurred_at=now,
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action="ledger_transfer.created",
+        subject_type="ledger_transfer",
+        subject_id=str(transfer.id),
+        transfer_id=transfer_of_reference(transfer.reference),
+        account_ids=[str(transfer.debit_account_id), str(transfer.credit_account_id)],
+        request_id=actor.request_id,
+        after={
+            "kind": transfer.kind.value,
+            "amount_minor": transfer.amount_minor,
+            "currency": transfer.currency,
+            "pending_id": None if transfer.pending_id is None else str(transfer.pending_id),
+            "reference": transfer.reference,
+        },
+        outcome=audit.SUCCEEDED,
+    )
+
+
 def transfer_model(record: TransferRecord) -> LedgerTransfer:
     return LedgerTransfer.model_validate(record, from_attributes=True)
 
@@ -503,15 +548,18 @@ async def create_ledger_transfers(
     *,
     requests: Sequence[LedgerTransferCreate],
     linked: Sequence[bool],
+    actor: Actor,
     now: datetime,
     deadline: Deadline | None = None,
 ) -> list[EventOutcome]:
     """Apply a batch in one transaction; one outcome per event, in order. Events that fail
-    change nothing (nor does any event of a linked chain that fails); the rest commit."""
+    change nothing (nor does any event of a linked chain that fails); the rest commit,
+    each audited with its `actor`."""
 
     async def work(connection: Connection) -> list[EventOutcome]:
         state, outcomes = await _apply(connection, requests, linked, now=now)
         await _write(connection, state, now=now)
+        await _audit_created(connection, outcomes, actor=actor, now=now)
         return outcomes
 
     outcomes = await in_transaction(database, work, deadline=deadline)

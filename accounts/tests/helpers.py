@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from contracts.auth import TOKEN_AUDIENCE, TOKEN_ISSUER_DEFAULT, PrincipalKind
+from contracts.auth import TOKEN_ISSUER_DEFAULT, PrincipalKind, Scope, audiences_of
 from kit.settings import to_asyncpg_dsn
 from kit.testing import TestIssuer
 from kit.token_signing import SigningKey, mint_token
@@ -56,7 +56,8 @@ def write_signing_key(directory: Path, name: str, key: SigningKey) -> Path:
 
 class Bank:
     """Drives the accounts API the way its callers do: customers open their accounts,
-    an operator moves money in and out and reads, the saga's worker posts to the ledger."""
+    an operator moves money in and out, reads, and writes ledger transfers of any kind (the
+    saga's worker may write only its own steps: test_least_privilege)."""
 
     def __init__(self, client: httpx.AsyncClient, issuer: TestIssuer) -> None:
         self.client = client
@@ -132,7 +133,7 @@ class Bank:
     async def transfer(self, kind: str, **fields: Any) -> httpx.Response:
         body = {"id": str(uuid.uuid4()), "kind": kind}
         body.update({name: value for name, value in fields.items() if value is not None})
-        return await self.client.post("/v1/ledger/transfers", json=body, headers=self.worker)
+        return await self.client.post("/v1/ledger/transfers", json=body, headers=self.operator)
 
     async def single_phase(
         self, debit: str, credit: str, amount_minor: int, *, currency: str = "EUR", **fields: Any
@@ -187,7 +188,7 @@ class Bank:
         """Post a batch; its results, one per event (each event gets an id if it has none)."""
         body = [{"id": str(uuid.uuid4()), **event} for event in events]
         response = await self.client.post(
-            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=self.worker
+            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=self.operator
         )
         assert response.status_code == 200, response.text
         results: list[dict[str, Any]] = response.json()["results"]
@@ -340,7 +341,7 @@ def server_token(
         kind=kind,
         scopes={str(scope) for scope in scopes},
         issuer=TOKEN_ISSUER_DEFAULT,
-        audience=TOKEN_AUDIENCE,
+        audience=audiences_of(Scope(scope) for scope in scopes),
         lifetime_seconds=900,
     )
     return {"Authorization": f"Bearer {token}"}

@@ -65,10 +65,11 @@ class TestHoldExpiry:
         assert event["outcome"] == "released"
         assert event["after"]["amount_minor"] == 300
         assert event["after"]["void_id"] == str(expiry_void_id(uuid.UUID(hold_id)))
-        # Found from the customer transfer, as `sagabank audit --transfer` asks.
-        assert [found["id"] for found in await events(client, transfer_id=transfer_id)] == [
-            event["id"]
-        ]
+        # Found from the customer transfer, as `sagabank audit --transfer` asks, after the
+        # hold's own creation.
+        found = await events(client, transfer_id=transfer_id)
+        assert [each["action"] for each in found] == ["ledger_transfer.created", event["action"]]
+        assert found[-1]["id"] == event["id"]
 
     async def test_a_release_on_the_way_is_audited_too(
         self, bank: Bank, client: httpx.AsyncClient, clock: Clock
@@ -225,15 +226,16 @@ class TestMoneyEvents:
         assert (first.status_code, again.status_code) == (201, 200)
         assert len(await events(client, action="deposit.created")) == 1
 
-    async def test_ledger_postings_are_not_audited_here(
+    async def test_every_ledger_posting_is_audited_once(
         self, bank: Bank, client: httpx.AsyncClient
     ) -> None:
-        """The saga's steps are audited by the transactions service; the ledger's own
-        records are immutable. The hot path takes no audit lock."""
+        """Every ledger write names who made it (issue 15), single or batched; a replay
+        writes no second event (test_least_privilege checks the events' fields)."""
         alice = await bank.funded_account(1000)
         bob = await bank.open_account(customer_id="bob")
         hold = await bank.placed_hold(alice["id"], bob["id"], 100)
-        await bank.post(hold)
+        post_id = str(uuid.uuid4())
+        assert (await bank.post(hold, id=post_id)).status_code == 201
         await bank.batch(
             {
                 "kind": "single_phase",
@@ -243,11 +245,16 @@ class TestMoneyEvents:
                 "currency": "EUR",
             }
         )
+        replayed = await bank.post(hold, id=post_id)
+        assert replayed.status_code == 200, replayed.text
         assert await actions(client) == [
             "signing_key.activated",
             "account.created",
             "deposit.created",
             "account.created",
+            "ledger_transfer.created",
+            "ledger_transfer.created",
+            "ledger_transfer.created",
         ]
 
 

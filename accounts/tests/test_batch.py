@@ -47,7 +47,7 @@ class TestBatch:
         events = [single_phase_event(alice, bob, 1), single_phase_event(alice, bob, 10**6)]
         body = [{"id": str(uuid.uuid4()), **event} for event in events]
         response = await bank.client.post(
-            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=bank.worker
+            "/v1/ledger/transfers/batch", json={"transfers": body}, headers=bank.operator
         )
         document = LedgerTransferBatchResults.model_validate_json(response.content)
         assert document.results[0].transfer == LedgerTransfer.model_validate(
@@ -143,7 +143,7 @@ class TestBatch:
         for size in (0, 1001):
             transfers = [{"id": str(uuid.uuid4()), **event} for _ in range(size)]
             response = await bank.client.post(
-                "/v1/ledger/transfers/batch", json={"transfers": transfers}, headers=bank.worker
+                "/v1/ledger/transfers/batch", json={"transfers": transfers}, headers=bank.operator
             )
             assert response.status_code == 422, response.text
             assert response.json()["type"] == "urn:sagabank:problem:invalid-request"

@@ -203,7 +203,7 @@ class TestDeadlockRetry:
         low, high = await self.pair(bank)
         events = [single_phase_event(low, high, 10), single_phase_event(high, low, 20)]
         body = {"transfers": [{"id": str(uuid.uuid4()), **event} for event in events]}
-        request = bank.client.post("/v1/ledger/transfers/batch", json=body, headers=bank.worker)
+        request = bank.client.post("/v1/ledger/transfers/batch", json=body, headers=bank.operator)
         response = await self.deadlock(database_url, low, high, request)
         assert response.status_code == 200, response.text
         assert [result["status"] for result in response.json()["results"]] == [201, 201]

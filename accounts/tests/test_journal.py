@@ -412,7 +412,7 @@ class TestUnbalancedPlans:
                     {"id": str(uuid.uuid4()), "kind": "void_pending", "pending_id": hold},
                 ]
             },
-            headers=bank.worker,
+            headers=bank.operator,
         )
         assert_problem(response, 500, "internal-error")
         await self.assert_still_held(bank, alice, bob)

@@ -19,10 +19,11 @@ from accounts.main import create_app
 from accounts.tests.helpers import Clock, raw_connection, write_signing_key
 from contracts.auth import (
     JWKS_PATH,
-    TOKEN_AUDIENCE,
     TOKEN_ISSUER_DEFAULT,
     WORKER_SCOPES,
     PrincipalKind,
+    ServiceAudience,
+    audiences_of,
 )
 from kit.auth import JwksKeySource, TokenVerifier
 from kit.errors import Unauthorized
@@ -206,7 +207,9 @@ class TestRotation:
             refetch_interval_seconds=0,
             transport=rotation.transport,
         )
-        elsewhere = TokenVerifier(source, issuer=TOKEN_ISSUER_DEFAULT, audience=TOKEN_AUDIENCE)
+        elsewhere = TokenVerifier(
+            source, issuer=TOKEN_ISSUER_DEFAULT, audience=ServiceAudience.transactions
+        )
         try:
             # Before: one key, signing.
             async with rotation.issuer(active=None) as http:
@@ -239,7 +242,7 @@ class TestRotation:
                     kind=PrincipalKind.service,
                     scopes={str(scope) for scope in WORKER_SCOPES},
                     issuer=TOKEN_ISSUER_DEFAULT,
-                    audience=TOKEN_AUDIENCE,
+                    audience=audiences_of(WORKER_SCOPES),
                     lifetime_seconds=-60,
                 )
                 assert not await accepted_by_accounts(http, expired)

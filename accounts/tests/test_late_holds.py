@@ -29,7 +29,7 @@ def deadline_in(seconds: float) -> dict[str, str]:
 
 async def post_transfer(bank: Bank, body: dict[str, Any], **headers: str) -> httpx.Response:
     return await bank.client.post(
-        "/v1/ledger/transfers", json=body, headers={**bank.worker, **headers}
+        "/v1/ledger/transfers", json=body, headers={**bank.operator, **headers}
     )
 
 

@@ -116,7 +116,7 @@ class TestSinglePhaseTransfer:
             "currency": "EUR",
             **fields,
         }
-        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.worker)
+        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.operator)
         problem = assert_problem(response, 422, "invalid-ledger-transfer")
         assert problem["field"] == field
         await assert_unchanged(bank, alice, bob)
@@ -172,7 +172,7 @@ class TestLedgerTransferIdempotency:
             "credit_account_id": bob,
             **fields,
         }
-        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.worker)
+        response = await bank.client.post("/v1/ledger/transfers", json=body, headers=bank.operator)
         problem = assert_problem(response, 409, "ledger-transfer-exists")
         assert problem["field"] == field
         assert (await bank.balances(alice))["posted_minor"] == 750

@@ -279,9 +279,9 @@ class LedgerMachine(RuleBasedStateMachine):
             )
 
     def call(self, method: str, path: str, body: Any = None, **headers: str) -> httpx.Response:
-        """As the saga's worker for the ledger, as an operator otherwise, unless `headers`
-        name someone else."""
-        caller = self.worker if path.startswith("/v1/ledger/") else self.operator
+        """As the saga's worker for the ledger's validations, as an operator otherwise (any
+        ledger transfer needs accounts:admin), unless `headers` name someone else."""
+        caller = self.worker if path.startswith("/v1/ledger/validations") else self.operator
         return self.runner.run(
             self.client.request(method, path, json=body, headers={**caller, **headers})
         )

@@ -20,9 +20,9 @@ from accounts.tests.helpers import Clock
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
-    TOKEN_AUDIENCE,
     TOKEN_ISSUER_DEFAULT,
     WORKER_SCOPES,
+    ServiceAudience,
 )
 from kit.auth import StaticKeySource, TokenVerifier
 from kit.testing import app_client, assert_problem
@@ -142,7 +142,7 @@ async def claims_of(http: httpx.AsyncClient, token: str) -> dict[str, Any]:
     """Verify the token the way another service would: against the published JWKS."""
     jwks = (await http.get("/.well-known/jwks.json")).json()
     source = StaticKeySource({key["kid"]: key for key in jwks["keys"]})
-    verifier = TokenVerifier(source, issuer=TOKEN_ISSUER_DEFAULT, audience=TOKEN_AUDIENCE)
+    verifier = TokenVerifier(source, issuer=TOKEN_ISSUER_DEFAULT, audience=ServiceAudience.accounts)
     await verifier.verify(token)
     header = jwt.get_unverified_header(token)
     claims: dict[str, Any] = jwt.get_unverified_claims(token)
@@ -227,7 +227,12 @@ class TestPasswordGrant:
         assert claims["header"]["alg"] == "RS256"
         assert claims["sub"] == customer["id"]
         assert claims["sbk_kind"] == "customer"
-        assert (claims["iss"], claims["aud"]) == (TOKEN_ISSUER_DEFAULT, TOKEN_AUDIENCE)
+        assert claims["iss"] == TOKEN_ISSUER_DEFAULT
+        assert claims["aud"] == [
+            "sagabank:accounts",
+            "sagabank:notifications",
+            "sagabank:transactions",
+        ]
         assert claims["exp"] - claims["iat"] == 900
         assert uuid.UUID(claims["jti"])
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from accounts.tests.helpers import accounts_server, server_token
-from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind
+from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind, Scope
 from kit.token_signing import SigningKey
 
 CLIENTS = 32
@@ -113,7 +113,10 @@ class TestManyClientsAtOnce:
         }
         key = SigningKey.generate()
         operator = server_token(key, "operator-1", PrincipalKind.operator, OPERATOR_SCOPES)
-        worker = server_token(key, "sagabank-worker", PrincipalKind.service, WORKER_SCOPES)
+        # Single-phase transfers need accounts:admin beside the worker's scopes.
+        worker = server_token(
+            key, "ledger-writer", PrincipalKind.service, WORKER_SCOPES | {Scope.accounts_admin}
+        )
         with accounts_server(
             database_url,
             free_port(),
