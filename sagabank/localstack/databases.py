@@ -1,4 +1,9 @@
-"""Create each service's database on a PostgreSQL server (local or external)."""
+"""Create each service's database and its two roles on a PostgreSQL server (local or external).
+
+Per service: `sagabank_<service>_owner` owns the database (and so its `public` schema) and
+runs the migrations; `sagabank_<service>_app` is what the service connects as, with the
+rights the migrations grant it (kit.migrations.grant_application_role).
+"""
 
 import contextlib
 
@@ -14,8 +19,11 @@ SERVICE_DATABASES = {
 }
 
 
-async def ensure_database(server_url: str, database: str, *, template: str | None = None) -> None:
-    """CREATE DATABASE unless it exists (`server_url` names any database we may connect to)."""
+async def ensure_database(
+    server_url: str, database: str, *, template: str | None = None, owner: str | None = None
+) -> None:
+    """CREATE DATABASE unless it exists (`server_url` names any database we may connect to),
+    owned by `owner` (None: by whoever `server_url` connects as)."""
     connection = await asyncpg.connect(to_asyncpg_dsn(server_url), timeout=10)
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
@@ -25,9 +33,33 @@ async def ensure_database(server_url: str, database: str, *, template: str | Non
         statement = f'CREATE DATABASE "{database}"'
         if template is not None:
             statement += f' TEMPLATE "{template}"'
+        if owner is not None:
+            statement += f' OWNER "{owner}"'
         # Another launcher or test may create it at the same moment.
         with contextlib.suppress(asyncpg.DuplicateDatabaseError):
             await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def ensure_login_role(server_url: str, role: str, *, password: str | None) -> None:
+    """A role that may log in with `password` (None: none, for trust authentication), and
+    nothing else: no superuser, no CREATEDB, no CREATEROLE. Set again on every call."""
+    connection = await asyncpg.connect(to_asyncpg_dsn(server_url), timeout=10)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        if not exists:
+            # Another launcher or test may create it at the same moment.
+            with contextlib.suppress(asyncpg.DuplicateObjectError):
+                await connection.execute(f'CREATE ROLE "{role}"')
+        # format() quotes the password server-side: a utility statement binds no parameters.
+        statement = await connection.fetchval(
+            "SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            "NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
+            role,
+            password,
+        )
+        await connection.execute(statement)
     finally:
         await connection.close()
 
