@@ -9,7 +9,7 @@ import contextlib
 
 import asyncpg
 
-from kit.settings import to_asyncpg_dsn
+from kit.settings import to_asyncpg_dsn, with_database
 
 SERVICE_DATABASES = {
     "accounts": "sagabank_accounts",
@@ -68,5 +68,53 @@ async def drop_database(server_url: str, database: str) -> None:
     connection = await asyncpg.connect(to_asyncpg_dsn(server_url), timeout=10)
     try:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+# Everything a migration creates in `public`: tables (their indexes and owned sequences
+# follow them), views, free-standing sequences and functions, as ALTER ... OWNER statements.
+_FOREIGN_OWNED_OBJECTS = """
+    SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, $1::text)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+      AND c.relowner <> $1::text::regrole
+    UNION ALL
+    SELECT format('ALTER SEQUENCE %s OWNER TO %I', c.oid::regclass, $1::text)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind = 'S' AND c.relowner <> $1::text::regrole
+      AND NOT EXISTS (
+          SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')
+      )
+    UNION ALL
+    SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, $1::text)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'public' AND p.proowner <> $1::text::regrole
+"""
+
+
+async def adopt_database(server_url: str, database: str, owner: str) -> None:
+    """Make `owner` the owner of `database` and of every object its migrations created: a
+    local bank created before the owner role existed had them all owned by the superuser.
+
+    `server_url` must connect as a superuser (the local bank's own server, or an external
+    one's administrator). Does nothing when `owner` owns it all already.
+    """
+    admin = await asyncpg.connect(to_asyncpg_dsn(server_url), timeout=10)
+    try:
+        current = await admin.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", database
+        )
+        if current != owner:
+            await admin.execute(f'ALTER DATABASE "{database}" OWNER TO "{owner}"')
+    finally:
+        await admin.close()
+    connection = await asyncpg.connect(
+        to_asyncpg_dsn(with_database(server_url, database)), timeout=10
+    )
+    try:
+        async with connection.transaction():
+            for statement in await connection.fetch(_FOREIGN_OWNED_OBJECTS, owner):
+                await connection.execute(statement[0])
     finally:
         await connection.close()
