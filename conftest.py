@@ -28,7 +28,7 @@ from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 # The test roles' password: ignored by the embedded server (trust), needed by an external one.
-TEST_ROLE_PASSWORD = "sagabank-test-only"
+TEST_ROLE_PASSWORD = "sagabank-test-only"  # noqa: S105 - a test value, documented
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,19 @@
 promises: history is appended to, never rewritten, and the schema is not the service's to
 change (issue 15: the database enforces what the code promises)."""
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from kit.migrations import application_role
+from kit.migrations import application_role, owner_role
 from kit.settings import to_asyncpg_dsn
 from sagabank.config import SERVICES
 from sagabank.launcher import migrations_path
+from sagabank.localstack.databases import SERVICE_DATABASES
+from tests.bank import Bank
 
 # Each service's append-only tables: the audit trail everywhere, the journal in accounts.
 APPEND_ONLY_TABLES = {
@@ -99,9 +102,9 @@ class TestApplicationRole:
                 message = await _refused(
                     connection, f"ALTER TABLE {table} DISABLE TRIGGER {trigger}"
                 )
-                assert message.startswith("must be owner of") and message.endswith(f" {table}")
+                assert re.fullmatch(rf"must be owner of (table|relation) {table}", message)
             message = await _refused(connection, f"DROP TRIGGER {GUARD_TRIGGERS[table]} ON {table}")
-            assert message.startswith("must be owner of") and message.endswith(f" {table}")
+            assert re.fullmatch(rf"must be owner of (table|relation) {table}", message)
         await _refused(connection, "SET session_replication_role = replica")
 
     async def test_refused_ddl(self, service_connection: tuple[str, asyncpg.Connection]) -> None:
@@ -137,3 +140,28 @@ class TestApplicationRole:
         assert await connection.fetchval("SELECT count(*) FROM alembic_version") == 1
         for table in APPEND_ONLY_TABLES[service]:
             assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0  # noqa: S608
+
+
+class TestLocalBank:
+    """`sagabank up` (hence `make run` and every system test) uses the two roles too."""
+
+    async def test_services_connect_as_application_roles_to_owned_schemas(self, bank: Bank) -> None:
+        for service in SERVICES:
+            database = SERVICE_DATABASES[service]
+            url = f"postgresql://postgres@127.0.0.1:{bank.ports['postgres']}/{database}"
+            connection = await asyncpg.connect(url, timeout=10)
+            try:
+                # A ready service holds pooled connections; the migrations' are closed.
+                users = await connection.fetch(
+                    "SELECT DISTINCT usename FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+                owners = await connection.fetch(
+                    "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class"
+                    " WHERE relnamespace = 'public'::regnamespace"
+                )
+            finally:
+                await connection.close()
+            assert {row["usename"] for row in users} == {application_role(service)}
+            assert {row["owner"] for row in owners} == {owner_role(service)}
