@@ -1,7 +1,8 @@
 """Fixtures every test may use: a real PostgreSQL and real Temporal servers.
 
 Each is started once per test session and stopped at its end, also on failure. Service
-tests get a database of their own per test, copied from a template migrated by Alembic.
+tests get a database of their own per test, copied from a template migrated by Alembic as
+the service's owner role, and connect as its application role, as a deployed service does.
 """
 
 import asyncio
@@ -20,13 +21,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import SEARCH_ATTRIBUTES
-from kit.migrations import upgrade_to_head
-from kit.settings import with_database
-from sagabank.localstack.databases import drop_database, ensure_database
+from kit.migrations import application_role, grant_application_role, owner_role, upgrade_to_head
+from kit.settings import with_database, with_user
+from sagabank.localstack.databases import drop_database, ensure_database, ensure_login_role
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
+# The test roles' password: ignored by the embedded server (trust), needed by an external one.
+TEST_ROLE_PASSWORD = "sagabank-test-only"  # noqa: S105 - a test value, documented
 
 # Every service requires its audit chain key (as production does); tests that build a
 # service's Settings get this test-only one unless they set their own. The system tests'
@@ -63,30 +66,57 @@ async def _migrated_templates(postgres_url: str) -> AsyncIterator[dict[Path, str
 async def database_factory(
     postgres_url: str, _migrated_templates: dict[Path, str]
 ) -> AsyncIterator[DatabaseFactory]:
-    """`await database_factory(migrations_path)` → URL of a fresh database at head.
+    """`await database_factory(migrations_path)` → URL of a fresh database at head, connecting
+    as the application role of the service whose migrations those are.
 
-    The first call per migrations folder migrates a template with Alembic; each call then
-    copies it (CREATE DATABASE ... TEMPLATE), which takes milliseconds. Dropped after the test.
+    The first call per migrations folder migrates a template with Alembic as the owner role;
+    each call then copies it (CREATE DATABASE ... TEMPLATE), which takes milliseconds.
+    Dropped after the test. `database_admin_url` reaches the same database as superuser.
     """
     created: list[str] = []
 
     async def create(migrations_path: Path) -> str:
+        service = migrations_path.parent.name
+        owner, application = owner_role(service), application_role(service)
         template = _migrated_templates.get(migrations_path)
         if template is None:
-            template = f"tpl_{migrations_path.parent.name}_{uuid.uuid4().hex[:8]}"
-            await ensure_database(postgres_url, template)
+            for role in (owner, application):
+                await ensure_login_role(postgres_url, role, password=TEST_ROLE_PASSWORD)
+            template = f"tpl_{service}_{uuid.uuid4().hex[:8]}"
+            await ensure_database(postgres_url, template, owner=owner)
             await asyncio.to_thread(
-                upgrade_to_head, migrations_path, with_database(postgres_url, template)
+                upgrade_to_head,
+                migrations_path,
+                _as_role(postgres_url, template, owner),
+                application_role=application,
             )
             _migrated_templates[migrations_path] = template
-        name = f"test_{migrations_path.parent.name}_{uuid.uuid4().hex[:12]}"
-        await ensure_database(postgres_url, name, template=template)
+        name = f"test_{service}_{uuid.uuid4().hex[:12]}"
+        await ensure_database(postgres_url, name, template=template, owner=owner)
         created.append(name)
-        return with_database(postgres_url, name)
+        # A copy keeps its tables' grants but not the template's own (who may connect).
+        await grant_application_role(_as_role(postgres_url, name, owner), application)
+        return _as_role(postgres_url, name, application)
 
     yield create
     for name in created:
         await drop_database(postgres_url, name)
+
+
+def _as_role(postgres_url: str, database: str, role: str) -> str:
+    return with_user(with_database(postgres_url, database), role, TEST_ROLE_PASSWORD)
+
+
+@pytest.fixture
+def database_admin_url(postgres_url: str) -> Callable[[str], str]:
+    """The superuser's URL of the database a test URL names: for tests that act behind the
+    service's back (rewrite history, skip triggers, downgrade the schema)."""
+
+    def admin_url(url: str) -> str:
+        database = url.partition("?")[0].rsplit("/", 1)[1]
+        return with_database(postgres_url, database)
+
+    return admin_url
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 import asyncio
 import functools
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +12,23 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, pool
+from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from contracts.common import MigrationsCheck
 from kit.settings import to_asyncpg_url
 
 log = structlog.get_logger()
+
+
+def owner_role(service: str) -> str:
+    """The role that owns `service`'s schema and runs its migrations."""
+    return f"sagabank_{service}_owner"
+
+
+def application_role(service: str) -> str:
+    """The role `service` connects as: reads and writes rows, owns nothing, changes no schema."""
+    return f"sagabank_{service}_app"
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -70,16 +81,104 @@ def compare_schema(
     return MigrationsCheck.behind
 
 
-def upgrade_to_head(script_location: Path, database_url: str) -> None:
-    """Apply every migration; safe to run again (at head or newer, it does nothing)."""
+def upgrade_to_head(
+    script_location: Path, database_url: str, *, application_role: str | None = None
+) -> None:
+    """Apply every migration, then grant `application_role` what a service needs (None: a
+    database nobody but its owner uses); safe to run again (at head or newer, it does nothing).
+    """
     revisions = asyncio.run(_database_revisions(database_url))
     release = release_revisions(script_location)
     if compare_schema(revisions, release) is MigrationsCheck.ahead:
         # A rollback re-runs the previous release's Job; Alembic would fail on a revision
-        # it does not know, and a rollback keeps the newer (expand-only) schema anyway.
+        # it does not know, and a rollback keeps the newer (expand-only) schema anyway, with
+        # the grants the newer release's Job made for it.
         _warn_ahead(revisions, release)
         return
     command.upgrade(alembic_config(script_location, database_url), "head")
+    if application_role is not None:
+        asyncio.run(grant_application_role(database_url, application_role))
+
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# An append-only table is one the database itself guards: a BEFORE UPDATE OR DELETE row
+# trigger refuses every change (kit.audit's and the ledger's). pg_trigger.tgtype bits:
+# 1 row, 2 before, 8 delete, 16 update (see PostgreSQL's catalog/pg_trigger.h).
+_APPEND_ONLY_TABLES = """
+    SELECT DISTINCT c.relname
+    FROM pg_trigger t
+    JOIN pg_class c ON c.oid = t.tgrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND NOT t.tgisinternal AND t.tgtype & 27 = 27
+    ORDER BY c.relname
+"""
+_ORDINARY_TABLE_RIGHTS = "SELECT, INSERT, UPDATE, DELETE"
+_APPEND_ONLY_TABLE_RIGHTS = "SELECT, INSERT"
+
+
+async def grant_application_role(database_url: str, role: str) -> None:
+    """Make `role` (connecting to the database at `database_url`, as its owner) able to read
+    and write rows and nothing more: SELECT and INSERT only on append-only tables and on
+    `alembic_version` (which /readyz reads), no TRUNCATE, REFERENCES, TRIGGER or DDL.
+
+    Idempotent, and it converges: the rights are recomputed from the catalog each time.
+    """
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"not a plain role name: {role!r}")
+    engine = create_async_engine(to_asyncpg_url(database_url), poolclass=pool.NullPool)
+    try:
+        async with engine.begin() as connection:
+            await _check_application_role(connection, role)
+            for statement in await _grant_statements(connection, role):
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+async def _check_application_role(connection: AsyncConnection, role: str) -> None:
+    row = (
+        await connection.execute(
+            text(
+                "SELECT rolsuper OR rolbypassrls AS unbounded, rolname = current_user AS is_us"
+                " FROM pg_roles WHERE rolname = :role"
+            ),
+            {"role": role},
+        )
+    ).first()
+    if row is None:
+        raise RuntimeError(f"role {role!r} does not exist: create it before migrating")
+    # Either would make every grant below meaningless.
+    if row.unbounded:
+        raise RuntimeError(f"application role {role!r} is a superuser or bypasses RLS")
+    if row.is_us:
+        raise RuntimeError(f"migrate as the owner role, not as application role {role!r}")
+
+
+async def _grant_statements(connection: AsyncConnection, role: str) -> list[str]:
+    database = (await connection.execute(text("SELECT current_database()"))).scalar_one()
+    tables = (
+        await connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+        )
+    ).scalars()
+    append_only = set((await connection.execute(text(_APPEND_ONLY_TABLES))).scalars())
+    statements = [
+        # PUBLIC may connect, create temporary tables and use the schema by default: only
+        # the owner and the application role may, from now on.
+        f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC',
+        f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"',
+        "REVOKE ALL ON SCHEMA public FROM PUBLIC",
+        f'REVOKE ALL ON SCHEMA public FROM "{role}"',
+        f'GRANT USAGE ON SCHEMA public TO "{role}"',
+        f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"',
+        f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{role}"',
+        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"',
+    ]
+    for table in tables:
+        read_and_append = table in append_only or table == "alembic_version"
+        rights = _APPEND_ONLY_TABLE_RIGHTS if read_and_append else _ORDINARY_TABLE_RIGHTS
+        statements.append(f'GRANT {rights} ON TABLE "{table}" TO "{role}"')
+    return statements
 
 
 def _current_revisions(sync_connection: Connection) -> frozenset[str]:

@@ -1,6 +1,7 @@
 """Settings every service has. Only a service's `main.py` reads them; the rest gets values."""
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field, PostgresDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,3 +103,14 @@ def with_database(server_url: str, database: str) -> str:
     scheme, _, rest = base.partition("://")
     authority = rest.split("/", 1)[0]
     return f"{scheme}://{authority}/{database}" + (f"?{query}" if query else "")
+
+
+def with_user(server_url: str, user: str, password: str | None = None) -> str:
+    """`server_url` connecting as `user` (with `password`, percent-encoded), all else kept."""
+    scheme, _, rest = server_url.partition("://")
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    credentials = quote(user, safe="")
+    if password is not None:
+        credentials += ":" + quote(password, safe="")
+    return f"{scheme}://{credentials}@{host}{slash}{path}"

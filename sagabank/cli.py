@@ -117,22 +117,34 @@ def worker() -> None:
 @main.command()
 @click.argument("service", type=click.Choice([*SERVICES, "all"]))
 @click.option(
-    "--database-url", default=None, help="Database to migrate (default: <SERVICE>_DATABASE_URL)."
+    "--database-url",
+    default=None,
+    help="Database to migrate, as its owner role (default: <SERVICE>_MIGRATION_DATABASE_URL).",
 )
-def migrate(service: str, database_url: str | None) -> None:
-    """Apply a service's Alembic migrations up to head (safe to run again)."""
-    from kit.migrations import upgrade_to_head
+@click.option(
+    "--application-role",
+    default=None,
+    help="The role the service connects as (default: sagabank_<service>_app).",
+)
+def migrate(service: str, database_url: str | None, application_role: str | None) -> None:
+    """Apply a service's Alembic migrations up to head as the schema's owner, then grant the
+    service's application role what it needs (safe to run again)."""
+    from kit import migrations
     from sagabank.launcher import migrations_path
 
     targets = SERVICES if service == "all" else (service,)
     if database_url and len(targets) > 1:
         raise click.UsageError("--database-url names one database; migrate one service")
+    if application_role and len(targets) > 1:
+        raise click.UsageError("--application-role names one role; migrate one service")
     for target in targets:
-        url = database_url or os.environ.get(f"{target.upper()}_DATABASE_URL")
+        variable = f"{target.upper()}_MIGRATION_DATABASE_URL"
+        url = database_url or os.environ.get(variable)
         if not url:
-            raise click.UsageError(f"set {target.upper()}_DATABASE_URL or --database-url")
-        upgrade_to_head(migrations_path(target), url)
-        click.echo(f"{target}: at head")
+            raise click.UsageError(f"set {variable} or --database-url")
+        role = application_role or migrations.application_role(target)
+        migrations.upgrade_to_head(migrations_path(target), url, application_role=role)
+        click.echo(f"{target}: at head; {role} granted its rights")
 
 
 def _fail(error: BankError) -> NoReturn:

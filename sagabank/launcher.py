@@ -33,10 +33,15 @@ from contracts.auth import (
     audience_of_service,
 )
 from contracts.transfers import TASK_QUEUE
-from kit.migrations import upgrade_to_head
-from kit.settings import with_database
+from kit.migrations import application_role, owner_role, upgrade_to_head
+from kit.settings import with_database, with_user
 from sagabank.config import SERVICES, WORKER_CLIENT_ID, LauncherSettings
-from sagabank.localstack.databases import SERVICE_DATABASES, ensure_database
+from sagabank.localstack.databases import (
+    SERVICE_DATABASES,
+    adopt_database,
+    ensure_database,
+    ensure_login_role,
+)
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
 from sagabank.localstack.secrets import dev_key_ring, dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
@@ -261,13 +266,31 @@ class Launcher:
         return server.admin_url
 
     async def prepare_databases(self, server_url: str) -> dict[str, str]:
+        """Per service: its database, owned by its owner role and migrated as it; returns
+        the URLs the services connect with, as their application roles."""
         urls: dict[str, str] = {}
         for service in SERVICES:
             database = SERVICE_DATABASES[service]
-            await ensure_database(server_url, database)
-            urls[service] = with_database(server_url, database)
-            await asyncio.to_thread(upgrade_to_head, migrations_path(service), urls[service])
-            self.say("sagabank", f"database {database}: migrations at head")
+            owner, application = owner_role(service), application_role(service)
+            # Generated once, like every dev secret: the embedded server trusts local
+            # connections and ignores them, an external one needs them.
+            passwords = {
+                role: dev_secret(self.state_dir, f"database-password-{role}")
+                for role in (owner, application)
+            }
+            for role, password in passwords.items():
+                await ensure_login_role(server_url, role, password=password)
+            await ensure_database(server_url, database, owner=owner)
+            await adopt_database(server_url, database, owner)
+            database_url = with_database(server_url, database)
+            await asyncio.to_thread(
+                upgrade_to_head,
+                migrations_path(service),
+                with_user(database_url, owner, passwords[owner]),
+                application_role=application,
+            )
+            urls[service] = with_user(database_url, application, passwords[application])
+            self.say("sagabank", f"database {database}: migrations at head, as {owner}")
         return urls
 
     async def start_temporal(self) -> None:

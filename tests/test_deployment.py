@@ -41,6 +41,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
 from contracts.transfers import SEARCH_ATTRIBUTES
+from kit.migrations import application_role, owner_role
 from kit.token_signing import SigningKey
 from sagabank.cli import DEFAULT_PORTS
 from sagabank.cli import main as sagabank_cli
@@ -67,6 +68,7 @@ K8S_SECRET_KEYS = frozenset(
         *(f"{service}-audit-chain-key" for service in SERVICES),
         "transactions-secrets-keys",
         "notifications-secrets-keys",
+        *(f"{service}-migration-database-url" for service in SERVICES),
         "bootstrap-clients",
         "worker-client-secret",
     }
@@ -157,8 +159,19 @@ def interpolate(value: Any) -> Any:
 
 
 def init_sql_databases() -> set[str]:
+    return set(init_sql_database_owners())
+
+
+def init_sql_database_owners() -> dict[str, str | None]:
+    """Each database the init script creates, and the role it makes its owner (if any)."""
     sql = INIT_SQL.read_text(encoding="utf-8")
-    return set(re.findall(r"^CREATE DATABASE (\w+);", sql, flags=re.MULTILINE))
+    found = re.findall(r"^CREATE DATABASE (\w+)(?: OWNER (\w+))?;", sql, flags=re.MULTILINE)
+    return {database: owner or None for database, owner in found}
+
+
+def init_sql_login_roles() -> set[str]:
+    sql = INIT_SQL.read_text(encoding="utf-8")
+    return set(re.findall(r"^CREATE ROLE (\w+) LOGIN PASSWORD :'\w+';", sql, flags=re.MULTILINE))
 
 
 # -- what each component reads and runs -----------------------------------------------
@@ -192,8 +205,8 @@ def expected_environment(command: list[str]) -> tuple[set[str], set[str]]:
     if kind == "worker":
         return settings_environment(WorkerSettings)
     if kind == "migrate" and service in SERVICES:
-        # `sagabank migrate <service>` reads only that service's database URL.
-        name = f"{service.upper()}_DATABASE_URL"
+        # `sagabank migrate <service>` reads only that service's migration (owner) URL.
+        name = f"{service.upper()}_MIGRATION_DATABASE_URL"
         return {name}, {name}
     if kind == "temporal-setup":
         names, _ = settings_environment(LauncherSettings)
@@ -438,7 +451,7 @@ def _url_problems(
             problems.append(f"{where}: {name} points at {url.hostname!r}, not a compose service")
         if database not in databases:
             problems.append(f"{where}: {name} names database {database!r}, which no init creates")
-        service = name.removesuffix("_DATABASE_URL").lower()
+        service = name.removesuffix("_DATABASE_URL").removesuffix("_MIGRATION").lower()
         if SERVICE_DATABASES.get(service, database) != database:
             problems.append(f"{where}: {name} should name {SERVICE_DATABASES[service]!r}")
     elif name.endswith("_TEMPORAL_ADDRESS"):
@@ -876,6 +889,23 @@ class TestCompose:
 
     def test_one_database_per_service_and_for_temporal(self) -> None:
         assert init_sql_databases() == {*SERVICE_DATABASES.values(), *TEMPORAL_DATABASES}
+
+    def test_services_connect_as_their_application_roles(self) -> None:
+        # The migration job as the owner of the schema (the init script makes that role the
+        # database's owner); the service as the role that may change no schema.
+        services = interpolate(load_compose())["services"]
+        owners = init_sql_database_owners()
+        roles = init_sql_login_roles()
+        for service in SERVICES:
+            prefix = service.upper()
+            migrate = services[f"migrate-{service}"]["environment"]
+            served = services[service]["environment"]
+            assert urlsplit(migrate[f"{prefix}_MIGRATION_DATABASE_URL"]).username == owner_role(
+                service
+            )
+            assert urlsplit(served[f"{prefix}_DATABASE_URL"]).username == application_role(service)
+            assert owners[SERVICE_DATABASES[service]] == owner_role(service)
+            assert {owner_role(service), application_role(service)} <= roles
         schema_job = " ".join(load_compose()["services"]["temporal-schema"]["command"])
         for database in TEMPORAL_DATABASES:
             assert f"--db {database} setup-schema" in schema_job
@@ -900,11 +930,15 @@ class TestCompose:
     def test_every_secret_can_be_overridden(self) -> None:
         # Each password in the file is the one variable, with a dev-only default.
         text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
-        passwords = re.findall(r"(?:PASSWORD|PWD): (\S+)|://sagabank:([^@]+)@", text)
+        passwords = re.findall(r"(?:PASSWORD|PWD): (\S+)|://sagabank\w*:([^@]+)@", text)
         assert passwords
         for match in passwords:
             value = next(part for part in match if part)
-            assert value == "${SAGABANK_POSTGRES_PASSWORD:-sagabank-dev-only}"
+            assert re.fullmatch(
+                r"\$\{SAGABANK_(POSTGRES|DATABASE_OWNER|DATABASE_APPLICATION)_PASSWORD:-"
+                r"sagabank-dev-[a-z-]*only\}",
+                value,
+            ), value
         transactions = load_compose()["services"]["transactions"]["environment"]
         key = transactions["TRANSACTIONS_CALLBACK_SECRETS_KEY"]
         assert key.startswith("${SAGABANK_CALLBACK_SECRETS_KEY:-")

@@ -46,15 +46,22 @@ def issuer() -> TestIssuer:
 
 
 @pytest.fixture
-async def database_url(database_factory: DatabaseFactory) -> str:
+async def service_database_url(database_factory: DatabaseFactory) -> str:
+    """A fresh database at head, as the service's application role: what the app uses."""
     return await database_factory(MIGRATIONS_PATH)
 
 
 @pytest.fixture
-def settings(database_url: str, signing_keys_dir: Path) -> Settings:
+def database_url(service_database_url: str, database_admin_url: Callable[[str], str]) -> str:
+    """The same database as superuser, for tests acting beside or behind the service."""
+    return database_admin_url(service_database_url)
+
+
+@pytest.fixture
+def settings(service_database_url: str, signing_keys_dir: Path) -> Settings:
     # The sweeper's own tests start it; elsewhere it would void holds behind a test's back.
     return Settings(
-        database_url=database_url,
+        database_url=service_database_url,
         log_json=True,
         hold_sweep_enabled=False,
         signing_keys_dir=signing_keys_dir,

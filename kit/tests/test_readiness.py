@@ -101,11 +101,14 @@ class TestReadyz:
         assert response.json()["checks"] == {"database": "ok", "migrations": "ok"}
 
     async def test_ready_when_the_database_is_newer(
-        self, database_factory: DatabaseFactory, capsys: pytest.CaptureFixture[str]
+        self,
+        database_factory: DatabaseFactory,
+        database_admin_url: Callable[[str], str],
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
         # A later release's migration Job has run: this (older) pod must keep serving.
         url = await database_factory(MIGRATIONS_PATH)
-        await _stamp(url, NEWER_REVISION)
+        await _stamp(database_admin_url(url), NEWER_REVISION)
 
         response = await _readyz(url)
 
@@ -119,10 +122,11 @@ class TestReadyz:
         assert warnings[0]["level"] == "warning"
 
     async def test_not_ready_when_the_database_is_older(
-        self, database_factory: DatabaseFactory
+        self, database_factory: DatabaseFactory, database_admin_url: Callable[[str], str]
     ) -> None:
         url = await database_factory(MIGRATIONS_PATH)
-        await asyncio.to_thread(command.downgrade, alembic_config(MIGRATIONS_PATH, url), "-1")
+        admin_url = database_admin_url(url)
+        await asyncio.to_thread(command.downgrade, alembic_config(MIGRATIONS_PATH, admin_url), "-1")
 
         response = await _readyz(url)
 
@@ -184,18 +188,22 @@ def _protected_router() -> APIRouter:
 
 
 class TestMigrateJob:
-    async def test_a_newer_database_is_left_alone(self, database_factory: DatabaseFactory) -> None:
+    async def test_a_newer_database_is_left_alone(
+        self, database_factory: DatabaseFactory, database_admin_url: Callable[[str], str]
+    ) -> None:
         # A rollback re-runs the previous release's migration Job: it must succeed and keep
         # the newer schema, or the rollback stops at its Job.
-        url = await database_factory(MIGRATIONS_PATH)
+        url = database_admin_url(await database_factory(MIGRATIONS_PATH))
         await _stamp(url, NEWER_REVISION)
 
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)
 
         assert await _current_revisions(url) == [NEWER_REVISION]
 
-    async def test_an_older_database_is_upgraded(self, database_factory: DatabaseFactory) -> None:
-        url = await database_factory(MIGRATIONS_PATH)
+    async def test_an_older_database_is_upgraded(
+        self, database_factory: DatabaseFactory, database_admin_url: Callable[[str], str]
+    ) -> None:
+        url = database_admin_url(await database_factory(MIGRATIONS_PATH))
         await asyncio.to_thread(command.downgrade, alembic_config(MIGRATIONS_PATH, url), "-1")
 
         await asyncio.to_thread(upgrade_to_head, MIGRATIONS_PATH, url)

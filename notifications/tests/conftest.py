@@ -32,8 +32,15 @@ SECRETS_KEYS = f"test:{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 @pytest.fixture
-async def database_url(database_factory: DatabaseFactory) -> str:
+async def service_database_url(database_factory: DatabaseFactory) -> str:
+    """A fresh database at head, as the service's application role: what the app uses."""
     return await database_factory(MIGRATIONS_PATH)
+
+
+@pytest.fixture
+def database_url(service_database_url: str, database_admin_url: Callable[[str], str]) -> str:
+    """The same database as superuser, for tests acting beside or behind the service."""
+    return database_admin_url(service_database_url)
 
 
 @pytest.fixture
@@ -55,14 +62,14 @@ def network() -> Iterator[LoopbackNetwork]:
 
 @pytest.fixture
 def make_app(
-    database_url: str, clock: Clock, resolver: StubResolver, network: LoopbackNetwork
+    service_database_url: str, clock: Clock, resolver: StubResolver, network: LoopbackNetwork
 ) -> AppFactory:
     """An app on this test's database, clock, resolver and loopback-only network.
     Production settings unless overridden (pass **DEV for a local receiver)."""
 
     def make(*, ssl_context: Any = None, **overrides: Any) -> FastAPI:
         values: dict[str, Any] = {
-            "database_url": database_url,
+            "database_url": service_database_url,
             "log_json": True,
             "dispatcher_poll_interval_seconds": 0.02,
             "secrets_keys": SECRETS_KEYS,

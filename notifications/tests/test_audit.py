@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import NullPool, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts.auth import PrincipalKind
+from kit.settings import to_asyncpg_url
 from kit.testing import app_client, assert_problem
 from notifications.models import AUDIT_EVENTS
 from notifications.tests.conftest import DEV, AppFactory
@@ -398,32 +400,50 @@ class TestAuditEndpoints:
         ):
             assert_problem(await bank.client.get(path, headers=headers), 403, "insufficient-scope")
 
-    async def test_the_trail_refuses_update_and_delete(self, bank: Service) -> None:
+    async def test_the_trail_refuses_update_and_delete(
+        self, bank: Service, database_url: str
+    ) -> None:
         await bank.create()
-        for statement in (
-            "UPDATE audit_events SET outcome = 'failed'",
-            "DELETE FROM audit_events",
-        ):
-            async with bank.app.state.database.engine.connect() as connection:
-                with pytest.raises(DBAPIError, match="append-only"):
-                    await connection.execute(text(statement))
+        superuser = create_async_engine(to_asyncpg_url(database_url), poolclass=NullPool)
+        try:
+            for statement in (
+                "UPDATE audit_events SET outcome = 'failed'",
+                "DELETE FROM audit_events",
+            ):
+                # The service's role lacks the privilege; the trigger refuses even a superuser.
+                async with bank.app.state.database.engine.connect() as connection:
+                    with pytest.raises(DBAPIError, match="permission denied"):
+                        await connection.execute(text(statement))
+                async with superuser.connect() as connection:
+                    with pytest.raises(DBAPIError, match="append-only"):
+                        await connection.execute(text(statement))
+        finally:
+            await superuser.dispose()
 
-    async def test_verify_names_an_event_rewritten_behind_the_trigger(self, bank: Service) -> None:
+    async def test_verify_names_an_event_rewritten_behind_the_trigger(
+        self, bank: Service, database_url: str
+    ) -> None:
         for _ in range(3):
             await bank.create()
         tampered = (await bank.events())[1]
-        async with bank.app.state.database.engine.begin() as connection:
-            # As a superuser could: switch the trigger off, rewrite, switch it on again.
-            await connection.execute(
-                text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_or_delete")
-            )
-            await connection.execute(
-                text("UPDATE audit_events SET actor_id = 'someone-else' WHERE id = :id"),
-                {"id": tampered["id"]},
-            )
-            await connection.execute(
-                text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update_or_delete")
-            )
+        superuser = create_async_engine(to_asyncpg_url(database_url), poolclass=NullPool)
+        try:
+            async with superuser.begin() as connection:
+                # As a superuser could: switch the trigger off, rewrite, switch it on again.
+                await connection.execute(
+                    text(
+                        "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update_or_delete"
+                    )
+                )
+                await connection.execute(
+                    text("UPDATE audit_events SET actor_id = 'someone-else' WHERE id = :id"),
+                    {"id": tampered["id"]},
+                )
+                await connection.execute(
+                    text("ALTER TABLE audit_events ENABLE TRIGGER audit_events_no_update_or_delete")
+                )
+        finally:
+            await superuser.dispose()
         verified = await bank.client.get("/v1/admin/audit-events/verify", headers=as_operator())
         report = verified.json()
         assert report["ok"] is False

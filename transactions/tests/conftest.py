@@ -20,16 +20,23 @@ DatabaseFactory = Callable[[Path], Awaitable[str]]
 
 
 @pytest.fixture
-async def database_url(database_factory: DatabaseFactory) -> str:
+async def service_database_url(database_factory: DatabaseFactory) -> str:
+    """A fresh database at head, as the service's application role: what the app uses."""
     return await database_factory(MIGRATIONS_PATH)
 
 
 @pytest.fixture
-def settings(database_url: str, task_queue: str) -> Settings:
+def database_url(service_database_url: str, database_admin_url: Callable[[str], str]) -> str:
+    """The same database as superuser, for tests acting beside or behind the service."""
+    return database_admin_url(service_database_url)
+
+
+@pytest.fixture
+def settings(service_database_url: str, task_queue: str) -> Settings:
     # A fresh task queue per test: no worker ever polls it, so started workflows stay
     # RUNNING at their first task and can be inspected and signalled.
     return Settings(
-        database_url=database_url,
+        database_url=service_database_url,
         log_json=True,
         task_queue=task_queue,
         callback_secrets_key=base64.b64encode(secrets.token_bytes(32)).decode(),
