@@ -67,6 +67,7 @@ K8S_SECRET_KEYS = frozenset(
         *(f"{service}-audit-chain-key" for service in SERVICES),
         "transactions-secrets-keys",
         "notifications-secrets-keys",
+        "payload-keys",
         "bootstrap-clients",
         "worker-client-secret",
     }
@@ -195,6 +196,8 @@ def expected_environment(command: list[str]) -> tuple[set[str], set[str]]:
         # `sagabank migrate <service>` reads only that service's database URL.
         name = f"{service.upper()}_DATABASE_URL"
         return {name}, {name}
+    if kind == "codec-server":
+        return {"SAGABANK_PAYLOAD_KEYS"}, {"SAGABANK_PAYLOAD_KEYS"}
     if kind == "temporal-setup":
         names, _ = settings_environment(LauncherSettings)
         return names, {"SAGABANK_TEMPORAL_ADDRESS"}
