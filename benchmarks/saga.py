@@ -24,6 +24,7 @@ load; the CPU each execution costs barely does, and says where the time goes.
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import math
 import os
@@ -47,11 +48,13 @@ with workflow.unsafe.imports_passed_through():
     import httpx
     import psutil
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.converter import DataConverter
     from temporalio.worker import Worker
 
     from contracts.auth import TOKEN_PATH
     from contracts.transfers import TransferStatus, workflow_id
+    from kit.payloads import data_converter
+    from kit.sealing import parse_key_ring
     from sagabank.localstack.postgres import free_port
     from workflows.worker import WORKFLOW_RUNNER
 
@@ -99,8 +102,14 @@ class BenchBareWorkflow:
         return done
 
 
+def payload_converter() -> DataConverter:
+    """The bank's converter (payloads sealed under SAGABANK_PAYLOAD_KEYS, which `main` sets
+    and every process it starts inherits): the bare race pays the same codec as the saga."""
+    return data_converter(parse_key_ring(os.environ["SAGABANK_PAYLOAD_KEYS"]))
+
+
 async def run_bare_worker(temporal_address: str, task_queue: str) -> None:
-    client = await Client.connect(temporal_address)
+    client = await Client.connect(temporal_address, data_converter=payload_converter())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +163,8 @@ def stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) 
 @contextlib.contextmanager
 def running_bank(state_dir: Path) -> Iterator[Bank]:
     """`sagabank up` on free ports, as `make run` starts it; stopped with a Ctrl-C."""
-    ports = {name: free_port() for name in ("postgres", "temporal", "temporal_ui", *SERVICES)}
+    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
+    ports = {name: free_port() for name in names}
     operator_client_id = "benchmark-operator"
     operator_client_secret = secrets.token_urlsafe(24)
     env = dict(os.environ)
@@ -168,6 +178,7 @@ def running_bank(state_dir: Path) -> Iterator[Bank]:
             "SAGABANK_POSTGRES_PORT": str(ports["postgres"]),
             "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
             "SAGABANK_TEMPORAL_UI_PORT": str(ports["temporal_ui"]),
+            "SAGABANK_CODEC_PORT": str(ports["codec"]),
             "SAGABANK_LOG_JSON": "true",
             **{f"SAGABANK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
         }
@@ -469,7 +480,7 @@ class Saga:
 
 
 async def benchmark(bank: Bank, transfers: int, in_flight: int, rounds: int) -> list[Run]:
-    temporal = await Client.connect(bank.temporal_address, data_converter=pydantic_data_converter)
+    temporal = await Client.connect(bank.temporal_address, data_converter=payload_converter())
     bare_queue = f"bench-bare-{uuid.uuid4()}"
 
     async def bare(index: int) -> None:
@@ -529,6 +540,10 @@ def main() -> None:
     parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    # One ring for the bank, this client and the bare worker (inherited through the
+    # environment); a fresh one per benchmark unless the caller names one.
+    ring = f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    os.environ.setdefault("SAGABANK_PAYLOAD_KEYS", ring)
     if arguments.bare_worker:
         asyncio.run(run_bare_worker(arguments.temporal_address, arguments.task_queue))
         return

@@ -14,10 +14,11 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import AfterValidator, Field, SecretStr
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -135,6 +136,17 @@ def parse_key_ring(text: str) -> KeyRing:
             raise ValueError(f"the key of {key_id.strip()!r} is not base64") from error
         keys.append(SealingKey(key_id.strip(), key))
     return KeyRing(keys)
+
+
+def _parses_as_key_ring(value: SecretStr) -> SecretStr:
+    parse_key_ring(value.get_secret_value())  # its ValueError never shows a key
+    return value
+
+
+# A settings field holding a ring in the `id:base64key,...` format, checked at start.
+KeyRingSetting = Annotated[
+    SecretStr, Field(min_length=1, max_length=4096), AfterValidator(_parses_as_key_ring)
+]
 
 
 def with_legacy_key(

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import httpx
 from fastapi import FastAPI
+from temporalio.converter import DataConverter
 
 from contracts.auth import (
     CUSTOMER_SCOPES,
@@ -24,6 +25,8 @@ from contracts.auth import (
 from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem
 from kit.auth import StaticKeySource, TokenVerifier
 from kit.errors import ProblemError
+from kit.payloads import data_converter
+from kit.sealing import parse_key_ring
 from kit.token_signing import SigningKey, mint_token
 
 
@@ -204,3 +207,13 @@ def _b64encode(raw: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# The ring Temporal payloads are sealed under in tests (never in production): the worker,
+# the transactions service and the test environments' clients share it.
+TEST_PAYLOAD_KEYS = "test:" + base64.b64encode(b"sagabank-test-only-payload-key!!").decode()
+
+
+def converter_for_tests() -> DataConverter:
+    """The converter of the tests' Temporal clients and workers (kit.payloads, test keys)."""
+    return data_converter(parse_key_ring(TEST_PAYLOAD_KEYS))

@@ -106,6 +106,32 @@ def serve(service: str, host: str, port: int | None) -> None:
     )
 
 
+@main.command("codec-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=8235, show_default=True, help="Port.")
+@click.option(
+    "--ui-origin",
+    "ui_origins",
+    multiple=True,
+    required=True,
+    help="The Temporal UI's origin (e.g. http://localhost:8233), allowed by CORS; repeatable.",
+)
+def codec_server(host: str, port: int, ui_origins: tuple[str, ...]) -> None:
+    """Serve the Temporal codec endpoint (POST /decode, /encode) for the Temporal UI and CLI;
+    the key ring comes from SAGABANK_PAYLOAD_KEYS. Anyone who reaches it reads every payload:
+    bind it to loopback on the operator's machine (see docs/decisions/0022)."""
+    import uvicorn
+
+    from kit.payloads import create_codec_app
+    from kit.sealing import parse_key_ring
+
+    keys = LauncherSettings().payload_keys
+    if keys is None:
+        raise click.UsageError("set SAGABANK_PAYLOAD_KEYS (the worker's WORKER_PAYLOAD_KEYS)")
+    app = create_codec_app(parse_key_ring(keys.get_secret_value()), allowed_origins=ui_origins)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
 @main.command()
 def worker() -> None:
     """Run the Temporal worker of the transfer saga; settings from WORKER_* variables."""

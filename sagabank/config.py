@@ -32,6 +32,12 @@ class LauncherSettings(BaseSettings):
     temporal_namespace: str = Field(default="default", max_length=100)
     temporal_port: Port = Field(default=7233, ge=1, le=65535)
     temporal_ui_port: Port = Field(default=8233, ge=1, le=65535)
+    # The codec endpoint the local Temporal UI decodes payloads through (kit.payloads).
+    codec_port: Port = Field(default=8235, ge=1, le=65535)
+    # The ring the bank's Temporal payloads are sealed under (`id:base64key,...`, newest
+    # first): the launcher hands it to transactions, the worker and the codec endpoint, and
+    # the CLI's Temporal clients use it. Unset, `sagabank up` generates a dev key once.
+    payload_keys: SecretStr | None = None
     accounts_port: Port = Field(default=8001, ge=1, le=65535)
     transactions_port: Port = Field(default=8002, ge=1, le=65535)
     fraud_port: Port = Field(default=8003, ge=1, le=65535)
@@ -74,6 +80,10 @@ class LauncherSettings(BaseSettings):
     @property
     def temporal_ui_url(self) -> str | None:
         return f"http://localhost:{self.temporal_ui_port}" if self.embedded_temporal else None
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://{self.host}:{self.codec_port}"
 
     def postgres_server_url(self) -> str:
         return (

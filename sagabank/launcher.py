@@ -47,6 +47,9 @@ from sagabank.localstack.secrets import dev_key_ring, dev_secret, dev_signing_ke
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 
 STATE_FILE_NAME = "up.json"
+CODEC_SERVER = "codec"
+# The dev secret (under the state directory) the local payload key ring is made of.
+PAYLOAD_KEY_NAME = "temporal-payload-key"
 CHECKPOINTS_DIR_NAME = "audit-checkpoints"
 _POLL_INTERVAL_SECONDS = 0.25
 # A crashed worker or service is restarted (its work is idempotent and Temporal retries
@@ -184,8 +187,8 @@ class Launcher:
 
     async def stop_all(self) -> None:
         """Reverse order: the worker, then the services, then Temporal, then PostgreSQL."""
-        order = ["worker", *SERVICES, "temporal", "postgres"]
-        for names in (order[:1], order[1:5], order[5:6], order[6:]):
+        order = ["worker", *SERVICES, CODEC_SERVER, "temporal", "postgres"]
+        for names in (order[:1], order[1:6], order[6:7], order[7:]):
             group = [child for child in self.children if child.name in names]
             await asyncio.gather(*(self.stop_child(child) for child in group))
         for child in self.children:
@@ -210,6 +213,7 @@ class Launcher:
         urls = {name: f"{self.settings.service_url(name)}/docs" for name in SERVICES}
         if self.settings.temporal_ui_url is not None:
             urls["temporal-ui"] = self.settings.temporal_ui_url
+            urls["payload codec"] = self.settings.codec_url
         return urls
 
     # -- steps -------------------------------------------------------------------------
@@ -221,6 +225,7 @@ class Launcher:
         if self.settings.embedded_temporal:
             wanted.append((self.settings.temporal_port, "temporal"))
             wanted.append((self.settings.temporal_ui_port, "temporal-ui"))
+            wanted.append((self.settings.codec_port, "codec"))
         wanted += [(self.settings.service_port(name), name) for name in SERVICES]
         for port, owner in wanted:
             if not port_is_free(self.settings.host, port):
@@ -304,6 +309,7 @@ class Launcher:
                 port=settings.temporal_port,
                 ui_port=settings.temporal_ui_port,
                 namespace=settings.temporal_namespace,
+                ui_codec_endpoint=settings.codec_url,
             )
             await self.start_child(
                 Child(name="temporal", argv=server.command(), env=dict(os.environ))
@@ -376,6 +382,7 @@ class Launcher:
             env["TRANSACTIONS_ACCOUNTS_URL"] = self.settings.service_url("accounts")
             env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target
             env["TRANSACTIONS_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+            env["TRANSACTIONS_PAYLOAD_KEYS"] = self.payload_keys()
             # Seals the callback clients' signing secrets at rest; a ring (or the older
             # single key) from the environment wins over the generated dev key, which is
             # the one the single-key setting used, so earlier sealed values still open.
@@ -419,6 +426,7 @@ class Launcher:
         env = dict(os.environ)
         env["WORKER_TEMPORAL_ADDRESS"] = self.settings.temporal_target
         env["WORKER_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+        env["WORKER_PAYLOAD_KEYS"] = self.payload_keys()
         for service in SERVICES:
             env[f"WORKER_{service.upper()}_URL"] = self.settings.service_url(service)
         env["WORKER_AUTH_TOKEN_URL"] = f"{self.settings.service_url('accounts')}{TOKEN_PATH}"
@@ -427,6 +435,27 @@ class Launcher:
         self._log_format(env, "WORKER")
         argv = [sys.executable, "-m", "sagabank", "worker"]
         await self.start_child(Child(name="worker", argv=argv, env=env, restartable=True))
+
+    def payload_keys(self) -> str:
+        """The one ring of the bank's Temporal payloads: SAGABANK_PAYLOAD_KEYS, else a dev
+        key generated once (payloads sealed before a restart must still open after it)."""
+        configured = self.settings.payload_keys
+        if configured is not None:
+            return configured.get_secret_value()
+        return dev_key_ring(self.state_dir, PAYLOAD_KEY_NAME)
+
+    async def start_codec_server(self) -> None:
+        """The codec endpoint the local Temporal UI decodes payloads through (loopback)."""
+        ui_url = self.settings.temporal_ui_url
+        if ui_url is None:
+            return  # an external Temporal's UI is configured by its operator
+        env = dict(os.environ)
+        env["SAGABANK_PAYLOAD_KEYS"] = self.payload_keys()
+        argv = [sys.executable, "-m", "sagabank", "codec-server", "--host", self.settings.host]
+        argv += ["--port", str(self.settings.codec_port)]
+        # The browser may name the UI either way; both are this machine.
+        argv += ["--ui-origin", ui_url, "--ui-origin", ui_url.replace("localhost", "127.0.0.1")]
+        await self.start_child(Child(name=CODEC_SERVER, argv=argv, env=env, restartable=True))
 
     async def wait_until_ready(self) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
@@ -445,6 +474,14 @@ class Launcher:
                     except httpx.HTTPError:
                         return False
                     if ui.status_code != 200:
+                        return False
+                    try:
+                        codec = await http.post(
+                            f"{self.settings.codec_url}/decode", json={"payloads": []}
+                        )
+                    except httpx.HTTPError:
+                        return False
+                    if codec.status_code != 200:
                         return False
                 return await self._worker_polling()
 
@@ -523,6 +560,7 @@ class Launcher:
         try:
             server_url = await self.start_postgres()
             database_urls = await self.prepare_databases(server_url)
+            await self.start_codec_server()
             await self.start_temporal()
             await self.start_services(database_urls)
             await self.start_worker()

@@ -2,6 +2,7 @@
 and act in it as its users do: customers registered through the real issuer, with their
 own tokens, and the operator client the launcher registers."""
 
+import base64
 import os
 import secrets
 import signal
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.converter import DataConverter
 
 from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_VERIFY_PATH
 from contracts.auth import TOKEN_PATH
+from kit.payloads import data_converter
+from kit.sealing import parse_key_ring
 from sagabank.localstack.postgres import free_port
 
 SERVICES = ("accounts", "transactions", "fraud", "notifications")
@@ -66,6 +70,14 @@ class Bank:
     @property
     def temporal_ui_url(self) -> str:
         return f"http://localhost:{self.ports['temporal_ui']}"
+
+    @property
+    def codec_url(self) -> str:
+        return f"http://127.0.0.1:{self.environment['SAGABANK_CODEC_PORT']}"
+
+    def data_converter(self) -> DataConverter:
+        """The converter of the bank's worker: its Temporal clients in tests use it."""
+        return data_converter(parse_key_ring(self.environment["SAGABANK_PAYLOAD_KEYS"]))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -206,6 +218,9 @@ def bank_environment(
             "SAGABANK_POSTGRES_PORT": str(ports["postgres"]),
             "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
             "SAGABANK_TEMPORAL_UI_PORT": str(ports["temporal_ui"]),
+            "SAGABANK_CODEC_PORT": str(ports["codec"] if "codec" in ports else free_port()),
+            # Its own payload key ring, which the tests' Temporal clients read back.
+            "SAGABANK_PAYLOAD_KEYS": f"system:{base64.b64encode(secrets.token_bytes(32)).decode()}",
             "SAGABANK_LOG_JSON": "true",
             "SAGABANK_OPERATOR_CLIENT_ID": OPERATOR_CLIENT_ID,
             "SAGABANK_OPERATOR_CLIENT_SECRET": operator_client_secret or secrets.token_urlsafe(24),
@@ -238,7 +253,7 @@ def start_bank(
 ) -> Bank:
     """Launch `sagabank up` on free ports with its state under `state_dir`; `settings` are
     extra environment variables for its components (e.g. short timeouts)."""
-    names = ("postgres", "temporal", "temporal_ui", *SERVICES)
+    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
     ports = ports or {name: free_port() for name in names}
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "up.log"

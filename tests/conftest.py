@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.bank import Bank, start_bank
 
@@ -27,7 +26,7 @@ def bank() -> Iterator[Bank]:
 
 @pytest.fixture(scope="session")
 async def bank_temporal(bank: Bank) -> Client:
-    return await Client.connect(bank.temporal_address, data_converter=pydantic_data_converter)
+    return await Client.connect(bank.temporal_address, data_converter=bank.data_converter())
 
 
 @pytest.fixture

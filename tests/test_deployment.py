@@ -69,6 +69,7 @@ K8S_SECRET_KEYS = frozenset(
         "transactions-secrets-keys",
         "notifications-secrets-keys",
         *(f"{service}-migration-database-url" for service in SERVICES),
+        "payload-keys",
         "bootstrap-clients",
         "worker-client-secret",
     }
@@ -208,6 +209,8 @@ def expected_environment(command: list[str]) -> tuple[set[str], set[str]]:
         # `sagabank migrate <service>` reads only that service's migration (owner) URL.
         name = f"{service.upper()}_MIGRATION_DATABASE_URL"
         return {name}, {name}
+    if kind == "codec-server":
+        return {"SAGABANK_PAYLOAD_KEYS"}, {"SAGABANK_PAYLOAD_KEYS"}
     if kind == "temporal-setup":
         names, _ = settings_environment(LauncherSettings)
         return names, {"SAGABANK_TEMPORAL_ADDRESS"}

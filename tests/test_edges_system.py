@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from accounts.ledger.rules import expiry_void_id
 from contracts.transfers import TRANSFERS_PATH, step_id, workflow_id
@@ -90,7 +89,7 @@ async def test_a_terminated_review_frees_the_funds_when_its_hold_expires(
 
     # What an operator does from the Temporal UI: terminate, so no compensation runs.
     temporal = await Client.connect(
-        edges_bank.temporal_address, data_converter=pydantic_data_converter
+        edges_bank.temporal_address, data_converter=edges_bank.data_converter()
     )
     handle = temporal.get_workflow_handle(workflow_id(uuid.UUID(transfer_id)))
     await handle.terminate(reason="operator: terminated from the Temporal UI")

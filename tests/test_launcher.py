@@ -91,7 +91,7 @@ def test_sigint_stops_every_child(tmp_path: Path) -> None:
 
 
 def test_port_in_use_is_named(tmp_path: Path) -> None:
-    names = ("postgres", "temporal", "temporal_ui", *SERVICES)
+    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
     ports = {name: free_port() for name in names}
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", ports["accounts"]))

@@ -22,7 +22,6 @@ import httpx
 import psutil
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.transfers import step_id, workflow_id
 from tests.bank import SERVICES, Bank, start_bank
@@ -183,7 +182,7 @@ async def test_every_transfer_ends_exactly_once_though_the_worker_is_killed_thre
     crash_bank: Bank,
 ) -> None:
     temporal = await Client.connect(
-        crash_bank.temporal_address, data_converter=pydantic_data_converter
+        crash_bank.temporal_address, data_converter=crash_bank.data_converter()
     )
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
         api = Api(crash_bank, http)

@@ -6,7 +6,7 @@ from pydantic_settings import SettingsConfigDict
 
 from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from contracts.transfers import REVIEW_TIMEOUT_SECONDS_DEFAULT, TASK_QUEUE
-from kit.sealing import KeyRing, parse_key_ring, with_legacy_key
+from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring, with_legacy_key
 from kit.settings import ServiceSettings
 
 CALLBACK_SECRETS_KEY_BYTES = 32
@@ -59,6 +59,9 @@ class Settings(ServiceSettings):
     # Deprecated, still honoured: base64 of one 32-byte key, the only key before rings. It
     # joins the ring as its oldest key, id `legacy` (unless the ring holds it already).
     callback_secrets_key: SecretStr | None = None
+    # The key ring the saga's Temporal payloads are sealed under (kit.payloads), the same
+    # as the worker's WORKER_PAYLOAD_KEYS; required: payloads never go to Temporal in clear.
+    payload_keys: KeyRingSetting
     # The accounts service (e.g. http://127.0.0.1:8001): a transfer starts only once it
     # confirms that the caller owns the source account. Without it every transfer request
     # answers 503 (the check is never skipped); the launcher supplies it.
@@ -99,6 +102,9 @@ class Settings(ServiceSettings):
         if value is not None:
             parse_key_ring(value.get_secret_value())  # its ValueError never shows a key
         return value
+
+    def payload_key_ring(self) -> KeyRing:
+        return parse_key_ring(self.payload_keys.get_secret_value())
 
     def key_ring(self) -> KeyRing | None:
         """The ring of `secrets_keys`, the single `callback_secrets_key` as its oldest key."""

@@ -20,6 +20,7 @@ from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.http import create_client
 from kit.jobs import ExclusiveJob
+from kit.payloads import data_converter
 from kit.resealing import secrets_router
 from kit.resources import install_resources
 from kit.sealing import KeyRing
@@ -147,6 +148,7 @@ def _lifespan(
 def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWorkflows:
     return TransferWorkflows(
         client=client,
+        data_converter=data_converter(settings.payload_key_ring()),
         address=settings.temporal_address,
         namespace=settings.temporal_namespace,
         task_queue=settings.task_queue,

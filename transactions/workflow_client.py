@@ -23,7 +23,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -67,12 +67,14 @@ class CancelRefused(Exception):
 
 
 class TransferWorkflows:
-    """Starts and signals `TransferWorkflow` executions."""
+    """Starts and signals `TransferWorkflow` executions; connects with `data_converter`
+    (kit.payloads: the worker's), unless handed a connected `client`."""
 
     def __init__(
         self,
         *,
         client: Client | None,
+        data_converter: DataConverter,
         address: str,
         namespace: str,
         task_queue: str,
@@ -89,6 +91,7 @@ class TransferWorkflows:
         assert cancel_timeout_seconds > 0
         self._cancel_timeout_seconds = cancel_timeout_seconds
         self._client = client
+        self._data_converter = data_converter
         self._address = address
         self._namespace = namespace
         self._task_queue = task_queue
@@ -107,7 +110,7 @@ class TransferWorkflows:
                     self._client = await Client.connect(
                         self._address,
                         namespace=self._namespace,
-                        data_converter=pydantic_data_converter,
+                        data_converter=self._data_converter,
                         connect_timeout=self._rpc_timeout,
                     )
                 except Exception as error:

@@ -4,6 +4,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.transfers import TASK_QUEUE
+from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring
 
 WORKER_CLIENT_ID_DEFAULT = "sagabank-worker"
 
@@ -17,6 +18,11 @@ class Settings(BaseSettings):
     temporal_address: str = Field(default="127.0.0.1:7233", min_length=1, max_length=255)
     temporal_namespace: str = Field(default="default", min_length=1, max_length=255)
     task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
+
+    # The key ring every payload the worker hands Temporal is sealed under (kit.payloads),
+    # the same as the transactions service's TRANSACTIONS_PAYLOAD_KEYS: newest key first,
+    # older keys kept until no running or retained history holds payloads sealed under them.
+    payload_keys: KeyRingSetting
 
     accounts_url: AnyHttpUrl
     transactions_url: AnyHttpUrl
@@ -48,3 +54,6 @@ class Settings(BaseSettings):
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
     # None: JSON when stderr is not a terminal, coloured console lines when it is.
     log_json: bool | None = None
+
+    def payload_key_ring(self) -> KeyRing:
+        return parse_key_ring(self.payload_keys.get_secret_value())

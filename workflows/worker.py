@@ -10,12 +10,12 @@ from typing import NoReturn
 import httpx
 import structlog
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kit.http import create_client
 from kit.logging import configure_logging
+from kit.payloads import data_converter
 from kit.process import exit_without_finalising
 from kit.tokens import ClientCredentialsAuth
 from workflows.activities import TransferActivities
@@ -133,7 +133,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.payload_key_ring()),
     )
     async with AsyncExitStack() as resources:
         activities = create_activities(settings)

@@ -38,6 +38,8 @@ class TemporalDevServer:
     port: int = 7233
     ui_port: int = 8233
     namespace: str = "default"
+    # The payload codec endpoint the web UI decodes (and encodes) payloads through.
+    ui_codec_endpoint: str | None = None
 
     @property
     def address(self) -> str:
@@ -66,6 +68,8 @@ class TemporalDevServer:
             "--log-level",
             "warn",
         ]
+        if self.ui_codec_endpoint is not None:
+            arguments += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.namespace != "default":
             arguments += ["--namespace", self.namespace]
         for name, kind in SEARCH_ATTRIBUTES.items():

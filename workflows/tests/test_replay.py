@@ -24,7 +24,6 @@ from temporalio.client import (
     WorkflowHistory,
     WorkflowUpdateFailedError,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -38,6 +37,7 @@ from contracts.transfers import (
     ReviewDecision,
     TransferStatus,
 )
+from kit.testing import converter_for_tests
 from workflows.tests.saga import (
     FakeServices,
     business_failure,
@@ -207,7 +207,9 @@ def markers(path: Path) -> tuple[set[str], set[str]]:
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[TransferWorkflow], data_converter=pydantic_data_converter)
+    """The worker's converter, payload codec included: histories recorded before the codec
+    replay through it too (it passes unsealed payloads through)."""
+    return Replayer(workflows=[TransferWorkflow], data_converter=converter_for_tests())
 
 
 async def record(
