@@ -1,7 +1,7 @@
 """Per-principal rate limits: one caller's burst gets 429 with Retry-After; others carry on."""
 
 import pytest
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.errors import ConfigurationError
 
 from kit.errors import TooManyRequests
@@ -29,3 +29,9 @@ class TestStorage:
     def test_unknown_scheme_fails_at_start(self) -> None:
         with pytest.raises(ConfigurationError):
             rate_limit_storage("carrier-pigeon://loft")
+
+    def test_the_shared_production_storage_is_installed(self) -> None:
+        # deploy/README.md points replicas at Redis: its client (coredis, the `async-redis`
+        # extra of limits) must ship with the service, or `redis://` fails at start.
+        # Building the storage opens no connection, so no Redis server is needed here.
+        assert isinstance(rate_limit_storage("redis://127.0.0.1:6379"), RedisStorage)
