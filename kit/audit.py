@@ -364,7 +364,25 @@ async def append_many(
             select(table.c.sequence, table.c.hash).order_by(table.c.sequence.desc()).limit(1)
         )
     ).first()
-    sequence, previous_hash = (0, GENESIS_HASH) if last is None else (last.sequence, last.hash)
+    end = (0, GENESIS_HASH) if last is None else (last.sequence, last.hash)
+    results, rows = _chained(events, known, end=end, key=key, now=now)
+    if rows:
+        await session.execute(table.insert(), rows)
+    return results
+
+
+def _chained(
+    events: Sequence[AuditEventCreate],
+    known: dict[uuid.UUID, dict[str, Any]],
+    *,
+    end: tuple[int, str],
+    key: bytes,
+    now: Callable[[], datetime] | None,
+) -> tuple[list[tuple[dict[str, Any], bool]], list[dict[str, Any]]]:
+    """Each event's stored values and whether it is new, and the new rows, chained on
+    from `end` (the chain's last sequence and hash); a known id (in `known`, or earlier
+    in `events`) is not chained again."""
+    sequence, previous_hash = end
     clock = now or (lambda: datetime.now(UTC))
     results: list[tuple[dict[str, Any], bool]] = []
     rows: list[dict[str, Any]] = []
@@ -385,9 +403,7 @@ async def append_many(
         known[event.id] = values
         rows.append(values)
         results.append((values, True))
-    if rows:
-        await session.execute(table.insert(), rows)
-    return results
+    return results, rows
 
 
 _RAW_COLUMNS: Final = (*_HASHED_COLUMNS, "previous_hash", "hash", "hash_version")
@@ -432,33 +448,18 @@ async def append_many_asyncpg(
     last = await connection.fetchrow(
         "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"
     )
-    sequence, previous_hash = (0, GENESIS_HASH) if last is None else tuple(last)
-    clock = now or (lambda: datetime.now(UTC))
-    results: list[tuple[dict[str, Any], bool]] = []
-    rows: list[tuple[Any, ...]] = []
-    for event in events:
-        if event.id in known:
-            results.append((known[event.id], False))
-            continue
-        sequence += 1
-        values: dict[str, Any] = {
-            **event.model_dump(),
-            "actor_type": event.actor_type.value,
-            "sequence": sequence,
-            "recorded_at": clock(),
-            "previous_hash": previous_hash,
-            "hash_version": HASH_VERSION_KEYED,
-        }
-        values["hash"] = previous_hash = chain_hash(previous_hash, _hashed_fields(values), key=key)
-        known[event.id] = values
-        results.append((values, True))
-        # asyncpg encodes JSONB from text; the hash above was computed over the Python values.
-        row = {
-            **values,
-            "before": None if values["before"] is None else json.dumps(values["before"]),
-            "after": None if values["after"] is None else json.dumps(values["after"]),
-        }
-        rows.append(tuple(row[column] for column in _RAW_COLUMNS))
+    end = (0, GENESIS_HASH) if last is None else (last["sequence"], last["hash"])
+    results, written = _chained(events, known, end=end, key=key, now=now)
+    rows = [
+        # asyncpg encodes JSONB from text; the hash was computed over the Python values.
+        tuple(
+            json.dumps(values[column])
+            if column in ("before", "after") and values[column] is not None
+            else values[column]
+            for column in _RAW_COLUMNS
+        )
+        for values in written
+    ]
     if rows:
         await connection.executemany(_RAW_INSERT, rows)
     return results
