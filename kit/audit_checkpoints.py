@@ -8,7 +8,6 @@ checkpoints and is never rewritten: replicas publishing the same head race harml
 """
 
 import base64
-import binascii
 import contextlib
 import hashlib
 import hmac
@@ -24,6 +23,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from contracts.audit import AuditCheckpoint
+from kit.sealing import decode_key
 
 CHAIN_KEY_BYTES_MIN: Final = 32
 # Domain separation: a checkpoint's signature can never pass for an event's hash.
@@ -39,12 +39,9 @@ class ChainKeyError(ValueError):
 def decode_chain_key(encoded: str) -> bytes:
     """The chain key from its setting (base64 of at least 32 random bytes)."""
     try:
-        key = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ChainKeyError("the audit chain key is not base64") from None
-    if len(key) < CHAIN_KEY_BYTES_MIN:
-        raise ChainKeyError(f"the audit chain key needs at least {CHAIN_KEY_BYTES_MIN} bytes")
-    return key
+        return decode_key(encoded, name="the audit chain key", size_bytes_min=CHAIN_KEY_BYTES_MIN)
+    except ValueError as error:
+        raise ChainKeyError(str(error)) from None
 
 
 def _signed_bytes(service: str, sequence: int, head_hash: str, published_at: datetime) -> bytes:

@@ -130,12 +130,21 @@ def parse_key_ring(text: str) -> KeyRing:
         key_id, separator, encoded = entry.partition(":")
         if not separator:
             raise ValueError(f"entry {position + 1} is not `id:base64key`")
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise ValueError(f"the key of {key_id.strip()!r} is not base64") from error
+        key = decode_key(encoded, name=f"the key of {key_id.strip()!r}", size_bytes_min=1)
         keys.append(SealingKey(key_id.strip(), key))
     return KeyRing(keys)
+
+
+def decode_key(encoded: str, *, name: str, size_bytes_min: int = KEY_BYTES) -> bytes:
+    """A key from its setting, base64 of at least `size_bytes_min` bytes; a ValueError
+    names the setting (`name`), never the key."""
+    try:
+        key = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not base64") from None
+    if len(key) < size_bytes_min:
+        raise ValueError(f"{name} needs at least {size_bytes_min} bytes")
+    return key
 
 
 def _parses_as_key_ring(value: SecretStr) -> SecretStr:

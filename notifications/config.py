@@ -1,10 +1,10 @@
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.notifications import WEBHOOK_SECRET_GRACE_SECONDS_MAX
-from kit.sealing import KeyRing, parse_key_ring
+from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring
 from kit.settings import ServiceSettings
 
 
@@ -19,7 +19,7 @@ class Settings(ServiceSettings):
     # The key ring webhook signing secrets are sealed under at rest (kit.sealing):
     # `id:base64key` entries (32-byte keys), newest first, comma-separated. Required: the
     # service seals every secret it keeps (the launcher supplies a dev key).
-    secrets_keys: SecretStr
+    secrets_keys: KeyRingSetting
     # How long a rotated-out secret keeps signing beside the new one.
     webhook_secret_grace_seconds: int = Field(
         default=24 * 3600, ge=0, le=WEBHOOK_SECRET_GRACE_SECONDS_MAX
@@ -47,12 +47,6 @@ class Settings(ServiceSettings):
         max_length=254,
         pattern=r"^([^@\s<>]+@[^@\s<>]+|[^<>\r\n]*<[^@\s<>]+@[^@\s<>]+>)$",
     )
-
-    @field_validator("secrets_keys")
-    @classmethod
-    def _is_a_key_ring(cls, value: SecretStr) -> SecretStr:
-        parse_key_ring(value.get_secret_value())  # its ValueError names the entry, not the key
-        return value
 
     def key_ring(self) -> KeyRing:
         return parse_key_ring(self.secrets_keys.get_secret_value())

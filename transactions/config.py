@@ -1,12 +1,16 @@
-import base64
-import binascii
-
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.accounts import PENDING_TIMEOUT_SECONDS_MAX
 from contracts.transfers import REVIEW_TIMEOUT_SECONDS_DEFAULT, TASK_QUEUE
-from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring, with_legacy_key
+from kit.sealing import (
+    KeyRing,
+    KeyRingSetting,
+    SealingKey,
+    decode_key,
+    parse_key_ring,
+    with_legacy_key,
+)
 from kit.settings import ServiceSettings
 
 CALLBACK_SECRETS_KEY_BYTES = 32
@@ -55,7 +59,7 @@ class Settings(ServiceSettings):
     # `id:base64key` entries (32-byte keys), newest first, comma-separated. Without it (and
     # without the older single key below) the callback endpoints answer 503; the launcher
     # supplies a dev key.
-    secrets_keys: SecretStr | None = None
+    secrets_keys: KeyRingSetting | None = None
     # Deprecated, still honoured: base64 of one 32-byte key, the only key before rings. It
     # joins the ring as its oldest key, id `legacy` (unless the ring holds it already).
     callback_secrets_key: SecretStr | None = None
@@ -88,19 +92,8 @@ class Settings(ServiceSettings):
     @classmethod
     def _is_a_32_byte_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            try:
-                key = base64.b64decode(value.get_secret_value(), validate=True)
-            except (binascii.Error, ValueError) as error:
-                raise ValueError("callback_secrets_key must be base64") from error
-            if len(key) != CALLBACK_SECRETS_KEY_BYTES:
-                raise ValueError("callback_secrets_key must decode to 32 bytes")
-        return value
-
-    @field_validator("secrets_keys")
-    @classmethod
-    def _is_a_key_ring(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            parse_key_ring(value.get_secret_value())  # its ValueError never shows a key
+            # SealingKey refuses any size but the ring's (32 bytes).
+            SealingKey(LEGACY_KEY_ID, legacy_key(value))
         return value
 
     def payload_key_ring(self) -> KeyRing:
@@ -114,8 +107,10 @@ class Settings(ServiceSettings):
             else parse_key_ring(self.secrets_keys.get_secret_value())
         )
         legacy = (
-            None
-            if self.callback_secrets_key is None
-            else base64.b64decode(self.callback_secrets_key.get_secret_value())
+            None if self.callback_secrets_key is None else legacy_key(self.callback_secrets_key)
         )
         return with_legacy_key(ring, legacy, key_id=LEGACY_KEY_ID)
+
+
+def legacy_key(value: SecretStr) -> bytes:
+    return decode_key(value.get_secret_value(), name="callback_secrets_key")
