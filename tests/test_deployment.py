@@ -55,6 +55,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "deploy" / "schemas"
 KUBERNETES_SCHEMAS = SCHEMAS / "kubernetes" / "v1.33.0-local-strict"
 K8S = ROOT / "deploy" / "k8s"
+# The Prometheus Operator's objects: applied on their own where the operator runs.
+K8S_MONITORING = K8S / "monitoring"
+PROMETHEUS_OPERATOR_SCHEMAS = SCHEMAS / "prometheus-operator" / "v0.80.1-strict"
+OBSERVABILITY = ROOT / "deploy" / "observability"
+# The standard OpenTelemetry variables the SDK reads itself (README, "Observability").
+OTEL_VARIABLE_PREFIX = "OTEL_"
+OTLP_HTTP_PORT = 4318
+# Compose's observability services and the image each runs.
+OBSERVABILITY_IMAGES = {
+    "prometheus": "prom/prometheus:",
+    "grafana": "grafana/grafana:",
+    "jaeger": "jaegertracing/jaeger:",
+}
+# Where the worker serves /metrics unless WORKER_METRICS_PORT moves it.
+WORKER_METRICS_PORT_DEFAULT = 9464
 IMAGE_SCRIPTS = ROOT / "deploy" / "image"
 LIBEXEC = "/opt/sagabank/libexec"
 INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
@@ -117,8 +132,9 @@ def load_workflow() -> Document:
 
 
 def kubernetes_documents() -> list[tuple[str, Document]]:
+    """Every manifest of deploy/k8s/ and of its monitoring/ (the Prometheus Operator's)."""
     documents = []
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in [*sorted(K8S.glob("*.yaml")), *sorted(K8S_MONITORING.glob("*.yaml"))]:
         if path.name == "kustomization.yaml":
             continue
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
@@ -242,6 +258,9 @@ def command_problems(command: list[str]) -> Problems:
 
 def environment_problems(where: str, command: list[str], names: set[str]) -> Problems:
     allowed, required = expected_environment(command)
+    if component_of(command)[0] in ("serve", "worker"):
+        # The OpenTelemetry SDK reads the standard OTEL_* variables, not our settings.
+        allowed = allowed | {name for name in names if name.startswith(OTEL_VARIABLE_PREFIX)}
     problems = [
         f"{where}: {name} is not read by `{' '.join(command)}`" for name in sorted(names - allowed)
     ]
@@ -457,6 +476,11 @@ def _url_problems(
         service = name.removesuffix("_DATABASE_URL").removesuffix("_MIGRATION").lower()
         if SERVICE_DATABASES.get(service, database) != database:
             problems.append(f"{where}: {name} should name {SERVICE_DATABASES[service]!r}")
+    elif name == "OTEL_EXPORTER_OTLP_ENDPOINT":
+        url = urlsplit(value)
+        image = str(services.get(str(url.hostname), {}).get("image", ""))
+        if not image.startswith(OBSERVABILITY_IMAGES["jaeger"]) or url.port != OTLP_HTTP_PORT:
+            problems.append(f"{where}: {name} is {value!r}, not Jaeger's OTLP/HTTP port")
     elif name.endswith("_TEMPORAL_ADDRESS"):
         host, _, port = value.rpartition(":")
         if host not in services or not str(services[host].get("image", "")).startswith(
@@ -549,6 +573,7 @@ def compose_problems(compose: Document) -> Problems:
     if len(namespaces) > 1:
         problems.append(f"components disagree on the Temporal namespace: {sorted(namespaces)}")
     problems += _compose_identity_problems(resolved)
+    problems += _compose_observability_problems(services)
     accounts = services.get("accounts") or {}
     limit = accounts.get("mem_limit")
     problems += hashing_memory_problems(
@@ -558,6 +583,25 @@ def compose_problems(compose: Document) -> Problems:
         limit_mib=None if limit is None else memory_mib(limit),
     )
     return problems + _cycles(services)
+
+
+def _compose_observability_problems(services: dict[str, Document]) -> Problems:
+    """Prometheus, Grafana and Jaeger run, their configuration mounted read-only from
+    deploy/observability/, and every long-running Sagabank process sends Jaeger its traces."""
+    problems: Problems = []
+    for name, image in OBSERVABILITY_IMAGES.items():
+        if not str(services.get(name, {}).get("image", "")).startswith(image):
+            problems.append(f"services.{name}: missing, or not running {image}<version>")
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            origin, _, rest = str(volume).partition(":")
+            if origin.startswith("./deploy/observability") and not rest.endswith(":ro"):
+                problems.append(f"services.{name}: mounts {origin} writable, not :ro")
+        kind, _ = component_of([str(part) for part in service.get("command", [])])
+        environment = service.get("environment") or {}
+        if kind in ("serve", "worker") and "OTEL_EXPORTER_OTLP_ENDPOINT" not in environment:
+            problems.append(f"services.{name}: no OTEL_EXPORTER_OTLP_ENDPOINT: no trace leaves it")
+    return problems
 
 
 def _compose_identity_problems(compose: Document) -> Problems:
@@ -613,8 +657,16 @@ def _compose_identity_problems(compose: Document) -> Problems:
 def _kubernetes_validator(document: Document) -> Draft202012Validator | None:
     # The schema files are named <kind>-<group without domain>-<version>.json.
     api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", str(document.get("apiVersion", "")))
-    path = KUBERNETES_SCHEMAS / f"{str(document.get('kind', '')).lower()}-{api_version}.json"
-    if not path.exists():
+    name = f"{str(document.get('kind', '')).lower()}-{api_version}.json"
+    path = next(
+        (
+            folder / name
+            for folder in (KUBERNETES_SCHEMAS, PROMETHEUS_OPERATOR_SCHEMAS)
+            if (folder / name).exists()
+        ),
+        None,
+    )
+    if path is None:
         return None
     schema = load_json(path)
     definitions = Resource.from_contents(load_json(KUBERNETES_SCHEMAS / "_definitions.json"))
@@ -758,6 +810,62 @@ def _accounts_memory_problems(deployment: Document) -> Problems:
     )
 
 
+def _monitoring_problems(
+    by_kind: dict[str, list[Document]], deployments: dict[str, Document]
+) -> Problems:
+    """A ServiceMonitor scrapes /metrics on a named port of each service's Service; a
+    PodMonitor scrapes the worker's pods on their named metrics port."""
+    problems: Problems = []
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    scraped: set[str] = set()
+    for monitor in by_kind.get("ServiceMonitor", []):
+        where = f"ServiceMonitor/{monitor['metadata']['name']}"
+        selected = [
+            service
+            for service in services.values()
+            if _labels_match(
+                monitor["spec"]["selector"].get("matchLabels", {}),
+                service["metadata"].get("labels", {}),
+            )
+        ]
+        if not selected:
+            problems.append(f"{where}: selects no Service")
+        for endpoint in monitor["spec"].get("endpoints", []):
+            if endpoint.get("path") != "/metrics":
+                problems.append(f"{where}: scrapes {endpoint.get('path')!r}, not /metrics")
+            for service in selected:
+                if endpoint.get("port") not in [p.get("name") for p in service["spec"]["ports"]]:
+                    problems.append(
+                        f"{where}: Service {service['metadata']['name']} has no port "
+                        f"named {endpoint.get('port')!r}"
+                    )
+        scraped |= {service["metadata"]["name"] for service in selected}
+    problems += [f"no ServiceMonitor scrapes the {s} service" for s in SERVICES if s not in scraped]
+    worker = deployments.get("worker")
+    if worker is None:
+        return problems
+    pod_labels = worker["spec"]["template"]["metadata"]["labels"]
+    ports = {
+        p.get("name"): p.get("containerPort")
+        for p in _pod_spec(worker)["containers"][0].get("ports", [])
+    }
+    monitors = [
+        monitor
+        for monitor in by_kind.get("PodMonitor", [])
+        if _labels_match(monitor["spec"]["selector"].get("matchLabels", {}), pod_labels)
+    ]
+    if not monitors:
+        problems.append("no PodMonitor scrapes the worker's pods")
+    for monitor in monitors:
+        for endpoint in monitor["spec"].get("podMetricsEndpoints", []):
+            if ports.get(endpoint.get("port")) != WORKER_METRICS_PORT_DEFAULT:
+                problems.append(
+                    f"PodMonitor/{monitor['metadata']['name']}: the worker has no container "
+                    f"port {endpoint.get('port')!r} on {WORKER_METRICS_PORT_DEFAULT}"
+                )
+    return problems
+
+
 def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
     problems: Problems = []
     by_kind: dict[str, list[Document]] = {}
@@ -824,6 +932,7 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
             v["name"] for v in _pod_spec(service_deployment)["containers"][0].get("env", [])
         }:
             problems.append(f"Deployment/{service}: no {jwks}: no token verifies")
+    problems += _monitoring_problems(by_kind, deployments)
     if "accounts" in deployments:
         problems += _signing_keys_problems(deployments["accounts"])
         problems += _accounts_memory_problems(deployments["accounts"])
@@ -938,7 +1047,7 @@ class TestCompose:
         for match in passwords:
             value = next(part for part in match if part)
             assert re.fullmatch(
-                r"\$\{SAGABANK_(POSTGRES|DATABASE_OWNER|DATABASE_APPLICATION)_PASSWORD:-"
+                r"\$\{SAGABANK_(POSTGRES|DATABASE_OWNER|DATABASE_APPLICATION|GRAFANA_ADMIN)_PASSWORD:-"
                 r"sagabank-dev-[a-z-]*only\}",
                 value,
             ), value
@@ -1065,6 +1174,25 @@ def _accounts_without_memory_limit(compose: Document) -> None:
     del compose["services"]["accounts"]["mem_limit"]
 
 
+def _no_jaeger(compose: Document) -> None:
+    del compose["services"]["jaeger"]
+
+
+def _traces_elsewhere(compose: Document) -> None:
+    compose["services"]["fraud"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] = (
+        "http://jaeger:4317"
+    )
+
+
+def _worker_without_traces(compose: Document) -> None:
+    del compose["services"]["worker"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+def _writable_alert_rules(compose: Document) -> None:
+    volumes = compose["services"]["prometheus"]["volumes"]
+    volumes[:] = [str(volume).removesuffix(":ro") for volume in volumes]
+
+
 class TestComposeValidatorCatches:
     """Each case breaks a copy of compose.yaml and expects the validator to say so."""
 
@@ -1101,6 +1229,10 @@ class TestComposeValidatorCatches:
                 "baseline 192 MiB + password hashing budget 384 MiB exceed the memory limit",
             ),
             (_accounts_without_memory_limit, "no memory limit for the password hashing budget"),
+            (_no_jaeger, "services.jaeger: missing"),
+            (_traces_elsewhere, "OTEL_EXPORTER_OTLP_ENDPOINT is 'http://jaeger:4317'"),
+            (_worker_without_traces, "services.worker: no OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (_writable_alert_rules, "mounts ./deploy/observability/prometheus/alerts.yml writable"),
         ],
     )
     def test_breakage(self, breakage: Callable[[Document], None], expected: str) -> None:
@@ -1205,6 +1337,74 @@ class TestKubernetes:
         assert "Deployment/worker: no PodDisruptionBudget protects it" in kubernetes_problems(
             documents
         )
+
+
+def _monitor(documents: list[tuple[str, Document]], kind: str) -> Document:
+    return next(document for _, document in documents if document["kind"] == kind)
+
+
+def _worker_deployment(documents: list[tuple[str, Document]]) -> Document:
+    return next(
+        document
+        for _, document in documents
+        if document["kind"] == "Deployment" and document["metadata"]["name"] == "worker"
+    )
+
+
+class TestKubernetesMonitoring:
+    """The Prometheus Operator's objects in deploy/k8s/monitoring/, broken one at a time."""
+
+    @pytest.mark.parametrize(
+        ("breakage", "expected"),
+        [
+            (
+                lambda ds: _monitor(ds, "ServiceMonitor")["spec"]["selector"]["matchLabels"].update(
+                    {"app.kubernetes.io/component": "services"}
+                ),
+                "ServiceMonitor/sagabank: selects no Service",
+            ),
+            (
+                lambda ds: _monitor(ds, "ServiceMonitor")["spec"]["endpoints"][0].update(
+                    {"port": "web"}
+                ),
+                "has no port named 'web'",
+            ),
+            (
+                lambda ds: _monitor(ds, "ServiceMonitor")["spec"]["endpoints"][0].update(
+                    {"path": "/metric"}
+                ),
+                "scrapes '/metric', not /metrics",
+            ),
+            (
+                lambda ds: _monitor(ds, "PodMonitor")["spec"]["selector"]["matchLabels"].update(
+                    {"app.kubernetes.io/name": "workers"}
+                ),
+                "no PodMonitor scrapes the worker's pods",
+            ),
+            (
+                lambda ds: _container(_worker_deployment(ds)).pop("ports"),
+                "the worker has no container port 'metrics' on 9464",
+            ),
+            (
+                lambda ds: _monitor(ds, "PodMonitor")["spec"].update({"podMetricEndpoints": []}),
+                "schema: spec: Additional properties",
+            ),
+            (
+                lambda ds: _monitor(ds, "PrometheusRule")["spec"]["groups"][0]["rules"][0].update(
+                    {"fr": "5m"}
+                ),
+                # The misspelt key fails the rule's schema, inside the groups' anyOf.
+                "PrometheusRule/sagabank: schema: spec.groups: ",
+            ),
+        ],
+    )
+    def test_validator_catches(
+        self, breakage: Callable[[list[tuple[str, Document]]], object], expected: str
+    ) -> None:
+        documents = copy.deepcopy(kubernetes_documents())
+        breakage(documents)
+        problems = kubernetes_problems(documents)
+        assert any(expected in problem for problem in problems), problems
 
 
 def _container(deployment: Document) -> Document:
