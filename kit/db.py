@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
 
 # Where a session finds its service's audit chain key (kit.audit): in `Session.info`.
 AUDIT_CHAIN_KEY_INFO = "audit_chain_key"
+# And the service whose chain it is, the label of the audit append latency (kit.metrics).
+AUDIT_SERVICE_INFO = "audit_service"
 
 
 class Database:
@@ -26,10 +28,12 @@ class Database:
     ) -> None:
         """`audit_chain_key` keys the service's audit chain; without it, audit writes and
         checks raise (the key lives in the service's settings, never in its database)."""
+        # What the pool may hold at most: its size plus as many again in overflow.
+        self.connections_max = 2 * pool_size
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=self.connections_max - pool_size,
             pool_pre_ping=True,
             pool_timeout=10,
             connect_args={
@@ -38,7 +42,9 @@ class Database:
                 "command_timeout": 30,
             },
         )
-        info = {} if audit_chain_key is None else {AUDIT_CHAIN_KEY_INFO: audit_chain_key}
+        info: dict[str, object] = {AUDIT_SERVICE_INFO: application_name}
+        if audit_chain_key is not None:
+            info[AUDIT_CHAIN_KEY_INFO] = audit_chain_key
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     async def dispose(self) -> None:

@@ -191,7 +191,7 @@ async def create_pool(
     on first use and carry the audit chain key."""
     return await asyncpg.create_pool(
         dsn,
-        connection_class=keyed_connection_class(audit_chain_key),
+        connection_class=keyed_connection_class(audit_chain_key, service=application_name),
         min_size=0,
         max_size=size,
         command_timeout=command_timeout_seconds,
