@@ -39,6 +39,7 @@ from fraud.errors import (
     ScoreRequestMismatch,
     TimezoneRequired,
 )
+from fraud.metrics import FRAUD_DECISIONS, FRAUD_RULE_HITS
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
 from kit.audit import Actor, change_event
@@ -180,6 +181,10 @@ async def score_transfer(
         row = await repository.get_score(session, request.transfer_id)
         assert row is not None, "the score existed when the insert did nothing"
         return _replay(row, request), False
+    # Committed by its own insert (autocommit): counted once, never on a replay.
+    FRAUD_DECISIONS.labels(outcome=evaluation.decision.value).inc()
+    for reason in evaluation.reasons:
+        FRAUD_RULE_HITS.labels(rule=reason.code).inc()
     # Every score is in the scores table; the log carries those that stop money, as events
     # to alert on. Approvals, nearly all traffic, stay out: rendering and writing a line
     # is a noticeable share of a score's CPU.
