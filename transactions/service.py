@@ -677,15 +677,7 @@ async def record_steps(
             )
         if moved is not None:
             status_before, version_before = record.status.value, record.version
-            if record.status.is_terminal and not moved.status_before.is_terminal:
-                # Counted once the transition commits: a retried or racing report of the
-                # same end moves nothing out of pending, so it counts nothing.
-                after_commit(
-                    session,
-                    functools.partial(
-                        metrics.count_ended, record.status.value, moved.since_created_seconds
-                    ),
-                )
+            _count_if_ended(session, record, moved)
         log.info(
             "transfer.step_reported",
             step=record.step,
@@ -702,6 +694,20 @@ async def record_steps(
     # then held only until the commit that follows.
     await repository.append_audit_events(session, events)
     return transfer
+
+
+def _count_if_ended(
+    session: AsyncSession, record: StepRecord, moved: repository.ProjectionMove
+) -> None:
+    """Count the transfer's end once the move into a terminal status commits: a retried
+    or racing report of the same end moves nothing out of pending, so counts nothing."""
+    if record.status.is_terminal and not moved.status_before.is_terminal:
+        after_commit(
+            session,
+            functools.partial(
+                metrics.count_ended, record.status.value, moved.since_created_seconds
+            ),
+        )
 
 
 def _check_step_record(record: StepRecord) -> None:
