@@ -39,6 +39,7 @@ from fraud.errors import (
     ScoreRequestMismatch,
     TimezoneRequired,
 )
+from fraud.metrics import FRAUD_DECISIONS, FRAUD_RULE_HITS
 from fraud.models import DeniedAccountRow, OutcomeRow, ScoreRow, ShadowScoreRow
 from fraud.ruleset import Ruleset
 from kit.audit import Actor, change_event
@@ -147,6 +148,13 @@ async def _read_features(
 # behind the audit chain's lock, in a transaction: measured with benchmarks/fraud_scoring.py
 # at 100 scores/s (2 busy cores), p99 went from 45 ms to 1.6 s and the service fell behind
 # the rate (88/s), at 5.9 instead of 3.6 ms of CPU per score.
+def _count_decision(evaluation: scoring.Evaluation) -> None:
+    """Count a score just committed by its own insert (autocommit), never a replay's."""
+    FRAUD_DECISIONS.labels(outcome=evaluation.decision.value).inc()
+    for reason in evaluation.reasons:
+        FRAUD_RULE_HITS.labels(rule=reason.code).inc()
+
+
 async def score_transfer(
     session: AsyncSession,
     *,
@@ -180,6 +188,7 @@ async def score_transfer(
         row = await repository.get_score(session, request.transfer_id)
         assert row is not None, "the score existed when the insert did nothing"
         return _replay(row, request), False
+    _count_decision(evaluation)
     # Every score is in the scores table; the log carries those that stop money, as events
     # to alert on. Approvals, nearly all traffic, stay out: rendering and writing a line
     # is a noticeable share of a score's CPU.

@@ -21,6 +21,12 @@ from kit.auth import JwksKeySource, KeysStatus, TokenVerifier, token_verifier_of
 from kit.db import Database, ServiceDatabase
 from kit.jobs import ExclusiveJob
 from kit.logging import configure_logging
+from kit.metrics_http import (
+    HttpMetricsMiddleware,
+    MetricsServer,
+    add_metrics_route,
+    watch_database_pool,
+)
 from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
 from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter, rate_limit_storage
@@ -162,6 +168,7 @@ def create_service_app(
         database = app.state.database = _open_database(service, settings)
         publisher = _checkpoint_publisher(app, database, service=service, settings=settings)
         key_source = _install_token_verifier(app, settings, token_verifier, service=service)
+        stop_metrics = _start_metrics(database, service=service, settings=settings)
         try:
             if lifespan is None:
                 yield
@@ -173,12 +180,14 @@ def create_service_app(
                 await publisher.stop()
             if key_source is not None:
                 await key_source.close()
+            stop_metrics()
             await database.dispose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
     app.state.rate_limiter = RateLimiter(
         {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token},
         rate_limit_storage(settings.rate_limit_storage_uri),
+        service=service,
     )
     if settings.cors_allow_origins:
         # Bearer tokens travel in a header, never a cookie: no credentials mode needed.
@@ -192,11 +201,44 @@ def create_service_app(
         )
     app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
     install_problem_handlers(app)
+    _add_metrics(app, service=service, settings=settings)
 
     _add_health_routes(app, service=service, migrations_path=migrations_path)
     for router in routers:
         app.include_router(router)
     return app
+
+
+# -- metrics (docs/decisions/0024-metrics.md) -------------------------------------------
+
+
+def _add_metrics(app: FastAPI, *, service: str, settings: ServiceSettings) -> None:
+    """Measure every request (outermost, so a 413 or 500 the shell answers counts too) and
+    serve GET /metrics on the service's port unless a port of its own is configured."""
+    if not settings.metrics_enabled:
+        return
+    app.add_middleware(HttpMetricsMiddleware, service=service)
+    if settings.metrics_port is None:
+        add_metrics_route(app)
+
+
+def _start_metrics(
+    database: Database, *, service: str, settings: ServiceSettings
+) -> Callable[[], None]:
+    """Feed the pool gauges and open the metrics port, if any; returns what stops both."""
+    if not settings.metrics_enabled:
+        return lambda: None
+    stop_watching = watch_database_pool(
+        service, database.engine.pool, connections_max=database.connections_max
+    )
+    server = None if settings.metrics_port is None else MetricsServer.start(settings.metrics_port)
+
+    def stop() -> None:
+        stop_watching()
+        if server is not None:
+            server.stop()
+
+    return stop
 
 
 def _install_token_verifier(

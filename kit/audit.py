@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -61,9 +62,10 @@ from contracts.auth import Scope
 from contracts.common import Page
 from kit.audit_checkpoints import CheckpointDirectory, checkpoint_is_signed, sign_checkpoint
 from kit.auth import Principal, require_scopes
-from kit.db import AUDIT_CHAIN_KEY_INFO, Database, ServiceDatabase, Session
+from kit.db import AUDIT_CHAIN_KEY_INFO, AUDIT_SERVICE_INFO, Database, ServiceDatabase, Session
 from kit.errors import Forbidden, Unauthorized
 from kit.jobs import ExclusiveJob
+from kit.metrics import AUDIT_APPEND_DURATION
 from kit.pagination import (
     Cursor,
     InvalidCursor,
@@ -291,13 +293,17 @@ def session_chain_key(session: AsyncSession) -> bytes:
     return key
 
 
-def keyed_connection_class(key: bytes) -> type[Any]:
+def keyed_connection_class(key: bytes, *, service: str) -> type[Any]:
     """For `asyncpg.create_pool(connection_class=...)`: connections that carry the chain
-    key, for `append_asyncpg` (a pool's connection proxy forwards the attribute)."""
+    key and its service, for `append_asyncpg` (a pool's connection proxy forwards them)."""
     # Imported here: kit.audit itself runs on SQLAlchemy; only the ledger's pool needs it.
     import asyncpg
 
-    return type("ChainKeyedConnection", (asyncpg.Connection,), {"audit_chain_key": key})
+    return type(
+        "ChainKeyedConnection",
+        (asyncpg.Connection,),
+        {"audit_chain_key": key, "audit_service": service},
+    )
 
 
 def _connection_chain_key(connection: Any) -> bytes:
@@ -312,6 +318,10 @@ _HASHED_COLUMNS: Final = (
     "subject_type", "subject_id", "transfer_id", "account_ids", "workflow_id", "run_id",
     "request_id", "before", "after", "outcome", "compensates",
 )  # fmt: skip
+
+
+def _observe_append(service: str, started: float) -> None:
+    AUDIT_APPEND_DURATION.labels(service=service).observe(time.perf_counter() - started)
 
 
 def _hashed_fields(values: dict[str, Any]) -> dict[str, Any]:
@@ -353,6 +363,7 @@ async def append_many(
     if not events:
         return []
     key = session_chain_key(session)
+    started = time.perf_counter()
     await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     ids = list({event.id for event in events})
     known: dict[uuid.UUID, dict[str, Any]] = {
@@ -368,6 +379,7 @@ async def append_many(
     results, rows = _chained(events, known, end=end, key=key, now=now)
     if rows:
         await session.execute(table.insert(), rows)
+    _observe_append(str(session.info.get(AUDIT_SERVICE_INFO)), started)
     return results
 
 
@@ -437,6 +449,7 @@ async def append_many_asyncpg(
     if not events:
         return []
     key = _connection_chain_key(connection)
+    started = time.perf_counter()
     await connection.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
     known: dict[uuid.UUID, dict[str, Any]] = {
         row["id"]: dict(row)
@@ -462,6 +475,7 @@ async def append_many_asyncpg(
     ]
     if rows:
         await connection.executemany(_RAW_INSERT, rows)
+    _observe_append(str(getattr(connection, "audit_service", None)), started)
     return results
 
 

@@ -1,18 +1,44 @@
 """The database of one service: an async engine and a unit of work per request."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session as SyncSession
 
 # Where a session finds its service's audit chain key (kit.audit): in `Session.info`.
 AUDIT_CHAIN_KEY_INFO = "audit_chain_key"
+# And the service whose chain it is, the label of the audit append latency (kit.metrics).
+AUDIT_SERVICE_INFO = "audit_service"
+
+
+# Callbacks to run once the session's transaction commits (kit.db.after_commit).
+_AFTER_COMMIT_INFO = "after_commit_callbacks"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once `session`'s current transaction commits, never if it rolls back:
+    for what must count only what the database kept (metrics)."""
+    session.info.setdefault(_AFTER_COMMIT_INFO, []).append(callback)
+
+
+@event.listens_for(SyncSession, "after_commit")
+def _run_after_commit(session: SyncSession) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT_INFO, []):
+        callback()
+
+
+@event.listens_for(SyncSession, "after_rollback")
+def _forget_after_commit(session: SyncSession) -> None:
+    # No savepoint is used where callbacks are registered: a rollback drops them all.
+    session.info.pop(_AFTER_COMMIT_INFO, None)
 
 
 class Database:
@@ -26,10 +52,12 @@ class Database:
     ) -> None:
         """`audit_chain_key` keys the service's audit chain; without it, audit writes and
         checks raise (the key lives in the service's settings, never in its database)."""
+        # What the pool may hold at most: its size plus as many again in overflow.
+        self.connections_max = 2 * pool_size
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=self.connections_max - pool_size,
             pool_pre_ping=True,
             pool_timeout=10,
             connect_args={
@@ -38,7 +66,9 @@ class Database:
                 "command_timeout": 30,
             },
         )
-        info = {} if audit_chain_key is None else {AUDIT_CHAIN_KEY_INFO: audit_chain_key}
+        info: dict[str, object] = {AUDIT_SERVICE_INFO: application_name}
+        if audit_chain_key is not None:
+            info[AUDIT_CHAIN_KEY_INFO] = audit_chain_key
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
 
     async def dispose(self) -> None:

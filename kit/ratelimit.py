@@ -18,6 +18,7 @@ from limits.storage import storage_from_string
 
 from kit.auth import Principal, authenticate
 from kit.errors import TooManyRequests
+from kit.metrics import RATE_LIMIT_REJECTIONS
 
 # Requests that move money (transfers, deposits, withdrawals, ledger postings by customers).
 MONEY_BUCKET = "money"
@@ -41,11 +42,13 @@ def rate_limit_storage(uri: str) -> Storage:
 
 
 class RateLimiter:
-    """Named buckets, each with its own rate such as "60/minute", counted in `storage`."""
+    """Named buckets, each with its own rate such as "60/minute", counted in `storage`;
+    each refusal counts in sagabank_rate_limit_rejections_total{service, limit=bucket}."""
 
-    def __init__(self, rates: dict[str, str], storage: Storage) -> None:
+    def __init__(self, rates: dict[str, str], storage: Storage, *, service: str) -> None:
         self._items: dict[str, RateLimitItem] = {name: parse(rate) for name, rate in rates.items()}
         self._limiter = MovingWindowRateLimiter(storage)
+        self._service = service
 
     async def hit(self, bucket: str, key: str) -> None:
         """Count one request by `key` in `bucket`; TooManyRequests once over the rate."""
@@ -56,6 +59,7 @@ class RateLimiter:
             return
         stats = await self._limiter.get_window_stats(item, bucket, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        RATE_LIMIT_REJECTIONS.labels(service=self._service, limit=bucket).inc()
         raise TooManyRequests(
             f"Too many requests; try again in {retry_after} s.", retry_after_seconds=retry_after
         )

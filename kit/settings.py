@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
     audit_checkpoint_dir: Path | None = None
     audit_checkpoint_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
 
+    # GET /metrics (Prometheus text, no token). With a port, served there instead of on the
+    # service's port (started and stopped with the app), so that only the scraper reaches it.
+    metrics_enabled: bool = True
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     @field_validator("audit_chain_key")
     @classmethod
     def _chain_key_decodes(cls, value: SecretStr) -> SecretStr:

@@ -27,9 +27,10 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
+from kit.db import after_commit
 from kit.resources import Clock
 from kit.sealing import KeyRing
-from notifications import mail, repository, schedule, service, webhook_signatures
+from notifications import mail, metrics, repository, schedule, service, webhook_signatures
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
 
@@ -77,6 +78,10 @@ async def _excerpt(response: httpx.Response) -> str | None:
         if len(collected) >= RESPONSE_EXCERPT_BYTES_MAX:
             break
     return collected.decode("utf-8", errors="replace") or None
+
+
+def _count_abandoned_attempt() -> None:
+    metrics.WEBHOOK_DELIVERY_ATTEMPTS.labels(outcome=ABANDONED_OUTCOME).inc()
 
 
 async def _disable_as_gone(
@@ -273,6 +278,7 @@ class Dispatcher:
                 now=now,
             )
             assert recorded, "the row is locked and still holds the expired lease"
+            after_commit(session, _count_abandoned_attempt)
             log.warning(
                 "webhook.attempt_abandoned",
                 delivery_id=str(delivery.delivery_id),
@@ -374,6 +380,11 @@ class Dispatcher:
             )
             if recorded and verdict is schedule.Verdict.gone:
                 disabled = await _disable_as_gone(session, claim, now=finished_at)
+        if recorded:
+            # Committed: a lease lost to another dispatcher records, and counts, nothing.
+            metrics.WEBHOOK_DELIVERY_ATTEMPTS.labels(outcome=attempt.outcome).inc()
+        if status_code is not None or error is not None:
+            metrics.WEBHOOK_DELIVERY_DURATION.observe(answer.latency_ms / 1000)
         log.info(
             "webhook.attempt" if recorded else "webhook.attempt_discarded",
             delivery_id=str(claim.delivery_id),
@@ -446,6 +457,7 @@ class Dispatcher:
                 now=now,
             )
             assert recorded, "the row is locked and still holds the expired lease"
+            after_commit(session, _count_abandoned_attempt)
             log.warning(
                 "email.attempt_abandoned",
                 email_id=str(message.id),

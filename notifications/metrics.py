@@ -14,7 +14,9 @@ OUTBOX_OLDEST_PENDING_AGE = Gauge(
 )
 WEBHOOK_DELIVERY_ATTEMPTS = Counter(
     "sagabank_webhook_delivery_attempts_total",
-    "Webhook delivery attempts, by outcome (delivered, failed, gone).",
+    "Webhook delivery attempts recorded, by outcome: succeeded (2xx), failed (to be retried "
+    "or the schedule used up), gone (410, the endpoint disabled), abandoned (its lease "
+    "expired before it recorded a result).",
     ["outcome"],
 )
 WEBHOOK_DELIVERY_DURATION = Histogram(

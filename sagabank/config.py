@@ -34,6 +34,8 @@ class LauncherSettings(BaseSettings):
     temporal_ui_port: Port = Field(default=8233, ge=1, le=65535)
     # The codec endpoint the local Temporal UI decodes payloads through (kit.payloads).
     codec_port: Port = Field(default=8235, ge=1, le=65535)
+    # Where the worker serves its metrics and the Temporal SDK's (WORKER_METRICS_PORT).
+    worker_metrics_port: Port = Field(default=8236, ge=1, le=65535)
     # The ring the bank's Temporal payloads are sealed under (`id:base64key,...`, newest
     # first): the launcher hands it to transactions, the worker and the codec endpoint, and
     # the CLI's Temporal clients use it. Unset, `sagabank up` generates a dev key once.

@@ -211,6 +211,9 @@ class Launcher:
 
     def urls(self) -> dict[str, str]:
         urls = {name: f"{self.settings.service_url(name)}/docs" for name in SERVICES}
+        urls["worker metrics"] = (
+            f"http://{self.settings.host}:{self.settings.worker_metrics_port}/metrics"
+        )
         if self.settings.temporal_ui_url is not None:
             urls["temporal-ui"] = self.settings.temporal_ui_url
             urls["payload codec"] = self.settings.codec_url
@@ -227,6 +230,7 @@ class Launcher:
             wanted.append((self.settings.temporal_ui_port, "temporal-ui"))
             wanted.append((self.settings.codec_port, "codec"))
         wanted += [(self.settings.service_port(name), name) for name in SERVICES]
+        wanted.append((self.settings.worker_metrics_port, "worker-metrics"))
         for port, owner in wanted:
             if not port_is_free(self.settings.host, port):
                 variable = f"SAGABANK_{owner.upper().replace('-', '_')}_PORT"
@@ -432,6 +436,7 @@ class Launcher:
         env["WORKER_AUTH_TOKEN_URL"] = f"{self.settings.service_url('accounts')}{TOKEN_PATH}"
         env["WORKER_AUTH_CLIENT_ID"] = WORKER_CLIENT_ID
         env["WORKER_AUTH_CLIENT_SECRET"] = self.worker_client_secret()
+        env["WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port)
         self._log_format(env, "WORKER")
         argv = [sys.executable, "-m", "sagabank", "worker"]
         await self.start_child(Child(name="worker", argv=argv, env=env, restartable=True))

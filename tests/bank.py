@@ -219,6 +219,7 @@ def bank_environment(
             "SAGABANK_TEMPORAL_PORT": str(ports["temporal"]),
             "SAGABANK_TEMPORAL_UI_PORT": str(ports["temporal_ui"]),
             "SAGABANK_CODEC_PORT": str(ports["codec"] if "codec" in ports else free_port()),
+            "SAGABANK_WORKER_METRICS_PORT": str(free_port()),
             # Its own payload key ring, which the tests' Temporal clients read back.
             "SAGABANK_PAYLOAD_KEYS": f"system:{base64.b64encode(secrets.token_bytes(32)).decode()}",
             "SAGABANK_LOG_JSON": "true",

@@ -74,7 +74,9 @@ LABEL_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("sagabank_transfers_ended", "status"): TERMINAL_STATUSES,
     ("sagabank_transfer_duration_seconds", "status"): TERMINAL_STATUSES,
     ("sagabank_saga_step_duration_seconds", "outcome"): frozenset({"succeeded", "failed"}),
-    ("sagabank_webhook_delivery_attempts", "outcome"): frozenset({"delivered", "failed", "gone"}),
+    ("sagabank_webhook_delivery_attempts", "outcome"): frozenset(
+        {"succeeded", "failed", "gone", "abandoned"}
+    ),
     ("sagabank_emails", "outcome"): frozenset({"sent", "failed"}),
     ("sagabank_rate_limit_rejections", "limit"): frozenset({MONEY_BUCKET, TOKEN_BUCKET, "login"}),
     ("sagabank_fraud_decisions", "outcome"): frozenset(

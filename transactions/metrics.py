@@ -21,3 +21,9 @@ TRANSFER_DURATION = Histogram(
     ["status"],
     buckets=TRANSFER_DURATION_BUCKETS_SECONDS,
 )
+
+
+def count_ended(status: str, since_created_seconds: float) -> None:
+    """One transfer reached `status`, this long after its creation."""
+    TRANSFERS_ENDED.labels(status=status).inc()
+    TRANSFER_DURATION.labels(status=status).observe(since_created_seconds)

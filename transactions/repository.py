@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -333,10 +334,20 @@ async def list_transfers(
     return (await session.execute(statement)).scalars().all()
 
 
+@dataclass(frozen=True)
+class ProjectionMove:
+    """A report that moved the projection: the status it left, and how long after the
+    transfer's creation it moved (the database's clock both times)."""
+
+    status_before: TransferStatus
+    since_created_seconds: float
+
+
 async def update_projection(
     session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord
-) -> bool:
-    """Move the projection to `record` if it is newer than the last applied report.
+) -> ProjectionMove | None:
+    """Move the projection to `record` if it is newer than the last applied report; the
+    move, or None when the report was older.
 
     The version guard sits in the UPDATE itself, so two reports racing for the same
     row serialise on its lock and the newer one wins whatever order they commit in.
@@ -355,17 +366,34 @@ async def update_projection(
         values["posting_id"] = record.posting_id
     if record.failure_reason is not None:
         values["failure_reason"] = record.failure_reason
+    # RETURNING shows the new row; the status it had comes from this locked read, which a
+    # racing report waits on and then reads as the winner left it (READ COMMITTED rereads
+    # a locked row), so exactly one report sees the move into a terminal status. NO KEY
+    # UPDATE, the UPDATE's own lock: FOR UPDATE would deadlock with the KEY SHARE lock a
+    # racing report's step INSERT takes on this row (its foreign key).
+    before = (
+        select(TransferRow.id, TransferRow.status)
+        .where(TransferRow.id == transfer_id)
+        .with_for_update(key_share=True)
+        .subquery()
+    )
     statement = (
         update(TransferRow)
-        .where(TransferRow.id == transfer_id, TransferRow.version < record.version)
+        .where(TransferRow.id == before.c.id, TransferRow.version < record.version)
         .values(**values)
-        .returning(TransferRow.id)
+        .returning(
+            before.c.status,
+            func.extract("epoch", TransferRow.updated_at - TransferRow.created_at),
+        )
+        .execution_options(synchronize_session=False)
     )
-    moved = (await session.execute(statement)).scalar_one_or_none() is not None
-    if moved and record.status.is_terminal:
+    moved = (await session.execute(statement)).one_or_none()
+    if moved is None:
+        return None
+    if record.status.is_terminal:
         # Wakes requests waiting on this transfer (Prefer: wait) once the report commits.
         await _notify(session, TRANSFER_FINISHED_CHANNEL, str(transfer_id))
-    return moved
+    return ProjectionMove(TransferStatus(moved[0]), float(moved[1]))
 
 
 # --- steps ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Use cases of the transactions service."""
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -35,11 +36,11 @@ from contracts.transfers import (
 )
 from kit.audit import Actor
 from kit.auth import Principal
-from kit.db import Database
+from kit.db import Database, after_commit
 from kit.errors import InvalidRequest, ProblemError
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from kit.params import required_idempotency_key
-from transactions import audit, repository
+from transactions import audit, metrics, repository
 from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
@@ -415,6 +416,9 @@ async def _record_transfer(
                     actor=requester.actor,
                 ),
             )
+    if created:
+        # Committed above; a retry of this request finds the transfer and counts nothing.
+        metrics.TRANSFERS_STARTED.labels(currency=transfer.currency).inc()
     return created, requested_at
 
 
@@ -671,8 +675,9 @@ async def record_steps(
                     actor=actor,
                 )
             )
-        if moved:
+        if moved is not None:
             status_before, version_before = record.status.value, record.version
+            _count_if_ended(session, record, moved)
         log.info(
             "transfer.step_reported",
             step=record.step,
@@ -680,7 +685,7 @@ async def record_steps(
             status=record.status.value,
             version=record.version,
             step_recorded=step_recorded,
-            projection_moved=moved,
+            projection_moved=moved is not None,
         )
     # The UPDATE went around the session's identity map; read the row afresh.
     session.expire_all()
@@ -689,6 +694,20 @@ async def record_steps(
     # then held only until the commit that follows.
     await repository.append_audit_events(session, events)
     return transfer
+
+
+def _count_if_ended(
+    session: AsyncSession, record: StepRecord, moved: repository.ProjectionMove
+) -> None:
+    """Count the transfer's end once the move into a terminal status commits: a retried
+    or racing report of the same end moves nothing out of pending, so counts nothing."""
+    if record.status.is_terminal and not moved.status_before.is_terminal:
+        after_commit(
+            session,
+            functools.partial(
+                metrics.count_ended, record.status.value, moved.since_created_seconds
+            ),
+        )
 
 
 def _check_step_record(record: StepRecord) -> None:

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # How long a stopping worker lets running activities finish before cancelling them.
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, le=300)
 
+    # The worker's metrics and the Temporal SDK's, on one port of their own (Prometheus text
+    # at /metrics, no token): the worker serves no other HTTP.
+    metrics_enabled: bool = True
+    metrics_port: int = Field(default=9464, ge=1, le=65535)
+
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
     # None: JSON when stderr is not a terminal, coloured console lines when it is.
     log_json: bool | None = None

@@ -21,6 +21,11 @@ from kit.tokens import ClientCredentialsAuth
 from workflows.activities import TransferActivities
 from workflows.config import Settings
 from workflows.transfer import TransferWorkflow
+from workflows.worker_metrics import (
+    StepMetricsInterceptor,
+    sdk_runtime_with_metrics,
+    served_metrics,
+)
 
 log = structlog.get_logger()
 
@@ -130,12 +135,20 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """
     stop = stop or asyncio.Event()
     await check_credentials(settings)
+    runtime, sdk_metrics_url = (
+        sdk_runtime_with_metrics() if settings.metrics_enabled else (None, None)
+    )
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings.payload_key_ring()),
+        runtime=runtime,
     )
     async with AsyncExitStack() as resources:
+        if sdk_metrics_url is not None:
+            resources.enter_context(
+                served_metrics(settings.metrics_port, sdk_metrics_url=sdk_metrics_url)
+            )
         activities = create_activities(settings)
         resources.push_async_callback(activities.aclose)
         worker = Worker(
@@ -147,6 +160,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             max_concurrent_activities=settings.activity_concurrency_max,
             max_concurrent_workflow_tasks=settings.workflow_task_concurrency_max,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
+            interceptors=[StepMetricsInterceptor()],
         )
         async with worker:
             log.info(

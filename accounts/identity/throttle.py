@@ -15,8 +15,12 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from kit.errors import TooManyRequests
+from kit.metrics import RATE_LIMIT_REJECTIONS
 
 _NAMESPACE = "login-failures"
+# The throttle is the token issuer's, which only accounts runs.
+_SERVICE = "accounts"
+_LIMIT = "login"
 
 
 class LoginThrottle:
@@ -30,6 +34,7 @@ class LoginThrottle:
             if not await self._limiter.test(self._item, _NAMESPACE, key):
                 stats = await self._limiter.get_window_stats(self._item, _NAMESPACE, key)
                 retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+                RATE_LIMIT_REJECTIONS.labels(service=_SERVICE, limit=_LIMIT).inc()
                 raise TooManyRequests(
                     f"Too many failed sign-ins; try again in {retry_after} s.",
                     retry_after_seconds=retry_after,

@@ -191,7 +191,7 @@ async def create_pool(
     on first use and carry the audit chain key."""
     return await asyncpg.create_pool(
         dsn,
-        connection_class=keyed_connection_class(audit_chain_key),
+        connection_class=keyed_connection_class(audit_chain_key, service=application_name),
         min_size=0,
         max_size=size,
         command_timeout=command_timeout_seconds,
@@ -301,6 +301,14 @@ EXPIRED_HOLDS = """
     WHERE hold.expires_at <= $1
     ORDER BY hold.expires_at, hold.pending_id
     LIMIT $2
+"""
+
+# The table holds only open holds with a deadline: small, whatever the journal's size.
+OPEN_HOLDS_SUMMARY = """
+    SELECT count(*) AS count, min(transfer.created_at) AS oldest_created_at
+    FROM ledger_expiring_holds AS hold
+    JOIN ledger_transfers AS transfer ON transfer.id = hold.pending_id
+    WHERE hold.expires_at > $1
 """
 
 OPEN_EXPIRING_HOLDS = (
@@ -451,6 +459,14 @@ async def expired_holds_of_accounts(
 async def expired_holds(connection: Connection, *, now: datetime, limit: int) -> list[Any]:
     """The open holds longest past their deadline."""
     return list(await connection.fetch(EXPIRED_HOLDS, now, limit))
+
+
+async def open_holds_summary(
+    connection: Connection, *, now: datetime
+) -> tuple[int, datetime | None]:
+    """How many holds with a deadline are open (not yet past it), and the oldest's creation."""
+    row = await connection.fetchrow(OPEN_HOLDS_SUMMARY, now)
+    return int(row["count"]), row["oldest_created_at"]
 
 
 async def open_expiring_holds(

@@ -20,7 +20,7 @@ import asyncpg
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.ledger import repository, rules
+from accounts.ledger import metrics, repository, rules
 from accounts.ledger.errors import (
     AccountNotFound,
     LedgerBusy,
@@ -486,8 +486,10 @@ async def _create_one(
 
 
 def _created(outcome: EventOutcome) -> tuple[LedgerTransfer, bool]:
+    """The committed outcome of one transfer, counted (kit metrics) when it is new."""
     assert outcome.transfer is not None, "a success carries its transfer"
     if outcome.created:
+        metrics.count_created([outcome.transfer])
         log.info(
             "ledger.transfer_created",
             ledger_transfer_id=str(outcome.transfer.id),
@@ -563,6 +565,9 @@ async def create_ledger_transfers(
         return outcomes
 
     outcomes = await in_transaction(database, work, deadline=deadline)
+    metrics.count_created(
+        outcome.transfer for outcome in outcomes if outcome.created and outcome.transfer is not None
+    )
     created = sum(1 for outcome in outcomes if outcome.created)
     failed = sum(1 for outcome in outcomes if outcome.error is not None)
     log.info("ledger.batch_applied", events=len(outcomes), created=created, failed=failed)
@@ -723,8 +728,21 @@ async def sweep_expired_holds(database: Ledger, *, now: datetime, batch_size: in
 
     voided = await in_transaction(database, work)
     if voided:
+        metrics.LEDGER_HOLDS_EXPIRED.inc(voided)
         log.info("ledger.holds_expired", voided=voided)
     return voided
+
+
+async def report_open_holds(database: Ledger, *, now: datetime) -> None:
+    """Set the open holds gauges: how many holds with a deadline are open, the oldest's age."""
+
+    async def work(connection: Connection) -> tuple[int, datetime | None]:
+        return await repository.open_holds_summary(connection, now=now)
+
+    count, oldest_created_at = await in_transaction(database, work)
+    metrics.LEDGER_OPEN_HOLDS.set(count)
+    age_seconds = 0.0 if oldest_created_at is None else (now - oldest_created_at).total_seconds()
+    metrics.LEDGER_OLDEST_OPEN_HOLD_AGE.set(max(age_seconds, 0.0))
 
 
 # --- Invariants -------------------------------------------------------------------------

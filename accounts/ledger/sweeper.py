@@ -19,13 +19,15 @@ SWEEP_ROUNDS_MAX: Final = 20
 async def sweep_once(
     database: service.Ledger, *, clock: Callable[[], datetime], batch_size: int
 ) -> int:
-    """Void expired holds until fewer than a batch remain or the rounds run out."""
+    """Void expired holds until fewer than a batch remain or the rounds run out, then
+    report the holds still open (metrics)."""
     voided_total = 0
     for _ in range(SWEEP_ROUNDS_MAX):
         voided = await service.sweep_expired_holds(database, now=clock(), batch_size=batch_size)
         voided_total += voided
         if voided < batch_size:
             break
+    await service.report_open_holds(database, now=clock())
     return voided_total
 
 

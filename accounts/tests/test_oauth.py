@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from jose import jwt
 from limits.aio.storage import MemoryStorage
+from prometheus_client import REGISTRY
 
 from accounts.config import BootstrapClient, Settings
 from accounts.main import create_app
@@ -312,11 +313,17 @@ class TestPasswordGrant:
         oauth_error(response, 400, expected)
 
 
+def _login_rejections() -> float:
+    labels = {"service": "accounts", "limit": "login"}
+    return REGISTRY.get_sample_value("sagabank_rate_limit_rejections_total", labels) or 0.0
+
+
 class TestLoginThrottle:
     async def test_failures_throttle_the_username(self, http: httpx.AsyncClient) -> None:
         await register(http)
         for _ in range(3):
             oauth_error(await login(http, password="wrong guess"), 400, "invalid_grant")
+        rejections_before = _login_rejections()
 
         # Even the right password is refused now: a 429 only for wrong guesses would
         # tell the right one apart.
@@ -324,6 +331,7 @@ class TestLoginThrottle:
 
         assert_problem(response, 429, "too-many-requests")
         assert int(response.headers["retry-after"]) >= 1
+        assert _login_rejections() - rejections_before == 1
 
     async def test_failures_on_other_names_lock_out_no_one(self, http: httpx.AsyncClient) -> None:
         # Behind a proxy every client may share an address: failures there must not lock

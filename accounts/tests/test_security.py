@@ -36,6 +36,8 @@ PUBLIC_ROUTES = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        # Prometheus text for the scraper, no token (docs/decisions/0024-metrics.md).
+        ("GET", "/metrics"),
         ("GET", "/.well-known/jwks.json"),
         ("POST", "/v1/oauth/token"),
         ("POST", "/v1/customers"),

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from fraud.resources import FraudResources
 from fraud.ruleset import Ruleset
@@ -37,6 +38,16 @@ async def _score(worker: httpx.AsyncClient, **overrides: object) -> dict[str, ob
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
+
+
+def _counted(name: str, label: str) -> dict[str, float]:
+    """The counter's value per value of `label`."""
+    return {
+        sample.labels[label]: sample.value
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if sample.name == name
+    }
 
 
 class TestScoreTransfer:
@@ -80,6 +91,19 @@ class TestScoreTransfer:
         assert first.status_code == 201
         assert second.status_code == 200
         assert second.json() == first.json()
+
+    async def test_a_decision_and_its_rule_hits_count_once(self, worker: httpx.AsyncClient) -> None:
+        request = _score_request(amount_minor=10_000_00)
+        decision_before = _counted("sagabank_fraud_decisions_total", "outcome")
+        hits_before = _counted("sagabank_fraud_rule_hits_total", "rule")
+        first = (await worker.post("/v1/scores", json=request)).json()
+        assert (await worker.post("/v1/scores", json=request)).status_code == 200
+        decisions = _counted("sagabank_fraud_decisions_total", "outcome")
+        hits = _counted("sagabank_fraud_rule_hits_total", "rule")
+        assert decisions[first["decision"]] - decision_before.get(first["decision"], 0) == 1
+        assert first["reasons"], "a large amount hits a rule"
+        for reason in first["reasons"]:
+            assert hits[reason["code"]] - hits_before.get(reason["code"], 0) == 1
 
     async def test_replay_ignores_later_history_and_ruleset(
         self, app: FastAPI, worker: httpx.AsyncClient, ruleset: Ruleset, clock: SettableClock

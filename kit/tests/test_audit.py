@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import Connection, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 
@@ -94,6 +95,11 @@ async def _append(database: Database, event: AuditEventCreate) -> bool:
     return written
 
 
+def _appends_timed(service: str) -> float:
+    name = "sagabank_audit_append_duration_seconds_count"
+    return REGISTRY.get_sample_value(name, {"service": service}) or 0.0
+
+
 class TestAppend:
     async def test_chain_links_each_event_to_the_previous(self, database: Database) -> None:
         for index in range(3):
@@ -116,13 +122,30 @@ class TestAppend:
             count = (await session.execute(text("SELECT count(*) FROM audit_events"))).scalar()
         assert count == 1
 
+    async def test_each_append_is_timed_under_its_service(
+        self, database: Database, empty_database_url: str
+    ) -> None:
+        before = _appends_timed("sagabank"), _appends_timed("rawwriter")
+        await _append(database, _event())
+        await _append(database, _event())
+        connection = await asyncpg.connect(
+            empty_database_url, connection_class=keyed_connection_class(KEY, service="rawwriter")
+        )
+        try:
+            async with connection.transaction():
+                await append_asyncpg(connection, _event())
+        finally:
+            await connection.close()
+        after = _appends_timed("sagabank"), _appends_timed("rawwriter")
+        assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
+
     async def test_raw_asyncpg_writers_extend_the_same_chain(
         self, database: Database, empty_database_url: str
     ) -> None:
         await _append(database, _event())
         raw_event = _event(before=None, after={"limit_minor": 500, "note": "ünïcode"})
         connection = await asyncpg.connect(
-            empty_database_url, connection_class=keyed_connection_class(KEY)
+            empty_database_url, connection_class=keyed_connection_class(KEY, service="test")
         )
         try:
             for _ in range(2):  # a retried write is not written twice

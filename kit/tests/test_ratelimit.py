@@ -9,7 +9,7 @@ from kit.ratelimit import RateLimiter, rate_limit_storage
 
 
 async def test_over_the_rate_answers_429_with_retry_after_per_key() -> None:
-    limiter = RateLimiter({"money": "3/minute"}, rate_limit_storage("memory://"))
+    limiter = RateLimiter({"money": "3/minute"}, rate_limit_storage("memory://"), service="test")
     for _ in range(3):
         await limiter.hit("money", "customer:alice")
     with pytest.raises(TooManyRequests) as raised:

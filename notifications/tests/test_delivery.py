@@ -12,6 +12,7 @@ import httpx
 import pytest
 import standardwebhooks.webhooks
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from contracts.notifications import EventType, TransferEventData
@@ -123,6 +124,11 @@ async def only_delivery(client: httpx.AsyncClient, endpoint: dict[str, Any]) -> 
     assert response.status_code == 200, response.text
     detail: dict[str, Any] = response.json()
     return detail
+
+
+def _attempts(outcome: str) -> float:
+    name = "sagabank_webhook_delivery_attempts_total"
+    return REGISTRY.get_sample_value(name, {"outcome": outcome}) or 0.0
 
 
 class TestOutbox:
@@ -310,11 +316,13 @@ class TestDispatch:
         assert len(receiver.requests) == 2
 
     async def test_410_gone_disables_the_endpoint(self, make_app: AppFactory) -> None:
+        gone_before = _attempts("gone")
         async with running_receiver() as receiver, bank(make_app) as (app, client):
             receiver.queue(Reply(410))
             endpoint = await register(client, receiver.url())
             await publish(client)
             await dispatcher_of(app).run_once()
+            assert _attempts("gone") - gone_before == 1
             delivery = await only_delivery(client, endpoint)
             assert delivery["status"] == "failed"
             assert delivery["next_attempt_at"] is None
@@ -331,7 +339,9 @@ class TestDispatch:
                 f"/v1/webhook-endpoints/{endpoint['id']}/enable", headers=as_customer("alice")
             )
             await publish(client)
+            succeeded_before = _attempts("succeeded")
             assert await dispatcher_of(app).run_once() == 1
+            assert _attempts("succeeded") - succeeded_before == 1
         assert len(receiver.requests) == 2
 
     async def test_after_the_last_attempt_the_delivery_failed_and_the_owner_sees_it(

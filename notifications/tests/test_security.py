@@ -55,7 +55,7 @@ URL = f"https://{PUBLIC_HOST}/hook"
 # Reachable without a token, on purpose. Anything else answering an anonymous caller
 # with other than 401 fails `TestAnonymousSweep`.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 )
 
 

@@ -57,6 +57,8 @@ PUBLIC_ROUTES: Final = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        # Prometheus text for the scraper, no token (docs/decisions/0024-metrics.md).
+        ("GET", "/metrics"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),

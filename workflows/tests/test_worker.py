@@ -4,10 +4,14 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
@@ -54,6 +58,8 @@ def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
         auth_client_secret=CREDENTIALS["WORKER_AUTH_CLIENT_SECRET"],
         auth_check_timeout_seconds=0,
         log_json=True,
+        # The default port (9464) is the deployed worker's; a test that scrapes picks one.
+        metrics_enabled=False,
     )
 
 
@@ -156,6 +162,71 @@ class TestRunWorker:
         assert worker.exception() is None
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def _scrape_until(
+    url: str, ready: Callable[[dict[tuple[str, frozenset[tuple[str, str]]], float]], bool]
+) -> tuple[dict[tuple[str, frozenset[tuple[str, str]]], float], set[str]]:
+    """The samples and family names at `url` once `ready(samples)` holds (bounded wait)."""
+    async with httpx.AsyncClient(timeout=WAIT_SECONDS_MAX) as http:
+        for _ in range(POLLS_MAX):
+            try:
+                response = await http.get(url)
+            except httpx.ConnectError:  # the worker is still starting
+                await asyncio.sleep(POLL_INTERVAL_SECONDS)
+                continue
+            assert response.status_code == 200, response.text
+            families = list(text_string_to_metric_families(response.text))
+            samples = {
+                (sample.name, frozenset(sample.labels.items())): sample.value
+                for family in families
+                for sample in family.samples
+            }
+            if ready(samples):
+                return samples, {family.name for family in families}
+            await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise AssertionError(f"{url} never showed what was awaited")
+
+
+class TestWorkerMetrics:
+    async def test_step_attempts_and_the_sdk_metrics_on_one_port(
+        self, temporal_dev_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        port = _free_port()
+        settings = settings_for(temporal_dev_env, task_queue).model_copy(
+            update={"metrics_enabled": True, "metrics_port": port}
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop=stop))
+        handle = await start_transfer(temporal_dev_env, task_queue, new_transfer())
+        validate = frozenset({("activity", "validate_transfer")})
+        failed = frozenset({("step", "validate_transfer"), ("outcome", "failed")})
+        try:
+            # validate_transfer, a local activity, fails while accounts is unreachable and
+            # is retried a second later: the interceptor sees local activities too.
+            samples, families = await _scrape_until(
+                f"http://127.0.0.1:{port}/metrics",
+                lambda samples: samples.get(("sagabank_activity_retries_total", validate), 0) >= 1,
+            )
+        finally:
+            await handle.terminate("test over")
+            stop.set()
+            await asyncio.wait_for(worker, WAIT_SECONDS_MAX)
+        assert samples[("sagabank_activity_attempts_total", validate)] >= 2
+        assert samples[("sagabank_saga_step_duration_seconds_count", failed)] >= 1
+        # The Temporal SDK's own metrics come on the same port.
+        assert any(name.startswith("temporal_") for name in families), sorted(families)
+        # And the port closes with the worker.
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(httpx.ConnectError):
+                await http.get(f"http://127.0.0.1:{port}/metrics")
+
+
 class TestMain:
     async def test_stops_gracefully_on_sigterm(
         self, temporal_dev_env: WorkflowEnvironment, task_queue: str
@@ -166,6 +237,7 @@ class TestMain:
             "WORKER_TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
             "WORKER_TASK_QUEUE": task_queue,
             "WORKER_LOG_JSON": "true",
+            "WORKER_METRICS_PORT": str(_free_port()),
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -254,6 +254,7 @@ async def test_worker_with_a_refused_secret_stops_and_says_why() -> None:
             # Nothing listens here: the worker must stop before it ever connects.
             "WORKER_TEMPORAL_ADDRESS": "127.0.0.1:1",
             "WORKER_LOG_JSON": "true",
+            "WORKER_METRICS_ENABLED": "false",
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
