@@ -14,12 +14,19 @@ the whole run and the p50/p99 latency from submit to the workflow's end, then th
 saga / bare. It checks afterwards that every transfer completed, its projection says so,
 and the ledger invariants hold. Everything it starts is stopped at the end, also on error.
 
+Then it does the same again on a second bank whose every component exports its spans
+over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT) to a sink this process runs, and prints the
+saga's transfers/s with tracing exported beside without, and their ratio (the cost of
+instrumentation; the first bank traces too, as every bank does, but exports nothing).
+The bare race of each bank is the control for the machine's drift between the two.
+
 Then, for each run, the CPU time (user + system) each process of the bank spent per
 execution. On a machine shared with other work the rates move from run to run with the
 load; the CPU each execution costs barely does, and says where the time goes.
 
     .venv/bin/python benchmarks/saga.py                      # N=500, 50 in flight
     .venv/bin/python benchmarks/saga.py --transfers 100 --in-flight 20
+    .venv/bin/python benchmarks/saga.py --quick              # a sanity run: N=40, 10 in flight
 """
 
 import argparse
@@ -55,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.transfers import TransferStatus, workflow_id
     from kit.payloads import data_converter
     from kit.sealing import parse_key_ring
+    from sagabank.localstack.otlp import running_otlp_receiver
     from sagabank.localstack.postgres import free_port
     from workflows.worker import WORKFLOW_RUNNER
 
@@ -78,6 +86,10 @@ WARMUP_EXECUTIONS = 20
 # can; this benchmark is that customer, and measures the bank rather than the limiter.
 RATE_UNLIMITED = "1000000/minute"
 CUSTOMERS_PATH = "/v1/customers"
+# The bank whose components export their spans: its runs' names end with this.
+TRACED = " traced"
+QUICK_TRANSFERS = 40
+QUICK_IN_FLIGHT = 10
 BARE_WORKFLOW = "BenchBareWorkflow"
 BARE_ACTIVITY = "bench_noop"
 
@@ -161,8 +173,9 @@ def stop_process(process: subprocess.Popen[bytes], stop_signal: signal.Signals) 
 
 
 @contextlib.contextmanager
-def running_bank(state_dir: Path) -> Iterator[Bank]:
-    """`sagabank up` on free ports, as `make run` starts it; stopped with a Ctrl-C."""
+def running_bank(state_dir: Path, settings: dict[str, str] | None = None) -> Iterator[Bank]:
+    """`sagabank up` on free ports, as `make run` starts it, with `settings` added to its
+    environment; stopped with a Ctrl-C."""
     names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
     ports = {name: free_port() for name in names}
     operator_client_id = "benchmark-operator"
@@ -183,6 +196,10 @@ def running_bank(state_dir: Path) -> Iterator[Bank]:
             **{f"SAGABANK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
         }
     )
+    # Whether spans are exported is the benchmark's choice, not the shell's.
+    for variable in [name for name in env if name.startswith("OTEL_")]:
+        env.pop(variable)
+    env.update(settings or {})
     for variable in ("SAGABANK_DATABASE_URL", "SAGABANK_TEMPORAL_ADDRESS"):
         env.pop(variable, None)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -479,7 +496,10 @@ class Saga:
             raise RuntimeError(f"ledger invariants broken: {invariants.text[:1000]}")
 
 
-async def benchmark(bank: Bank, transfers: int, in_flight: int, rounds: int) -> list[Run]:
+async def benchmark(
+    bank: Bank, transfers: int, in_flight: int, rounds: int, *, suffix: str = ""
+) -> list[Run]:
+    """Bare and saga runs on `bank`, named with `suffix`."""
     temporal = await Client.connect(bank.temporal_address, data_converter=payload_converter())
     bare_queue = f"bench-bare-{uuid.uuid4()}"
 
@@ -502,9 +522,11 @@ async def benchmark(bank: Bank, transfers: int, in_flight: int, rounds: int) -> 
             await measure("warm-up bare", WARMUP_EXECUTIONS, in_flight, bare, meter)
             await measure("warm-up saga", WARMUP_EXECUTIONS, in_flight, saga.transfer, meter)
             for _ in range(rounds):
-                runs.append(await measure("bare 4 activities", transfers, in_flight, bare, meter))
+                runs.append(await measure(f"bare{suffix}", transfers, in_flight, bare, meter))
                 await saga.sign_in_again()
-                runs.append(await measure("saga", transfers, in_flight, saga.transfer, meter))
+                runs.append(
+                    await measure(f"saga{suffix}", transfers, in_flight, saga.transfer, meter)
+                )
             await saga.check()
     return runs
 
@@ -517,10 +539,12 @@ def report(runs: list[Run], transfers: int, in_flight: int) -> None:
             f"{run.name:<20} {run.per_second:>12.1f} {run.percentile_ms(0.5):>9.0f} "
             f"{run.percentile_ms(0.99):>9.0f} {run.wall_seconds:>8.1f}"
         )
-    bare = [run.per_second for run in runs if run.name.startswith("bare")]
-    saga = [run.per_second for run in runs if run.name == "saga"]
-    ratios = [s / b for s, b in zip(saga, bare, strict=True)]
-    print("ratio saga / bare: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
+    for suffix in ("", TRACED):
+        bare = [run.per_second for run in runs if run.name == f"bare{suffix}"]
+        saga = [run.per_second for run in runs if run.name == f"saga{suffix}"]
+        ratios = [s / b for s, b in zip(saga, bare, strict=True)]
+        print(f"ratio saga / bare{suffix}: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
+    report_tracing_cost(runs)
     print("\nCPU ms per execution, by process (user + system; the machine's load aside)")
     shown = [c for c in COMPONENTS if any(run.cpu_seconds.get(c, 0) > 0 for run in runs)]
     print(f"{'run':<20} " + " ".join(f"{c[:9]:>9}" for c in shown) + f" {'total':>9}")
@@ -530,12 +554,30 @@ def report(runs: list[Run], transfers: int, in_flight: int) -> None:
         print(f"{run.name:<20} {cells} {total:>9.1f}")
 
 
+def report_tracing_cost(runs: list[Run]) -> None:
+    """The saga's transfers/s with tracing exported beside without, and their ratio; the
+    same of the bare races, whose difference is the machine's, not tracing's."""
+    print("\ntracing exported (OTLP/HTTP to a sink) against not exported")
+    print(f"{'race':<8} {'not exported/s':>15} {'exported/s':>11} {'ratio':>7}")
+    for race in ("saga", "bare"):
+        plain = [run.per_second for run in runs if run.name == race]
+        traced = [run.per_second for run in runs if run.name == f"{race}{TRACED}"]
+        for without, with_tracing in zip(plain, traced, strict=True):
+            ratio = with_tracing / without
+            print(f"{race:<8} {without:>15.1f} {with_tracing:>11.1f} {ratio:>7.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--transfers", type=int, default=500, help="executions per run")
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1, help="bare + saga pairs to run")
-    parser.add_argument("--state-dir", type=Path, help="keep the bank's state here")
+    parser.add_argument("--state-dir", type=Path, help="keep the banks' state here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a sanity run: {QUICK_TRANSFERS} executions per run, {QUICK_IN_FLIGHT} in flight",
+    )
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
@@ -547,6 +589,8 @@ def main() -> None:
     if arguments.bare_worker:
         asyncio.run(run_bare_worker(arguments.temporal_address, arguments.task_queue))
         return
+    if arguments.quick:
+        arguments.transfers, arguments.in_flight = QUICK_TRANSFERS, QUICK_IN_FLIGHT
     if not 1 <= arguments.transfers <= 100_000:
         parser.error("--transfers must be between 1 and 100000")
     if not 1 <= arguments.in_flight <= 500:
@@ -558,10 +602,25 @@ def main() -> None:
         state_dir = arguments.state_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="sagabank-bench-"))
         )
-        bank = stack.enter_context(running_bank(state_dir / "state"))
-        runs = asyncio.run(
-            benchmark(bank, arguments.transfers, arguments.in_flight, arguments.rounds)
-        )
+        sink = stack.enter_context(running_otlp_receiver(keep_spans=False))
+        runs: list[Run] = []
+        # One bank after the other: each runs alone on the machine, as production would.
+        for suffix, settings in (
+            ("", {}),
+            (TRACED, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}),
+        ):
+            with running_bank(state_dir / f"state{suffix.strip()}", settings) as bank:
+                runs += asyncio.run(
+                    benchmark(
+                        bank,
+                        arguments.transfers,
+                        arguments.in_flight,
+                        arguments.rounds,
+                        suffix=suffix,
+                    )
+                )
+        if sink.requests_received == 0:
+            raise RuntimeError("the traced bank exported no span: tracing is not measured")
     report(runs, arguments.transfers, arguments.in_flight)
 
 

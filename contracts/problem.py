@@ -59,7 +59,10 @@ class Problem(BaseModel):
     status: int = Field(ge=400, le=599)
     detail: str | None = Field(default=None, max_length=2000)
     instance: str | None = Field(default=None, max_length=500)
+    # The W3C trace id (32 hex) of the request's span: find the request in a trace backend.
     trace_id: str | None = Field(default=None, max_length=100)
+    # The X-Request-ID the caller sent, or the one the service made up: find its log lines.
+    request_id: str | None = Field(default=None, max_length=128)
 
     def extensions(self) -> dict[str, Any]:
         return dict(self.model_extra or {})

@@ -31,6 +31,7 @@ from kit.migrations import SchemaCheck
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
 from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter, rate_limit_storage
 from kit.settings import ServiceSettings
+from kit.tracing import configure_tracing, current_trace_id, instrument_app
 
 log = structlog.get_logger()
 
@@ -109,14 +110,17 @@ class RequestContextMiddleware:
                 status=413,
                 detail=f"The request body exceeds {self.body_max_bytes} bytes.",
                 instance=path,
-                trace_id=request_id,
+                trace_id=current_trace_id(),
+                request_id=request_id,
             )
             await problem_response(problem)(scope, receive, send_with_headers)
         except Exception:
             log.exception("request.unhandled_error")
             if status_holder["started"]:
                 raise
-            problem = internal_error_problem(instance=path, trace_id=request_id)
+            problem = internal_error_problem(
+                instance=path, trace_id=current_trace_id(), request_id=request_id
+            )
             await problem_response(problem)(scope, receive, send_with_headers)
         finally:
             log.info(
@@ -162,6 +166,7 @@ def create_service_app(
     by `token_verifier` (tests pass one) or else against `settings.auth_jwks_url`.
     """
     configure_logging(service=service, level=settings.log_level, json=settings.log_json)
+    configure_tracing(service)
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,6 +211,7 @@ def create_service_app(
     _add_health_routes(app, service=service, migrations_path=migrations_path)
     for router in routers:
         app.include_router(router)
+    instrument_app(app)
     return app
 
 

@@ -76,6 +76,7 @@ from kit.pagination import (
     fetch_limit,
 )
 from kit.problems import problem_responses
+from kit.problems import request_id_of as request_id_of  # its home is kit.problems
 
 log = structlog.get_logger()
 
@@ -141,12 +142,6 @@ def change_event(
         after=after,
         outcome=SUCCEEDED,
     )
-
-
-def request_id_of(request: Request) -> str | None:
-    """The request id the service shell assigned (or accepted from `X-Request-ID`)."""
-    value = getattr(request.state, "request_id", None)
-    return value if isinstance(value, str) else None
 
 
 def audit_table(metadata: MetaData) -> Table:

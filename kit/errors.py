@@ -38,7 +38,9 @@ class ProblemError(Exception):
     def type_uri(cls) -> str:
         return problem_type(cls.slug)
 
-    def to_problem(self, *, instance: str | None, trace_id: str | None) -> Problem:
+    def to_problem(
+        self, *, instance: str | None, trace_id: str | None, request_id: str | None = None
+    ) -> Problem:
         return Problem(
             type=self.type_uri(),
             title=self.title,
@@ -46,6 +48,7 @@ class ProblemError(Exception):
             detail=self.detail,
             instance=instance,
             trace_id=trace_id,
+            request_id=request_id,
             **self.extensions,
         )
 

@@ -1,7 +1,10 @@
-"""Outbound HTTP: every client states its timeouts and passes the request id on."""
+"""Outbound HTTP: every client states its timeouts and passes the request id and the
+trace (`traceparent`) on."""
 
 import httpx
 import structlog
+
+from kit.tracing import instrument_client
 
 
 async def _propagate_request_id(request: httpx.Request) -> None:
@@ -18,7 +21,7 @@ def create_client(
     connections_max: int = 32,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         limits=httpx.Limits(
@@ -28,3 +31,5 @@ def create_client(
         transport=transport,
         follow_redirects=False,
     )
+    instrument_client(client)
+    return client

@@ -10,7 +10,6 @@ from pathlib import Path
 import structlog
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -182,7 +181,16 @@ async def _grant_statements(connection: AsyncConnection, role: str) -> list[str]
 
 
 def _current_revisions(sync_connection: Connection) -> frozenset[str]:
-    return frozenset(MigrationContext.configure(sync_connection).get_current_heads())
+    """The database's `alembic_version` rows; none before the first migration.
+
+    Read directly: `MigrationContext.configure(...).get_current_heads()` reads the same
+    rows but logs "Context impl PostgresqlImpl." and "Will assume transactional DDL." at
+    INFO on every call, i.e. on every /readyz probe.
+    """
+    if sync_connection.execute(text("SELECT to_regclass('alembic_version')")).scalar() is None:
+        return frozenset()
+    rows = sync_connection.execute(text("SELECT version_num FROM alembic_version"))
+    return frozenset(str(version) for version in rows.scalars())
 
 
 async def _database_revisions(database_url: str) -> frozenset[str]:

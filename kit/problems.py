@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem, Problem, problem_type
 from kit.errors import ProblemError, validation_issues
+from kit.tracing import current_trace_id
 
 log = structlog.get_logger()
 
@@ -51,7 +52,8 @@ def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, 
     return responses
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
+    """The request id the service shell assigned (or accepted from `X-Request-ID`)."""
     value = getattr(request.state, "request_id", None)
     return value if isinstance(value, str) else None
 
@@ -61,7 +63,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def on_problem(request: Request, error: ProblemError) -> JSONResponse:
-        problem = error.to_problem(instance=request.url.path, trace_id=_request_id(request))
+        problem = error.to_problem(
+            instance=request.url.path,
+            trace_id=current_trace_id(),
+            request_id=request_id_of(request),
+        )
         headers = error.headers or None
         return problem_response(problem, headers)
 
@@ -73,7 +79,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             status=422,
             detail="The request is malformed; see `errors` for each field.",
             instance=request.url.path,
-            trace_id=_request_id(request),
+            trace_id=current_trace_id(),
+            request_id=request_id_of(request),
             errors=validation_issues(error.errors()),
         )
         return problem_response(problem)
@@ -87,12 +94,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             status=error.status_code,
             detail=str(error.detail) if error.detail else None,
             instance=request.url.path,
-            trace_id=_request_id(request),
+            trace_id=current_trace_id(),
+            request_id=request_id_of(request),
         )
         return problem_response(problem, dict(error.headers) if error.headers else None)
 
 
-def internal_error_problem(*, instance: str, trace_id: str | None) -> Problem:
+def internal_error_problem(
+    *, instance: str, trace_id: str | None, request_id: str | None
+) -> Problem:
     return Problem(
         type=problem_type(CommonProblem.internal_error),
         title="Internal server error",
@@ -100,4 +110,5 @@ def internal_error_problem(*, instance: str, trace_id: str | None) -> Problem:
         detail="An unexpected error occurred; quote the trace id when reporting it.",
         instance=instance,
         trace_id=trace_id,
+        request_id=request_id,
     )

@@ -46,6 +46,7 @@ from kit.errors import Forbidden, InvalidRequest, Unauthorized
 from kit.pagination import InvalidCursor
 from kit.params import AuditActor, Cursor, Limit, Now
 from kit.problems import problem_responses
+from kit.tracing import current_trace_context
 from notifications import service
 from notifications.errors import (
     DeliveryNotFound,
@@ -144,6 +145,7 @@ async def publish_event(
         event=body,
         now=now,
         email_enabled=resources.email_enabled,
+        trace_context=current_trace_context(),
         on_commit=resources.dispatcher.wake,
     )
     if not created:

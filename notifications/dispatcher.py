@@ -24,12 +24,14 @@ from typing import Final
 
 import httpx
 import structlog
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from contracts.notifications import ROUTING_DATA_KEYS, EventType, WebhookPayload
 from kit.db import after_commit
 from kit.resources import Clock
 from kit.sealing import KeyRing
+from kit.tracing import current_trace_context, span_continuing
 from notifications import mail, metrics, repository, schedule, service, webhook_signatures
 from notifications.models import DeliveryAttemptRow, EmailMessageRow
 from notifications.ssrf import TargetRefused
@@ -315,6 +317,8 @@ class Dispatcher:
                 secrets, message_id=message_id, timestamp_seconds=timestamp_seconds, body=body
             ),
         }
+        # The attempt's span, as W3C headers only: nothing else of ours reaches the endpoint.
+        headers.update(current_trace_context())
         answer = _Answer()
         began = time.perf_counter()
         try:
@@ -339,6 +343,25 @@ class Dispatcher:
     async def _attempt(
         self, claim: repository.ClaimedDelivery, lease_token: uuid.UUID, secrets: Sequence[str]
     ) -> None:
+        """One attempt, a span of the trace its event was published in (a client span: the
+        endpoint's answer is its outcome), so every delivery, redeliveries too, joins it."""
+        with span_continuing(
+            "webhook.deliver",
+            claim.trace_context,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "sagabank.delivery_id": str(claim.delivery_id),
+                "sagabank.event_type": claim.event_type,
+                "sagabank.attempt": claim.number,
+            },
+        ) as span:
+            status_code = await self._attempt_in_span(claim, lease_token, secrets)
+            if status_code is not None:
+                span.set_attribute("http.response.status_code", status_code)
+
+    async def _attempt_in_span(
+        self, claim: repository.ClaimedDelivery, lease_token: uuid.UUID, secrets: Sequence[str]
+    ) -> int | None:
         started_at = self._clock()
         answer = await self._post(claim, secrets, started_at=started_at)
         status_code, error = answer.status_code, answer.error
@@ -403,6 +426,7 @@ class Dispatcher:
             log.warning(
                 "webhook_endpoint.disabled", endpoint_id=str(claim.endpoint_id), reason="gone"
             )
+        return status_code
 
     # --- email --------------------------------------------------------------------------
 

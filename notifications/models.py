@@ -23,6 +23,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.audit import audit_table
 
+# W3C Trace Context: a version 00 traceparent is exactly 55 characters; vendors must keep a
+# tracestate to 512 characters for it to be propagated.
+TRACEPARENT_LENGTH = 55
+TRACESTATE_LENGTH_MAX = 512
+
 
 class Base(DeclarativeBase):
     pass
@@ -44,6 +49,9 @@ class EventRow(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # The W3C trace context of the request that published it: deliveries join that trace.
+    traceparent: Mapped[str | None] = mapped_column(String(TRACEPARENT_LENGTH))
+    tracestate: Mapped[str | None] = mapped_column(String(TRACESTATE_LENGTH_MAX))
 
 
 class WebhookEndpointRow(Base):

@@ -1,7 +1,7 @@
 """Every query of the notifications service."""
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +18,8 @@ from kit.resealing import SealedColumns, reseal_batch
 from kit.sealing import KeyRing
 from notifications.models import (
     AUDIT_EVENTS,
+    TRACEPARENT_LENGTH,
+    TRACESTATE_LENGTH_MAX,
     DeliveryAttemptRow,
     DeliveryRow,
     EmailContactRow,
@@ -45,8 +47,13 @@ async def append_audit(session: AsyncSession, event: AuditEventCreate) -> None:
 # --- events -------------------------------------------------------------------------
 
 
-async def insert_event(session: AsyncSession, event: EventCreate) -> bool:
-    """Insert unless the id exists; True when this call created it."""
+async def insert_event(
+    session: AsyncSession, event: EventCreate, *, trace_context: Mapping[str, str]
+) -> bool:
+    """Insert unless the id exists, with the W3C `trace_context` it was published in (a
+    first publication's is kept); True when this call created it."""
+    traceparent = trace_context.get("traceparent")
+    tracestate = trace_context.get("tracestate")
     statement = (
         insert(EventRow)
         .values(
@@ -54,6 +61,13 @@ async def insert_event(session: AsyncSession, event: EventCreate) -> bool:
             type=event.type.value,
             occurred_at=event.timestamp,
             data=event.data,
+            traceparent=traceparent
+            if traceparent and len(traceparent) == TRACEPARENT_LENGTH
+            else None,
+            # A tracestate cut short would be invalid: one too long is not kept at all.
+            tracestate=tracestate
+            if tracestate and len(tracestate) <= TRACESTATE_LENGTH_MAX
+            else None,
         )
         .on_conflict_do_nothing(index_elements=[EventRow.id])
         .returning(EventRow.id)
@@ -332,6 +346,8 @@ class ClaimedDelivery:
     event_type: str
     occurred_at: datetime
     data: dict[str, Any]
+    # The event's W3C trace context (`traceparent`, `tracestate`); empty if it has none.
+    trace_context: dict[str, str]
 
 
 async def claim_deliveries(
@@ -393,6 +409,8 @@ async def _claimed_details(
                 EventRow.type,
                 EventRow.occurred_at,
                 EventRow.data,
+                EventRow.traceparent,
+                EventRow.tracestate,
             )
             .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
             .join(EventRow, EventRow.id == DeliveryRow.event_id)
@@ -410,6 +428,11 @@ async def _claimed_details(
             event_type=row[4],
             occurred_at=row[5],
             data=row[6],
+            trace_context={
+                name: value
+                for name, value in (("traceparent", row[7]), ("tracestate", row[8]))
+                if value is not None
+            },
         )
         for row in details
     ]

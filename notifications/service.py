@@ -8,7 +8,7 @@ case (the API takes it from the bearer token, never from the request). Changes t
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -226,14 +226,16 @@ async def publish_event(
     event: EventCreate,
     now: datetime,
     email_enabled: bool,
+    trace_context: Mapping[str, str],
     on_commit: OnCommit | None = None,
 ) -> tuple[Event, bool]:
     """Accept an event once: a retry with the same id and content returns the original.
 
     Accepting it writes, in the same transaction, a delivery for every subscribed webhook
-    endpoint and an email for every customer concerned who registered a contact.
+    endpoint and an email for every customer concerned who registered a contact. The
+    W3C `trace_context` it was published in is kept with it for its deliveries.
     """
-    created = await repository.insert_event(session, event)
+    created = await repository.insert_event(session, event, trace_context=trace_context)
     row = await repository.get_event(session, event.id)
     assert row is not None, "the event was just inserted or already existed"
     stored = _event(row)

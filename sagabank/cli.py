@@ -124,11 +124,14 @@ def codec_server(host: str, port: int, ui_origins: tuple[str, ...]) -> None:
 
     from kit.payloads import create_codec_app
     from kit.sealing import parse_key_ring
+    from kit.tracing import configure_tracing, instrument_app
 
     keys = LauncherSettings().payload_keys
     if keys is None:
         raise click.UsageError("set SAGABANK_PAYLOAD_KEYS (the worker's WORKER_PAYLOAD_KEYS)")
+    configure_tracing("codec")
     app = create_codec_app(parse_key_ring(keys.get_secret_value()), allowed_origins=ui_origins)
+    instrument_app(app)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 

@@ -361,8 +361,11 @@ class Launcher:
         return f"{self.settings.service_url('accounts')}{JWKS_PATH}"
 
     def _service_env(self, service: str, database_url: str) -> dict[str, str]:
+        """The environment of a service: the launcher's own (OTEL_* included) plus its
+        settings for this bank."""
         prefix = service.upper()
         env = dict(os.environ)
+        name_component(env, service)
         env[f"{prefix}_DATABASE_URL"] = database_url
         # Every service verifies tokens against the issuer's published keys.
         env[f"{prefix}_AUTH_JWKS_URL"] = self.jwks_url
@@ -427,7 +430,15 @@ class Launcher:
             await self.start_child(Child(name=service, argv=argv, env=env, restartable=True))
 
     async def start_worker(self) -> None:
+        argv = [sys.executable, "-m", "sagabank", "worker"]
+        await self.start_child(
+            Child(name="worker", argv=argv, env=self.worker_env(), restartable=True)
+        )
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker's environment: the launcher's own (OTEL_* included) plus its settings."""
         env = dict(os.environ)
+        name_component(env, "worker")
         env["WORKER_TEMPORAL_ADDRESS"] = self.settings.temporal_target
         env["WORKER_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
         env["WORKER_PAYLOAD_KEYS"] = self.payload_keys()
@@ -438,8 +449,7 @@ class Launcher:
         env["WORKER_AUTH_CLIENT_SECRET"] = self.worker_client_secret()
         env["WORKER_METRICS_PORT"] = str(self.settings.worker_metrics_port)
         self._log_format(env, "WORKER")
-        argv = [sys.executable, "-m", "sagabank", "worker"]
-        await self.start_child(Child(name="worker", argv=argv, env=env, restartable=True))
+        return env
 
     def payload_keys(self) -> str:
         """The one ring of the bank's Temporal payloads: SAGABANK_PAYLOAD_KEYS, else a dev
@@ -454,13 +464,19 @@ class Launcher:
         ui_url = self.settings.temporal_ui_url
         if ui_url is None:
             return  # an external Temporal's UI is configured by its operator
-        env = dict(os.environ)
-        env["SAGABANK_PAYLOAD_KEYS"] = self.payload_keys()
         argv = [sys.executable, "-m", "sagabank", "codec-server", "--host", self.settings.host]
         argv += ["--port", str(self.settings.codec_port)]
         # The browser may name the UI either way; both are this machine.
         argv += ["--ui-origin", ui_url, "--ui-origin", ui_url.replace("localhost", "127.0.0.1")]
-        await self.start_child(Child(name=CODEC_SERVER, argv=argv, env=env, restartable=True))
+        await self.start_child(
+            Child(name=CODEC_SERVER, argv=argv, env=self.codec_env(), restartable=True)
+        )
+
+    def codec_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        name_component(env, CODEC_SERVER)
+        env["SAGABANK_PAYLOAD_KEYS"] = self.payload_keys()
+        return env
 
     async def wait_until_ready(self) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
@@ -591,6 +607,21 @@ class Launcher:
                 self.state_file.unlink()
             self.say("sagabank", "stopped")
         return status
+
+
+def name_component(env: dict[str, str], component: str) -> None:
+    """Suffix the operator's service name (OTEL_SERVICE_NAME, or `service.name` among
+    OTEL_RESOURCE_ATTRIBUTES) with the component's: one environment feeds five processes,
+    and a trace whose spans all carried one name could not tell them apart. Unnamed, each
+    component names itself `sagabank-<component>` (kit.tracing)."""
+    named = env.get("OTEL_SERVICE_NAME", "").strip()
+    if not named:
+        for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+            key, _, value = pair.partition("=")
+            if key.strip() == "service.name" and value.strip():
+                named = value.strip()
+    if named:
+        env["OTEL_SERVICE_NAME"] = f"{named}-{component}"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -8,15 +8,34 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from sagabank.localstack.otlp import OtlpReceiver, running_otlp_receiver
 from tests.bank import Bank, start_bank
 
 READY_TIMEOUT_SECONDS = 240.0
+# Spans leave each process this soon (the standard default is 5 s): tests wait less.
+SPAN_EXPORT_DELAY_MILLISECONDS = 200
 
 
 @pytest.fixture(scope="session")
-def bank() -> Iterator[Bank]:
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """Where the session's bank exports its spans (OTLP/HTTP), kept for the tests to read."""
+    with running_otlp_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def bank(otlp_receiver: OtlpReceiver) -> Iterator[Bank]:
+    """The whole bank, configured as production would be for tracing: every component
+    exports its spans over OTLP (to the session's receiver)."""
+    settings = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_EXPORT_DELAY_MILLISECONDS),
+        # Webhook endpoints of the tests listen on loopback, over plain HTTP.
+        "NOTIFICATIONS_WEBHOOK_ALLOW_HTTP": "true",
+        "NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK": "true",
+    }
     with tempfile.TemporaryDirectory(prefix="sagabank-system-") as directory:
-        running = start_bank(Path(directory) / "state")
+        running = start_bank(Path(directory) / "state", settings=settings)
         try:
             running.wait_until_ready(READY_TIMEOUT_SECONDS)
             yield running

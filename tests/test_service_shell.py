@@ -1,5 +1,7 @@
 """The service shell: request ids, health, problem+json for every kind of error."""
 
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -16,6 +18,10 @@ from notifications.main import MIGRATIONS_PATH, create_app
 from notifications.tests.conftest import SECRETS_KEYS
 
 KEYS = SecretStr(SECRETS_KEYS)
+W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+W3C_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_TRACEPARENT = f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"
 
 boom = APIRouter()
 
@@ -85,9 +91,75 @@ async def test_not_ready_without_database() -> None:
 async def test_unexpected_error_is_a_problem_without_trace(client: httpx.AsyncClient) -> None:
     response = await client.get("/boom", headers={"X-Request-ID": "trace-me"})
     body = assert_problem(response, 500, "internal-error")
-    assert body["trace_id"] == "trace-me"
+    assert isinstance(body["trace_id"], str)
+    assert W3C_TRACE_ID.match(body["trace_id"]), body
+    assert body["request_id"] == "trace-me"
     assert "secret" not in response.text
     assert response.headers["x-request-id"] == "trace-me"
+
+
+class TestProblemsNameTheTrace:
+    """A problem's `trace_id` is the W3C trace of the request's span (the caller's when it
+    sends `traceparent`); the request id stays beside it as `request_id`."""
+
+    @pytest.mark.parametrize(
+        ("path", "status", "slug"),
+        [("/boom", 500, "internal-error"), ("/nowhere", 404, "not-found")],
+    )
+    async def test_the_callers_trace(
+        self, client: httpx.AsyncClient, path: str, status: int, slug: str
+    ) -> None:
+        response = await client.get(
+            path, headers={"traceparent": CALLER_TRACEPARENT, "X-Request-ID": "req-7"}
+        )
+        body = assert_problem(response, status, slug)
+        assert body["trace_id"] == CALLER_TRACE_ID
+        assert body["request_id"] == "req-7"
+
+    async def test_oversized_body(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            "/v1/events",
+            content=b"x" * 4096,
+            headers={"content-type": "application/json", "traceparent": CALLER_TRACEPARENT},
+        )
+        body = assert_problem(response, 413, "payload-too-large")
+        assert body["trace_id"] == CALLER_TRACE_ID
+        assert isinstance(body["request_id"], str)
+
+
+async def test_log_lines_of_a_request_carry_its_trace(
+    database_factory: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+    app = create_app(Settings(database_url=url, log_json=True, secrets_keys=KEYS))
+    app.include_router(boom)
+    async with app_client(app) as client:
+        await client.get("/boom", headers={"traceparent": CALLER_TRACEPARENT})
+    lines = _json_lines(capsys.readouterr().err)
+    request_lines = [line for line in lines if line.get("trace_id") == CALLER_TRACE_ID]
+    events = {line["event"] for line in request_lines}
+    assert {"request.unhandled_error", "http.request"} <= events, lines
+    for line in request_lines:
+        assert isinstance(line["span_id"], str)
+        assert W3C_SPAN_ID.match(line["span_id"])
+
+
+async def test_readiness_probe_logs_no_alembic_chatter(
+    database_factory: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await database_factory(MIGRATIONS_PATH)  # type: ignore[operator]
+    app = create_app(Settings(database_url=url, log_json=True, secrets_keys=KEYS))
+    async with app_client(app) as client:
+        for _ in range(2):
+            assert (await client.get("/readyz")).status_code == 200
+    events = [str(line.get("event")) for line in _json_lines(capsys.readouterr().err)]
+    assert events.count("http.request") == 2, events
+    assert not [event for event in events if "Context impl" in event], events
+    assert "Will assume transactional DDL." not in events
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 async def test_unknown_route_is_a_problem(client: httpx.AsyncClient) -> None:

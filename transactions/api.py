@@ -48,6 +48,7 @@ from kit.errors import (
 from kit.pagination import InvalidCursor
 from kit.params import Cursor, IdempotencyKey, Limit
 from kit.problems import problem_responses
+from kit.tracing import current_trace_id
 from transactions import callbacks, service
 from transactions.auth import (
     AccountsAdmin,
@@ -208,14 +209,16 @@ async def create_transfers_batch(
         items=body.items,
         admit=_admission(request, principal),
     )
-    trace_id = getattr(request.state, "request_id", None)
+    trace_id, request_id = current_trace_id(), request_id_of(request)
     results: list[TransferBatchResult] = []
     for index, (item, answer) in enumerate(zip(body.items, answers, strict=True)):
         key = item.get("idempotency_key") if isinstance(item, dict) else None
         shown_key = key if isinstance(key, str) and len(key) <= 255 else None
         if isinstance(answer, ProblemError):
             problem = answer.to_problem(
-                instance=f"{TRANSFERS_BATCH_PATH}#/items/{index}", trace_id=trace_id
+                instance=f"{TRANSFERS_BATCH_PATH}#/items/{index}",
+                trace_id=trace_id,
+                request_id=request_id,
             )
             results.append(
                 TransferBatchResult(

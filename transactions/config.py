@@ -72,6 +72,12 @@ class Settings(ServiceSettings):
     accounts_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://[^\s]+$")
     # One ownership check gives up after this long (then 503, and the key is freed).
     accounts_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    # Where a trace can be seen, `{trace_id}` standing for its W3C id (e.g. Jaeger's
+    # http://localhost:16686/trace/{trace_id}): each transfer workflow's details in the
+    # Temporal UI link there. Unset, the details give the bare trace id.
+    trace_url_template: str | None = Field(
+        default=None, max_length=500, pattern=r"^https?://[^\s]*\{trace_id\}[^\s]*$"
+    )
 
     @model_validator(mode="after")
     def _hold_outlives_the_review(self) -> "Settings":

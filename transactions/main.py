@@ -157,6 +157,7 @@ def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWo
         start_deadline_seconds=settings.start_deadline_seconds,
         rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
         cancel_timeout_seconds=settings.cancel_timeout_seconds,
+        trace_url_template=settings.trace_url_template,
     )
 
 

@@ -23,10 +23,12 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.money import Money
 from contracts.transfers import (
     SEARCH_ATTRIBUTES,
     SIGNAL_REVIEW_DECISION,
@@ -40,6 +42,7 @@ from contracts.transfers import (
     TransferWorkflowInput,
     workflow_id,
 )
+from kit.tracing import current_trace_id
 from transactions.errors import WorkflowServiceUnavailable
 
 log = structlog.get_logger()
@@ -83,6 +86,7 @@ class TransferWorkflows:
         start_deadline_seconds: int,
         rpc_timeout_seconds: float,
         cancel_timeout_seconds: float,
+        trace_url_template: str | None = None,
     ) -> None:
         assert review_timeout_seconds > 0
         assert hold_timeout_seconds > review_timeout_seconds, "a hold outlives the review"
@@ -90,6 +94,7 @@ class TransferWorkflows:
         assert rpc_timeout_seconds > 0
         assert cancel_timeout_seconds > 0
         self._cancel_timeout_seconds = cancel_timeout_seconds
+        self._trace_url_template = trace_url_template
         self._client = client
         self._data_converter = data_converter
         self._address = address
@@ -112,6 +117,8 @@ class TransferWorkflows:
                         namespace=self._namespace,
                         data_converter=self._data_converter,
                         connect_timeout=self._rpc_timeout,
+                        # StartWorkflow joins the request's trace and hands it to the saga.
+                        interceptors=[TracingInterceptor()],
                     )
                 except Exception as error:
                     log.warning("temporal.connect_failed", error=str(error)[:500])
@@ -172,6 +179,8 @@ class TransferWorkflows:
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=search_attributes,
                 memo={"description": transfer.description},
+                static_summary=transfer_summary(transfer),
+                static_details=trace_details(current_trace_id(), self._trace_url_template),
                 rpc_timeout=self._rpc_timeout,
             )
         except WorkflowAlreadyStartedError:
@@ -239,6 +248,25 @@ class TransferWorkflows:
             raise _unavailable() from error
         log.info("transfer.signalled", signal=signal)
         return True
+
+
+def transfer_summary(transfer: TransferCreate) -> str:
+    """The workflow's one-line summary in the Temporal UI: who pays whom how much."""
+    money = Money(amount_minor=transfer.amount_minor, currency=transfer.currency)
+    return (
+        f"Transfer {money.format()} from {transfer.source_account_id} "
+        f"to {transfer.target_account_id}"
+    )
+
+
+def trace_details(trace_id: str | None, url_template: str | None) -> str | None:
+    """The workflow's details in the Temporal UI (Markdown): its trace, linked when a trace
+    URL template is configured; None when the start ran outside any trace (the reconciler)."""
+    if trace_id is None:
+        return None
+    if url_template is None:
+        return f"Trace: {trace_id}"
+    return f"Trace: [{trace_id}]({url_template.replace('{trace_id}', trace_id)})"
 
 
 # The transfer is recorded by then, and the reconciler starts its saga when Temporal is

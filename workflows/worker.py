@@ -10,6 +10,7 @@ from typing import NoReturn
 import httpx
 import structlog
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -18,6 +19,7 @@ from kit.logging import configure_logging
 from kit.payloads import data_converter
 from kit.process import exit_without_finalising
 from kit.tokens import ClientCredentialsAuth
+from kit.tracing import configure_tracing, shutdown_tracing
 from workflows.activities import TransferActivities
 from workflows.config import Settings
 from workflows.transfer import TransferWorkflow
@@ -34,8 +36,12 @@ log = structlog.get_logger()
 # one, about a fifth of this worker's CPU per transfer (benchmarks/saga.py). Safe because
 # neither the workflow module nor anything it imports keeps mutable module-level state.
 # The replay tests still run the committed histories in the full sandbox.
+# OpenTelemetry is named although everything passes through: the tracing interceptor's
+# workflow side needs the one, process-wide opentelemetry (its context and provider).
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "opentelemetry"
+    ).with_passthrough_all_modules()
 )
 
 
@@ -143,6 +149,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings.payload_key_ring()),
         runtime=runtime,
+        # The worker and its client: RunWorkflow and every activity join the trace the
+        # transactions service started (it travels in the workflow's headers).
+        interceptors=[TracingInterceptor()],
     )
     async with AsyncExitStack() as resources:
         if sdk_metrics_url is not None:
@@ -193,11 +202,15 @@ def main() -> NoReturn:
 def _run() -> int:
     settings = Settings()  # the service URLs and the credentials come from the environment
     configure_logging(service="worker", level=settings.log_level, json=settings.log_json)
+    configure_tracing("worker")
     try:
         asyncio.run(_run_until_signalled(settings))
     except CredentialsRefused as error:
         log.error("worker.credentials_refused", error=str(error))
         return 3
+    finally:
+        # The exit below skips atexit, where the provider would flush its last spans.
+        shutdown_tracing()
     return 0
 
 

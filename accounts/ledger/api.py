@@ -86,8 +86,9 @@ from kit.params import (
     Now,
     required_idempotency_key,
 )
-from kit.problems import problem_responses
+from kit.problems import problem_responses, request_id_of
 from kit.ratelimit import MONEY_BUCKET, rate_limited
+from kit.tracing import current_trace_id
 
 router = APIRouter()
 
@@ -534,7 +535,7 @@ async def create_ledger_transfers(
         now=now,
         deadline=deadline,
     )
-    trace_id = getattr(request.state, "request_id", None)
+    trace_id, request_id = current_trace_id(), request_id_of(request)
     results = [
         _BatchResult(index, 201 if outcome.created else 200, outcome.transfer, None)
         if outcome.error is None
@@ -542,9 +543,9 @@ async def create_ledger_transfers(
             index,
             outcome.error.status,
             None,
-            outcome.error.to_problem(instance=request.url.path, trace_id=trace_id).model_dump(
-                mode="json", exclude_none=True
-            ),
+            outcome.error.to_problem(
+                instance=request.url.path, trace_id=trace_id, request_id=request_id
+            ).model_dump(mode="json", exclude_none=True),
         )
         for index, outcome in enumerate(outcomes)
     ]

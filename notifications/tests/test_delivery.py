@@ -93,9 +93,13 @@ async def register(
     return created
 
 
-async def publish(client: httpx.AsyncClient, **kwargs: Any) -> dict[str, Any]:
+async def publish(
+    client: httpx.AsyncClient, headers: dict[str, str] | None = None, **kwargs: Any
+) -> dict[str, Any]:
     event = transfer_event(**kwargs)
-    response = await client.post("/v1/events", json=event, headers=as_worker())
+    response = await client.post(
+        "/v1/events", json=event, headers={**as_worker(), **(headers or {})}
+    )
     assert response.status_code == 201, response.text
     return event
 
@@ -531,6 +535,55 @@ class TestRedeliver:
             f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=as_customer("mallory")
         )
         assert_problem(listed, 404, "webhook-endpoint-not-found")
+
+
+PUBLISHER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PUBLISHER_SPAN_ID = "00f067aa0ba902b7"
+PUBLISHER_TRACE = {
+    "traceparent": f"00-{PUBLISHER_TRACE_ID}-{PUBLISHER_SPAN_ID}-01",
+    "tracestate": "vendor=opaque",
+}
+
+
+def _trace_and_span(request: ReceivedRequest) -> tuple[str, str]:
+    version, trace_id, span_id, _flags = request.headers["traceparent"].split("-")
+    assert version == "00"
+    return trace_id, span_id
+
+
+class TestTheTraceCrossesTheOutbox:
+    """The trace of the request that published the event is stored with it; each delivery
+    attempt, redeliveries too, is a span of that trace, named on the webhook request."""
+
+    async def test_deliveries_and_redeliveries_join_the_publishers_trace(
+        self, make_app: AppFactory
+    ) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            endpoint = await register(client, receiver.url())
+            await publish(client, headers=PUBLISHER_TRACE)
+            assert await dispatcher_of(app).run_once() == 1
+            delivery = await only_delivery(client, endpoint)
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("alice")
+            )
+            assert response.status_code == 202, response.text
+            assert await dispatcher_of(app).run_once() == 1
+        first, second = receiver.requests
+        first_trace, first_span = _trace_and_span(first)
+        second_trace, second_span = _trace_and_span(second)
+        assert first_trace == second_trace == PUBLISHER_TRACE_ID
+        assert len({PUBLISHER_SPAN_ID, first_span, second_span}) == 3, "a span per attempt"
+        assert first.headers["tracestate"] == "vendor=opaque"
+
+    async def test_only_the_w3c_headers_leave_the_bank(self, make_app: AppFactory) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            await register(client, receiver.url())
+            await publish(client, headers={**PUBLISHER_TRACE, "X-Request-ID": "inside-only"})
+            assert await dispatcher_of(app).run_once() == 1
+        [request] = receiver.requests
+        assert "x-request-id" not in request.headers
+        assert "baggage" not in request.headers
+        assert _trace_and_span(request)[0] == PUBLISHER_TRACE_ID
 
 
 class TestConcurrentDispatchers:

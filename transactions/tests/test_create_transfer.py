@@ -47,6 +47,8 @@ from transactions.workflow_client import (
     TARGET_ACCOUNT_KEY,
 )
 
+CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 
 async def _hold_claim(app: FastAPI, key: str, body: dict[str, Any]) -> uuid.UUID:
     """Claim `key` exactly as a first request does while it creates the transfer."""
@@ -283,6 +285,48 @@ class TestCreateTransfer:
         assert response.headers["idempotency-replayed"] == "true"
         assert response.json() == stored
         assert await count_rows(app, "transfers") == 0
+
+    async def test_the_temporal_ui_tells_the_story(
+        self, client: httpx.AsyncClient, temporal: Client
+    ) -> None:
+        """A static summary in words, money from minor units; details give the trace id."""
+        body = transfer_body(amount_minor=2550)
+        response = await client.post(
+            "/v1/transfers",
+            json=body,
+            headers={**key_header(), "traceparent": f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+        assert response.status_code == 202, response.text
+
+        description = await workflow_handle(temporal, response.json()["id"]).describe()
+        assert await description.static_summary() == (
+            f"Transfer 25.50 EUR from {body['source_account_id']} to {body['target_account_id']}"
+        )
+        assert await description.static_details() == f"Trace: {CALLER_TRACE_ID}"
+
+    async def test_the_details_link_to_the_trace(
+        self, settings: Settings, temporal: Client
+    ) -> None:
+        linked = settings.model_copy(
+            update={"trace_url_template": "http://localhost:16686/trace/{trace_id}"}
+        )
+        async with client_of(build_app(linked, temporal_client=temporal)) as client:
+            response = await client.post(
+                "/v1/transfers",
+                json=transfer_body(amount_minor=7, currency="JPY"),
+                headers={
+                    **key_header(),
+                    "traceparent": f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01",
+                },
+            )
+        assert response.status_code == 202, response.text
+        description = await workflow_handle(temporal, response.json()["id"]).describe()
+        summary = await description.static_summary()
+        assert summary is not None
+        assert summary.startswith("Transfer 7 JPY from ")
+        assert await description.static_details() == (
+            f"Trace: [{CALLER_TRACE_ID}](http://localhost:16686/trace/{CALLER_TRACE_ID})"
+        )
 
     async def test_duplicate_resumes_a_claim_released_while_it_waits(
         self, client: httpx.AsyncClient, app: FastAPI, temporal: Client

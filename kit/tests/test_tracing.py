@@ -1,0 +1,100 @@
+"""Tracing and the logs that join it: W3C ids on log lines inside a span, none outside;
+`extra=` fields of stdlib loggers kept; outgoing calls carry `traceparent`."""
+
+import json
+import logging
+import re
+
+import httpx
+import pytest
+import structlog
+from opentelemetry import trace
+
+from kit.http import create_client
+from kit.logging import configure_logging
+from kit.tracing import configure_tracing, current_trace_id
+
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+@pytest.fixture(autouse=True)
+def _tracing() -> None:
+    configure_tracing("kit-tests")
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _line(captured: str, event: str) -> dict[str, object]:
+    lines = [line for line in _json_lines(captured) if line.get("event") == event]
+    assert len(lines) == 1, captured
+    return lines[0]
+
+
+class TestLogLinesCarryTheTrace:
+    def test_a_structlog_line_inside_a_span(self, capsys: pytest.CaptureFixture[str]) -> None:
+        configure_logging(service="kit-tests", json=True)
+        tracer = trace.get_tracer(__name__)
+        with tracer.start_as_current_span("work") as span:
+            structlog.get_logger().info("inside.structlog")
+            context = span.get_span_context()
+        line = _line(capsys.readouterr().err, "inside.structlog")
+        assert line["trace_id"] == format(context.trace_id, "032x")
+        assert line["span_id"] == format(context.span_id, "016x")
+
+    def test_a_foreign_line_inside_a_span(self, capsys: pytest.CaptureFixture[str]) -> None:
+        configure_logging(service="kit-tests", json=True)
+        tracer = trace.get_tracer(__name__)
+        with tracer.start_as_current_span("work") as span:
+            logging.getLogger("some.library").warning("inside.foreign")
+            context = span.get_span_context()
+        line = _line(capsys.readouterr().err, "inside.foreign")
+        assert line["trace_id"] == format(context.trace_id, "032x")
+        assert isinstance(line["span_id"], str)
+        assert SPAN_ID.match(line["span_id"])
+
+    def test_a_line_outside_any_span_carries_neither(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        configure_logging(service="kit-tests", json=True)
+        logging.getLogger("some.library").warning("outside.foreign")
+        line = _line(capsys.readouterr().err, "outside.foreign")
+        assert "trace_id" not in line
+        assert "span_id" not in line
+
+
+def test_extra_fields_of_a_stdlib_logger_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="kit-tests", json=True)
+    # As temporalio's workflow and activity loggers pass them.
+    logging.getLogger("temporalio.workflow").warning(
+        "workflow.said", extra={"temporal_workflow": {"workflow_id": "transfer-1"}}
+    )
+    line = _line(capsys.readouterr().err, "workflow.said")
+    assert line["temporal_workflow"] == {"workflow_id": "transfer-1"}
+
+
+async def test_outgoing_calls_carry_traceparent() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    client = create_client("http://service.test", transport=httpx.MockTransport(answer))
+    tracer = trace.get_tracer(__name__)
+    async with client:
+        with tracer.start_as_current_span("caller"):
+            trace_id = current_trace_id()
+            await client.get("/v1/anything")
+    assert trace_id is not None
+    assert TRACE_ID.match(trace_id)
+    match = TRACEPARENT.match(seen[0].headers["traceparent"])
+    assert match is not None, seen[0].headers
+    assert match.group(1) == trace_id
+
+
+def test_no_trace_id_outside_a_span() -> None:
+    assert current_trace_id() is None
