@@ -19,6 +19,7 @@ from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.throttle import LoginThrottle
 from accounts.ledger.api import router
+from accounts.ledger.invariant_check import invariant_check_job
 from accounts.ledger.repository import create_pool
 from accounts.ledger.service import Ledger
 from accounts.ledger.sweeper import hold_sweeper_job
@@ -79,6 +80,22 @@ def _start_sweeper(settings: Settings, ledger: Ledger, clock: Clock) -> Exclusiv
     return sweeper
 
 
+def _start_invariant_check(
+    settings: Settings, database: Database, clock: Clock
+) -> ExclusiveJob | None:
+    """The periodic ledger invariant check, started (None when the settings turn it off)."""
+    if not settings.invariant_check_enabled:
+        return None
+    checker = invariant_check_job(
+        database,
+        dsn=settings.asyncpg_dsn(),
+        clock=clock,
+        interval_seconds=settings.invariant_check_interval_seconds,
+    )
+    checker.start()
+    return checker
+
+
 def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Issuer:
     hasher = PasswordHasher()
     return identity_service.Issuer(
@@ -131,8 +148,10 @@ def create_app(
         ledger = Ledger(pool)
         install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
         sweeper = _start_sweeper(settings, ledger, clock)
-        # A handle for tests and operators; no route uses it.
+        checker = _start_invariant_check(settings, database_of(app), clock)
+        # Handles for tests and operators; no route uses them.
         app.state.hold_sweeper = sweeper
+        app.state.invariant_check = checker
         # Everything built so far (routes, schemas, validators) lives as long as the
         # process: keep the garbage collector from scanning it again on every full pass,
         # which a batch of a thousand transfers would otherwise trigger.
@@ -140,8 +159,9 @@ def create_app(
         try:
             yield
         finally:
-            if sweeper is not None:
-                await sweeper.stop()
+            for job in (sweeper, checker):
+                if job is not None:
+                    await job.stop()
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:
