@@ -30,6 +30,7 @@ from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
+from kit.metrics_http import watch_pool
 from kit.ratelimit import rate_limit_storage
 from kit.resources import Clock, install_resources, utc_now
 
@@ -146,6 +147,15 @@ def create_app(
             audit_chain_key=settings.audit_chain_key_bytes(),
         )
         ledger = Ledger(pool)
+        stop_watching_pool = (
+            watch_pool(
+                "accounts",
+                in_use=lambda: pool.get_size() - pool.get_idle_size(),
+                connections_max=pool.get_max_size(),
+            )
+            if settings.metrics_enabled
+            else lambda: None
+        )
         install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
         sweeper = _start_sweeper(settings, ledger, clock)
         checker = _start_invariant_check(settings, database_of(app), clock)
@@ -162,6 +172,7 @@ def create_app(
             for job in (sweeper, checker):
                 if job is not None:
                     await job.stop()
+            stop_watching_pool()
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:

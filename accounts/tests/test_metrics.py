@@ -5,6 +5,7 @@ reports whether the ledger holds, and when it last looked."""
 import asyncio
 import uuid
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
@@ -122,3 +123,20 @@ class TestInvariantCheckJob:
                 assert asyncio.get_running_loop().time() < deadline, "no check ran"
                 await asyncio.sleep(0.05)
         assert _sample("sagabank_ledger_invariants_hold") == 1
+
+
+class TestPoolGauges:
+    async def test_the_ledger_pool_is_summed_with_the_engines(
+        self, client: httpx.AsyncClient, app: FastAPI, settings: Settings
+    ) -> None:
+        labels = {"service": "accounts"}
+        engine_max = database_of(app).connections_max
+        ledger_max = 2 * settings.database_pool_size  # accounts.main sizes the ledger's pool
+        size = REGISTRY.get_sample_value("sagabank_db_pool_size_connections", labels)
+        assert size == engine_max + ledger_max
+        in_use_before = REGISTRY.get_sample_value("sagabank_db_pool_in_use_connections", labels)
+        pool = resources_of(app, AccountsResources).ledger.pool
+        async with pool.acquire():
+            in_use = REGISTRY.get_sample_value("sagabank_db_pool_in_use_connections", labels)
+        assert in_use_before is not None
+        assert in_use == in_use_before + 1
