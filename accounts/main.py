@@ -2,10 +2,10 @@
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from argon2 import PasswordHasher
@@ -81,6 +81,28 @@ def _start_sweeper(settings: Settings, ledger: Ledger, clock: Clock) -> Exclusiv
     return sweeper
 
 
+async def _ledger_pool(settings: Settings) -> tuple[Any, Callable[[], None]]:
+    """The ledger's asyncpg pool, in the service's pool gauges (summed with the engine's);
+    and the function that takes it out of them."""
+    pool = await create_pool(
+        settings.asyncpg_dsn(),
+        # As many connections as the kit's engine may open (its pool plus as much
+        # overflow): the write path serves most of this service's requests.
+        size=2 * settings.database_pool_size,
+        application_name="accounts",
+        command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
+        audit_chain_key=settings.audit_chain_key_bytes(),
+    )
+    if not settings.metrics_enabled:
+        return pool, lambda: None
+    stop_watching = watch_pool(
+        "accounts",
+        in_use=lambda: pool.get_size() - pool.get_idle_size(),
+        connections_max=pool.get_max_size(),
+    )
+    return pool, stop_watching
+
+
 def _start_invariant_check(
     settings: Settings, database: Database, clock: Clock
 ) -> ExclusiveJob | None:
@@ -137,25 +159,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _bootstrap(database_of(app), token_issuer, settings=settings, clock=clock)
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
-        pool = await create_pool(
-            settings.asyncpg_dsn(),
-            # As many connections as the kit's engine may open (its pool plus as much
-            # overflow): the write path serves most of this service's requests.
-            size=2 * settings.database_pool_size,
-            application_name="accounts",
-            command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
-            audit_chain_key=settings.audit_chain_key_bytes(),
-        )
+        pool, stop_watching_pool = await _ledger_pool(settings)
         ledger = Ledger(pool)
-        stop_watching_pool = (
-            watch_pool(
-                "accounts",
-                in_use=lambda: pool.get_size() - pool.get_idle_size(),
-                connections_max=pool.get_max_size(),
-            )
-            if settings.metrics_enabled
-            else lambda: None
-        )
         install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
         sweeper = _start_sweeper(settings, ledger, clock)
         checker = _start_invariant_check(settings, database_of(app), clock)
