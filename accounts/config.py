@@ -33,6 +33,11 @@ class Settings(ServiceSettings):
     hold_sweep_enabled: bool = True
     hold_sweep_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     hold_sweep_batch_size: int = Field(default=500, ge=1, le=1000)
+    # The periodic ledger invariant check (the one `sagabank ledger check` asks for), in one
+    # replica at a time. SagabankLedgerInvariantCheckStale fires after 2 h without a check:
+    # keep the interval well under that (docs/decisions/0024-metrics.md has the cost).
+    invariant_check_enabled: bool = True
+    invariant_check_interval_seconds: float = Field(default=900.0, gt=0, le=3600)
 
     # --- The token issuer ---------------------------------------------------------------
     # A directory of RSA private keys (`*.pem`); every one is published in the JWKS. Left

@@ -2,10 +2,10 @@
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from argon2 import PasswordHasher
@@ -19,6 +19,7 @@ from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.throttle import LoginThrottle
 from accounts.ledger.api import router
+from accounts.ledger.invariant_check import invariant_check_job
 from accounts.ledger.repository import create_pool
 from accounts.ledger.service import Ledger
 from accounts.ledger.sweeper import hold_sweeper_job
@@ -29,6 +30,7 @@ from kit.audit import audit_router
 from kit.auth import TokenVerifier
 from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
+from kit.metrics_http import watch_pool
 from kit.ratelimit import rate_limit_storage
 from kit.resources import Clock, install_resources, utc_now
 
@@ -79,6 +81,44 @@ def _start_sweeper(settings: Settings, ledger: Ledger, clock: Clock) -> Exclusiv
     return sweeper
 
 
+async def _ledger_pool(settings: Settings) -> tuple[Any, Callable[[], None]]:
+    """The ledger's asyncpg pool, in the service's pool gauges (summed with the engine's);
+    and the function that takes it out of them."""
+    pool = await create_pool(
+        settings.asyncpg_dsn(),
+        # As many connections as the kit's engine may open (its pool plus as much
+        # overflow): the write path serves most of this service's requests.
+        size=2 * settings.database_pool_size,
+        application_name="accounts",
+        command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
+        audit_chain_key=settings.audit_chain_key_bytes(),
+    )
+    if not settings.metrics_enabled:
+        return pool, lambda: None
+    stop_watching = watch_pool(
+        "accounts",
+        in_use=lambda: pool.get_size() - pool.get_idle_size(),
+        connections_max=pool.get_max_size(),
+    )
+    return pool, stop_watching
+
+
+def _start_invariant_check(
+    settings: Settings, database: Database, clock: Clock
+) -> ExclusiveJob | None:
+    """The periodic ledger invariant check, started (None when the settings turn it off)."""
+    if not settings.invariant_check_enabled:
+        return None
+    checker = invariant_check_job(
+        database,
+        dsn=settings.asyncpg_dsn(),
+        clock=clock,
+        interval_seconds=settings.invariant_check_interval_seconds,
+    )
+    checker.start()
+    return checker
+
+
 def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Issuer:
     hasher = PasswordHasher()
     return identity_service.Issuer(
@@ -119,20 +159,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _bootstrap(database_of(app), token_issuer, settings=settings, clock=clock)
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
-        pool = await create_pool(
-            settings.asyncpg_dsn(),
-            # As many connections as the kit's engine may open (its pool plus as much
-            # overflow): the write path serves most of this service's requests.
-            size=2 * settings.database_pool_size,
-            application_name="accounts",
-            command_timeout_seconds=_COMMAND_TIMEOUT_SECONDS,
-            audit_chain_key=settings.audit_chain_key_bytes(),
-        )
+        pool, stop_watching_pool = await _ledger_pool(settings)
         ledger = Ledger(pool)
         install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
         sweeper = _start_sweeper(settings, ledger, clock)
-        # A handle for tests and operators; no route uses it.
+        checker = _start_invariant_check(settings, database_of(app), clock)
+        # Handles for tests and operators; no route uses them.
         app.state.hold_sweeper = sweeper
+        app.state.invariant_check = checker
         # Everything built so far (routes, schemas, validators) lives as long as the
         # process: keep the garbage collector from scanning it again on every full pass,
         # which a batch of a thousand transfers would otherwise trigger.
@@ -140,8 +174,10 @@ def create_app(
         try:
             yield
         finally:
-            if sweeper is not None:
-                await sweeper.stop()
+            for job in (sweeper, checker):
+                if job is not None:
+                    await job.stop()
+            stop_watching_pool()
             try:
                 await asyncio.wait_for(pool.close(), _POOL_CLOSE_TIMEOUT_SECONDS)
             except TimeoutError:

@@ -20,12 +20,14 @@ HTTP_REQUEST_DURATION = Histogram(
 )
 DATABASE_POOL_IN_USE = Gauge(
     "sagabank_db_pool_in_use_connections",
-    "Connections checked out of the service's database pool.",
+    "Connections checked out of the service's database pools (the sum of its pools: "
+    "accounts counts its ledger's asyncpg pool beside the SQLAlchemy one).",
     ["service"],
 )
 DATABASE_POOL_SIZE = Gauge(
     "sagabank_db_pool_size_connections",
-    "Connections the service's database pool may hold at most (size plus overflow).",
+    "Connections the service's database pools may hold at most (size plus overflow), summed "
+    "over its pools.",
     ["service"],
 )
 AUDIT_APPEND_DURATION = Histogram(

@@ -89,18 +89,53 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def watch_database_pool(service: str, pool: Pool, *, connections_max: int) -> Callable[[], None]:
-    """Feed the service's pool gauges at scrape time (no bookkeeping on the request path);
-    returns the function that stops feeding them (at shutdown)."""
-    checked_out = getattr(pool, "checkedout", None)
-    assert callable(checked_out), f"{type(pool).__name__} cannot tell its checked-out count"
-    DATABASE_POOL_IN_USE.labels(service=service).set_function(lambda: float(checked_out()))
-    DATABASE_POOL_SIZE.labels(service=service).set(connections_max)
+@dataclass(frozen=True)
+class _PoolSource:
+    in_use: Callable[[], int]
+    connections_max: int
+
+
+# A service's pools (the SQLAlchemy engine's; accounts' asyncpg ledger pool too): the
+# gauges' only label is the service, so they report the sum of its pools.
+_POOL_SOURCES: dict[str, list[_PoolSource]] = {}
+
+
+def watch_pool(
+    service: str, *, in_use: Callable[[], int], connections_max: int
+) -> Callable[[], None]:
+    """Add a pool to the service's pool gauges, read at scrape time (no bookkeeping on the
+    request path); returns the function that takes it out again (at shutdown)."""
+    source = _PoolSource(in_use=in_use, connections_max=connections_max)
+    sources = _POOL_SOURCES.setdefault(service, [])
+    sources.append(source)
+    _feed_pool_gauges(service)
 
     def stop_watching() -> None:
+        with contextlib.suppress(ValueError):
+            sources.remove(source)
+        _feed_pool_gauges(service)
+
+    return stop_watching
+
+
+def _feed_pool_gauges(service: str) -> None:
+    sources = list(_POOL_SOURCES.get(service, []))
+    if not sources:
         for gauge in (DATABASE_POOL_IN_USE, DATABASE_POOL_SIZE):
             # Another app of this service (tests) may have stopped first.
             with contextlib.suppress(KeyError):
                 gauge.remove(service)
+        return
+    DATABASE_POOL_IN_USE.labels(service=service).set_function(
+        lambda: float(sum(source.in_use() for source in sources))
+    )
+    DATABASE_POOL_SIZE.labels(service=service).set(
+        sum(source.connections_max for source in sources)
+    )
 
-    return stop_watching
+
+def watch_database_pool(service: str, pool: Pool, *, connections_max: int) -> Callable[[], None]:
+    """Add the SQLAlchemy pool to the service's pool gauges; returns what takes it out."""
+    checked_out = getattr(pool, "checkedout", None)
+    assert callable(checked_out), f"{type(pool).__name__} cannot tell its checked-out count"
+    return watch_pool(service, in_use=checked_out, connections_max=connections_max)

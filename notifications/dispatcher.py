@@ -189,7 +189,17 @@ class Dispatcher:
         """One pass: send what is due now (at most a batch of each kind); how many were."""
         webhooks = await self._dispatch_webhooks()
         emails = await self._dispatch_emails() if self._smtp is not None else 0
+        await self._report_backlog()
         return webhooks + emails
+
+    async def _report_backlog(self) -> None:
+        """The outbox gauges, as this pass leaves the outbox."""
+        async with self._sessions() as session, session.begin():
+            backlog = await repository.outbox_backlog(session)
+        metrics.OUTBOX_PENDING_EVENTS.set(backlog.pending_events)
+        oldest_at = backlog.oldest_pending_at
+        age_seconds = 0.0 if oldest_at is None else (self._clock() - oldest_at).total_seconds()
+        metrics.OUTBOX_OLDEST_PENDING_AGE.set(max(age_seconds, 0.0))
 
     async def _bounded(self, jobs: Sequence[Coroutine[None, None, None]]) -> None:
         """Run the jobs, at most `concurrency` at a time; one failing stops none of the others."""

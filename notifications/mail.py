@@ -11,6 +11,7 @@ import aiosmtplib
 
 from contracts.money import Money
 from contracts.notifications import EventType, TransferEventData
+from notifications import metrics
 
 SUBJECT_LENGTH_MAX: Final = 200
 ERROR_LENGTH_MAX: Final = 300
@@ -106,6 +107,17 @@ def build_message(
 
 
 async def send(server: SmtpServer, message: EmailMessage) -> None:
+    """Hand the message to the SMTP server, counted in sagabank_emails_total by outcome; an
+    attempt that ends otherwise (refused, timed out, cancelled) counts as failed."""
+    try:
+        await _send(server, message)
+    except BaseException:
+        metrics.EMAILS.labels(outcome="failed").inc()
+        raise
+    metrics.EMAILS.labels(outcome="sent").inc()
+
+
+async def _send(server: SmtpServer, message: EmailMessage) -> None:
     try:
         await aiosmtplib.send(
             message,

@@ -350,6 +350,34 @@ class ClaimedDelivery:
     trace_context: dict[str, str]
 
 
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Events with a delivery or an email still pending, and the oldest such one's time."""
+
+    pending_events: int
+    oldest_pending_at: datetime | None
+
+
+async def outbox_backlog(session: AsyncSession) -> OutboxBacklog:
+    """One statement over the pending rows only (the partial `*_due` indexes hold exactly
+    them); a disabled endpoint's deliveries wait for it, not for us, and are left out."""
+    deliveries = (
+        select(DeliveryRow.event_id, DeliveryRow.created_at)
+        .join(WebhookEndpointRow, WebhookEndpointRow.id == DeliveryRow.endpoint_id)
+        .where(DeliveryRow.status == PENDING, WebhookEndpointRow.enabled.is_(True))
+    )
+    emails = select(EmailMessageRow.event_id, EmailMessageRow.created_at).where(
+        EmailMessageRow.status == PENDING
+    )
+    pending = deliveries.union_all(emails).subquery()
+    count, oldest = (
+        await session.execute(
+            select(func.count(pending.c.event_id.distinct()), func.min(pending.c.created_at))
+        )
+    ).one()
+    return OutboxBacklog(pending_events=count, oldest_pending_at=oldest)
+
+
 async def claim_deliveries(
     session: AsyncSession,
     *,

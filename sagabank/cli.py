@@ -17,6 +17,8 @@ from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
 from sagabank.config import SERVICES, LauncherSettings
 
+# How long `sagabank status` waits for each readiness probe.
+PROBE_TIMEOUT_SECONDS = 2.0
 DEFAULT_PORTS = {"accounts": 8001, "transactions": 8002, "fraud": 8003, "notifications": 8004}
 
 
@@ -52,29 +54,28 @@ def down() -> None:
 
 
 @main.command()
-def status() -> None:
-    """Show whether each component of a running bank is ready."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: {components: [...]}.")
+def status(as_json: bool) -> None:
+    """Show each component of a running bank: its URL, whether it is ready (where it has a
+    probe) and its metrics URL. Exit status 1 when a probed component is not ready."""
     from sagabank.launcher import read_state
+    from sagabank.status import bank_status, status_lines
 
     settings = LauncherSettings()
     state = read_state(settings.state_dir)
     if state is None:
         click.echo("no bank is running from this state directory")
         sys.exit(1)
-    healthy = True
-    with httpx.Client(timeout=2.0) as http:
-        for service in SERVICES:
-            url = f"{settings.service_url(service)}/readyz"
-            try:
-                answer = str(http.get(url).status_code)
-            except httpx.HTTPError as error:
-                answer = type(error).__name__
-            healthy = healthy and answer == "200"
-            click.echo(f"{service:<14} {url:<40} {answer}")
-    click.echo(f"{'temporal':<14} {settings.temporal_target}")
-    if settings.temporal_ui_url:
-        click.echo(f"{'temporal-ui':<14} {settings.temporal_ui_url}")
-    sys.exit(0 if healthy else 1)
+    recorded = state.get("metrics")
+    with httpx.Client(timeout=PROBE_TIMEOUT_SECONDS) as http:
+        report = bank_status(
+            settings,
+            recorded_metrics_urls=recorded if isinstance(recorded, dict) else None,
+            environ=os.environ,
+            http=http,
+        )
+    click.echo(report.model_dump_json(indent=2) if as_json else "\n".join(status_lines(report)))
+    sys.exit(0 if report.ready else 1)
 
 
 @main.command()

@@ -45,6 +45,7 @@ from sagabank.localstack.databases import (
 from sagabank.localstack.postgres import EmbeddedPostgres, port_is_free
 from sagabank.localstack.secrets import dev_key_ring, dev_secret, dev_signing_keys_dir
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
+from sagabank.status import metrics_urls
 
 STATE_FILE_NAME = "up.json"
 CODEC_SERVER = "codec"
@@ -205,9 +206,14 @@ class Launcher:
             "children": {child.name: child.pid for child in self.children},
             "urls": self.urls(),
             # Base URLs, for the commands that talk to this bank (`token`, `audit`, ...).
-            "services": {name: self.settings.service_url(name) for name in SERVICES},
+            "services": self.service_urls(),
+            # Where each child serves its metrics, from the environment it was given.
+            "metrics": metrics_urls(self.settings, self.service_urls(), os.environ),
         }
         self.state_file.write_text(json.dumps(state, indent=2))
+
+    def service_urls(self) -> dict[str, str]:
+        return {name: self.settings.service_url(name) for name in SERVICES}
 
     def urls(self) -> dict[str, str]:
         urls = {name: f"{self.settings.service_url(name)}/docs" for name in SERVICES}

@@ -229,6 +229,9 @@ def bank_environment(
             **{f"{name.upper()}_RATE_LIMIT_MONEY": _RATE_UNLIMITED for name in SERVICES},
             "ACCOUNTS_RATE_LIMIT_TOKEN": _RATE_UNLIMITED,
             "ACCOUNTS_LOGIN_FAILURE_RATE": _RATE_UNLIMITED,
+            # Webhook receivers in system tests listen on this machine, over plain http.
+            "NOTIFICATIONS_WEBHOOK_ALLOW_HTTP": "true",
+            "NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK": "true",
         }
     )
     # The bank under test is the embedded one, whatever the developer's shell points at,

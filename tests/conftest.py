@@ -30,9 +30,6 @@ def bank(otlp_receiver: OtlpReceiver) -> Iterator[Bank]:
     settings = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_EXPORT_DELAY_MILLISECONDS),
-        # Webhook endpoints of the tests listen on loopback, over plain HTTP.
-        "NOTIFICATIONS_WEBHOOK_ALLOW_HTTP": "true",
-        "NOTIFICATIONS_WEBHOOK_ALLOW_LOOPBACK": "true",
     }
     with tempfile.TemporaryDirectory(prefix="sagabank-system-") as directory:
         running = start_bank(Path(directory) / "state", settings=settings)

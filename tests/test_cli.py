@@ -1,6 +1,7 @@
-"""`sagabank token` and `sagabank audit` without a bank: the timeline's merge and formats,
-paging, tokens asked of a fake issuer, and what the commands say when something is wrong.
-(tests/test_audit_system.py runs both against the real bank.)"""
+"""`sagabank token`, `sagabank audit` and `sagabank status` without a bank: the timeline's
+merge and formats, paging, tokens asked of a fake issuer, metrics URLs from the settings,
+and what the commands say when something is wrong. (tests/test_audit_system.py and
+tests/test_metrics_system.py run them against the real bank.)"""
 
 import json
 import uuid
@@ -19,6 +20,7 @@ from sagabank.bankclient import BankError, customer_token, operator_token, servi
 from sagabank.cli import main
 from sagabank.config import LauncherSettings
 from sagabank.localstack.postgres import free_port
+from sagabank.status import metrics_urls
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -338,3 +340,86 @@ class TestCommands:
         urls = service_urls(LauncherSettings(state_dir=state_dir, fraud_port=9103))
         assert urls["accounts"] == "http://a.test:9"
         assert urls["fraud"] == "http://127.0.0.1:9103"
+
+
+class TestStatus:
+    BASE_URLS = {
+        "accounts": "http://127.0.0.1:8001",
+        "transactions": "http://127.0.0.1:8002",
+        "fraud": "http://10.0.0.7:8003",
+        "notifications": "http://127.0.0.1:8004",
+    }
+
+    def test_metrics_urls_follow_the_components_settings(self) -> None:
+        environ = {
+            "ACCOUNTS_METRICS_ENABLED": "false",
+            "FRAUD_METRICS_PORT": "9103",
+            "WORKER_METRICS_ENABLED": "0",
+        }
+        urls = metrics_urls(LauncherSettings(), self.BASE_URLS, environ)
+        assert urls == {
+            "accounts": None,
+            "transactions": "http://127.0.0.1:8002/metrics",
+            "fraud": "http://10.0.0.7:9103/metrics",
+            "notifications": "http://127.0.0.1:8004/metrics",
+            "worker": None,
+        }
+        defaults = metrics_urls(LauncherSettings(worker_metrics_port=9464), self.BASE_URLS, {})
+        assert defaults["accounts"] == "http://127.0.0.1:8001/metrics"
+        assert defaults["worker"] == "http://127.0.0.1:9464/metrics"
+
+    def test_json_lists_every_component_and_a_bank_down_is_not_ready(self, tmp_path: Path) -> None:
+        state_dir = tmp_path / "state"
+        state_dir.mkdir()
+        fraud = f"http://127.0.0.1:{free_port()}"
+        recorded_metrics = {"fraud": f"{fraud}/metrics", "worker": "http://127.0.0.1:1/metrics"}
+        (state_dir / "up.json").write_text(
+            json.dumps(
+                {
+                    "pid": 1,
+                    "children": {},
+                    "services": {"fraud": fraud},
+                    "metrics": recorded_metrics,
+                }
+            )
+        )
+        environment = {
+            "SAGABANK_STATE_DIR": str(state_dir),
+            "SAGABANK_CODEC_PORT": str(free_port()),
+            "SAGABANK_TEMPORAL_UI_PORT": str(free_port()),
+            **{f"SAGABANK_{name.upper()}_PORT": str(free_port()) for name in ("accounts",
+               "transactions", "notifications")},
+        }  # fmt: skip
+        result = CliRunner().invoke(main, ["status", "--json"], env=environment)
+        assert result.exit_code == 1, result.output
+        components = {item["name"]: item for item in json.loads(result.output)["components"]}
+        assert list(components) == [
+            "accounts", "transactions", "fraud", "notifications",
+            "worker", "temporal", "temporal-ui", "codec",
+        ]  # fmt: skip
+        assert components["fraud"]["url"] == fraud
+        assert components["fraud"]["ready"] is False
+        assert components["fraud"]["probe_answer"] == "ConnectError"
+        assert components["fraud"]["metrics_url"] == recorded_metrics["fraud"]
+        assert components["worker"]["metrics_url"] == recorded_metrics["worker"]
+        assert components["worker"]["ready"] is None
+        assert components["temporal"]["metrics_url"] is None
+        assert components["codec"]["ready"] is False
+
+        table = CliRunner().invoke(main, ["status"], env=environment)
+        assert table.exit_code == 1
+        fraud_line = next(line for line in table.output.splitlines() if line.startswith("fraud"))
+        assert fraud_line.split() == [
+            "fraud",
+            fraud,
+            "NOT",
+            "READY",
+            "(ConnectError)",
+            recorded_metrics["fraud"],
+        ]
+
+    def test_without_a_bank_says_so(self, tmp_path: Path) -> None:
+        environment = {"SAGABANK_STATE_DIR": str(tmp_path / "nothing")}
+        result = CliRunner().invoke(main, ["status", "--json"], env=environment)
+        assert result.exit_code == 1
+        assert "no bank is running" in result.output

@@ -309,6 +309,15 @@ class TestAlerts:
         assert rules["SagabankHoldOutlivedReview"].endswith(f"> {review_seconds}")
         assert rules["SagabankHoldPastExpiry"].endswith(f"> {review_seconds + grace_seconds}")
 
+    def test_stale_check_alert_leaves_the_periodic_check_room(self) -> None:
+        # Several missed checks (a restart, a failover) before the alert, not one.
+        accounts = importlib.import_module("accounts.config").Settings.model_fields
+        interval_seconds = accounts["invariant_check_interval_seconds"].default
+        rules = {rule["alert"]: str(rule["expr"]) for rule in alert_rules(load_alerts())}
+        stale = re.search(r"> (\d+)$", rules["SagabankLedgerInvariantCheckStale"].strip())
+        assert stale is not None
+        assert interval_seconds * 4 <= int(stale.group(1))
+
 
 class TestDashboards:
     def test_valid(self, exported: dict[str, Exported]) -> None:

@@ -785,6 +785,9 @@ async def check_invariants(session: AsyncSession, *, now: datetime) -> LedgerInv
         log.error(
             "ledger.invariants_broken",
             mismatched_count=accounts.mismatched_count,
+            mismatched_account_ids=[
+                str(account_id) for account_id in accounts.mismatched_account_ids
+            ],
             entries_without_transfer=entries_without_transfer,
             transfers_without_entries=transfers_without_entries,
             unbalanced_currencies=[

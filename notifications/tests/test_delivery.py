@@ -232,6 +232,42 @@ class TestOutbox:
         assert await deliveries(client, endpoint) == []
 
 
+def _gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name)
+
+
+class TestOutboxGauges:
+    async def test_each_pass_reports_the_backlog_and_its_oldest_age(
+        self, make_app: AppFactory, clock: Clock
+    ) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            receiver.queue(Reply(503), Reply(503))
+            await register(client, receiver.url())
+            await publish(client)
+            await publish(client)
+            clock.advance(30)
+            await dispatcher_of(app).run_once()  # both fail: still pending
+            assert _gauge("sagabank_outbox_pending_events") == 2
+            assert _gauge("sagabank_outbox_oldest_pending_age_seconds") == 30
+
+            clock.advance(HOURS)
+            await dispatcher_of(app).run_once()  # both delivered now
+            assert _gauge("sagabank_outbox_pending_events") == 0
+            assert _gauge("sagabank_outbox_oldest_pending_age_seconds") == 0
+
+    async def test_a_disabled_endpoints_deliveries_are_no_backlog(
+        self, make_app: AppFactory
+    ) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            receiver.queue(Reply(410))
+            await register(client, receiver.url())
+            await publish(client)
+            await dispatcher_of(app).run_once()  # 410: the endpoint is disabled
+            await publish(client)  # its delivery waits for the endpoint to come back
+            await dispatcher_of(app).run_once()
+            assert _gauge("sagabank_outbox_pending_events") == 0
+
+
 class TestDispatch:
     async def test_signed_payload_verifies_with_standardwebhooks(
         self, make_app: AppFactory, clock: Clock

@@ -3,8 +3,10 @@ sent over SMTP to a real local server that records what it receives."""
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -15,6 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from contracts.notifications import EventType, TransferEventData
@@ -164,6 +167,39 @@ class TestCompose:
     def test_the_target_learns_of_the_arrival(self) -> None:
         composed = mail.compose(EventType.transfer_completed, self.data(), to_target=True)
         assert composed.subject == "You received 25.50 EUR"
+
+
+def _emails(outcome: str) -> float:
+    return REGISTRY.get_sample_value("sagabank_emails_total", {"outcome": outcome}) or 0.0
+
+
+class TestEmailMetrics:
+    async def test_sent_and_failed_are_counted_where_mail_is_sent(self) -> None:
+        port = free_loopback_port()
+        server = mail.SmtpServer(
+            host="127.0.0.1",
+            port=port,
+            security="none",
+            username=None,
+            password=None,
+            timeout_seconds=2,
+            sender="noreply@sagabank.test",
+        )
+        message = mail.build_message(
+            server,
+            message_id=uuid.uuid4(),
+            recipient="alice@example.test",
+            subject="hello",
+            body="hello",
+            now=datetime.now(UTC),
+        )
+        sent_before, failed_before = _emails("sent"), _emails("failed")
+        async with smtp_server(port) as mailbox:
+            await mail.send(server, message)
+        assert len(mailbox.messages) == 1
+        with pytest.raises(mail.SendFailed):
+            await mail.send(server, message)  # the server is gone
+        assert (_emails("sent") - sent_before, _emails("failed") - failed_before) == (1, 1)
 
 
 class TestSending:
