@@ -28,6 +28,10 @@ from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_po
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
+# The pytest-xdist group of every test that uses the system tests' shared bank.
+SYSTEM_BANK_GROUP = "system-bank"
+# Fixtures set up once for several tests, on each worker that runs one of those tests.
+_SHARED_SCOPES = {"module", "class", "package"}
 # The test roles' password: ignored by the embedded server (trust), needed by an external one.
 TEST_ROLE_PASSWORD = "sagabank-test-only"  # noqa: S105 - a test value, documented
 
@@ -42,6 +46,40 @@ for _prefix in ("ACCOUNTS", "TRANSACTIONS", "FRAUD", "NOTIFICATIONS"):
 # transactions service and the test environments' clients alike.
 for _variable in ("WORKER_PAYLOAD_KEYS", "TRANSACTIONS_PAYLOAD_KEYS"):
     os.environ.setdefault(_variable, TEST_PAYLOAD_KEYS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep tests that share an expensive fixture on one pytest-xdist worker (`--dist
+    loadgroup`): the system tests' one bank; a module with a module-scoped fixture."""
+    scopes = {item.nodeid: _fixture_scopes(item) for item in items}
+    shared_modules = {
+        _module_of(item) for item in items if _SHARED_SCOPES & set(scopes[item.nodeid].values())
+    }
+    for item in items:
+        # Each worker that ran one of them would start a whole bank of its own
+        # (tests/conftest.py). accounts' tests have a function-scoped `bank`: not that one.
+        if scopes[item.nodeid].get("bank") == "session":
+            item.add_marker(pytest.mark.xdist_group(SYSTEM_BANK_GROUP))
+        elif _module_of(item) in shared_modules:
+            item.add_marker(pytest.mark.xdist_group(_module_of(item)))
+
+
+def _fixture_scopes(item: pytest.Item) -> dict[str, str]:
+    """Name → scope of every fixture the item uses, directly or through others, as known at
+    collection (no test asks for one by `request.getfixturevalue`)."""
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return {}
+    return {
+        name: definitions[-1].scope
+        for name, definitions in fixture_info.name2fixturedefs.items()
+        if definitions
+    }
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")
