@@ -2,6 +2,8 @@
 expensive fixture stay on one worker: else each worker would start a bank of its own."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -12,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 COLLECT_TIMEOUT_SECONDS = 120.0
 SYSTEM_BANK_GROUP = "system-bank"
+# A module of its own with a module-scoped fixture: all its tests in one group.
+PROBE = "tests/parallel_probe.py"
+TESTS_PER_KIND = 6
 # Use the shared bank directly (`bank`) or through fixtures (`api`, `bank_temporal`).
 SHARED_BANK_MODULES = (
     "tests/test_walking_skeleton.py",
@@ -72,6 +77,29 @@ def test_addopts_run_on_every_core_in_groups() -> None:
     assert addopts[addopts.index("-n") + 1] == "auto"
     assert "--dist" in addopts
     assert addopts[addopts.index("--dist") + 1] == "loadgroup"
+
+
+def test_pytest_xdist_runs_a_group_on_one_worker() -> None:
+    # pytest-xdist 3.8 tells workers' groups to its scheduler through node ids, which pytest
+    # 9.2 no longer lets a plugin change: every test then goes to any worker, and each
+    # worker starts a bank of its own (pytest-xdist issue 1386; pyproject pins pytest).
+    environment = {name: value for name, value in os.environ.items() if "PYTEST" not in name}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-n", "2", PROBE],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=COLLECT_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    workers = {
+        match["test"]: match["worker"]
+        for match in re.finditer(r"\[(?P<worker>gw\d+)\] .*PASSED (?P<test>\S+)", result.stdout)
+    }
+    assert len(workers) == 2 * TESTS_PER_KIND, result.stdout[-4000:]
+    assert len(set(workers.values())) == 1, workers
 
 
 def test_every_user_of_the_shared_bank_is_in_one_group(groups: dict[str, list[str]]) -> None:
