@@ -14,20 +14,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import SEARCH_ATTRIBUTES
-from kit.migrations import application_role, grant_application_role, owner_role, upgrade_to_head
-from kit.settings import with_database, with_user
+from kit.migrations import (
+    application_role,
+    database_access_statements,
+    owner_role,
+    upgrade_to_head,
+)
+from kit.settings import to_asyncpg_dsn, with_database, with_user
 from kit.testing import TEST_PAYLOAD_KEYS, converter_for_tests
 from sagabank.localstack.databases import drop_database, ensure_database, ensure_login_role
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
 from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
+# The pytest-xdist group of every test that uses the system tests' shared bank.
+SYSTEM_BANK_GROUP = "system-bank"
+# Fixtures set up once for several tests, on each worker that runs one of those tests.
+_SHARED_SCOPES = {"module", "class", "package"}
 # The test roles' password: ignored by the embedded server (trust), needed by an external one.
 TEST_ROLE_PASSWORD = "sagabank-test-only"  # noqa: S105 - a test value, documented
 
@@ -42,6 +52,40 @@ for _prefix in ("ACCOUNTS", "TRANSACTIONS", "FRAUD", "NOTIFICATIONS"):
 # transactions service and the test environments' clients alike.
 for _variable in ("WORKER_PAYLOAD_KEYS", "TRANSACTIONS_PAYLOAD_KEYS"):
     os.environ.setdefault(_variable, TEST_PAYLOAD_KEYS)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep tests that share an expensive fixture on one pytest-xdist worker (`--dist
+    loadgroup`): the system tests' one bank; a module with a module-scoped fixture."""
+    scopes = {item.nodeid: _fixture_scopes(item) for item in items}
+    shared_modules = {
+        _module_of(item) for item in items if _SHARED_SCOPES & set(scopes[item.nodeid].values())
+    }
+    for item in items:
+        # Each worker that ran one of them would start a whole bank of its own
+        # (tests/conftest.py). accounts' tests have a function-scoped `bank`: not that one.
+        if scopes[item.nodeid].get("bank") == "session":
+            item.add_marker(pytest.mark.xdist_group(SYSTEM_BANK_GROUP))
+        elif _module_of(item) in shared_modules:
+            item.add_marker(pytest.mark.xdist_group(_module_of(item)))
+
+
+def _fixture_scopes(item: pytest.Item) -> dict[str, str]:
+    """Name → scope of every fixture the item uses, directly or through others, as known at
+    collection (no test asks for one by `request.getfixturevalue`)."""
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return {}
+    return {
+        name: definitions[-1].scope
+        for name, definitions in fixture_info.name2fixturedefs.items()
+        if definitions
+    }
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 @pytest.fixture(scope="session")
@@ -97,15 +141,29 @@ async def database_factory(
             )
             _migrated_templates[migrations_path] = template
         name = f"test_{service}_{uuid.uuid4().hex[:12]}"
-        await ensure_database(postgres_url, name, template=template, owner=owner)
+        await _copy_database(postgres_url, template, name, owner=owner, application=application)
         created.append(name)
-        # A copy keeps its tables' grants but not the template's own (who may connect).
-        await grant_application_role(_as_role(postgres_url, name, owner), application)
         return _as_role(postgres_url, name, application)
 
     yield create
     for name in created:
         await drop_database(postgres_url, name)
+
+
+async def _copy_database(
+    postgres_url: str, template: str, name: str, *, owner: str, application: str
+) -> None:
+    """A copy of `template`, granted what a copy lacks: it keeps the schema's and tables'
+    grants, not the template's own (who may connect). A full grant_application_role per
+    test cost about as much as the copy itself (tests/test_database_roles.py checks both
+    give the same rights)."""
+    connection = await asyncpg.connect(to_asyncpg_dsn(postgres_url), timeout=10)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER "{owner}"')
+        for statement in database_access_statements(name, application):
+            await connection.execute(statement)
+    finally:
+        await connection.close()
 
 
 def _as_role(postgres_url: str, database: str, role: str) -> str:

@@ -134,6 +134,19 @@ async def grant_application_role(database_url: str, role: str) -> None:
         await engine.dispose()
 
 
+def database_access_statements(database: str, role: str) -> list[str]:
+    """Who may connect to `database`: the part of grant_application_role's rights kept in the
+    cluster's catalog, hence the only part a copy (CREATE DATABASE ... TEMPLATE) lacks."""
+    if not _ROLE_NAME.match(role):
+        raise ValueError(f"not a plain role name: {role!r}")
+    return [
+        # PUBLIC may connect, create temporary tables and use the schema by default: only
+        # the owner and the application role may, from now on.
+        f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC',
+        f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"',
+    ]
+
+
 async def _check_application_role(connection: AsyncConnection, role: str) -> None:
     row = (
         await connection.execute(
@@ -162,10 +175,7 @@ async def _grant_statements(connection: AsyncConnection, role: str) -> list[str]
     ).scalars()
     append_only = set((await connection.execute(text(_APPEND_ONLY_TABLES))).scalars())
     statements = [
-        # PUBLIC may connect, create temporary tables and use the schema by default: only
-        # the owner and the application role may, from now on.
-        f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC',
-        f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"',
+        *database_access_statements(database, role),
         "REVOKE ALL ON SCHEMA public FROM PUBLIC",
         f'REVOKE ALL ON SCHEMA public FROM "{role}"',
         f'GRANT USAGE ON SCHEMA public TO "{role}"',

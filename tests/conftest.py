@@ -40,6 +40,15 @@ def bank(otlp_receiver: OtlpReceiver) -> Iterator[Bank]:
             running.stop()
 
 
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A temporary directory with a short path, for a bank's state: PostgreSQL's socket path
+    must fit in 107 bytes, which pytest-xdist's `tmp_path` (…/popen-gw0/<test name>0/) may
+    not leave room for."""
+    with tempfile.TemporaryDirectory(prefix="sagabank-") as directory:
+        yield Path(directory)
+
+
 @pytest.fixture(scope="session")
 async def bank_temporal(bank: Bank) -> Client:
     return await Client.connect(bank.temporal_address, data_converter=bank.data_converter())

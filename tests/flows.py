@@ -75,3 +75,17 @@ async def wait_for_status(
             return body
         assert time.monotonic() < deadline, f"transfer never reached {statuses}: {body}"
         await asyncio.sleep(0.2)
+
+
+async def released_balances(
+    http: httpx.AsyncClient, bank: Bank, owner: Customer, account_id: str
+) -> dict[str, int]:
+    """The account's balances once nothing is pending on it, bounded: a saga reports its end
+    before its compensations run (workflows/transfer.py, `_end`), so a void may follow."""
+    deadline = time.monotonic() + STATUS_TIMEOUT_SECONDS
+    while True:
+        found = await balances(http, bank, owner, account_id)
+        if found["debits_pending_minor"] == 0 and found["credits_pending_minor"] == 0:
+            return found
+        assert time.monotonic() < deadline, f"{account_id} still holds money: {found}"
+        await asyncio.sleep(0.2)

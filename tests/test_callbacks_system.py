@@ -14,7 +14,14 @@ from standardwebhooks.webhooks import Webhook
 from contracts.transfers import CALLBACK_CLIENT_HEADER, CALLBACK_CLIENTS_PATH
 from contracts.transfers import CALLBACK_CONFIRMATIONS_PATH as CONFIRMATIONS
 from tests.bank import Bank, Customer
-from tests.flows import TERMINAL, balances, funded_pair, request_transfer, wait_for_status
+from tests.flows import (
+    TERMINAL,
+    balances,
+    funded_pair,
+    released_balances,
+    request_transfer,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.system
 
@@ -127,7 +134,7 @@ async def test_a_signed_rejection_declines_it_and_releases_the_hold(
     transfer = await wait_for_status(http, bank, payer, transfer_id, TERMINAL)
     assert transfer["status"] == "declined", transfer
     assert transfer["posting_id"] is None
-    source_balances = await balances(http, bank, payer, source)
+    source_balances = await released_balances(http, bank, payer, source)
     assert (source_balances["posted_minor"], source_balances["pending_minor"]) == (12_000_00, 0)
     assert (await balances(http, bank, payee, target))["posted_minor"] == 0
     # The callback is on the transfer's audit timeline, with the client as its actor.

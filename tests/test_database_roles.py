@@ -5,12 +5,13 @@ change (issue 15: the database enforces what the code promises)."""
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import pytest
 
-from kit.migrations import application_role, owner_role
-from kit.settings import to_asyncpg_dsn
+from kit.migrations import application_role, grant_application_role, owner_role
+from kit.settings import to_asyncpg_dsn, with_user
 from sagabank.config import SERVICES
 from sagabank.launcher import migrations_path
 from sagabank.localstack.databases import SERVICE_DATABASES
@@ -140,6 +141,51 @@ class TestApplicationRole:
         assert await connection.fetchval("SELECT count(*) FROM alembic_version") == 1
         for table in APPEND_ONLY_TABLES[service]:
             assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0  # noqa: S608
+
+
+class TestTestDatabases:
+    """Each test's database is a copy of a template migrated and granted once (conftest.py's
+    database_factory), given only the rights a copy lacks: who may connect."""
+
+    @pytest.mark.parametrize("service", SERVICES)
+    async def test_a_copy_holds_exactly_the_rights_of_a_full_grant(
+        self,
+        service: str,
+        database_factory: DatabaseFactory,
+        database_admin_url: Callable[[str], str],
+    ) -> None:
+        url = await database_factory(migrations_path(service))
+        admin_url = database_admin_url(url)
+        copied = await _rights(admin_url)
+        password = urlsplit(url).password
+        as_owner = with_user(admin_url, owner_role(service), unquote(password or "") or None)
+        # Converges: recomputes every right from the catalog, as a deployment's Job does.
+        await grant_application_role(as_owner, application_role(service))
+        assert await _rights(admin_url) == copied
+        assert copied["database"] == sorted(
+            [f"{application_role(service)}=c/{owner_role(service)}", _owner_acl(service)]
+        )
+
+
+def _owner_acl(service: str) -> str:
+    return f"{owner_role(service)}=CTc/{owner_role(service)}"
+
+
+async def _rights(admin_url: str) -> dict[str, list[str]]:
+    """Every access control list of the database, its `public` schema and their objects."""
+    connection = await asyncpg.connect(to_asyncpg_dsn(admin_url), timeout=10)
+    try:
+        rows = await connection.fetch(
+            "SELECT 'database' AS what, datacl::text[] AS acl FROM pg_database"
+            " WHERE datname = current_database()"
+            " UNION ALL SELECT 'schema', nspacl::text[] FROM pg_namespace"
+            " WHERE nspname = 'public'"
+            " UNION ALL SELECT relname, relacl::text[] FROM pg_class"
+            " WHERE relnamespace = 'public'::regnamespace"
+        )
+    finally:
+        await connection.close()
+    return {row["what"]: sorted(row["acl"] or []) for row in rows}
 
 
 class TestLocalBank:

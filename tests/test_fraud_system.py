@@ -7,7 +7,14 @@ import httpx
 import pytest
 
 from tests.bank import Bank
-from tests.flows import TERMINAL, balances, funded_pair, request_transfer, wait_for_status
+from tests.flows import (
+    TERMINAL,
+    balances,
+    funded_pair,
+    released_balances,
+    request_transfer,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.system
 
@@ -85,7 +92,7 @@ async def test_fifty_thousand_euros_are_declined_and_the_hold_voided(
     assert transfer["posting_id"] is None
     assert (await _fraud_score(http, bank, transfer_id))["decision"] == "decline"
     # The hold was voided: nothing pending, nothing moved.
-    after = await balances(http, bank, payer, source)
+    after = await released_balances(http, bank, payer, source)
     assert after == before
     assert (after["posted_minor"], after["pending_minor"]) == (60_000_00, 0)
     assert (await balances(http, bank, payee, target))["posted_minor"] == 0

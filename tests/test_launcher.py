@@ -57,9 +57,9 @@ def _kill_worker_and_wait_for_its_restart(state_dir: Path) -> None:
         time.sleep(0.1)
 
 
-def test_sigint_stops_every_child(tmp_path: Path) -> None:
+def test_sigint_stops_every_child(short_tmp_path: Path) -> None:
     """Also: a worker killed with SIGKILL is restarted, and the bank stays up."""
-    bank = start_bank(tmp_path / "state")
+    bank = start_bank(short_tmp_path / "state")
     try:
         bank.wait_until_ready(240)
         for service in SERVICES:
@@ -87,7 +87,7 @@ def test_sigint_stops_every_child(tmp_path: Path) -> None:
         time.sleep(0.1)
     survivors = [child.pid for child in children if _alive(child.pid)]
     assert survivors == [], f"processes survived SIGINT: {survivors}"
-    assert not (tmp_path / "state" / "up.json").exists()
+    assert not (short_tmp_path / "state" / "up.json").exists()
 
 
 def test_port_in_use_is_named(tmp_path: Path) -> None:

@@ -9,7 +9,11 @@ import contextlib
 
 import asyncpg
 
+from kit.jobs import lock_key
 from kit.settings import to_asyncpg_dsn, with_database
+
+# Held while a role is set up: one server-wide advisory lock.
+_ROLE_SETUP_LOCK_KEY = lock_key("sagabank.role-setup")
 
 SERVICE_DATABASES = {
     "accounts": "sagabank_accounts",
@@ -47,19 +51,22 @@ async def ensure_login_role(server_url: str, role: str, *, password: str | None)
     nothing else: no superuser, no CREATEDB, no CREATEROLE. Set again on every call."""
     connection = await asyncpg.connect(to_asyncpg_dsn(server_url), timeout=10)
     try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
-        if not exists:
-            # Another launcher or test may create it at the same moment.
-            with contextlib.suppress(asyncpg.DuplicateObjectError):
+        async with connection.transaction():
+            # Another launcher or test worker may set up the same role at the same moment,
+            # and PostgreSQL fails concurrent ALTER ROLEs of one role ("tuple concurrently
+            # updated") and may fail concurrent CREATE ROLEs: one caller at a time per server.
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _ROLE_SETUP_LOCK_KEY)
+            exists = await connection.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+            if not exists:
                 await connection.execute(f'CREATE ROLE "{role}"')
-        # format() quotes the password server-side: a utility statement binds no parameters.
-        statement = await connection.fetchval(
-            "SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-            "NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
-            role,
-            password,
-        )
-        await connection.execute(statement)
+            # format() quotes the password server-side: a utility statement binds no parameters.
+            statement = await connection.fetchval(
+                "SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                "NOBYPASSRLS PASSWORD %L', $1::text, $2::text)",
+                role,
+                password,
+            )
+            await connection.execute(statement)
     finally:
         await connection.close()
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+USERADD_ATTEMPTS_MAX = 5
+USERADD_RETRY_DELAY_SECONDS = 0.2
 _TRAVERSE = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
 
 
@@ -34,10 +36,17 @@ def _running_as_root() -> bool:
 
 
 def _ensure_system_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(POSTGRES_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(
+    """The unprivileged server user, created on first use. Other processes (the test suite's
+    workers, a second launcher) may be creating it at the same moment."""
+    failure = ""
+    for attempt in range(USERADD_ATTEMPTS_MAX):
+        try:
+            return pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        except KeyError:
+            pass
+        if attempt > 0:
+            time.sleep(USERADD_RETRY_DELAY_SECONDS * attempt)
+        result = subprocess.run(
             [
                 "useradd",
                 "--system",
@@ -46,10 +55,17 @@ def _ensure_system_user() -> pwd.struct_passwd:
                 "/usr/sbin/nologin",
                 POSTGRES_SYSTEM_USER,
             ],
-            check=True,
+            check=False,
             capture_output=True,
         )
+        # Exit 9: another process created the user first; 1: it holds /etc/passwd's lock.
+        failure = result.stderr.decode(errors="replace").strip()
+    try:
         return pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except KeyError:
+        raise RuntimeError(
+            f"cannot create the system user {POSTGRES_SYSTEM_USER}: {failure}"
+        ) from None
 
 
 def _make_traversable(path: Path) -> None:
