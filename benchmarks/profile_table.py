@@ -28,7 +28,7 @@ GROUPS = (
     ("prometheus", re.compile(r"/prometheus_client/")),
     ("structlog/logging", re.compile(r"/(structlog|orjson)/|/kit/logging\.py")),
     ("pydantic", re.compile(r"/pydantic(_core|_settings)?/")),
-    ("SQLAlchemy", re.compile(r"/sqlalchemy/")),
+    ("SQLAlchemy", re.compile(r"/sqlalchemy/|<sqlalchemy generated")),
     ("asyncpg", re.compile(r"/asyncpg/")),
     ("jose/RS256", re.compile(r"/(jose|cryptography|rsa|ecdsa)/")),
     ("httpx", re.compile(r"/(httpx|httpcore|h11|anyio)/")),
@@ -39,6 +39,16 @@ GROUPS = (
         "our code",
         re.compile(r"/(kit|contracts|accounts|transactions|fraud|notifications|workflows)/"),
     ),
+)
+OUR_ROOTS = (
+    "/kit/",
+    "/contracts/",
+    "/accounts/",
+    "/transactions/",
+    "/fraud/",
+    "/notifications/",
+    "/workflows/",
+    "/sagabank/",
 )
 STDLIB = re.compile(r"/lib/python3\.\d+/(?!site-packages)|^<frozen |^<string>")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^()]*?)(?::\d+)?\)$")
@@ -59,7 +69,7 @@ class Frame:
         marker = "site-packages/"
         if marker in self.path:
             return self.path.split(marker, 1)[1]
-        for root in ("/kit/", "/contracts/", "/accounts/", "/transactions/", "/workflows/"):
+        for root in OUR_ROOTS:
             if root in self.path:
                 return root.strip("/") + "/" + self.path.split(root, 1)[1]
         return self.path.rsplit("/lib/", 1)[-1]
@@ -116,11 +126,22 @@ def read_profile(path: Path) -> Profile:
     return profile
 
 
+# Frames on more of the samples than this (the process's entry point, the event loop, the
+# ASGI stack's outer layers) are left out of the inclusive table: they say nothing.
+INCLUSIVE_SHARE_SHOWN_MAX = 0.5
+
+
 def table(
-    title: str, counts: Counter[str], samples: int, cpu_ms_per_transfer: float, top: int
+    title: str,
+    counts: Counter[str],
+    samples: int,
+    cpu_ms_per_transfer: float,
+    top: int,
+    share_max: float = 1.0,
 ) -> list[str]:
     lines = [f"  {title:<78} {'share':>6} {'ms/transfer':>12}"]
-    for name, count in counts.most_common(top):
+    shown = [(name, count) for name, count in counts.most_common() if count / samples <= share_max]
+    for name, count in shown[:top]:
         share = count / samples
         lines.append(f"  {name[:78]:<78} {share:>6.1%} {share * cpu_ms_per_transfer:>12.2f}")
     return lines
@@ -149,7 +170,12 @@ def report(directory: Path, top: int = 12) -> str:
         )
         lines += table("self, by function", profile.self_by_function, profile.samples, cpu_ms, top)
         lines += table(
-            "inclusive, by function", profile.inclusive_by_function, profile.samples, cpu_ms, top
+            f"inclusive, by function (those on at most {INCLUSIVE_SHARE_SHOWN_MAX:.0%})",
+            profile.inclusive_by_function,
+            profile.samples,
+            cpu_ms,
+            top,
+            INCLUSIVE_SHARE_SHOWN_MAX,
         )
     return "\n".join(lines)
 
