@@ -58,6 +58,25 @@ OTHER_GROUP = "other"
 SYNTHETIC = re.compile(r"^(process \d+|thread \()")
 
 
+# Observability's own code, by the piece that runs it: a sample whose leaf (stdlib charged
+# to its caller) is observability code is charged to the innermost of these on its stack.
+# The query spans' tracer is kit/tracing.py's parent-only wrapper around the SDK's.
+PIECES = (
+    ("database query spans", re.compile(r"/instrumentation/asyncpg/|/kit/tracing\.py")),
+    ("ASGI/FastAPI server spans", re.compile(r"/instrumentation/(asgi|fastapi)/")),
+    ("FastAPI native telemetry", re.compile(r"/fastapi/telemetry/")),
+    ("httpx client spans", re.compile(r"/instrumentation/httpx/")),
+    ("Temporal TracingInterceptor", re.compile(r"/temporalio/contrib/opentelemetry")),
+    ("structlog/logging", re.compile(r"/structlog/|/kit/logging\.py")),
+    (
+        "prometheus metrics",
+        re.compile(r"/prometheus_client/|/kit/metrics(_http)?\.py|/workflows/worker_metrics\.py"),
+    ),
+)
+OBSERVABILITY = re.compile(r"/opentelemetry/|/wrapt/|/fastapi/telemetry/")
+PIECE_UNKNOWN = "other OpenTelemetry"
+
+
 @dataclass(frozen=True)
 class Frame:
     function: str
@@ -92,6 +111,7 @@ class Profile:
     inclusive_by_group: Counter[str]
     self_by_function: Counter[str]
     inclusive_by_function: Counter[str]
+    self_by_piece: Counter[str]
 
 
 def parse_frame(text: str) -> Frame:
@@ -103,7 +123,7 @@ def parse_frame(text: str) -> Frame:
 
 def read_profile(path: Path) -> Profile:
     """Counts of a py-spy `--format raw` file."""
-    profile = Profile(0, Counter(), Counter(), Counter(), Counter())
+    profile = Profile(0, Counter(), Counter(), Counter(), Counter(), Counter())
     for line in path.read_text(errors="replace").splitlines():
         stack_text, _, count_text = line.rpartition(" ")
         if not stack_text or not count_text.isdigit():
@@ -119,6 +139,9 @@ def read_profile(path: Path) -> Profile:
         profile.self_by_group[leaf_group] += count
         for group in {g for g in groups if g is not None}:
             profile.inclusive_by_group[group] += count
+        piece = observability_piece(frames)
+        if piece is not None:
+            profile.self_by_piece[piece] += count
         names = [f"{frame.function} ({frame.module})" for frame in frames]
         profile.self_by_function[names[-1]] += count
         for name in set(names):
@@ -129,6 +152,54 @@ def read_profile(path: Path) -> Profile:
 # Frames on more of the samples than this (the process's entry point, the event loop, the
 # ASGI stack's outer layers) are left out of the inclusive table: they say nothing.
 INCLUSIVE_SHARE_SHOWN_MAX = 0.5
+
+
+def observability_piece(frames: list[Frame]) -> str | None:
+    """The observability piece a stack's self time is charged to; None if it is not
+    observability code's own time."""
+    leaf = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].group is not None), None)
+    if leaf is None:
+        return None
+    path = frames[leaf].path
+    if not OBSERVABILITY.search(path) and not any(p.search(path) for _, p in PIECES):
+        return None
+    for frame in reversed(frames[: leaf + 1]):
+        for name, pattern in PIECES:
+            if pattern.search(frame.path):
+                return name
+    return PIECE_UNKNOWN
+
+
+def markdown(directory: Path) -> str:
+    """Two markdown tables, CPU ms per transfer by process: self time by group, and
+    observability's own time by piece."""
+    cpu = json.loads((directory / "cpu.json").read_text())
+    transfers = int(cpu["transfers"])
+    paths = sorted(directory.glob("*.txt"))
+    profiles = {path.stem: read_profile(path) for path in paths}
+    cpu_ms = {c: float(cpu["cpu_seconds"].get(c, 0.0)) * 1000 / transfers for c in profiles}
+    lines: list[str] = []
+    for title, attribute in (
+        ("self time, by group", "self_by_group"),
+        ("observability's own time, by piece", "self_by_piece"),
+    ):
+        totals: Counter[str] = Counter()
+        cells: dict[tuple[str, str], float] = {}
+        for component, profile in profiles.items():
+            counts: Counter[str] = getattr(profile, attribute)
+            for name, count in counts.items():
+                value = count / max(profile.samples, 1) * cpu_ms[component]
+                cells[(name, component)] = value
+                totals[name] += value
+        lines.append(f"\n| {title} | " + " | ".join(profiles) + " | all |")
+        lines.append("|---" * (len(profiles) + 2) + "|")
+        for name, total in totals.most_common():
+            row = " | ".join(f"{cells.get((name, c), 0.0):.1f}" for c in profiles)
+            lines.append(f"| {name} | {row} | {total:.1f} |")
+        measured = " | ".join(f"{cpu_ms[c]:.1f}" for c in profiles)
+        if title.startswith("self"):
+            lines.append(f"| measured CPU | {measured} | {sum(cpu_ms.values()):.1f} |")
+    return "\n".join(lines)
 
 
 def table(
@@ -184,8 +255,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("directory", type=Path, help="what saga.py --profile DIR wrote")
     parser.add_argument("--top", type=int, default=12, help="rows per table")
+    parser.add_argument(
+        "--markdown", action="store_true", help="one table by group and one by piece, all processes"
+    )
     arguments = parser.parse_args()
-    print(report(arguments.directory, arguments.top))
+    if arguments.markdown:
+        print(markdown(arguments.directory))
+    else:
+        print(report(arguments.directory, arguments.top))
 
 
 if __name__ == "__main__":
