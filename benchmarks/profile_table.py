@@ -183,17 +183,17 @@ def markdown(directory: Path) -> str:
         ("self time, by group", "self_by_group"),
         ("observability's own time, by piece", "self_by_piece"),
     ):
-        totals: Counter[str] = Counter()
+        totals: dict[str, float] = {}
         cells: dict[tuple[str, str], float] = {}
         for component, profile in profiles.items():
             counts: Counter[str] = getattr(profile, attribute)
             for name, count in counts.items():
                 value = count / max(profile.samples, 1) * cpu_ms[component]
                 cells[(name, component)] = value
-                totals[name] += value
+                totals[name] = totals.get(name, 0.0) + value
         lines.append(f"\n| {title} | " + " | ".join(profiles) + " | all |")
         lines.append("|---" * (len(profiles) + 2) + "|")
-        for name, total in totals.most_common():
+        for name, total in sorted(totals.items(), key=lambda item: -item[1]):
             row = " | ".join(f"{cells.get((name, c), 0.0):.1f}" for c in profiles)
             lines.append(f"| {name} | {row} | {total:.1f} |")
         measured = " | ".join(f"{cpu_ms[c]:.1f}" for c in profiles)
