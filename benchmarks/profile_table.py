@@ -60,9 +60,12 @@ SYNTHETIC = re.compile(r"^(process \d+|thread \()")
 
 # Observability's own code, by the piece that runs it: a sample whose leaf (stdlib charged
 # to its caller) is observability code is charged to the innermost of these on its stack.
-# The query spans' tracer is kit/tracing.py's parent-only wrapper around the SDK's.
+# The query spans' tracer is kit/tracing.py's parent-only wrapper (_Child...) around the SDK's.
 PIECES = (
-    ("database query spans", re.compile(r"/instrumentation/asyncpg/|/kit/tracing\.py")),
+    (
+        "database query spans",
+        re.compile(r"/instrumentation/asyncpg/|^_Child[\w.]+ .*/kit/tracing\.py"),
+    ),
     ("ASGI/FastAPI server spans", re.compile(r"/instrumentation/(asgi|fastapi)/")),
     ("FastAPI native telemetry", re.compile(r"/fastapi/telemetry/")),
     ("httpx client spans", re.compile(r"/instrumentation/httpx/")),
@@ -161,11 +164,12 @@ def observability_piece(frames: list[Frame]) -> str | None:
     if leaf is None:
         return None
     path = frames[leaf].path
-    if not OBSERVABILITY.search(path) and not any(p.search(path) for _, p in PIECES):
+    leaf_text = f"{frames[leaf].function} {path}"
+    if not OBSERVABILITY.search(path) and not any(p.search(leaf_text) for _, p in PIECES):
         return None
     for frame in reversed(frames[: leaf + 1]):
         for name, pattern in PIECES:
-            if pattern.search(frame.path):
+            if pattern.search(f"{frame.function} {frame.path}"):
                 return name
     return PIECE_UNKNOWN
 
