@@ -27,12 +27,19 @@ load; the CPU each execution costs barely does, and says where the time goes.
     .venv/bin/python benchmarks/saga.py                      # N=500, 50 in flight
     .venv/bin/python benchmarks/saga.py --transfers 100 --in-flight 20
     .venv/bin/python benchmarks/saga.py --quick              # a sanity run: N=40, 10 in flight
+    .venv/bin/python benchmarks/saga.py --profile DIR --no-traced   # where each process's CPU goes
+
+With `--profile DIR`, py-spy samples each Python process of the first bank (the four
+services and the saga's worker) during its saga race only, writes one collapsed profile
+per process to DIR with the race's CPU per process, and prints each one's top costs per
+transfer (benchmarks/profile_table.py reads DIR again later).
 """
 
 import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import math
 import os
 import secrets
@@ -53,6 +60,7 @@ from temporalio import activity, workflow
 # the rest is passed through, as the saga's own workflow module does it.
 with workflow.unsafe.imports_passed_through():
     import httpx
+    import profile_table
     import psutil
     from temporalio.client import Client
     from temporalio.converter import DataConverter
@@ -92,6 +100,10 @@ QUICK_TRANSFERS = 40
 QUICK_IN_FLIGHT = 10
 BARE_WORKFLOW = "BenchBareWorkflow"
 BARE_ACTIVITY = "bench_noop"
+# The processes `--profile` samples: Python ones (Temporal and PostgreSQL are not).
+PROFILED = (*SERVICES, "worker")
+# Samples per second and process: modest, since py-spy's reading competes for the cores.
+PROFILE_RATE_HZ = 100
 
 
 # -- the bare workflow, run by `--bare-worker` in a process of its own -------------------
@@ -319,6 +331,49 @@ class CpuMeter:
         return by_component
 
 
+@contextlib.contextmanager
+def profiling(directory: Path, bank_pid: int) -> Iterator[None]:
+    """py-spy records each of the bank's Python processes (`PROFILED`) while the block runs:
+    `<component>.txt` in `directory`, collapsed stacks of running threads only."""
+    directory.mkdir(parents=True, exist_ok=True)
+    root = psutil.Process(bank_pid)
+    targets = {component_of(p): p.pid for p in root.children(recursive=True)}
+    missing = [component for component in PROFILED if component not in targets]
+    if missing:
+        raise RuntimeError(f"no process to profile for {missing}")
+    spies = [
+        subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                str(PROFILE_RATE_HZ),
+                # Only threads holding the GIL: an asyncio loop waiting in epoll and idle pool
+                # threads let it go, and py-spy's own idle guess counted them as running.
+                "--gil",
+                # Whole paths: the tables group frames by package (opentelemetry, ...).
+                "--full-filenames",
+                "--output",
+                str(directory / f"{component}.txt"),
+                "--pid",
+                str(targets[component]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        for component in PROFILED
+    ]
+    try:
+        yield
+    finally:
+        # py-spy writes its file when interrupted, as on Ctrl-C.
+        for spy in spies:
+            stop_process(spy, signal.SIGINT)
+
+
 @dataclass
 class Run:
     name: str
@@ -497,9 +552,16 @@ class Saga:
 
 
 async def benchmark(
-    bank: Bank, transfers: int, in_flight: int, rounds: int, *, suffix: str = ""
+    bank: Bank,
+    transfers: int,
+    in_flight: int,
+    rounds: int,
+    *,
+    suffix: str = "",
+    profile_dir: Path | None = None,
 ) -> list[Run]:
-    """Bare and saga runs on `bank`, named with `suffix`."""
+    """Bare and saga runs on `bank`, named with `suffix`; the first saga race profiled
+    into `profile_dir` if one is given."""
     temporal = await Client.connect(bank.temporal_address, data_converter=payload_converter())
     bare_queue = f"bench-bare-{uuid.uuid4()}"
 
@@ -524,11 +586,21 @@ async def benchmark(
             for _ in range(rounds):
                 runs.append(await measure(f"bare{suffix}", transfers, in_flight, bare, meter))
                 await saga.sign_in_again()
-                runs.append(
-                    await measure(f"saga{suffix}", transfers, in_flight, saga.transfer, meter)
-                )
+                with contextlib.ExitStack() as profiler:
+                    if profile_dir is not None and not any(r.name.startswith("saga") for r in runs):
+                        profiler.enter_context(profiling(profile_dir, bank.process.pid))
+                    run = await measure(f"saga{suffix}", transfers, in_flight, saga.transfer, meter)
+                runs.append(run)
+                if profile_dir is not None and len(runs) == 2:
+                    write_profile_cpu(profile_dir, run)
             await saga.check()
     return runs
+
+
+def write_profile_cpu(directory: Path, run: Run) -> None:
+    """What profile_table needs beside the profiles: the race's CPU per process."""
+    cpu = {"transfers": run.executions, "rate_hz": PROFILE_RATE_HZ, "cpu_seconds": run.cpu_seconds}
+    (directory / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
 
 
 def report(runs: list[Run], transfers: int, in_flight: int) -> None:
@@ -539,12 +611,13 @@ def report(runs: list[Run], transfers: int, in_flight: int) -> None:
             f"{run.name:<20} {run.per_second:>12.1f} {run.percentile_ms(0.5):>9.0f} "
             f"{run.percentile_ms(0.99):>9.0f} {run.wall_seconds:>8.1f}"
         )
-    for suffix in ("", TRACED):
+    for suffix in ("", TRACED) if any(run.name.endswith(TRACED) for run in runs) else ("",):
         bare = [run.per_second for run in runs if run.name == f"bare{suffix}"]
         saga = [run.per_second for run in runs if run.name == f"saga{suffix}"]
         ratios = [s / b for s, b in zip(saga, bare, strict=True)]
         print(f"ratio saga / bare{suffix}: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
-    report_tracing_cost(runs)
+    if any(run.name.endswith(TRACED) for run in runs):
+        report_tracing_cost(runs)
     print("\nCPU ms per execution, by process (user + system; the machine's load aside)")
     shown = [c for c in COMPONENTS if any(run.cpu_seconds.get(c, 0) > 0 for run in runs)]
     print(f"{'run':<20} " + " ".join(f"{c[:9]:>9}" for c in shown) + f" {'total':>9}")
@@ -578,6 +651,17 @@ def main() -> None:
         action="store_true",
         help=f"a sanity run: {QUICK_TRANSFERS} executions per run, {QUICK_IN_FLIGHT} in flight",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the first bank's Python processes with py-spy during its saga race",
+    )
+    parser.add_argument(
+        "--no-traced",
+        action="store_true",
+        help="run only the first bank (spans not exported): half the time",
+    )
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
@@ -604,11 +688,11 @@ def main() -> None:
         )
         sink = stack.enter_context(running_otlp_receiver(keep_spans=False))
         runs: list[Run] = []
+        banks: list[tuple[str, dict[str, str]]] = [("", {})]
+        if not arguments.no_traced:
+            banks.append((TRACED, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}))
         # One bank after the other: each runs alone on the machine, as production would.
-        for suffix, settings in (
-            ("", {}),
-            (TRACED, {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint}),
-        ):
+        for suffix, settings in banks:
             with running_bank(state_dir / f"state{suffix.strip()}", settings) as bank:
                 runs += asyncio.run(
                     benchmark(
@@ -617,11 +701,15 @@ def main() -> None:
                         arguments.in_flight,
                         arguments.rounds,
                         suffix=suffix,
+                        profile_dir=arguments.profile if not suffix else None,
                     )
                 )
-        if sink.requests_received == 0:
+        if not arguments.no_traced and sink.requests_received == 0:
             raise RuntimeError("the traced bank exported no span: tracing is not measured")
     report(runs, arguments.transfers, arguments.in_flight)
+    if arguments.profile is not None:
+        print(f"\ntop costs per process during the saga race (profiles in {arguments.profile})")
+        print(profile_table.report(arguments.profile))
 
 
 if __name__ == "__main__":

@@ -55,22 +55,26 @@ def component_resource(component: str) -> Resource:
 
 
 def configure_tracing(component: str) -> TracerProvider:
-    """Install the process's tracer provider (once: later calls return the first) and
-    instrument the database driver. Sampler, batch and exporter settings come from OTEL_*."""
+    """Install the process's tracer provider (once: later calls return the first) and, when
+    spans are exported, instrument the database driver. Settings come from OTEL_*."""
     global _provider
     if _provider is not None:
         return _provider
     # The SDK reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_SDK_DISABLED itself; flushed at exit
     # (atexit), and by shutdown_tracing where a process skips atexit (the worker).
     provider = TracerProvider(resource=component_resource(component))
-    if exporting_configured(os.environ):
+    exporting = exporting_configured(os.environ)
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
+    # A span per query was the largest cost tracing added to a transfer (benchmarks/README.md,
+    # issue 17: about 13 CPU ms of 250); no log line is written inside one, so when nothing
+    # leaves the process those spans are only cost. Decision 0027.
     instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
-    if not instrumentor.is_instrumented_by_opentelemetry:
+    if exporting and not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(tracer_provider=_ChildSpansOnly(provider))
     return provider
 

@@ -1,9 +1,13 @@
 """Tracing and the logs that join it: W3C ids on log lines inside a span, none outside;
-`extra=` fields of stdlib loggers kept; outgoing calls carry `traceparent`."""
+`extra=` fields of stdlib loggers kept; outgoing calls carry `traceparent`; database
+queries traced only when spans leave the process."""
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -98,3 +102,33 @@ async def test_outgoing_calls_carry_traceparent() -> None:
 
 def test_no_trace_id_outside_a_span() -> None:
     assert current_trace_id() is None
+
+
+# A process of its own: the driver is instrumented once per process, at configuration.
+DATABASE_TRACED_PROBE = (
+    "import asyncpg.connection; from kit.tracing import configure_tracing; "
+    "configure_tracing('probe'); "
+    "print(hasattr(vars(asyncpg.connection.Connection)['execute'], '__wrapped__'))"
+)
+PROBE_TIMEOUT_SECONDS = 60.0
+
+
+@pytest.mark.parametrize(("exporting", "traced"), [(False, "False"), (True, "True")])
+def test_database_queries_are_traced_only_when_spans_are_exported(
+    exporting: bool, traced: str
+) -> None:
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
+    }
+    if exporting:
+        # Nothing is sent: the probe makes no span.
+        environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
+    probe = subprocess.run(
+        [sys.executable, "-c", DATABASE_TRACED_PROBE],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_SECONDS,
+        check=True,
+    )
+    assert probe.stdout.strip() == traced, probe.stderr
