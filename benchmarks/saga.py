@@ -469,12 +469,20 @@ class Saga:
             try:
                 async with self.requests:
                     response = await self.http.post(path, json=body, headers=headers)
-                break
             except httpx.TransportError:
                 # A kept-alive connection the server closed meanwhile; with the same
                 # Idempotency-Key the retry cannot create a second transfer.
                 if attempt == POST_ATTEMPTS_MAX or not idempotent:
                     raise
+                continue
+            # A saturated machine can make the front door's call to accounts time out: 503
+            # with Retry-After, which a client honours (the same key makes it safe). Printed,
+            # so that a run which needed it says so beside its figures.
+            if response.status_code != 503 or not idempotent or attempt == POST_ATTEMPTS_MAX:
+                break
+            retry_after_seconds = float(response.headers.get("Retry-After", "1"))
+            print(f"POST {path}: 503, retried after {retry_after_seconds:g} s", file=sys.stderr)
+            await asyncio.sleep(retry_after_seconds)
         if response.status_code not in (200, 201, 202):
             raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
         return response.json()
