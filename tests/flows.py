@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from contracts.notifications import WEBHOOK_ENDPOINTS_PATH
 from tests.bank import Bank, Customer
 
 TERMINAL = {"completed", "rejected", "declined", "expired", "cancelled"}
@@ -89,3 +90,15 @@ async def released_balances(
             return found
         assert time.monotonic() < deadline, f"{account_id} still holds money: {found}"
         await asyncio.sleep(0.2)
+
+
+async def register_webhook(
+    http: httpx.AsyncClient, bank: Bank, customer: Customer, url: str
+) -> None:
+    """The customer registers `url` for `transfer.completed` events."""
+    response = await http.post(
+        f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}",
+        json={"url": url, "event_types": ["transfer.completed"]},
+        headers=customer.headers,
+    )
+    assert response.status_code == 201, response.text

@@ -5,19 +5,15 @@ metrics. Other system tests share the bank, so only increases are asserted (>=).
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from contracts.notifications import WEBHOOK_ENDPOINTS_PATH
-from tests.bank import Bank, Customer
-from tests.flows import TERMINAL, funded_pair, request_transfer, wait_for_status
+from notifications.tests.support import running_receiver, wait_until
+from tests.bank import Bank
+from tests.flows import TERMINAL, funded_pair, register_webhook, request_transfer, wait_for_status
 
 pytestmark = pytest.mark.system
 
@@ -29,45 +25,6 @@ SCRAPED_COMPONENTS = ("accounts", "transactions", "fraud", "notifications", "wor
 COMPLETED_TRANSFER_STEPS = ("validate_transfer", "place_hold", "score_transfer", "post_hold")
 METRICS_WAIT_SECONDS = 30.0
 WEBHOOK_WAIT_SECONDS = 30.0
-
-
-class _WebhookReceiver:
-    """An HTTP endpoint on the loopback that answers 204 and remembers each body."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.received = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                receiver.bodies.append(self.rfile.read(length))
-                receiver.received.set()
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return  # the test's output is the assertion, not an access log
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-
-@contextmanager
-def _webhook_receiver() -> Iterator[_WebhookReceiver]:
-    receiver = _WebhookReceiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
-        thread.join(timeout=5)
 
 
 def _metrics_urls(bank: Bank) -> dict[str, str]:
@@ -129,38 +86,22 @@ def _increases(before: Samples, after: Samples) -> dict[str, float]:
     return moved
 
 
-async def _register_webhook(
-    http: httpx.AsyncClient, bank: Bank, customer: Customer, url: str
-) -> None:
-    response = await http.post(
-        f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}",
-        json={"url": url, "event_types": ["transfer.completed"]},
-        headers=customer.headers,
-    )
-    assert response.status_code == 201, response.text
-
-
-async def _wait_until(check: Callable[[], bool], timeout_seconds: float) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not check():
-        assert time.monotonic() < deadline, f"not true within {timeout_seconds}s"
-        await asyncio.sleep(0.2)
-
-
 async def test_one_transfer_moves_the_metrics_of_every_component(
     bank: Bank, http: httpx.AsyncClient
 ) -> None:
     urls = _metrics_urls(bank)
     payer, source, _payee, target = await funded_pair(http, bank, funded_minor=100_00)
-    with _webhook_receiver() as receiver:
-        await _register_webhook(http, bank, payer, receiver.url)
+    async with running_receiver() as receiver:
+        await register_webhook(http, bank, payer, receiver.url())
         before = await _scrape(http, urls)
         transfer_id = await request_transfer(http, bank, payer, source, target, 25_50)
         transfer = await wait_for_status(http, bank, payer, transfer_id, TERMINAL)
         assert transfer["status"] == "completed", transfer
-        delivered = await asyncio.to_thread(receiver.received.wait, WEBHOOK_WAIT_SECONDS)
-        assert delivered, f"no webhook within {WEBHOOK_WAIT_SECONDS}s"
-        assert any(transfer_id.encode() in body for body in receiver.bodies)
+        await wait_until(
+            lambda: any(transfer_id.encode() in request.body for request in receiver.requests),
+            timeout_seconds=WEBHOOK_WAIT_SECONDS,
+            what="the transfer's webhook",
+        )
 
     # Counters move after their commit, a moment after the state a client sees: wait, bounded.
     after = before

@@ -12,8 +12,8 @@ import pytest
 
 from notifications.tests.support import Receiver, running_receiver
 from sagabank.localstack.otlp import OtlpReceiver, ReceivedSpan
-from tests.bank import Bank, Customer
-from tests.flows import funded_pair, request_transfer, wait_for_status
+from tests.bank import Bank
+from tests.flows import funded_pair, register_webhook, request_transfer, wait_for_status
 
 pytestmark = pytest.mark.system
 
@@ -27,17 +27,6 @@ COMPONENTS = {
 }
 # The saga's steps of a completed transfer; validate and score run as local activities.
 ACTIVITIES = {"validate_transfer", "place_hold", "score_transfer", "post_hold", "publish_event"}
-
-
-async def _register_webhook(
-    http: httpx.AsyncClient, bank: Bank, customer: Customer, url: str
-) -> None:
-    response = await http.post(
-        f"{bank.url('notifications')}/v1/webhook-endpoints",
-        json={"url": url, "event_types": ["transfer.completed"]},
-        headers=customer.headers,
-    )
-    assert response.status_code == 201, response.text
 
 
 async def _until(check: Any, what: str, timeout_seconds: float = SPANS_TIMEOUT_SECONDS) -> Any:
@@ -95,7 +84,7 @@ async def test_one_trace_from_the_rest_call_to_the_webhook(
 ) -> None:
     async with running_receiver() as webhook:
         payer, source, _payee, target = await funded_pair(http, bank, 10_000)
-        await _register_webhook(http, bank, payer, webhook.url())
+        await register_webhook(http, bank, payer, webhook.url())
         transfer_id = await request_transfer(http, bank, payer, source, target, 2_550)
         done = await wait_for_status(http, bank, payer, transfer_id, {"completed"})
         assert done["status"] == "completed", done
