@@ -14,6 +14,10 @@ the whole run and the p50/p99 latency from submit to the workflow's end, then th
 saga / bare. It checks afterwards that every transfer completed, its projection says so,
 and the ledger invariants hold. Everything it starts is stopped at the end, also on error.
 
+Then one execution at a time (`--one-at-a-time`, 50 by default): the bare workflow, and a
+transfer as a customer waits for it, `POST /v1/transfers` with `Prefer: wait` answered
+200 once the transfer completed; p50 and p95 of each, side by side.
+
 Then it does the same again on a second bank whose every component exports its spans
 over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT) to a sink this process runs, and prints the
 saga's transfers/s with tracing exported beside without, and their ratio (the cost of
@@ -98,6 +102,12 @@ CUSTOMERS_PATH = "/v1/customers"
 TRACED = " traced"
 QUICK_TRANSFERS = 40
 QUICK_IN_FLIGHT = 10
+ONE_AT_A_TIME = 50
+QUICK_ONE_AT_A_TIME = 10
+# The transfer's answer waits this long for the end (the most the front door allows).
+PREFER_WAIT_SECONDS = 30
+# Names of the runs of one execution at a time.
+SINGLE = " one at a time"
 BARE_WORKFLOW = "BenchBareWorkflow"
 BARE_ACTIVITY = "bench_noop"
 # The processes `--profile` samples: Python ones (Temporal and PostgreSQL are not).
@@ -460,9 +470,17 @@ class Saga:
         return {"grant_type": "password", "username": email, "password": password}
 
     async def _post(
-        self, path: str, body: object, *, token: str, idempotent: bool = False
+        self,
+        path: str,
+        body: object,
+        *,
+        token: str,
+        idempotent: bool = False,
+        prefer: str | None = None,
     ) -> object:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if prefer is not None:
+            headers["Prefer"] = prefer
         if idempotent:
             headers["Idempotency-Key"] = str(uuid.uuid4())
         for attempt in range(1, POST_ATTEMPTS_MAX + 1):
@@ -517,7 +535,7 @@ class Saga:
         """Tokens live minutes: each run starts with a fresh one, as a client refreshes."""
         self.payer = await self._token(self.payer_sign_in)
 
-    async def transfer(self, index: int) -> None:
+    async def _create(self, index: int, *, prefer: str | None = None) -> dict[str, object]:
         source, target = self.pairs[index % len(self.pairs)]
         created = await self._post(
             f"{self.bank.url('transactions')}/v1/transfers",
@@ -530,10 +548,21 @@ class Saga:
             },
             token=self.payer,
             idempotent=True,
+            prefer=prefer,
         )
         assert isinstance(created, dict)
+        self.transfer_ids.append(str(created["id"]))
+        return created
+
+    async def transfer_waited(self, index: int) -> None:
+        """One transfer as a customer waits for it: the answer comes once it ended."""
+        answer = await self._create(index, prefer=f"wait={PREFER_WAIT_SECONDS}")
+        if answer.get("status") != TransferStatus.completed:
+            raise RuntimeError(f"transfer {answer.get('id')} answered {answer.get('status')}")
+
+    async def transfer(self, index: int) -> None:
+        created = await self._create(index)
         transfer_id = str(created["id"])
-        self.transfer_ids.append(transfer_id)
         handle = self.temporal.get_workflow_handle(workflow_id(uuid.UUID(transfer_id)))
         result = await handle.result()
         status = result["status"] if isinstance(result, dict) else result.status
@@ -565,11 +594,12 @@ async def benchmark(
     in_flight: int,
     rounds: int,
     *,
+    one_at_a_time: int,
     suffix: str = "",
     profile_dir: Path | None = None,
 ) -> list[Run]:
-    """Bare and saga runs on `bank`, named with `suffix`; the first saga race profiled
-    into `profile_dir` if one is given."""
+    """Bare and saga runs on `bank`, named with `suffix`, then `one_at_a_time` of each
+    one at a time; the first saga race profiled into `profile_dir` if one is given."""
     temporal = await Client.connect(bank.temporal_address, data_converter=payload_converter())
     bare_queue = f"bench-bare-{uuid.uuid4()}"
 
@@ -587,7 +617,7 @@ async def benchmark(
             limits=httpx.Limits(max_connections=HTTP_CONCURRENCY_MAX),
         ) as http:
             saga = Saga(bank, http, temporal)
-            total = (WARMUP_EXECUTIONS + transfers * rounds) * AMOUNT_MINOR
+            total = (WARMUP_EXECUTIONS + transfers * rounds + one_at_a_time) * AMOUNT_MINOR
             await saga.open_accounts(deposit_minor=total)
             await measure("warm-up bare", WARMUP_EXECUTIONS, in_flight, bare, meter)
             await measure("warm-up saga", WARMUP_EXECUTIONS, in_flight, saga.transfer, meter)
@@ -601,6 +631,12 @@ async def benchmark(
                 runs.append(run)
                 if profile_dir is not None and len(runs) == 2:
                     write_profile_cpu(profile_dir, run)
+            if one_at_a_time:
+                await saga.sign_in_again()
+                for name, one in (("bare", bare), ("saga", saga.transfer_waited)):
+                    runs.append(
+                        await measure(f"{name}{SINGLE}{suffix}", one_at_a_time, 1, one, meter)
+                    )
             await saga.check()
     return runs
 
@@ -613,10 +649,10 @@ def write_profile_cpu(directory: Path, run: Run) -> None:
 
 def report(runs: list[Run], transfers: int, in_flight: int) -> None:
     print(f"\n{transfers} executions per run, {in_flight} in flight, one Temporal dev server")
-    print(f"{'run':<20} {'completed/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'wall s':>8}")
+    print(f"{'run':<28} {'completed/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'wall s':>8}")
     for run in runs:
         print(
-            f"{run.name:<20} {run.per_second:>12.1f} {run.percentile_ms(0.5):>9.0f} "
+            f"{run.name:<28} {run.per_second:>12.1f} {run.percentile_ms(0.5):>9.0f} "
             f"{run.percentile_ms(0.99):>9.0f} {run.wall_seconds:>8.1f}"
         )
     for suffix in ("", TRACED) if any(run.name.endswith(TRACED) for run in runs) else ("",):
@@ -624,15 +660,30 @@ def report(runs: list[Run], transfers: int, in_flight: int) -> None:
         saga = [run.per_second for run in runs if run.name == f"saga{suffix}"]
         ratios = [s / b for s, b in zip(saga, bare, strict=True)]
         print(f"ratio saga / bare{suffix}: " + ", ".join(f"{ratio:.2f}" for ratio in ratios))
+    report_one_at_a_time(runs)
     if any(run.name.endswith(TRACED) for run in runs):
         report_tracing_cost(runs)
     print("\nCPU ms per execution, by process (user + system; the machine's load aside)")
     shown = [c for c in COMPONENTS if any(run.cpu_seconds.get(c, 0) > 0 for run in runs)]
-    print(f"{'run':<20} " + " ".join(f"{c[:9]:>9}" for c in shown) + f" {'total':>9}")
+    print(f"{'run':<28} " + " ".join(f"{c[:9]:>9}" for c in shown) + f" {'total':>9}")
     for run in runs:
         cells = " ".join(f"{run.cpu_ms_per_execution(c):>9.1f}" for c in shown)
         total = sum(run.cpu_seconds.values()) * 1000 / run.executions
-        print(f"{run.name:<20} {cells} {total:>9.1f}")
+        print(f"{run.name:<28} {cells} {total:>9.1f}")
+
+
+def report_one_at_a_time(runs: list[Run]) -> None:
+    """Latency with nothing else in flight: what one customer waits for one transfer."""
+    single = [run for run in runs if SINGLE in run.name]
+    if not single:
+        return
+    print("\none at a time, submit to end (the saga's answer with Prefer: wait)")
+    print(f"{'run':<28} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}")
+    for run in single:
+        print(
+            f"{run.name:<28} {run.percentile_ms(0.5):>9.0f} {run.percentile_ms(0.95):>9.0f} "
+            f"{run.percentile_ms(1.0):>9.0f}"
+        )
 
 
 def report_tracing_cost(runs: list[Run]) -> None:
@@ -670,6 +721,13 @@ def main() -> None:
         action="store_true",
         help="run only the first bank (spans not exported): half the time",
     )
+    parser.add_argument(
+        "--one-at-a-time",
+        type=int,
+        default=ONE_AT_A_TIME,
+        metavar="N",
+        help=f"then N of each one at a time, for latency (0: none; --quick: {QUICK_ONE_AT_A_TIME})",
+    )
     parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
@@ -683,12 +741,15 @@ def main() -> None:
         return
     if arguments.quick:
         arguments.transfers, arguments.in_flight = QUICK_TRANSFERS, QUICK_IN_FLIGHT
+        arguments.one_at_a_time = min(arguments.one_at_a_time, QUICK_ONE_AT_A_TIME)
     if not 1 <= arguments.transfers <= 100_000:
         parser.error("--transfers must be between 1 and 100000")
     if not 1 <= arguments.in_flight <= 500:
         parser.error("--in-flight must be between 1 and 500")
     if not 1 <= arguments.rounds <= 10:
         parser.error("--rounds must be between 1 and 10")
+    if not 0 <= arguments.one_at_a_time <= 1_000:
+        parser.error("--one-at-a-time must be between 0 and 1000")
 
     with contextlib.ExitStack() as stack:
         state_dir = arguments.state_dir or Path(
@@ -708,6 +769,7 @@ def main() -> None:
                         arguments.transfers,
                         arguments.in_flight,
                         arguments.rounds,
+                        one_at_a_time=arguments.one_at_a_time,
                         suffix=suffix,
                         profile_dir=arguments.profile if not suffix else None,
                     )
