@@ -136,6 +136,13 @@ class BenchBareWorkflow:
         return done
 
 
+def use_payload_keys() -> None:
+    """One ring for the bank, this client and the bare worker (inherited through the
+    environment); a fresh one per benchmark unless the caller names one."""
+    ring = f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    os.environ.setdefault("SAGABANK_PAYLOAD_KEYS", ring)
+
+
 def payload_converter() -> DataConverter:
     """The bank's converter (payloads sealed under SAGABANK_PAYLOAD_KEYS, which `main` sets
     and every process it starts inherits): the bare race pays the same codec as the saga."""
@@ -732,10 +739,7 @@ def main() -> None:
     parser.add_argument("--temporal-address", help=argparse.SUPPRESS)
     parser.add_argument("--task-queue", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    # One ring for the bank, this client and the bare worker (inherited through the
-    # environment); a fresh one per benchmark unless the caller names one.
-    ring = f"bench:{base64.b64encode(secrets.token_bytes(32)).decode()}"
-    os.environ.setdefault("SAGABANK_PAYLOAD_KEYS", ring)
+    use_payload_keys()
     if arguments.bare_worker:
         asyncio.run(run_bare_worker(arguments.temporal_address, arguments.task_queue))
         return

@@ -35,6 +35,9 @@ class ReceivedSpan:
     parent_span_id: str | None
     kind: int
     attributes: dict[str, str]
+    # When it began and ended, in nanoseconds since the epoch (the process's clock).
+    start_unix_nano: int = 0
+    end_unix_nano: int = 0
 
 
 @dataclass
@@ -80,6 +83,8 @@ def _spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
                         attributes={
                             attribute.key: _text(attribute.value) for attribute in span.attributes
                         },
+                        start_unix_nano=span.start_time_unix_nano,
+                        end_unix_nano=span.end_time_unix_nano,
                     )
                 )
     return spans
