@@ -114,6 +114,9 @@ async def test_one_trace_from_the_rest_call_to_the_webhook(
             assert activity.service_name == "sagabank-worker"
             assert by_id[str(activity.parent_span_id)].name == f"StartActivity:{name}"
             assert root in _ancestors(activity, by_id), name
+            # A timeline (benchmarks/transfer_timeline.py) reads the times: they are real.
+            assert root.start_unix_nano <= activity.start_unix_nano <= activity.end_unix_nano
+    assert root.start_unix_nano < root.end_unix_nano
     # Every server span but the root answers a call made inside the trace.
     for span in spans:
         assert root in _ancestors(span, by_id) or span is root, span
