@@ -149,7 +149,8 @@ def answer(request):
     return httpx.Response(200)
 
 async def call():
-    async with create_client("http://service.test", transport=httpx.MockTransport(answer)) as client:
+    transport = httpx.MockTransport(answer)
+    async with create_client("http://service.test", transport=transport) as client:
         with trace.get_tracer("probe").start_as_current_span("caller") as caller:
             await client.get("/v1/anything")
     return caller.get_span_context()
