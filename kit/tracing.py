@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import httpx
 from fastapi import FastAPI
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -32,6 +32,7 @@ UNTRACED_PATHS = "/metrics,/healthz,/readyz"
 W3C_PROPAGATOR = TraceContextTextMapPropagator()
 
 _provider: TracerProvider | None = None
+_exporting = False
 
 
 def exporting_configured(environment: Mapping[str, str]) -> bool:
@@ -57,7 +58,7 @@ def component_resource(component: str) -> Resource:
 def configure_tracing(component: str) -> TracerProvider:
     """Install the process's tracer provider (once: later calls return the first) and, when
     spans are exported, instrument the database driver. Settings come from OTEL_*."""
-    global _provider
+    global _provider, _exporting
     if _provider is not None:
         return _provider
     # The SDK reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_SDK_DISABLED itself; flushed at exit
@@ -70,6 +71,7 @@ def configure_tracing(component: str) -> TracerProvider:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _provider = provider
+    _exporting = exporting
     # A span per query was the largest cost tracing added to a transfer (benchmarks/README.md,
     # issue 17: about 13 CPU ms of 250); no log line is written inside one, so when nothing
     # leaves the process those spans are only cost. Decision 0027.
@@ -94,8 +96,20 @@ def instrument_app(app: FastAPI) -> None:
 
 
 def instrument_client(client: httpx.AsyncClient) -> None:
-    """A client span per outgoing request, its `traceparent` on the request."""
-    HTTPXClientInstrumentor.instrument_client(client)
+    """Every outgoing request carries the trace (`traceparent`); it gets a client span of
+    its own only when spans are exported (configure_tracing came first)."""
+    if _exporting:
+        HTTPXClientInstrumentor.instrument_client(client)
+        return
+    # The client span cost 130 to 400 CPU µs per call (issue 17, benchmarks/worker_http.py)
+    # and, unexported, its id is in no log line: the caller's span is then the parent the
+    # next service continues, in the same trace. Decision 0029.
+    client.event_hooks["request"].append(_inject_trace_context)
+
+
+async def _inject_trace_context(request: httpx.Request) -> None:
+    # The global propagator, as the httpx instrumentation injects it (OTEL_PROPAGATORS).
+    propagate.inject(request.headers)
 
 
 def current_trace_id() -> str | None:

@@ -132,3 +132,53 @@ def test_database_queries_are_traced_only_when_spans_are_exported(
         check=True,
     )
     assert probe.stdout.strip() == traced, probe.stderr
+
+
+# A process of its own, as above; it leaves without flushing (nothing listens on port 9).
+CLIENT_SPAN_PROBE = """
+import asyncio, os, httpx
+from opentelemetry import trace
+from kit.http import create_client
+from kit.tracing import configure_tracing
+
+configure_tracing("probe")
+seen = []
+
+def answer(request):
+    seen.append(request)
+    return httpx.Response(200)
+
+async def call():
+    transport = httpx.MockTransport(answer)
+    async with create_client("http://service.test", transport=transport) as client:
+        with trace.get_tracer("probe").start_as_current_span("caller") as caller:
+            await client.get("/v1/anything")
+    return caller.get_span_context()
+
+caller = asyncio.run(call())
+_, trace_id, parent_id, _ = seen[0].headers["traceparent"].split("-")
+assert trace_id == format(caller.trace_id, "032x"), seen[0].headers
+print(parent_id != format(caller.span_id, "016x"), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(("exporting", "client_span"), [(False, "False"), (True, "True")])
+def test_outgoing_calls_get_a_client_span_only_when_spans_are_exported(
+    exporting: bool, client_span: str
+) -> None:
+    """Unexported, the caller's own span travels as the parent: the trace id is the same."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
+    }
+    if exporting:
+        environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
+    probe = subprocess.run(
+        [sys.executable, "-c", CLIENT_SPAN_PROBE],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=PROBE_TIMEOUT_SECONDS,
+        check=True,
+    )
+    assert probe.stdout.strip() == client_span, probe.stderr

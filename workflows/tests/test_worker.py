@@ -251,6 +251,8 @@ class TestMain:
             async with asyncio.timeout(WAIT_SECONDS_MAX * 3):
                 while b"worker.started" not in (line := await process.stderr.readline()):
                     assert line, "the worker exited before it started"
+            # The worker runs on uvloop, as the services do (benchmarks/worker_http.py).
+            assert json.loads(line)["event_loop"] == "uvloop", line
             process.send_signal(signal.SIGTERM)
             remaining = await asyncio.wait_for(process.stderr.read(), WAIT_SECONDS_MAX)
             return_code = await asyncio.wait_for(process.wait(), WAIT_SECONDS_MAX)
