@@ -4,8 +4,9 @@ Tokens are JWTs signed RS256 by the accounts service. Every service verifies the
 the issuer's JWKS (fetched and cached; refetched, bounded, when a token names a `kid` we
 have not seen, so a rotated key works at once; while the issuer is away the cached keys
 keep verifying and nothing waits on it) with the algorithm pinned and `iss`,
-`aud`, `exp`, `iat` and `sub` required. Scopes gate functions (`require_scopes`);
-ownership of objects is the services' business.
+`aud`, `exp`, `iat` and `sub` required; a valid token's signature is checked once per
+process (remembered until its `exp`, while its key is still served). Scopes gate functions
+(`require_scopes`); ownership of objects is the services' business.
 """
 
 import asyncio
@@ -31,6 +32,8 @@ log = structlog.get_logger()
 
 _TOKEN_LENGTH_MAX = 8192
 _JWKS_KEYS_MAX = 20
+# Verified tokens remembered per process: ~1 KB each (the token is the key), ~4 MB at most.
+VERIFIED_TOKENS_MAX = 4096
 # A starting service's first retries come this soon, doubling up to the refetch interval.
 _FIRST_RETRY_SECONDS = 0.25
 Jwk = dict[str, Any]
@@ -251,14 +254,54 @@ def _jwks_of(document: Any) -> dict[str, Jwk]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token verified once: whom it names, the key that checked it, until when."""
+
+    principal: Principal
+    kid: str
+    key: Jwk
+    expires_at: float
+
+
 class TokenVerifier:
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str) -> None:
+    """Verifies bearer tokens; a valid token's signature is checked once per process.
+
+    A verified token is remembered (at most `verified_max`, the oldest forgotten first)
+    until its `exp`, and used again only while the key source still serves the very key
+    that verified it: a key removed or replaced by rotation refuses it at once.
+    """
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        verified_max: int = VERIFIED_TOKENS_MAX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.key_source = keys
         self.issuer = issuer
         self.audience = audience
+        self._verified_max = verified_max
+        # Wall-clock time, as jose reads `exp` and `nbf`.
+        self._clock = clock
+        # Insertion-ordered: when full, the oldest token is forgotten first.
+        self._verified: dict[str, _Verified] = {}
 
     async def verify(self, token: str) -> Principal:
         """The principal a token names, or Unauthorized. Never trusts the token's header."""
+        verified = self._verified.get(token)
+        if verified is not None:
+            if self._clock() < verified.expires_at:
+                keys = await self.key_source.keys()
+                if keys.get(verified.kid) == verified.key:
+                    return verified.principal
+            del self._verified[token]
+        return await self._verify_signed(token)
+
+    async def _verify_signed(self, token: str) -> Principal:
         if len(token) > _TOKEN_LENGTH_MAX:
             raise Unauthorized("The bearer token is too long.")
         try:
@@ -296,7 +339,20 @@ class TokenVerifier:
             )
         except JOSEError:
             raise Unauthorized("The bearer token is invalid or expired.") from None
-        return _principal(claims)
+        principal = _principal(claims)
+        self._remember(token, _Verified(principal, kid, key, float(claims["exp"])), claims)
+        return principal
+
+    def _remember(self, token: str, verified: _Verified, claims: Mapping[str, Any]) -> None:
+        """Remember a token only inside its strict validity: jose's 5 s leeway admits a
+        token just past `exp` or just before `nbf`, and a cached answer must not stretch it."""
+        now = self._clock()
+        not_before = claims.get("nbf")
+        if now >= verified.expires_at or (isinstance(not_before, int | float) and now < not_before):
+            return
+        if len(self._verified) >= self._verified_max:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = verified
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

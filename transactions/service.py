@@ -292,7 +292,7 @@ async def create_transfer(
         await accounts.check_owned(
             account_id=transfer.source_account_id,
             authorization=requester.authorization or "",
-            customer_id=principal.customer_id,
+            principal=principal,
         )
     except BaseException:
         await _abandon_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)

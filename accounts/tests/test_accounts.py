@@ -2,9 +2,11 @@
 
 import uuid
 
+import asyncpg
 import httpx
+import pytest
 
-from accounts.tests.helpers import Bank, Clock
+from accounts.tests.helpers import Bank, Clock, raw_connection
 from kit.testing import TestIssuer, assert_problem
 
 
@@ -516,3 +518,30 @@ class TestStatement:
 
     async def test_unknown(self, bank: Bank) -> None:
         assert_problem(await bank.entries(str(uuid.uuid4())), 404, "account-not-found")
+
+
+class TestOwnerNeverChanges:
+    """Other services remember a confirmed owner (transactions' front door): the database
+    itself refuses to give an account another owner, whatever code or operator asks."""
+
+    async def test_changing_the_owner_is_refused(self, bank: Bank, database_url: str) -> None:
+        account = await bank.open_account(customer_id="customer-1")
+        async with raw_connection(database_url) as connection:
+            with pytest.raises(asyncpg.RaiseError, match="owner of an account never changes"):
+                await connection.execute(
+                    "UPDATE accounts SET customer_id = 'customer-2' WHERE id = $1",
+                    uuid.UUID(account["id"]),
+                )
+            owner = await connection.fetchval(
+                "SELECT customer_id FROM accounts WHERE id = $1", uuid.UUID(account["id"])
+            )
+        assert owner == "customer-1"
+
+    async def test_other_columns_still_change(self, bank: Bank, database_url: str) -> None:
+        account = await bank.open_account(customer_id="customer-1")
+        async with raw_connection(database_url) as connection:
+            # Setting the owner to itself changes nothing, so it is allowed too.
+            await connection.execute(
+                "UPDATE accounts SET status = 'frozen', customer_id = customer_id WHERE id = $1",
+                uuid.UUID(account["id"]),
+            )

@@ -56,12 +56,20 @@ class TestValidateTransfer:
         response = await bank.validate(body)
         assert assert_problem(response, 404, "account-not-found")["account_id"] == missing
 
+    # The source side matters to the transfers front door: it checks only ownership (and
+    # remembers it), so a frozen or closed source account is refused here, by the saga.
+    @pytest.mark.parametrize("side", ["source", "target"])
     @pytest.mark.parametrize("status", ["frozen", "closed"])
-    async def test_account_not_active(self, bank: Bank, database_url: str, status: str) -> None:
-        source, target = await bank.funded_account(1000), await bank.open_account()
-        await set_status(database_url, target["id"], status)
-        response = await bank.validate(validation(source["id"], target["id"]))
-        assert assert_problem(response, 409, "account-not-active")["account_id"] == target["id"]
+    async def test_account_not_active(
+        self, bank: Bank, database_url: str, status: str, side: str
+    ) -> None:
+        accounts = {"source": await bank.funded_account(1000), "target": await bank.open_account()}
+        await set_status(database_url, accounts[side]["id"], status)
+        response = await bank.validate(
+            validation(accounts["source"]["id"], accounts["target"]["id"])
+        )
+        problem = assert_problem(response, 409, "account-not-active")
+        assert problem["account_id"] == accounts[side]["id"]
 
     async def test_currency_mismatch(self, bank: Bank) -> None:
         source = await bank.funded_account(1000)

@@ -3,9 +3,11 @@
 import asyncio
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
+from jose import jwt as jose_jwt
 
 from contracts.auth import CUSTOMER_SCOPES, PrincipalKind, Scope
 from kit.auth import JwksKeySource, KeysStatus, TokenVerifier
@@ -54,6 +56,108 @@ async def test_token_without_kind_is_refused(issuer: TestIssuer) -> None:
     token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES, sbk_kind=None)
     with pytest.raises(Unauthorized):
         await issuer.verifier.verify(token)
+
+
+class DecodeCounter:
+    """Counts the signature checks (jose's `jwt.decode`) a verifier makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self._decode = jose_jwt.decode
+        monkeypatch.setattr(jose_jwt, "decode", self._counting)
+
+    def _counting(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self._decode(*args, **kwargs)
+
+
+class WallClock:
+    """The wall clock, moved on by hand (jose itself keeps reading the real one)."""
+
+    def __init__(self) -> None:
+        self.offset_seconds = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_seconds
+
+
+class TestVerifiedOnce:
+    """A token is verified once per process while it is valid: its signature is not
+    checked again, but its expiry and its key still are, on every request."""
+
+    @pytest.fixture
+    def decodes(self, monkeypatch: pytest.MonkeyPatch) -> DecodeCounter:
+        return DecodeCounter(monkeypatch)
+
+    async def test_the_same_token_is_verified_once(
+        self, issuer: TestIssuer, decodes: DecodeCounter
+    ) -> None:
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES)
+        first = await issuer.verifier.verify(token)
+        again = await issuer.verifier.verify(token)
+        assert again == first
+        assert decodes.calls == 1
+
+    async def test_never_used_past_the_tokens_expiry(
+        self, issuer: TestIssuer, decodes: DecodeCounter
+    ) -> None:
+        clock = WallClock()
+        verifier = TokenVerifier(
+            issuer.key_source, issuer=issuer.issuer, audience=issuer.audience, clock=clock
+        )
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES)
+        await verifier.verify(token)
+        clock.offset_seconds = 900  # the token's lifetime
+        await verifier.verify(token)
+        assert decodes.calls == 2
+
+    async def test_a_token_within_the_expiry_leeway_is_not_remembered(
+        self, issuer: TestIssuer, decodes: DecodeCounter
+    ) -> None:
+        # jose accepts a token up to 5 s past its expiry; remembering it would stretch that.
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES, lifetime_seconds=-2)
+        for _ in range(2):
+            await issuer.verifier.verify(token)
+        assert decodes.calls == 2
+
+    async def test_a_token_before_its_not_before_is_not_remembered(
+        self, issuer: TestIssuer, decodes: DecodeCounter
+    ) -> None:
+        not_before = int(time.time()) + 3  # within jose's leeway: accepted, not yet valid
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES, nbf=not_before)
+        for _ in range(2):
+            await issuer.verifier.verify(token)
+        assert decodes.calls == 2
+
+    async def test_a_removed_key_refuses_a_verified_token_at_once(self, issuer: TestIssuer) -> None:
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES)
+        await issuer.verifier.verify(token)
+        issuer.key_source.replace({})
+        with pytest.raises(Unauthorized):
+            await issuer.verifier.verify(token)
+
+    async def test_a_replaced_key_of_the_same_kid_verifies_again(
+        self, issuer: TestIssuer, decodes: DecodeCounter
+    ) -> None:
+        token = issuer.token("cust-1", PrincipalKind.customer, CUSTOMER_SCOPES)
+        await issuer.verifier.verify(token)
+        other = SigningKey.generate().public_jwk()
+        issuer.key_source.replace({issuer.key.kid: {**other, "kid": issuer.key.kid}})
+        with pytest.raises(Unauthorized):
+            await issuer.verifier.verify(token)
+        assert decodes.calls == 2
+
+    async def test_bounded(self, issuer: TestIssuer, decodes: DecodeCounter) -> None:
+        verifier = TokenVerifier(
+            issuer.key_source, issuer=issuer.issuer, audience=issuer.audience, verified_max=2
+        )
+        tokens = [issuer.token(f"c-{n}", PrincipalKind.customer, CUSTOMER_SCOPES) for n in range(3)]
+        for token in tokens:
+            await verifier.verify(token)
+        await verifier.verify(tokens[2])  # still remembered
+        assert decodes.calls == 3
+        await verifier.verify(tokens[0])  # forgotten, the oldest, to make room
+        assert decodes.calls == 4
 
 
 class TestKeyRotation:

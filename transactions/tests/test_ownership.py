@@ -197,6 +197,49 @@ class TestSourceAccountOwnership:
         assert [transfer["id"] for transfer in listed] == [results[0]["transfer"]["id"]]
 
 
+class TestConfirmedOwnershipIsRemembered:
+    """An account's owner never changes (the accounts database refuses it), so a confirmed
+    (account, customer) pair is not asked again; a refusal is asked every time."""
+
+    async def test_a_repeat_payer_is_not_asked_about_again(
+        self, client: httpx.AsyncClient, accounts: FakeAccounts
+    ) -> None:
+        body = transfer_body()
+        for _ in range(2):
+            assert (await _post(client, body)).status_code == 202
+
+        assert len(accounts.requests) == 1
+
+    async def test_a_foreign_account_is_refused_on_every_attempt(
+        self, app: FastAPI, client: httpx.AsyncClient, accounts: FakeAccounts
+    ) -> None:
+        bobs = _bobs_account(accounts)
+        # Bob's own transfer confirms his ownership: that must not open the account to Alice.
+        own_headers = {**key_header(), **customer(BOB)}
+        assert (await _post(client, transfer_body(source_account_id=bobs), own_headers)).is_success
+        before = await fingerprint(app)
+
+        for _ in range(2):
+            response = await _post(client, transfer_body(source_account_id=bobs))
+            assert_problem(response, 404, "account-not-found")
+
+        assert await fingerprint(app) == before
+        assert len(accounts.requests) == 3
+
+    async def test_a_token_without_accounts_read_is_refused_on_a_confirmed_account(
+        self, app: FastAPI, client: httpx.AsyncClient, accounts: FakeAccounts
+    ) -> None:
+        body = transfer_body()
+        assert (await _post(client, body)).status_code == 202
+        narrow = ISSUER.headers(ALICE, PrincipalKind.customer, {Scope.transfers_write})
+        before = await fingerprint(app)
+
+        response = await _post(client, body, {**key_header(), **narrow})
+
+        assert_problem(response, 403, "insufficient-scope")
+        assert await fingerprint(app) == before
+
+
 class TestTransferVisibility:
     async def test_customers_list_their_own_operators_all(
         self, client: httpx.AsyncClient, accounts: FakeAccounts
