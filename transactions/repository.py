@@ -478,18 +478,31 @@ _MOVE_TO_TERMINAL: Final = _projection_statement(notify_finished=True)
 # --- steps ------------------------------------------------------------------------------
 
 
-async def insert_step(session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord) -> bool:
-    """Record a step unless this transfer already has it; True when this call recorded it."""
-    row = {
-        "transfer_id": transfer_id,
-        "step": record.step,
-        "outcome": record.outcome,
-        "status": record.status.value,
-        "version": record.version,
-        "occurred_at": record.occurred_at,
-        "detail": record.detail,
-    }
-    return (await session.execute(_INSERT_STEP, row)).scalar_one_or_none() is not None
+async def insert_steps(
+    session: AsyncSession, *, transfer_id: uuid.UUID, records: Sequence[StepRecord]
+) -> list[bool]:
+    """Record, in one statement, each step this transfer does not have yet; per record,
+    whether this call recorded it (a step named twice in `records`: its first only)."""
+    rows = [
+        {
+            "transfer_id": transfer_id,
+            "step": record.step,
+            "outcome": record.outcome,
+            "status": record.status.value,
+            "version": record.version,
+            "occurred_at": record.occurred_at,
+            "detail": record.detail,
+        }
+        for record in records
+    ]
+    # Several rows: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues"); RETURNING
+    # names the steps inserted, in no promised order.
+    inserted = set((await session.execute(_INSERT_STEP, rows)).scalars().all())
+    recorded: list[bool] = []
+    for record in records:
+        recorded.append(record.step in inserted)
+        inserted.discard(record.step)
+    return recorded
 
 
 # VALUES from the keys of the row passed with it.
