@@ -12,6 +12,7 @@ checkpoint, so a row rewritten or a tail cut off behind the trigger's back is fo
 """
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -31,6 +32,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Insert,
     MetaData,
     Row,
     Select,
@@ -38,6 +40,9 @@ from sqlalchemy import (
     String,
     Table,
     Uuid,
+    bindparam,
+    func,
+    or_,
     select,
     text,
 )
@@ -350,8 +355,8 @@ async def append_many(
 ) -> list[tuple[dict[str, Any], bool]]:
     """Append `events`, in their order, in the caller's transaction, exactly as `append`
     would one after the other (a known id, also one repeated in `events`, is written
-    once), in four statements whatever their number: one lock, one look for known ids,
-    one for the chain's end, one INSERT.
+    once), in three statements whatever their number: one lock, one look for the known
+    ids and the chain's end, one INSERT.
 
     Returns, per event, the stored row's values and whether this call wrote it.
     """
@@ -359,23 +364,48 @@ async def append_many(
         return []
     key = session_chain_key(session)
     started = time.perf_counter()
-    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
+    await session.execute(_LOCK_CHAIN, {"key": _CHAIN_LOCK_KEY})
     ids = list({event.id for event in events})
-    known: dict[uuid.UUID, dict[str, Any]] = {
-        row.id: dict(row._mapping)
-        for row in (await session.execute(select(table).where(table.c.id.in_(ids)))).all()
-    }
-    last = (
-        await session.execute(
-            select(table.c.sequence, table.c.hash).order_by(table.c.sequence.desc()).limit(1)
-        )
-    ).first()
-    end = (0, GENESIS_HASH) if last is None else (last.sequence, last.hash)
+    found = (await session.execute(_known_or_last(table), {"ids": ids})).all()
+    known, end = _known_and_end([dict(row._mapping) for row in found], ids)
     results, rows = _chained(events, known, end=end, key=key, now=now)
     if rows:
-        await session.execute(table.insert(), rows)
+        await session.execute(_insert(table), rows)
     _observe_append(str(session.info.get(AUDIT_SERVICE_INFO)), started)
     return results
+
+
+# Statements built once: building one per append costs more CPU than running it.
+_LOCK_CHAIN: Final = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+@functools.cache
+def _known_or_last(table: Table) -> Select[Any]:
+    """The events among `:ids` and the chain's last event, in one statement. Run after the
+    chain lock, in a statement of its own: under READ COMMITTED its snapshot then sees the
+    chain as the previous holder committed it."""
+    last_sequence = select(func.max(table.c.sequence)).scalar_subquery()
+    return select(table).where(
+        or_(table.c.id.in_(bindparam("ids", expanding=True)), table.c.sequence == last_sequence)
+    )
+
+
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return table.insert()
+
+
+def _known_and_end(
+    found: Sequence[dict[str, Any]], ids: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, dict[str, Any]], tuple[int, str]]:
+    """From the rows of `_known_or_last`: the known events by id, and the chain's end (its
+    last sequence and hash), the one with the highest sequence, if any."""
+    wanted = set(ids)
+    known = {values["id"]: values for values in found if values["id"] in wanted}
+    if not found:
+        return known, (0, GENESIS_HASH)
+    last = max(found, key=lambda values: int(values["sequence"]))
+    return known, (last["sequence"], last["hash"])
 
 
 def _chained(
@@ -440,23 +470,20 @@ async def append_many_asyncpg(
     now: Callable[[], datetime] | None = None,
 ) -> list[tuple[dict[str, Any], bool]]:
     """`append_many` for a raw asyncpg connection inside the caller's transaction: one
-    lock, one look for known ids, one for the chain's end, one batched INSERT."""
+    lock, one look for the known ids and the chain's end, one batched INSERT."""
     if not events:
         return []
     key = _connection_chain_key(connection)
     started = time.perf_counter()
     await connection.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK_KEY)
-    known: dict[uuid.UUID, dict[str, Any]] = {
-        row["id"]: dict(row)
-        for row in await connection.fetch(
-            "SELECT * FROM audit_events WHERE id = ANY($1::uuid[])",
-            list({event.id for event in events}),
-        )
-    }
-    last = await connection.fetchrow(
-        "SELECT sequence, hash FROM audit_events ORDER BY sequence DESC LIMIT 1"
+    ids = list({event.id for event in events})
+    # As `_known_or_last`: the known events and the chain's last one, after the lock.
+    found = await connection.fetch(
+        "SELECT * FROM audit_events WHERE id = ANY($1::uuid[])"
+        " OR sequence = (SELECT max(sequence) FROM audit_events)",
+        ids,
     )
-    end = (0, GENESIS_HASH) if last is None else (last["sequence"], last["hash"])
+    known, end = _known_and_end([dict(row) for row in found], ids)
     results, written = _chained(events, known, end=end, key=key, now=now)
     rows = [
         # asyncpg encodes JSONB from text; the hash was computed over the Python values.

@@ -4,15 +4,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
+    Interval,
+    String,
     and_,
+    bindparam,
     case,
+    cast,
     delete,
     exists,
     func,
+    literal,
     null,
     or_,
     select,
@@ -34,6 +39,7 @@ from transactions.changes import (
     idempotency_key_payload,
 )
 from transactions.models import (
+    Base,
     CallbackClientRow,
     CallbackReceiptRow,
     IdempotencyKeyRow,
@@ -44,6 +50,14 @@ from transactions.models import (
 
 IN_FLIGHT = "in_flight"
 COMPLETED = "completed"
+
+# The hot paths (a create, a step report) run statements built once, here, on the tables:
+# building one per call (and the ORM's handling of its own DML) cost more CPU than running
+# it. SQLAlchemy memoizes a statement object's cache key, so each call only binds values.
+# An UPDATE's or INSERT's bindparam may not share a column's name: hence `new_`, `our_`.
+_transfers = Base.metadata.tables["transfers"]
+_steps = Base.metadata.tables["transfer_steps"]
+_keys = Base.metadata.tables["idempotency_keys"]
 
 
 # --- idempotency keys -------------------------------------------------------------------
@@ -66,22 +80,35 @@ async def claim_idempotency_key(
     is resumed with the transfer id it was claimed with, so a retry never creates a
     second transfer.
     """
-    table = IdempotencyKeyRow
-    inserting = insert(table).values(
-        caller=caller,
-        key=key,
-        request_hash=request_hash,
+    parameters = {
+        "new_caller": caller,
+        "new_key": key,
+        "new_request_hash": request_hash,
+        "new_transfer_id": transfer_id,
+        "ttl": ttl,
+        "lease": lease,
+    }
+    claimed: uuid.UUID | None = (await session.execute(_CLAIM_KEY, parameters)).scalar_one_or_none()
+    return claimed
+
+
+def _claim_statement() -> Any:
+    table = _keys.c
+    inserting = insert(_keys).values(
+        caller=bindparam("new_caller"),
+        key=bindparam("new_key"),
+        request_hash=bindparam("new_request_hash"),
         state=IN_FLIGHT,
-        transfer_id=transfer_id,
+        transfer_id=bindparam("new_transfer_id"),
         created_at=func.now(),
-        expires_at=func.now() + ttl,
-        locked_until=func.now() + lease,
+        expires_at=func.now() + bindparam("ttl", type_=Interval),
+        locked_until=func.now() + bindparam("lease", type_=Interval),
     )
     excluded = inserting.excluded
     same_unfinished_request = and_(
         table.state == IN_FLIGHT, table.request_hash == excluded.request_hash
     )
-    statement = inserting.on_conflict_do_update(
+    return inserting.on_conflict_do_update(
         index_elements=[table.caller, table.key],
         set_={
             "request_hash": excluded.request_hash,
@@ -100,8 +127,9 @@ async def claim_idempotency_key(
             and_(same_unfinished_request, table.locked_until <= func.now()),
         ),
     ).returning(table.transfer_id)
-    claimed: uuid.UUID | None = (await session.execute(statement)).scalar_one_or_none()
-    return claimed
+
+
+_CLAIM_KEY: Final = _claim_statement()
 
 
 def _our_claim_in_flight(*, caller: str, key: str, transfer_id: uuid.UUID) -> ColumnElement[bool]:
@@ -136,24 +164,47 @@ async def complete_idempotency_key(
     response_status: int,
     response_body: dict[str, Any],
 ) -> bool:
-    """Store the response of our claim; False if the claim is no longer ours in flight."""
-    statement = (
-        update(IdempotencyKeyRow)
-        .where(_our_claim_in_flight(caller=caller, key=key, transfer_id=transfer_id))
+    """Store the response of our claim; False if the claim is no longer ours in flight.
+    Duplicates waiting on the key are notified (once this commits) in the same statement."""
+    parameters = {
+        "our_caller": caller,
+        "our_key": key,
+        "our_transfer_id": transfer_id,
+        "new_response_status": response_status,
+        "new_response_body": response_body,
+        "payload": idempotency_key_payload(caller, key),
+    }
+    completed = (await session.execute(_COMPLETE_KEY, parameters)).first() is not None
+    return completed
+
+
+def _complete_statement() -> Any:
+    table = _keys.c
+    # pg_notify in RETURNING runs once per row updated: only when the claim was ours.
+    return (
+        update(_keys)
+        .where(
+            table.caller == bindparam("our_caller"),
+            table.key == bindparam("our_key"),
+            table.transfer_id == bindparam("our_transfer_id"),
+            table.state == IN_FLIGHT,
+        )
         .values(
             state=COMPLETED,
-            response_status=response_status,
-            response_body=response_body,
+            response_status=bindparam("new_response_status"),
+            response_body=bindparam("new_response_body"),
             locked_until=null(),
         )
-        .returning(IdempotencyKeyRow.key)
-    )
-    completed = (await session.execute(statement)).scalar_one_or_none() is not None
-    if completed:
-        await _notify(
-            session, IDEMPOTENCY_KEY_SETTLED_CHANNEL, idempotency_key_payload(caller, key)
+        .returning(
+            table.key,
+            func.pg_notify(
+                literal(IDEMPOTENCY_KEY_SETTLED_CHANNEL, String), bindparam("payload", type_=String)
+            ),
         )
-    return completed
+    )
+
+
+_COMPLETE_KEY: Final = _complete_statement()
 
 
 async def release_idempotency_key(
@@ -232,42 +283,48 @@ async def insert_transfer(
 ) -> tuple[bool, datetime]:
     """Insert a pending transfer unless its id exists; whether this call created it, and
     when the transfer was recorded (its saga's start deadline counts from then)."""
-    statement = (
-        insert(TransferRow)
-        .values(
-            id=transfer_id,
-            source_account_id=transfer.source_account_id,
-            target_account_id=transfer.target_account_id,
-            amount_minor=transfer.amount_minor,
-            currency=transfer.currency,
-            description=transfer.description,
-            metadata_=transfer.metadata,
-            customer_id=customer_id,
-            status=TransferStatus.pending.value,
-            version=0,
-        )
-        .on_conflict_do_nothing(index_elements=[TransferRow.id])
-        .returning(TransferRow.created_at)
-    )
-    created_at = (await session.execute(statement)).scalar_one_or_none()
+    row = {
+        "id": transfer_id,
+        "source_account_id": transfer.source_account_id,
+        "target_account_id": transfer.target_account_id,
+        "amount_minor": transfer.amount_minor,
+        "currency": transfer.currency,
+        "description": transfer.description,
+        "metadata": transfer.metadata,
+        "customer_id": customer_id,
+        "status": TransferStatus.pending.value,
+        "version": 0,
+    }
+    created_at = (await session.execute(_INSERT_TRANSFER, row)).scalar_one_or_none()
     if created_at is not None:
         return True, created_at
-    existing = await session.execute(
-        select(TransferRow.created_at).where(TransferRow.id == transfer_id)
-    )
+    existing = await session.execute(_CREATED_AT, {"transfer_id": transfer_id})
     return False, existing.scalar_one()
+
+
+# VALUES from the keys of the row passed with it.
+_INSERT_TRANSFER: Final = (
+    insert(_transfers)
+    .on_conflict_do_nothing(index_elements=[_transfers.c.id])
+    .returning(_transfers.c.created_at)
+)
+_CREATED_AT: Final = select(_transfers.c.created_at).where(
+    _transfers.c.id == bindparam("transfer_id")
+)
 
 
 async def mark_saga_started(session: AsyncSession, *, transfer_id: uuid.UUID) -> bool:
     """Record that the transfer's saga is known to run; True the first time."""
-    statement = (
-        update(TransferRow)
-        .where(TransferRow.id == transfer_id, TransferRow.saga_started_at.is_(None))
-        .values(saga_started_at=func.now())
-        .returning(TransferRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    marked = await session.execute(_MARK_SAGA_STARTED, {"transfer_id": transfer_id})
+    return marked.first() is not None
+
+
+_MARK_SAGA_STARTED: Final = (
+    update(_transfers)
+    .where(_transfers.c.id == bindparam("transfer_id"), _transfers.c.saga_started_at.is_(None))
+    .values(saga_started_at=func.now())
+    .returning(_transfers.c.id)
+)
 
 
 async def unstarted_transfers(
@@ -285,9 +342,10 @@ async def unstarted_transfers(
 
 
 async def get_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> TransferRow | None:
-    return (
-        await session.execute(select(TransferRow).where(TransferRow.id == transfer_id))
-    ).scalar_one_or_none()
+    return (await session.execute(_GET_TRANSFER, {"transfer_id": transfer_id})).scalar_one_or_none()
+
+
+_GET_TRANSFER: Final = select(TransferRow).where(TransferRow.id == bindparam("transfer_id"))
 
 
 async def list_transfers(
@@ -352,70 +410,107 @@ async def update_projection(
     The version guard sits in the UPDATE itself, so two reports racing for the same
     row serialise on its lock and the newer one wins whatever order they commit in.
     """
-    values: dict[str, Any] = {
-        "status": record.status.value,
-        "version": record.version,
-        "updated_at": func.now(),
+    # A step reports only what it learnt; fields it leaves out (None) keep their value.
+    parameters = {
+        "transfer_id": transfer_id,
+        "new_status": record.status.value,
+        "new_version": record.version,
+        "new_fraud": None if record.fraud is None else record.fraud.model_dump(mode="json"),
+        "new_hold_id": record.hold_id,
+        "new_posting_id": record.posting_id,
+        "new_failure_reason": record.failure_reason,
     }
-    # A step reports only what it learnt; fields it leaves out keep their value.
-    if record.fraud is not None:
-        values["fraud"] = record.fraud.model_dump(mode="json")
-    if record.hold_id is not None:
-        values["hold_id"] = record.hold_id
-    if record.posting_id is not None:
-        values["posting_id"] = record.posting_id
-    if record.failure_reason is not None:
-        values["failure_reason"] = record.failure_reason
+    # A terminal report wakes requests waiting on this transfer (Prefer: wait) once it
+    # commits: its NOTIFY rides in the same statement, run only if the projection moved.
+    statement = _MOVE_TO_TERMINAL if record.status.is_terminal else _MOVE_PROJECTION
+    moved = (await session.execute(statement, parameters)).one_or_none()
+    if moved is None:
+        return None
+    return ProjectionMove(TransferStatus(moved[0]), float(moved[1]))
+
+
+def _kept_unless_given(name: str) -> ColumnElement[Any]:
+    column = _transfers.c[name]
+    return func.coalesce(bindparam(f"new_{name}", type_=column.type), column)
+
+
+def _projection_statement(*, notify_finished: bool) -> Any:
+    table = _transfers.c
     # RETURNING shows the new row; the status it had comes from this locked read, which a
     # racing report waits on and then reads as the winner left it (READ COMMITTED rereads
     # a locked row), so exactly one report sees the move into a terminal status. NO KEY
     # UPDATE, the UPDATE's own lock: FOR UPDATE would deadlock with the KEY SHARE lock a
     # racing report's step INSERT takes on this row (its foreign key).
     before = (
-        select(TransferRow.id, TransferRow.status)
-        .where(TransferRow.id == transfer_id)
+        select(table.id, table.status)
+        .where(table.id == bindparam("transfer_id"))
         .with_for_update(key_share=True)
         .subquery()
     )
-    statement = (
-        update(TransferRow)
-        .where(TransferRow.id == before.c.id, TransferRow.version < record.version)
-        .values(**values)
-        .returning(
-            before.c.status,
-            func.extract("epoch", TransferRow.updated_at - TransferRow.created_at),
+    returning: list[ColumnElement[Any]] = [
+        before.c.status,
+        func.extract("epoch", table.updated_at - table.created_at),
+    ]
+    if notify_finished:
+        returning.append(
+            func.pg_notify(literal(TRANSFER_FINISHED_CHANNEL, String), cast(table.id, String))
         )
-        .execution_options(synchronize_session=False)
+    return (
+        update(_transfers)
+        .where(table.id == before.c.id, table.version < bindparam("new_version"))
+        .values(
+            status=bindparam("new_status"),
+            version=bindparam("new_version"),
+            updated_at=func.now(),
+            fraud=_kept_unless_given("fraud"),
+            hold_id=_kept_unless_given("hold_id"),
+            posting_id=_kept_unless_given("posting_id"),
+            failure_reason=_kept_unless_given("failure_reason"),
+        )
+        .returning(*returning)
     )
-    moved = (await session.execute(statement)).one_or_none()
-    if moved is None:
-        return None
-    if record.status.is_terminal:
-        # Wakes requests waiting on this transfer (Prefer: wait) once the report commits.
-        await _notify(session, TRANSFER_FINISHED_CHANNEL, str(transfer_id))
-    return ProjectionMove(TransferStatus(moved[0]), float(moved[1]))
+
+
+_MOVE_PROJECTION: Final = _projection_statement(notify_finished=False)
+_MOVE_TO_TERMINAL: Final = _projection_statement(notify_finished=True)
 
 
 # --- steps ------------------------------------------------------------------------------
 
 
-async def insert_step(session: AsyncSession, *, transfer_id: uuid.UUID, record: StepRecord) -> bool:
-    """Record a step unless this transfer already has it; True when this call recorded it."""
-    statement = (
-        insert(TransferStepRow)
-        .values(
-            transfer_id=transfer_id,
-            step=record.step,
-            outcome=record.outcome,
-            status=record.status.value,
-            version=record.version,
-            occurred_at=record.occurred_at,
-            detail=record.detail,
-        )
-        .on_conflict_do_nothing(index_elements=[TransferStepRow.transfer_id, TransferStepRow.step])
-        .returning(TransferStepRow.step)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+async def insert_steps(
+    session: AsyncSession, *, transfer_id: uuid.UUID, records: Sequence[StepRecord]
+) -> list[bool]:
+    """Record, in one statement, each step this transfer does not have yet; per record,
+    whether this call recorded it (a step named twice in `records`: its first only)."""
+    rows = [
+        {
+            "transfer_id": transfer_id,
+            "step": record.step,
+            "outcome": record.outcome,
+            "status": record.status.value,
+            "version": record.version,
+            "occurred_at": record.occurred_at,
+            "detail": record.detail,
+        }
+        for record in records
+    ]
+    # Several rows: SQLAlchemy sends one multi-row INSERT ("insertmanyvalues"); RETURNING
+    # names the steps inserted, in no promised order.
+    inserted = set((await session.execute(_INSERT_STEP, rows)).scalars().all())
+    recorded: list[bool] = []
+    for record in records:
+        recorded.append(record.step in inserted)
+        inserted.discard(record.step)
+    return recorded
+
+
+# VALUES from the keys of the row passed with it.
+_INSERT_STEP: Final = (
+    insert(_steps)
+    .on_conflict_do_nothing(index_elements=[_steps.c.transfer_id, _steps.c.step])
+    .returning(_steps.c.step)
+)
 
 
 async def list_steps(
@@ -424,12 +519,16 @@ async def list_steps(
     """The steps of these transfers, each transfer's in the order the saga reported them."""
     if not transfer_ids:
         return []
-    statement = (
-        select(TransferStepRow)
-        .where(TransferStepRow.transfer_id.in_(transfer_ids))
-        .order_by(TransferStepRow.transfer_id, TransferStepRow.version, TransferStepRow.step)
+    return (
+        (await session.execute(_LIST_STEPS, {"transfer_ids": list(transfer_ids)})).scalars().all()
     )
-    return (await session.execute(statement)).scalars().all()
+
+
+_LIST_STEPS: Final = (
+    select(TransferStepRow)
+    .where(TransferStepRow.transfer_id.in_(bindparam("transfer_ids", expanding=True)))
+    .order_by(TransferStepRow.transfer_id, TransferStepRow.version, TransferStepRow.step)
+)
 
 
 async def step_exists(session: AsyncSession, *, transfer_id: uuid.UUID, step: str) -> bool:

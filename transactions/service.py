@@ -656,10 +656,8 @@ async def record_steps(
     status_before, version_before = row.status, row.version
     actor = requester.actor
     events: list[AuditEventCreate] = []
-    for record in records:
-        step_recorded = await repository.insert_step(
-            session, transfer_id=transfer_id, record=record
-        )
+    recorded = await repository.insert_steps(session, transfer_id=transfer_id, records=records)
+    for record, step_recorded in zip(records, recorded, strict=True):
         moved = await repository.update_projection(session, transfer_id=transfer_id, record=record)
         if step_recorded:
             # A retried report (the step already recorded) writes nothing new; its event

@@ -290,6 +290,24 @@ class TestRecordSteps:
         assert await count_rows(app, "transfer_steps") == 3
         assert len(await _step_events(client, transfer["id"])) == 3
 
+    async def test_a_step_named_twice_in_a_batch_is_recorded_once_as_first_reported(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        # The batch's steps go in one INSERT: the first of the two is the one kept.
+        transfer = await create(client)
+        records = [
+            {"step": "review", "outcome": "approved", "status": "pending", "version": 1},
+            {"step": "review", "outcome": "declined", "status": "declined", "version": 2},
+        ]
+        response = await report_batch(client, transfer["id"], records)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "declined"
+        assert [(s["name"], s["outcome"]) for s in response.json()["steps"]] == [
+            ("review", "approved")
+        ]
+        assert await count_rows(app, "transfer_steps") == 1
+        assert len(await _step_events(client, transfer["id"])) == 1
+
     @pytest.mark.parametrize(
         "records",
         [
