@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.auth import TOKEN_PATH
     from contracts.transfers import TransferStatus, workflow_id
     from kit.payloads import data_converter
+    from kit.process import exit_without_finalising
     from kit.sealing import parse_key_ring
     from sagabank.localstack.otlp import running_otlp_receiver
     from sagabank.localstack.postgres import free_port
@@ -706,7 +707,7 @@ def report_tracing_cost(runs: list[Run]) -> None:
             print(f"{race:<8} {without:>15.1f} {with_tracing:>11.1f} {ratio:>7.2f}")
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--transfers", type=int, default=500, help="executions per run")
     parser.add_argument("--in-flight", type=int, default=50)
@@ -742,7 +743,7 @@ def main() -> None:
     use_payload_keys()
     if arguments.bare_worker:
         asyncio.run(run_bare_worker(arguments.temporal_address, arguments.task_queue))
-        return
+        return 0
     if arguments.quick:
         arguments.transfers, arguments.in_flight = QUICK_TRANSFERS, QUICK_IN_FLIGHT
         arguments.one_at_a_time = min(arguments.one_at_a_time, QUICK_ONE_AT_A_TIME)
@@ -784,7 +785,9 @@ def main() -> None:
     if arguments.profile is not None:
         print(f"\ntop costs per process during the saga race (profiles in {arguments.profile})")
         print(profile_table.report(arguments.profile))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    # The Temporal client's native threads can crash the interpreter's finalisation.
+    exit_without_finalising(main)

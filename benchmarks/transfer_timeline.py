@@ -37,6 +37,7 @@ from saga import (
 )
 from temporalio.client import Client
 
+from kit.process import exit_without_finalising
 from sagabank.localstack.otlp import ReceivedSpan, running_otlp_receiver
 
 WARMUP_TRANSFERS = 5
@@ -115,7 +116,7 @@ def print_medians(traces: list[list[ReceivedSpan]]) -> None:
         )
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--transfers", type=int, default=30, help="transfers after a warm-up")
     arguments = parser.parse_args()
@@ -148,7 +149,9 @@ def main() -> None:
     by_answer = sorted(measured, key=lambda trace: duration_ms(root_of(trace)))
     print_tree(by_answer[len(by_answer) // 2])
     print_medians(measured)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    # The Temporal client's native threads can crash the interpreter's finalisation.
+    exit_without_finalising(main)
