@@ -20,6 +20,17 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+# The project's own packages: where a frame's module path starts, and the group "our code".
+OUR_ROOTS = (
+    "/kit/",
+    "/contracts/",
+    "/accounts/",
+    "/transactions/",
+    "/fraud/",
+    "/notifications/",
+    "/workflows/",
+    "/sagabank/",
+)
 # What a frame belongs to, by the first pattern its path matches (in this order). Standard
 # library frames are charged to their nearest caller that is not standard library: json's
 # encoder under structlog is logging's cost, asyncio's loop under uvicorn is the server's.
@@ -35,20 +46,7 @@ GROUPS = (
     ("temporalio SDK", re.compile(r"/temporalio/")),
     ("uvicorn/starlette/fastapi", re.compile(r"/(uvicorn|starlette|fastapi|slowapi|limits)/")),
     ("google.protobuf", re.compile(r"/google/protobuf/")),
-    (
-        "our code",
-        re.compile(r"/(kit|contracts|accounts|transactions|fraud|notifications|workflows)/"),
-    ),
-)
-OUR_ROOTS = (
-    "/kit/",
-    "/contracts/",
-    "/accounts/",
-    "/transactions/",
-    "/fraud/",
-    "/notifications/",
-    "/workflows/",
-    "/sagabank/",
+    ("our code", re.compile("|".join(re.escape(root) for root in OUR_ROOTS))),
 )
 STDLIB = re.compile(r"/lib/python3\.\d+/(?!site-packages)|^<frozen |^<string>")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<path>[^()]*?)(?::\d+)?\)$")

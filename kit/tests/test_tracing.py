@@ -113,24 +113,29 @@ DATABASE_TRACED_PROBE = (
 PROBE_TIMEOUT_SECONDS = 60.0
 
 
-@pytest.mark.parametrize(("exporting", "traced"), [(False, "False"), (True, "True")])
-def test_database_queries_are_traced_only_when_spans_are_exported(
-    exporting: bool, traced: str
-) -> None:
+def _run_probe(source: str, *, exporting: bool) -> subprocess.CompletedProcess[str]:
+    """Run `source` in a fresh interpreter, with spans exported or not (no OTEL_* inherited)."""
     environment = {
         name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
     }
     if exporting:
-        # Nothing is sent: the probe makes no span.
+        # Nothing listens there: the setting is all that counts.
         environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
-    probe = subprocess.run(
-        [sys.executable, "-c", DATABASE_TRACED_PROBE],
+    return subprocess.run(
+        [sys.executable, "-c", source],
         env=environment,
         capture_output=True,
         text=True,
         timeout=PROBE_TIMEOUT_SECONDS,
         check=True,
     )
+
+
+@pytest.mark.parametrize(("exporting", "traced"), [(False, "False"), (True, "True")])
+def test_database_queries_are_traced_only_when_spans_are_exported(
+    exporting: bool, traced: str
+) -> None:
+    probe = _run_probe(DATABASE_TRACED_PROBE, exporting=exporting)
     assert probe.stdout.strip() == traced, probe.stderr
 
 
@@ -168,17 +173,5 @@ def test_outgoing_calls_get_a_client_span_only_when_spans_are_exported(
     exporting: bool, client_span: str
 ) -> None:
     """Unexported, the caller's own span travels as the parent: the trace id is the same."""
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
-    }
-    if exporting:
-        environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
-    probe = subprocess.run(
-        [sys.executable, "-c", CLIENT_SPAN_PROBE],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=PROBE_TIMEOUT_SECONDS,
-        check=True,
-    )
+    probe = _run_probe(CLIENT_SPAN_PROBE, exporting=exporting)
     assert probe.stdout.strip() == client_span, probe.stderr
