@@ -49,6 +49,7 @@ from sagabank.config import SERVICES, LauncherSettings
 from sagabank.launcher import migrations_path
 from sagabank.localstack.databases import SERVICE_DATABASES
 from sagabank.localstack.postgres import free_port
+from sagabank.localstack.temporal import DEV_SERVER_DYNAMIC_CONFIG, TemporalDevServer
 from workflows.config import Settings as WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -989,6 +990,21 @@ class TestCompose:
         for service in SERVICES:
             port = LAUNCHER.service_port(service)
             assert published[service] == [(port, port)]
+
+    def test_temporal_tuned_like_the_dev_server(self) -> None:
+        # The one Temporal setting that changes a saga's latency (decision 0031) holds for
+        # the compose server as for the dev server `make run` starts.
+        services = load_compose()["services"]
+        mounted = services["temporal"]["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+        assert mounted == "/etc/temporal/config/dynamicconfig/sagabank.yaml"
+        dynamic_config = load_yaml(ROOT / "deploy/temporal/dynamicconfig/sagabank.yaml")
+        for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+            assert dynamic_config[key] == [{"value": value, "constraints": {}}], key
+        command = TemporalDevServer(db_path=Path("temporal.db")).command()
+        passed = [
+            command[i + 1] for i, part in enumerate(command) if part == "--dynamic-config-value"
+        ]
+        assert passed == [f"{key}={value}" for key, value in DEV_SERVER_DYNAMIC_CONFIG.items()]
 
     def test_each_service_migrated_before_it_starts(self) -> None:
         services = load_compose()["services"]
