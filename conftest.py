@@ -31,7 +31,11 @@ from kit.settings import to_asyncpg_dsn, with_database, with_user
 from kit.testing import TEST_PAYLOAD_KEYS, converter_for_tests
 from sagabank.localstack.databases import drop_database, ensure_database, ensure_login_role
 from sagabank.localstack.postgres import EmbeddedPostgres, free_port, running_postgres
-from sagabank.localstack.temporal import temporal_cli_path, temporal_test_server_path
+from sagabank.localstack.temporal import (
+    dynamic_config_arguments,
+    temporal_cli_path,
+    temporal_test_server_path,
+)
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
 # The pytest-xdist group of every test that uses the system tests' shared bank.
@@ -208,6 +212,8 @@ async def temporal_dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=converter_for_tests(),
         search_attributes=_search_attribute_keys(),
         dev_server_log_level="error",
+        # Tuned as the dev server `make run` starts (decision 0031).
+        dev_server_extra_args=dynamic_config_arguments(),
     )
     try:
         yield env

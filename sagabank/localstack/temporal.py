@@ -41,6 +41,14 @@ def temporal_test_server_path() -> Path:
 DEV_SERVER_DYNAMIC_CONFIG: dict[str, int] = {"history.transferProcessorMaxPollRPS": 1000}
 
 
+def dynamic_config_arguments() -> list[str]:
+    """`DEV_SERVER_DYNAMIC_CONFIG` as the dev server's command-line arguments."""
+    arguments: list[str] = []
+    for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+        arguments += ["--dynamic-config-value", f"{key}={value}"]
+    return arguments
+
+
 @dataclass(frozen=True)
 class TemporalDevServer:
     db_path: Path
@@ -84,9 +92,7 @@ class TemporalDevServer:
             arguments += ["--namespace", self.namespace]
         for name, kind in SEARCH_ATTRIBUTES.items():
             arguments += ["--search-attribute", f"{name}={kind}"]
-        for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
-            arguments += ["--dynamic-config-value", f"{key}={value}"]
-        return arguments
+        return arguments + dynamic_config_arguments()
 
 
 async def ensure_search_attributes(client: "Client", namespace: str) -> list[str]:
