@@ -56,6 +56,8 @@ SEARCH_ATTRIBUTES: Final[dict[str, str]] = {
     "AmountMinor": "Int",
     "Currency": "Keyword",
     "FraudDecision": "Keyword",
+    # A reversal's workflow carries the transfer it reverses: the UI lists its reversals.
+    "OriginalTransferId": "Keyword",
 }
 
 
@@ -78,6 +80,10 @@ class TransactionsProblem(enum.StrEnum):
     # The accounts service's own answer, passed on unchanged.
     account_not_found = AccountsProblem.account_not_found.value
     accounts_unavailable = "accounts-unavailable"
+    # Reversals (contracts.reversals).
+    reversal_exceeds_transfer = "reversal-exceeds-transfer"
+    transfer_not_reversible = "transfer-not-reversible"
+    reversal_not_found = "reversal-not-found"
 
 
 class TransferStatus(enum.StrEnum):
@@ -136,6 +142,11 @@ class Transfer(BaseModel):
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # A reversal (a transfer from the payee back to the payer) names the transfer it
+    # reverses; an original carries what its reversals moved back, or are moving.
+    reversal_of: UUID | None = None
+    reversed_minor: int = 0
+    reversal_ids: list[UUID] = Field(default_factory=list)
 
 
 class StepRecord(StrictModel):
