@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
 from contracts.common import Identifier, Page
+from contracts.reversals import REVERSAL_FAILED_STATUSES
 from contracts.transfers import (
     PREFER_WAIT_SECONDS_MAX,
     TRANSFER_BATCH_SIZE_MAX,
@@ -40,7 +41,7 @@ from kit.db import Database, after_commit
 from kit.errors import InvalidRequest, ProblemError
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from kit.params import required_idempotency_key
-from transactions import audit, metrics, repository
+from transactions import audit, metrics, repository, reversal_repository
 from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
@@ -165,6 +166,7 @@ def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer
         failure_reason=row.failure_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        reversal_of=row.reversal_of,
     )
 
 
@@ -581,7 +583,22 @@ async def get_transfer(
     session: AsyncSession, *, transfer_id: uuid.UUID, viewer: Principal
 ) -> Transfer:
     _row, transfer = await _load_visible(session, transfer_id, viewer)
-    return transfer
+    return await with_reversals(session, transfer)
+
+
+async def with_reversals(session: AsyncSession, transfer: Transfer) -> Transfer:
+    """The transfer with its reversals' ids and what they moved back or are moving."""
+    reversals = await reversal_repository.list_reversals(session, [transfer.id])
+    if not reversals:
+        return transfer
+    failed = {status.value for status in REVERSAL_FAILED_STATUSES}
+    reversed_minor = sum(row.amount_minor for row in reversals if row.status not in failed)
+    return transfer.model_copy(
+        update={
+            "reversed_minor": reversed_minor,
+            "reversal_ids": [row.id for row in reversals],
+        }
+    )
 
 
 async def list_transfers(
@@ -671,6 +688,7 @@ async def record_steps(
                     status_before=status_before,
                     version_before=version_before,
                     actor=actor,
+                    reversal_of=row.reversal_of,
                 )
             )
         if moved is not None:
