@@ -15,12 +15,17 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from contracts.auth import PrincipalKind, Scope
-from contracts.reversals import ORIGINAL_TRANSFER_ID_ATTRIBUTE
+from contracts.reversals import ORIGINAL_TRANSFER_ID_ATTRIBUTE, ReversalWorkflowInput
 from kit.testing import assert_problem
+from sagabank.localstack.postgres import free_port
+from transactions.config import Settings
+from transactions.tests.test_reconciler import reconcile
 from transactions.tests.support import (
     BOB,
     ISSUER,
     FakeAccounts,
+    build_app,
+    client_of,
     count_rows,
     create,
     customer,
@@ -292,3 +297,36 @@ class TestReadReversals:
         assert set(events) >= {"transfer.reversal.requested", "transfer.reversal.hold"}
         for event in events.values():
             assert event["after"]["original_transfer_id"] == transfer["id"]
+
+
+class TestReconciledReversal:
+    async def test_a_reversal_whose_start_failed_is_started_as_a_reversal(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        accounts: FakeAccounts,
+        settings: Settings,
+        temporal: Client,
+    ) -> None:
+        transfer = await completed_transfer(client, accounts, amount_minor=1000)
+        unreachable = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+        async with client_of(build_app(unreachable, accounts=accounts)) as cut_off:
+            failed = await reverse(cut_off, transfer["id"])
+            assert_problem(failed, 503, "workflow-service-unavailable")
+        (reversal_id,) = (await client.get(f"/v1/transfers/{transfer['id']}")).json()[
+            "reversal_ids"
+        ]
+
+        assert await reconcile(app) == 1
+
+        handle = temporal.get_workflow_handle(f"reversal-{reversal_id}")
+        history = await handle.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes
+        assert started.workflow_type.name == "ReversalWorkflow"
+        (arguments,) = await temporal.data_converter.decode(
+            list(started.input.payloads), [ReversalWorkflowInput]
+        )
+        assert str(arguments.original_transfer_id) == transfer["id"]
+        assert arguments.source_account_id == uuid.UUID(transfer["target_account_id"])
+        assert arguments.amount_minor == 1000
+        assert arguments.source_customer_id == BOB
