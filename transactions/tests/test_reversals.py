@@ -19,7 +19,6 @@ from contracts.reversals import ORIGINAL_TRANSFER_ID_ATTRIBUTE, ReversalWorkflow
 from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions.config import Settings
-from transactions.tests.test_reconciler import reconcile
 from transactions.tests.support import (
     BOB,
     ISSUER,
@@ -34,6 +33,7 @@ from transactions.tests.support import (
     report,
     workflow_count,
 )
+from transactions.tests.test_reconciler import reconcile
 
 CAROL = "c4a1e0b2-7d3f-4e8a-9b6c-5f2e1d0c3b4a"
 
