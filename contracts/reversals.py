@@ -12,7 +12,12 @@ from pydantic import BaseModel, Field
 
 from contracts.common import ShortText, StrictModel
 from contracts.money import AmountMinor
-from contracts.transfers import TransferStatus, TransferStep, TransferWorkflowInput
+from contracts.transfers import (
+    TRANSFER_REVERSALS_MAX,
+    TransferStatus,
+    TransferStep,
+    TransferWorkflowInput,
+)
 
 TRANSFER_REVERSALS_PATH: Final = "/v1/transfers/{transfer_id}/reversals"
 REVERSALS_PATH: Final = "/v1/reversals"
@@ -20,9 +25,6 @@ REVERSAL_WORKFLOW_NAME: Final = "ReversalWorkflow"
 # The search attribute naming the reversed transfer (one of contracts.transfers'
 # SEARCH_ATTRIBUTES): `OriginalTransferId = "<id>"` lists a transfer's reversals.
 ORIGINAL_TRANSFER_ID_ATTRIBUTE: Final = "OriginalTransferId"
-# Reversals of one transfer listed at most (partial reversals add up to the original, so a
-# transfer with more than this many is an operator's business, not a page).
-TRANSFER_REVERSALS_MAX: Final = 100
 # Statuses whose amount no longer counts against the original: nothing moved back.
 REVERSAL_FAILED_STATUSES: Final = frozenset(
     {

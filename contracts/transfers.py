@@ -31,6 +31,9 @@ SIGNAL_CANCEL: Final = "cancel"
 UPDATE_CANCEL: Final = "request_cancel"
 QUERY_STATUS: Final = "status"
 REVIEW_TIMEOUT_SECONDS_DEFAULT: Final = 24 * 3600
+# Reversals one transfer may have (contracts.reversals): partial ones add up to at most the
+# original, and this bounds their list.
+TRANSFER_REVERSALS_MAX: Final = 100
 
 # Namespace for ids derived from a transfer id and a step, so every retry of a step
 # carries the same id and every service can deduplicate it.
@@ -146,7 +149,7 @@ class Transfer(BaseModel):
     # reverses; an original carries what its reversals moved back, or are moving.
     reversal_of: UUID | None = None
     reversed_minor: int = 0
-    reversal_ids: list[UUID] = Field(default_factory=list)
+    reversal_ids: list[UUID] = Field(default_factory=list, max_length=TRANSFER_REVERSALS_MAX)
 
 
 class StepRecord(StrictModel):

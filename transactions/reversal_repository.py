@@ -9,8 +9,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.reversals import REVERSAL_FAILED_STATUSES, TRANSFER_REVERSALS_MAX
-from contracts.transfers import TransferStatus
+from contracts.reversals import REVERSAL_FAILED_STATUSES
+from contracts.transfers import TRANSFER_REVERSALS_MAX, TransferStatus
 from transactions.models import Base, TransferRow
 
 _transfers = Base.metadata.tables["transfers"]

@@ -17,9 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.auth import Scope
-from contracts.reversals import TRANSFER_REVERSALS_MAX, Reversal, ReversalCreate
+from contracts.reversals import Reversal, ReversalCreate
 from contracts.reversals import reversal_workflow_id as workflow_id_of
-from contracts.transfers import TransferCreate, TransferStatus, TransferStep
+from contracts.transfers import TRANSFER_REVERSALS_MAX, TransferCreate, TransferStatus, TransferStep
 from kit.auth import Principal
 from kit.db import Database
 from kit.params import required_idempotency_key

@@ -583,22 +583,34 @@ async def get_transfer(
     session: AsyncSession, *, transfer_id: uuid.UUID, viewer: Principal
 ) -> Transfer:
     _row, transfer = await _load_visible(session, transfer_id, viewer)
-    return await with_reversals(session, transfer)
+    (shown,) = await with_reversals(session, [transfer])
+    return shown
 
 
-async def with_reversals(session: AsyncSession, transfer: Transfer) -> Transfer:
-    """The transfer with its reversals' ids and what they moved back or are moving."""
-    reversals = await reversal_repository.list_reversals(session, [transfer.id])
-    if not reversals:
-        return transfer
-    failed = {status.value for status in REVERSAL_FAILED_STATUSES}
-    reversed_minor = sum(row.amount_minor for row in reversals if row.status not in failed)
-    return transfer.model_copy(
-        update={
-            "reversed_minor": reversed_minor,
-            "reversal_ids": [row.id for row in reversals],
-        }
+async def with_reversals(session: AsyncSession, transfers: list[Transfer]) -> list[Transfer]:
+    """The transfers with their reversals' ids and what those moved back or are moving
+    (failed reversals free their amount), in one query for all of them."""
+    reversals = await reversal_repository.list_reversals(
+        session, [transfer.id for transfer in transfers]
     )
+    if not reversals:
+        return transfers
+    failed = {status.value for status in REVERSAL_FAILED_STATUSES}
+    by_original: dict[uuid.UUID, list[TransferRow]] = defaultdict(list)
+    for row in reversals:
+        assert row.reversal_of is not None, "listed by the transfer it reverses"
+        by_original[row.reversal_of].append(row)
+    return [
+        transfer.model_copy(
+            update={
+                "reversed_minor": sum(row.amount_minor for row in rows if row.status not in failed),
+                "reversal_ids": [row.id for row in rows],
+            }
+        )
+        if (rows := by_original.get(transfer.id))
+        else transfer
+        for transfer in transfers
+    ]
 
 
 async def list_transfers(
@@ -630,10 +642,8 @@ async def list_transfers(
     steps_by_transfer: dict[uuid.UUID, list[TransferStepRow]] = defaultdict(list)
     for step in await repository.list_steps(session, [row.id for row in page_rows]):
         steps_by_transfer[step.transfer_id].append(step)
-    return Page[Transfer](
-        items=[_to_contract(row, steps_by_transfer[row.id]) for row in page_rows],
-        next_cursor=next_cursor,
-    )
+    items = [_to_contract(row, steps_by_transfer[row.id]) for row in page_rows]
+    return Page[Transfer](items=await with_reversals(session, items), next_cursor=next_cursor)
 
 
 async def record_step(

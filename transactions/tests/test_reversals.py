@@ -211,6 +211,9 @@ class TestAmounts:
         assert [item["amount_minor"] for item in listed["items"]] == [600, 400]
         shown = (await client.get(f"/v1/transfers/{transfer['id']}")).json()
         assert shown["reversed_minor"] == 1000
+        page = (await client.get("/v1/transfers")).json()["items"]
+        (in_list,) = [item for item in page if item["id"] == transfer["id"]]
+        assert (in_list["reversed_minor"], in_list["reversal_ids"]) == (1000, shown["reversal_ids"])
 
     async def test_a_failed_reversal_frees_its_amount(
         self, client: httpx.AsyncClient, accounts: FakeAccounts
