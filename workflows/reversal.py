@@ -88,7 +88,9 @@ class ReversalWorkflow:
         transfer = self._transfer
         too_late = _started_too_late(transfer)
         if too_late is not None:
-            return await self._end(TransferStatus.rejected, Step.start, too_late)
+            return await self._end(
+                TransferStatus.rejected, Step.start, too_late, outcome=StepOutcome.timed_out
+            )
         try:
             self._validation = await _look_up(TransferActivities.validate_transfer, transfer)
         except FailureError as error:
@@ -143,13 +145,14 @@ class ReversalWorkflow:
         failure_reason: str,
         *,
         void_hold_id: UUID | None = None,
+        outcome: StepOutcome = StepOutcome.failed,
     ) -> ReversalWorkflowResult:
         """End without posting: report the deciding step, void a hold that may exist, announce."""
         assert status.is_terminal, "a reversal ends in a terminal status"
         assert status is not TransferStatus.completed, "only posting completes a reversal"
         self._set_status(status)
         self._failure_reason = failure_reason
-        self._record(step, StepOutcome.failed)
+        self._record(step, outcome)
         if void_hold_id is not None:
             await self._send_records()
             await workflow.execute_activity_method(

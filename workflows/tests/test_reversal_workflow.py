@@ -24,7 +24,7 @@ from contracts.reversals import (
 from contracts.transfers import TransferStatus, step_id
 from workflows.models import HoldAction
 from workflows.reversal import ORIGINAL_TRANSFER_KEY, ReversalWorkflow
-from workflows.tests.saga import FakeServices, business_failure
+from workflows.tests.saga import FAKE_TIME, FakeServices, business_failure
 from workflows.transfer import STATUS_ATTRIBUTE, TransferWorkflow
 from workflows.worker import WORKFLOW_RUNNER
 
@@ -248,3 +248,21 @@ class TestValidation:
 
         assert result.status is TransferStatus.rejected
         assert "place_hold" not in fakes.calls
+
+
+class TestStartDeadline:
+    async def test_a_reversal_started_too_late_moves_no_money(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        reversal = new_reversal(start_deadline=FAKE_TIME)
+        fakes = fakes_for(reversal)
+        result, _handle = await run_reversal(saga_env, task_queue, fakes, reversal)
+
+        assert result.status is TransferStatus.rejected
+        assert result.failure_reason is not None
+        assert result.failure_reason.startswith("not-started: ")
+        assert fakes.calls == ["publish_event"]
+        assert fakes.steps() == [
+            ("start", "timed_out", TransferStatus.rejected),
+            ("notify", "succeeded", TransferStatus.rejected),
+        ]
