@@ -66,14 +66,15 @@ async def statement_references(api: Api, account_id: str) -> list[str]:
     return [entry["reference"] for entry in response.json()["items"]]
 
 
-async def audit_actions(api: Api, reversal_id: str) -> dict[str, dict[str, Any]]:
+async def audit_events(api: Api, transfer_id: str) -> list[dict[str, Any]]:
     response = await api.http.get(
         f"{api.bank.url('transactions')}{AUDIT_EVENTS_PATH}",
-        params={"transfer_id": reversal_id},
+        params={"transfer_id": transfer_id},
         headers=await api.operator(),
     )
     assert response.status_code == 200, response.text
-    return {event["action"]: event for event in response.json()["items"]}
+    events: list[dict[str, Any]] = response.json()["items"]
+    return events
 
 
 @pytest.fixture
@@ -121,10 +122,16 @@ class TestReversalInTwoParts:
         assert references <= set(await statement_references(api, payee))
         for reversal in (first_reversal, second_reversal):
             assert reversal["original_transfer_id"] == transfer_id
-            actions = await audit_actions(api, reversal["id"])
+            actions = {event["action"]: event for event in await audit_events(api, reversal["id"])}
             assert {"transfer.reversal.requested", "transfer.reversal.post"} <= set(actions)
             for event in actions.values():
                 assert event["after"]["original_transfer_id"] == transfer_id
+        admitted = [
+            event["after"]["reversal_id"]
+            for event in await audit_events(api, transfer_id)
+            if event["action"] == "transfer.reversal.admitted"
+        ]
+        assert sorted(admitted) == sorted(reversal_ids)
         query = f"{ORIGINAL_TRANSFER_ID_ATTRIBUTE} = '{transfer_id}'"
         deadline = time.monotonic() + WAIT_SECONDS_MAX
         while (await bank_temporal.count_workflows(query)).count != 2:

@@ -364,3 +364,34 @@ def reversal_requested(
         },
         outcome="accepted",
     )
+
+
+def reversal_admitted(
+    *,
+    reversal_id: uuid.UUID,
+    original_transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    amount_minor: int,
+    reversed_before_minor: int,
+    actor: Actor,
+) -> AuditEventCreate:
+    """`transfer.reversal.admitted`, on the original's trail: a timeline of the original
+    (`sagabank audit --transfer`) names each of its reversals. The accounts are the
+    original's (payer, payee)."""
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{reversal_id}:reversal_admitted"),
+        action="transfer.reversal.admitted",
+        transfer_id=original_transfer_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
+        before={"reversed_minor": reversed_before_minor},
+        after={
+            "reversal_id": str(reversal_id),
+            "original_transfer_id": str(original_transfer_id),
+            "amount_minor": amount_minor,
+            "reversed_minor": reversed_before_minor + amount_minor,
+        },
+        outcome="accepted",
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.auth import Scope
 from contracts.reversals import Reversal, ReversalCreate
 from contracts.reversals import reversal_workflow_id as workflow_id_of
@@ -202,8 +203,9 @@ async def _record_reversal(
     reversal: ReversalCreate,
     requester: Requester,
 ) -> _Recorded:
-    """Commit the reversal and its `transfer.reversal.requested` event, under the original's
-    row lock, unless an earlier attempt of this request did (a resumed claim)."""
+    """Commit the reversal and its audit events (`transfer.reversal.requested` on it,
+    `transfer.reversal.admitted` on the original) under the original's row lock, unless an
+    earlier attempt of this request did (a resumed claim)."""
     async with database.sessions() as session, session.begin():
         original = await reversal_repository.lock_transfer(session, original_transfer_id)
         if original is None:
@@ -220,23 +222,54 @@ async def _record_reversal(
             reason=reversal.reason,
             customer_id=requester.principal.customer_id,
         )
-        await repository.append_audit(
+        await repository.append_audit_events(
             session,
-            audit.reversal_requested(
+            _admission_events(
                 reversal_id=reversal_id,
-                original_transfer_id=original.id,
-                source_account_id=original.target_account_id,
-                target_account_id=original.source_account_id,
+                original=original,
                 amount_minor=amount_minor,
-                currency=original.currency,
                 reason=reversal.reason,
                 reversed_before_minor=reversed_before_minor,
-                actor=requester.actor,
+                requester=requester,
             ),
         )
         row = await repository.get_transfer(session, reversal_id)
         assert row is not None, "inserted above, in this transaction"
         return _Recorded(row, requested_at)
+
+
+def _admission_events(
+    *,
+    reversal_id: uuid.UUID,
+    original: TransferRow,
+    amount_minor: int,
+    reason: str,
+    reversed_before_minor: int,
+    requester: Requester,
+) -> list[AuditEventCreate]:
+    """The reversal's first event, and the original's note that it has one more."""
+    return [
+        audit.reversal_admitted(
+            reversal_id=reversal_id,
+            original_transfer_id=original.id,
+            source_account_id=original.source_account_id,
+            target_account_id=original.target_account_id,
+            amount_minor=amount_minor,
+            reversed_before_minor=reversed_before_minor,
+            actor=requester.actor,
+        ),
+        audit.reversal_requested(
+            reversal_id=reversal_id,
+            original_transfer_id=original.id,
+            source_account_id=original.target_account_id,
+            target_account_id=original.source_account_id,
+            amount_minor=amount_minor,
+            currency=original.currency,
+            reason=reason,
+            reversed_before_minor=reversed_before_minor,
+            actor=requester.actor,
+        ),
+    ]
 
 
 async def _admit(

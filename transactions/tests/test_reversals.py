@@ -300,6 +300,14 @@ class TestReadReversals:
         assert set(events) >= {"transfer.reversal.requested", "transfer.reversal.hold"}
         for event in events.values():
             assert event["after"]["original_transfer_id"] == transfer["id"]
+        on_the_original = await client.get(
+            "/v1/admin/audit-events",
+            params={"transfer_id": transfer["id"], "action": "transfer.reversal.admitted"},
+            headers=operator(),
+        )
+        (admitted,) = on_the_original.json()["items"]
+        assert admitted["after"]["reversal_id"] == reversal["id"]
+        assert admitted["after"]["reversed_minor"] == transfer["amount_minor"]
 
 
 class TestReconciledReversal:
