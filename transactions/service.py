@@ -769,7 +769,10 @@ async def cancel_transfer(
             session, transfer_id=transfer_id, step=PIVOT_STEP
         )
     refusal: str | None = None
-    if transfer.status.is_terminal:
+    if transfer.reversal_of is not None:
+        # ReversalWorkflow takes no cancel (docs/decisions/0032-reversals.md).
+        refusal = "a reversal has no cancel: it ends by itself"
+    elif transfer.status.is_terminal:
         refusal = f"the transfer is already {transfer.status.value}"
     elif posting_begun:
         refusal = "the transfer is being posted"

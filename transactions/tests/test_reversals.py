@@ -341,3 +341,18 @@ class TestReconciledReversal:
         assert arguments.source_account_id == uuid.UUID(transfer["target_account_id"])
         assert arguments.amount_minor == 1000
         assert arguments.source_customer_id == BOB
+
+
+class TestCancelReversal:
+    async def test_a_reversal_cannot_be_cancelled_and_says_why(
+        self, client: httpx.AsyncClient, accounts: FakeAccounts
+    ) -> None:
+        transfer = await completed_transfer(client, accounts)
+        reversal = (await reverse(client, transfer["id"])).json()
+
+        response = await client.post(
+            f"/v1/transfers/{reversal['id']}/cancel", json={}, headers=customer(BOB)
+        )
+
+        body = assert_problem(response, 409, "transfer-not-cancellable")
+        assert body["detail"] == "a reversal has no cancel: it ends by itself"
