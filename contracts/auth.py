@@ -28,6 +28,8 @@ class Scope(enum.StrEnum):
     audit_read = "audit:read"
     # Re-seal the secrets a service keeps at rest under its newest key (`sagabank secrets rotate`).
     secrets_rotate = "secrets:rotate"
+    # Reverse any completed transfer (disputes); a payee refunds without it.
+    transfers_reverse = "transfers:reverse"
     # The saga's worker (and other internal callers)
     ledger_write = "ledger:write"
     fraud_score = "fraud:score"
@@ -70,6 +72,7 @@ SCOPE_AUDIENCES: Final[Mapping[Scope, frozenset[ServiceAudience]]] = {
     Scope.notifications_publish: frozenset({ServiceAudience.notifications}),
     Scope.transfers_internal: frozenset({ServiceAudience.transactions}),
     Scope.secrets_rotate: frozenset({ServiceAudience.transactions, ServiceAudience.notifications}),
+    Scope.transfers_reverse: frozenset({ServiceAudience.transactions}),
 }
 # A scope without audiences would mint tokens no service accepts (or fail to mint at all).
 assert set(SCOPE_AUDIENCES) == set(Scope), set(Scope) - set(SCOPE_AUDIENCES)
@@ -103,6 +106,7 @@ OPERATOR_SCOPES: Final = frozenset(
         Scope.reviews_write,
         Scope.audit_read,
         Scope.secrets_rotate,
+        Scope.transfers_reverse,
     }
 )
 WORKER_SCOPES: Final = frozenset(

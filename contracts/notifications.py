@@ -35,6 +35,9 @@ class EventType(enum.StrEnum):
     transfer_declined = "transfer.declined"
     transfer_expired = "transfer.expired"
     transfer_cancelled = "transfer.cancelled"
+    # A reversal's end: its data names the reversal and the transfer it reverses.
+    transfer_reversed = "transfer.reversed"
+    transfer_reversal_failed = "transfer.reversal_failed"
 
 
 class EventCreate(StrictModel):
@@ -99,6 +102,8 @@ class TransferEventData(BaseModel):
     failure_reason: str | None = Field(default=None, max_length=500)
     source_customer_id: Identifier | None = None
     target_customer_id: Identifier | None = None
+    # A reversal's events: `transfer_id` is the reversal, this the transfer it reverses.
+    original_transfer_id: UUID | None = None
 
 
 class WebhookPayload(BaseModel):

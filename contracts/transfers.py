@@ -31,6 +31,9 @@ SIGNAL_CANCEL: Final = "cancel"
 UPDATE_CANCEL: Final = "request_cancel"
 QUERY_STATUS: Final = "status"
 REVIEW_TIMEOUT_SECONDS_DEFAULT: Final = 24 * 3600
+# Reversals one transfer may have (contracts.reversals): partial ones add up to at most the
+# original, and this bounds their list.
+TRANSFER_REVERSALS_MAX: Final = 100
 
 # Namespace for ids derived from a transfer id and a step, so every retry of a step
 # carries the same id and every service can deduplicate it.
@@ -56,6 +59,8 @@ SEARCH_ATTRIBUTES: Final[dict[str, str]] = {
     "AmountMinor": "Int",
     "Currency": "Keyword",
     "FraudDecision": "Keyword",
+    # A reversal's workflow carries the transfer it reverses: the UI lists its reversals.
+    "OriginalTransferId": "Keyword",
 }
 
 
@@ -78,6 +83,10 @@ class TransactionsProblem(enum.StrEnum):
     # The accounts service's own answer, passed on unchanged.
     account_not_found = AccountsProblem.account_not_found.value
     accounts_unavailable = "accounts-unavailable"
+    # Reversals (contracts.reversals).
+    reversal_exceeds_transfer = "reversal-exceeds-transfer"
+    transfer_not_reversible = "transfer-not-reversible"
+    reversal_not_found = "reversal-not-found"
 
 
 class TransferStatus(enum.StrEnum):
@@ -136,6 +145,11 @@ class Transfer(BaseModel):
     failure_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # A reversal (a transfer from the payee back to the payer) names the transfer it
+    # reverses; an original carries what its reversals moved back, or are moving.
+    reversal_of: UUID | None = None
+    reversed_minor: int = 0
+    reversal_ids: list[UUID] = Field(default_factory=list, max_length=TRANSFER_REVERSALS_MAX)
 
 
 class StepRecord(StrictModel):

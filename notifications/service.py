@@ -66,7 +66,7 @@ log = structlog.get_logger()
 # Rotating again within a grace period keeps at most this many secrets signing at once.
 SECRETS_LIVE_MAX: Final = 3
 # The customer who receives the money learns only that it arrived.
-TARGET_EVENT_TYPES: Final = frozenset({EventType.transfer_completed})
+TARGET_EVENT_TYPES: Final = frozenset({EventType.transfer_completed, EventType.transfer_reversed})
 DISABLED_BY_OWNER: Final = "disabled"
 
 _customer_id: TypeAdapter[str] = TypeAdapter(Identifier)

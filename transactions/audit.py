@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from contracts.audit import ActorType, AuditEventCreate
+from contracts.reversals import reversal_workflow_id
 from contracts.transfers import (
     CancelRequest,
     ConfirmationCallback,
@@ -133,17 +134,20 @@ def step_reported(
     status_before: str,
     version_before: int,
     actor: Actor,
+    reversal_of: uuid.UUID | None = None,
 ) -> AuditEventCreate:
-    """`transfer.step.<step>`: the saga's report of one step, with the ledger ids it knew."""
+    """`transfer.step.<step>`: the saga's report of one step, with the ledger ids it knew;
+    `transfer.reversal.<step>`, naming the reversed transfer too, for a reversal's saga."""
     assert STEP_NAME.fullmatch(record.step), "step names are checked before they get here"
     undone = compensated_step(record)
     fraud = record.fraud
+    action_prefix = "transfer.step" if reversal_of is None else "transfer.reversal"
     return AuditEventCreate(
         id=step_event_id(transfer_id, record.step),
         occurred_at=record.occurred_at,
         actor_id=actor.actor_id,
         actor_type=actor.actor_type,
-        action=f"transfer.step.{record.step}",
+        action=f"{action_prefix}.{record.step}",
         subject_type="transfer",
         subject_id=str(transfer_id),
         transfer_id=transfer_id,
@@ -163,6 +167,7 @@ def step_reported(
                 "failure_reason": record.failure_reason,
                 "detail": record.detail,
                 "compensates_step": undone,
+                "original_transfer_id": None if reversal_of is None else str(reversal_of),
             }
         ),
         outcome=record.outcome,
@@ -316,4 +321,77 @@ def saga_reconciled(
             "start_deadline": start_deadline.isoformat(),
         },
         outcome="started",
+    )
+
+
+def reversal_requested_event_id(reversal_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{reversal_id}:reversal_requested")
+
+
+def reversal_requested(
+    *,
+    reversal_id: uuid.UUID,
+    original_transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    amount_minor: int,
+    currency: str,
+    reason: str,
+    reversed_before_minor: int,
+    actor: Actor,
+) -> AuditEventCreate:
+    """`transfer.reversal.requested`: a reversal admitted, naming both transfers and what
+    had been reversed before it (the sum its admission checked)."""
+    return AuditEventCreate(
+        id=reversal_requested_event_id(reversal_id),
+        occurred_at=_now(),
+        actor_id=actor.actor_id,
+        actor_type=actor.actor_type,
+        action="transfer.reversal.requested",
+        subject_type="transfer",
+        subject_id=str(reversal_id),
+        transfer_id=reversal_id,
+        account_ids=_accounts(source_account_id, target_account_id),
+        workflow_id=reversal_workflow_id(reversal_id),
+        request_id=actor.request_id,
+        after={
+            "status": TransferStatus.pending.value,
+            "original_transfer_id": str(original_transfer_id),
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "reason": reason,
+            "reversed_before_minor": reversed_before_minor,
+        },
+        outcome="accepted",
+    )
+
+
+def reversal_admitted(
+    *,
+    reversal_id: uuid.UUID,
+    original_transfer_id: uuid.UUID,
+    source_account_id: uuid.UUID,
+    target_account_id: uuid.UUID,
+    amount_minor: int,
+    reversed_before_minor: int,
+    actor: Actor,
+) -> AuditEventCreate:
+    """`transfer.reversal.admitted`, on the original's trail: a timeline of the original
+    (`sagabank audit --transfer`) names each of its reversals. The accounts are the
+    original's (payer, payee)."""
+    return _transfer_event(
+        actor,
+        event_id=uuid.uuid5(TRANSFER_AUDIT_NAMESPACE, f"{reversal_id}:reversal_admitted"),
+        action="transfer.reversal.admitted",
+        transfer_id=original_transfer_id,
+        source_account_id=source_account_id,
+        target_account_id=target_account_id,
+        before={"reversed_minor": reversed_before_minor},
+        after={
+            "reversal_id": str(reversal_id),
+            "original_transfer_id": str(original_transfer_id),
+            "amount_minor": amount_minor,
+            "reversed_minor": reversed_before_minor + amount_minor,
+        },
+        outcome="accepted",
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Final
 from fastapi import Depends
 
 from contracts.auth import Scope
-from kit.auth import Principal, require_scopes
+from kit.auth import Principal, require_any_scope, require_scopes
 from kit.ratelimit import MONEY_BUCKET, rate_limited
 
 # Counts one request against the caller's money rate (429 with Retry-After once over it).
@@ -34,3 +34,17 @@ TransfersInternal = Annotated[Principal, Depends(require_scopes(Scope.transfers_
 # Operators.
 Reviewer = Annotated[Principal, Depends(require_scopes(Scope.reviews_write))]
 AccountsAdmin = Annotated[Principal, Depends(require_scopes(Scope.accounts_admin))]
+
+
+async def _reverser(
+    principal: Annotated[
+        Principal, Depends(require_any_scope(Scope.transfers_write, Scope.transfers_reverse))
+    ],
+    _counted: Annotated[Principal, Depends(count_money_request)],
+) -> Principal:
+    return principal
+
+
+# Reversals: a payee refunding (transfers:write) or an operator (transfers:reverse), counted
+# against the money rate; which transfers each may reverse is the service's rule.
+Reverser = Annotated[Principal, Depends(_reverser)]

@@ -96,3 +96,21 @@ class AccountsUnavailable(ProblemError):
     status = 503
     slug = TransactionsProblem.accounts_unavailable
     title = "The accounts service is unavailable"
+
+
+class ReversalExceedsTransfer(ProblemError):
+    status = 409
+    slug = TransactionsProblem.reversal_exceeds_transfer
+    title = "The reversal would move back more than the transfer moved"
+
+
+class TransferNotReversible(ProblemError):
+    status = 409
+    slug = TransactionsProblem.transfer_not_reversible
+    title = "Only a completed transfer can be reversed"
+
+
+class ReversalNotFound(ProblemError):
+    status = 404
+    slug = TransactionsProblem.reversal_not_found
+    title = "Reversal not found"

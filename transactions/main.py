@@ -34,6 +34,7 @@ from transactions.errors import CallbacksNotConfigured
 from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
 from transactions.resources import TransactionsResources
+from transactions.reversal_api import reversals_router
 from transactions.workflow_client import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -199,6 +200,7 @@ def create_app(
         migrations_path=MIGRATIONS_PATH,
         routers=[
             router,
+            reversals_router,
             internal_router,
             admin_router,
             callbacks_router,

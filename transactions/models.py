@@ -78,6 +78,12 @@ class TransferRow(TransferTermsColumns, Base):
     # When the saga was known to be started (its start answered); None until then, which is
     # what the reconciler looks for: a transfer whose start failed and was never retried.
     saga_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A reversal (payee back to payer) names the transfer it reverses, and why.
+    reversal_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("transfers.id", name="fk_transfers_reversal_of"),
+        index=True,
+    )
+    reversal_reason: Mapped[str | None] = mapped_column(String(140))
 
 
 class TransferStepRow(Base):

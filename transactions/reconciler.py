@@ -71,6 +71,26 @@ def _creation_of(row: TransferRow) -> TransferCreate:
     )
 
 
+async def _start_saga(workflows: TransferWorkflows, row: TransferRow) -> None:
+    """Start the row's saga as its request would have: a reversal's, or a transfer's."""
+    if row.reversal_of is not None:
+        await workflows.start_reversal(
+            reversal_id=row.id,
+            original_transfer_id=row.reversal_of,
+            transfer=_creation_of(row),
+            reason=row.reversal_reason,
+            source_customer_id=row.customer_id,
+            requested_at=row.created_at,
+        )
+        return
+    await workflows.start(
+        transfer_id=row.id,
+        transfer=_creation_of(row),
+        source_customer_id=row.customer_id,
+        requested_at=row.created_at,
+    )
+
+
 async def reconcile_unstarted_transfers(
     database: Database, workflows: TransferWorkflows, *, after: timedelta, batch_size: int
 ) -> int:
@@ -86,12 +106,7 @@ async def reconcile_unstarted_transfers(
     for row in rows:
         with structlog.contextvars.bound_contextvars(transfer_id=str(row.id)):
             try:
-                await workflows.start(
-                    transfer_id=row.id,
-                    transfer=_creation_of(row),
-                    source_customer_id=row.customer_id,
-                    requested_at=row.created_at,
-                )
+                await _start_saga(workflows, row)
             except WorkflowServiceUnavailable:
                 log.warning("reconciler.temporal_unavailable", waiting=len(rows) - confirmed)
                 return confirmed

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
 from contracts.common import Identifier, Page
+from contracts.reversals import REVERSAL_FAILED_STATUSES
 from contracts.transfers import (
     PREFER_WAIT_SECONDS_MAX,
     TRANSFER_BATCH_SIZE_MAX,
@@ -40,7 +41,7 @@ from kit.db import Database, after_commit
 from kit.errors import InvalidRequest, ProblemError
 from kit.pagination import cut_page, decode_position, encode_position, fetch_limit
 from kit.params import required_idempotency_key
-from transactions import audit, metrics, repository
+from transactions import audit, metrics, repository, reversal_repository
 from transactions.accounts_client import SourceAccounts
 from transactions.changes import (
     IDEMPOTENCY_KEY_SETTLED_CHANNEL,
@@ -165,6 +166,7 @@ def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer
         failure_reason=row.failure_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        reversal_of=row.reversal_of,
     )
 
 
@@ -581,7 +583,34 @@ async def get_transfer(
     session: AsyncSession, *, transfer_id: uuid.UUID, viewer: Principal
 ) -> Transfer:
     _row, transfer = await _load_visible(session, transfer_id, viewer)
-    return transfer
+    (shown,) = await with_reversals(session, [transfer])
+    return shown
+
+
+async def with_reversals(session: AsyncSession, transfers: list[Transfer]) -> list[Transfer]:
+    """The transfers with their reversals' ids and what those moved back or are moving
+    (failed reversals free their amount), in one query for all of them."""
+    reversals = await reversal_repository.list_reversals(
+        session, [transfer.id for transfer in transfers]
+    )
+    if not reversals:
+        return transfers
+    failed = {status.value for status in REVERSAL_FAILED_STATUSES}
+    by_original: dict[uuid.UUID, list[TransferRow]] = defaultdict(list)
+    for row in reversals:
+        assert row.reversal_of is not None, "listed by the transfer it reverses"
+        by_original[row.reversal_of].append(row)
+    return [
+        transfer.model_copy(
+            update={
+                "reversed_minor": sum(row.amount_minor for row in rows if row.status not in failed),
+                "reversal_ids": [row.id for row in rows],
+            }
+        )
+        if (rows := by_original.get(transfer.id))
+        else transfer
+        for transfer in transfers
+    ]
 
 
 async def list_transfers(
@@ -613,10 +642,8 @@ async def list_transfers(
     steps_by_transfer: dict[uuid.UUID, list[TransferStepRow]] = defaultdict(list)
     for step in await repository.list_steps(session, [row.id for row in page_rows]):
         steps_by_transfer[step.transfer_id].append(step)
-    return Page[Transfer](
-        items=[_to_contract(row, steps_by_transfer[row.id]) for row in page_rows],
-        next_cursor=next_cursor,
-    )
+    items = [_to_contract(row, steps_by_transfer[row.id]) for row in page_rows]
+    return Page[Transfer](items=await with_reversals(session, items), next_cursor=next_cursor)
 
 
 async def record_step(
@@ -671,6 +698,7 @@ async def record_steps(
                     status_before=status_before,
                     version_before=version_before,
                     actor=actor,
+                    reversal_of=row.reversal_of,
                 )
             )
         if moved is not None:
@@ -741,7 +769,10 @@ async def cancel_transfer(
             session, transfer_id=transfer_id, step=PIVOT_STEP
         )
     refusal: str | None = None
-    if transfer.status.is_terminal:
+    if transfer.reversal_of is not None:
+        # ReversalWorkflow takes no cancel (docs/decisions/0032-reversals.md).
+        refusal = "a reversal has no cancel: it ends by itself"
+    elif transfer.status.is_terminal:
         refusal = f"the transfer is already {transfer.status.value}"
     elif posting_begun:
         refusal = "the transfer is being posted"

@@ -29,6 +29,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.money import Money
+from contracts.reversals import (
+    ORIGINAL_TRANSFER_ID_ATTRIBUTE,
+    REVERSAL_WORKFLOW_NAME,
+    ReversalWorkflowInput,
+    reversal_workflow_id,
+)
 from contracts.transfers import (
     SEARCH_ATTRIBUTES,
     SIGNAL_REVIEW_DECISION,
@@ -52,6 +58,8 @@ SOURCE_ACCOUNT_KEY: Final = SearchAttributeKey.for_keyword("SourceAccountId")
 TARGET_ACCOUNT_KEY: Final = SearchAttributeKey.for_keyword("TargetAccountId")
 AMOUNT_MINOR_KEY: Final = SearchAttributeKey.for_int("AmountMinor")
 CURRENCY_KEY: Final = SearchAttributeKey.for_keyword("Currency")
+ORIGINAL_TRANSFER_KEY: Final = SearchAttributeKey.for_keyword(ORIGINAL_TRANSFER_ID_ATTRIBUTE)
+assert ORIGINAL_TRANSFER_KEY.name in SEARCH_ATTRIBUTES
 for _key in (STATUS_KEY, SOURCE_ACCOUNT_KEY, TARGET_ACCOUNT_KEY, AMOUNT_MINOR_KEY, CURRENCY_KEY):
     assert _key.name in SEARCH_ATTRIBUTES, f"{_key.name} is not a registered search attribute"
 
@@ -189,6 +197,66 @@ class TransferWorkflows:
             log.warning("temporal.start_failed", error=error.message[:500])
             raise _unavailable(_START_FAILED) from error
         log.info("transfer.workflow_started", task_queue=self._task_queue)
+
+    async def start_reversal(
+        self,
+        *,
+        reversal_id: uuid.UUID,
+        original_transfer_id: uuid.UUID,
+        transfer: TransferCreate,
+        reason: str | None,
+        source_customer_id: str | None,
+        requested_at: datetime,
+    ) -> None:
+        """Start the saga of a reversal (`transfer`: its terms, payee to payer) as `start`
+        starts a transfer's: again is harmless, and it runs once."""
+        assert requested_at.tzinfo is not None, "the reversal's time is timezone-aware"
+        arguments = ReversalWorkflowInput(
+            reversal_id=reversal_id,
+            original_transfer_id=original_transfer_id,
+            source_account_id=transfer.source_account_id,
+            target_account_id=transfer.target_account_id,
+            amount_minor=transfer.amount_minor,
+            currency=transfer.currency,
+            reason=reason,
+            source_customer_id=source_customer_id,
+            hold_timeout_seconds=self._hold_timeout_seconds,
+            start_deadline=self.start_deadline_of(requested_at),
+        )
+        search_attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(STATUS_KEY, TransferStatus.pending.value),
+                SearchAttributePair(ORIGINAL_TRANSFER_KEY, str(original_transfer_id)),
+                SearchAttributePair(SOURCE_ACCOUNT_KEY, str(transfer.source_account_id)),
+                SearchAttributePair(TARGET_ACCOUNT_KEY, str(transfer.target_account_id)),
+                SearchAttributePair(AMOUNT_MINOR_KEY, transfer.amount_minor),
+                SearchAttributePair(CURRENCY_KEY, transfer.currency),
+            ]
+        )
+        try:
+            client = await self._connected()
+        except WorkflowServiceUnavailable as error:
+            raise _unavailable(_START_FAILED) from error
+        try:
+            await client.start_workflow(
+                REVERSAL_WORKFLOW_NAME,
+                arguments,
+                id=reversal_workflow_id(reversal_id),
+                task_queue=self._task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=search_attributes,
+                static_summary=f"Reversal of transfer {original_transfer_id}: "
+                + transfer_summary(transfer),
+                static_details=trace_details(current_trace_id(), self._trace_url_template),
+                rpc_timeout=self._rpc_timeout,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info("reversal.workflow_already_closed")
+        except RPCError as error:
+            log.warning("temporal.start_failed", error=error.message[:500])
+            raise _unavailable(_START_FAILED) from error
+        log.info("reversal.workflow_started", task_queue=self._task_queue)
 
     async def request_cancel(
         self, *, transfer_id: uuid.UUID, request: CancelRequest

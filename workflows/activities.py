@@ -341,6 +341,8 @@ class TransferActivities:
             ):
                 if customer_id is not None:
                     data[key] = customer_id
+            if publication.original_transfer_id is not None:
+                data["original_transfer_id"] = str(publication.original_transfer_id)
             event = EventCreate(
                 id=step_id(transfer.transfer_id, f"event:{publication.type.value}"),
                 type=publication.type,

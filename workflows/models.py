@@ -76,6 +76,8 @@ class EventPublication(BaseModel):
     failure_reason: str | None = None
     source_customer_id: str | None = None
     target_customer_id: str | None = None
+    # Set by a reversal's saga (whose `transfer` is the reversal): the transfer it reverses.
+    original_transfer_id: UUID | None = None
 
 
 class StepReport(BaseModel):

@@ -1,4 +1,4 @@
-"""The saga worker: runs TransferWorkflow and its activities on the transfers task queue."""
+"""The saga worker: runs the transfer and reversal sagas and their activities on one task queue."""
 
 import asyncio
 import signal
@@ -23,6 +23,7 @@ from kit.tokens import ClientCredentialsAuth
 from kit.tracing import configure_tracing, shutdown_tracing
 from workflows.activities import TransferActivities
 from workflows.config import Settings
+from workflows.reversal import ReversalWorkflow
 from workflows.transfer import TransferWorkflow
 from workflows.worker_metrics import (
     StepMetricsInterceptor,
@@ -164,7 +165,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[TransferWorkflow],
+            workflows=[TransferWorkflow, ReversalWorkflow],
             activities=activities.all(),
             workflow_runner=WORKFLOW_RUNNER,
             max_concurrent_activities=settings.activity_concurrency_max,

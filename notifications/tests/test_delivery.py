@@ -174,6 +174,21 @@ class TestOutbox:
         assert len(await deliveries(client, source)) == 3
         assert await deliveries(client, target) == []
 
+    async def test_the_payer_hears_that_a_reversal_brought_the_money_back(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """A reversal's event names the payee as source and the payer as target: the payer
+        hears of `transfer.reversed` (money arrived) but not of a failed reversal."""
+        url = "https://hooks.example.test/hook"
+        reversal_types = ("transfer.reversed", "transfer.reversal_failed")
+        payee = await register(client, url, event_types=reversal_types)
+        payer = await register(client, url, customer_id="bob", event_types=reversal_types)
+        for event_type in reversal_types:
+            await publish(client, event_type=event_type)
+        assert len(await deliveries(client, payee)) == 2
+        [delivery] = await deliveries(client, payer)
+        assert delivery["event_type"] == "transfer.reversed"
+
     async def test_routes_by_the_customer_ids_the_saga_sends(
         self, client: httpx.AsyncClient
     ) -> None:

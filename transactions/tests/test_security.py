@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 
 from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_EXPORT_PATH, AUDIT_VERIFY_PATH
 from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind, Scope
+from contracts.reversals import REVERSALS_PATH, TRANSFER_REVERSALS_PATH
 from contracts.secrets import SECRETS_RESEAL_PATH
 from contracts.transfers import (
     CALLBACK_CLIENTS_PATH,
@@ -188,6 +189,35 @@ CASES: Final = (
         body=lambda seed: {"reason": "Wrong payee"},
         foreign=_answers_404("transfer-not-found"),
         allowed=frozenset({202}),
+    ),
+    # The seed is in review, not completed: a caller past auth learns it cannot be reversed.
+    RouteCase(
+        "POST",
+        TRANSFER_REVERSALS_PATH,
+        frozenset({Scope.transfers_write, Scope.transfers_reverse}),
+        PrincipalKind.customer,
+        url=lambda seed: TRANSFER_REVERSALS_PATH.format(transfer_id=seed.transfer_id),
+        body=lambda seed: {"reason": "goods returned"},
+        headers=key_header,
+        foreign=_answers_404("transfer-not-found"),
+        allowed=frozenset({409}),
+    ),
+    RouteCase(
+        "GET",
+        TRANSFER_REVERSALS_PATH,
+        frozenset({Scope.transfers_read}),
+        PrincipalKind.customer,
+        url=lambda seed: TRANSFER_REVERSALS_PATH.format(transfer_id=seed.transfer_id),
+        foreign=_answers_404("transfer-not-found"),
+    ),
+    # The seed has no reversal: a caller past auth learns that its id names none.
+    RouteCase(
+        "GET",
+        f"{REVERSALS_PATH}/{{reversal_id}}",
+        frozenset({Scope.transfers_read}),
+        PrincipalKind.customer,
+        url=lambda seed: f"{REVERSALS_PATH}/{seed.transfer_id}",
+        allowed=frozenset({404}),
     ),
     RouteCase(
         "POST",
@@ -501,5 +531,5 @@ def test_cell_count() -> None:
     """The closing note quotes this: forgeries x routes + missing scope + foreign cells."""
     forged = len(FORGERIES) * len(CASES)
     foreign = sum(1 for case in CASES if case.foreign)
-    assert (len(FORGERIES), len(CASES), foreign) == (10, 13, 5)
-    assert forged + len(CASES) + foreign == 148
+    assert (len(FORGERIES), len(CASES), foreign) == (10, 16, 7)
+    assert forged + len(CASES) + foreign == 183
