@@ -35,6 +35,8 @@ class EventType(enum.StrEnum):
     transfer_declined = "transfer.declined"
     transfer_expired = "transfer.expired"
     transfer_cancelled = "transfer.cancelled"
+    # An occurrence of a standing order whose transfer did not complete; the order goes on.
+    standing_order_occurrence_failed = "standing_order.occurrence_failed"
 
 
 class EventCreate(StrictModel):

@@ -78,6 +78,12 @@ class TransactionsProblem(enum.StrEnum):
     # The accounts service's own answer, passed on unchanged.
     account_not_found = AccountsProblem.account_not_found.value
     accounts_unavailable = "accounts-unavailable"
+    # Standing orders (contracts.standing_orders).
+    standing_order_interval_invalid = "standing-order-interval-invalid"
+    standing_order_interval_too_short = "standing-order-interval-too-short"
+    standing_order_schedule_invalid = "standing-order-schedule-invalid"
+    standing_order_not_found = "standing-order-not-found"
+    standing_order_cancelled = "standing-order-cancelled"
 
 
 class TransferStatus(enum.StrEnum):

@@ -79,6 +79,9 @@ class Settings(ServiceSettings):
         default=None, max_length=500, pattern=r"^https?://[^\s]*\{trace_id\}[^\s]*$"
     )
 
+    # The shortest interval a standing order may have; tests set a few seconds.
+    standing_order_min_interval_seconds: int = Field(default=86400, ge=1, le=366 * 86400)
+
     @model_validator(mode="after")
     def _hold_outlives_the_review(self) -> "Settings":
         hold_timeout_seconds = self.review_timeout_seconds + self.hold_grace_seconds

@@ -34,6 +34,12 @@ from transactions.errors import CallbacksNotConfigured
 from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
 from transactions.resources import TransactionsResources
+from transactions.standing_order_schedules import StandingOrderSchedules
+from transactions.standing_orders import StandingOrderRules
+from transactions.standing_orders_api import (
+    standing_orders_internal_router,
+    standing_orders_router,
+)
 from transactions.workflow_client import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -106,6 +112,13 @@ def _resources(
         ),
         callback_secret_box=None if ring is None else CallbackSecretBox(ring),
         accounts=accounts,
+        standing_order_schedules=StandingOrderSchedules(
+            task_queue=settings.task_queue,
+            rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
+        ),
+        standing_order_rules=StandingOrderRules(
+            min_interval=timedelta(seconds=settings.standing_order_min_interval_seconds)
+        ),
     )
 
 
@@ -202,6 +215,8 @@ def create_app(
             internal_router,
             admin_router,
             callbacks_router,
+            standing_orders_router,
+            standing_orders_internal_router,
             audit_router(service="transactions", table=audit_events),
             secrets_router(reseal=partial(_reseal, settings.key_ring()), audit_table=audit_events),
         ],

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
@@ -127,7 +127,7 @@ class TransferCreation:
     replayed: bool
 
 
-def request_hash(transfer: TransferCreate) -> str:
+def request_hash(transfer: BaseModel) -> str:
     """SHA-256 of the canonical JSON of the parsed body: equal requests, equal hashes,
     however their JSON was spelt (key order, spacing, omitted defaults)."""
     canonical = json.dumps(

@@ -126,6 +126,10 @@ class TransferWorkflows:
                 log.info("temporal.connected", address=self._address)
             return self._client
 
+    async def connected(self) -> Client:
+        """The Temporal client, connected on first use (503 while Temporal is away)."""
+        return await self._connected()
+
     def start_deadline_of(self, requested_at: datetime) -> datetime:
         """When the saga of a transfer recorded at `requested_at` must have started."""
         return requested_at + self._start_deadline
