@@ -110,11 +110,18 @@ class StandingOrderOccurrence(BaseModel):
 
 
 class OccurrenceWorkflowInput(BaseModel):
-    """The Schedule's action input: which order. The scheduled time is read from the
-    workflow's `TemporalScheduledStartTime`; `scheduled_at` only stands in for a run
-    started by hand (an operator replaying a missed occurrence)."""
+    """The Schedule's action input: the order and its terms (fixed for its life), which a
+    failure's event names. The scheduled time is read from the workflow's
+    `TemporalScheduledStartTime`; `scheduled_at` only stands in for a run started by hand
+    (an operator replaying a missed occurrence)."""
 
     standing_order_id: UUID
+    source_account_id: UUID
+    target_account_id: UUID
+    amount_minor: int
+    currency: str
+    # The order's owner: the failure event is routed to them.
+    source_customer_id: str | None = None
     scheduled_at: datetime | None = None
 
 

@@ -136,13 +136,26 @@ class StandingOrderSchedules:
         self._rpc_timeout = timedelta(seconds=rpc_timeout_seconds)
 
     async def create(
-        self, client: Client, *, standing_order_id: uuid.UUID, order: StandingOrderCreate
+        self,
+        client: Client,
+        *,
+        standing_order_id: uuid.UUID,
+        order: StandingOrderCreate,
+        customer_id: str | None,
     ) -> None:
         """Create the order's schedule; one that exists already (a retried create) is success."""
         interval = parse_interval(order.interval)
+        occurrence = OccurrenceWorkflowInput(
+            standing_order_id=standing_order_id,
+            source_account_id=order.source_account_id,
+            target_account_id=order.target_account_id,
+            amount_minor=order.amount_minor,
+            currency=order.currency,
+            source_customer_id=customer_id,
+        )
         action = ScheduleActionStartWorkflow(
             OCCURRENCE_WORKFLOW_NAME,
-            OccurrenceWorkflowInput(standing_order_id=standing_order_id),
+            occurrence,
             # Temporal appends each scheduled time to this id: one workflow per occurrence.
             id=f"{schedule_id(standing_order_id)}-occurrence",
             task_queue=self._task_queue,

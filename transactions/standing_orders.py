@@ -178,7 +178,9 @@ async def create_standing_order(
                 session, standing_order_id=order_id, customer_id=customer_id, order=order
             )
         client = await workflows.connected()
-        await schedules.create(client, standing_order_id=order_id, order=order)
+        await schedules.create(
+            client, standing_order_id=order_id, order=order, customer_id=customer_id
+        )
         view = await schedules.describe(client, order_id)
         async with database.sessions() as session, session.begin():
             row = await orders_repository.get_order(session, order_id)

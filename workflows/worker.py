@@ -23,6 +23,8 @@ from kit.tokens import ClientCredentialsAuth
 from kit.tracing import configure_tracing, shutdown_tracing
 from workflows.activities import TransferActivities
 from workflows.config import Settings
+from workflows.standing_order import StandingOrderOccurrenceWorkflow
+from workflows.standing_order_activities import StandingOrderActivities
 from workflows.transfer import TransferWorkflow
 from workflows.worker_metrics import (
     StepMetricsInterceptor,
@@ -164,8 +166,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[TransferWorkflow],
-            activities=activities.all(),
+            workflows=[TransferWorkflow, StandingOrderOccurrenceWorkflow],
+            activities=[
+                *activities.all(),
+                *StandingOrderActivities(transfers=activities, client=client).all(),
+            ],
             workflow_runner=WORKFLOW_RUNNER,
             max_concurrent_activities=settings.activity_concurrency_max,
             max_concurrent_workflow_tasks=settings.workflow_task_concurrency_max,

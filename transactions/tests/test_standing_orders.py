@@ -18,6 +18,7 @@ from transactions.standing_order_schedules import (
     parse_interval,
 )
 from transactions.tests.support import (
+    ALICE,
     BOB,
     FakeAccounts,
     client_of,
@@ -195,8 +196,8 @@ class TestCreate:
         schedules = StandingOrderSchedules(task_queue="unpolled", rpc_timeout_seconds=10)
         order_id = uuid.uuid4()
         order = StandingOrderCreate.model_validate(order_body())
-        await schedules.create(temporal, standing_order_id=order_id, order=order)
-        await schedules.create(temporal, standing_order_id=order_id, order=order)
+        await schedules.create(temporal, standing_order_id=order_id, order=order, customer_id=ALICE)
+        await schedules.create(temporal, standing_order_id=order_id, order=order, customer_id=ALICE)
         assert await schedule_exists(temporal, str(order_id))
         await schedules.delete(temporal, order_id)
 
