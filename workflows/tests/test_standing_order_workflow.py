@@ -119,13 +119,14 @@ async def occurrence_worker(
 async def run_occurrence(
     env: WorkflowEnvironment, task_queue: str, occurrence: OccurrenceWorkflowInput
 ) -> OccurrenceWorkflowResult:
-    return await env.client.execute_workflow(
+    result: OccurrenceWorkflowResult = await env.client.execute_workflow(
         OCCURRENCE_WORKFLOW_NAME,
         occurrence,
         id=f"standing-order-{occurrence.standing_order_id}-occurrence-test",
         task_queue=task_queue,
         result_type=OccurrenceWorkflowResult,
     )
+    return result
 
 
 class TestOccurrenceWorkflow:
