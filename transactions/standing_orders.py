@@ -9,6 +9,7 @@ scheduled time. See docs/decisions/0033-standing-orders.md.
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,23 +183,32 @@ async def create_standing_order(
             client, standing_order_id=order_id, order=order, customer_id=customer_id
         )
         view = await schedules.describe(client, order_id)
-        async with database.sessions() as session, session.begin():
-            row = await orders_repository.get_order(session, order_id)
-            assert row is not None, "committed above"
-            body = _to_contract(row, view, known=True).model_dump(mode="json")
-            await repository.complete_idempotency_key(
-                session,
-                caller=caller,
-                key=key,
-                transfer_id=order_id,
-                response_status=201,
-                response_body=body,
-            )
+        body = await _complete_claim(database, caller=caller, key=key, order_id=order_id, view=view)
     except BaseException:
         await service._release_claim(database, caller=caller, key=key, transfer_id=order_id)
         raise
     log.info("standing_order.created" if created else "standing_order.create_resumed")
     return TransferCreation(transfer_id=order_id, status_code=201, body=body, replayed=False)
+
+
+async def _complete_claim(
+    database: Database, *, caller: str, key: str, order_id: uuid.UUID, view: ScheduleView | None
+) -> dict[str, Any]:
+    """Store the answer (201, the order) under the key. A retry that took over our expired
+    lease and finished first stored the same order (the claim's id), so ours is not needed."""
+    async with database.sessions() as session, session.begin():
+        row = await orders_repository.get_order(session, order_id)
+        assert row is not None, "committed before the schedule"
+        body = _to_contract(row, view, known=True).model_dump(mode="json")
+        await repository.complete_idempotency_key(
+            session,
+            caller=caller,
+            key=key,
+            transfer_id=order_id,
+            response_status=201,
+            response_body=body,
+        )
+    return body
 
 
 async def _load_visible(
