@@ -171,6 +171,7 @@ def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWo
         rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
         cancel_timeout_seconds=settings.cancel_timeout_seconds,
         trace_url_template=settings.trace_url_template,
+        execute_at_ahead_max_seconds=settings.execute_at_ahead_max_seconds,
     )
 
 

@@ -41,8 +41,8 @@ class TransferRow(TransferTermsColumns, Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_transfers_currency_code"),
         CheckConstraint("version >= 0", name="ck_transfers_version_not_negative"),
         CheckConstraint(
-            "status IN ('pending', 'in_review', 'completed', 'rejected', 'declined',"
-            " 'expired', 'cancelled')",
+            "status IN ('scheduled', 'pending', 'in_review', 'completed', 'rejected',"
+            " 'declined', 'expired', 'cancelled')",
             name="ck_transfers_status_known",
         ),
         Index("ix_transfers_created_at_id", "created_at", "id"),
@@ -78,6 +78,8 @@ class TransferRow(TransferTermsColumns, Base):
     # When the saga was known to be started (its start answered); None until then, which is
     # what the reconciler looks for: a transfer whose start failed and was never retried.
     saga_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A future-dated transfer's time: its saga's start is delayed until then.
+    execute_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TransferStepRow(Base):

@@ -1,4 +1,5 @@
-"""standing orders (one Temporal Schedule each) and their occurrences
+"""standing orders (one Temporal Schedule each) and their occurrences; future-dated
+transfers (`execute_at`, status `scheduled`)
 
 Revision ID: 0007
 Revises: 0006
@@ -17,6 +18,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Expand only: nullable, and a status the previous release never writes.
+    op.add_column("transfers", sa.Column("execute_at", sa.DateTime(timezone=True), nullable=True))
+    op.drop_constraint("ck_transfers_status_known", "transfers", type_="check")
+    op.create_check_constraint(
+        "ck_transfers_status_known",
+        "transfers",
+        "status IN ('scheduled', 'pending', 'in_review', 'completed', 'rejected',"
+        " 'declined', 'expired', 'cancelled')",
+    )
     op.create_table(
         "standing_orders",
         sa.Column("id", sa.Uuid(), primary_key=True),
@@ -80,6 +90,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_constraint("ck_transfers_status_known", "transfers", type_="check")
+    op.create_check_constraint(
+        "ck_transfers_status_known",
+        "transfers",
+        "status IN ('pending', 'in_review', 'completed', 'rejected', 'declined',"
+        " 'expired', 'cancelled')",
+    )
+    op.drop_column("transfers", "execute_at")
     op.drop_table("standing_order_occurrences")
     op.drop_index("ix_standing_orders_customer_created_at_id", table_name="standing_orders")
     op.drop_table("standing_orders")
