@@ -3,6 +3,7 @@ its Temporal Schedule runs three occurrences, one failing for lack of funds; pau
 and delete act on the schedule; every occurrence's money moves once.
 
 The session's bank runs with a standing-order minimum interval of one second (conftest).
+A future-dated transfer, the other kind of payment that waits for its time, is here too.
 """
 
 import asyncio
@@ -174,3 +175,56 @@ async def _all_ended(orders: Orders, order_id: str, count: int) -> list[dict[str
     if any(o["status"] != "completed" and o["failed_at"] is None for o in occurrences):
         return None
     return occurrences
+
+
+async def test_future_dated_transfer_waits_for_its_time(
+    bank: Bank, http: httpx.AsyncClient, bank_temporal: Client
+) -> None:
+    """Dated a few seconds ahead: `scheduled`, then moved at its time; a second one,
+    cancelled before its time, moves nothing."""
+    api = Api(bank, http)
+    source, target = await api.funded_pair(FUNDED_MINOR)
+    transfers = f"{bank.url('transactions')}/v1/transfers"
+    headers = api.owners[source].headers
+
+    async def dated(execute_at: datetime) -> dict[str, Any]:
+        response = await http.post(
+            transfers,
+            json={
+                "source_account_id": source,
+                "target_account_id": target,
+                "amount_minor": AMOUNT_MINOR,
+                "currency": "EUR",
+                "execute_at": execute_at.isoformat(),
+            },
+            headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        assert body["status"] == "scheduled"
+        return body
+
+    async def status_of(transfer_id: str) -> str:
+        response = await http.get(f"{transfers}/{transfer_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        status: str = response.json()["status"]
+        return status
+
+    execute_at = datetime.now(UTC) + timedelta(seconds=8)
+    paid = await dated(execute_at)
+    kept = await dated(datetime.now(UTC) + timedelta(hours=1))
+    cancelled = await http.post(f"{transfers}/{kept['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert await status_of(paid["id"]) == "scheduled"
+    assert (await api.balances(source))["pending_minor"] == 0
+
+    async def completed() -> str | None:
+        return "completed" if await status_of(paid["id"]) == "completed" else None
+
+    await eventually(completed, "the dated transfer to complete")
+    transfer = (await http.get(f"{transfers}/{paid['id']}", headers=headers)).json()
+    first_step_at = min(datetime.fromisoformat(step["occurred_at"]) for step in transfer["steps"])
+    assert first_step_at >= execute_at, transfer["steps"]
+    assert (await api.balances(source))["posted_minor"] == FUNDED_MINOR - AMOUNT_MINOR
+    assert (await api.balances(target))["posted_minor"] == AMOUNT_MINOR
