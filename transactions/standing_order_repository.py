@@ -80,17 +80,19 @@ async def list_orders(
 
 async def set_status(
     session: AsyncSession, *, standing_order_id: uuid.UUID, status: StandingOrderStatus
-) -> None:
-    """Move the order to `status`; a cancelled order stays cancelled."""
+) -> str | None:
+    """Move the order to `status` (a cancelled order stays cancelled); the status it left,
+    or None when it did not move (already there, cancelled, or missing)."""
+    locked = select(_orders.c.status).where(_orders.c.id == standing_order_id).with_for_update()
+    before: str | None = (await session.execute(locked)).scalar_one_or_none()
+    if before is None or before in (status.value, StandingOrderStatus.cancelled.value):
+        return None
     await session.execute(
         update(_orders)
-        .where(
-            _orders.c.id == standing_order_id,
-            _orders.c.status != StandingOrderStatus.cancelled.value,
-            _orders.c.status != status.value,
-        )
+        .where(_orders.c.id == standing_order_id)
         .values(status=status.value, updated_at=func.now())
     )
+    return before
 
 
 async def get_occurrence(

@@ -8,12 +8,13 @@ scheduled time. See docs/decisions/0033-standing-orders.md.
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts.audit import AuditEventCreate
 from contracts.auth import PrincipalKind, Scope
 from contracts.common import Page
 from contracts.standing_orders import (
@@ -27,6 +28,7 @@ from contracts.standing_orders import (
     schedule_id,
 )
 from contracts.transfers import TransactionsProblem, TransferCreate, TransferStatus
+from kit.audit import change_event
 from kit.auth import Principal
 from kit.db import Database
 from kit.errors import Forbidden, ProblemError
@@ -178,6 +180,14 @@ async def create_standing_order(
             created = await orders_repository.insert_order(
                 session, standing_order_id=order_id, customer_id=customer_id, order=order
             )
+            if created:
+                row = await orders_repository.get_order(session, order_id)
+                assert row is not None, "inserted above"
+                after = order.model_dump(mode="json", exclude_none=True)
+                event = _order_event(
+                    requester, row, action="standing_order.created", before=None, after=after
+                )
+                await repository.append_audit(session, event)
         client = await workflows.connected()
         await schedules.create(
             client, standing_order_id=order_id, order=order, customer_id=customer_id
@@ -280,9 +290,10 @@ async def set_paused(
     *,
     standing_order_id: uuid.UUID,
     paused: bool,
-    viewer: Principal,
+    requester: Requester,
 ) -> StandingOrder:
     """Pause (or resume) the order's schedule, then record it; idempotent. 409 once cancelled."""
+    viewer = requester.principal
     async with database.sessions() as session:
         row = await _load_visible(session, standing_order_id, viewer)
     if row.status == StandingOrderStatus.cancelled:
@@ -290,11 +301,9 @@ async def set_paused(
     client = await workflows.connected()
     await schedules.pause(client, standing_order_id, paused=paused)
     status = StandingOrderStatus.paused if paused else StandingOrderStatus.active
-    async with database.sessions() as session, session.begin():
-        await orders_repository.set_status(
-            session, standing_order_id=standing_order_id, status=status
-        )
-    log.info("standing_order.paused" if paused else "standing_order.resumed")
+    action = "standing_order.paused" if paused else "standing_order.resumed"
+    await _record_status(database, row, status=status, action=action, requester=requester)
+    log.info(action)
     async with database.sessions() as session:
         return await get_standing_order(
             session, workflows, schedules, standing_order_id=standing_order_id, viewer=viewer
@@ -307,22 +316,70 @@ async def cancel_standing_order(
     schedules: StandingOrderSchedules,
     *,
     standing_order_id: uuid.UUID,
-    viewer: Principal,
+    requester: Requester,
 ) -> StandingOrder:
     """Delete the order's schedule, then mark it cancelled; cancelling again changes nothing."""
+    viewer = requester.principal
     async with database.sessions() as session:
-        await _load_visible(session, standing_order_id, viewer)
+        row = await _load_visible(session, standing_order_id, viewer)
     client = await workflows.connected()
     await schedules.delete(client, standing_order_id)
-    async with database.sessions() as session, session.begin():
-        await orders_repository.set_status(
-            session, standing_order_id=standing_order_id, status=StandingOrderStatus.cancelled
-        )
+    await _record_status(
+        database,
+        row,
+        status=StandingOrderStatus.cancelled,
+        action="standing_order.cancelled",
+        requester=requester,
+    )
     log.info("standing_order.cancelled")
     async with database.sessions() as session:
         return await get_standing_order(
             session, workflows, schedules, standing_order_id=standing_order_id, viewer=viewer
         )
+
+
+def _order_event(
+    requester: Requester,
+    row: StandingOrderRow,
+    *,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+) -> AuditEventCreate:
+    return change_event(
+        requester.actor,
+        action=action,
+        subject_type="standing_order",
+        subject_id=row.id,
+        now=datetime.now(UTC),
+        before=before,
+        after=after,
+        account_ids=[str(row.source_account_id), str(row.target_account_id)],
+    )
+
+
+async def _record_status(
+    database: Database,
+    row: StandingOrderRow,
+    *,
+    status: StandingOrderStatus,
+    action: str,
+    requester: Requester,
+) -> None:
+    """Move the order's status, audited in the same transaction; a repeat writes nothing."""
+    async with database.sessions() as session, session.begin():
+        before = await orders_repository.set_status(
+            session, standing_order_id=row.id, status=status
+        )
+        if before is not None:
+            event = _order_event(
+                requester,
+                row,
+                action=action,
+                before={"status": before},
+                after={"status": status.value},
+            )
+            await repository.append_audit(session, event)
 
 
 def _occurrence(

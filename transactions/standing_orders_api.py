@@ -180,6 +180,7 @@ _CHANGE_PROBLEMS: Final = (
 )
 async def pause_standing_order(
     principal: MoneyMover,
+    request: Request,
     standing_order_id: uuid.UUID,
     database: ServiceDatabase,
     resources: Resources,
@@ -190,7 +191,7 @@ async def pause_standing_order(
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
         paused=True,
-        viewer=principal,
+        requester=_requester(request, principal),
     )
 
 
@@ -201,6 +202,7 @@ async def pause_standing_order(
 )
 async def resume_standing_order(
     principal: MoneyMover,
+    request: Request,
     standing_order_id: uuid.UUID,
     database: ServiceDatabase,
     resources: Resources,
@@ -211,7 +213,7 @@ async def resume_standing_order(
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
         paused=False,
-        viewer=principal,
+        requester=_requester(request, principal),
     )
 
 
@@ -222,6 +224,7 @@ async def resume_standing_order(
 )
 async def cancel_standing_order(
     principal: MoneyMover,
+    request: Request,
     standing_order_id: uuid.UUID,
     database: ServiceDatabase,
     resources: Resources,
@@ -231,7 +234,7 @@ async def cancel_standing_order(
         resources.workflows,
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
-        viewer=principal,
+        requester=_requester(request, principal),
     )
 
 

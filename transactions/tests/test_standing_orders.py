@@ -320,3 +320,31 @@ class TestOccurrences:
         assert first.json()["failed_at"] is not None
         assert second.json()["failed_at"] == first.json()["failed_at"]
         assert first.json()["failure_reason"] == "insufficient-funds"
+
+
+async def audit_actions(app: FastAPI, order_id: str) -> list[str]:
+    """The audit trail's actions about one order, oldest first."""
+    async with app.state.database.engine.connect() as connection:
+        result = await connection.exec_driver_sql(
+            "SELECT action FROM audit_events WHERE subject_id = $1 ORDER BY sequence",
+            (order_id,),
+        )
+        return [row[0] for row in result]
+
+
+class TestAudit:
+    async def test_each_change_is_audited_once(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        order = await create_order(client)
+        path = f"{STANDING_ORDERS_PATH}/{order['id']}"
+        for action in ("pause", "pause", "resume", "resume"):
+            assert (await client.post(f"{path}/{action}")).status_code == 200
+        for _ in range(2):
+            assert (await client.delete(path)).status_code == 200
+        assert await audit_actions(app, order["id"]) == [
+            "standing_order.created",
+            "standing_order.paused",
+            "standing_order.resumed",
+            "standing_order.cancelled",
+        ]
