@@ -23,7 +23,12 @@ from contracts.standing_orders import (
     OccurrenceWorkflowInput,
     StandingOrderOccurrence,
 )
-from contracts.transfers import TransferStatus, TransferWorkflowResult, workflow_id
+from contracts.transfers import (
+    TransactionsProblem,
+    TransferStatus,
+    TransferWorkflowResult,
+    workflow_id,
+)
 from workflows.activities import TransferActivities, _post, _send
 
 log = structlog.get_logger()
@@ -91,7 +96,14 @@ class StandingOrderActivities:
         order_id = call.occurrence.standing_order_id
         path = STANDING_ORDER_OCCURRENCES_INTERNAL_PATH.format(standing_order_id=order_id)
         request = OccurrenceRequest(scheduled_at=call.scheduled_at)
-        return await _post(self._transactions, path, request, StandingOrderOccurrence)
+        try:
+            return await _post(self._transactions, path, request, StandingOrderOccurrence)
+        except ApplicationError as error:
+            if error.type != TransactionsProblem.idempotency_key_in_flight:
+                raise
+            # An earlier attempt (or a twin firing) is still creating this very transfer:
+            # its key answers once it settles, so asking again is the way to the answer.
+            raise ApplicationError(error.message, type=error.type) from None
 
     @activity.defn(name="await_transfer_end")
     async def await_transfer_end(self, transfer_id: uuid.UUID) -> TransferEnd:

@@ -82,6 +82,14 @@ class TestCreateOccurrence:
         error = await failure_of(activities.create_occurrence, call)
         assert (error.type, error.non_retryable) == ("standing-order-cancelled", True)
 
+    async def test_a_key_in_flight_is_asked_again(
+        self, services: Services, activities: StandingOrderActivities
+    ) -> None:
+        services.answer = lambda request: problem(409, "idempotency-key-in-flight", "wait")
+        call = OccurrenceCall(occurrence=OCCURRENCE, scheduled_at=SCHEDULED_AT)
+        error = await failure_of(activities.create_occurrence, call)
+        assert (error.type, error.non_retryable) == ("idempotency-key-in-flight", False)
+
 
 class TestPublishOccurrenceFailed:
     async def test_valid(self, services: Services, activities: StandingOrderActivities) -> None:
