@@ -19,15 +19,15 @@ from contracts.standing_orders import (
     StandingOrderCreate,
     StandingOrderOccurrence,
 )
-from kit.audit import request_id_of
-from kit.auth import Principal
 from kit.db import ServiceDatabase, Session
 from kit.errors import Forbidden, IdempotencyKeyMissing, InvalidRequest, Unauthorized
 from kit.pagination import InvalidCursor
 from kit.params import Cursor, IdempotencyKey, Limit
 from kit.problems import problem_responses
 from transactions import standing_orders
-from transactions.api import IDEMPOTENCY_REPLAYED_HEADER
+
+# The caller as the use cases see it, exactly as the transfers' routes make it.
+from transactions.api import IDEMPOTENCY_REPLAYED_HEADER, _requester
 from transactions.auth import MoneyMover, TransfersInternal, TransfersRead
 from transactions.errors import (
     AccountNotFound,
@@ -38,7 +38,6 @@ from transactions.errors import (
     WorkflowServiceUnavailable,
 )
 from transactions.resources import Resources
-from transactions.service import Requester
 
 # Each order in a page asks Temporal for its next run times: a low cap.
 STANDING_ORDERS_LIMIT_MAX: Final = 50
@@ -48,15 +47,6 @@ _ONE: Final = f"{STANDING_ORDERS_PATH}/{{standing_order_id}}"
 
 standing_orders_router = APIRouter(tags=["standing orders"])
 standing_orders_internal_router = APIRouter(tags=["internal"])
-
-
-def _requester(request: Request, principal: Principal) -> Requester:
-    """As `api._requester`: the Authorization header travels on only to accounts."""
-    return Requester(
-        principal=principal,
-        request_id=request_id_of(request),
-        authorization=request.headers.get("authorization"),
-    )
 
 
 @standing_orders_router.post(
