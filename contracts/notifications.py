@@ -38,6 +38,8 @@ class EventType(enum.StrEnum):
     # A reversal's end: its data names the reversal and the transfer it reverses.
     transfer_reversed = "transfer.reversed"
     transfer_reversal_failed = "transfer.reversal_failed"
+    # An occurrence of a standing order whose transfer did not complete; the order goes on.
+    standing_order_occurrence_failed = "standing_order.occurrence_failed"
 
 
 class EventCreate(StrictModel):

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from contracts.accounts import AccountsProblem
 from contracts.common import Identifier, ShortText, StrictModel
@@ -87,9 +87,18 @@ class TransactionsProblem(enum.StrEnum):
     reversal_exceeds_transfer = "reversal-exceeds-transfer"
     transfer_not_reversible = "transfer-not-reversible"
     reversal_not_found = "reversal-not-found"
+    # Standing orders (contracts.standing_orders).
+    standing_order_interval_invalid = "standing-order-interval-invalid"
+    standing_order_interval_too_short = "standing-order-interval-too-short"
+    standing_order_schedule_invalid = "standing-order-schedule-invalid"
+    standing_order_not_found = "standing-order-not-found"
+    standing_order_cancelled = "standing-order-cancelled"
+    execute_at_too_far = "execute-at-too-far"
 
 
 class TransferStatus(enum.StrEnum):
+    # Future-dated (`execute_at`): its saga has not started yet.
+    scheduled = "scheduled"
     pending = "pending"
     in_review = "in_review"
     completed = "completed"
@@ -100,7 +109,11 @@ class TransferStatus(enum.StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (TransferStatus.pending, TransferStatus.in_review)
+        return self not in (
+            TransferStatus.scheduled,
+            TransferStatus.pending,
+            TransferStatus.in_review,
+        )
 
 
 Metadata = Annotated[dict[Identifier, ShortText], Field(max_length=20)]
@@ -113,6 +126,14 @@ class TransferCreate(StrictModel):
     currency: CurrencyCode
     description: ShortText | None = None
     metadata: Metadata = Field(default_factory=dict)
+    # A future-dated transfer: its saga starts then (status `scheduled` until it does);
+    # a time already past starts it at once.
+    execute_at: AwareDatetime | None = None
+
+
+def initial_status(transfer: TransferCreate) -> TransferStatus:
+    """A new transfer's status: `scheduled` when future-dated, else `pending`."""
+    return TransferStatus.pending if transfer.execute_at is None else TransferStatus.scheduled
 
 
 class TransferStep(BaseModel):
@@ -150,6 +171,7 @@ class Transfer(BaseModel):
     reversal_of: UUID | None = None
     reversed_minor: int = 0
     reversal_ids: list[UUID] = Field(default_factory=list, max_length=TRANSFER_REVERSALS_MAX)
+    execute_at: datetime | None = None
 
 
 class StepRecord(StrictModel):

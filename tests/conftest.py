@@ -30,6 +30,9 @@ def bank(otlp_receiver: OtlpReceiver) -> Iterator[Bank]:
     settings = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_EXPORT_DELAY_MILLISECONDS),
+        # Standing orders every few seconds (production: a day at least), so that a test
+        # sees several occurrences (tests/test_standing_orders_system.py).
+        "TRANSACTIONS_STANDING_ORDER_MIN_INTERVAL_SECONDS": "1",
     }
     with tempfile.TemporaryDirectory(prefix="sagabank-system-") as directory:
         running = start_bank(Path(directory) / "state", settings=settings)

@@ -20,6 +20,7 @@ from contracts.transfers import (
     StepRecord,
     TransferCreate,
     TransferStatus,
+    initial_status,
     workflow_id,
 )
 from kit.audit import Actor
@@ -108,12 +109,15 @@ def transfer_requested(
         target_account_id=transfer.target_account_id,
         after=_without_nones(
             {
-                "status": TransferStatus.pending.value,
+                "status": initial_status(transfer).value,
                 "source_account_id": str(transfer.source_account_id),
                 "target_account_id": str(transfer.target_account_id),
                 "amount_minor": transfer.amount_minor,
                 "currency": transfer.currency,
                 "description": transfer.description,
+                "execute_at": None
+                if transfer.execute_at is None
+                else transfer.execute_at.isoformat(),
             }
         ),
         outcome="accepted",

@@ -79,6 +79,11 @@ class Settings(ServiceSettings):
         default=None, max_length=500, pattern=r"^https?://[^\s]*\{trace_id\}[^\s]*$"
     )
 
+    # How far ahead a future-dated transfer (`execute_at`) may be.
+    execute_at_ahead_max_seconds: int = Field(default=90 * 86400, ge=60, le=366 * 86400)
+    # The shortest interval a standing order may have; tests set a few seconds.
+    standing_order_min_interval_seconds: int = Field(default=86400, ge=1, le=366 * 86400)
+
     @model_validator(mode="after")
     def _hold_outlives_the_review(self) -> "Settings":
         hold_timeout_seconds = self.review_timeout_seconds + self.hold_grace_seconds

@@ -45,6 +45,12 @@ class WorkflowServiceUnavailable(ProblemError):
     title = "The workflow service is unavailable"
 
 
+class ExecuteAtTooFar(ProblemError):
+    status = 422
+    slug = TransactionsProblem.execute_at_too_far
+    title = "execute_at is further ahead than allowed"
+
+
 class PreferWaitInvalid(ProblemError):
     status = 422
     slug = TransactionsProblem.invalid_prefer_wait

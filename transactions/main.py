@@ -35,6 +35,12 @@ from transactions.models import audit_events
 from transactions.reconciler import reconciler_job
 from transactions.resources import TransactionsResources
 from transactions.reversal_api import reversals_router
+from transactions.standing_order_schedules import StandingOrderSchedules
+from transactions.standing_orders import StandingOrderRules
+from transactions.standing_orders_api import (
+    standing_orders_internal_router,
+    standing_orders_router,
+)
 from transactions.workflow_client import TransferWorkflows
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
@@ -107,6 +113,13 @@ def _resources(
         ),
         callback_secret_box=None if ring is None else CallbackSecretBox(ring),
         accounts=accounts,
+        standing_order_schedules=StandingOrderSchedules(
+            task_queue=settings.task_queue,
+            rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
+        ),
+        standing_order_rules=StandingOrderRules(
+            min_interval=timedelta(seconds=settings.standing_order_min_interval_seconds)
+        ),
     )
 
 
@@ -159,6 +172,7 @@ def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWo
         rpc_timeout_seconds=settings.temporal_rpc_timeout_seconds,
         cancel_timeout_seconds=settings.cancel_timeout_seconds,
         trace_url_template=settings.trace_url_template,
+        execute_at_ahead_max_seconds=settings.execute_at_ahead_max_seconds,
     )
 
 
@@ -204,6 +218,8 @@ def create_app(
             internal_router,
             admin_router,
             callbacks_router,
+            standing_orders_router,
+            standing_orders_internal_router,
             audit_router(service="transactions", table=audit_events),
             secrets_router(reseal=partial(_reseal, settings.key_ring()), audit_table=audit_events),
         ],

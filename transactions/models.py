@@ -41,8 +41,8 @@ class TransferRow(TransferTermsColumns, Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_transfers_currency_code"),
         CheckConstraint("version >= 0", name="ck_transfers_version_not_negative"),
         CheckConstraint(
-            "status IN ('pending', 'in_review', 'completed', 'rejected', 'declined',"
-            " 'expired', 'cancelled')",
+            "status IN ('scheduled', 'pending', 'in_review', 'completed', 'rejected',"
+            " 'declined', 'expired', 'cancelled')",
             name="ck_transfers_status_known",
         ),
         Index("ix_transfers_created_at_id", "created_at", "id"),
@@ -84,6 +84,8 @@ class TransferRow(TransferTermsColumns, Base):
         index=True,
     )
     reversal_reason: Mapped[str | None] = mapped_column(String(140))
+    # A future-dated transfer's time: its saga's start is delayed until then.
+    execute_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class TransferStepRow(Base):
@@ -184,6 +186,57 @@ class CallbackReceiptRow(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class StandingOrderRow(TransferTermsColumns, Base):
+    """A recurring transfer; its Temporal Schedule (`standing-order-<id>`) runs it."""
+
+    __tablename__ = "standing_orders"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="ck_standing_orders_amount_positive"),
+        CheckConstraint(
+            "source_account_id <> target_account_id", name="ck_standing_orders_distinct_accounts"
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_standing_orders_currency_code"),
+        CheckConstraint(
+            "status IN ('active', 'paused', 'cancelled')", name="ck_standing_orders_status_known"
+        ),
+        CheckConstraint("count IS NULL OR count > 0", name="ck_standing_orders_count_positive"),
+        CheckConstraint(
+            "end_at IS NULL OR end_at > start_at", name="ck_standing_orders_end_after_start"
+        ),
+        Index("ix_standing_orders_customer_created_at_id", "customer_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # The customer who created it, the owner of the source account: its transfers are theirs.
+    customer_id: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(140))
+    interval: Mapped[str] = mapped_column(String(32))
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    count: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class StandingOrderOccurrenceRow(Base):
+    """One scheduled time of a standing order and the transfer it created (once)."""
+
+    __tablename__ = "standing_order_occurrences"
+
+    standing_order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("standing_orders.id", name="fk_standing_order_occurrences_order_id"),
+        primary_key=True,
+    )
+    scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("transfers.id", name="fk_standing_order_occurrences_transfer_id"), unique=True
+    )
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 # The tamper-evident trail of every audited change of this service (kit.audit).

@@ -68,6 +68,7 @@ def _creation_of(row: TransferRow) -> TransferCreate:
         currency=row.currency,
         description=row.description,
         metadata=row.metadata_,
+        execute_at=row.execute_at,
     )
 
 

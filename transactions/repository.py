@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
 from contracts.secrets import ResealBatch
-from contracts.transfers import StepRecord, TransferCreate, TransferStatus
+from contracts.transfers import StepRecord, TransferCreate, TransferStatus, initial_status
 from kit import audit
 from kit.resealing import SealedColumns, reseal_batch
 from kit.sealing import KeyRing
@@ -281,8 +281,9 @@ async def insert_transfer(
     transfer: TransferCreate,
     customer_id: str | None,
 ) -> tuple[bool, datetime]:
-    """Insert a pending transfer unless its id exists; whether this call created it, and
-    when the transfer was recorded (its saga's start deadline counts from then)."""
+    """Insert a pending (or scheduled) transfer unless its id exists; whether this call
+    created it, and when it was recorded (the saga's start deadline counts from then, or
+    from its `execute_at`)."""
     row = {
         "id": transfer_id,
         "source_account_id": transfer.source_account_id,
@@ -292,7 +293,8 @@ async def insert_transfer(
         "description": transfer.description,
         "metadata": transfer.metadata,
         "customer_id": customer_id,
-        "status": TransferStatus.pending.value,
+        "status": initial_status(transfer).value,
+        "execute_at": transfer.execute_at,
         "version": 0,
     }
     created_at = (await session.execute(_INSERT_TRANSFER, row)).scalar_one_or_none()

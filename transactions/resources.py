@@ -10,6 +10,8 @@ from transactions.accounts_client import SourceAccounts
 from transactions.callback_secrets import CallbackSecretBox
 from transactions.changes import ChangeListener
 from transactions.service import IdempotencyPolicy
+from transactions.standing_order_schedules import StandingOrderSchedules
+from transactions.standing_orders import StandingOrderRules
 from transactions.workflow_client import TransferWorkflows
 
 
@@ -23,6 +25,8 @@ class TransactionsResources(ServiceResources):
     # None: no callback secrets key configured, so callbacks are refused.
     callback_secret_box: CallbackSecretBox | None
     accounts: SourceAccounts
+    standing_order_schedules: StandingOrderSchedules
+    standing_order_rules: StandingOrderRules
 
 
 Resources = Annotated[TransactionsResources, Depends(resources(TransactionsResources))]

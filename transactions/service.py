@@ -10,11 +10,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.audit import AuditEventCreate
@@ -71,6 +71,8 @@ IDEMPOTENCY_LEASE: Final = timedelta(seconds=60)
 _IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
 # The step after which a transfer can no longer be cancelled (the saga's pivot).
 PIVOT_STEP: Final = "post"
+# The saga's step that ends a cancelled transfer (workflows.models.Step.cancel).
+CANCEL_STEP: Final = "cancel"
 # Batch items created at once: enough to overlap Temporal round trips, few enough to
 # leave the connection pool to other requests.
 BATCH_CONCURRENCY_MAX: Final = 8
@@ -128,11 +130,15 @@ class TransferCreation:
     replayed: bool
 
 
-def request_hash(transfer: TransferCreate) -> str:
+def request_hash(transfer: BaseModel) -> str:
     """SHA-256 of the canonical JSON of the parsed body: equal requests, equal hashes,
     however their JSON was spelt (key order, spacing, omitted defaults)."""
+    fields = transfer.model_dump(mode="json")
+    # Absent, as before future-dated transfers: keys stored before keep their hashes.
+    if fields.get("execute_at", "") is None:
+        del fields["execute_at"]
     canonical = json.dumps(
-        transfer.model_dump(mode="json"),
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -167,6 +173,7 @@ def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer
         created_at=row.created_at,
         updated_at=row.updated_at,
         reversal_of=row.reversal_of,
+        execute_at=row.execute_at,
     )
 
 
@@ -275,6 +282,7 @@ async def create_transfer(
     principal = requester.principal
     caller = caller_key(principal)
     idempotency_key = _required_key(idempotency_key, transfer)
+    workflows.check_execute_at(transfer, datetime.now(UTC))
     hash_of_request = request_hash(transfer)
     outcome = await _claim_or_wait(
         database,
@@ -776,6 +784,12 @@ async def cancel_transfer(
         refusal = f"the transfer is already {transfer.status.value}"
     elif posting_begun:
         refusal = "the transfer is being posted"
+    elif transfer.status is TransferStatus.scheduled and await workflows.cancel_scheduled(
+        transfer_id=transfer_id, reason=_cancel_reason(request)
+    ):
+        await _record_cancelled_before_start(
+            database, transfer_id=transfer_id, request=request, requester=requester
+        )
     else:
         try:
             await workflows.request_cancel(transfer_id=transfer_id, request=request)
@@ -796,6 +810,30 @@ async def cancel_transfer(
         raise TransferNotCancellable(refusal)
     async with database.sessions() as session:
         return await _load_transfer(session, transfer_id)
+
+
+def _cancel_reason(request: CancelRequest) -> str:
+    """As the saga words a cancel it honours."""
+    return ("cancelled" + (f": {request.reason}" if request.reason else ""))[:500]
+
+
+async def _record_cancelled_before_start(
+    database: Database, *, transfer_id: uuid.UUID, request: CancelRequest, requester: Requester
+) -> None:
+    """Report, in the saga's stead (its workflow was ended before its first step), that
+    the scheduled transfer ended cancelled: the step and its audit event, as the saga's
+    own `cancel` step would be reported."""
+    record = StepRecord(
+        step=CANCEL_STEP,
+        outcome="requested",
+        status=TransferStatus.cancelled,
+        version=1,
+        occurred_at=datetime.now(UTC),
+        failure_reason=_cancel_reason(request),
+        workflow_id=workflow_id(transfer_id),
+    )
+    async with database.sessions() as session, session.begin():
+        await record_steps(session, transfer_id=transfer_id, records=[record], requester=requester)
 
 
 _REVIEWER_ID: Final = TypeAdapter(Identifier)

@@ -6,7 +6,7 @@ starting; the first request that needs Temporal connects (one connection, under 
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import structlog
@@ -46,10 +46,11 @@ from contracts.transfers import (
     TransferCreate,
     TransferStatus,
     TransferWorkflowInput,
+    initial_status,
     workflow_id,
 )
 from kit.tracing import current_trace_id
-from transactions.errors import WorkflowServiceUnavailable
+from transactions.errors import ExecuteAtTooFar, WorkflowServiceUnavailable
 
 log = structlog.get_logger()
 
@@ -64,6 +65,10 @@ for _key in (STATUS_KEY, SOURCE_ACCOUNT_KEY, TARGET_ACCOUNT_KEY, AMOUNT_MINOR_KE
     assert _key.name in SEARCH_ATTRIBUTES, f"{_key.name} is not a registered search attribute"
 
 _RETRY_AFTER_SECONDS: Final = 5
+EXECUTE_AT_AHEAD_MAX_SECONDS_DEFAULT: Final = 90 * 86400
+# A scheduled transfer is cancelled by terminating its delayed workflow only while its
+# start is at least this far: well beyond a terminate's round trip.
+SCHEDULED_CANCEL_MARGIN: Final = timedelta(seconds=5)
 # One update id per transfer: a retried cancel (after a timeout, say) joins the first
 # instead of asking twice, and once accepted every later cancel gets the same answer.
 CANCEL_UPDATE_ID: Final = "cancel"
@@ -95,6 +100,7 @@ class TransferWorkflows:
         rpc_timeout_seconds: float,
         cancel_timeout_seconds: float,
         trace_url_template: str | None = None,
+        execute_at_ahead_max_seconds: int = EXECUTE_AT_AHEAD_MAX_SECONDS_DEFAULT,
     ) -> None:
         assert review_timeout_seconds > 0
         assert hold_timeout_seconds > review_timeout_seconds, "a hold outlives the review"
@@ -113,6 +119,8 @@ class TransferWorkflows:
         self._start_deadline = timedelta(seconds=start_deadline_seconds)
         self._rpc_timeout = timedelta(seconds=rpc_timeout_seconds)
         self._connect_lock = asyncio.Lock()
+        assert execute_at_ahead_max_seconds > 0
+        self._execute_at_ahead_max = timedelta(seconds=execute_at_ahead_max_seconds)
 
     async def _connected(self) -> Client:
         if self._client is not None:
@@ -134,9 +142,21 @@ class TransferWorkflows:
                 log.info("temporal.connected", address=self._address)
             return self._client
 
+    async def connected(self) -> Client:
+        """The Temporal client, connected on first use (503 while Temporal is away)."""
+        return await self._connected()
+
     def start_deadline_of(self, requested_at: datetime) -> datetime:
         """When the saga of a transfer recorded at `requested_at` must have started."""
         return requested_at + self._start_deadline
+
+    def check_execute_at(self, transfer: TransferCreate, now: datetime) -> None:
+        """Refuse a future-dated transfer further ahead than the service allows."""
+        if transfer.execute_at is None:
+            return
+        if transfer.execute_at > now + self._execute_at_ahead_max:
+            days = self._execute_at_ahead_max.total_seconds() / 86400
+            raise ExecuteAtTooFar(f"execute_at may be at most {days:g} days ahead")
 
     async def start(
         self,
@@ -150,6 +170,11 @@ class TransferWorkflows:
         `source_customer_id` is the customer who asked (from their token), if one did;
         `requested_at` is when the transfer was recorded (its start deadline counts from it)."""
         assert requested_at.tzinfo is not None, "the transfer's time is timezone-aware"
+        # A future-dated saga starts at `execute_at`, and its start deadline counts from
+        # then: counted from the request, every transfer dated further ahead than the
+        # deadline would end `not-started`.
+        due_at = max(requested_at, transfer.execute_at or requested_at)
+        start_delay = transfer.execute_at - datetime.now(UTC) if transfer.execute_at else None
         arguments = TransferWorkflowInput(
             transfer_id=transfer_id,
             source_account_id=transfer.source_account_id,
@@ -160,11 +185,11 @@ class TransferWorkflows:
             review_timeout_seconds=self._review_timeout_seconds,
             source_customer_id=source_customer_id,
             hold_timeout_seconds=self._hold_timeout_seconds,
-            start_deadline=self.start_deadline_of(requested_at),
+            start_deadline=self.start_deadline_of(due_at),
         )
         search_attributes = TypedSearchAttributes(
             [
-                SearchAttributePair(STATUS_KEY, TransferStatus.pending.value),
+                SearchAttributePair(STATUS_KEY, initial_status(transfer).value),
                 SearchAttributePair(SOURCE_ACCOUNT_KEY, str(arguments.source_account_id)),
                 SearchAttributePair(TARGET_ACCOUNT_KEY, str(arguments.target_account_id)),
                 SearchAttributePair(AMOUNT_MINOR_KEY, arguments.amount_minor),
@@ -190,6 +215,8 @@ class TransferWorkflows:
                 static_summary=transfer_summary(transfer),
                 static_details=trace_details(current_trace_id(), self._trace_url_template),
                 rpc_timeout=self._rpc_timeout,
+                # Temporal starts the first workflow task then (a past time: at once).
+                start_delay=start_delay if start_delay and start_delay > timedelta(0) else None,
             )
         except WorkflowAlreadyStartedError:
             log.info("transfer.workflow_already_closed")
@@ -257,6 +284,30 @@ class TransferWorkflows:
             log.warning("temporal.start_failed", error=error.message[:500])
             raise _unavailable(_START_FAILED) from error
         log.info("reversal.workflow_started", task_queue=self._task_queue)
+
+    async def cancel_scheduled(self, *, transfer_id: uuid.UUID, reason: str) -> bool:
+        """End a future-dated transfer's workflow before it starts; False when it is due
+        too soon (or has started), so the caller asks the saga instead.
+
+        Never a signal or an update: either would start a delayed workflow at once. The
+        workflow is terminated, which runs none of its code, only while its start is at
+        least `SCHEDULED_CANCEL_MARGIN` away, so no saga step can have run.
+        """
+        client = await self._connected()
+        handle = client.get_workflow_handle(workflow_id(transfer_id))
+        try:
+            description = await handle.describe(rpc_timeout=self._rpc_timeout)
+            starts_at = description.execution_time
+            if starts_at is None or starts_at - datetime.now(UTC) < SCHEDULED_CANCEL_MARGIN:
+                return False
+            await handle.terminate(reason=reason[:500], rpc_timeout=self._rpc_timeout)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            log.warning("temporal.terminate_failed", error=error.message[:500])
+            raise _unavailable() from error
+        log.info("transfer.scheduled_cancelled", starts_at=starts_at.isoformat())
+        return True
 
     async def request_cancel(
         self, *, transfer_id: uuid.UUID, request: CancelRequest

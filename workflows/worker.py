@@ -24,6 +24,8 @@ from kit.tracing import configure_tracing, shutdown_tracing
 from workflows.activities import TransferActivities
 from workflows.config import Settings
 from workflows.reversal import ReversalWorkflow
+from workflows.standing_order import StandingOrderOccurrenceWorkflow
+from workflows.standing_order_activities import StandingOrderActivities
 from workflows.transfer import TransferWorkflow
 from workflows.worker_metrics import (
     StepMetricsInterceptor,
@@ -165,8 +167,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[TransferWorkflow, ReversalWorkflow],
-            activities=activities.all(),
+            workflows=[TransferWorkflow, ReversalWorkflow, StandingOrderOccurrenceWorkflow],
+            activities=[
+                *activities.all(),
+                *StandingOrderActivities(transfers=activities, client=client).all(),
+            ],
             workflow_runner=WORKFLOW_RUNNER,
             max_concurrent_activities=settings.activity_concurrency_max,
             max_concurrent_workflow_tasks=settings.workflow_task_concurrency_max,

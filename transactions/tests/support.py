@@ -221,6 +221,8 @@ TABLES: Final = (
     "callback_clients",
     "callback_receipts",
     "audit_events",
+    "standing_orders",
+    "standing_order_occurrences",
 )
 
 

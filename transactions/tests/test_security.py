@@ -26,6 +26,11 @@ from contracts.audit import AUDIT_EVENTS_PATH, AUDIT_EXPORT_PATH, AUDIT_VERIFY_P
 from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, WORKER_SCOPES, PrincipalKind, Scope
 from contracts.reversals import REVERSALS_PATH, TRANSFER_REVERSALS_PATH
 from contracts.secrets import SECRETS_RESEAL_PATH
+from contracts.standing_orders import (
+    STANDING_ORDER_OCCURRENCES_INTERNAL_PATH,
+    STANDING_ORDER_OUTCOMES_INTERNAL_PATH,
+    STANDING_ORDERS_PATH,
+)
 from contracts.transfers import (
     CALLBACK_CLIENTS_PATH,
     CALLBACK_CONFIRMATIONS_PATH,
@@ -49,6 +54,7 @@ from transactions.tests.support import (
     key_header,
     report,
     transfer_body,
+    worker,
     workflow_handle,
 )
 
@@ -86,6 +92,9 @@ class Seed:
 
     transfer_id: str
     source_account_id: str
+    # Alice's standing order (from the same account) and its one occurrence's time.
+    standing_order_id: str
+    scheduled_at: str
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ def _lists_nothing(response: httpx.Response) -> None:
     assert response.json() == {"items": [], "next_cursor": None}
 
 
-CASES: Final = (
+TRANSFER_CASES: Final = (
     RouteCase(
         "POST",
         TRANSFERS_PATH,
@@ -299,6 +308,83 @@ CASES: Final = (
         body=lambda seed: {"limit": 10},
     ),
 )
+_ORDER: Final = f"{STANDING_ORDERS_PATH}/{{standing_order_id}}"
+
+
+def _order_url(seed: Seed, tail: str = "") -> str:
+    return f"{STANDING_ORDERS_PATH}/{seed.standing_order_id}{tail}"
+
+
+def _order_body(seed: Seed) -> dict[str, Any]:
+    return {
+        "source_account_id": seed.source_account_id,
+        "target_account_id": str(uuid.uuid4()),
+        "amount_minor": 100_00,
+        "currency": "EUR",
+        "interval": "P1M",
+        "start_at": "2031-01-15T09:00:00+00:00",
+    }
+
+
+def _order_case(method: str, tail: str, scope: Scope) -> RouteCase:
+    """A route on Alice's standing order; Bob gets 404 as for a missing one."""
+    return RouteCase(
+        method,
+        f"{_ORDER}{tail}",
+        frozenset({scope}),
+        PrincipalKind.customer,
+        url=lambda seed: _order_url(seed, tail),
+        foreign=_answers_404("standing-order-not-found"),
+    )
+
+
+STANDING_ORDER_CASES: Final = (
+    RouteCase(
+        "POST",
+        STANDING_ORDERS_PATH,
+        frozenset({Scope.transfers_write}),
+        PrincipalKind.customer,
+        url=lambda seed: STANDING_ORDERS_PATH,
+        body=_order_body,
+        headers=key_header,
+        foreign=_answers_404("account-not-found"),
+        allowed=frozenset({201}),
+    ),
+    RouteCase(
+        "GET",
+        STANDING_ORDERS_PATH,
+        frozenset({Scope.transfers_read}),
+        PrincipalKind.customer,
+        url=lambda seed: STANDING_ORDERS_PATH,
+        foreign=_lists_nothing,
+    ),
+    _order_case("GET", "", Scope.transfers_read),
+    _order_case("GET", "/occurrences", Scope.transfers_read),
+    _order_case("POST", "/pause", Scope.transfers_write),
+    _order_case("POST", "/resume", Scope.transfers_write),
+    _order_case("DELETE", "", Scope.transfers_write),
+    RouteCase(
+        "POST",
+        STANDING_ORDER_OCCURRENCES_INTERNAL_PATH,
+        frozenset({Scope.transfers_internal}),
+        PrincipalKind.service,
+        url=lambda seed: STANDING_ORDER_OCCURRENCES_INTERNAL_PATH.format(
+            standing_order_id=seed.standing_order_id
+        ),
+        body=lambda seed: {"scheduled_at": seed.scheduled_at},
+    ),
+    RouteCase(
+        "POST",
+        STANDING_ORDER_OUTCOMES_INTERNAL_PATH,
+        frozenset({Scope.transfers_internal}),
+        PrincipalKind.service,
+        url=lambda seed: STANDING_ORDER_OUTCOMES_INTERNAL_PATH.format(
+            standing_order_id=seed.standing_order_id
+        ),
+        body=lambda seed: {"scheduled_at": seed.scheduled_at, "status": "completed"},
+    ),
+)
+CASES: Final = (*TRANSFER_CASES, *STANDING_ORDER_CASES)
 FORGERIES: Final = (
     "no-token",
     "malformed",
@@ -358,7 +444,22 @@ async def seed(client: httpx.AsyncClient) -> Seed:
         client, transfer_id, step="score", outcome="review", status="in_review", version=3
     )
     assert reported.status_code == 200, reported.text
-    return Seed(transfer_id=transfer_id, source_account_id=body["source_account_id"])
+    order_body = {**_order_body(Seed(transfer_id, body["source_account_id"], "", ""))}
+    order = await client.post(STANDING_ORDERS_PATH, json=order_body, headers=key_header())
+    assert order.status_code == 201, order.text
+    order_id = order.json()["id"]
+    occurrence = await client.post(
+        STANDING_ORDER_OCCURRENCES_INTERNAL_PATH.format(standing_order_id=order_id),
+        json={"scheduled_at": order_body["start_at"]},
+        headers=worker(),
+    )
+    assert occurrence.status_code == 200, occurrence.text
+    return Seed(
+        transfer_id=transfer_id,
+        source_account_id=body["source_account_id"],
+        standing_order_id=order_id,
+        scheduled_at=order_body["start_at"],
+    )
 
 
 async def _send(
@@ -531,5 +632,5 @@ def test_cell_count() -> None:
     """The closing note quotes this: forgeries x routes + missing scope + foreign cells."""
     forged = len(FORGERIES) * len(CASES)
     foreign = sum(1 for case in CASES if case.foreign)
-    assert (len(FORGERIES), len(CASES), foreign) == (10, 16, 7)
-    assert forged + len(CASES) + foreign == 183
+    assert (len(FORGERIES), len(CASES), foreign) == (10, 25, 14)
+    assert forged + len(CASES) + foreign == 289

@@ -1,0 +1,132 @@
+"""Standing orders wire contracts: recurring transfers, one Temporal Schedule each."""
+
+import enum
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from contracts.common import ShortText, StrictModel
+from contracts.money import AmountMinor, CurrencyCode
+from contracts.transfers import TransferStatus
+
+STANDING_ORDERS_PATH: Final = "/v1/standing-orders"
+# The occurrence workflow asks transactions to create the transfer of one scheduled time
+# (worker scope), and later tells it how that transfer ended.
+STANDING_ORDER_OCCURRENCES_INTERNAL_PATH: Final = (
+    "/v1/internal/standing-orders/{standing_order_id}/occurrences"
+)
+STANDING_ORDER_OUTCOMES_INTERNAL_PATH: Final = (
+    "/v1/internal/standing-orders/{standing_order_id}/occurrences/outcome"
+)
+OCCURRENCE_WORKFLOW_NAME: Final = "StandingOrderOccurrenceWorkflow"
+# Set by Temporal on every workflow a schedule starts: the time the action was due.
+SCHEDULED_START_TIME_ATTRIBUTE: Final = "TemporalScheduledStartTime"
+# Occurrences an order may have in all (`count`), and next run times shown.
+OCCURRENCES_COUNT_MAX: Final = 10_000
+NEXT_RUNS_SHOWN: Final = 3
+INTERVAL_LENGTH_MAX: Final = 32
+
+
+def schedule_id(standing_order_id: UUID) -> str:
+    """The Temporal Schedule of an order: readable on the UI's Schedules page."""
+    return f"standing-order-{standing_order_id}"
+
+
+def occurrence_idempotency_key(standing_order_id: UUID, scheduled_at: datetime) -> str:
+    """The Idempotency-Key of an occurrence's transfer: one per (order, scheduled time),
+    so a schedule that fires twice for one time moves money once."""
+    assert scheduled_at.tzinfo is not None, "a scheduled time is timezone-aware"
+    return f"standing-order:{standing_order_id}:{int(scheduled_at.timestamp())}"
+
+
+class StandingOrderStatus(enum.StrEnum):
+    active = "active"
+    paused = "paused"
+    cancelled = "cancelled"
+
+
+class StandingOrderCreate(StrictModel):
+    """A recurring transfer: every `interval` (ISO 8601: "P1M", "P7D", "PT12H") from
+    `start_at`, until `end_at` or for `count` occurrences (at most one of the two)."""
+
+    source_account_id: UUID
+    target_account_id: UUID
+    amount_minor: AmountMinor
+    currency: CurrencyCode
+    description: ShortText | None = None
+    interval: str = Field(min_length=2, max_length=INTERVAL_LENGTH_MAX, examples=["P1M"])
+    start_at: AwareDatetime
+    end_at: AwareDatetime | None = None
+    count: int | None = Field(default=None, ge=1, le=OCCURRENCES_COUNT_MAX)
+
+
+class StandingOrder(BaseModel):
+    id: UUID
+    schedule_id: str
+    status: StandingOrderStatus
+    source_account_id: UUID
+    target_account_id: UUID
+    amount_minor: int
+    currency: str
+    description: str | None
+    interval: str
+    start_at: datetime
+    end_at: datetime | None
+    count: int | None
+    # From the Temporal Schedule's description: empty once it has nothing left to run
+    # (paused, cancelled, ended), or when Temporal did not answer (`next_run_at_known`).
+    next_run_at: list[datetime]
+    next_run_at_known: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class OccurrenceRequest(StrictModel):
+    """The occurrence workflow's ask: create the transfer due at `scheduled_at`."""
+
+    scheduled_at: AwareDatetime
+
+
+class OccurrenceOutcome(StrictModel):
+    """How an occurrence's transfer ended, as the occurrence workflow learnt it."""
+
+    scheduled_at: AwareDatetime
+    status: TransferStatus
+    failure_reason: str | None = Field(default=None, max_length=500)
+
+
+class StandingOrderOccurrence(BaseModel):
+    standing_order_id: UUID
+    scheduled_at: datetime
+    transfer_id: UUID
+    # The transfer's status now (its saga's projection).
+    status: TransferStatus
+    failure_reason: str | None
+    # When the occurrence workflow recorded (and notified) a failed end; None otherwise.
+    failed_at: datetime | None
+    created_at: datetime
+
+
+class OccurrenceWorkflowInput(BaseModel):
+    """The Schedule's action input: the order and its terms (fixed for its life), which a
+    failure's event names. The scheduled time is read from the workflow's
+    `TemporalScheduledStartTime`; `scheduled_at` only stands in for a run started by hand
+    (an operator replaying a missed occurrence)."""
+
+    standing_order_id: UUID
+    source_account_id: UUID
+    target_account_id: UUID
+    amount_minor: int
+    currency: str
+    # The order's owner: the failure event is routed to them.
+    source_customer_id: str | None = None
+    scheduled_at: datetime | None = None
+
+
+class OccurrenceWorkflowResult(BaseModel):
+    standing_order_id: UUID
+    scheduled_at: datetime
+    transfer_id: UUID | None
+    status: TransferStatus | None
