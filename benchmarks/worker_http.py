@@ -6,7 +6,7 @@ it answers every request with a token-shaped JSON body), then, in this process, 
 layer the way kit/http.py and workflows/worker.py build the worker's: a bare client, the
 request-id event hook, the shared client-credentials auth, the OpenTelemetry client span
 (tracer provider installed, nothing exported, as in `saga.py --no-traced`), and the whole
-of `create_client` plus the activities' `_send`. Each variant runs on asyncio's default
+of `create_client` plus the activities' `send_to_service`. Each variant runs on asyncio's default
 loop and on uvloop, alternately, `--rounds` times; it prints the median CPU microseconds
 (`time.process_time`, this process only) per request.
 
@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from kit.http import create_client
 from kit.tokens import ClientCredentialsAuth
 from kit.tracing import configure_tracing, instrument_client
-from workflows.activities import _send, _Service
+from workflows.activities import _Service, send_to_service
 
 _BODY = b'{"access_token":"token","expires_in":3600,"valid":true}'
 _RESPONSE = (
@@ -149,11 +149,14 @@ _VARIANTS: dict[str, Callable[[str], httpx.AsyncClient]] = {
     "+ client-credentials auth": _with_auth,
     "+ OpenTelemetry client span": _with_span,
     "+ traceparent hook (kit.tracing, unexported)": _with_traceparent,
-    "worker, with a client span: + _send": _worker_client_with_span,
-    "worker: create_client + auth + _send": _worker_client,
+    "worker, with a client span: + send_to_service": _worker_client_with_span,
+    "worker: create_client + auth + send_to_service": _worker_client,
 }
 _WORKER_VARIANTS = frozenset(
-    {"worker, with a client span: + _send", "worker: create_client + auth + _send"}
+    {
+        "worker, with a client span: + send_to_service",
+        "worker: create_client + auth + send_to_service",
+    }
 )
 
 
@@ -168,7 +171,7 @@ async def _drive(client: httpx.AsyncClient, requests: int, in_flight: int, worke
     async def one() -> None:
         if worker:
             with structlog.contextvars.bound_contextvars(request_id="wf:activity:1"):
-                await _send(service, "/v1/things", body)
+                await send_to_service(service, "/v1/things", body)
             return
         async with gate:
             response = await client.post("/v1/things", json=body.model_dump(mode="json"))

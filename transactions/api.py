@@ -83,7 +83,7 @@ IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 PREFERENCE_APPLIED_HEADER: Final = "Preference-Applied"
 
 
-def _requester(request: Request, principal: Principal) -> service.Requester:
+def requester_of(request: Request, principal: Principal) -> service.Requester:
     """The caller as the use cases see it. The Authorization header travels on only to
     the accounts service (ownership check) and is never logged."""
     return service.Requester(
@@ -163,7 +163,7 @@ async def create_transfer(
         resources.changes,
         resources.idempotency_policy,
         resources.accounts,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
         idempotency_key=idempotency_key,
         transfer=body,
     )
@@ -205,7 +205,7 @@ async def create_transfers_batch(
         resources.changes,
         resources.idempotency_policy,
         resources.accounts,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
         items=body.items,
         admit=_admission(request, principal),
     )
@@ -326,7 +326,7 @@ async def cancel_transfer(
         resources.workflows,
         transfer_id=transfer_id,
         request=body or CancelRequest(),
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -346,7 +346,7 @@ async def record_step(
         session,
         transfer_id=transfer_id,
         record=body,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -366,7 +366,7 @@ async def record_steps(
         session,
         transfer_id=transfer_id,
         records=body.records,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -395,7 +395,7 @@ async def review_transfer(
         resources.workflows,
         transfer_id=transfer_id,
         request=body,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -421,7 +421,7 @@ async def register_callback_client(
         session,
         resources.callback_secret_box,
         request=body,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 

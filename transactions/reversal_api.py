@@ -18,7 +18,7 @@ from kit.errors import Forbidden, IdempotencyKeyMissing, TooManyRequests, Unauth
 from kit.params import IdempotencyKey
 from kit.problems import problem_responses
 from transactions import reversals
-from transactions.api import IDEMPOTENCY_REPLAYED_HEADER, _requester
+from transactions.api import IDEMPOTENCY_REPLAYED_HEADER, requester_of
 from transactions.auth import Reverser, TransfersRead
 from transactions.errors import (
     AccountsUnavailable,
@@ -77,7 +77,7 @@ async def create_reversal(
         resources.changes,
         resources.idempotency_policy,
         resources.accounts,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
         original_transfer_id=transfer_id,
         idempotency_key=idempotency_key,
         reversal=body,

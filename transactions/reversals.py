@@ -39,12 +39,12 @@ from transactions.service import (
     IdempotencyPolicy,
     Requester,
     TransferCreation,
-    _abandon_claim,
-    _answer_of_the_retry,
-    _claim_or_wait,
-    _release_claim,
-    _visible_to,
+    abandon_claim,
+    answer_of_the_retry,
     caller_key,
+    claim_or_wait,
+    release_claim,
+    visible_to,
 )
 from transactions.workflow_client import TransferWorkflows
 
@@ -109,7 +109,7 @@ async def create_reversal(
     caller = caller_key(requester.principal)
     key = required_idempotency_key(idempotency_key)
     hash_of_request = reversal_request_hash(original_transfer_id, reversal)
-    outcome = await _claim_or_wait(
+    outcome = await claim_or_wait(
         database, changes, policy, caller=caller, key=key, hash_of_request=hash_of_request
     )
     if isinstance(outcome, TransferCreation):
@@ -130,7 +130,7 @@ async def create_reversal(
             requester=requester,
         )
     except BaseException:
-        await _abandon_claim(database, caller=caller, key=key, transfer_id=reversal_id)
+        await abandon_claim(database, caller=caller, key=key, transfer_id=reversal_id)
         raise
     try:
         await workflows.start_reversal(
@@ -145,10 +145,10 @@ async def create_reversal(
             database, caller=caller, key=key, reversal_id=reversal_id
         )
     except BaseException:
-        await _release_claim(database, caller=caller, key=key, transfer_id=reversal_id)
+        await release_claim(database, caller=caller, key=key, transfer_id=reversal_id)
         raise
     if taken_over is not None:
-        return _answer_of_the_retry(taken_over, hash_of_request)
+        return answer_of_the_retry(taken_over, hash_of_request)
     log.info("reversal.created", amount_minor=recorded.terms.amount_minor)
     return TransferCreation(transfer_id=reversal_id, status_code=202, body=body, replayed=False)
 
@@ -331,9 +331,9 @@ async def get_reversal(
     row = await reversal_repository.get_reversal(session, reversal_id)
     if row is None or row.reversal_of is None:
         raise ReversalNotFound(f"no reversal {reversal_id}")
-    if not _visible_to(row, viewer):
+    if not visible_to(row, viewer):
         original = await repository.get_transfer(session, row.reversal_of)
-        if original is None or not _visible_to(original, viewer):
+        if original is None or not visible_to(original, viewer):
             raise ReversalNotFound(f"no reversal {reversal_id}")
     return to_reversal(row, await repository.list_steps(session, [row.id]))
 
@@ -347,8 +347,8 @@ async def list_reversals(
     if original is None or original.reversal_of is not None:
         raise TransferNotFound(f"no transfer {transfer_id}")
     rows = await reversal_repository.list_reversals(session, [transfer_id])
-    if not _visible_to(original, viewer):
-        rows = [row for row in rows if _visible_to(row, viewer)]
+    if not visible_to(original, viewer):
+        rows = [row for row in rows if visible_to(row, viewer)]
         if not rows:
             raise TransferNotFound(f"no transfer {transfer_id}")
     steps = await repository.list_steps(session, [row.id for row in rows])

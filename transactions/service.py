@@ -184,7 +184,7 @@ async def _load_transfer(session: AsyncSession, transfer_id: uuid.UUID) -> Trans
     return _to_contract(row, await repository.list_steps(session, [row.id]))
 
 
-def _visible_to(row: TransferRow, principal: Principal) -> bool:
+def visible_to(row: TransferRow, principal: Principal) -> bool:
     """A customer sees only the transfers they created; operators and services (through
     their scopes) see every one."""
     return principal.customer_id is None or row.customer_id == principal.customer_id
@@ -195,7 +195,7 @@ async def _load_visible(
 ) -> tuple[TransferRow, Transfer]:
     """The transfer if `principal` may see it; a foreign one answers exactly as a missing one."""
     row = await repository.get_transfer(session, transfer_id)
-    if row is None or not _visible_to(row, principal):
+    if row is None or not visible_to(row, principal):
         raise TransferNotFound(f"no transfer {transfer_id}")
     return row, _to_contract(row, await repository.list_steps(session, [row.id]))
 
@@ -284,7 +284,7 @@ async def create_transfer(
     idempotency_key = _required_key(idempotency_key, transfer)
     workflows.check_execute_at(transfer, datetime.now(UTC))
     hash_of_request = request_hash(transfer)
-    outcome = await _claim_or_wait(
+    outcome = await claim_or_wait(
         database,
         changes,
         policy,
@@ -305,7 +305,7 @@ async def create_transfer(
             principal=principal,
         )
     except BaseException:
-        await _abandon_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
+        await abandon_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
         raise
     try:
         created, requested_at = await _record_transfer(
@@ -321,10 +321,10 @@ async def create_transfer(
             database, caller=caller, key=idempotency_key, transfer_id=transfer_id
         )
     except BaseException:
-        await _release_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
+        await release_claim(database, caller=caller, key=idempotency_key, transfer_id=transfer_id)
         raise
     if taken_over is not None:
-        return _answer_of_the_retry(taken_over, hash_of_request)
+        return answer_of_the_retry(taken_over, hash_of_request)
     log.info(
         "transfer.created" if created else "transfer.create_resumed",
         amount_minor=transfer.amount_minor,
@@ -341,7 +341,7 @@ def _required_key(idempotency_key: str | None, transfer: TransferCreate) -> str:
     return key
 
 
-async def _claim_or_wait(
+async def claim_or_wait(
     database: Database,
     changes: ChangeListener,
     policy: IdempotencyPolicy,
@@ -395,7 +395,7 @@ async def _complete_claim(
         return body, await repository.get_idempotency_key(session, caller=caller, key=key)
 
 
-def _answer_of_the_retry(stored: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation:
+def answer_of_the_retry(stored: IdempotencyKeyRow, hash_of_request: str) -> TransferCreation:
     """Our lease ran out and a retry of the same request finished first; both created the
     same transfer, so its stored answer is ours as well."""
     answer = _answer_existing_key(stored, hash_of_request)
@@ -555,7 +555,7 @@ async def purge_expired_idempotency_keys(
     return purged
 
 
-async def _abandon_claim(
+async def abandon_claim(
     database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
 ) -> None:
     """Give up a claim before anything was created under it: delete it, so the key is
@@ -571,10 +571,10 @@ async def _abandon_claim(
         log.exception("idempotency.forget_failed")
         return
     if not forgotten:
-        await _release_claim(database, caller=caller, key=key, transfer_id=transfer_id)
+        await release_claim(database, caller=caller, key=key, transfer_id=transfer_id)
 
 
-async def _release_claim(
+async def release_claim(
     database: Database, *, caller: str, key: str, transfer_id: uuid.UUID
 ) -> None:
     try:

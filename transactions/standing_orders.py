@@ -160,7 +160,7 @@ async def create_standing_order(
     hash_of_request = service.request_hash(order)
     # The transfers' own claim (same table, same caller space, same waits): an order is
     # created exactly as a transfer is, the claim's id becoming the order's.
-    outcome = await service._claim_or_wait(
+    outcome = await service.claim_or_wait(
         database, changes, policy, caller=caller, key=key, hash_of_request=hash_of_request
     )
     if isinstance(outcome, TransferCreation):
@@ -174,7 +174,7 @@ async def create_standing_order(
             principal=principal,
         )
     except BaseException:
-        await service._abandon_claim(database, caller=caller, key=key, transfer_id=order_id)
+        await service.abandon_claim(database, caller=caller, key=key, transfer_id=order_id)
         raise
     try:
         async with database.sessions() as session, session.begin():
@@ -196,7 +196,7 @@ async def create_standing_order(
         view = await schedules.describe(client, order_id)
         body = await _complete_claim(database, caller=caller, key=key, order_id=order_id, view=view)
     except BaseException:
-        await service._release_claim(database, caller=caller, key=key, transfer_id=order_id)
+        await service.release_claim(database, caller=caller, key=key, transfer_id=order_id)
         raise
     log.info("standing_order.created" if created else "standing_order.create_resumed")
     # The claim's answer type (a replay is one): here its id is the order's.

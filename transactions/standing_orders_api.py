@@ -27,7 +27,7 @@ from kit.problems import problem_responses
 from transactions import standing_orders
 
 # The caller as the use cases see it, exactly as the transfers' routes make it.
-from transactions.api import IDEMPOTENCY_REPLAYED_HEADER, _requester
+from transactions.api import IDEMPOTENCY_REPLAYED_HEADER, requester_of
 from transactions.auth import MoneyMover, TransfersInternal, TransfersRead
 from transactions.errors import (
     AccountNotFound,
@@ -88,7 +88,7 @@ async def create_standing_order(
         resources.idempotency_policy,
         resources.accounts,
         rules=resources.standing_order_rules,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
         idempotency_key=idempotency_key,
         order=body,
     )
@@ -181,7 +181,7 @@ async def pause_standing_order(
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
         paused=True,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -203,7 +203,7 @@ async def resume_standing_order(
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
         paused=False,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -224,7 +224,7 @@ async def cancel_standing_order(
         resources.workflows,
         resources.standing_order_schedules,
         standing_order_id=standing_order_id,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 
@@ -256,7 +256,7 @@ async def create_occurrence(
         resources.accounts,
         standing_order_id=standing_order_id,
         request=body,
-        requester=_requester(request, principal),
+        requester=requester_of(request, principal),
     )
 
 

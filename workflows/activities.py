@@ -212,7 +212,7 @@ class TransferActivities:
         """Ask accounts whether the transfer may go ahead (accounts, status, currency, limits)."""
         async with _activity_context(transfer.transfer_id):
             request = _terms_request(TransferValidationRequest, transfer)
-            validation = await _post(
+            validation = await post_to_service(
                 self.accounts, LEDGER_VALIDATIONS_PATH, request, TransferValidation
             )
             if not validation.valid:
@@ -245,7 +245,9 @@ class TransferActivities:
                 reference=transfer_reference(transfer.transfer_id),
             )
             try:
-                placed = await _post(self.accounts, LEDGER_TRANSFERS_PATH, hold, LedgerTransfer)
+                placed = await post_to_service(
+                    self.accounts, LEDGER_TRANSFERS_PATH, hold, LedgerTransfer
+                )
             except ApplicationError as error:
                 attempt = activity.info().attempt
                 if not error.non_retryable or attempt == 1:
@@ -261,7 +263,7 @@ class TransferActivities:
         """Have the fraud service score the transfer (the same transfer scores the same)."""
         async with _activity_context(transfer.transfer_id):
             request = _terms_request(ScoreRequest, transfer)
-            return await _post(self.fraud, SCORES_PATH, request, Score)
+            return await post_to_service(self.fraud, SCORES_PATH, request, Score)
 
     @activity.defn(name="post_hold")
     async def post_hold(self, action: HoldAction) -> LedgerTransfer:
@@ -273,7 +275,7 @@ class TransferActivities:
                 pending_id=action.hold_id,
                 reference=transfer_reference(action.transfer_id),
             )
-            posting = await _post(
+            posting = await post_to_service(
                 self.accounts,
                 LEDGER_TRANSFERS_PATH,
                 post,
@@ -306,7 +308,7 @@ class TransferActivities:
                 reference=transfer_reference(action.transfer_id),
             )
             try:
-                await _send(
+                await send_to_service(
                     self.accounts,
                     LEDGER_TRANSFERS_PATH,
                     void,
@@ -349,7 +351,7 @@ class TransferActivities:
                 timestamp=publication.occurred_at,
                 data=data,
             )
-            await _send(self.notifications, EVENTS_PATH, event)
+            await send_to_service(self.notifications, EVENTS_PATH, event)
 
     @activity.defn(name="record_step")
     async def record_step(self, report: StepReport) -> None:
@@ -360,7 +362,7 @@ class TransferActivities:
         """
         async with _activity_context(report.transfer_id):
             path = TRANSFER_STEPS_PATH.format(transfer_id=report.transfer_id)
-            await _send(self.transactions, path, _taken_here(report.record))
+            await send_to_service(self.transactions, path, _taken_here(report.record))
 
     @activity.defn(name="record_steps")
     async def record_steps(self, report: StepsReport) -> None:
@@ -369,7 +371,7 @@ class TransferActivities:
         async with _activity_context(report.transfer_id):
             batch = StepRecordBatch(records=[_taken_here(record) for record in report.records])
             path = TRANSFER_STEP_BATCH_PATH.format(transfer_id=report.transfer_id)
-            await _send(self.transactions, path, batch)
+            await send_to_service(self.transactions, path, batch)
 
     @activity.defn(name="report_outcome")
     async def report_outcome(self, notice: OutcomeNotice) -> None:
@@ -398,11 +400,11 @@ class TransferActivities:
                     type=CommonProblem.invalid_request,
                     non_retryable=True,
                 ) from None
-            await _send(self.fraud, OUTCOMES_PATH, report)
+            await send_to_service(self.fraud, OUTCOMES_PATH, report)
             log.info("transfer.outcome_reported", final_status=notice.final_status.value)
 
 
-async def _post(
+async def post_to_service(
     service: _Service,
     path: str,
     body: BaseModel,
@@ -412,7 +414,7 @@ async def _post(
     final_problems: Collection[str] = (),
 ) -> ModelT:
     """POST `body` as JSON and parse the answer, mapping failures as the module docstring says."""
-    response = await _send(
+    response = await send_to_service(
         service,
         path,
         body,
@@ -442,7 +444,7 @@ def _taken_here(record: StepRecord) -> StepRecord:
     )
 
 
-async def _send(
+async def send_to_service(
     service: _Service,
     path: str,
     body: BaseModel,

@@ -29,7 +29,7 @@ from contracts.transfers import (
     TransferWorkflowResult,
     workflow_id,
 )
-from workflows.activities import TransferActivities, _post, _send
+from workflows.activities import TransferActivities, post_to_service, send_to_service
 
 log = structlog.get_logger()
 
@@ -97,7 +97,7 @@ class StandingOrderActivities:
         path = STANDING_ORDER_OCCURRENCES_INTERNAL_PATH.format(standing_order_id=order_id)
         request = OccurrenceRequest(scheduled_at=call.scheduled_at)
         try:
-            return await _post(self._transactions, path, request, StandingOrderOccurrence)
+            return await post_to_service(self._transactions, path, request, StandingOrderOccurrence)
         except ApplicationError as error:
             if error.type != TransactionsProblem.idempotency_key_in_flight:
                 raise
@@ -144,7 +144,7 @@ class StandingOrderActivities:
             status=failure.end.status,
             failure_reason=failure.end.failure_reason,
         )
-        await _send(self._transactions, path, outcome)
+        await send_to_service(self._transactions, path, outcome)
 
     @activity.defn(name="publish_occurrence_failed")
     async def publish_occurrence_failed(self, failure: OccurrenceFailure) -> None:
@@ -174,5 +174,5 @@ class StandingOrderActivities:
             timestamp=failure.occurred_at,
             data=data,
         )
-        await _send(self._notifications, EVENTS_PATH, event)
+        await send_to_service(self._notifications, EVENTS_PATH, event)
         log.info("standing_order.occurrence_failure_published")
