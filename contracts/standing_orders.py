@@ -41,6 +41,10 @@ def occurrence_idempotency_key(standing_order_id: UUID, scheduled_at: datetime) 
     return f"standing-order:{standing_order_id}:{int(scheduled_at.timestamp())}"
 
 
+# Why an order whose schedule was never created ended cancelled (decision 0033).
+NOT_SCHEDULED_REASON: Final = "not-scheduled"
+
+
 class StandingOrderStatus(enum.StrEnum):
     active = "active"
     paused = "paused"
@@ -79,6 +83,9 @@ class StandingOrder(BaseModel):
     # (paused, cancelled, ended), or when Temporal did not answer (`next_run_at_known`).
     next_run_at: list[datetime]
     next_run_at_known: bool
+    # Why the service cancelled it: `not-scheduled` when its schedule could not be created
+    # before the start deadline (the 503 its creator got stays true). None otherwise.
+    cancellation_reason: str | None = None
     created_at: datetime
     updated_at: datetime
 
