@@ -107,11 +107,13 @@ class OccurrenceOutcome(StrictModel):
 class StandingOrderOccurrence(BaseModel):
     standing_order_id: UUID
     scheduled_at: datetime
-    transfer_id: UUID
-    # The transfer's status now (its saga's projection).
-    status: TransferStatus
+    # None when transactions refused to create the transfer for good (the source account
+    # gone or no longer the owner's, terms refused): the occurrence failed without one.
+    transfer_id: UUID | None
+    # The transfer's status now (its saga's projection); None without a transfer.
+    status: TransferStatus | None
     failure_reason: str | None
-    # When the occurrence workflow recorded (and notified) a failed end; None otherwise.
+    # When the occurrence's failure was recorded (and notified); None otherwise.
     failed_at: datetime | None
     created_at: datetime
 

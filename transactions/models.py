@@ -236,13 +236,20 @@ class StandingOrderOccurrenceRow(Base):
     """One scheduled time of a standing order and the transfer it created (once)."""
 
     __tablename__ = "standing_order_occurrences"
+    __table_args__ = (
+        CheckConstraint(
+            "transfer_id IS NOT NULL OR failed_at IS NOT NULL",
+            name="ck_standing_order_occurrences_transfer_or_failure",
+        ),
+    )
 
     standing_order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("standing_orders.id", name="fk_standing_order_occurrences_order_id"),
         primary_key=True,
     )
     scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    transfer_id: Mapped[uuid.UUID] = mapped_column(
+    # None when the transfer was refused for good (then failed_at and failure_reason say so).
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("transfers.id", name="fk_standing_order_occurrences_transfer_id"), unique=True
     )
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -123,6 +123,32 @@ async def insert_occurrence(
     )
 
 
+async def insert_refused_occurrence(
+    session: AsyncSession,
+    *,
+    standing_order_id: uuid.UUID,
+    scheduled_at: datetime,
+    failure_reason: str,
+) -> bool:
+    """Record a scheduled time whose transfer was refused for good (no transfer), unless
+    recorded already; True the first time."""
+    result = await session.execute(
+        insert(_occurrences)
+        .values(
+            standing_order_id=standing_order_id,
+            scheduled_at=scheduled_at,
+            transfer_id=None,
+            failed_at=func.now(),
+            failure_reason=failure_reason,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[_occurrences.c.standing_order_id, _occurrences.c.scheduled_at]
+        )
+        .returning(_occurrences.c.scheduled_at)
+    )
+    return result.scalar_one_or_none() is not None
+
+
 async def mark_occurrence_failed(
     session: AsyncSession,
     *,
@@ -150,12 +176,13 @@ async def list_occurrences(
     standing_order_id: uuid.UUID,
     after: datetime | None,
     limit: int,
-) -> Sequence[Row[StandingOrderOccurrenceRow, str, str | None]]:
-    """Oldest first by scheduled time, each with its transfer's status and failure reason."""
+) -> Sequence[Row[StandingOrderOccurrenceRow, str | None, str | None]]:
+    """Oldest first by scheduled time, each with its transfer's status and failure reason
+    (None for an occurrence refused without a transfer)."""
     assert limit > 0
     statement = (
         select(StandingOrderOccurrenceRow, TransferRow.status, TransferRow.failure_reason)
-        .join(TransferRow, TransferRow.id == StandingOrderOccurrenceRow.transfer_id)
+        .outerjoin(TransferRow, TransferRow.id == StandingOrderOccurrenceRow.transfer_id)
         .where(StandingOrderOccurrenceRow.standing_order_id == standing_order_id)
     )
     if after is not None:

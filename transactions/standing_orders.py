@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,6 +83,13 @@ class StandingOrderCancelled(ProblemError):
     status = 409
     slug = TransactionsProblem.standing_order_cancelled
     title = "The standing order is cancelled"
+
+
+# Refusals of an occurrence's transfer that no retry changes (the source account gone or
+# no longer the owner's: 404; terms refused: 422): recorded as the occurrence's failure.
+# Anything else (503 accounts or Temporal away, 409 a key in flight, 403 a misconfigured
+# token) is transient: the occurrence workflow asks again.
+FINAL_REFUSAL_STATUSES: Final = frozenset({404, 422})
 
 
 @dataclass(frozen=True)
@@ -498,13 +505,13 @@ async def reconcile_unscheduled_orders(
 
 
 def _occurrence(
-    row: StandingOrderOccurrenceRow, status: str, failure_reason: str | None
+    row: StandingOrderOccurrenceRow, status: str | None, failure_reason: str | None
 ) -> StandingOrderOccurrence:
     return StandingOrderOccurrence(
         standing_order_id=row.standing_order_id,
         scheduled_at=row.scheduled_at,
         transfer_id=row.transfer_id,
-        status=TransferStatus(status),
+        status=None if status is None else TransferStatus(status),
         failure_reason=row.failure_reason or failure_reason,
         failed_at=row.failed_at,
         created_at=row.created_at,
@@ -572,20 +579,27 @@ async def create_occurrence(
         return existing
     if row.status == StandingOrderStatus.cancelled:
         raise StandingOrderCancelled(f"standing order {standing_order_id} is cancelled")
-    creation = await service.create_transfer(
-        database,
-        workflows,
-        changes,
-        policy,
-        accounts,
-        requester=Requester(
-            principal=_acting_for(row.customer_id),
-            request_id=requester.request_id,
-            authorization=requester.authorization,
-        ),
-        idempotency_key=occurrence_idempotency_key(standing_order_id, scheduled_at),
-        transfer=_occurrence_transfer(row, scheduled_at),
-    )
+    try:
+        creation = await service.create_transfer(
+            database,
+            workflows,
+            changes,
+            policy,
+            accounts,
+            requester=Requester(
+                principal=_acting_for(row.customer_id),
+                request_id=requester.request_id,
+                authorization=requester.authorization,
+            ),
+            idempotency_key=occurrence_idempotency_key(standing_order_id, scheduled_at),
+            transfer=_occurrence_transfer(row, scheduled_at),
+        )
+    except ProblemError as error:
+        if error.status not in FINAL_REFUSAL_STATUSES:
+            raise
+        return await _record_refusal(
+            database, standing_order_id, scheduled_at, failure_reason=str(error.slug)
+        )
     async with database.sessions() as session, session.begin():
         await orders_repository.insert_occurrence(
             session,
@@ -600,6 +614,25 @@ async def create_occurrence(
     return occurrence
 
 
+async def _record_refusal(
+    database: Database, standing_order_id: uuid.UUID, scheduled_at: datetime, *, failure_reason: str
+) -> StandingOrderOccurrence:
+    """Record the scheduled time as failed without a transfer (once); the occurrence."""
+    async with database.sessions() as session, session.begin():
+        recorded = await orders_repository.insert_refused_occurrence(
+            session,
+            standing_order_id=standing_order_id,
+            scheduled_at=scheduled_at,
+            failure_reason=failure_reason,
+        )
+    if recorded:
+        log.warning("standing_order.occurrence_refused", failure_reason=failure_reason)
+    async with database.sessions() as session:
+        occurrence = await _load_occurrence(session, standing_order_id, scheduled_at)
+    assert occurrence is not None, "committed above"
+    return occurrence
+
+
 async def _load_occurrence(
     session: AsyncSession, standing_order_id: uuid.UUID, scheduled_at: datetime
 ) -> StandingOrderOccurrence | None:
@@ -608,6 +641,8 @@ async def _load_occurrence(
     )
     if row is None:
         return None
+    if row.transfer_id is None:
+        return _occurrence(row, None, None)
     transfer = await repository.get_transfer(session, row.transfer_id)
     assert transfer is not None, "an occurrence's transfer exists (foreign key)"
     return _occurrence(row, transfer.status, transfer.failure_reason)

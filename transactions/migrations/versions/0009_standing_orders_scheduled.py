@@ -1,4 +1,5 @@
-"""standing orders: when their schedule was known to exist, and why one was cancelled
+"""standing orders: when their schedule was known to exist, and why one was cancelled;
+occurrences refused before their transfer existed (no transfer)
 
 Revision ID: 0009
 Revises: 0008
@@ -31,9 +32,24 @@ def upgrade() -> None:
         ["created_at"],
         postgresql_where=sa.text("schedule_created_at IS NULL AND status <> 'cancelled'"),
     )
+    # An occurrence refused before its transfer existed has none; the previous release
+    # reads such a row badly only if it lists that order's occurrences (inner join: hidden).
+    op.alter_column("standing_order_occurrences", "transfer_id", nullable=True)
+    op.create_check_constraint(
+        "ck_standing_order_occurrences_transfer_or_failure",
+        "standing_order_occurrences",
+        "transfer_id IS NOT NULL OR failed_at IS NOT NULL",
+    )
 
 
 def downgrade() -> None:
+    op.drop_constraint(
+        "ck_standing_order_occurrences_transfer_or_failure",
+        "standing_order_occurrences",
+        type_="check",
+    )
+    op.execute("DELETE FROM standing_order_occurrences WHERE transfer_id IS NULL")
+    op.alter_column("standing_order_occurrences", "transfer_id", nullable=False)
     op.drop_index("ix_standing_orders_unscheduled_created_at", table_name="standing_orders")
     op.drop_column("standing_orders", "cancellation_reason")
     op.drop_column("standing_orders", "schedule_created_at")
