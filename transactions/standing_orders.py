@@ -158,7 +158,8 @@ async def create_standing_order(
     """Create an order and its schedule, at most once per (caller, idempotency key).
 
     The row is committed before the schedule is created; a retry after a failure between
-    the two finishes the same order, and so does the reconciler if nobody retries."""
+    the two finishes the same order (or, past the start deadline, answers it cancelled),
+    and so does the reconciler if nobody retries."""
     principal = requester.principal
     caller = service.caller_key(principal)
     key = required_idempotency_key(idempotency_key)
@@ -199,8 +200,6 @@ async def create_standing_order(
                     requester.actor, row, action="standing_order.created", before=None, after=after
                 )
                 await repository.append_audit(session, event)
-        # Past the start deadline (a retry come too late) this ends the order instead, and
-        # the key answers that end.
         await settle_schedule(
             database, workflows, schedules, standing_order_id=order_id, actor=requester.actor
         )

@@ -2,6 +2,7 @@
 schedule within the start deadline, and past it ends the order cancelled (`not-scheduled`)."""
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,8 @@ from transactions.resources import TransactionsResources
 from transactions.standing_orders import reconcile_unscheduled_orders
 from transactions.tests.support import build_app, client_of, count_rows, key_header
 from transactions.tests.test_standing_orders import order_body, schedule_exists
+
+WAIT_SECONDS_MAX = 10.0
 
 
 async def order_whose_schedule_failed(settings: Settings, body: dict[str, Any], key: str) -> str:
@@ -167,3 +170,19 @@ class TestReconcileUnscheduled:
 
         assert await reconcile(app) == 0
         assert not await schedule_exists(temporal, order_id)
+
+
+class TestInTheBackground:
+    async def test_the_reconciler_job_schedules_a_stranded_order(
+        self, settings: Settings, temporal: Client
+    ) -> None:
+        """Nobody retries: the service's own reconciler round creates the schedule."""
+        eager = settings.model_copy(
+            update={"reconcile_interval_seconds": 0.05, "reconcile_after_seconds": 0}
+        )
+        order_id = await order_whose_schedule_failed(settings, order_body(), "key-background")
+        async with client_of(build_app(eager, temporal_client=temporal)):
+            deadline = time.monotonic() + WAIT_SECONDS_MAX
+            while not await schedule_exists(temporal, order_id):
+                assert time.monotonic() < deadline, "the reconciler never created the schedule"
+                await asyncio.sleep(0.05)
