@@ -41,6 +41,10 @@ def occurrence_idempotency_key(standing_order_id: UUID, scheduled_at: datetime) 
     return f"standing-order:{standing_order_id}:{int(scheduled_at.timestamp())}"
 
 
+# Why an order whose schedule was never created ended cancelled (decision 0033).
+NOT_SCHEDULED_REASON: Final = "not-scheduled"
+
+
 class StandingOrderStatus(enum.StrEnum):
     active = "active"
     paused = "paused"
@@ -79,6 +83,9 @@ class StandingOrder(BaseModel):
     # (paused, cancelled, ended), or when Temporal did not answer (`next_run_at_known`).
     next_run_at: list[datetime]
     next_run_at_known: bool
+    # Why the service cancelled it: `not-scheduled` when its schedule could not be created
+    # before the start deadline (the 503 its creator got stays true). None otherwise.
+    cancellation_reason: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -100,11 +107,13 @@ class OccurrenceOutcome(StrictModel):
 class StandingOrderOccurrence(BaseModel):
     standing_order_id: UUID
     scheduled_at: datetime
-    transfer_id: UUID
-    # The transfer's status now (its saga's projection).
-    status: TransferStatus
+    # None when transactions refused to create the transfer for good (the source account
+    # gone or no longer the owner's, terms refused): the occurrence failed without one.
+    transfer_id: UUID | None
+    # The transfer's status now (its saga's projection); None without a transfer.
+    status: TransferStatus | None
     failure_reason: str | None
-    # When the occurrence workflow recorded (and notified) a failed end; None otherwise.
+    # When the occurrence's failure was recorded (and notified); None otherwise.
     failed_at: datetime | None
     created_at: datetime
 

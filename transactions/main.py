@@ -75,7 +75,10 @@ def idempotency_purge_job(database: Database, *, dsn: str, interval_seconds: flo
 
 
 def _start_jobs(
-    app: FastAPI, settings: Settings, workflows: TransferWorkflows
+    app: FastAPI,
+    settings: Settings,
+    workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
 ) -> list[ExclusiveJob]:
     """The service's periodic jobs, started (each runs in one replica at a time)."""
     purge = idempotency_purge_job(
@@ -86,6 +89,7 @@ def _start_jobs(
     reconciler = reconciler_job(
         database_of(app),
         workflows,
+        schedules,
         dsn=settings.asyncpg_dsn(),
         interval_seconds=settings.reconcile_interval_seconds,
         after_seconds=settings.reconcile_after_seconds,
@@ -146,7 +150,7 @@ def _lifespan(
         installed = _resources(settings, temporal_client, SourceAccounts(accounts_client))
         install_resources(app, installed)
         await installed.changes.start()
-        jobs = _start_jobs(app, settings, installed.workflows)
+        jobs = _start_jobs(app, settings, installed.workflows, installed.standing_order_schedules)
         try:
             yield
         finally:

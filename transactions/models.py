@@ -206,6 +206,12 @@ class StandingOrderRow(TransferTermsColumns, Base):
             "end_at IS NULL OR end_at > start_at", name="ck_standing_orders_end_after_start"
         ),
         Index("ix_standing_orders_customer_created_at_id", "customer_id", "created_at", "id"),
+        # The reconciler's work list: orders whose schedule is not known to exist.
+        Index(
+            "ix_standing_orders_unscheduled_created_at",
+            "created_at",
+            postgresql_where=text("schedule_created_at IS NULL AND status <> 'cancelled'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -217,6 +223,11 @@ class StandingOrderRow(TransferTermsColumns, Base):
     end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     count: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20))
+    # Set once its Temporal Schedule is known to exist; until then the reconciler creates
+    # it (within the start deadline) or cancels the order (past it).
+    schedule_created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why the order ended cancelled when its owner did not cancel it (`not-scheduled`).
+    cancellation_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -225,13 +236,20 @@ class StandingOrderOccurrenceRow(Base):
     """One scheduled time of a standing order and the transfer it created (once)."""
 
     __tablename__ = "standing_order_occurrences"
+    __table_args__ = (
+        CheckConstraint(
+            "transfer_id IS NOT NULL OR failed_at IS NOT NULL",
+            name="ck_standing_order_occurrences_transfer_or_failure",
+        ),
+    )
 
     standing_order_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("standing_orders.id", name="fk_standing_order_occurrences_order_id"),
         primary_key=True,
     )
     scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    transfer_id: Mapped[uuid.UUID] = mapped_column(
+    # None when the transfer was refused for good (then failed_at and failure_reason say so).
+    transfer_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("transfers.id", name="fk_standing_order_occurrences_transfer_id"), unique=True
     )
     failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

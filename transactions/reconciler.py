@@ -1,4 +1,5 @@
-"""The reconciler: starts the saga of a transfer whose start failed and was never retried.
+"""The reconciler: starts the saga of a transfer whose start failed and was never retried,
+and settles a standing order whose schedule was never created (decision 0033).
 
 A transfer is committed before its saga starts (the saga's first report must find it). If
 Temporal is away at that moment, the customer gets a 503 and may never retry, and the
@@ -24,6 +25,8 @@ from kit.jobs import ExclusiveJob
 from transactions import audit, repository
 from transactions.errors import WorkflowServiceUnavailable
 from transactions.models import TransferRow
+from transactions.standing_order_schedules import StandingOrderSchedules
+from transactions.standing_orders import reconcile_unscheduled_orders
 from transactions.workflow_client import TransferWorkflows
 
 log = structlog.get_logger()
@@ -37,6 +40,7 @@ RECONCILE_BATCH_SIZE: Final = 100
 def reconciler_job(
     database: Database,
     workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
     *,
     dsn: str,
     interval_seconds: float,
@@ -51,13 +55,31 @@ def reconciler_job(
         dsn=dsn,
         interval_seconds=interval_seconds,
         run_once=partial(
-            reconcile_unstarted_transfers,
+            _reconcile_round,
             database,
             workflows,
+            schedules,
             after=timedelta(seconds=after_seconds),
-            batch_size=RECONCILE_BATCH_SIZE,
         ),
     )
+
+
+async def _reconcile_round(
+    database: Database,
+    workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
+    *,
+    after: timedelta,
+) -> int:
+    """One round: the transfers whose saga never started, then the standing orders whose
+    schedule was never created (decision 0033); how many of both it settled."""
+    transfers = await reconcile_unstarted_transfers(
+        database, workflows, after=after, batch_size=RECONCILE_BATCH_SIZE
+    )
+    orders = await reconcile_unscheduled_orders(
+        database, workflows, schedules, after=after, batch_size=RECONCILE_BATCH_SIZE
+    )
+    return transfers + orders
 
 
 def _creation_of(row: TransferRow) -> TransferCreate:

@@ -123,6 +123,32 @@ async def insert_occurrence(
     )
 
 
+async def insert_refused_occurrence(
+    session: AsyncSession,
+    *,
+    standing_order_id: uuid.UUID,
+    scheduled_at: datetime,
+    failure_reason: str,
+) -> bool:
+    """Record a scheduled time whose transfer was refused for good (no transfer), unless
+    recorded already; True the first time."""
+    result = await session.execute(
+        insert(_occurrences)
+        .values(
+            standing_order_id=standing_order_id,
+            scheduled_at=scheduled_at,
+            transfer_id=None,
+            failed_at=func.now(),
+            failure_reason=failure_reason,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[_occurrences.c.standing_order_id, _occurrences.c.scheduled_at]
+        )
+        .returning(_occurrences.c.scheduled_at)
+    )
+    return result.scalar_one_or_none() is not None
+
+
 async def mark_occurrence_failed(
     session: AsyncSession,
     *,
@@ -150,15 +176,72 @@ async def list_occurrences(
     standing_order_id: uuid.UUID,
     after: datetime | None,
     limit: int,
-) -> Sequence[Row[StandingOrderOccurrenceRow, str, str | None]]:
-    """Oldest first by scheduled time, each with its transfer's status and failure reason."""
+) -> Sequence[Row[StandingOrderOccurrenceRow, str | None, str | None]]:
+    """Oldest first by scheduled time, each with its transfer's status and failure reason
+    (None for an occurrence refused without a transfer)."""
     assert limit > 0
     statement = (
         select(StandingOrderOccurrenceRow, TransferRow.status, TransferRow.failure_reason)
-        .join(TransferRow, TransferRow.id == StandingOrderOccurrenceRow.transfer_id)
+        .outerjoin(TransferRow, TransferRow.id == StandingOrderOccurrenceRow.transfer_id)
         .where(StandingOrderOccurrenceRow.standing_order_id == standing_order_id)
     )
     if after is not None:
         statement = statement.where(StandingOrderOccurrenceRow.scheduled_at > after)
     statement = statement.order_by(StandingOrderOccurrenceRow.scheduled_at).limit(limit)
     return (await session.execute(statement)).all()
+
+
+async def lock_order(
+    session: AsyncSession, standing_order_id: uuid.UUID
+) -> StandingOrderRow | None:
+    """The order, locked until the transaction ends: whoever holds it alone decides
+    whether the order's schedule is created or the order ends unscheduled."""
+    statement = (
+        select(StandingOrderRow)
+        .where(StandingOrderRow.id == standing_order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def mark_schedule_created(session: AsyncSession, *, standing_order_id: uuid.UUID) -> None:
+    """Record that the order's schedule exists (once: a later mark keeps the first time)."""
+    await session.execute(
+        update(_orders)
+        .where(_orders.c.id == standing_order_id, _orders.c.schedule_created_at.is_(None))
+        .values(schedule_created_at=func.now())
+    )
+
+
+async def cancel_unscheduled(
+    session: AsyncSession, *, standing_order_id: uuid.UUID, reason: str
+) -> None:
+    """End an order whose schedule was never created: cancelled, with the reason."""
+    await session.execute(
+        update(_orders)
+        .where(_orders.c.id == standing_order_id, _orders.c.schedule_created_at.is_(None))
+        .values(
+            status=StandingOrderStatus.cancelled.value,
+            cancellation_reason=reason,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def unscheduled_orders(
+    session: AsyncSession, *, created_before: datetime, limit: int
+) -> Sequence[uuid.UUID]:
+    """Orders not cancelled whose schedule is not known to exist, oldest first."""
+    assert limit > 0
+    statement = (
+        select(_orders.c.id)
+        .where(
+            _orders.c.schedule_created_at.is_(None),
+            _orders.c.status != StandingOrderStatus.cancelled.value,
+            _orders.c.created_at < created_before,
+        )
+        .order_by(_orders.c.created_at)
+        .limit(limit)
+    )
+    return (await session.execute(statement)).scalars().all()

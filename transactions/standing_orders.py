@@ -10,7 +10,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from contracts.audit import AuditEventCreate
 from contracts.auth import PrincipalKind, Scope
 from contracts.common import Page
 from contracts.standing_orders import (
+    NOT_SCHEDULED_REASON,
     OccurrenceOutcome,
     OccurrenceRequest,
     StandingOrder,
@@ -29,7 +30,7 @@ from contracts.standing_orders import (
     schedule_id,
 )
 from contracts.transfers import TransactionsProblem, TransferCreate, TransferStatus
-from kit.audit import change_event
+from kit.audit import Actor, change_event
 from kit.auth import Principal
 from kit.db import Database
 from kit.errors import Forbidden, ProblemError
@@ -38,8 +39,9 @@ from kit.params import required_idempotency_key
 from transactions import repository, service
 from transactions import standing_order_repository as orders_repository
 from transactions.accounts_client import SourceAccounts
+from transactions.audit import RECONCILER_ACTOR
 from transactions.changes import ChangeListener
-from transactions.errors import SameAccount
+from transactions.errors import SameAccount, WorkflowServiceUnavailable
 from transactions.models import StandingOrderOccurrenceRow, StandingOrderRow
 from transactions.service import IdempotencyPolicy, Requester, TransferCreation
 from transactions.standing_order_schedules import (
@@ -81,6 +83,13 @@ class StandingOrderCancelled(ProblemError):
     status = 409
     slug = TransactionsProblem.standing_order_cancelled
     title = "The standing order is cancelled"
+
+
+# Refusals of an occurrence's transfer that no retry changes (the source account gone or
+# no longer the owner's: 404; terms refused: 422): recorded as the occurrence's failure.
+# Anything else (503 accounts or Temporal away, 409 a key in flight, 403 a misconfigured
+# token) is transient: the occurrence workflow asks again.
+FINAL_REFUSAL_STATUSES: Final = frozenset({404, 422})
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,7 @@ def _to_contract(row: StandingOrderRow, view: ScheduleView | None, known: bool) 
         count=row.count,
         next_run_at=[] if view is None or row.status != "active" else view.next_run_at,
         next_run_at_known=known,
+        cancellation_reason=row.cancellation_reason,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -147,8 +157,9 @@ async def create_standing_order(
 ) -> TransferCreation:
     """Create an order and its schedule, at most once per (caller, idempotency key).
 
-    The row is committed before the schedule is created, and a schedule that exists is
-    success, so a retry after a crash between the two finishes the same order."""
+    The row is committed before the schedule is created; a retry after a failure between
+    the two finishes the same order (or, past the start deadline, answers it cancelled),
+    and so does the reconciler if nobody retries."""
     principal = requester.principal
     caller = service.caller_key(principal)
     key = required_idempotency_key(idempotency_key)
@@ -186,15 +197,15 @@ async def create_standing_order(
                 assert row is not None, "inserted above"
                 after = order.model_dump(mode="json", exclude_none=True)
                 event = _order_event(
-                    requester, row, action="standing_order.created", before=None, after=after
+                    requester.actor, row, action="standing_order.created", before=None, after=after
                 )
                 await repository.append_audit(session, event)
-        client = await workflows.connected()
-        await schedules.create(
-            client, standing_order_id=order_id, order=order, customer_id=customer_id
+        await settle_schedule(
+            database, workflows, schedules, standing_order_id=order_id, actor=requester.actor
         )
-        view = await schedules.describe(client, order_id)
-        body = await _complete_claim(database, caller=caller, key=key, order_id=order_id, view=view)
+        body = await _complete_claim(
+            database, workflows, schedules, caller=caller, key=key, order_id=order_id
+        )
     except BaseException:
         await service.release_claim(database, caller=caller, key=key, transfer_id=order_id)
         raise
@@ -204,13 +215,23 @@ async def create_standing_order(
 
 
 async def _complete_claim(
-    database: Database, *, caller: str, key: str, order_id: uuid.UUID, view: ScheduleView | None
+    database: Database,
+    workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
+    *,
+    caller: str,
+    key: str,
+    order_id: uuid.UUID,
 ) -> dict[str, Any]:
-    """Store the answer (201, the order) under the key. A retry that took over our expired
-    lease and finished first stored the same order (the claim's id), so ours is not needed."""
-    async with database.sessions() as session, session.begin():
+    """Store the answer (201, the order as it stands) under the key. A retry that took over
+    our expired lease and finished first stored the same order (the claim's id)."""
+    async with database.sessions() as session:
         row = await orders_repository.get_order(session, order_id)
-        assert row is not None, "committed before the schedule"
+    assert row is not None, "committed before the schedule"
+    view = None
+    if row.status != StandingOrderStatus.cancelled:
+        view = await schedules.describe(await workflows.connected(), order_id)
+    async with database.sessions() as session, session.begin():
         body = _to_contract(row, view, known=True).model_dump(mode="json")
         await repository.complete_idempotency_key(
             session,
@@ -334,6 +355,10 @@ async def cancel_standing_order(
         action="standing_order.cancelled",
         requester=requester,
     )
+    if row.schedule_created_at is None:
+        # A reconciler (or late retry) holding the order's lock may have created the
+        # schedule after our delete; none can once the order is cancelled, so delete again.
+        await schedules.delete(client, standing_order_id)
     log.info("standing_order.cancelled")
     async with database.sessions() as session:
         return await get_standing_order(
@@ -342,7 +367,7 @@ async def cancel_standing_order(
 
 
 def _order_event(
-    requester: Requester,
+    actor: Actor,
     row: StandingOrderRow,
     *,
     action: str,
@@ -350,7 +375,7 @@ def _order_event(
     after: dict[str, Any],
 ) -> AuditEventCreate:
     return change_event(
-        requester.actor,
+        actor,
         action=action,
         subject_type="standing_order",
         subject_id=row.id,
@@ -376,7 +401,7 @@ async def _record_status(
         )
         if before is not None:
             event = _order_event(
-                requester,
+                requester.actor,
                 row,
                 action=action,
                 before={"status": before},
@@ -385,14 +410,107 @@ async def _record_status(
             await repository.append_audit(session, event)
 
 
+def _terms_of(row: StandingOrderRow) -> StandingOrderCreate:
+    return StandingOrderCreate(
+        source_account_id=row.source_account_id,
+        target_account_id=row.target_account_id,
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        description=row.description,
+        interval=row.interval,
+        start_at=row.start_at,
+        end_at=row.end_at,
+        count=row.count,
+    )
+
+
+async def settle_schedule(
+    database: Database,
+    workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
+    *,
+    standing_order_id: uuid.UUID,
+    actor: Actor,
+) -> bool:
+    """Create the order's schedule if it is not known to exist; past the start deadline,
+    end the order cancelled (`not-scheduled`) unless its schedule exists. Whether this call
+    settled it (False: settled already, or cancelled). 503 while Temporal is away."""
+    # The order's row lock is held across the Temporal calls (each bounded by the RPC
+    # timeout): a late retry and the reconciler take turns, so the one that finds the
+    # deadline passed cannot cancel an order whose schedule the other is creating. gRPC
+    # sends the deadline along, so a create that timed out is not applied later.
+    async with database.sessions() as session, session.begin():
+        row = await orders_repository.lock_order(session, standing_order_id)
+        assert row is not None, "committed before its schedule"
+        if row.schedule_created_at is not None or row.status == StandingOrderStatus.cancelled:
+            return False
+        client = await workflows.connected()
+        if datetime.now(UTC) <= workflows.start_deadline_of(row.created_at):
+            await schedules.create(
+                client, standing_order_id=row.id, order=_terms_of(row), customer_id=row.customer_id
+            )
+        elif await schedules.describe(client, row.id) is None:
+            await orders_repository.cancel_unscheduled(
+                session, standing_order_id=row.id, reason=NOT_SCHEDULED_REASON
+            )
+            after = {"status": "cancelled", "cancellation_reason": NOT_SCHEDULED_REASON}
+            event = _order_event(
+                actor,
+                row,
+                action="standing_order.cancelled",
+                before={"status": row.status},
+                after=after,
+            )
+            await repository.append_audit(session, event)
+            log.warning("standing_order.not_scheduled", created_at=row.created_at.isoformat())
+            return True
+        # Created now, or (past the deadline) created by an attempt that died unrecorded.
+        await orders_repository.mark_schedule_created(session, standing_order_id=row.id)
+    log.info("standing_order.schedule_created")
+    return True
+
+
+async def reconcile_unscheduled_orders(
+    database: Database,
+    workflows: TransferWorkflows,
+    schedules: StandingOrderSchedules,
+    *,
+    after: timedelta,
+    batch_size: int,
+) -> int:
+    """Settle up to `batch_size` orders recorded more than `after` ago whose schedule is not
+    known to exist; how many it settled. Stops at the first Temporal failure."""
+    assert batch_size > 0
+    async with database.sessions() as session:
+        order_ids = await orders_repository.unscheduled_orders(
+            session, created_before=datetime.now(UTC) - after, limit=batch_size
+        )
+    settled = 0
+    for order_id in order_ids:
+        with structlog.contextvars.bound_contextvars(standing_order_id=str(order_id)):
+            try:
+                if await settle_schedule(
+                    database,
+                    workflows,
+                    schedules,
+                    standing_order_id=order_id,
+                    actor=RECONCILER_ACTOR,
+                ):
+                    settled += 1
+            except WorkflowServiceUnavailable:
+                log.warning("reconciler.temporal_unavailable", waiting=len(order_ids) - settled)
+                return settled
+    return settled
+
+
 def _occurrence(
-    row: StandingOrderOccurrenceRow, status: str, failure_reason: str | None
+    row: StandingOrderOccurrenceRow, status: str | None, failure_reason: str | None
 ) -> StandingOrderOccurrence:
     return StandingOrderOccurrence(
         standing_order_id=row.standing_order_id,
         scheduled_at=row.scheduled_at,
         transfer_id=row.transfer_id,
-        status=TransferStatus(status),
+        status=None if status is None else TransferStatus(status),
         failure_reason=row.failure_reason or failure_reason,
         failed_at=row.failed_at,
         created_at=row.created_at,
@@ -460,20 +578,27 @@ async def create_occurrence(
         return existing
     if row.status == StandingOrderStatus.cancelled:
         raise StandingOrderCancelled(f"standing order {standing_order_id} is cancelled")
-    creation = await service.create_transfer(
-        database,
-        workflows,
-        changes,
-        policy,
-        accounts,
-        requester=Requester(
-            principal=_acting_for(row.customer_id),
-            request_id=requester.request_id,
-            authorization=requester.authorization,
-        ),
-        idempotency_key=occurrence_idempotency_key(standing_order_id, scheduled_at),
-        transfer=_occurrence_transfer(row, scheduled_at),
-    )
+    try:
+        creation = await service.create_transfer(
+            database,
+            workflows,
+            changes,
+            policy,
+            accounts,
+            requester=Requester(
+                principal=_acting_for(row.customer_id),
+                request_id=requester.request_id,
+                authorization=requester.authorization,
+            ),
+            idempotency_key=occurrence_idempotency_key(standing_order_id, scheduled_at),
+            transfer=_occurrence_transfer(row, scheduled_at),
+        )
+    except ProblemError as error:
+        if error.status not in FINAL_REFUSAL_STATUSES:
+            raise
+        return await _record_refusal(
+            database, standing_order_id, scheduled_at, failure_reason=str(error.slug)
+        )
     async with database.sessions() as session, session.begin():
         await orders_repository.insert_occurrence(
             session,
@@ -488,6 +613,25 @@ async def create_occurrence(
     return occurrence
 
 
+async def _record_refusal(
+    database: Database, standing_order_id: uuid.UUID, scheduled_at: datetime, *, failure_reason: str
+) -> StandingOrderOccurrence:
+    """Record the scheduled time as failed without a transfer (once); the occurrence."""
+    async with database.sessions() as session, session.begin():
+        recorded = await orders_repository.insert_refused_occurrence(
+            session,
+            standing_order_id=standing_order_id,
+            scheduled_at=scheduled_at,
+            failure_reason=failure_reason,
+        )
+    if recorded:
+        log.warning("standing_order.occurrence_refused", failure_reason=failure_reason)
+    async with database.sessions() as session:
+        occurrence = await _load_occurrence(session, standing_order_id, scheduled_at)
+    assert occurrence is not None, "committed above"
+    return occurrence
+
+
 async def _load_occurrence(
     session: AsyncSession, standing_order_id: uuid.UUID, scheduled_at: datetime
 ) -> StandingOrderOccurrence | None:
@@ -496,6 +640,8 @@ async def _load_occurrence(
     )
     if row is None:
         return None
+    if row.transfer_id is None:
+        return _occurrence(row, None, None)
     transfer = await repository.get_transfer(session, row.transfer_id)
     assert transfer is not None, "an occurrence's transfer exists (foreign key)"
     return _occurrence(row, transfer.status, transfer.failure_reason)

@@ -231,11 +231,16 @@ async def cancel_standing_order(
 @standing_orders_internal_router.post(
     STANDING_ORDER_OCCURRENCES_INTERNAL_PATH,
     summary="Create the transfer of one scheduled time of an order (once per time)",
+    description=(
+        "A transfer refused for good (the source account gone or no longer the owner's, "
+        "terms refused) answers 200 with the occurrence failed and no transfer, recorded "
+        "once; transient trouble answers 503 or 409 and is asked again."
+    ),
     responses=problem_responses(
         *_AUTH_PROBLEMS,
         standing_orders.StandingOrderNotFound,
         standing_orders.StandingOrderCancelled,
-        AccountNotFound,
+        IdempotencyKeyInFlight,
         WorkflowServiceUnavailable,
         AccountsUnavailable,
     ),

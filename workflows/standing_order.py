@@ -3,8 +3,10 @@ Temporal Schedule.
 
 create the occurrence's transfer (transactions, once per scheduled time: an ordinary
 transfer with its own saga) → wait for that saga's end → if it did not complete, record
-the failure and publish `standing_order.occurrence_failed`. The order carries on either
-way: a failure never pauses the schedule.
+the failure and publish `standing_order.occurrence_failed`. A transfer refused for good
+(transactions answers the occurrence failed, without a transfer, recorded already) is
+published and ends the run. The order carries on either way: a failure never pauses the
+schedule.
 """
 
 from datetime import datetime, timedelta
@@ -25,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         OccurrenceCall,
         OccurrenceFailure,
         StandingOrderActivities,
+        TransferEnd,
     )
 
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime(SCHEDULED_START_TIME_ATTRIBUTE)
@@ -42,6 +45,8 @@ ORDER_GONE = (
     TransactionsProblem.standing_order_cancelled.value,
     TransactionsProblem.standing_order_not_found.value,
 )
+# Marks the histories that know a refused occurrence (no transfer); older ones never saw it.
+REFUSED_OCCURRENCE_PATCH = "standing-order-occurrence-refused"
 # The transfer's own deadlines (its review, at most 30 days) end it well before this.
 TRANSFER_WAIT_TIMEOUT = timedelta(days=31)
 # The wait heartbeats every 10 s: a worker that died is noticed within this.
@@ -88,6 +93,9 @@ class StandingOrderOccurrenceWorkflow:
                     status=None,
                 )
             raise
+        if created.transfer_id is None and workflow.patched(REFUSED_OCCURRENCE_PATCH):
+            return await self._refused(occurrence, scheduled_at, created.failure_reason)
+        assert created.transfer_id is not None, "before the patch, every occurrence had one"
         end = await workflow.execute_activity_method(
             StandingOrderActivities.await_transfer_end,
             created.transfer_id,
@@ -119,4 +127,26 @@ class StandingOrderOccurrenceWorkflow:
             scheduled_at=scheduled_at,
             transfer_id=created.transfer_id,
             status=end.status,
+        )
+
+    async def _refused(
+        self, occurrence: OccurrenceWorkflowInput, scheduled_at: datetime, reason: str | None
+    ) -> OccurrenceWorkflowResult:
+        """Announce an occurrence whose transfer transactions refused (and recorded) once:
+        the event id derives from the order and the time, so a retry sends the same one."""
+        end = TransferEnd(transfer_id=None, status=TransferStatus.rejected, failure_reason=reason)
+        failure = OccurrenceFailure(
+            occurrence=occurrence, scheduled_at=scheduled_at, end=end, occurred_at=workflow.now()
+        )
+        await workflow.execute_activity_method(
+            StandingOrderActivities.publish_occurrence_failed,
+            failure,
+            start_to_close_timeout=CALL_TIMEOUT,
+            retry_policy=CALL_RETRY,
+        )
+        return OccurrenceWorkflowResult(
+            standing_order_id=occurrence.standing_order_id,
+            scheduled_at=scheduled_at,
+            transfer_id=None,
+            status=TransferStatus.rejected,
         )

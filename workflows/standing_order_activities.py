@@ -50,7 +50,8 @@ class OccurrenceCall(BaseModel):
 
 
 class TransferEnd(BaseModel):
-    transfer_id: uuid.UUID
+    # None when transactions refused to create the transfer (the occurrence failed first).
+    transfer_id: uuid.UUID | None
     status: TransferStatus
     failure_reason: str | None = None
 
@@ -156,7 +157,9 @@ class StandingOrderActivities:
                 "a completed occurrence did not fail", type="invalid-request", non_retryable=True
             )
         data: dict[str, object] = {
-            "transfer_id": str(failure.end.transfer_id),
+            "transfer_id": None
+            if failure.end.transfer_id is None
+            else str(failure.end.transfer_id),
             "status": failure.end.status.value,
             "amount_minor": occurrence.amount_minor,
             "currency": occurrence.currency,

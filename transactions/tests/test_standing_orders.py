@@ -302,6 +302,44 @@ class TestOccurrences:
         assert_problem(response, 409, "standing-order-cancelled")
         assert await count_rows(app, "transfers") == 0
 
+    async def test_a_refused_transfer_is_recorded_once_without_one(
+        self, client: httpx.AsyncClient, app: FastAPI, accounts: FakeAccounts
+    ) -> None:
+        """The source account is gone: a final refusal, recorded on the occurrence (no
+        transfer) and answered again to every retry; the order carries on."""
+        order = await create_order(client)
+        accounts.missing.add(order["source_account_id"])
+        path = f"/v1/internal/standing-orders/{order['id']}/occurrences"
+        async with client_of(app, headers=worker()) as worker_client:
+            first = await worker_client.post(path, json={"scheduled_at": order["start_at"]})
+            second = await worker_client.post(path, json={"scheduled_at": order["start_at"]})
+        assert first.status_code == second.status_code == 200, first.text
+        assert first.json()["transfer_id"] is None
+        assert first.json()["status"] is None
+        assert first.json()["failure_reason"] == "account-not-found"
+        assert first.json()["failed_at"] is not None
+        assert second.json() == first.json()
+        assert await count_rows(app, "transfers") == 0
+        listed = await client.get(f"{STANDING_ORDERS_PATH}/{order['id']}/occurrences")
+        assert [(o["transfer_id"], o["failure_reason"]) for o in listed.json()] == [
+            (None, "account-not-found")
+        ]
+        assert (await client.get(f"{STANDING_ORDERS_PATH}/{order['id']}")).json()[
+            "status"
+        ] == "active"
+
+    async def test_transient_trouble_records_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI, accounts: FakeAccounts
+    ) -> None:
+        """Accounts away: 503, asked again later; nothing recorded."""
+        order = await create_order(client)
+        accounts.failure = "down"
+        path = f"/v1/internal/standing-orders/{order['id']}/occurrences"
+        async with client_of(app, headers=worker()) as worker_client:
+            response = await worker_client.post(path, json={"scheduled_at": order["start_at"]})
+        assert_problem(response, 503, "accounts-unavailable")
+        assert await count_rows(app, "standing_order_occurrences") == 0
+
     async def test_a_failure_is_recorded_once(
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:

@@ -125,6 +125,24 @@ class TestPublishOccurrenceFailed:
             },
         }
 
+    async def test_a_refusal_names_no_transfer(
+        self, services: Services, activities: StandingOrderActivities
+    ) -> None:
+        services.answer_json(201, {})
+        end = TransferEnd(
+            transfer_id=None, status=TransferStatus.rejected, failure_reason="account-not-found"
+        )
+        failure = OccurrenceFailure(
+            occurrence=OCCURRENCE, scheduled_at=SCHEDULED_AT, end=end, occurred_at=SCHEDULED_AT
+        )
+        await run(activities.publish_occurrence_failed, failure)
+        sent = services.body()
+        assert sent["id"] == str(failure_event_id(ORDER_ID, SCHEDULED_AT))
+        assert sent["data"]["transfer_id"] is None
+        assert sent["data"]["failure_reason"] == "account-not-found"
+        # Routed to the order's owner, as every transfer event of theirs.
+        assert sent["data"]["source_customer_id"] == "customer-a"
+
 
 @workflow.defn(name="TransferWorkflow")
 class RejectedTransfer:

@@ -36,6 +36,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "create_failure": business_failure("standing-order-cancelled", "cancelled")
     },
     "occurrence_created_after_outages": {"create_transient_failures": 2},
+    "occurrence_refused": {"refused_reason": "account-not-found"},
 }
 
 

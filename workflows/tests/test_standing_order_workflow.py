@@ -37,6 +37,8 @@ class FakeOccurrenceServices:
     failure_reason: str | None = None
     create_failure: ApplicationError | None = None
     create_transient_failures: int = 0
+    # Transactions refused the occurrence's transfer for good: recorded, no transfer.
+    refused_reason: str | None = None
     transfer_id: uuid.UUID = field(default_factory=uuid.uuid4)
     calls: list[str] = field(default_factory=list)
     created_for: list[OccurrenceCall] = field(default_factory=list)
@@ -60,6 +62,16 @@ class FakeOccurrenceServices:
         if self.create_failure is not None:
             raise self.create_failure
         self.created_for.append(call)
+        if self.refused_reason is not None:
+            return StandingOrderOccurrence(
+                standing_order_id=call.occurrence.standing_order_id,
+                scheduled_at=call.scheduled_at,
+                transfer_id=None,
+                status=None,
+                failure_reason=self.refused_reason,
+                failed_at=SCHEDULED_AT,
+                created_at=SCHEDULED_AT,
+            )
         return StandingOrderOccurrence(
             standing_order_id=call.occurrence.standing_order_id,
             scheduled_at=call.scheduled_at,
@@ -161,6 +173,22 @@ class TestOccurrenceWorkflow:
         assert published.end.failure_reason == "insufficient-funds"
         assert published.occurrence == occurrence
         assert published.scheduled_at == SCHEDULED_AT
+
+    async def test_a_refused_occurrence_is_published_once_without_a_transfer(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        """Transactions recorded the refusal itself; the workflow announces it and ends."""
+        fakes = FakeOccurrenceServices(refused_reason="account-not-found")
+        occurrence = occurrence_input()
+        async with occurrence_worker(saga_env, task_queue, fakes):
+            result = await run_occurrence(saga_env, task_queue, occurrence)
+        assert (result.transfer_id, result.status) == (None, TransferStatus.rejected)
+        assert fakes.calls == ["create_occurrence", "publish_occurrence_failed"]
+        (published,) = fakes.failures_published
+        assert published.end.transfer_id is None
+        assert published.end.status is TransferStatus.rejected
+        assert published.end.failure_reason == "account-not-found"
+        assert (published.occurrence, published.scheduled_at) == (occurrence, SCHEDULED_AT)
 
     @pytest.mark.parametrize("slug", ["standing-order-cancelled", "standing-order-not-found"])
     async def test_an_order_gone_ends_without_a_transfer(
