@@ -777,6 +777,25 @@ class TestCancelBeforeStart:
         assert result.status is TransferStatus.cancelled
         assert fakes.calls == ["publish_event"]
 
+    async def test_on_the_dev_server_a_signal_does_not_start_it(
+        self, temporal_dev_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        """Why the cancel is an update (decision 0034): a signal waits out the delay."""
+        fakes = FakeServices(new_transfer())
+        async with saga_worker(temporal_dev_env, task_queue, fakes):
+            handle = await start_transfer(
+                temporal_dev_env, task_queue, fakes.transfer, start_delay=timedelta(hours=1)
+            )
+            await handle.signal(SIGNAL_CANCEL, CancelRequest())
+            history = await handle.fetch_history()
+            await handle.terminate(reason="test over")
+
+        assert [event.event_type for event in history.events] == [
+            EventType_.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+            EventType_.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        ]
+        assert fakes.calls == []
+
 
 class TestOutcomeReport:
     async def test_trouble_never_changes_the_outcome(
