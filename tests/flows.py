@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -93,12 +94,17 @@ async def released_balances(
 
 
 async def register_webhook(
-    http: httpx.AsyncClient, bank: Bank, customer: Customer, url: str
+    http: httpx.AsyncClient,
+    bank: Bank,
+    customer: Customer,
+    url: str,
+    *,
+    event_types: Sequence[str] = ("transfer.completed",),
 ) -> None:
-    """The customer registers `url` for `transfer.completed` events."""
+    """The customer registers `url` for `event_types` (`transfer.completed` unless told)."""
     response = await http.post(
         f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}",
-        json={"url": url, "event_types": ["transfer.completed"]},
+        json={"url": url, "event_types": list(event_types)},
         headers=customer.headers,
     )
     assert response.status_code == 201, response.text

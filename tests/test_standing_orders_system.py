@@ -7,6 +7,7 @@ A future-dated transfer, the other kind of payment that waits for its time, is h
 """
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,9 @@ from contracts.standing_orders import (
     OccurrenceWorkflowResult,
 )
 from contracts.transfers import TASK_QUEUE
+from notifications.tests.support import Receiver, running_receiver, wait_until
 from tests.bank import Bank
+from tests.flows import register_webhook
 from tests.test_saga_system import Api
 
 pytestmark = pytest.mark.system
@@ -177,11 +180,17 @@ async def _all_ended(orders: Orders, order_id: str, count: int) -> list[dict[str
     return occurrences
 
 
+def _webhooks_about(receiver: Receiver, transfer_id: str) -> list[dict[str, Any]]:
+    """The webhook bodies the receiver got about `transfer_id`."""
+    bodies = [json.loads(request.body) for request in receiver.requests]
+    return [body for body in bodies if body["data"].get("transfer_id") == transfer_id]
+
+
 async def test_future_dated_transfer_waits_for_its_time(
     bank: Bank, http: httpx.AsyncClient, bank_temporal: Client
 ) -> None:
     """Dated a few seconds ahead: `scheduled`, then moved at its time; a second one,
-    cancelled before its time, moves nothing."""
+    cancelled before its time, moves nothing and is announced to the payer's webhook."""
     api = Api(bank, http)
     source, target = await api.funded_pair(FUNDED_MINOR)
     transfers = f"{bank.url('transactions')}/v1/transfers"
@@ -212,10 +221,33 @@ async def test_future_dated_transfer_waits_for_its_time(
 
     execute_at = datetime.now(UTC) + timedelta(seconds=8)
     paid = await dated(execute_at)
-    kept = await dated(datetime.now(UTC) + timedelta(hours=1))
-    cancelled = await http.post(f"{transfers}/{kept['id']}/cancel", headers=headers)
-    assert cancelled.status_code == 202, cancelled.text
-    assert cancelled.json()["status"] == "cancelled"
+    async with running_receiver() as receiver:
+        await register_webhook(
+            http, bank, api.owners[source], receiver.url(), event_types=["transfer.cancelled"]
+        )
+        kept = await dated(datetime.now(UTC) + timedelta(hours=1))
+        cancelled = await http.post(f"{transfers}/{kept['id']}/cancel", headers=headers)
+        assert cancelled.status_code == 202, cancelled.text
+
+        async def ended_cancelled() -> dict[str, Any] | None:
+            response = await http.get(f"{transfers}/{kept['id']}", headers=headers)
+            body: dict[str, Any] = response.json()
+            return body if body["status"] == "cancelled" and len(body["steps"]) == 2 else None
+
+        kept = await eventually(ended_cancelled, "the cancelled transfer's saga to end")
+        # Ended by its saga before its first step: nothing validated, held or moved.
+        assert [(s["name"], s["outcome"]) for s in kept["steps"]] == [
+            ("cancel", "requested"),
+            ("notify", "succeeded"),
+        ]
+        await wait_until(
+            lambda: bool(_webhooks_about(receiver, kept["id"])),
+            timeout_seconds=WAIT_SECONDS_MAX,
+            what="the cancelled transfer's webhook",
+        )
+    (webhook,) = _webhooks_about(receiver, kept["id"])
+    assert webhook["type"] == "transfer.cancelled"
+    assert webhook["data"]["status"] == "cancelled"
     assert await status_of(paid["id"]) == "scheduled"
     assert (await api.balances(source))["pending_minor"] == 0
 

@@ -71,8 +71,6 @@ IDEMPOTENCY_LEASE: Final = timedelta(seconds=60)
 _IN_FLIGHT_RETRY_AFTER_SECONDS: Final = 1
 # The step after which a transfer can no longer be cancelled (the saga's pivot).
 PIVOT_STEP: Final = "post"
-# The saga's step that ends a cancelled transfer (workflows.models.Step.cancel).
-CANCEL_STEP: Final = "cancel"
 # Batch items created at once: enough to overlap Temporal round trips, few enough to
 # leave the connection pool to other requests.
 BATCH_CONCURRENCY_MAX: Final = 8
@@ -763,8 +761,9 @@ async def cancel_transfer(
     request: CancelRequest,
     requester: Requester,
 ) -> Transfer:
-    """Cancel a transfer of the caller's that has not reached its pivot (posting), through
-    the saga's `request_cancel` update: the saga itself decides, and 409 is its refusal.
+    """Cancel a transfer of the caller's that has not reached its pivot (posting), scheduled
+    or started, through the saga's `request_cancel` update: the saga itself decides, and 409
+    is its refusal.
     Both answers are audited (`transfer.cancel_requested`, accepted or refused)."""
     structlog.contextvars.bind_contextvars(
         transfer_id=str(transfer_id), workflow_id=workflow_id(transfer_id)
@@ -784,13 +783,9 @@ async def cancel_transfer(
         refusal = f"the transfer is already {transfer.status.value}"
     elif posting_begun:
         refusal = "the transfer is being posted"
-    elif transfer.status is TransferStatus.scheduled and await workflows.cancel_scheduled(
-        transfer_id=transfer_id, reason=_cancel_reason(request)
-    ):
-        await _record_cancelled_before_start(
-            database, transfer_id=transfer_id, request=request, requester=requester
-        )
     else:
+        # A scheduled transfer too: the update wakes its delayed workflow, and the saga ends
+        # it before its first step, announced (docs/decisions/0034-future-dated-transfers.md).
         try:
             await workflows.request_cancel(transfer_id=transfer_id, request=request)
         except CancelRefused as refused:
@@ -810,30 +805,6 @@ async def cancel_transfer(
         raise TransferNotCancellable(refusal)
     async with database.sessions() as session:
         return await _load_transfer(session, transfer_id)
-
-
-def _cancel_reason(request: CancelRequest) -> str:
-    """As the saga words a cancel it honours."""
-    return ("cancelled" + (f": {request.reason}" if request.reason else ""))[:500]
-
-
-async def _record_cancelled_before_start(
-    database: Database, *, transfer_id: uuid.UUID, request: CancelRequest, requester: Requester
-) -> None:
-    """Report, in the saga's stead (its workflow was ended before its first step), that
-    the scheduled transfer ended cancelled: the step and its audit event, as the saga's
-    own `cancel` step would be reported."""
-    record = StepRecord(
-        step=CANCEL_STEP,
-        outcome="requested",
-        status=TransferStatus.cancelled,
-        version=1,
-        occurred_at=datetime.now(UTC),
-        failure_reason=_cancel_reason(request),
-        workflow_id=workflow_id(transfer_id),
-    )
-    async with database.sessions() as session, session.begin():
-        await record_steps(session, transfer_id=transfer_id, records=[record], requester=requester)
 
 
 _REVIEWER_ID: Final = TypeAdapter(Identifier)

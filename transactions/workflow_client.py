@@ -66,9 +66,6 @@ for _key in (STATUS_KEY, SOURCE_ACCOUNT_KEY, TARGET_ACCOUNT_KEY, AMOUNT_MINOR_KE
 
 _RETRY_AFTER_SECONDS: Final = 5
 EXECUTE_AT_AHEAD_MAX_SECONDS_DEFAULT: Final = 90 * 86400
-# A scheduled transfer is cancelled by terminating its delayed workflow only while its
-# start is at least this far: well beyond a terminate's round trip.
-SCHEDULED_CANCEL_MARGIN: Final = timedelta(seconds=5)
 # One update id per transfer: a retried cancel (after a timeout, say) joins the first
 # instead of asking twice, and once accepted every later cancel gets the same answer.
 CANCEL_UPDATE_ID: Final = "cancel"
@@ -284,30 +281,6 @@ class TransferWorkflows:
             log.warning("temporal.start_failed", error=error.message[:500])
             raise _unavailable(_START_FAILED) from error
         log.info("reversal.workflow_started", task_queue=self._task_queue)
-
-    async def cancel_scheduled(self, *, transfer_id: uuid.UUID, reason: str) -> bool:
-        """End a future-dated transfer's workflow before it starts; False when it is due
-        too soon (or has started), so the caller asks the saga instead.
-
-        Never a signal or an update: either would start a delayed workflow at once. The
-        workflow is terminated, which runs none of its code, only while its start is at
-        least `SCHEDULED_CANCEL_MARGIN` away, so no saga step can have run.
-        """
-        client = await self._connected()
-        handle = client.get_workflow_handle(workflow_id(transfer_id))
-        try:
-            description = await handle.describe(rpc_timeout=self._rpc_timeout)
-            starts_at = description.execution_time
-            if starts_at is None or starts_at - datetime.now(UTC) < SCHEDULED_CANCEL_MARGIN:
-                return False
-            await handle.terminate(reason=reason[:500], rpc_timeout=self._rpc_timeout)
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return False
-            log.warning("temporal.terminate_failed", error=error.message[:500])
-            raise _unavailable() from error
-        log.info("transfer.scheduled_cancelled", starts_at=starts_at.isoformat())
-        return True
 
     async def request_cancel(
         self, *, transfer_id: uuid.UUID, request: CancelRequest

@@ -126,6 +126,11 @@ TEXT_LENGTH_MAX = 500  # StepRecord.detail and .failure_reason
 # sending one `record_step` per step. Remove that path once no such transfer is open, as
 # docs/decisions/0007-batched-step-reports.md describes.
 BATCHED_STEP_REPORTS = "batched-step-reports"
+# A cancel that arrives before the first step (the update that wakes a future-dated
+# transfer's delayed workflow, docs/decisions/0034) ends the saga before `validate`. A
+# transfer started before this change has no marker in its history, and `workflow.patched`
+# answers False on replay: it validated first, as it did then.
+CANCEL_BEFORE_VALIDATE = "cancel-before-validate"
 
 
 def _truncate(text: str) -> str:
@@ -319,6 +324,11 @@ class TransferWorkflow:
 
     async def _saga(self, transfer: TransferWorkflowInput) -> TransferWorkflowResult:
         self._batch_reports = workflow.patched(BATCHED_STEP_REPORTS)
+        # Updates and signals in the first workflow task are handled before this runs, so
+        # a cancel that woke a delayed workflow is seen here; a customer's cancel accepted
+        # before any step wins over the start deadline, as nothing has moved.
+        if self._cancel is not None and workflow.patched(CANCEL_BEFORE_VALIDATE):
+            return await self._end_cancelled()
         too_late = _started_too_late(transfer)
         if too_late is not None:
             return await self._end(

@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from transactions.config import Settings
 from transactions.main import MIGRATIONS_PATH
+from transactions.tests.standin import StandInTransferWorkflow
 from transactions.tests.support import ACCOUNTS_URL, FakeAccounts, build_app, client_of
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
@@ -66,3 +68,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """A client that acts as Alice (a customer) unless a request sends other headers."""
     async with client_of(app) as client:
         yield client
+
+
+@pytest.fixture
+async def worker(temporal: Client, task_queue: str) -> AsyncIterator[Worker]:
+    """A worker of the saga's stand-in (transactions.tests.standin) on the test's queue."""
+    async with Worker(
+        temporal, task_queue=task_queue, workflows=[StandInTransferWorkflow]
+    ) as running:
+        yield running

@@ -15,7 +15,7 @@ from jose import jwt
 from temporalio.client import Client, WorkflowHandle
 
 from contracts.auth import PRINCIPAL_KIND_CLAIM, PrincipalKind
-from contracts.transfers import workflow_id
+from contracts.transfers import UPDATE_CANCEL, CancelRequest, workflow_id
 from kit.auth import Principal
 from kit.testing import TestIssuer, app_client
 from transactions.config import Settings
@@ -256,3 +256,28 @@ async def fingerprint(app: FastAPI) -> dict[str, str]:
             )
             prints[table] = result.scalar_one()
     return prints
+
+
+async def accepted_cancels(temporal: Client, transfer_id: str) -> list[CancelRequest]:
+    """The cancel updates the transfer's workflow accepted, with their requests."""
+    history = await workflow_handle(temporal, transfer_id).fetch_history()
+    accepted: list[CancelRequest] = []
+    for event in history.events:
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            assert request.input.name == UPDATE_CANCEL
+            (payload,) = await temporal.data_converter.decode(
+                list(request.input.args.payloads), [CancelRequest]
+            )
+            accepted.append(payload)
+    return accepted
+
+
+async def tell(temporal: Client, transfer_id: str, flag: str) -> None:
+    """Set a flag of the stand-in saga and wait (bounded) until it has taken it in."""
+    handle = workflow_handle(temporal, transfer_id)
+    await handle.signal(flag)
+    deadline = time.monotonic() + 10
+    while not await handle.query(flag):
+        assert time.monotonic() < deadline, "the workflow never saw the signal"
+        await asyncio.sleep(0.05)

@@ -6,10 +6,7 @@ The cancel tests run a Worker for a tiny stand-in of the saga, registered as
 one: its validator refuses once posting has begun.
 """
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +18,6 @@ from temporalio.worker import Worker
 from contracts.audit import ActorType
 from contracts.transfers import (
     SIGNAL_REVIEW_DECISION,
-    UPDATE_CANCEL,
     CancelRequest,
     ReviewDecision,
 )
@@ -33,10 +29,10 @@ from transactions.tests.standin import (
     BEGIN_POSTING,
     CANCELLED_QUERY,
     REFUSE_QUIETLY,
-    StandInTransferWorkflow,
 )
 from transactions.tests.support import (
     OPERATOR,
+    accepted_cancels,
     build_app,
     client_of,
     create,
@@ -44,16 +40,9 @@ from transactions.tests.support import (
     operator,
     report,
     signals,
+    tell,
     workflow_handle,
 )
-
-
-@pytest.fixture
-async def worker(temporal: Client, task_queue: str) -> AsyncIterator[Worker]:
-    async with Worker(
-        temporal, task_queue=task_queue, workflows=[StandInTransferWorkflow]
-    ) as running:
-        yield running
 
 
 async def _cancel(client: httpx.AsyncClient, transfer_id: str, **kwargs: Any) -> httpx.Response:
@@ -73,31 +62,6 @@ async def _put_in_review(client: httpx.AsyncClient, transfer_id: str) -> None:
         client, transfer_id, step="score", outcome="review", status="in_review", version=3
     )
     assert response.status_code == 200, response.text
-
-
-async def accepted_cancels(temporal: Client, transfer_id: str) -> list[CancelRequest]:
-    """The cancel updates the transfer's workflow accepted, with their requests."""
-    history = await workflow_handle(temporal, transfer_id).fetch_history()
-    accepted: list[CancelRequest] = []
-    for event in history.events:
-        if event.HasField("workflow_execution_update_accepted_event_attributes"):
-            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
-            assert request.input.name == UPDATE_CANCEL
-            (payload,) = await temporal.data_converter.decode(
-                list(request.input.args.payloads), [CancelRequest]
-            )
-            accepted.append(payload)
-    return accepted
-
-
-async def _tell(temporal: Client, transfer_id: str, flag: str) -> None:
-    """Set a flag of the stand-in saga and wait (bounded) until it has taken it in."""
-    handle = workflow_handle(temporal, transfer_id)
-    await handle.signal(flag)
-    deadline = time.monotonic() + 10
-    while not await handle.query(flag):
-        assert time.monotonic() < deadline, "the workflow never saw the signal"
-        await asyncio.sleep(0.05)
 
 
 class TestCancelTransfer:
@@ -149,7 +113,7 @@ class TestCancelTransfer:
     ) -> None:
         # The saga knows before the projection does: its validator has the last word.
         transfer = await create(client)
-        await _tell(temporal, transfer["id"], BEGIN_POSTING)
+        await tell(temporal, transfer["id"], BEGIN_POSTING)
         problem = assert_problem(
             await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable"
         )
@@ -161,7 +125,7 @@ class TestCancelTransfer:
         self, client: httpx.AsyncClient, temporal: Client, worker: Worker
     ) -> None:
         transfer = await create(client)
-        await _tell(temporal, transfer["id"], REFUSE_QUIETLY)
+        await tell(temporal, transfer["id"], REFUSE_QUIETLY)
         assert_problem(await _cancel(client, transfer["id"]), 409, "transfer-not-cancellable")
         assert await workflow_handle(temporal, transfer["id"]).query(CANCELLED_QUERY) is False
 

@@ -1,24 +1,30 @@
 """Future-dated transfers: `execute_at` delays the saga's start; `scheduled` until then;
-cancellable without waking the delayed workflow."""
+cancelled through the saga, which the cancel wakes."""
 
+import asyncio
 import hashlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.worker import Worker
 
-from contracts.transfers import TransferCreate, TransferWorkflowInput
+from contracts.transfers import CancelRequest, TransferCreate, TransferWorkflowInput
 from kit.testing import assert_problem
 from transactions.config import Settings
 from transactions.service import request_hash
+from transactions.tests.standin import BEGIN_POSTING, CANCELLED_QUERY
 from transactions.tests.support import (
+    accepted_cancels,
     count_rows,
     key_header,
     report,
+    tell,
     transfer_body,
     workflow_handle,
 )
@@ -96,30 +102,75 @@ class TestCreate:
 
 
 class TestCancel:
-    async def test_cancelled_without_waking_the_workflow(
-        self, client: httpx.AsyncClient, temporal: Client
+    """A scheduled transfer is cancelled through its saga, like any other: the update wakes
+    the delayed workflow, the saga ends it `cancelled` and announces it (workflows' tests);
+    the service records nothing in its stead."""
+
+    async def test_cancelled_through_the_saga(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
     ) -> None:
         created = await create_dated(client, later(timedelta(hours=1)))
         response = await client.post(
             f"/v1/transfers/{created['id']}/cancel", json={"reason": "changed my mind"}
         )
         assert response.status_code == 202, response.text
-        cancelled = response.json()
-        assert cancelled["status"] == "cancelled"
-        assert cancelled["failure_reason"] == "cancelled: changed my mind"
-        assert [(s["name"], s["outcome"]) for s in cancelled["steps"]] == [("cancel", "requested")]
-
-        handle = workflow_handle(temporal, created["id"])
-        assert (await handle.describe()).status == WorkflowExecutionStatus.TERMINATED
-        history = await handle.fetch_history()
-        # Neither a signal nor an update (either would have started it), and no task ran.
-        assert [event.event_type for event in history.events] == [
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+        # The saga reports the cancel step (and publishes `transfer.cancelled`), not this.
+        assert response.json()["steps"] == []
+        assert await accepted_cancels(temporal, created["id"]) == [
+            CancelRequest(reason="changed my mind")
         ]
+        handle = workflow_handle(temporal, created["id"])
+        assert await handle.query(CANCELLED_QUERY) is True
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
-    async def test_cancelled_twice(self, client: httpx.AsyncClient) -> None:
+        reported = await report(
+            client,
+            created["id"],
+            step="cancel",
+            outcome="requested",
+            status="cancelled",
+            version=1,
+            failure_reason="cancelled: changed my mind",
+        )
+        assert reported.status_code == 200, reported.text
+        assert reported.json()["status"] == "cancelled"
+
+    async def test_repeated_cancel_is_one_update(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
         created = await create_dated(client, later(timedelta(hours=1)))
         path = f"/v1/transfers/{created['id']}/cancel"
-        assert (await client.post(path)).status_code == 202
-        assert_problem(await client.post(path), 409, "transfer-not-cancellable")
+        first = await client.post(path, json={"reason": "first"})
+        again = await client.post(path, json={"reason": "again"})
+        assert first.status_code == again.status_code == 202
+        assert await accepted_cancels(temporal, created["id"]) == [CancelRequest(reason="first")]
+
+    async def test_due_and_posting_is_refused_and_nothing_changes(
+        self, client: httpx.AsyncClient, temporal: Client, worker: Worker
+    ) -> None:
+        """Its time has come and its saga is posting while the projection still says
+        `scheduled`: the saga refuses, and the transfer is not half-cancelled."""
+        created = await create_dated(client, later(timedelta(seconds=2)))
+        handle = workflow_handle(temporal, created["id"])
+        await started(handle)
+        await tell(temporal, created["id"], BEGIN_POSTING)
+        response = await client.post(f"/v1/transfers/{created['id']}/cancel")
+        assert_problem(response, 409, "transfer-not-cancellable")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        assert await handle.query(CANCELLED_QUERY) is False
+        read = await client.get(f"/v1/transfers/{created['id']}")
+        assert read.json()["status"] == "scheduled"
+        assert read.json()["steps"] == []
+
+
+async def started(handle: WorkflowHandle[Any, Any], timeout_seconds: float = 15.0) -> None:
+    """Wait (bounded) until the delayed workflow has run its first task: before that,
+    Temporal refuses a query ("Workflow task is not scheduled yet")."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            await handle.query(CANCELLED_QUERY)
+            return
+        except RPCError:
+            assert time.monotonic() < deadline, "the delayed workflow never started"
+            await asyncio.sleep(0.1)

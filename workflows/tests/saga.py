@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
@@ -266,9 +266,14 @@ async def saga_worker(
 
 
 async def start_transfer(
-    env: WorkflowEnvironment, task_queue: str, transfer: TransferWorkflowInput
+    env: WorkflowEnvironment,
+    task_queue: str,
+    transfer: TransferWorkflowInput,
+    *,
+    start_delay: timedelta | None = None,
 ) -> WorkflowHandle[TransferWorkflow, TransferWorkflowResult]:
-    """Start the saga the way the transactions service does (id, search attributes, memo)."""
+    """Start the saga the way the transactions service does (id, search attributes, memo;
+    a future-dated transfer's `start_delay`)."""
     return await env.client.start_workflow(
         TransferWorkflow.run,
         transfer,
@@ -292,6 +297,7 @@ async def start_transfer(
             ]
         ),
         memo={"description": transfer.description},
+        start_delay=start_delay,
     )
 
 

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from contracts.transfers import (
     ReviewDecision,
     TransferStatus,
 )
+from kit.payloads import ENCODING
 from kit.testing import converter_for_tests
 from workflows.tests.saga import (
     FakeServices,
@@ -48,13 +50,21 @@ from workflows.tests.saga import (
     wait_for_signal_seen,
     wait_for_status,
 )
-from workflows.transfer import BATCHED_STEP_REPORTS, TransferWorkflow
+from workflows.transfer import BATCHED_STEP_REPORTS, CANCEL_BEFORE_VALIDATE, TransferWorkflow
 
 HISTORIES_PATH = Path(__file__).parent / "histories"
 CURRENT_HISTORIES = sorted(HISTORIES_PATH.glob("*.json"))
 # Recorded before BATCHED_STEP_REPORTS, by transfers that still replay on the old path.
 SINGLE_REPORT_HISTORIES = sorted((HISTORIES_PATH / "single-step-reports").glob("*.json"))
-COMMITTED_HISTORIES = CURRENT_HISTORIES + SINGLE_REPORT_HISTORIES
+# Recorded before CANCEL_BEFORE_VALIDATE: a cancel that woke a delayed workflow validated first.
+VALIDATED_BEFORE_CANCEL_HISTORIES = sorted(
+    (HISTORIES_PATH / "validated-before-cancel").glob("*.json")
+)
+COMMITTED_HISTORIES = (
+    CURRENT_HISTORIES + SINGLE_REPORT_HISTORIES + VALIDATED_BEFORE_CANCEL_HISTORIES
+)
+# Paths added after batching, which have no history from before it.
+PATHS_SINCE_BATCHING = frozenset({"transfer_cancelled_before_start"})
 
 Handle = WorkflowHandle[Any, Any]
 Drive = Callable[[Handle, FakeServices], Awaitable[None]]
@@ -105,6 +115,14 @@ async def cancel_after_pivot(handle: Handle, fakes: FakeServices) -> None:
     post.released.set()
 
 
+async def cancel_before_start(handle: Handle, fakes: FakeServices) -> None:
+    """The update that wakes a future-dated transfer's delayed workflow."""
+    answer = await handle.execute_update(
+        UPDATE_CANCEL, CancelRequest(reason="changed my mind"), result_type=CancelResult
+    )
+    assert answer.accepted
+
+
 async def cancel_workflow_in_review(handle: Handle, fakes: FakeServices) -> None:
     await wait_for_status(handle, TransferStatus.in_review)
     await handle.cancel()
@@ -119,6 +137,7 @@ class SagaPath:
     services: dict[str, Any] = field(default_factory=dict)
     drive: Drive = no_driving
     gates: tuple[str, ...] = ()
+    start_delay: timedelta | None = None
 
 
 PATHS = [
@@ -166,6 +185,12 @@ PATHS = [
         gates=("post_hold",),
     ),
     SagaPath(
+        "transfer_cancelled_before_start",
+        TransferStatus.cancelled,
+        drive=cancel_before_start,
+        start_delay=timedelta(hours=1),
+    ),
+    SagaPath(
         "transfer_workflow_cancelled",
         TransferStatus.cancelled,
         {"decision": FraudDecision.review},
@@ -186,6 +211,11 @@ PATHS = [
 ]
 
 
+def _is_sealed(payload: dict[str, Any]) -> bool:
+    encoding = payload.get("metadata", {}).get("encoding", "")
+    return bool(base64.b64decode(encoding) == ENCODING)
+
+
 def markers(path: Path) -> tuple[set[str], set[str]]:
     """The patch ids and the local activity types a committed history's markers name."""
     patches: set[str] = set()
@@ -197,6 +227,8 @@ def markers(path: Path) -> tuple[set[str], set[str]]:
         for payloads in marker.get("details", {}).values():
             for payload in payloads["payloads"]:
                 if "data" not in payload:  # None, encoded as metadata alone
+                    continue
+                if _is_sealed(payload):  # a local activity's result; its type is in `data`
                     continue
                 data = json.loads(base64.b64decode(payload["data"]))
                 if marker["markerName"] == "core_patch":
@@ -219,7 +251,7 @@ async def record(
     for gate in path.gates:
         fakes.gate(gate)
     async with saga_worker(env, task_queue, fakes):
-        handle = await start_transfer(env, task_queue, fakes.transfer)
+        handle = await start_transfer(env, task_queue, fakes.transfer, start_delay=path.start_delay)
         await path.drive(handle, fakes)
         try:
             status = (await handle.result()).status
@@ -244,7 +276,12 @@ class TestReplay:
 
     def test_every_path_has_a_committed_history(self) -> None:
         assert {path.stem for path in CURRENT_HISTORIES} == {path.name for path in PATHS}
-        assert {path.stem for path in SINGLE_REPORT_HISTORIES} == {path.name for path in PATHS}
+        assert {path.stem for path in SINGLE_REPORT_HISTORIES} == {
+            path.name for path in PATHS if path.name not in PATHS_SINCE_BATCHING
+        }
+        assert {path.stem for path in VALIDATED_BEFORE_CANCEL_HISTORIES} == {
+            "transfer_cancelled_before_start"
+        }
 
     @pytest.mark.parametrize(
         "path", COMMITTED_HISTORIES, ids=lambda path: f"{path.parent.name}/{path.stem}"
@@ -253,10 +290,22 @@ class TestReplay:
         """The current histories send their reports in batches, the older ones one by one,
         so the replays below cover both sides of `workflow.patched(BATCHED_STEP_REPORTS)`."""
         patches, local_activities = markers(path)
-        batched = path in CURRENT_HISTORIES
+        batched = path not in SINGLE_REPORT_HISTORIES
         assert (BATCHED_STEP_REPORTS in patches) is batched
         assert ("record_steps" in local_activities) is batched
         assert ("record_step" in local_activities) is not batched
+
+    def test_a_cancel_before_start_took_the_path_of_its_time(self) -> None:
+        """The current history ends before validating, the older one validated first, so the
+        replays below cover both sides of `workflow.patched(CANCEL_BEFORE_VALIDATE)`."""
+        (current,) = [p for p in CURRENT_HISTORIES if p.stem == "transfer_cancelled_before_start"]
+        (older,) = VALIDATED_BEFORE_CANCEL_HISTORIES
+        current_patches, current_local_activities = markers(current)
+        older_patches, older_local_activities = markers(older)
+        assert CANCEL_BEFORE_VALIDATE in current_patches
+        assert "validate_transfer" not in current_local_activities
+        assert CANCEL_BEFORE_VALIDATE not in older_patches
+        assert "validate_transfer" in older_local_activities
 
     @pytest.mark.parametrize(
         "path", COMMITTED_HISTORIES, ids=lambda path: f"{path.parent.name}/{path.stem}"

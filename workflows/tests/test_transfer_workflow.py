@@ -1,5 +1,7 @@
 """TransferWorkflow on Temporal's time-skipping server, with the services faked per test."""
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from contracts.transfers import (
 )
 from workflows.models import HoldAction
 from workflows.tests.saga import (
+    WAIT_SECONDS_MAX,
     FakeServices,
     business_failure,
     entered,
@@ -548,9 +551,9 @@ class TestCancelSignal:
 
         assert result.status is TransferStatus.cancelled
         assert result.failure_reason == "cancelled"
-        assert fakes.calls == ["validate_transfer", "publish_event"]
+        # Seen before the first step (CANCEL_BEFORE_VALIDATE): no service is asked anything.
+        assert fakes.calls == ["publish_event"]
         assert fakes.steps() == [
-            ("validate", "succeeded", pending),
             ("cancel", "requested", TransferStatus.cancelled),
             ("notify", "succeeded", TransferStatus.cancelled),
         ]
@@ -720,6 +723,78 @@ class TestCancelUpdate:
         assert result.failure_reason is not None
         assert result.failure_reason.startswith("fraud-declined")
         assert fakes.holds_voided == [the_void(fakes)]
+
+
+class TestCancelBeforeStart:
+    """A future-dated transfer's workflow waits out its start delay; the cancel update
+    starts it at once, and the saga ends it before its first step, announced."""
+
+    async def test_ends_cancelled_before_validating(
+        self, saga_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        fakes = FakeServices(new_transfer(source_customer_id="customer-source"))
+        async with saga_worker(saga_env, task_queue, fakes):
+            handle = await start_transfer(
+                saga_env, task_queue, fakes.transfer, start_delay=timedelta(hours=1)
+            )
+            answer = await handle.execute_update(
+                UPDATE_CANCEL, CancelRequest(reason="changed my mind"), result_type=CancelResult
+            )
+            result = await handle.result()
+            await assert_search_attributes(handle, TransferStatus.cancelled, None)
+
+        assert answer == CancelResult(accepted=True, status=pending)
+        assert result.status is TransferStatus.cancelled
+        assert result.failure_reason == "cancelled: changed my mind"
+        # No service was asked anything and no money was held: only the announcement.
+        assert fakes.calls == ["publish_event"]
+        assert fakes.steps() == [
+            ("cancel", "requested", TransferStatus.cancelled),
+            ("notify", "succeeded", TransferStatus.cancelled),
+        ]
+        assert_versions_strictly_increase(fakes)
+        (publication,) = fakes.publications
+        assert publication.type is EventType.transfer_cancelled
+        assert publication.failure_reason == "cancelled: changed my mind"
+        assert publication.source_customer_id == "customer-source"
+
+    async def test_on_the_dev_server_the_update_starts_the_delayed_workflow(
+        self, temporal_dev_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        """What the time-skipping server shows, checked on the real server: an update to a
+        workflow inside its start delay is delivered at once, in its first workflow task."""
+        fakes = FakeServices(new_transfer())
+        async with saga_worker(temporal_dev_env, task_queue, fakes):
+            handle = await start_transfer(
+                temporal_dev_env, task_queue, fakes.transfer, start_delay=timedelta(hours=1)
+            )
+            answer = await handle.execute_update(
+                UPDATE_CANCEL, CancelRequest(), result_type=CancelResult
+            )
+            result = await asyncio.wait_for(handle.result(), WAIT_SECONDS_MAX)
+
+        assert answer == CancelResult(accepted=True, status=pending)
+        assert result.status is TransferStatus.cancelled
+        assert fakes.calls == ["publish_event"]
+
+    async def test_on_the_dev_server_a_signal_does_not_start_it(
+        self, temporal_dev_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        """Why the cancel is an update (decision 0034): a signal waits out the delay."""
+        fakes = FakeServices(new_transfer())
+        async with saga_worker(temporal_dev_env, task_queue, fakes):
+            handle = await start_transfer(
+                temporal_dev_env, task_queue, fakes.transfer, start_delay=timedelta(hours=1)
+            )
+            await handle.signal(SIGNAL_CANCEL, CancelRequest())
+            history = await handle.fetch_history()
+            await handle.terminate(reason="test over")
+
+        assert [event.event_type for event in history.events] == [
+            EventType_.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+            EventType_.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        ]
+        assert fakes.calls == []
 
 
 class TestOutcomeReport:
