@@ -1,6 +1,6 @@
-"""The issuer's standards edge beyond the token endpoint: RFC 8414 metadata and RFC 7009
-revocation of refresh tokens. (The authorization code flow with PKCE joins this module
-when it is built.)"""
+"""The issuer's standards edge beyond the token endpoint: RFC 8414 metadata, RFC 7009
+revocation of refresh tokens, and public clients registered with their exact redirect
+URIs. (The authorization code flow with PKCE joins this module when it is built.)"""
 
 from collections.abc import AsyncIterator
 from typing import Any
@@ -8,11 +8,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
-from accounts.config import Settings
+from accounts.config import BootstrapClient, Settings
 from accounts.main import create_app
-from accounts.tests.helpers import Clock
-from contracts.auth import TOKEN_ISSUER_DEFAULT, Scope
+from accounts.tests.helpers import Clock, raw_connection
+from contracts.auth import OPERATOR_SCOPES, TOKEN_ISSUER_DEFAULT, Scope
 from kit.testing import app_client, assert_problem
 
 TOKEN = "/v1/oauth/token"
@@ -160,3 +161,134 @@ class TestRevocation:
                 assert (await http.post(REVOKE, data={"token": "guess"})).status_code == 200
             response = await http.post(REVOKE, data={"token": "guess"})
             assert_problem(response, 429, "too-many-requests")
+
+
+CONSOLE_ID = "sagabank-console"
+CONSOLE_CALLBACK = "http://127.0.0.1:8005/auth/callback"
+
+
+def public_client(**changes: Any) -> BootstrapClient:
+    fields = {
+        "client_id": CONSOLE_ID,
+        "kind": "public",
+        "scopes": sorted(OPERATOR_SCOPES),
+        "redirect_uris": [CONSOLE_CALLBACK],
+    }
+    return BootstrapClient.model_validate(fields | changes)
+
+
+class TestPublicClients:
+    @pytest.mark.parametrize(
+        ("changes", "reason"),
+        [
+            ({"client_secret": "a-secret-a-public-client-cannot-keep"}, "has no client_secret"),
+            ({"redirect_uris": []}, "needs its redirect_uris"),
+            ({"redirect_uris": ["https://console.example.com/cb#fragment"]}, "no fragment"),
+            ({"redirect_uris": ["/auth/callback"]}, "absolute https URI"),
+            ({"redirect_uris": ["http://console.example.com/auth/callback"]}, "loopback"),
+            ({"redirect_uris": ["javascript://127.0.0.1/alert"]}, "absolute https URI"),
+            ({"redirect_uris": [CONSOLE_CALLBACK, CONSOLE_CALLBACK]}, "listed twice"),
+        ],
+        ids=["secret", "no-uri", "fragment", "relative", "plain-http", "scheme", "repeated"],
+    )
+    def test_a_bad_registration_is_refused(self, changes: dict[str, Any], reason: str) -> None:
+        with pytest.raises(ValidationError, match=reason):
+            public_client(**changes)
+
+    @pytest.mark.parametrize("kind", ["service", "operator"])
+    def test_a_confidential_client_needs_its_secret(self, kind: str) -> None:
+        with pytest.raises(ValidationError, match="needs its client_secret"):
+            BootstrapClient.model_validate(
+                {"client_id": "operator", "kind": kind, "scopes": sorted(OPERATOR_SCOPES)}
+            )
+
+    def test_a_confidential_client_has_no_redirect_uris(self) -> None:
+        with pytest.raises(ValidationError, match="has no redirect_uris"):
+            BootstrapClient.model_validate(
+                {
+                    "client_id": "operator",
+                    "client_secret": "operator-secret-for-tests",
+                    "kind": "operator",
+                    "scopes": sorted(OPERATOR_SCOPES),
+                    "redirect_uris": [CONSOLE_CALLBACK],
+                }
+            )
+
+    def test_https_and_loopback_redirects_are_accepted(self) -> None:
+        uris = [CONSOLE_CALLBACK, "https://console.example.com/auth/callback?tenant=1"]
+        assert public_client(redirect_uris=uris).redirect_uris == uris
+
+    async def test_registered_with_its_redirect_uris_and_no_secret(
+        self, settings: Settings, clock: Clock, database_url: str
+    ) -> None:
+        configured = settings.model_copy(update={"bootstrap_clients": [public_client()]})
+        async with app_client(create_app(configured, clock=clock)) as http:
+            # A public client has no secret to authenticate with: no client_credentials.
+            response = await http.post(
+                TOKEN,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": CONSOLE_ID,
+                    "client_secret": "anything-at-all-here",
+                },
+            )
+            oauth_error(response, 401, "invalid_client")
+        async with raw_connection(database_url) as connection:
+            row = await connection.fetchrow(
+                "SELECT kind, secret_hash, redirect_uris FROM clients WHERE client_id = $1",
+                CONSOLE_ID,
+            )
+        assert dict(row) == {
+            "kind": "public",
+            "secret_hash": None,
+            "redirect_uris": [CONSOLE_CALLBACK],
+        }
+
+    async def test_changed_redirect_uris_are_stored_and_audited(
+        self, settings: Settings, clock: Clock, database_url: str
+    ) -> None:
+        moved = "https://console.example.com/auth/callback"
+        for client in (public_client(), public_client(redirect_uris=[moved])):
+            configured = settings.model_copy(update={"bootstrap_clients": [client]})
+            async with app_client(create_app(configured, clock=clock)):
+                pass
+        async with raw_connection(database_url) as connection:
+            uris = await connection.fetchval(
+                "SELECT redirect_uris FROM clients WHERE client_id = $1", CONSOLE_ID
+            )
+            updated = await connection.fetchval(
+                "SELECT after FROM audit_events WHERE action = 'client.updated'"
+            )
+        assert uris == [moved]
+        assert '"redirect_uris": ["https://console.example.com/auth/callback"]' in updated
+
+    async def test_a_client_may_turn_public_and_back(
+        self, settings: Settings, clock: Clock, database_url: str
+    ) -> None:
+        # The kind and the secret change in one statement: the database holds a public
+        # client to no secret and a confidential one to a secret at every statement.
+        confidential = BootstrapClient.model_validate(
+            {
+                "client_id": CONSOLE_ID,
+                "client_secret": "a-console-secret-of-old",
+                "kind": "operator",
+                "scopes": sorted(OPERATOR_SCOPES),
+            }
+        )
+        stored = []
+        for client in (confidential, public_client(), confidential):
+            configured = settings.model_copy(update={"bootstrap_clients": [client]})
+            async with app_client(create_app(configured, clock=clock)):
+                pass
+            async with raw_connection(database_url) as connection:
+                row = await connection.fetchrow(
+                    "SELECT kind, secret_hash IS NULL AS secretless, redirect_uris"
+                    " FROM clients WHERE client_id = $1",
+                    CONSOLE_ID,
+                )
+            stored.append(tuple(row))
+        assert stored == [
+            ("operator", False, []),
+            ("public", True, [CONSOLE_CALLBACK]),
+            ("operator", False, []),
+        ]
