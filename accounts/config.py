@@ -1,7 +1,8 @@
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.auth import TOKEN_ISSUER_DEFAULT, Scope
@@ -9,18 +10,64 @@ from kit.settings import ServiceSettings
 
 # The client ids the token endpoint accepts (they become token subjects and audit actors).
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+REDIRECT_URI_LENGTH_MAX: Final = 2000
+_LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class BootstrapClient(BaseModel):
-    """A service or operator client, upserted at startup (`ACCOUNTS_BOOTSTRAP_CLIENTS`)."""
+    """A client upserted at startup (`ACCOUNTS_BOOTSTRAP_CLIENTS`): a service or operator
+    client with its secret, or a public one (a browser app) with its redirect URIs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     client_id: str = Field(pattern=CLIENT_ID_PATTERN)
     # Stored only as an argon2 hash; SecretStr keeps it out of reprs and logs.
-    client_secret: SecretStr = Field(min_length=16, max_length=256)
-    kind: Literal["service", "operator"]
+    client_secret: SecretStr | None = Field(default=None, min_length=16, max_length=256)
+    kind: Literal["service", "operator", "public"]
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+    # Where the authorization endpoint may send a public client's codes: compared exactly.
+    redirect_uris: list[str] = Field(default_factory=list, max_length=10)
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _exact_redirect_uris(cls, uris: list[str]) -> list[str]:
+        for uri in uris:
+            redirect_uri_problem = redirect_uri_refusal(uri)
+            if redirect_uri_problem is not None:
+                raise ValueError(f"{uri!r}: {redirect_uri_problem}")
+        if len(set(uris)) != len(uris):
+            raise ValueError("a redirect URI is listed twice")
+        return uris
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_kind(self) -> Self:
+        if self.kind == "public":
+            # RFC 6749 2.1: a public client cannot keep a secret, so it is given none.
+            if self.client_secret is not None:
+                raise ValueError("a public client has no client_secret")
+            if not self.redirect_uris:
+                raise ValueError("a public client needs its redirect_uris")
+        elif self.client_secret is None:
+            raise ValueError(f"a {self.kind} client needs its client_secret")
+        elif self.redirect_uris:
+            # Only the authorization code flow redirects, and only public clients use it.
+            raise ValueError(f"a {self.kind} client has no redirect_uris")
+        return self
+
+
+def redirect_uri_refusal(uri: str) -> str | None:
+    """Why `uri` cannot be a registered redirect URI, or None: absolute, no fragment
+    (RFC 6749 3.1.2), https or plain http to a loopback address only (RFC 8252 7.3)."""
+    if len(uri) > REDIRECT_URI_LENGTH_MAX:
+        return "too long"
+    parts = urlsplit(uri)
+    if parts.fragment or uri.endswith("#"):
+        return "a redirect URI has no fragment"
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return None
+    if parts.scheme != "https" or not parts.hostname:
+        return "an absolute https URI, or http to a loopback address"
+    return None
 
 
 class Settings(ServiceSettings):

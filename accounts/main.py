@@ -17,6 +17,8 @@ from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
 from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
+from accounts.identity.metadata import router as metadata_router
+from accounts.identity.revocation import router as revocation_router
 from accounts.identity.throttle import LoginThrottle
 from accounts.ledger.api import router
 from accounts.ledger.invariant_check import invariant_check_job
@@ -194,7 +196,13 @@ def create_app(
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[oauth_router, router, audit_router(service="accounts", table=AUDIT_EVENTS)],
+        routers=[
+            oauth_router,
+            metadata_router,
+            revocation_router,
+            router,
+            audit_router(service="accounts", table=AUDIT_EVENTS),
+        ],
         lifespan=lifespan,
         token_verifier=verifier,
     )

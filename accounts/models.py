@@ -130,14 +130,16 @@ class CustomerRow(Base):
 
 
 class ClientRow(Base):
-    """A service or operator client of the token endpoint (client_credentials)."""
+    """A client of the token endpoint: a service or operator one (client_credentials, with
+    its secret's hash) or a public one (no secret; its exact redirect URIs)."""
 
     __tablename__ = "clients"
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    secret_hash: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    redirect_uris: Mapped[list[str]] = mapped_column(ARRAY(String(2000)), server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set when the client left the bootstrap list: it gets no more tokens.

@@ -128,3 +128,21 @@ class TokenResponse(BaseModel):
     expires_in: int
     scope: str = Field(max_length=1000)
     refresh_token: str | None = Field(default=None, max_length=512)
+
+
+METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
+REVOCATION_PATH: Final = "/v1/oauth/revoke"
+
+
+class AuthorizationServerMetadata(BaseModel):
+    """RFC 8414 section 2: what the issuer serves; a field it does not serve is absent."""
+
+    issuer: str = Field(max_length=200)
+    token_endpoint: str = Field(max_length=2000)
+    jwks_uri: str = Field(max_length=2000)
+    revocation_endpoint: str = Field(max_length=2000)
+    response_types_supported: list[str] = Field(max_length=10)
+    grant_types_supported: list[str] = Field(max_length=10)
+    token_endpoint_auth_methods_supported: list[str] = Field(max_length=10)
+    revocation_endpoint_auth_methods_supported: list[str] = Field(max_length=10)
+    scopes_supported: list[str] = Field(max_length=100)

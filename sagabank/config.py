@@ -13,6 +13,10 @@ SERVICES: tuple[str, ...] = ("accounts", "transactions", "fraud", "notifications
 OPERATOR_CLIENT_ID_DEFAULT = "operator"
 OPERATOR_CLIENT_SECRET_DEFAULT = "sagabank-dev-operator-secret"  # noqa: S105 - documented dev value
 WORKER_CLIENT_ID = "sagabank-worker"
+# The operator console's OAuth2 client: public (a browser app keeps no secret), sent back
+# to the console's own callback only (the console itself is still to come, issue 19).
+CONSOLE_CLIENT_ID = "sagabank-console"
+CONSOLE_REDIRECT_URI = "http://127.0.0.1:8005/auth/callback"
 
 
 class LauncherSettings(BaseSettings):

@@ -35,7 +35,13 @@ from contracts.auth import (
 from contracts.transfers import TASK_QUEUE
 from kit.migrations import application_role, owner_role, upgrade_to_head
 from kit.settings import with_database, with_user
-from sagabank.config import SERVICES, WORKER_CLIENT_ID, LauncherSettings
+from sagabank.config import (
+    CONSOLE_CLIENT_ID,
+    CONSOLE_REDIRECT_URI,
+    SERVICES,
+    WORKER_CLIENT_ID,
+    LauncherSettings,
+)
 from sagabank.localstack.databases import (
     SERVICE_DATABASES,
     adopt_database,
@@ -345,7 +351,8 @@ class Launcher:
         return dev_secret(self.state_dir, "worker-client-secret")
 
     def bootstrap_clients(self) -> str:
-        """ACCOUNTS_BOOTSTRAP_CLIENTS: the worker's client and the operator's, as JSON."""
+        """ACCOUNTS_BOOTSTRAP_CLIENTS: the worker's client, the operator's and the
+        console's (public), as JSON."""
         clients = [
             {
                 "client_id": WORKER_CLIENT_ID,
@@ -358,6 +365,12 @@ class Launcher:
                 "client_secret": self.settings.operator_client_secret.get_secret_value(),
                 "kind": "operator",
                 "scopes": sorted(OPERATOR_SCOPES),
+            },
+            {
+                "client_id": CONSOLE_CLIENT_ID,
+                "kind": "public",
+                "scopes": sorted(OPERATOR_SCOPES),
+                "redirect_uris": [CONSOLE_REDIRECT_URI],
             },
         ]
         return json.dumps(clients)

@@ -3,10 +3,12 @@ services that seal secrets, and the same key transactions' single-key setting us
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import pytest
 
+from accounts.config import BootstrapClient
 from kit.sealing import parse_key_ring
 from sagabank.config import LauncherSettings
 from sagabank.launcher import Launcher
@@ -45,3 +47,13 @@ def test_a_ring_from_the_environment_wins(tmp_path: Path, monkeypatch: pytest.Mo
     )
     transactions = launcher._service_env("transactions", "postgresql://x@h/db")
     assert "TRANSACTIONS_SECRETS_KEYS" not in transactions
+
+
+def test_the_console_is_registered_as_a_public_client(tmp_path: Path) -> None:
+    clients = json.loads(_launcher(tmp_path).bootstrap_clients())
+    (console,) = [client for client in clients if client["client_id"] == "sagabank-console"]
+    assert console["kind"] == "public"
+    assert "client_secret" not in console
+    assert console["redirect_uris"] == ["http://127.0.0.1:8005/auth/callback"]
+    # What the launcher writes is what the issuer accepts.
+    assert BootstrapClient.model_validate(console).scopes

@@ -35,10 +35,23 @@ _FORM_FIELDS_MAX: Final = 20
 router = APIRouter()
 
 
-def _client_address(request: Request) -> str:
+def client_address(request: Request) -> str:
+    """The caller's address, as rate limits and the login throttle count it."""
     # The peer address: behind a proxy, ACCOUNTS_FORWARDED_ALLOW_IPS makes `sagabank
     # serve` take it from the proxy's X-Forwarded-For, so that it is the caller's.
     return request.client.host if request.client is not None else "unknown"
+
+
+async def form_fields(request: Request) -> dict[str, list[str]]:
+    """The OAuth endpoints' form (RFC 6749 wants form encoding), each field with all its
+    values; invalid_request for any other body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != _FORM_CONTENT_TYPE:
+        raise OAuthInvalidRequest(f"send the parameters as {_FORM_CONTENT_TYPE}")
+    form = await request.form(max_files=0, max_fields=_FORM_FIELDS_MAX)
+    return {
+        name: [value for value in form.getlist(name) if isinstance(value, str)] for name in form
+    }
 
 
 @router.get(
@@ -97,26 +110,20 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
 async def token(
     request: Request, resources: Resources, database: ServiceDatabase, now: Now
 ) -> JSONResponse:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != _FORM_CONTENT_TYPE:
-        raise OAuthInvalidRequest(f"send the parameters as {_FORM_CONTENT_TYPE}")
-    form = await request.form(max_files=0, max_fields=_FORM_FIELDS_MAX)
-    fields = {
-        name: [value for value in form.getlist(name) if isinstance(value, str)] for name in form
-    }
+    fields = await form_fields(request)
     parsed = rules.parse_token_request(fields, authorization=request.headers.get("authorization"))
     limiter = limiter_of(request)
     sessions, issuer = database.sessions, resources.issuer
     if parsed.grant_type is GrantType.password:
         assert parsed.username is not None, "the parser requires a username"
-        client_address = _client_address(request)
+        address = client_address(request)
         username = rules.normalized_email(parsed.username)
-        await limiter.hit(TOKEN_BUCKET, service.login_key(username, client_address))
+        await limiter.hit(TOKEN_BUCKET, service.login_key(username, address))
         answer = await service.password_grant(
-            sessions, issuer, request=parsed, client_address=client_address, now=now
+            sessions, issuer, request=parsed, client_address=address, now=now
         )
     elif parsed.grant_type is GrantType.refresh_token:
-        await limiter.hit(TOKEN_BUCKET, f"refresh:{_client_address(request)}")
+        await limiter.hit(TOKEN_BUCKET, f"refresh:{client_address(request)}")
         answer = await service.refresh_grant(sessions, issuer, request=parsed, now=now)
     else:
         assert parsed.client is not None, "the parser requires client credentials"
@@ -139,7 +146,7 @@ async def token(
 async def register_customer(
     request: Request, body: CustomerCreate, session: Session, resources: Resources, now: Now
 ) -> Customer:
-    await limiter_of(request).hit(TOKEN_BUCKET, f"register:{_client_address(request)}")
+    await limiter_of(request).hit(TOKEN_BUCKET, f"register:{client_address(request)}")
     return await service.register_customer(
         session, resources.issuer, request=body, request_id=request_id_of(request), now=now
     )

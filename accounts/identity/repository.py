@@ -75,9 +75,10 @@ async def insert_client(
     session: AsyncSession,
     *,
     client_id: str,
-    secret_hash: str,
+    secret_hash: str | None,
     kind: str,
     scopes: list[str],
+    redirect_uris: list[str],
     now: datetime,
 ) -> None:
     session.add(
@@ -86,6 +87,7 @@ async def insert_client(
             secret_hash=secret_hash,
             kind=kind,
             scopes=scopes,
+            redirect_uris=redirect_uris,
             created_at=now,
             updated_at=now,
             disabled_at=None,

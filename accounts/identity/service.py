@@ -394,20 +394,31 @@ async def _audit_client(
     log.info(action, client_id=client_id)
 
 
+def _shape(kind: str, scopes: list[str], redirect_uris: list[str]) -> dict[str, Any]:
+    # Redirect URIs only where there are any, so that the shape of a service or operator
+    # client, and the audit events that record it, stay what they were before them.
+    shape: dict[str, Any] = {"kind": kind, "scopes": sorted(scopes)}
+    if redirect_uris:
+        shape["redirect_uris"] = list(redirect_uris)
+    return shape
+
+
 def _shape_of(client: BootstrapClient) -> dict[str, Any]:
-    return {"kind": client.kind, "scopes": sorted(scope.value for scope in client.scopes)}
+    return _shape(client.kind, [scope.value for scope in client.scopes], client.redirect_uris)
 
 
 async def _register_client(
     session: AsyncSession, issuer: Issuer, client: BootstrapClient, *, now: datetime
 ) -> None:
     shape = _shape_of(client)
+    secret = client.client_secret
     await repository.insert_client(
         session,
         client_id=client.client_id,
-        secret_hash=await issuer.hash_secret(client.client_secret.get_secret_value()),
+        secret_hash=None if secret is None else await issuer.hash_secret(secret.get_secret_value()),
         kind=client.kind,
         scopes=shape["scopes"],
+        redirect_uris=client.redirect_uris,
         now=now,
     )
     await _audit_client(session, "client.registered", client.client_id, now=now, after=shape)
@@ -421,18 +432,27 @@ async def _update_client(
     *,
     now: datetime,
 ) -> None:
-    """Bring a stored client in line with its configuration: kind, scopes, enabled, secret."""
+    """Bring a stored client in line with its configuration: kind, scopes, redirect URIs,
+    enabled, secret. One statement: the database holds a public client to no secret and a
+    confidential one to a secret at every statement, so a kind changes with its secret."""
     shape = _shape_of(client)
-    before = {"kind": row.kind, "scopes": sorted(row.scopes)}
-    if before != shape or row.disabled_at is not None:
-        await repository.update_client(
-            session,
-            client.client_id,
-            kind=client.kind,
-            scopes=shape["scopes"],
-            disabled_at=None,
-            updated_at=now,
-        )
+    before = _shape(row.kind, list(row.scopes), list(row.redirect_uris))
+    secret_changed, secret_hash = await _configured_secret_hash(issuer, client, row)
+    shape_changed = before != shape or row.disabled_at is not None
+    values: dict[str, Any] = {"updated_at": now}
+    if shape_changed:
+        values |= {
+            "kind": client.kind,
+            "scopes": shape["scopes"],
+            "redirect_uris": client.redirect_uris,
+            "disabled_at": None,
+        }
+    if secret_changed:
+        values["secret_hash"] = secret_hash
+    if not shape_changed and not secret_changed:
+        return
+    await repository.update_client(session, client.client_id, **values)
+    if shape_changed:
         await _audit_client(
             session,
             "client.updated",
@@ -441,9 +461,18 @@ async def _update_client(
             before={**before, "disabled": row.disabled_at is not None},
             after={**shape, "disabled": False},
         )
-    secret = client.client_secret.get_secret_value()
-    if not await issuer.verify_secret(row.secret_hash, secret):
-        await repository.update_client(
-            session, client.client_id, secret_hash=await issuer.hash_secret(secret), updated_at=now
-        )
+    if secret_changed:
         await _audit_client(session, "client.secret_changed", client.client_id, now=now)
+
+
+async def _configured_secret_hash(
+    issuer: Issuer, client: BootstrapClient, row: ClientRow
+) -> tuple[bool, str | None]:
+    """Whether the configured secret differs from the stored one, and the hash to store
+    (None for a public client, which keeps no secret)."""
+    if client.client_secret is None:
+        return row.secret_hash is not None, None
+    secret = client.client_secret.get_secret_value()
+    if row.secret_hash is not None and await issuer.verify_secret(row.secret_hash, secret):
+        return False, row.secret_hash
+    return True, await issuer.hash_secret(secret)

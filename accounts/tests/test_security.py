@@ -41,6 +41,9 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/.well-known/jwks.json"),
         ("POST", "/v1/oauth/token"),
         ("POST", "/v1/customers"),
+        # RFC 8414 metadata, and RFC 7009 revocation (holding the token is the proof).
+        ("GET", "/.well-known/oauth-authorization-server"),
+        ("POST", "/v1/oauth/revoke"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
