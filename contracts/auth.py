@@ -120,6 +120,27 @@ WORKER_SCOPES: Final = frozenset(
 )
 
 
+class StaffRole(enum.StrEnum):
+    """What a staff member (a person who signs in) may do; STAFF_ROLE_SCOPES says how."""
+
+    reviewer = "reviewer"
+    auditor = "auditor"
+    admin = "admin"
+
+
+# The one place a role becomes scopes (docs/decisions/0035-staff-and-roles.md has why).
+# Reviewers decide reviews and read what they decide on; auditors read everything and
+# change nothing; admins hold the operator client's scopes.
+STAFF_ROLE_SCOPES: Final[Mapping[StaffRole, frozenset[Scope]]] = {
+    StaffRole.reviewer: frozenset({Scope.reviews_write, Scope.transfers_read, Scope.accounts_read}),
+    StaffRole.auditor: frozenset({Scope.audit_read, Scope.transfers_read, Scope.accounts_read}),
+    StaffRole.admin: OPERATOR_SCOPES,
+}
+assert set(STAFF_ROLE_SCOPES) == set(StaffRole)
+# A person never holds a customer-only or a worker scope.
+assert all(scopes <= OPERATOR_SCOPES for scopes in STAFF_ROLE_SCOPES.values())
+
+
 class TokenResponse(BaseModel):
     """RFC 6749 section 5.1."""
 
