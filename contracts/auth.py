@@ -30,6 +30,8 @@ class Scope(enum.StrEnum):
     secrets_rotate = "secrets:rotate"
     # Reverse any completed transfer (disputes); a payee refunds without it.
     transfers_reverse = "transfers:reverse"
+    # Add, disable and list the staff who sign in as people (`sagabank staff`).
+    staff_manage = "staff:manage"
     # The saga's worker (and other internal callers)
     ledger_write = "ledger:write"
     fraud_score = "fraud:score"
@@ -73,6 +75,7 @@ SCOPE_AUDIENCES: Final[Mapping[Scope, frozenset[ServiceAudience]]] = {
     Scope.transfers_internal: frozenset({ServiceAudience.transactions}),
     Scope.secrets_rotate: frozenset({ServiceAudience.transactions, ServiceAudience.notifications}),
     Scope.transfers_reverse: frozenset({ServiceAudience.transactions}),
+    Scope.staff_manage: frozenset({ServiceAudience.accounts}),
 }
 # A scope without audiences would mint tokens no service accepts (or fail to mint at all).
 assert set(SCOPE_AUDIENCES) == set(Scope), set(Scope) - set(SCOPE_AUDIENCES)
@@ -107,6 +110,7 @@ OPERATOR_SCOPES: Final = frozenset(
         Scope.audit_read,
         Scope.secrets_rotate,
         Scope.transfers_reverse,
+        Scope.staff_manage,
     }
 )
 WORKER_SCOPES: Final = frozenset(

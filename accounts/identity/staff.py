@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.identity import rules
-from accounts.identity.errors import OAuthInvalidGrant
+from accounts.identity.errors import OAuthInvalidGrant, StaffExists
 from accounts.identity.service import Issuer, SessionMaker, login_key
 from accounts.models import AUDIT_EVENTS, StaffRow
 from contracts.audit import ActorType, AuditEventCreate
@@ -35,10 +35,6 @@ TOTP_DRIFT_STEPS: Final = 1
 TOTP_ISSUER: Final = "Sagabank"
 # The single answer to every failed sign-in: which check failed is never told.
 SIGN_IN_REFUSED: Final = "the email, the password or the code is wrong"
-
-
-class StaffExists(Exception):
-    """A staff member with this email exists (disabled ones too: emails are never reused)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,8 @@ async def add_staff(
             .returning(StaffRow.id)
         )
         if (await session.execute(statement)).scalar_one_or_none() is None:
-            raise StaffExists(email)
+            # Disabled members keep their email: it never names someone else.
+            raise StaffExists("a staff member (perhaps disabled) has this email")
         after: dict[str, object] = {"email": email, "role": role.value}
         await _audit(
             session,

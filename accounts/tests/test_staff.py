@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import httpx
 import pyotp
 import pytest
 from pydantic import SecretStr
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from accounts.config import Settings
 from accounts.identity import staff
-from accounts.identity.errors import OAuthInvalidGrant
+from accounts.identity.errors import OAuthInvalidGrant, StaffExists
 from accounts.identity.resources import IdentityResources
 from accounts.identity.service import Issuer, SessionMaker
 from accounts.main import create_app
@@ -24,14 +25,16 @@ from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
     STAFF_ROLE_SCOPES,
+    PrincipalKind,
     Scope,
     StaffRole,
 )
+from contracts.staff import STAFF_DISABLE_PATH, STAFF_PATH
 from kit.db import database_of
 from kit.errors import TooManyRequests
 from kit.resources import resources_of
 from kit.sealing import KeyRing, SealedValueUnreadable, parse_key_ring
-from kit.testing import app_client
+from kit.testing import TestIssuer, app_client, assert_problem
 
 KEY_RING = "k1:" + base64.b64encode(b"s" * 32).decode()
 OTHER_KEY_RING = "k2:" + base64.b64encode(b"o" * 32).decode()
@@ -126,6 +129,12 @@ class TestRoles:
     def test_admin_holds_the_operator_scopes(self) -> None:
         assert STAFF_ROLE_SCOPES[StaffRole.admin] == OPERATOR_SCOPES
 
+    def test_only_admins_manage_staff(self) -> None:
+        holders = {
+            role for role, scopes in STAFF_ROLE_SCOPES.items() if Scope.staff_manage in scopes
+        }
+        assert holders == {StaffRole.admin}
+
 
 class TestStaffRegister:
     async def test_added_member_is_listed_with_role_and_audited(self, desk: Desk) -> None:
@@ -140,7 +149,7 @@ class TestStaffRegister:
 
     async def test_an_email_taken_is_refused_and_changes_nothing(self, desk: Desk) -> None:
         await desk.add()
-        with pytest.raises(staff.StaffExists):
+        with pytest.raises(StaffExists):
             await desk.add(StaffRole.admin)
         [listed] = await staff.list_staff(desk.sessions)
         assert listed.role == StaffRole.reviewer
@@ -243,3 +252,78 @@ class TestSignIn:
                 await desk.sign_in(code_at(enrolment, desk.clock()), password="wrong")
         with pytest.raises(TooManyRequests):
             await desk.sign_in(code_at(enrolment, desk.clock()))
+
+
+class TestAdminEndpoint:
+    """`POST /v1/admin/staff`, `POST /v1/admin/staff/disable`, `GET /v1/admin/staff`."""
+
+    @staticmethod
+    def headers(issuer: TestIssuer) -> dict[str, str]:
+        return issuer.headers("operator", PrincipalKind.operator, {Scope.staff_manage})
+
+    async def test_add_answers_the_enrolment_then_lists_and_disables(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
+        body = {"email": EMAIL, "role": "reviewer", "password": PASSWORD}
+        added = await client.post(STAFF_PATH, json=body, headers=self.headers(issuer))
+        assert added.status_code == 201, added.text
+        assert added.json()["staff"]["email"] == EMAIL.lower()
+        assert added.json()["otpauth_uri"].startswith("otpauth://totp/Sagabank:")
+        assert PASSWORD not in added.text
+        disabled = await client.post(
+            STAFF_DISABLE_PATH, json={"email": EMAIL}, headers=self.headers(issuer)
+        )
+        assert disabled.status_code == 200, disabled.text
+        listed = await client.get(STAFF_PATH, headers=self.headers(issuer))
+        [member] = listed.json()["staff"]
+        assert member["role"] == "reviewer"
+        assert member["disabled_at"] is not None
+
+    async def test_a_taken_email_is_a_conflict(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
+        body = {"email": EMAIL, "role": "reviewer", "password": PASSWORD}
+        await client.post(STAFF_PATH, json=body, headers=self.headers(issuer))
+        again = await client.post(
+            STAFF_PATH, json={**body, "role": "admin"}, headers=self.headers(issuer)
+        )
+        assert_problem(again, 409, "staff-exists")
+        [member] = (await client.get(STAFF_PATH, headers=self.headers(issuer))).json()["staff"]
+        assert member["role"] == "reviewer"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"email": EMAIL, "role": "reviewer", "password": "short"},
+            {"email": EMAIL, "role": "superuser", "password": PASSWORD},
+            {"email": "not-an-address", "role": "reviewer", "password": PASSWORD},
+            {"email": EMAIL, "role": "reviewer", "password": PASSWORD, "scopes": ["x"]},
+        ],
+    )
+    async def test_bad_input_is_refused_and_adds_nobody(
+        self, client: httpx.AsyncClient, issuer: TestIssuer, body: dict[str, object]
+    ) -> None:
+        refused = await client.post(STAFF_PATH, json=body, headers=self.headers(issuer))
+        assert_problem(refused, 422, "invalid-request")
+        assert (await client.get(STAFF_PATH, headers=self.headers(issuer))).json()["staff"] == []
+
+    async def test_disabling_nobody_is_not_found(
+        self, client: httpx.AsyncClient, issuer: TestIssuer
+    ) -> None:
+        answer = await client.post(
+            STAFF_DISABLE_PATH, json={"email": "nobody@bank.example"}, headers=self.headers(issuer)
+        )
+        assert_problem(answer, 404, "staff-not-found")
+
+    async def test_without_a_key_ring_nobody_is_enrolled(
+        self, settings: Settings, clock: Clock, issuer: TestIssuer
+    ) -> None:
+        unkeyed = settings.model_copy(update={"secrets_keys": None})
+        app = create_app(unkeyed, clock=clock, token_verifier=issuer.verifier)
+        async with app_client(app) as client:
+            body = {"email": EMAIL, "role": "reviewer", "password": PASSWORD}
+            answer = await client.post(STAFF_PATH, json=body, headers=self.headers(issuer))
+            assert_problem(answer, 503, "staff-secrets-not-configured")
+            assert (await client.get(STAFF_PATH, headers=self.headers(issuer))).json() == {
+                "staff": []
+            }
