@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import SettingsConfigDict
 
 from contracts.auth import TOKEN_ISSUER_DEFAULT, Scope
+from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring
 from kit.settings import ServiceSettings
 
 # The client ids the token endpoint accepts (they become token subjects and audit actors).
@@ -103,3 +104,12 @@ class Settings(ServiceSettings):
     # hashes at once and answers 503 beyond. Keep it, plus the process's baseline, under
     # the pod's memory limit (deploy/README.md).
     password_hashing_memory_budget_mib: int = Field(default=256, ge=64, le=64 * 1024)
+    # Seals the staff's TOTP secrets at rest (`id:base64key,...`, newest first). Left
+    # unset, staff can be neither added nor signed in; everything else works.
+    secrets_keys: KeyRingSetting | None = None
+
+    def staff_key_ring(self) -> KeyRing | None:
+        """The ring of `secrets_keys`, or None when unset."""
+        if self.secrets_keys is None:
+            return None
+        return parse_key_ring(self.secrets_keys.get_secret_value())

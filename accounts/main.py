@@ -138,6 +138,14 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
     )
 
 
+def _resources(
+    settings: Settings, clock: Clock, ledger: Ledger, issuer: identity_service.Issuer
+) -> AccountsResources:
+    return AccountsResources(
+        clock=clock, ledger=ledger, issuer=issuer, staff_key_ring=settings.staff_key_ring()
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -163,7 +171,7 @@ def create_app(
         log.info("issuer.ready", kid=keys.active.kid, published=len(keys.by_name))
         pool, stop_watching_pool = await _ledger_pool(settings)
         ledger = Ledger(pool)
-        install_resources(app, AccountsResources(clock=clock, ledger=ledger, issuer=token_issuer))
+        install_resources(app, _resources(settings, clock, ledger, token_issuer))
         sweeper = _start_sweeper(settings, ledger, clock)
         checker = _start_invariant_check(settings, database_of(app), clock)
         # Handles for tests and operators; no route uses them.

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    LargeBinary,
     String,
     func,
 )
@@ -143,6 +144,25 @@ class ClientRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set when the client left the bootstrap list: it gets no more tokens.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StaffRow(Base):
+    """A person of the bank's staff: password, sealed TOTP secret, role (operator scopes)."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    # The base32 TOTP secret sealed under ACCOUNTS_SECRETS_KEYS, the row id as associated data.
+    totp_secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # The newest TOTP time step accepted: a code of that step or an older one is refused.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when disabled: the person can no longer sign in.
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -59,6 +59,9 @@ class AccountsProblem(enum.StrEnum):
     owner_set_by_token = "owner-set-by-token"  # noqa: S105 - a problem slug, not a password
     customer_id_required = "customer-id-required"
     unknown_customer = "unknown-customer"
+    staff_exists = "staff-exists"
+    staff_not_found = "staff-not-found"
+    staff_secrets_not_configured = "staff-secrets-not-configured"
 
 
 # Every 4xx with which the ledger's validation and ledger-transfer endpoints refuse a request

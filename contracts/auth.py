@@ -30,6 +30,8 @@ class Scope(enum.StrEnum):
     secrets_rotate = "secrets:rotate"
     # Reverse any completed transfer (disputes); a payee refunds without it.
     transfers_reverse = "transfers:reverse"
+    # Add, disable and list the staff who sign in as people (`sagabank staff`).
+    staff_manage = "staff:manage"
     # The saga's worker (and other internal callers)
     ledger_write = "ledger:write"
     fraud_score = "fraud:score"
@@ -73,6 +75,7 @@ SCOPE_AUDIENCES: Final[Mapping[Scope, frozenset[ServiceAudience]]] = {
     Scope.transfers_internal: frozenset({ServiceAudience.transactions}),
     Scope.secrets_rotate: frozenset({ServiceAudience.transactions, ServiceAudience.notifications}),
     Scope.transfers_reverse: frozenset({ServiceAudience.transactions}),
+    Scope.staff_manage: frozenset({ServiceAudience.accounts}),
 }
 # A scope without audiences would mint tokens no service accepts (or fail to mint at all).
 assert set(SCOPE_AUDIENCES) == set(Scope), set(Scope) - set(SCOPE_AUDIENCES)
@@ -107,6 +110,7 @@ OPERATOR_SCOPES: Final = frozenset(
         Scope.audit_read,
         Scope.secrets_rotate,
         Scope.transfers_reverse,
+        Scope.staff_manage,
     }
 )
 WORKER_SCOPES: Final = frozenset(
@@ -118,6 +122,27 @@ WORKER_SCOPES: Final = frozenset(
         Scope.transfers_internal,
     }
 )
+
+
+class StaffRole(enum.StrEnum):
+    """What a staff member (a person who signs in) may do; STAFF_ROLE_SCOPES says how."""
+
+    reviewer = "reviewer"
+    auditor = "auditor"
+    admin = "admin"
+
+
+# The one place a role becomes scopes (docs/decisions/0035-staff-and-roles.md has why).
+# Reviewers decide reviews and read what they decide on; auditors read everything and
+# change nothing; admins hold the operator client's scopes.
+STAFF_ROLE_SCOPES: Final[Mapping[StaffRole, frozenset[Scope]]] = {
+    StaffRole.reviewer: frozenset({Scope.reviews_write, Scope.transfers_read, Scope.accounts_read}),
+    StaffRole.auditor: frozenset({Scope.audit_read, Scope.transfers_read, Scope.accounts_read}),
+    StaffRole.admin: OPERATOR_SCOPES,
+}
+assert set(STAFF_ROLE_SCOPES) == set(StaffRole)
+# A person never holds a customer-only or a worker scope.
+assert all(scopes <= OPERATOR_SCOPES for scopes in STAFF_ROLE_SCOPES.values())
 
 
 class TokenResponse(BaseModel):

@@ -16,6 +16,7 @@ from contracts.money import MINOR_UNIT_EXPONENTS
 from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
 from sagabank.config import SERVICES, LauncherSettings
+from sagabank.staff import staff
 
 # How long `sagabank status` waits for each readiness probe.
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -493,3 +494,6 @@ def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -
         sys.exit(2)
     click.echo("\n".join(_report(invariants)))
     sys.exit(0 if invariants.ok else 1)
+
+
+main.add_command(staff)

@@ -416,6 +416,11 @@ class Launcher:
                 env["TRANSACTIONS_SECRETS_KEYS"] = dev_key_ring(
                     self.state_dir, "callback-secrets-key"
                 )
+        if service == "accounts":
+            # Seals the staff's TOTP secrets at rest.
+            env.setdefault(
+                "ACCOUNTS_SECRETS_KEYS", dev_key_ring(self.state_dir, "staff-secrets-key")
+            )
         if service == "notifications":
             env.setdefault(
                 "NOTIFICATIONS_SECRETS_KEYS",

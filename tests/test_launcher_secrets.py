@@ -57,3 +57,17 @@ def test_the_console_is_registered_as_a_public_client(tmp_path: Path) -> None:
     assert console["redirect_uris"] == ["http://127.0.0.1:8005/auth/callback"]
     # What the launcher writes is what the issuer accepts.
     assert BootstrapClient.model_validate(console).scopes
+
+
+def test_accounts_gets_a_dev_ring_for_staff_secrets_unless_given_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACCOUNTS_SECRETS_KEYS", raising=False)
+    first = _launcher(tmp_path)._service_env("accounts", "postgresql://x@h/db")
+    again = _launcher(tmp_path)._service_env("accounts", "postgresql://x@h/db")
+    assert first["ACCOUNTS_SECRETS_KEYS"] == again["ACCOUNTS_SECRETS_KEYS"]
+    assert parse_key_ring(first["ACCOUNTS_SECRETS_KEYS"]).newest_key_id == "dev"
+    ring = f"prod:{base64.b64encode(bytes(range(32))).decode()}"
+    monkeypatch.setenv("ACCOUNTS_SECRETS_KEYS", ring)
+    given = _launcher(tmp_path)._service_env("accounts", "postgresql://x@h/db")
+    assert given["ACCOUNTS_SECRETS_KEYS"] == ring

@@ -20,6 +20,7 @@ from accounts.identity.errors import (
 )
 from accounts.identity.resources import Resources
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
+from accounts.identity.staff_api import router as staff_router
 from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of
 from kit.db import ServiceDatabase, Session
@@ -33,6 +34,8 @@ _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _FORM_FIELDS_MAX: Final = 20
 
 router = APIRouter()
+# The admin routes for staff (`sagabank staff`), served with the issuer's own.
+router.include_router(staff_router)
 
 
 def client_address(request: Request) -> str:

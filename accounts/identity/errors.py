@@ -65,3 +65,23 @@ class PasswordHashingBusy(ServiceUnavailable):
     """Every password hashing slot is taken: the caller retries after `Retry-After`."""
 
     title = "Too many sign-ins at once"
+
+
+class StaffExists(ProblemError):
+    status = 409
+    slug = AccountsProblem.staff_exists
+    title = "A staff member with this email exists"
+
+
+class StaffNotFound(ProblemError):
+    status = 404
+    slug = AccountsProblem.staff_not_found
+    title = "No staff member has this email"
+
+
+class StaffSecretsNotConfigured(ProblemError):
+    """ACCOUNTS_SECRETS_KEYS is unset: no TOTP secret can be sealed or opened."""
+
+    status = 503
+    slug = AccountsProblem.staff_secrets_not_configured
+    title = "Staff sign-in is not configured"

@@ -1,8 +1,10 @@
 import asyncio
+import base64
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import asyncpg
 import httpx
@@ -18,6 +20,10 @@ from kit.testing import TestIssuer, app_client
 from kit.token_signing import SigningKey
 
 DatabaseFactory = Callable[[Path], Awaitable[str]]
+
+
+# Seals the staff's TOTP secrets in every test app (a ring of one test key).
+STAFF_SECRETS_KEYS: Final = "test:" + base64.b64encode(b"staff-secrets-key-for-tests-0032").decode()
 
 
 @pytest.fixture
@@ -67,6 +73,7 @@ def settings(service_database_url: str, signing_keys_dir: Path) -> Settings:
         hold_sweep_enabled=False,
         invariant_check_enabled=False,
         signing_keys_dir=signing_keys_dir,
+        secrets_keys=STAFF_SECRETS_KEYS,
     )
 
 

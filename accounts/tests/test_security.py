@@ -16,6 +16,7 @@ from fastapi.routing import iter_route_contexts
 
 from accounts.config import Settings
 from accounts.main import create_app
+from accounts.tests.conftest import STAFF_SECRETS_KEYS
 from accounts.tests.helpers import Bank, Clock, raw_connection
 from contracts.auth import (
     CUSTOMER_SCOPES,
@@ -62,6 +63,8 @@ class World:
     empty_account: str
     frozen_account: str
     hold_id: str
+    # A staff member, enabled: disabling them would change something.
+    staff_email: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ def _request(path: str, body: dict[str, Any] | None = None, **headers: str) -> B
             "frozen": world.frozen_account,
             "hold": world.hold_id,
             "saga_reference": f"transfer:{uuid.uuid4()}",
+            "staff_email": world.staff_email,
+            "fresh_email": f"staff-{uuid.uuid4().hex[:12]}@staff.example",
         }
         filled = _fill(body, names) if body is not None else None
         fresh = {name: str(uuid.uuid4()) for name in headers}
@@ -221,6 +226,24 @@ ROUTES: dict[tuple[str, str], RouteSpec] = {
     ("GET", "/v1/admin/ledger/invariants"): RouteSpec(
         STAFF, Scope.accounts_admin, _request("/v1/admin/ledger/invariants"), _STAFF_ONLY
     ),
+    ("POST", "/v1/admin/staff"): RouteSpec(
+        STAFF,
+        Scope.staff_manage,
+        _request(
+            "/v1/admin/staff",
+            {"email": "{fresh_email}", "role": "reviewer", "password": "{new}"},
+        ),
+        _STAFF_ONLY,
+    ),
+    ("POST", "/v1/admin/staff/disable"): RouteSpec(
+        STAFF,
+        Scope.staff_manage,
+        _request("/v1/admin/staff/disable", {"email": "{staff_email}"}),
+        _STAFF_ONLY,
+    ),
+    ("GET", "/v1/admin/staff"): RouteSpec(
+        STAFF, Scope.staff_manage, _request("/v1/admin/staff"), _STAFF_ONLY
+    ),
     **{
         ("GET", path): RouteSpec(STAFF, Scope.audit_read, _request(path), _STAFF_ONLY)
         for path in (
@@ -274,7 +297,14 @@ async def build_world(client: httpx.AsyncClient, issuer: TestIssuer) -> World:
     frozen = await bank.open_account(customer_id=CUSTOMER_A)
     assert (await bank.status_action(frozen["id"], "freeze")).status_code == 200
     hold_id = await bank.placed_hold(account_a["id"], account_b["id"], 100)
-    return World(account_a["id"], account_b["id"], empty["id"], frozen["id"], hold_id)
+    staff_email = f"staff-{uuid.uuid4().hex[:12]}@staff.example"
+    added = await client.post(
+        "/v1/admin/staff",
+        json={"email": staff_email, "role": "auditor", "password": "a staff passphrase"},
+        headers=_headers(issuer, STAFF),
+    )
+    assert added.status_code == 201, added.text
+    return World(account_a["id"], account_b["id"], empty["id"], frozen["id"], hold_id, staff_email)
 
 
 _FINGERPRINT = """
@@ -284,7 +314,8 @@ _FINGERPRINT = """
            (SELECT count(*) FROM audit_events),
            (SELECT md5(coalesce(string_agg(c::text, ',' ORDER BY c.id), '')) FROM customers c),
            (SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r.id), '')) FROM refresh_tokens r),
-           (SELECT md5(coalesce(string_agg(k::text, ',' ORDER BY k.client_id), '')) FROM clients k)
+           (SELECT md5(coalesce(string_agg(k::text, ',' ORDER BY k.client_id), '')) FROM clients k),
+           (SELECT md5(coalesce(string_agg(s::text, ',' ORDER BY s.id), '')) FROM staff s)
 """
 
 
@@ -321,6 +352,7 @@ async def shared(
         log_level="warning",
         hold_sweep_enabled=False,
         signing_keys_dir=signing_keys_dir,
+        secrets_keys=STAFF_SECRETS_KEYS,
         # The matrix sends a few hundred refused requests; none may trip a rate limit.
         rate_limit_money="10000/minute",
     )
@@ -377,12 +409,12 @@ class TestEveryRoute:
         assert await shared.fingerprint() == before
 
     def test_cell_count(self) -> None:
-        # 18 routes x 10 forgeries, 18 missing scopes, 20 callers of the wrong kind or
+        # 21 routes x 10 forgeries, 21 missing scopes, 23 callers of the wrong kind or
         # not owning the object (staff may write any ledger transfer since issue 15; the
-        # worker's refusals beyond its own steps are test_least_privilege's). Quoted in the
-        # issue's closing note.
-        assert len(ROUTES) == 18
-        assert len(CELLS) == 180 + 18 + 20
+        # worker's refusals beyond its own steps are test_least_privilege's). Issue 19
+        # added the three staff routes.
+        assert len(ROUTES) == 21
+        assert len(CELLS) == 210 + 21 + 23
 
 
 class TestTheRightCallerPasses:

@@ -1,0 +1,54 @@
+"""Staff wire contracts: the admin endpoint `sagabank staff` calls (scope `staff:manage`)."""
+
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from contracts.auth import StaffRole
+
+STAFF_PATH: Final = "/v1/admin/staff"
+STAFF_DISABLE_PATH: Final = "/v1/admin/staff/disable"
+# Plausible, no more: an address is proven by its owner signing in, not by a pattern.
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# A staff member's password: long enough to be a passphrase, short enough for argon2.
+STAFF_PASSWORD_LENGTH_MIN: Final = 12
+STAFF_PASSWORD_LENGTH_MAX: Final = 256
+
+
+class StaffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    role: StaffRole
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    password: SecretStr = Field(
+        min_length=STAFF_PASSWORD_LENGTH_MIN, max_length=STAFF_PASSWORD_LENGTH_MAX
+    )
+
+
+class StaffDisable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+
+
+class StaffMemberOut(BaseModel):
+    id: UUID
+    email: str
+    display_name: str | None
+    role: StaffRole
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class StaffEnrolmentOut(BaseModel):
+    """A new member and the otpauth:// URI their authenticator app takes: shown this once."""
+
+    staff: StaffMemberOut
+    otpauth_uri: str
+
+
+class StaffList(BaseModel):
+    staff: list[StaffMemberOut]
