@@ -16,7 +16,9 @@ from temporalio.client import Client
 from contracts.auth import (
     CUSTOMER_SCOPES,
     JWKS_PATH,
+    METADATA_PATH,
     OPERATOR_SCOPES,
+    REVOCATION_PATH,
     TOKEN_ISSUER_DEFAULT,
     TOKEN_PATH,
     PrincipalKind,
@@ -31,9 +33,17 @@ pytestmark = pytest.mark.system
 
 METHODS = ("get", "post", "put", "patch", "delete")
 # Reachable without a token on purpose: probes, the API description, the issuer's public
-# edge, and the callback endpoint (it verifies a Standard Webhooks signature instead).
+# edge (keys, tokens, its RFC 8414 metadata, and RFC 7009 revocation, where holding the
+# token is the proof), and the callback endpoint (it verifies a Standard Webhooks
+# signature instead).
 PUBLIC: dict[str, set[tuple[str, str]]] = {
-    "accounts": {("get", JWKS_PATH), ("post", TOKEN_PATH), ("post", CUSTOMERS_PATH)},
+    "accounts": {
+        ("get", JWKS_PATH),
+        ("post", TOKEN_PATH),
+        ("post", CUSTOMERS_PATH),
+        ("get", METADATA_PATH),
+        ("post", REVOCATION_PATH),
+    },
     "transactions": {("post", CALLBACK_CONFIRMATIONS_PATH)},
     "fraud": set(),
     "notifications": set(),
@@ -113,6 +123,9 @@ class TestEveryRoute:
         jwks = await http.get(f"{bank.url('accounts')}{JWKS_PATH}")
         assert jwks.status_code == 200
         assert jwks.json()["keys"], "the issuer publishes its signing key"
+        metadata = await http.get(f"{bank.url('accounts')}{METADATA_PATH}")
+        assert metadata.status_code == 200
+        assert metadata.json()["revocation_endpoint"].endswith(REVOCATION_PATH)
 
 
 async def get_as(http: httpx.AsyncClient, url: str, customer: Customer) -> httpx.Response:
