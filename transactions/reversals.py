@@ -6,8 +6,6 @@ Creating one follows `service.create_transfer`: the same Idempotency-Key claim, 
 committed before the saga starts, the answer stored once the saga has started.
 """
 
-import hashlib
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,7 +18,7 @@ from contracts.audit import AuditEventCreate
 from contracts.auth import Scope
 from contracts.reversals import Reversal, ReversalCreate
 from contracts.reversals import reversal_workflow_id as workflow_id_of
-from contracts.transfers import TRANSFER_REVERSALS_MAX, TransferCreate, TransferStatus, TransferStep
+from contracts.transfers import TRANSFER_REVERSALS_MAX, TransferCreate, TransferStatus
 from kit.auth import Principal
 from kit.db import Database
 from kit.params import required_idempotency_key
@@ -42,8 +40,10 @@ from transactions.service import (
     abandon_claim,
     answer_of_the_retry,
     caller_key,
+    canonical_hash,
     claim_or_wait,
     release_claim,
+    step_views,
     visible_to,
 )
 from transactions.workflow_client import TransferWorkflows
@@ -54,13 +54,9 @@ log = structlog.get_logger()
 def reversal_request_hash(original_transfer_id: uuid.UUID, reversal: ReversalCreate) -> str:
     """SHA-256 of the canonical request: the reversed transfer and the parsed body. It
     differs from every transfer's, so a key reused across the two is refused (422)."""
-    canonical = json.dumps(
-        {"reversal_of": str(original_transfer_id), **reversal.model_dump(mode="json")},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    return canonical_hash(
+        {"reversal_of": str(original_transfer_id), **reversal.model_dump(mode="json")}
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def to_reversal(row: TransferRow, steps: Sequence[TransferStepRow]) -> Reversal:
@@ -75,15 +71,7 @@ def to_reversal(row: TransferRow, steps: Sequence[TransferStepRow]) -> Reversal:
         amount_minor=row.amount_minor,
         currency=row.currency,
         reason=row.reversal_reason,
-        steps=[
-            TransferStep(
-                name=step.step,
-                outcome=step.outcome,
-                occurred_at=step.occurred_at,
-                detail=step.detail,
-            )
-            for step in steps
-        ],
+        steps=step_views(steps),
         hold_id=row.hold_id,
         posting_id=row.posting_id,
         failure_reason=row.failure_reason,

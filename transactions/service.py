@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -135,13 +135,24 @@ def request_hash(transfer: BaseModel) -> str:
     # Absent, as before future-dated transfers: keys stored before keep their hashes.
     if fields.get("execute_at", "") is None:
         del fields["execute_at"]
-    canonical = json.dumps(
-        fields,
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return canonical_hash(fields)
+
+
+def canonical_hash(fields: Mapping[str, Any]) -> str:
+    """SHA-256 of `fields` as canonical JSON (sorted keys, no spaces): what a stored
+    Idempotency-Key's request hash is computed from."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def step_views(steps: Sequence[TransferStepRow]) -> list[TransferStep]:
+    """A transfer's (or a reversal's) recorded steps, as the API shows them."""
+    return [
+        TransferStep(
+            name=step.step, outcome=step.outcome, occurred_at=step.occurred_at, detail=step.detail
+        )
+        for step in steps
+    ]
 
 
 def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer:
@@ -155,15 +166,7 @@ def _to_contract(row: TransferRow, steps: Sequence[TransferStepRow]) -> Transfer
         currency=row.currency,
         description=row.description,
         metadata=row.metadata_,
-        steps=[
-            TransferStep(
-                name=step.step,
-                outcome=step.outcome,
-                occurred_at=step.occurred_at,
-                detail=step.detail,
-            )
-            for step in steps
-        ],
+        steps=step_views(steps),
         fraud=None if row.fraud is None else FraudAssessment.model_validate(row.fraud),
         hold_id=row.hold_id,
         posting_id=row.posting_id,
