@@ -157,6 +157,8 @@ class TokenResponse(BaseModel):
 
 METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
 REVOCATION_PATH: Final = "/v1/oauth/revoke"
+# The authorization code flow with PKCE (RFC 6749 4.1, RFC 7636): the issuer's sign-in page.
+AUTHORIZE_PATH: Final = "/v1/oauth/authorize"
 
 
 class AuthorizationServerMetadata(BaseModel):

@@ -52,3 +52,20 @@ class StaffEnrolmentOut(BaseModel):
 
 class StaffList(BaseModel):
     staff: list[StaffMemberOut]
+
+
+# The signed-in staff member's own profile (an access token whose subject is staff): what
+# the operator console shows as "signed in as", read with the member's own token.
+STAFF_PROFILE_PATH: Final = "/v1/staff/me"
+# A staff member's token names them `staff:<id>`: the actor the audit trails record and the
+# reviewer id a verdict carries, so every decision names the person who made it.
+STAFF_SUBJECT_PREFIX: Final = "staff:"
+
+
+class StaffProfile(BaseModel):
+    id: UUID
+    email: str
+    display_name: str | None
+    role: StaffRole
+    # The scopes the role holds today (a token may carry fewer, never more).
+    scopes: list[str]
