@@ -3,12 +3,14 @@ session expiry and renewal, and the cookies and headers every response carries."
 
 import base64
 import hashlib
+import re
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 
 from console.config import Settings
 from console.main import create_app
@@ -30,16 +32,38 @@ PROFILE = {
     "role": "reviewer",
     "scopes": sorted(REVIEWER_SCOPES),
 }
-PAGES = [
-    ("GET", "/"),
-    ("GET", "/transfers"),
-    ("GET", "/transfers/1b4e28ba-2fa1-41d2-883f-0016d3cca427"),
-    ("GET", "/reviews"),
-    ("GET", "/audit"),
-    ("GET", "/audit/verification"),
-    ("POST", "/reviews/1b4e28ba-2fa1-41d2-883f-0016d3cca427"),
-    ("POST", "/auth/sign-out"),
-]
+# Fills every path parameter: fixed, so that each pytest worker collects the same tests.
+ANY_ID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+# Reachable without a session on purpose: signing in and out, probes, metrics, the
+# stylesheet. Every other route is a page that needs one.
+PUBLIC = {
+    ("GET", "/auth/sign-in"),
+    ("GET", "/auth/callback"),
+    ("GET", "/auth/signed-out"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+}
+
+
+def every_page() -> list[tuple[str, str]]:
+    """(method, path with its parameters filled) of each route of the console but the
+    public ones, read from the app itself: a new page cannot be forgotten here."""
+    app = create_app(Settings(log_json=True))
+    pages = []
+    for route in iter_route_contexts(app.routes):
+        methods = getattr(route, "methods", None) or set()  # the static files' mount: none
+        path = route.path
+        assert isinstance(path, str), route
+        for method in methods:
+            if method != "HEAD" and (method, path) not in PUBLIC:
+                filled = re.sub(r"\{[^}]+\}", ANY_ID, path)
+                pages.append((method, filled))
+    assert len(pages) >= 8, pages
+    return sorted(pages)
+
+
+PAGES = every_page()
 
 
 def cookies_of(response: httpx.Response) -> dict[str, SimpleCookie]:
