@@ -337,6 +337,11 @@ class TestSignOut:
         cleared = cookies_of(response)[SESSION_COOKIE][SESSION_COOKIE]
         assert cleared.value == ""
 
+    async def test_the_signed_out_page_needs_no_session(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/auth/signed-out")
+        assert response.status_code == 200
+        assert 'href="/auth/sign-in"' in response.text
+
     @pytest.mark.parametrize("csrf", [None, "", "wrong"])
     async def test_without_the_csrf_token_is_refused_and_signs_nobody_out(
         self,
