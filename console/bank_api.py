@@ -42,6 +42,12 @@ class BankApi:
     async def post(self, service: str, path: str, *, token: str, body: object) -> Any:
         return await self._call(service, "POST", path, token=token, body=body)
 
+    async def put(self, service: str, path: str, *, token: str, body: object) -> Any:
+        return await self._call(service, "PUT", path, token=token, body=body)
+
+    async def delete(self, service: str, path: str, *, token: str) -> Any:
+        return await self._call(service, "DELETE", path, token=token)
+
     async def _call(
         self,
         service: str,

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from console import audit_pages, pages, sign_in
+from console import admin_pages, audit_pages, pages, sign_in
 from console.bank_api import SERVICE_NAMES, BankApi
 from console.config import Settings
 from console.issuer import Issuer
@@ -193,7 +193,7 @@ def create_app(
         add_metrics_route(app)
     _add_health_routes(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for router in (sign_in.router, pages.router, audit_pages.router):
+    for router in (sign_in.router, pages.router, audit_pages.router, admin_pages.router):
         app.include_router(router)
     instrument_app(app)
     return app

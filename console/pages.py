@@ -52,10 +52,10 @@ async def section(call: Awaitable[ValueT]) -> Section[ValueT]:
     try:
         return Section(value=await call)
     except ApiError as error:
-        return Section(problem=_problem_text(error), status=error.status)
+        return Section(problem=problem_text(error), status=error.status)
 
 
-def _problem_text(error: ApiError) -> str:
+def problem_text(error: ApiError) -> str:
     text = f"{error.service} answered {error.status} {error.title}"
     return f"{text}: {error.detail}" if error.detail else text
 
@@ -226,7 +226,7 @@ async def audit_events(
     problems: list[str] = []
     for answer in answers:
         if isinstance(answer, ApiError):
-            problems.append(_problem_text(answer))
+            problems.append(problem_text(answer))
         elif isinstance(answer, BaseException):
             raise answer
         else:
@@ -302,7 +302,7 @@ async def decide(
         )
     except ApiError as error:
         return _review_refused(
-            request, resources, session, transfer_id, _problem_text(error), status_code=error.status
+            request, resources, session, transfer_id, problem_text(error), status_code=error.status
         )
     return RedirectResponse(f"/transfers/{transfer_id}?decided={decision}", status_code=303)
 

@@ -5,6 +5,8 @@ One replica therefore serves the console, and a restart signs everyone out
 """
 
 import asyncio
+import base64
+import json
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,11 +43,30 @@ class StaffSession:
     def may(self, scope: str) -> bool:
         return scope in self.scopes
 
+    @property
+    def subject(self) -> str | None:
+        """Who the access token names (`staff:<id>`), as the APIs will read it."""
+        return token_subject(self.access_token)
+
     def take_tokens(self, tokens: TokenResponse, *, now: datetime) -> None:
         self.access_token = tokens.access_token
         self.refresh_token = tokens.refresh_token or self.refresh_token
         self.access_expires_at = now + timedelta(seconds=tokens.expires_in)
         self.scopes = frozenset(tokens.scope.split())
+
+
+def token_subject(access_token: str) -> str | None:
+    """The `sub` claim of a JWT, read without verifying it: only to fill in a field the API
+    checks against the verified token (the deny list's `listed_by`); None if unreadable."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ records a reviewer's approval, shows the API's refusal of a forged one, and sign
 revoking the refresh token at the real issuer. The browser sign-in joins with the issuer's
 authorization code flow."""
 
+import uuid
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
@@ -168,6 +169,34 @@ class TestAReviewThroughTheConsole:
         assert "transactions answered 403" in refused.text
         still = await wait_for_status(http, bank, payer, transfer_id, {"in_review"})
         assert still["status"] == "in_review"
+
+
+class TestTheDenyListThroughTheConsole:
+    async def test_an_account_listed_in_the_members_name_and_taken_off(
+        self, bank: Bank, http: httpx.AsyncClient, console: httpx.AsyncClient, console_app: FastAPI
+    ) -> None:
+        session = session_for_tests(
+            console_app, access_token=await operator_token(http, bank), scopes=OPERATOR_SCOPES
+        )
+        headers = session_headers(session)
+        account_id = str(uuid.uuid4())
+        listed = await console.post(
+            "/deny-list",
+            data={"csrf_token": session.csrf_token, "account_id": account_id, "reason": "Mule"},
+            headers=headers,
+        )
+        assert listed.status_code == 303, listed.text
+        page = await console.get("/deny-list", headers=headers)
+        assert account_id in page.text
+        assert session.subject is not None
+        assert session.subject in page.text  # listed by the token's subject
+        removed = await console.post(
+            f"/deny-list/{account_id}/remove",
+            data={"csrf_token": session.csrf_token},
+            headers=headers,
+        )
+        assert removed.status_code == 303, removed.text
+        assert account_id not in (await console.get("/deny-list", headers=headers)).text
 
 
 class TestSignOut:
