@@ -68,8 +68,10 @@ async def callback(
     if state is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
         log.warning("console.sign_in_state_mismatch")
         return _refused(request, resources, "The sign-in's state did not match.")
-    if error is not None or code is None:
+    if error is not None:
         return _refused(request, resources, f"The issuer did not sign you in ({error}).")
+    if code is None:
+        return _refused(request, resources, "The issuer sent no authorization code.")
     try:
         tokens = await resources.issuer.exchange_code(
             code=code, code_verifier=pending.code_verifier

@@ -234,6 +234,20 @@ class TestCallback:
         assert response.status_code == 400
         assert upstreams["issuer"].requests == []
 
+    async def test_without_a_code_is_refused(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, query = await start_sign_in(client)
+        response = await client.get(
+            "/auth/callback",
+            params={"state": query["state"][0]},
+            headers={"Cookie": f"{SIGN_IN_COOKIE}={key}"},
+        )
+        assert response.status_code == 400
+        assert upstreams["issuer"].requests == []
+        assert len(store_of(app)) == 0
+
     async def test_the_issuers_refusal_opens_no_session(
         self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
     ) -> None:
