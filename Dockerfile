@@ -30,6 +30,7 @@ COPY fraud fraud
 COPY notifications notifications
 COPY workflows workflows
 COPY sagabank sagabank
+COPY console console
 # --no-deps: every dependency came from the lock above. pip and setuptools leave the
 # final image: nothing installs anything at run time.
 RUN /opt/sagabank/bin/pip install --no-deps --no-build-isolation . \
@@ -54,7 +55,7 @@ ENV PATH=/opt/sagabank/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/sagabank
 USER 10001:10001
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8001 8002 8003 8004 8005
 # Knows each component from the main process's command line: a service's /healthz on its
 # port, the worker's poller on its task queue (deploy/image/healthcheck.py).
 HEALTHCHECK --interval=15s --timeout=8s --start-period=30s --retries=3 \

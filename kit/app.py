@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Final
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request
@@ -36,7 +37,7 @@ from kit.tracing import configure_tracing, current_trace_id, instrument_app
 log = structlog.get_logger()
 
 _REQUEST_ID_LENGTH_MAX = 128
-_SECURITY_HEADERS = (
+SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
@@ -58,9 +59,16 @@ class RequestContextMiddleware:
     """Binds a request id to every log line, logs one access line, caps the body size,
     and turns an unexpected exception into a 500 problem without leaking its trace."""
 
-    def __init__(self, app: ASGIApp, *, body_max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        body_max_bytes: int,
+        security_headers: Sequence[tuple[bytes, bytes]] = SECURITY_HEADERS,
+    ) -> None:
         self.app = app
         self.body_max_bytes = body_max_bytes
+        self.security_headers = security_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +90,7 @@ class RequestContextMiddleware:
                 status_holder["started"] = True
                 response_headers = list(message.get("headers", []))
                 response_headers.append((b"x-request-id", request_id.encode("latin-1")))
-                response_headers.extend(_SECURITY_HEADERS)
+                response_headers.extend(self.security_headers)
                 message["headers"] = response_headers
             await send(message)
 

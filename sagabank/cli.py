@@ -15,12 +15,18 @@ from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
 from contracts.money import MINOR_UNIT_EXPONENTS
 from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
-from sagabank.config import SERVICES, LauncherSettings
+from sagabank.config import CONSOLE, SERVICES, LauncherSettings
 from sagabank.staff import staff
 
 # How long `sagabank status` waits for each readiness probe.
 PROBE_TIMEOUT_SECONDS = 2.0
-DEFAULT_PORTS = {"accounts": 8001, "transactions": 8002, "fraud": 8003, "notifications": 8004}
+DEFAULT_PORTS = {
+    "accounts": 8001,
+    "transactions": 8002,
+    "fraud": 8003,
+    "notifications": 8004,
+    CONSOLE: 8005,
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,11 +86,12 @@ def status(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("service", type=click.Choice(SERVICES))
+@click.argument("service", type=click.Choice([*SERVICES, CONSOLE]))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", type=int, default=None, help="Port (default: the service's own).")
 def serve(service: str, host: str, port: int | None) -> None:
-    """Run one service under uvicorn; its settings come from <SERVICE>_* variables.
+    """Run one service (or the operator console) under uvicorn; its settings come from
+    <SERVICE>_* variables (CONSOLE_* for the console).
 
     <SERVICE>_FORWARDED_ALLOW_IPS names the proxies whose X-Forwarded-For and
     X-Forwarded-Proto are believed; unset, none are."""

@@ -13,10 +13,12 @@ SERVICES: tuple[str, ...] = ("accounts", "transactions", "fraud", "notifications
 OPERATOR_CLIENT_ID_DEFAULT = "operator"
 OPERATOR_CLIENT_SECRET_DEFAULT = "sagabank-dev-operator-secret"  # noqa: S105 - documented dev value
 WORKER_CLIENT_ID = "sagabank-worker"
-# The operator console's OAuth2 client: public (a browser app keeps no secret), sent back
-# to the console's own callback only (the console itself is still to come, issue 19).
+# The operator console (`console/`, not one of the four services: it owns no database) and
+# its OAuth2 client: public (a browser app keeps no secret), sent back to the console's own
+# callback only; the launcher registers the callback of the port it gives the console.
+CONSOLE = "console"
 CONSOLE_CLIENT_ID = "sagabank-console"
-CONSOLE_REDIRECT_URI = "http://127.0.0.1:8005/auth/callback"
+CONSOLE_CALLBACK_PATH = "/auth/callback"
 
 
 class LauncherSettings(BaseSettings):
@@ -48,6 +50,7 @@ class LauncherSettings(BaseSettings):
     transactions_port: Port = Field(default=8002, ge=1, le=65535)
     fraud_port: Port = Field(default=8003, ge=1, le=65535)
     notifications_port: Port = Field(default=8004, ge=1, le=65535)
+    console_port: Port = Field(default=8005, ge=1, le=65535)
     ready_timeout_seconds: float = Field(default=120.0, gt=0, le=900)
     stop_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     log_json: bool | None = None
@@ -70,6 +73,14 @@ class LauncherSettings(BaseSettings):
 
     def service_url(self, service: str) -> str:
         return f"http://{self.host}:{self.service_port(service)}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.host}:{self.console_port}"
+
+    @property
+    def console_redirect_uri(self) -> str:
+        return f"{self.console_url}{CONSOLE_CALLBACK_PATH}"
 
     @property
     def embedded_postgres(self) -> bool:

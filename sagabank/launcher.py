@@ -36,8 +36,8 @@ from contracts.transfers import TASK_QUEUE
 from kit.migrations import application_role, owner_role, upgrade_to_head
 from kit.settings import with_database, with_user
 from sagabank.config import (
+    CONSOLE,
     CONSOLE_CLIENT_ID,
-    CONSOLE_REDIRECT_URI,
     SERVICES,
     WORKER_CLIENT_ID,
     LauncherSettings,
@@ -193,9 +193,10 @@ class Launcher:
                 await asyncio.wait_for(child.pump, 5)
 
     async def stop_all(self) -> None:
-        """Reverse order: the worker, then the services, then Temporal, then PostgreSQL."""
-        order = ["worker", *SERVICES, CODEC_SERVER, "temporal", "postgres"]
-        for names in (order[:1], order[1:6], order[6:7], order[7:]):
+        """Reverse order: the worker and the console, then the services, then Temporal,
+        then PostgreSQL."""
+        order = ["worker", CONSOLE, *SERVICES, CODEC_SERVER, "temporal", "postgres"]
+        for names in (order[:2], order[2:6], order[6:7], order[7:]):
             group = [child for child in self.children if child.name in names]
             await asyncio.gather(*(self.stop_child(child) for child in group))
         for child in self.children:
@@ -223,6 +224,7 @@ class Launcher:
 
     def urls(self) -> dict[str, str]:
         urls = {name: f"{self.settings.service_url(name)}/docs" for name in SERVICES}
+        urls[CONSOLE] = self.settings.console_url
         urls["worker metrics"] = (
             f"http://{self.settings.host}:{self.settings.worker_metrics_port}/metrics"
         )
@@ -242,6 +244,7 @@ class Launcher:
             wanted.append((self.settings.temporal_ui_port, "temporal-ui"))
             wanted.append((self.settings.codec_port, "codec"))
         wanted += [(self.settings.service_port(name), name) for name in SERVICES]
+        wanted.append((self.settings.console_port, CONSOLE))
         wanted.append((self.settings.worker_metrics_port, "worker-metrics"))
         for port, owner in wanted:
             if not port_is_free(self.settings.host, port):
@@ -370,7 +373,7 @@ class Launcher:
                 "client_id": CONSOLE_CLIENT_ID,
                 "kind": "public",
                 "scopes": sorted(OPERATOR_SCOPES),
-                "redirect_uris": [CONSOLE_REDIRECT_URI],
+                "redirect_uris": [self.settings.console_redirect_uri],
             },
         ]
         return json.dumps(clients)
@@ -453,6 +456,32 @@ class Launcher:
             env = self._service_env(service, database_urls[service])
             await self.start_child(Child(name=service, argv=argv, env=env, restartable=True))
 
+    async def start_console(self) -> None:
+        argv = [sys.executable, "-m", "sagabank", "serve", CONSOLE, "--host", self.settings.host]
+        argv += ["--port", str(self.settings.console_port)]
+        await self.start_child(
+            Child(name=CONSOLE, argv=argv, env=self.console_env(), restartable=True)
+        )
+
+    def console_env(self) -> dict[str, str]:
+        """The console's environment: the launcher's own plus the bank's URLs. A restart
+        signs every member out (its sessions live in its memory: decision 0038)."""
+        env = dict(os.environ)
+        name_component(env, CONSOLE)
+        env["CONSOLE_PUBLIC_URL"] = self.settings.console_url
+        for service in SERVICES:
+            env[f"CONSOLE_{service.upper()}_URL"] = self.settings.service_url(service)
+        # On one machine the browser and the console reach the issuer at the same address.
+        env["CONSOLE_ISSUER_URL"] = self.settings.service_url("accounts")
+        env["CONSOLE_ISSUER_PUBLIC_URL"] = self.settings.service_url("accounts")
+        env["CONSOLE_CLIENT_ID"] = CONSOLE_CLIENT_ID
+        env["CONSOLE_REDIRECT_URI"] = self.settings.console_redirect_uri
+        if self.settings.temporal_ui_url is not None:
+            env.setdefault("CONSOLE_TEMPORAL_UI_URL", self.settings.temporal_ui_url)
+        env["CONSOLE_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
+        self._log_format(env, "CONSOLE")
+        return env
+
     async def start_worker(self) -> None:
         argv = [sys.executable, "-m", "sagabank", "worker"]
         await self.start_child(
@@ -506,9 +535,10 @@ class Launcher:
         async with httpx.AsyncClient(timeout=httpx.Timeout(2.0)) as http:
 
             async def all_ready() -> bool:
-                for service in SERVICES:
+                base_urls = [self.settings.service_url(service) for service in SERVICES]
+                for base_url in [*base_urls, self.settings.console_url]:
                     try:
-                        response = await http.get(f"{self.settings.service_url(service)}/readyz")
+                        response = await http.get(f"{base_url}/readyz")
                     except httpx.HTTPError:
                         return False
                     if response.status_code != 200:
@@ -585,6 +615,11 @@ class Launcher:
         for name, url in rows:
             self.say("sagabank", f"  {name:<{width}}  {url}")
         self.say("sagabank", f"  an operator token: TOKEN=$({_command()} token --operator)")
+        self.say(
+            "sagabank",
+            f"  the first console user: {_command()} staff add --email you@example.com "
+            "--role admin",
+        )
 
     # -- the whole run -----------------------------------------------------------------
 
@@ -608,6 +643,7 @@ class Launcher:
             await self.start_codec_server()
             await self.start_temporal()
             await self.start_services(database_urls)
+            await self.start_console()
             await self.start_worker()
             await self.wait_until_ready()
             self.print_table(time.monotonic() - started)

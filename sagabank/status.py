@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from kit.metrics_http import METRICS_PATH
 from sagabank.bankclient import service_urls
-from sagabank.config import LauncherSettings
+from sagabank.config import CONSOLE, LauncherSettings
 
 WORKER = "worker"
 TEMPORAL = "temporal"
@@ -71,6 +71,11 @@ def metrics_urls(
             urls[service] = f"http://{urlsplit(base_url).hostname}:{port}{METRICS_PATH}"
         else:
             urls[service] = f"{base_url}{METRICS_PATH}"
+    urls[CONSOLE] = (
+        f"{settings.console_url}{METRICS_PATH}"
+        if _enabled(environ, "CONSOLE_METRICS_ENABLED")
+        else None
+    )
     urls[WORKER] = (
         f"http://{settings.host}:{settings.worker_metrics_port}{METRICS_PATH}"
         if _enabled(environ, "WORKER_METRICS_ENABLED")
@@ -115,6 +120,16 @@ def bank_status(
                 metrics_url=metrics[service],
             )
         )
+    console_ready, console_answer = _probe(http, "GET", f"{settings.console_url}/readyz")
+    components.append(
+        ComponentStatus(
+            name=CONSOLE,
+            url=settings.console_url,
+            ready=console_ready,
+            probe_answer=console_answer,
+            metrics_url=metrics[CONSOLE],
+        )
+    )
     # The worker has no probe of its own: `sagabank up` waits for its task-queue poll.
     components.append(_unprobed(WORKER, None, metrics_url=metrics[WORKER]))
     # Temporal's own metrics (its server's) are not the bank's to list.

@@ -24,6 +24,9 @@ from kit.sealing import parse_key_ring
 from sagabank.localstack.postgres import free_port
 
 SERVICES = ("accounts", "transactions", "fraud", "notifications")
+# The operator console: a process of the bank with a port of its own, but no service (no
+# database, no API of its own).
+CONSOLE = "console"
 READY_LINE = "Sagabank is ready"
 CUSTOMERS_PATH = "/v1/customers"
 OPERATOR_CLIENT_ID = "system-test-operator"
@@ -226,6 +229,7 @@ def bank_environment(
             "SAGABANK_OPERATOR_CLIENT_ID": OPERATOR_CLIENT_ID,
             "SAGABANK_OPERATOR_CLIENT_SECRET": operator_client_secret or secrets.token_urlsafe(24),
             **{f"SAGABANK_{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
+            "SAGABANK_CONSOLE_PORT": str(ports[CONSOLE] if CONSOLE in ports else free_port()),
             **{f"{name.upper()}_RATE_LIMIT_MONEY": _RATE_UNLIMITED for name in SERVICES},
             "ACCOUNTS_RATE_LIMIT_TOKEN": _RATE_UNLIMITED,
             "ACCOUNTS_LOGIN_FAILURE_RATE": _RATE_UNLIMITED,
@@ -257,7 +261,7 @@ def start_bank(
 ) -> Bank:
     """Launch `sagabank up` on free ports with its state under `state_dir`; `settings` are
     extra environment variables for its components (e.g. short timeouts)."""
-    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
+    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES, CONSOLE)
     ports = ports or {name: free_port() for name in names}
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "up.log"

@@ -362,6 +362,7 @@ class TestStatus:
             "transactions": "http://127.0.0.1:8002/metrics",
             "fraud": "http://10.0.0.7:9103/metrics",
             "notifications": "http://127.0.0.1:8004/metrics",
+            "console": "http://127.0.0.1:8005/metrics",
             "worker": None,
         }
         defaults = metrics_urls(LauncherSettings(worker_metrics_port=9464), self.BASE_URLS, {})
@@ -388,15 +389,16 @@ class TestStatus:
             "SAGABANK_CODEC_PORT": str(free_port()),
             "SAGABANK_TEMPORAL_UI_PORT": str(free_port()),
             **{f"SAGABANK_{name.upper()}_PORT": str(free_port()) for name in ("accounts",
-               "transactions", "notifications")},
+               "transactions", "notifications", "console")},
         }  # fmt: skip
         result = CliRunner().invoke(main, ["status", "--json"], env=environment)
         assert result.exit_code == 1, result.output
         components = {item["name"]: item for item in json.loads(result.output)["components"]}
         assert list(components) == [
-            "accounts", "transactions", "fraud", "notifications",
+            "accounts", "transactions", "fraud", "notifications", "console",
             "worker", "temporal", "temporal-ui", "codec",
         ]  # fmt: skip
+        assert components["console"]["ready"] is False
         assert components["fraud"]["url"] == fraud
         assert components["fraud"]["ready"] is False
         assert components["fraud"]["probe_answer"] == "ConnectError"

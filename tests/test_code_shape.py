@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = (
     "accounts",
+    "console",
     "contracts",
     "fraud",
     "kit",

@@ -45,7 +45,7 @@ from kit.migrations import application_role, owner_role
 from kit.token_signing import SigningKey
 from sagabank.cli import DEFAULT_PORTS
 from sagabank.cli import main as sagabank_cli
-from sagabank.config import SERVICES, LauncherSettings
+from sagabank.config import CONSOLE, SERVICES, LauncherSettings
 from sagabank.launcher import migrations_path
 from sagabank.localstack.databases import SERVICE_DATABASES
 from sagabank.localstack.postgres import free_port
@@ -217,7 +217,7 @@ def component_of(command: list[str]) -> tuple[str, str | None]:
 
 def expected_environment(command: list[str]) -> tuple[set[str], set[str]]:
     kind, service = component_of(command)
-    if kind == "serve" and service in SERVICES:
+    if kind == "serve" and (service in SERVICES or service == CONSOLE):
         config = importlib.import_module(f"{service}.config")
         return settings_environment(config.Settings)
     if kind == "worker":
@@ -867,6 +867,18 @@ def _monitoring_problems(
     return problems
 
 
+def _console_replica_problems(deployment: Document, *, scaled: bool) -> Problems:
+    """Exactly one console pod, ever: its sessions live in its memory (decision 0038)."""
+    problems: Problems = []
+    if scaled:
+        problems.append("Deployment/console: autoscaled, but sessions live in one pod's memory")
+    if deployment["spec"].get("replicas") != 1:
+        problems.append("Deployment/console: replicas must be 1 (sessions in memory)")
+    if deployment["spec"].get("strategy", {}).get("type") != "Recreate":
+        problems.append("Deployment/console: a rolling update would run two pods at once")
+    return problems
+
+
 def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
     problems: Problems = []
     by_kind: dict[str, list[Document]] = {}
@@ -897,11 +909,14 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         if not _labels_match(deployment["spec"]["selector"]["matchLabels"], labels):
             problems.append(f"Deployment/{name}: its selector does not match its pods")
-        if not any(
+        scaled = any(
             hpa["spec"]["scaleTargetRef"]
             == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
             for hpa in by_kind.get("HorizontalPodAutoscaler", [])
-        ):
+        )
+        if name == CONSOLE:
+            problems += _console_replica_problems(deployment, scaled=scaled)
+        elif not scaled:
             problems.append(f"Deployment/{name}: no HorizontalPodAutoscaler scales it")
         if name == "worker" and not any(
             _labels_match(pdb["spec"]["selector"]["matchLabels"], labels)
@@ -1504,7 +1519,10 @@ class TestDockerfile:
             if keyword == "EXPOSE"
             for port in arguments.split()
         }
-        assert exposed == {LAUNCHER.service_port(service) for service in SERVICES}
+        assert exposed == {
+            *(LAUNCHER.service_port(service) for service in SERVICES),
+            LAUNCHER.console_port,
+        }
 
     def test_healthcheck_and_default_command_exist(self) -> None:
         final = dict(dockerfile_stages()[-1])

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from sagabank.localstack.postgres import free_port
-from tests.bank import SERVICES, bank_environment, start_bank
+from tests.bank import CONSOLE, SERVICES, bank_environment, start_bank
 
 pytestmark = pytest.mark.system
 
@@ -62,7 +62,7 @@ def test_sigint_stops_every_child(short_tmp_path: Path) -> None:
     bank = start_bank(short_tmp_path / "state")
     try:
         bank.wait_until_ready(240)
-        for service in SERVICES:
+        for service in (*SERVICES, CONSOLE):
             assert httpx.get(f"{bank.url(service)}/readyz", timeout=5).status_code == 200
         assert httpx.get(bank.temporal_ui_url, timeout=5).status_code == 200
         _kill_worker_and_wait_for_its_restart(bank.state_dir)
@@ -75,6 +75,7 @@ def test_sigint_stops_every_child(short_tmp_path: Path) -> None:
             "serve transactions",
             "serve fraud",
             "serve notifications",
+            "serve console",
             "worker",
         ):
             assert expected in commands, f"{expected} not among the launcher's children"
@@ -91,7 +92,7 @@ def test_sigint_stops_every_child(short_tmp_path: Path) -> None:
 
 
 def test_port_in_use_is_named(tmp_path: Path) -> None:
-    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES)
+    names = ("postgres", "temporal", "temporal_ui", "codec", *SERVICES, CONSOLE)
     ports = {name: free_port() for name in names}
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", ports["accounts"]))

@@ -25,6 +25,7 @@ def _environments(tmp_path: Path) -> dict[str, dict[str, str]]:
     environments = {service: launcher._service_env(service, DATABASE_URL) for service in SERVICES}
     environments["worker"] = launcher.worker_env()
     environments["codec"] = launcher.codec_env()
+    environments["console"] = launcher.console_env()
     return environments
 
 
@@ -54,6 +55,7 @@ def test_an_operators_service_name_becomes_a_prefix(
         "notifications": "bank-of-alice-notifications",
         "worker": "bank-of-alice-worker",
         "codec": "bank-of-alice-codec",
+        "console": "bank-of-alice-console",
     }
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.system
 # (component, metric name, labels) -> value: one scrape of every metrics endpoint.
 Samples = dict[tuple[str, str, frozenset[tuple[str, str]]], float]
 
-SCRAPED_COMPONENTS = ("accounts", "transactions", "fraud", "notifications", "worker")
+SCRAPED_COMPONENTS = ("accounts", "transactions", "fraud", "notifications", "console", "worker")
 # The steps a transfer that completes without review runs (workflows/activities.py).
 COMPLETED_TRANSFER_STEPS = ("validate_transfer", "place_hold", "score_transfer", "post_hold")
 METRICS_WAIT_SECONDS = 30.0
@@ -119,8 +119,9 @@ async def test_one_transfer_moves_the_metrics_of_every_component(
         name for owner, name, _ in after if owner == "worker" and name.startswith("temporal_")
     }
     assert sdk_names, "no temporal_* metric on the worker's endpoint"
-    # Every service's shared metrics carry its name (one registry per process).
-    for service in ("accounts", "transactions", "fraud", "notifications"):
+    # Every service's shared metrics carry its name (one registry per process); the console
+    # has answered the launcher's readiness probes.
+    for service in ("accounts", "transactions", "fraud", "notifications", "console"):
         assert _total(
             after, service, "sagabank_http_request_duration_seconds_count", service=service
         )
@@ -131,10 +132,10 @@ def test_status_json_lists_every_component(bank: Bank) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     components = {item["name"]: item for item in json.loads(result.stdout)["components"]}
     assert set(components) == {
-        "accounts", "transactions", "fraud", "notifications",
+        "accounts", "transactions", "fraud", "notifications", "console",
         "worker", "temporal", "temporal-ui", "codec",
     }  # fmt: skip
-    for service in ("accounts", "transactions", "fraud", "notifications"):
+    for service in ("accounts", "transactions", "fraud", "notifications", "console"):
         assert components[service]["url"] == bank.url(service)
         assert components[service]["ready"] is True
         assert components[service]["metrics_url"] == f"{bank.url(service)}/metrics"
