@@ -135,6 +135,7 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
         hashing=PasswordHashing(
             hasher, memory_budget_mib=settings.password_hashing_memory_budget_mib
         ),
+        password_grant_enabled=settings.password_grant_enabled,
     )
 
 
