@@ -134,4 +134,4 @@ class TestTurnedOff:
     ) -> None:
         monkeypatch.setenv("ACCOUNTS_PASSWORD_GRANT_ENABLED", "false")
         monkeypatch.setenv("ACCOUNTS_DATABASE_URL", str(settings.database_url))
-        assert Settings().password_grant_enabled is False  # type: ignore[call-arg]
+        assert Settings().password_grant_enabled is False
