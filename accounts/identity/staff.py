@@ -39,7 +39,7 @@ TOTP_DRIFT_STEPS: Final = 1
 TOTP_ISSUER: Final = "Sagabank"
 # The single answer to every failed sign-in: which check failed is never told.
 SIGN_IN_REFUSED: Final = "the email, the password or the code is wrong"
-SIGN_IN_UNAVAILABLE: Final = "staff sign-in is unavailable: the operators have been told"
+SIGN_IN_UNAVAILABLE: Final = "staff sign-in is unavailable for now; try again later"
 # The audit subject of a sign-in with an email no member has: this prefix and a keyed hash.
 UNKNOWN_SUBJECT_PREFIX: Final = "unknown:"
 _UNKNOWN_SUBJECT_HEX_LENGTH: Final = 32
