@@ -98,6 +98,11 @@ class Settings(ServiceSettings):
     refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     # The `iss` of the tokens this service mints (and the issuer it verifies its own against).
     issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
+    # The password grant (RFC 6749 4.3): customers' sign-in for the local stack and the
+    # tests. RFC 9700 2.4 says it must not be used: compose.yaml and deploy/k8s turn it off,
+    # and the issuer then answers unsupported_grant_type and advertises it nowhere. On by
+    # default so that `make run` and every test app keep it (decision 0039).
+    password_grant_enabled: bool = True
     # Failed password logins allowed per username and per client address ("limits" notation).
     login_failure_rate: str = Field(default="10/minute", max_length=40)
     # Memory that argon2 may hold at once; each hash takes 64 MiB, so the default runs 4

@@ -4,12 +4,13 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import structlog
 from argon2 import PasswordHasher
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from accounts.config import Settings
@@ -19,6 +20,7 @@ from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.metadata import router as metadata_router
 from accounts.identity.revocation import router as revocation_router
+from accounts.identity.staff import reseal_secrets as reseal_staff_secrets
 from accounts.identity.throttle import LoginThrottle
 from accounts.ledger.api import router
 from accounts.ledger.invariant_check import invariant_check_job
@@ -34,6 +36,7 @@ from kit.db import Database, database_of
 from kit.jobs import ExclusiveJob
 from kit.metrics_http import watch_pool
 from kit.ratelimit import rate_limit_storage
+from kit.resealing import secrets_router
 from kit.resources import Clock, install_resources, utc_now
 
 log = structlog.get_logger()
@@ -135,6 +138,7 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
         hashing=PasswordHashing(
             hasher, memory_budget_mib=settings.password_hashing_memory_budget_mib
         ),
+        password_grant_enabled=settings.password_grant_enabled,
     )
 
 
@@ -144,6 +148,22 @@ def _resources(
     return AccountsResources(
         clock=clock, ledger=ledger, issuer=issuer, staff_key_ring=settings.staff_key_ring()
     )
+
+
+def _routers(settings: Settings) -> list[APIRouter]:
+    """The issuer's routes, the ledger's, the audit trail's and the re-sealing of staff
+    secrets (`sagabank secrets rotate`)."""
+    return [
+        oauth_router,
+        metadata_router,
+        revocation_router,
+        router,
+        audit_router(service="accounts", table=AUDIT_EVENTS),
+        secrets_router(
+            reseal=partial(reseal_staff_secrets, settings.staff_key_ring()),
+            audit_table=AUDIT_EVENTS,
+        ),
+    ]
 
 
 def create_app(
@@ -204,13 +224,7 @@ def create_app(
         version="0.1.0",
         settings=settings,
         migrations_path=MIGRATIONS_PATH,
-        routers=[
-            oauth_router,
-            metadata_router,
-            revocation_router,
-            router,
-            audit_router(service="accounts", table=AUDIT_EVENTS),
-        ],
+        routers=_routers(settings),
         lifespan=lifespan,
         token_verifier=verifier,
     )

@@ -73,7 +73,10 @@ SCOPE_AUDIENCES: Final[Mapping[Scope, frozenset[ServiceAudience]]] = {
     Scope.fraud_score: frozenset({ServiceAudience.fraud}),
     Scope.notifications_publish: frozenset({ServiceAudience.notifications}),
     Scope.transfers_internal: frozenset({ServiceAudience.transactions}),
-    Scope.secrets_rotate: frozenset({ServiceAudience.transactions, ServiceAudience.notifications}),
+    # Every service that keeps secrets sealed at rest: accounts its staff's TOTP secrets.
+    Scope.secrets_rotate: frozenset(
+        {ServiceAudience.accounts, ServiceAudience.transactions, ServiceAudience.notifications}
+    ),
     Scope.transfers_reverse: frozenset({ServiceAudience.transactions}),
     Scope.staff_manage: frozenset({ServiceAudience.accounts}),
 }

@@ -339,7 +339,7 @@ def audit(
 
 @main.group()
 def secrets() -> None:
-    """Secrets the services keep sealed at rest (callback and webhook signing secrets)."""
+    """Secrets the services keep sealed at rest (staff TOTP, callback and webhook secrets)."""
 
 
 @secrets.command()
@@ -358,7 +358,7 @@ def secrets() -> None:
     help="A token with secrets:rotate [default: the operator client's, fetched now].",
 )
 def rotate(batch_size: int, access_token: str | None) -> None:
-    """Re-seal every secret of transactions and notifications under their newest key.
+    """Re-seal every secret of accounts, transactions and notifications under their newest key.
 
     Add the new key first (newest first in <SERVICE>_SECRETS_KEYS) and restart the
     services; then run this; then the old key may leave the ring. Safe to run again, and

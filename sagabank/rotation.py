@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from contracts.secrets import SECRETS_RESEAL_PATH, ResealBatch
 from sagabank.bankclient import BankError
 
-# The services that keep secrets at rest (callback clients', webhook endpoints').
-SEALING_SERVICES: tuple[str, ...] = ("transactions", "notifications")
+# The services that keep secrets at rest (staff TOTP secrets, callback clients', webhook
+# endpoints').
+SEALING_SERVICES: tuple[str, ...] = ("accounts", "transactions", "notifications")
 BATCH_SIZE_DEFAULT = 100
 # 10,000 batches of up to 500 rows: a bound, far beyond any secrets table.
 BATCHES_MAX = 10_000

@@ -33,6 +33,7 @@ import click
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
+from pydantic import TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings
 from referencing import Registry, Resource
 from temporalio.api.enums.v1 import IndexedValueType
@@ -82,6 +83,7 @@ K8S_SECRET_KEYS = frozenset(
     {
         *(f"{service}-database-url" for service in SERVICES),
         *(f"{service}-audit-chain-key" for service in SERVICES),
+        "accounts-secrets-keys",
         "transactions-secrets-keys",
         "notifications-secrets-keys",
         *(f"{service}-migration-database-url" for service in SERVICES),
@@ -99,6 +101,10 @@ WAIT_SECONDS_MAX = 30.0
 # warm-up by tests/test_login_flood.py, rounded up for a batch request's worth of room.
 ACCOUNTS_BASELINE_MEMORY_MIB = 192
 HASHING_BUDGET_VARIABLE = "ACCOUNTS_PASSWORD_HASHING_MEMORY_BUDGET_MIB"
+# A deployed issuer serves no password grant (RFC 9700 2.4) and can seal staff secrets.
+PASSWORD_GRANT_VARIABLE = "ACCOUNTS_PASSWORD_GRANT_ENABLED"
+STAFF_RING_VARIABLE = "ACCOUNTS_SECRETS_KEYS"
+STAFF_RING_SECRET_KEY = "accounts-secrets-keys"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a command line under test; nothing binds it
 # The defaults `make run` uses, whatever SAGABANK_* variables this shell happens to set.
 LAUNCHER = LauncherSettings.model_construct()
@@ -649,6 +655,32 @@ def _compose_identity_problems(compose: Document) -> Problems:
     operators = [client for client in clients.values() if client.get("kind") == "operator"]
     if [set(client["scopes"]) for client in operators] != [set(OPERATOR_SCOPES)]:
         problems.append("services.accounts: one operator client with the operator scopes")
+    resolved = {name: str(value) for name, value in environment.items()}
+    return problems + deployed_issuer_problems("services.accounts", resolved)
+
+
+def _turned_off(value: str | None) -> bool:
+    """Whether a boolean setting's text reads as false the way pydantic reads it."""
+    if value is None:
+        return False
+    try:
+        return TypeAdapter(bool).validate_python(value) is False
+    except ValidationError:
+        return False
+
+
+def deployed_issuer_problems(where: str, environment: dict[str, str]) -> Problems:
+    """The issuer as deployed (compose, Kubernetes): the password grant off and a staff key
+    ring set. `environment` maps each variable to its value, or `secret:<key>` for a
+    Secret reference."""
+    problems: Problems = []
+    if not _turned_off(environment.get(PASSWORD_GRANT_VARIABLE)):
+        problems.append(
+            f"{where}: the password grant is not turned off "
+            f"({PASSWORD_GRANT_VARIABLE}=false; RFC 9700 2.4)"
+        )
+    if STAFF_RING_VARIABLE not in environment:
+        problems.append(f"{where}: no {STAFF_RING_VARIABLE}: adding staff answers 503")
     return problems
 
 
@@ -751,6 +783,30 @@ def _identity_config_key(variable: str) -> str | None:
     if variable.endswith("_ACCOUNTS_URL"):
         return "accounts-url"
     return None
+
+
+def _accounts_issuer_problems(deployment: Document, config_data: dict[str, str]) -> Problems:
+    """The accounts pods' issuer settings as they resolve (ConfigMap values read, Secret
+    references named): no password grant, the staff ring from its Secret key."""
+    environment: dict[str, str] = {}
+    for variable in _pod_spec(deployment)["containers"][0].get("env", []):
+        source = variable.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            value = config_data.get(source["configMapKeyRef"]["key"])
+            if value is not None:
+                environment[variable["name"]] = value
+        elif "secretKeyRef" in source:
+            environment[variable["name"]] = f"secret:{source['secretKeyRef']['key']}"
+        elif "value" in variable:
+            environment[variable["name"]] = str(variable["value"])
+    problems = deployed_issuer_problems("Deployment/accounts", environment)
+    ring = environment.get(STAFF_RING_VARIABLE)
+    if ring is not None and ring != f"secret:{STAFF_RING_SECRET_KEY}":
+        problems.append(
+            f"Deployment/accounts: {STAFF_RING_VARIABLE} is not the Secret key "
+            f"{STAFF_RING_SECRET_KEY} (a key ring is a secret)"
+        )
+    return problems
 
 
 def _signing_keys_problems(deployment: Document) -> Problems:
@@ -893,12 +949,13 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
                 for error in validator.iter_errors(document)
             ]
         by_kind.setdefault(str(document.get("kind")), []).append(document)
-    config_keys = {
-        key
+    config_data = {
+        key: str(value)
         for config_map in by_kind.get("ConfigMap", [])
         if config_map["metadata"]["name"] == K8S_CONFIG_MAP
-        for key in config_map.get("data", {})
+        for key, value in config_map.get("data", {}).items()
     }
+    config_keys = set(config_data)
     deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     for name, deployment in deployments.items():
         pod = _pod_spec(deployment)
@@ -950,6 +1007,7 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
             problems.append(f"Deployment/{service}: no {jwks}: no token verifies")
     problems += _monitoring_problems(by_kind, deployments)
     if "accounts" in deployments:
+        problems += _accounts_issuer_problems(deployments["accounts"], config_data)
         problems += _signing_keys_problems(deployments["accounts"])
         problems += _accounts_memory_problems(deployments["accounts"])
     if "worker" not in deployments:
@@ -1086,7 +1144,7 @@ class TestCompose:
         key = transactions["TRANSACTIONS_CALLBACK_SECRETS_KEY"]
         assert key.startswith("${SAGABANK_CALLBACK_SECRETS_KEY:-")
         # The key rings that seal secrets at rest (kit.sealing).
-        for service in ("transactions", "notifications"):
+        for service in ("accounts", "transactions", "notifications"):
             environment = load_compose()["services"][service]["environment"]
             ring = environment[f"{service.upper()}_SECRETS_KEYS"]
             assert ring.startswith(f"${{SAGABANK_{service.upper()}_SECRETS_KEYS:-dev:")
@@ -1205,6 +1263,18 @@ def _accounts_without_memory_limit(compose: Document) -> None:
     del compose["services"]["accounts"]["mem_limit"]
 
 
+def _password_grant_on(compose: Document) -> None:
+    compose["services"]["accounts"]["environment"][PASSWORD_GRANT_VARIABLE] = "true"
+
+
+def _password_grant_left_to_its_default(compose: Document) -> None:
+    del compose["services"]["accounts"]["environment"][PASSWORD_GRANT_VARIABLE]
+
+
+def _no_staff_ring(compose: Document) -> None:
+    del compose["services"]["accounts"]["environment"][STAFF_RING_VARIABLE]
+
+
 def _no_jaeger(compose: Document) -> None:
     del compose["services"]["jaeger"]
 
@@ -1260,6 +1330,12 @@ class TestComposeValidatorCatches:
                 "baseline 192 MiB + password hashing budget 384 MiB exceed the memory limit",
             ),
             (_accounts_without_memory_limit, "no memory limit for the password hashing budget"),
+            (_password_grant_on, "services.accounts: the password grant is not turned off"),
+            (
+                _password_grant_left_to_its_default,
+                "services.accounts: the password grant is not turned off",
+            ),
+            (_no_staff_ring, "services.accounts: no ACCOUNTS_SECRETS_KEYS"),
             (_no_jaeger, "services.jaeger: missing"),
             (_traces_elsewhere, "OTEL_EXPORTER_OTLP_ENDPOINT is 'http://jaeger:4317'"),
             (_worker_without_traces, "services.worker: no OTEL_EXPORTER_OTLP_ENDPOINT"),
@@ -1342,6 +1418,26 @@ class TestKubernetes:
             (
                 lambda d: _hashing_budget_entry(d).__setitem__("value", "512"),
                 "password hashing budget 512 MiB exceed the memory limit of 512 MiB",
+            ),
+            (
+                lambda d: _env_entries(d).__setitem__(
+                    PASSWORD_GRANT_VARIABLE, {"name": PASSWORD_GRANT_VARIABLE, "value": "on"}
+                ),
+                "Deployment/accounts: the password grant is not turned off",
+            ),
+            (
+                lambda d: _env_entries(d).pop(PASSWORD_GRANT_VARIABLE),
+                "Deployment/accounts: the password grant is not turned off",
+            ),
+            (
+                lambda d: _env_entries(d).pop(STAFF_RING_VARIABLE),
+                "Deployment/accounts: no ACCOUNTS_SECRETS_KEYS",
+            ),
+            (
+                lambda d: _env_entries(d).__setitem__(
+                    STAFF_RING_VARIABLE, {"name": STAFF_RING_VARIABLE, "value": "dev:AAAA"}
+                ),
+                "ACCOUNTS_SECRETS_KEYS is not the Secret key accounts-secrets-keys",
             ),
         ],
     )
@@ -1441,6 +1537,24 @@ class TestKubernetesMonitoring:
 def _container(deployment: Document) -> Document:
     container: Document = _pod_spec(deployment)["containers"][0]
     return container
+
+
+class _EnvEntries:
+    """A container's `env` list seen by name: set or pop an entry in place."""
+
+    def __init__(self, deployment: Document) -> None:
+        self.env: list[Document] = _container(deployment)["env"]
+
+    def __setitem__(self, name: str, entry: Document) -> None:
+        self.pop(name)
+        self.env.append(entry)
+
+    def pop(self, name: str) -> None:
+        self.env[:] = [variable for variable in self.env if variable["name"] != name]
+
+
+def _env_entries(deployment: Document) -> _EnvEntries:
+    return _EnvEntries(deployment)
 
 
 def _hashing_budget_entry(deployment: Document) -> Document:

@@ -1,6 +1,7 @@
-"""`sagabank secrets rotate` against the real transactions and notifications apps (on
-their own PostgreSQL databases): every row ends under the newest key, the secrets still
-sign, and a rotation cut off midway completes when run again."""
+"""`sagabank secrets rotate` against the real accounts, transactions and notifications
+apps (on their own PostgreSQL databases): every row ends under the newest key, the secrets
+still sign (or, for staff TOTP secrets, still make the codes of the person's app), and a
+rotation cut off midway completes when run again."""
 
 import asyncio
 import base64
@@ -12,21 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
+from accounts import main as accounts_main
+from accounts.config import Settings as AccountsSettings
+from accounts.tests.helpers import write_signing_key
+from contracts.secrets import SECRETS_RESEAL_PATH
+from contracts.staff import STAFF_PATH
+from fraud import main as fraud_main
+from fraud.config import Settings as FraudSettings
 from kit.db import Database
 from kit.sealing import KeyRing, parse_key_ring
 from kit.settings import to_asyncpg_url
 from kit.testing import TestIssuer, app_client
+from kit.token_signing import SigningKey
 from notifications import main as notifications_main
 from notifications.config import Settings as NotificationsSettings
 from notifications.tests.support import PUBLIC_ADDRESS, PUBLIC_HOST, StubResolver
 from sagabank.bankclient import BankError
-from sagabank.rotation import Rotation, rotate_service
+from sagabank.rotation import SEALING_SERVICES, Rotation, rotate_service
 from transactions import main as transactions_main
 from transactions.callback_secrets import render_secret
 from transactions.config import Settings as TransactionsSettings
@@ -108,6 +119,7 @@ def _rotate(app: FastAPI, service: str, *, posts_max: int | None = None) -> Rota
 _SEALED = {
     "notifications": "SELECT id, secret_sealed AS sealed FROM webhook_secrets",
     "transactions": "SELECT id, secret_ciphertext AS sealed FROM callback_clients",
+    "accounts": "SELECT id, totp_secret_sealed AS sealed FROM staff",
 }
 
 
@@ -123,7 +135,7 @@ async def _opened(url: str, service: str, ring: KeyRing) -> list[str]:
     for row_id, sealed in rows:
         assert ring.is_current(bytes(sealed)), f"{service} row {row_id} is under an older key"
         plain = ring.open(bytes(sealed), associated_data=row_id.bytes)
-        opened.append(plain.decode() if service == "notifications" else render_secret(plain))
+        opened.append(render_secret(plain) if service == "transactions" else plain.decode())
     return opened
 
 
@@ -166,3 +178,74 @@ async def test_rotate_cut_off_midway_then_run_again_leaves_every_row_under_the_n
         assert sorted(stored) == sorted(shown[service])
         for stored_secret, shown_secret in zip(sorted(stored), sorted(shown[service]), strict=True):
             assert _signs_for(stored_secret, shown_secret)
+
+
+@pytest.fixture(scope="module")
+def signing_keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The issuer's own key (unused: the test issuer's tokens are the ones checked)."""
+    directory = tmp_path_factory.mktemp("rotation-keys")
+    write_signing_key(directory, "primary", SigningKey.generate())
+    return directory
+
+
+def _accounts_app(url: str, ring: str, signing_keys_dir: Path) -> FastAPI:
+    settings = AccountsSettings.model_validate(
+        {"database_url": url, "secrets_keys": ring, "log_json": True}
+        | {"signing_keys_dir": signing_keys_dir, "hold_sweep_enabled": False}
+        | {"invariant_check_enabled": False}
+    )
+    return accounts_main.create_app(settings, token_verifier=ISSUER.verifier)
+
+
+async def _enrol_staff(app: FastAPI) -> list[str]:
+    """ROWS staff members; the TOTP secrets their authenticator apps were given."""
+    given = []
+    async with app_client(app) as client:
+        for number in range(ROWS):
+            body = {"email": f"staff-{number}@bank.example", "role": "auditor"}
+            response = await client.post(
+                STAFF_PATH,
+                headers=ISSUER.operator(),
+                json=body | {"password": "a long staff passphrase"},
+            )
+            assert response.status_code == 201, response.text
+            given.append(pyotp.parse_uri(response.json()["otpauth_uri"]).secret)
+    return given
+
+
+async def test_rotate_reseals_staff_totp_secrets_and_resumes_after_a_cut(
+    database_factory: DatabaseFactory, signing_keys_dir: Path
+) -> None:
+    url = await database_factory(accounts_main.MIGRATIONS_PATH)
+    given = await _enrol_staff(_accounts_app(url, OLD_RING, signing_keys_dir))
+    app = _accounts_app(url, ROTATED_RING, signing_keys_dir)
+
+    with pytest.raises(BankError, match="cannot reach accounts"):
+        await asyncio.to_thread(_rotate, app, "accounts", posts_max=1)
+    resumed = await asyncio.to_thread(_rotate, app, "accounts")
+    again = await asyncio.to_thread(_rotate, app, "accounts")
+
+    assert (resumed.ok, resumed.key_id) == (True, "new")
+    assert resumed.resealed == ROWS - 1, "the batch before the cut stayed done"
+    assert again.resealed == 0, "a second run has nothing left to do"
+    stored = await _opened(url, "accounts", parse_key_ring(NEW_KEY))
+    # The same secrets, so every authenticator app keeps making valid codes.
+    assert sorted(stored) == sorted(given)
+
+
+def test_the_cli_rotates_every_service_that_keeps_sealed_secrets(
+    signing_keys_dir: Path,
+) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/nothing"  # never connected: no lifespan runs
+    apps = _apps({"notifications": url, "transactions": url}, OLD_RING)
+    apps["accounts"] = _accounts_app(url, OLD_RING, signing_keys_dir)
+    apps["fraud"] = fraud_main.create_app(
+        FraudSettings.model_validate({"database_url": url}), token_verifier=ISSUER.verifier
+    )
+    resealing = {
+        service
+        for service, app in apps.items()
+        if SECRETS_RESEAL_PATH in {route.path for route in iter_route_contexts(app.routes)}
+    }
+    assert resealing == {"accounts", "transactions", "notifications"}
+    assert set(SEALING_SERVICES) == resealing

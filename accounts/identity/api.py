@@ -91,7 +91,8 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         "and a refresh token. `refresh_token`: rotates the refresh token (a used one "
         "presented again revokes its whole family). `client_credentials`: the client "
         "authenticates with HTTP Basic or `client_id`/`client_secret`. Errors carry the "
-        "RFC 6749 code in `error`."
+        "RFC 6749 code in `error`. Where `ACCOUNTS_PASSWORD_GRANT_ENABLED` is false (as in "
+        "compose.yaml and deploy/k8s), `password` is `unsupported_grant_type`."
     ),
     response_model=TokenResponse,
     responses=problem_responses(
@@ -117,6 +118,7 @@ async def token(
     parsed = rules.parse_token_request(fields, authorization=request.headers.get("authorization"))
     limiter = limiter_of(request)
     sessions, issuer = database.sessions, resources.issuer
+    service.refuse_unserved_grant(issuer, parsed.grant_type)
     if parsed.grant_type is GrantType.password:
         assert parsed.username is not None, "the parser requires a username"
         address = client_address(request)

@@ -29,7 +29,9 @@ async def authorization_server_metadata(
         revocation_endpoint=str(request.url_for("revoke")),
         # No authorization endpoint is served yet, so no response type is offered.
         response_types_supported=[],
-        grant_types_supported=[grant.value for grant in GrantType],
+        grant_types_supported=[
+            grant.value for grant in GrantType if resources.issuer.serves(grant)
+        ],
         token_endpoint_auth_methods_supported=["client_secret_basic", "client_secret_post"],
         # Possession of the refresh token is the proof (accounts.identity.revocation).
         revocation_endpoint_auth_methods_supported=["none"],

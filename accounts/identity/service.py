@@ -18,10 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from accounts.config import BootstrapClient
 from accounts.identity import repository, rules
-from accounts.identity.errors import CustomerExists, OAuthInvalidClient, OAuthInvalidGrant
+from accounts.identity.errors import (
+    CustomerExists,
+    OAuthInvalidClient,
+    OAuthInvalidGrant,
+    OAuthUnsupportedGrantType,
+)
 from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys
-from accounts.identity.rules import Customer, CustomerCreate, TokenRequest
+from accounts.identity.rules import Customer, CustomerCreate, GrantType, TokenRequest
 from accounts.identity.throttle import LoginThrottle
 from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, ClientRow
 from contracts.audit import ActorType, AuditEventCreate
@@ -47,6 +52,8 @@ class Issuer:
     hasher: PasswordHasher
     # Every argon2 call goes through it: a hash costs 64 MiB, the budget caps how many run.
     hashing: PasswordHashing
+    # Off where a deployment says so (ACCOUNTS_PASSWORD_GRANT_ENABLED, RFC 9700 2.4).
+    password_grant_enabled: bool = True
     # Made on first need, not at startup: hashing costs a tenth of a second.
     _dummy_hash: str | None = field(default=None, init=False, repr=False)
 
@@ -66,6 +73,10 @@ class Issuer:
     async def hash_secret(self, secret: str) -> str:
         """An argon2 hash within the hashing budget (PasswordHashingBusy beyond it)."""
         return await self.hashing.run(self.hasher.hash, secret)
+
+    def serves(self, grant_type: GrantType) -> bool:
+        """Whether the token endpoint takes this grant (and the metadata advertises it)."""
+        return grant_type is not GrantType.password or self.password_grant_enabled
 
     def access_token(self, *, subject: str, kind: PrincipalKind, scopes: frozenset[Scope]) -> str:
         # Stamped with the real time, not the service's ledger clock: other services judge
@@ -128,6 +139,15 @@ async def register_customer(
 
 
 # --- Grants -------------------------------------------------------------------------------
+
+
+def refuse_unserved_grant(issuer: Issuer, grant_type: GrantType) -> None:
+    """unsupported_grant_type (RFC 6749 5.2) for a grant this issuer is set not to serve,
+    before any credential is looked at."""
+    if issuer.serves(grant_type):
+        return
+    log.info("token.grant_refused", grant=grant_type.value, reason="disabled")
+    raise OAuthUnsupportedGrantType(f"this issuer does not serve the {grant_type.value} grant")
 
 
 def login_key(username: str, client_address: str) -> str:

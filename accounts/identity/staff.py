@@ -1,11 +1,13 @@
 """Staff: people of the bank who sign in with a password and a TOTP code (RFC 6238), each
 with one role that STAFF_ROLE_SCOPES turns into operator scopes.
 
-The TOTP secret is sealed at rest under the accounts key ring. A code is accepted for the
-step before and after the current one too (clock drift), but only for a step newer than
-the last one accepted: a code seen once is refused for the rest of its window.
+The TOTP secret is sealed at rest under the accounts key ring (re-sealed under its newest
+key by `sagabank secrets rotate`). A code is accepted for the step before and after the
+current one too (clock drift), but only for a step newer than the last one accepted: a
+code seen once is refused for the rest of its window.
 """
 
+import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
@@ -19,13 +21,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.identity import rules
-from accounts.identity.errors import OAuthInvalidGrant, StaffExists
+from accounts.identity.errors import OAuthInvalidGrant, StaffExists, StaffSecretsNotConfigured
 from accounts.identity.service import Issuer, SessionMaker, login_key
 from accounts.models import AUDIT_EVENTS, StaffRow
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import STAFF_ROLE_SCOPES, Scope, StaffRole
+from contracts.secrets import ResealBatch, ResealRequest
 from kit import audit
-from kit.sealing import KeyRing
+from kit.resealing import SealedColumns, reseal_batch
+from kit.sealing import KeyRing, SealedValueUnreadable, sealed_key_id
 
 log = structlog.get_logger()
 
@@ -35,6 +39,14 @@ TOTP_DRIFT_STEPS: Final = 1
 TOTP_ISSUER: Final = "Sagabank"
 # The single answer to every failed sign-in: which check failed is never told.
 SIGN_IN_REFUSED: Final = "the email, the password or the code is wrong"
+SIGN_IN_UNAVAILABLE: Final = "staff sign-in is unavailable for now; try again later"
+# The audit subject of a sign-in with an email no member has: this prefix and a keyed hash.
+UNKNOWN_SUBJECT_PREFIX: Final = "unknown:"
+_UNKNOWN_SUBJECT_HEX_LENGTH: Final = 32
+# Derives the key of those hashes from the audit chain key, so that the chain's own MAC key
+# is used for nothing else (decision 0035).
+_UNKNOWN_EMAIL_KEY_LABEL: Final = b"sagabank staff.sign_in_failed unknown email v1"
+SEALED_STAFF_SECRETS: Final = SealedColumns(id=StaffRow.id, sealed=StaffRow.totp_secret_sealed)
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,15 @@ def _member(row: StaffRow) -> StaffMember:
         created_at=row.created_at,
         disabled_at=row.disabled_at,
     )
+
+
+def unknown_email_subject(email: str, *, key: bytes) -> str:
+    """What the audit trail names a sign-in with an email no member has by: a keyed hash
+    of the normalized email (the same email, the same subject), never the typed text."""
+    derived = hmac.new(key, _UNKNOWN_EMAIL_KEY_LABEL, hashlib.sha256).digest()
+    normalized = rules.normalized_email(email).encode()
+    digest = hmac.new(derived, normalized, hashlib.sha256).hexdigest()
+    return UNKNOWN_SUBJECT_PREFIX + digest[:_UNKNOWN_SUBJECT_HEX_LENGTH]
 
 
 def totp_step(moment: datetime) -> int:
@@ -208,7 +229,7 @@ async def list_staff(sessions: SessionMaker) -> list[StaffMember]:
 async def authenticate_staff(
     sessions: SessionMaker,
     issuer: Issuer,
-    key_ring: KeyRing,
+    key_ring: KeyRing | None,
     *,
     email: str,
     password: str,
@@ -217,7 +238,11 @@ async def authenticate_staff(
     now: datetime,
 ) -> StaffMember:
     """The staff member whose password and unused TOTP code these are; OAuthInvalidGrant
-    with one same message for any failure, TooManyRequests once failures are throttled."""
+    with one same message for any failure, TooManyRequests once failures are throttled,
+    StaffSecretsNotConfigured (503) without a ring or when it no longer opens the secret."""
+    if key_ring is None:
+        log.error("staff.sign_in_unavailable", reason="ACCOUNTS_SECRETS_KEYS is unset")
+        raise StaffSecretsNotConfigured(SIGN_IN_UNAVAILABLE)
     email = rules.normalized_email(email)
     # Counted apart from customers' sign-ins of the same email.
     throttle_keys = (login_key(f"staff:{email}", client_address),)
@@ -236,12 +261,19 @@ async def authenticate_staff(
         return member
     await issuer.throttle.failed(*throttle_keys)
     async with sessions() as session, session.begin():
+        # An unknown email is whatever the caller typed: the tamper-evident trail, which
+        # keeps everything for good, records a keyed hash of it instead (decision 0035).
+        subject_id = (
+            str(row.id)
+            if row is not None
+            else unknown_email_subject(email, key=audit.session_chain_key(session))
+        )
         await _audit(
             session,
             "staff.sign_in_failed",
-            actor_id=email if row is None else str(row.id),
+            actor_id=subject_id,
             actor_type=ActorType.operator,
-            subject_id=email if row is None else str(row.id),
+            subject_id=subject_id,
             now=now,
             outcome="refused",
         )
@@ -264,7 +296,7 @@ async def _accept_code(
         row = (await session.execute(statement)).scalar_one()
         if row.disabled_at is not None:
             return None
-        secret = key_ring.open(row.totp_secret_sealed, associated_data=row.id.bytes).decode()
+        secret = _opened_secret(key_ring, row)
         step = matching_step(secret, code, now=now)
         if step is None or (row.totp_last_step is not None and step <= row.totp_last_step):
             return None
@@ -280,3 +312,36 @@ async def _accept_code(
             now=now,
         )
         return _member(row)
+
+
+def _opened_secret(key_ring: KeyRing, row: StaffRow) -> str:
+    """The member's TOTP secret; StaffSecretsNotConfigured (503, logged) when the ring
+    lacks the key that sealed it: an operator's mistake, not the caller's."""
+    try:
+        return key_ring.open(row.totp_secret_sealed, associated_data=row.id.bytes).decode()
+    except SealedValueUnreadable:
+        # Reached only after the right password: a wrong one gets the usual refusal.
+        log.error(
+            "staff.secret_unreadable",
+            staff_id=str(row.id),
+            sealed_key_id=sealed_key_id(row.totp_secret_sealed),
+            ring_key_ids=[key.key_id for key in key_ring.keys],
+        )
+        raise StaffSecretsNotConfigured(SIGN_IN_UNAVAILABLE) from None
+
+
+async def reseal_secrets(
+    key_ring: KeyRing | None, session: AsyncSession, request: ResealRequest
+) -> ResealBatch:
+    """One batch of `sagabank secrets rotate`: staff TOTP secrets re-sealed under the
+    ring's newest key (kit.resealing); StaffSecretsNotConfigured without a ring."""
+    if key_ring is None:
+        raise StaffSecretsNotConfigured("set ACCOUNTS_SECRETS_KEYS to re-seal staff secrets")
+    return await reseal_batch(
+        session,
+        SEALED_STAFF_SECRETS,
+        key_ring,
+        service="accounts",
+        after=request.after,
+        limit=request.limit,
+    )
