@@ -180,7 +180,7 @@ class TestAnAuditor:
         await expect(navigation.get_by_role("link", name="Review queue")).to_have_count(0)
         await navigation.get_by_role("link", name="Audit").click()
         await expect(page.get_by_role("heading", level=1)).to_contain_text("Audit")
-        await page.screenshot(path=screenshots / "audit.png", full_page=True)
+        await page.screenshot(path=screenshots / "audit.png")
 
         await page.goto(f"{bank.url(CONSOLE)}/transfers/{transfer_id}")
         await expect(page.locator("dl.facts")).to_contain_text("in review")
