@@ -82,8 +82,7 @@ class RequestContextMiddleware:
                 status_holder["started"] = True
                 response_headers = list(message.get("headers", []))
                 response_headers.append((b"x-request-id", request_id.encode("latin-1")))
-                response_headers.extend(_SECURITY_HEADERS)
-                message["headers"] = response_headers
+                message["headers"] = _with_security_headers(response_headers)
             await send(message)
 
         received_bytes = 0
@@ -130,6 +129,13 @@ class RequestContextMiddleware:
                 status=status_holder["status"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response's headers and each security header it does not set itself: a page
+    with a stricter policy of its own (the issuer's sign-in page) keeps it alone."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *(header for header in _SECURITY_HEADERS if header[0] not in present)]
 
 
 def _request_id_of(headers: dict[bytes, bytes]) -> str:

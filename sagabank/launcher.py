@@ -371,6 +371,8 @@ class Launcher:
                 "kind": "public",
                 "scopes": sorted(OPERATOR_SCOPES),
                 "redirect_uris": [CONSOLE_REDIRECT_URI],
+                # Its sign-in page asks for a TOTP code and its tokens are staff's.
+                "signs_in": "staff",
             },
         ]
         return json.dumps(clients)

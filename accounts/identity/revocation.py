@@ -63,7 +63,7 @@ async def revoke_token(sessions: SessionMaker, token: str, *, now: datetime) -> 
     log.info(
         "token.revoked",
         family_id=str(row.family_id),
-        customer_id=str(row.customer_id),
+        subject=str(row.staff_id or row.customer_id),
         revoked=revoked,
     )
     return revoked
