@@ -825,6 +825,13 @@ class TestCodeExchange:
         oauth_error(await flow.exchange(fresh), 400, "invalid_grant")
         assert (await flow.exchange(stale)).status_code == 200
 
+    async def test_a_member_disabled_since_the_sign_in_gets_nothing(self, flow: Flow) -> None:
+        code = await flow.staff_code(await flow.add_staff())
+        await staff.disable_staff(
+            database_of(flow.app).sessions, email=STAFF_EMAIL, actor_id="admin", now=flow.clock()
+        )
+        oauth_error(await flow.exchange(code), 400, "invalid_grant")
+
     async def test_the_code_is_stored_hashed(self, flow: Flow) -> None:
         code = await flow.staff_code(await flow.add_staff())
         async with raw_connection(flow.database_url) as connection:
