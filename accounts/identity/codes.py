@@ -200,4 +200,4 @@ async def _redeem(
     subject, kind = service.token_subject(customer_id=row.customer_id, staff_id=row.staff_id)
     log.info("token.issued", grant="authorization_code", subject=subject)
     access_token = issuer.access_token(subject=subject, kind=kind, scopes=scopes)
-    return service.response(issuer, access_token, scopes, refresh_token=refresh_token), ""
+    return service.token_response(issuer, access_token, scopes, refresh_token=refresh_token), ""

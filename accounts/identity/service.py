@@ -199,7 +199,7 @@ async def password_grant(
             session, issuer, customer_id=customer.id, scopes=scopes, now=now
         )
     log.info("token.issued", grant="password", subject=str(customer.id))
-    return response(
+    return token_response(
         issuer,
         issuer.access_token(subject=str(customer.id), kind=PrincipalKind.customer, scopes=scopes),
         scopes,
@@ -251,7 +251,7 @@ async def refresh_grant(
         raise OAuthInvalidGrant(decision.reason)
     subject, kind = token_subject(customer_id=row.customer_id, staff_id=row.staff_id)
     log.info("token.issued", grant="refresh_token", subject=subject)
-    return response(
+    return token_response(
         issuer,
         issuer.access_token(subject=subject, kind=kind, scopes=scopes),
         scopes,
@@ -310,7 +310,7 @@ async def client_credentials_grant(
     allowed = frozenset(Scope(name) for name in client.scopes)
     scopes = rules.narrowed_scopes(request.requested_scopes, allowed=allowed)
     log.info("token.issued", grant="client_credentials", subject=client.client_id)
-    return response(
+    return token_response(
         issuer,
         issuer.access_token(
             subject=client.client_id, kind=PrincipalKind(client.kind), scopes=scopes
@@ -347,7 +347,7 @@ async def new_refresh_family(
     return token
 
 
-def response(
+def token_response(
     issuer: Issuer, access_token: str, scopes: frozenset[Scope], *, refresh_token: str | None
 ) -> TokenResponse:
     return TokenResponse(

@@ -2,6 +2,7 @@
 revocation of refresh tokens, public clients registered with their exact redirect URIs, and
 the authorization code flow with PKCE (RFC 7636) that signs customers and staff in."""
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -813,6 +814,16 @@ class TestCodeExchange:
             "authorization_code.redeemed:succeeded",
             "authorization_code.reused:refused",
         ]
+
+    async def test_two_redemptions_at_once_one_wins_and_is_then_revoked(self, flow: Flow) -> None:
+        code = await flow.staff_code(await flow.add_staff())
+
+        answers = await asyncio.gather(flow.exchange(code), flow.exchange(code))
+
+        assert sorted(answer.status_code for answer in answers) == [200, 400]
+        [winner] = [answer.json() for answer in answers if answer.status_code == 200]
+        # The loser saw a used code: a copy exists, so what the winner got is revoked.
+        oauth_error(await refreshed(flow.http, winner["refresh_token"]), 400, "invalid_grant")
 
     async def test_a_code_lives_sixty_seconds(self, flow: Flow) -> None:
         enrolment = await flow.add_staff()
