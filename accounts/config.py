@@ -28,6 +28,9 @@ class BootstrapClient(BaseModel):
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
     # Where the authorization endpoint may send a public client's codes: compared exactly.
     redirect_uris: list[str] = Field(default_factory=list, max_length=10)
+    # Whom a public client's sign-in page signs in: customers (email and password) or staff
+    # (email, password and a TOTP code; their tokens are operator tokens).
+    signs_in: Literal["customers", "staff"] = "customers"
 
     @field_validator("redirect_uris")
     @classmethod
@@ -53,6 +56,8 @@ class BootstrapClient(BaseModel):
         elif self.redirect_uris:
             # Only the authorization code flow redirects, and only public clients use it.
             raise ValueError(f"a {self.kind} client has no redirect_uris")
+        elif self.signs_in != "customers":
+            raise ValueError(f"a {self.kind} client signs no one in")
         return self
 
 
@@ -96,6 +101,8 @@ class Settings(ServiceSettings):
     bootstrap_clients: list[BootstrapClient] = Field(default_factory=list, max_length=50)
     access_token_lifetime_seconds: int = Field(default=900, ge=5, le=3600)
     refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=90 * 24 * 3600)
+    # How long an authorization code may wait for its exchange (RFC 6749 4.1.2: short).
+    authorization_code_lifetime_seconds: int = Field(default=60, ge=5, le=600)
     # The `iss` of the tokens this service mints (and the issuer it verifies its own against).
     issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
     # The password grant (RFC 6749 4.3): customers' sign-in for the local stack and the

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from accounts.config import Settings
 from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
+from accounts.identity.authorize_api import router as authorize_router
 from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.metadata import router as metadata_router
@@ -131,6 +132,7 @@ def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Iss
         issuer=settings.issuer,
         access_token_lifetime_seconds=settings.access_token_lifetime_seconds,
         refresh_token_lifetime_seconds=settings.refresh_token_lifetime_seconds,
+        authorization_code_lifetime_seconds=settings.authorization_code_lifetime_seconds,
         throttle=LoginThrottle(
             settings.login_failure_rate, rate_limit_storage(settings.rate_limit_storage_uri)
         ),
@@ -155,6 +157,7 @@ def _routers(settings: Settings) -> list[APIRouter]:
     secrets (`sagabank secrets rotate`)."""
     return [
         oauth_router,
+        authorize_router,
         metadata_router,
         revocation_router,
         router,

@@ -141,6 +141,8 @@ class ClientRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     redirect_uris: Mapped[list[str]] = mapped_column(ARRAY(String(2000)), server_default="{}")
+    # Whom a public client's sign-in page signs in: "customers" or "staff".
+    signs_in: Mapped[str] = mapped_column(String(16), server_default="customers")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Set when the client left the bootstrap list: it gets no more tokens.
@@ -176,13 +178,38 @@ class RefreshTokenRow(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     family_id: Mapped[uuid.UUID] = mapped_column()
-    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id"))
+    # Exactly one of the two: the customer or the staff member the token renews.
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    staff_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
+    # The public client the family was issued to (the code flow); None for the password grant.
+    client_id: Mapped[str | None] = mapped_column(ForeignKey("clients.client_id"))
     token_hash: Mapped[str] = mapped_column(CHAR(64))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuthorizationCodeRow(Base):
+    """An authorization code (only its SHA-256): single use, short-lived, bound to its
+    client, redirect URI, PKCE challenge, subject and scopes."""
+
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    code_hash: Mapped[str] = mapped_column(CHAR(64))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
+    staff_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The refresh family its redemption issued: revoked if the code is shown again.
+    family_id: Mapped[uuid.UUID | None] = mapped_column()
 
 
 # Namespace of audit event ids derived from what they record, so a retry writes nothing new.

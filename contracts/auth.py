@@ -168,6 +168,7 @@ class AuthorizationServerMetadata(BaseModel):
     """RFC 8414 section 2: what the issuer serves; a field it does not serve is absent."""
 
     issuer: str = Field(max_length=200)
+    authorization_endpoint: str | None = Field(default=None, max_length=2000)
     token_endpoint: str = Field(max_length=2000)
     jwks_uri: str = Field(max_length=2000)
     revocation_endpoint: str = Field(max_length=2000)
@@ -176,3 +177,5 @@ class AuthorizationServerMetadata(BaseModel):
     token_endpoint_auth_methods_supported: list[str] = Field(max_length=10)
     revocation_endpoint_auth_methods_supported: list[str] = Field(max_length=10)
     scopes_supported: list[str] = Field(max_length=100)
+    # RFC 7636 4.3 (in RFC 8414 2): PKCE methods; absent, a client may assume none.
+    code_challenge_methods_supported: list[str] | None = Field(default=None, max_length=10)

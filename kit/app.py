@@ -90,8 +90,9 @@ class RequestContextMiddleware:
                 status_holder["started"] = True
                 response_headers = list(message.get("headers", []))
                 response_headers.append((b"x-request-id", request_id.encode("latin-1")))
-                response_headers.extend(self.security_headers)
-                message["headers"] = response_headers
+                message["headers"] = _with_security_headers(
+                    response_headers, self.security_headers
+                )
             await send(message)
 
         received_bytes = 0
@@ -138,6 +139,15 @@ class RequestContextMiddleware:
                 status=status_holder["status"],
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+def _with_security_headers(
+    headers: list[tuple[bytes, bytes]], security_headers: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """The response's headers and each security header it does not set itself: a page
+    with a stricter policy of its own (the issuer's sign-in page) keeps it alone."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *(header for header in security_headers if header[0] not in present)]
 
 
 def _request_id_of(headers: dict[bytes, bytes]) -> str:

@@ -374,6 +374,8 @@ class Launcher:
                 "kind": "public",
                 "scopes": sorted(OPERATOR_SCOPES),
                 "redirect_uris": [self.settings.console_redirect_uri],
+                # Its sign-in page asks for a TOTP code and its tokens are staff's.
+                "signs_in": "staff",
             },
         ]
         return json.dumps(clients)

@@ -55,8 +55,10 @@ def test_the_console_is_registered_as_a_public_client(tmp_path: Path) -> None:
     assert console["kind"] == "public"
     assert "client_secret" not in console
     assert console["redirect_uris"] == ["http://127.0.0.1:8005/auth/callback"]
-    # What the launcher writes is what the issuer accepts.
-    assert BootstrapClient.model_validate(console).scopes
+    # What the launcher writes is what the issuer accepts: a client that signs staff in.
+    registered = BootstrapClient.model_validate(console)
+    assert registered.scopes
+    assert registered.signs_in == "staff"
 
 
 def test_accounts_gets_a_dev_ring_for_staff_secrets_unless_given_one(

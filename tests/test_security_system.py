@@ -5,15 +5,22 @@ transfer from someone else's account starts nothing; `sagabank token` hands out 
 that work."""
 
 import asyncio
+import base64
+import hashlib
+import re
+import secrets
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyotp
 import pytest
 from temporalio.client import Client
 
 from contracts.auth import (
+    AUTHORIZE_PATH,
     CUSTOMER_SCOPES,
     JWKS_PATH,
     METADATA_PATH,
@@ -25,6 +32,7 @@ from contracts.auth import (
     audiences_of,
 )
 from contracts.problem import PROBLEM_CONTENT_TYPE
+from contracts.staff import STAFF_PROFILE_PATH
 from contracts.transfers import CALLBACK_CONFIRMATIONS_PATH, TRANSFERS_PATH
 from kit.testing import TestIssuer
 from tests.bank import CUSTOMERS_PATH, OPERATOR_CLIENT_ID, SERVICES, Bank, Customer
@@ -33,9 +41,10 @@ pytestmark = pytest.mark.system
 
 METHODS = ("get", "post", "put", "patch", "delete")
 # Reachable without a token on purpose: probes, the API description, the issuer's public
-# edge (keys, tokens, its RFC 8414 metadata, and RFC 7009 revocation, where holding the
-# token is the proof), and the callback endpoint (it verifies a Standard Webhooks
-# signature instead).
+# edge (keys, tokens, its RFC 8414 metadata, RFC 7009 revocation, where holding the
+# token is the proof, and the sign-in page with its form and stylesheet), and the callback
+# endpoint (it verifies a Standard Webhooks signature instead). The staff member's own
+# profile (STAFF_PROFILE_PATH) is not public: it needs a staff member's token.
 PUBLIC: dict[str, set[tuple[str, str]]] = {
     "accounts": {
         ("get", JWKS_PATH),
@@ -43,6 +52,9 @@ PUBLIC: dict[str, set[tuple[str, str]]] = {
         ("post", CUSTOMERS_PATH),
         ("get", METADATA_PATH),
         ("post", REVOCATION_PATH),
+        ("get", AUTHORIZE_PATH),
+        ("post", AUTHORIZE_PATH),
+        ("get", "/v1/oauth/sign-in.css"),
     },
     "transactions": {("post", CALLBACK_CONFIRMATIONS_PATH)},
     "fraud": set(),
@@ -126,6 +138,7 @@ class TestEveryRoute:
         metadata = await http.get(f"{bank.url('accounts')}{METADATA_PATH}")
         assert metadata.status_code == 200
         assert metadata.json()["revocation_endpoint"].endswith(REVOCATION_PATH)
+        assert metadata.json()["authorization_endpoint"].endswith(AUTHORIZE_PATH)
 
 
 async def get_as(http: httpx.AsyncClient, url: str, customer: Customer) -> httpx.Response:
@@ -233,6 +246,75 @@ class TestOwnership:
             await get_as(http, f"{bank.url('accounts')}/v1/accounts/{alice_account}", alice)
         ).json()["balances"]
         assert balances["posted_minor"] == 100_00 - 5_00
+
+
+CONSOLE_CLIENT_ID = "sagabank-console"
+CONSOLE_CALLBACK = "http://127.0.0.1:8005/auth/callback"
+
+
+async def staff_signed_in(bank: Bank, role: str) -> tuple[str, dict[str, Any]]:
+    """A member added with `sagabank staff add`, signed in through the console's client as
+    a browser would (sign-in page, form, code, PKCE exchange): their email and tokens."""
+    email = f"{role}-{uuid.uuid4().hex[:10]}@staff.example"
+    password = secrets.token_urlsafe(18)
+    added = bank.sagabank("staff", "add", "--email", email, "--role", role, "--password", password)
+    assert added.returncode == 0, added.stderr
+    [otpauth_uri] = [line for line in added.stdout.splitlines() if line.startswith("otpauth://")]
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    query = {
+        "response_type": "code",
+        "client_id": CONSOLE_CLIENT_ID,
+        "redirect_uri": CONSOLE_CALLBACK,
+        "scope": "reviews:write transfers:read accounts:read",
+        "state": "system-test",
+        "code_challenge": challenge.decode(),
+        "code_challenge_method": "S256",
+    }
+    issuer = bank.url("accounts")
+    async with httpx.AsyncClient(base_url=issuer, timeout=10.0) as browser:
+        page = await browser.get(AUTHORIZE_PATH, params=query)
+        assert page.status_code == 200, page.text
+        [csrf_token] = re.findall(r'name="csrf_token" value="([^"]+)"', page.text)
+        [secret] = parse_qs(urlsplit(otpauth_uri).query)["secret"]
+        totp = pyotp.TOTP(secret).now()
+        form = query | {"csrf_token": csrf_token, "email": email, "password": password}
+        posted = await browser.post(AUTHORIZE_PATH, data=form | {"totp": totp})
+        assert posted.status_code == 303, posted.text
+        answer = parse_qs(urlsplit(posted.headers["location"]).query)
+        assert answer["state"] == ["system-test"]
+        exchanged = await browser.post(
+            TOKEN_PATH,
+            data={
+                "grant_type": "authorization_code",
+                "code": answer["code"][0],
+                "redirect_uri": CONSOLE_CALLBACK,
+                "client_id": CONSOLE_CLIENT_ID,
+                "code_verifier": verifier,
+            },
+        )
+    assert exchanged.status_code == 200, exchanged.text
+    tokens: dict[str, Any] = exchanged.json()
+    return email, tokens
+
+
+class TestStaffSignIn:
+    async def test_a_member_signs_in_through_the_console_client_and_reads_their_profile(
+        self, bank: Bank, http: httpx.AsyncClient
+    ) -> None:
+        email, tokens = await staff_signed_in(bank, "reviewer")
+        profile_url = f"{bank.url('accounts')}{STAFF_PROFILE_PATH}"
+
+        profile = await http.get(
+            profile_url, headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+
+        assert profile.status_code == 200, profile.text
+        assert (profile.json()["email"], profile.json()["role"]) == (email, "reviewer")
+        assert tokens["scope"] == "accounts:read reviews:write transfers:read"
+        # The operator client's token is no person's: it reads no staff profile.
+        operator = await http.get(profile_url, headers=await bank.operator_headers(http))
+        assert operator.status_code == 403, operator.text
 
 
 class TestTokenCommand:

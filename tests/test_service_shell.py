@@ -10,7 +10,9 @@ import httpx
 import pytest
 from fastapi import APIRouter
 from pydantic import SecretStr
+from starlette.types import Receive, Scope, Send
 
+from kit.app import RequestContextMiddleware
 from kit.settings import to_asyncpg_dsn
 from kit.testing import app_client, assert_problem
 from notifications.config import Settings
@@ -187,6 +189,23 @@ async def test_security_headers_on_every_answer(client: httpx.AsyncClient) -> No
         assert response.headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_a_response_keeps_a_security_header_it_sets_itself() -> None:
+    """The issuer's sign-in page sends its own, stricter policy: one policy, not two."""
+
+    async def page(scope: Scope, receive: Receive, send: Send) -> None:
+        policy = (b"content-security-policy", b"default-src 'none'")
+        await send({"type": "http.response.start", "status": 200, "headers": [policy]})
+        await send({"type": "http.response.body", "body": b"<p>page</p>"})
+
+    transport = httpx.ASGITransport(app=RequestContextMiddleware(page, body_max_bytes=1024))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/")
+
+    assert response.headers.get_list("content-security-policy") == ["default-src 'none'"]
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
 
 
 PREFLIGHT = {

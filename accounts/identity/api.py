@@ -8,7 +8,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 
-from accounts.identity import rules, service
+from accounts.identity import codes, rules, service
 from accounts.identity.errors import (
     CustomerExists,
     OAuthInvalidClient,
@@ -77,6 +77,13 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         "scope": {"type": "string", "description": "space-separated scopes"},
         "client_id": {"type": "string"},
         "client_secret": {"type": "string", "format": "password"},
+        "code": {"type": "string", "maxLength": rules.AUTHORIZATION_CODE_LENGTH_MAX},
+        "redirect_uri": {"type": "string", "maxLength": rules.REDIRECT_URI_LENGTH_MAX},
+        "code_verifier": {
+            "type": "string",
+            "minLength": rules.PKCE_LENGTH_MIN,
+            "maxLength": rules.PKCE_LENGTH_MAX,
+        },
     },
 }
 
@@ -84,15 +91,21 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
 @router.post(
     TOKEN_PATH,
     tags=["identity"],
-    summary="OAuth2 token endpoint: password, refresh_token and client_credentials grants",
+    summary=(
+        "OAuth2 token endpoint: authorization_code (with PKCE), refresh_token, "
+        "client_credentials and password grants"
+    ),
     description=(
         "Form-encoded (RFC 6749). `password`: `username` (the customer's email) and "
         "`password`, optional `scope` within the customer scopes; answers an access token "
         "and a refresh token. `refresh_token`: rotates the refresh token (a used one "
-        "presented again revokes its whole family). `client_credentials`: the client "
-        "authenticates with HTTP Basic or `client_id`/`client_secret`. Errors carry the "
-        "RFC 6749 code in `error`. Where `ACCOUNTS_PASSWORD_GRANT_ENABLED` is false (as in "
-        "compose.yaml and deploy/k8s), `password` is `unsupported_grant_type`."
+        "presented again revokes its whole family; a public client may name itself with "
+        "`client_id`). `client_credentials`: the client authenticates with HTTP Basic or "
+        "`client_id`/`client_secret`. `authorization_code`: `code`, `redirect_uri` and "
+        "`client_id` as in the authorization request, and the PKCE `code_verifier`; a "
+        "code is used once. Errors carry the RFC 6749 code in `error`. Where "
+        "`ACCOUNTS_PASSWORD_GRANT_ENABLED` is false (as in compose.yaml and deploy/k8s), "
+        "`password` is `unsupported_grant_type`."
     ),
     response_model=TokenResponse,
     responses=problem_responses(
@@ -130,6 +143,9 @@ async def token(
     elif parsed.grant_type is GrantType.refresh_token:
         await limiter.hit(TOKEN_BUCKET, f"refresh:{client_address(request)}")
         answer = await service.refresh_grant(sessions, issuer, request=parsed, now=now)
+    elif parsed.grant_type is GrantType.authorization_code:
+        await limiter.hit(TOKEN_BUCKET, f"code:{client_address(request)}")
+        answer = await codes.authorization_code_grant(sessions, issuer, request=parsed, now=now)
     else:
         assert parsed.client is not None, "the parser requires client credentials"
         await limiter.hit(TOKEN_BUCKET, f"client:{parsed.client.client_id}")

@@ -4,6 +4,7 @@ problem+json with `error`, and registration's conflict."""
 from typing import ClassVar
 
 from contracts.accounts import AccountsProblem
+from contracts.problem import CommonProblem
 from kit.errors import ProblemError, ServiceUnavailable
 
 
@@ -77,6 +78,14 @@ class StaffNotFound(ProblemError):
     status = 404
     slug = AccountsProblem.staff_not_found
     title = "No staff member has this email"
+
+
+class NotStaffToken(ProblemError):
+    """A valid token, but not a staff member's own (a customer's, a client's)."""
+
+    status = 403
+    slug = CommonProblem.forbidden
+    title = "Not a staff member's token"
 
 
 class StaffSecretsNotConfigured(ProblemError):

@@ -3,6 +3,7 @@ endpoints and what they support, without configuration of its own."""
 
 from fastapi import APIRouter, Request
 
+from accounts.identity.authorize import CODE_CHALLENGE_METHOD
 from accounts.identity.resources import Resources
 from accounts.identity.rules import GrantType
 from contracts.auth import METADATA_PATH, AuthorizationServerMetadata, Scope
@@ -24,11 +25,13 @@ async def authorization_server_metadata(
     # forwarded headers make them the public ones.
     return AuthorizationServerMetadata(
         issuer=resources.issuer.issuer,
+        authorization_endpoint=str(request.url_for("authorize")),
         token_endpoint=str(request.url_for("token")),
         jwks_uri=str(request.url_for("jwks")),
         revocation_endpoint=str(request.url_for("revoke")),
-        # No authorization endpoint is served yet, so no response type is offered.
-        response_types_supported=[],
+        # The code flow only (no implicit grant: RFC 9700 2.1.2), always with PKCE S256.
+        response_types_supported=["code"],
+        code_challenge_methods_supported=[CODE_CHALLENGE_METHOD],
         grant_types_supported=[
             grant.value for grant in GrantType if resources.issuer.serves(grant)
         ],

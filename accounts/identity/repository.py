@@ -1,4 +1,5 @@
-"""Every query of the token issuer: customers, clients, refresh tokens, startup records.
+"""Every query of the token issuer: customers, clients, refresh tokens, authorization
+codes, startup records.
 
 All of them go through a SQLAlchemy session: the issuer's own transactions (its grants and
 its bootstrap) or the request's unit of work (registration).
@@ -12,7 +13,14 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.models import AUDIT_EVENTS, ClientRow, CustomerRow, RefreshTokenRow
+from accounts.models import (
+    AUDIT_EVENTS,
+    AuthorizationCodeRow,
+    ClientRow,
+    CustomerRow,
+    RefreshTokenRow,
+    StaffRow,
+)
 
 # Serialises the bootstrap of clients and the key-activation record across replicas that
 # start at once (transaction-scoped, so it cannot outlive a crashed startup).
@@ -79,6 +87,7 @@ async def insert_client(
     kind: str,
     scopes: list[str],
     redirect_uris: list[str],
+    signs_in: str,
     now: datetime,
 ) -> None:
     session.add(
@@ -88,6 +97,7 @@ async def insert_client(
             kind=kind,
             scopes=scopes,
             redirect_uris=redirect_uris,
+            signs_in=signs_in,
             created_at=now,
             updated_at=now,
             disabled_at=None,
@@ -109,17 +119,21 @@ async def insert_refresh_token(
     session: AsyncSession,
     *,
     family_id: uuid.UUID,
-    customer_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
     token_hash: str,
     scopes: list[str],
     created_at: datetime,
     expires_at: datetime,
+    staff_id: uuid.UUID | None = None,
+    client_id: str | None = None,
 ) -> None:
     session.add(
         RefreshTokenRow(
             id=uuid.uuid4(),
             family_id=family_id,
             customer_id=customer_id,
+            staff_id=staff_id,
+            client_id=client_id,
             token_hash=token_hash,
             scopes=scopes,
             created_at=created_at,
@@ -172,3 +186,49 @@ async def last_audit_event(session: AsyncSession, *, action: str) -> Any:
         .limit(1)
     )
     return (await session.execute(statement)).first()
+
+
+async def revoke_staff_refresh_tokens(
+    session: AsyncSession, staff_id: uuid.UUID, *, now: datetime
+) -> int:
+    """Revoke every live refresh token of the staff member; how many."""
+    result = await session.execute(
+        update(RefreshTokenRow)
+        .where(RefreshTokenRow.staff_id == staff_id, RefreshTokenRow.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(RefreshTokenRow.id)
+    )
+    return len(result.all())
+
+
+async def get_staff(session: AsyncSession, staff_id: uuid.UUID) -> StaffRow | None:
+    statement = select(StaffRow).where(StaffRow.id == staff_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def insert_authorization_code(session: AsyncSession, row: AuthorizationCodeRow) -> None:
+    session.add(row)
+    await session.flush()
+
+
+async def lock_authorization_code(
+    session: AsyncSession, code_hash: str
+) -> AuthorizationCodeRow | None:
+    """The code's row, locked: of two redemptions of one code, the second sees the first."""
+    statement = (
+        select(AuthorizationCodeRow)
+        .where(AuthorizationCodeRow.code_hash == code_hash)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def mark_authorization_code_redeemed(
+    session: AsyncSession, code_id: uuid.UUID, *, family_id: uuid.UUID, now: datetime
+) -> None:
+    await session.execute(
+        update(AuthorizationCodeRow)
+        .where(AuthorizationCodeRow.id == code_id)
+        .values(redeemed_at=now, family_id=family_id)
+    )

@@ -37,16 +37,7 @@ router = APIRouter()
 def parse_revocation_request(form: Mapping[str, list[str]]) -> str:
     """The token a revocation form names, or invalid_request. The hint is checked for
     shape only: every kind of token is searched whatever it says (RFC 7009 2.1)."""
-    fields: dict[str, str] = {}
-    for name, values in form.items():
-        if name not in _FIELD_LIMITS:
-            continue  # RFC 6749 3.2: unknown parameters are ignored
-        if len(values) != 1:
-            raise OAuthInvalidRequest(f"the parameter {name} is repeated")
-        if len(values[0]) > _FIELD_LIMITS[name]:
-            raise OAuthInvalidRequest(f"the parameter {name} is too long")
-        fields[name] = values[0]
-    token = fields.get("token")
+    token = rules.single_fields(form, _FIELD_LIMITS).get("token")
     if not token:
         raise OAuthInvalidRequest("token is required")
     return token
@@ -63,7 +54,7 @@ async def revoke_token(sessions: SessionMaker, token: str, *, now: datetime) -> 
     log.info(
         "token.revoked",
         family_id=str(row.family_id),
-        customer_id=str(row.customer_id),
+        subject=str(row.staff_id or row.customer_id),
         revoked=revoked,
     )
     return revoked

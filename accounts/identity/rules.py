@@ -9,6 +9,8 @@ import base64
 import binascii
 import enum
 import hashlib
+import hmac
+import re
 import secrets
 import uuid
 from collections.abc import Collection, Mapping
@@ -37,7 +39,16 @@ CLIENT_SECRET_LENGTH_MAX: Final = 256
 SCOPE_LENGTH_MAX: Final = 1000
 REFRESH_TOKEN_LENGTH_MAX: Final = 200
 GRANT_TYPE_LENGTH_MAX: Final = 100
+AUTHORIZATION_CODE_LENGTH_MAX: Final = 200
+REDIRECT_URI_LENGTH_MAX: Final = 2000
+# RFC 7636 4.1: a verifier (and so an S256 challenge's base64url text) is 43 to 128 characters.
+PKCE_LENGTH_MIN: Final = 43
+PKCE_LENGTH_MAX: Final = 128
 _REFRESH_TOKEN_BYTES: Final = 32
+# 256 bits: RFC 6749 10.10 wants a guess to be infeasible; 128 would do.
+_AUTHORIZATION_CODE_BYTES: Final = 32
+# RFC 7636 4.1 `unreserved` characters; an S256 challenge is base64url without padding.
+_PKCE_CHARACTERS: Final = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 # --- Grants ------------------------------------------------------------------------------
@@ -47,6 +58,7 @@ class GrantType(enum.StrEnum):
     password = "password"  # noqa: S105 - a grant type name, not a secret
     refresh_token = "refresh_token"  # noqa: S105 - a grant type name, not a secret
     client_credentials = "client_credentials"
+    authorization_code = "authorization_code"
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,11 @@ class TokenRequest:
     password: str | None = None
     refresh_token: str | None = None
     client: ClientCredentials | None = None
+    # A public client names itself (the code grant; optional with refresh_token).
+    client_id: str | None = None
+    code: str | None = None
+    redirect_uri: str | None = None
+    code_verifier: str | None = None
 
 
 _FIELD_LIMITS: Final = {
@@ -75,6 +92,10 @@ _FIELD_LIMITS: Final = {
     "refresh_token": REFRESH_TOKEN_LENGTH_MAX,
     "client_id": CLIENT_ID_LENGTH_MAX,
     "client_secret": CLIENT_SECRET_LENGTH_MAX,
+    "code": AUTHORIZATION_CODE_LENGTH_MAX,
+    "redirect_uri": REDIRECT_URI_LENGTH_MAX,
+    # Longer than a verifier may be, so that too long a verifier gets its own message.
+    "code_verifier": PKCE_LENGTH_MAX + 1,
 }
 
 
@@ -83,15 +104,7 @@ def parse_token_request(
 ) -> TokenRequest:
     """The token request a form (each field with all its values) and an optional
     `Authorization` header make, or the RFC 6749 error it deserves."""
-    fields: dict[str, str] = {}
-    for name, values in form.items():
-        if name not in _FIELD_LIMITS:
-            continue  # RFC 6749 3.2: unknown parameters are ignored
-        if len(values) != 1:
-            raise OAuthInvalidRequest(f"the parameter {name} is repeated")
-        if len(values[0]) > _FIELD_LIMITS[name]:
-            raise OAuthInvalidRequest(f"the parameter {name} is too long")
-        fields[name] = values[0]
+    fields = single_fields(form, _FIELD_LIMITS)
     grant = fields.get("grant_type")
     if not grant:
         raise OAuthInvalidRequest("grant_type is required")
@@ -99,9 +112,11 @@ def parse_token_request(
         grant_type = GrantType(grant)
     except ValueError:
         raise OAuthUnsupportedGrantType(
-            "grant_type must be password, refresh_token or client_credentials"
+            "grant_type must be password, refresh_token, client_credentials or authorization_code"
         ) from None
     scopes = parse_scopes(fields["scope"]) if "scope" in fields else None
+    if grant_type is GrantType.authorization_code:
+        return _authorization_code_request(fields)
     client = client_credentials(fields, authorization=authorization)
     if grant_type is GrantType.password:
         username, password = fields.get("username"), fields.get("password")
@@ -112,16 +127,60 @@ def parse_token_request(
         refresh_token = fields.get("refresh_token")
         if not refresh_token:
             raise OAuthInvalidRequest("the refresh_token grant needs refresh_token")
-        return TokenRequest(grant_type, scopes, refresh_token=refresh_token)
+        # A public client's renewal names it (RFC 6749 6); a confidential one authenticates.
+        client_id = client.client_id if client is not None else fields.get("client_id") or None
+        return TokenRequest(grant_type, scopes, refresh_token=refresh_token, client_id=client_id)
     if client is None:
         raise OAuthInvalidClient("client_credentials needs client authentication")
     return TokenRequest(grant_type, scopes, client=client)
 
 
+def single_fields(form: Mapping[str, list[str]], limits: Mapping[str, int]) -> dict[str, str]:
+    """The form's known fields, each once and within its length; invalid_request if not.
+    Unknown fields are ignored (RFC 6749 3.2)."""
+    fields: dict[str, str] = {}
+    for name, values in form.items():
+        if name not in limits:
+            continue
+        if len(values) != 1:
+            raise OAuthInvalidRequest(f"the parameter {name} is repeated")
+        if len(values[0]) > limits[name]:
+            raise OAuthInvalidRequest(f"the parameter {name} is too long")
+        fields[name] = values[0]
+    return fields
+
+
+def _authorization_code_request(fields: Mapping[str, str]) -> TokenRequest:
+    """RFC 6749 4.1.3 with RFC 7636 4.5: the code, its redirect URI, the public client's
+    id and the PKCE verifier, all required."""
+    missing = [
+        name
+        for name in ("code", "redirect_uri", "client_id", "code_verifier")
+        if not fields.get(name)
+    ]
+    if missing:
+        raise OAuthInvalidRequest(f"the authorization_code grant needs {', '.join(missing)}")
+    verifier = fields["code_verifier"]
+    problem = pkce_refusal(verifier, "code_verifier")
+    if problem is not None:
+        raise OAuthInvalidRequest(problem)
+    return TokenRequest(
+        GrantType.authorization_code,
+        None,
+        client_id=fields["client_id"],
+        code=fields["code"],
+        redirect_uri=fields["redirect_uri"],
+        code_verifier=verifier,
+    )
+
+
 def client_credentials(
     fields: Mapping[str, str], *, authorization: str | None
 ) -> ClientCredentials | None:
-    """Client id and secret from HTTP Basic or from the form, never both (RFC 6749 2.3)."""
+    """Client id and secret from HTTP Basic or from the form, never both (RFC 6749 2.3).
+    A client id alone is a public client naming itself: no credentials."""
+    if "client_secret" not in fields and authorization is None:
+        return None
     in_form = "client_id" in fields or "client_secret" in fields
     if authorization is not None and authorization.lower().startswith("basic "):
         if in_form:
@@ -202,6 +261,34 @@ def token_hash(token: str) -> str:
 
 def normalized_email(email: str) -> str:
     return email.strip().lower()
+
+
+def new_authorization_code() -> str:
+    return secrets.token_urlsafe(_AUTHORIZATION_CODE_BYTES)
+
+
+# --- PKCE (RFC 7636) ----------------------------------------------------------------------
+
+
+def pkce_refusal(value: str, name: str) -> str | None:
+    """Why `value` cannot be a code verifier or an S256 challenge, or None: 43 to 128
+    unreserved characters (RFC 7636 4.1, 4.2)."""
+    if not PKCE_LENGTH_MIN <= len(value) <= PKCE_LENGTH_MAX:
+        return f"{name} must be {PKCE_LENGTH_MIN} to {PKCE_LENGTH_MAX} characters"
+    if _PKCE_CHARACTERS.fullmatch(value) is None:
+        return f"{name} may hold only letters, digits and - . _ ~"
+    return None
+
+
+def s256_challenge(verifier: str) -> str:
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def verifier_matches(verifier: str, challenge: str) -> bool:
+    """Whether `verifier` is the one `challenge` was made from; in constant time."""
+    return hmac.compare_digest(s256_challenge(verifier), challenge)
 
 
 @dataclass(frozen=True)

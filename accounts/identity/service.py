@@ -28,9 +28,23 @@ from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, TokenRequest
 from accounts.identity.throttle import LoginThrottle
-from accounts.models import AUDIT_EVENTS, AUDIT_ID_NAMESPACE, ClientRow
+from accounts.models import (
+    AUDIT_EVENTS,
+    AUDIT_ID_NAMESPACE,
+    ClientRow,
+    CustomerRow,
+    RefreshTokenRow,
+)
 from contracts.audit import ActorType, AuditEventCreate
-from contracts.auth import PrincipalKind, Scope, TokenResponse, audiences_of
+from contracts.auth import (
+    STAFF_ROLE_SCOPES,
+    PrincipalKind,
+    Scope,
+    StaffRole,
+    TokenResponse,
+    audiences_of,
+)
+from contracts.staff import STAFF_SUBJECT_PREFIX
 from kit import audit
 from kit.token_signing import mint_token
 
@@ -54,6 +68,8 @@ class Issuer:
     hashing: PasswordHashing
     # Off where a deployment says so (ACCOUNTS_PASSWORD_GRANT_ENABLED, RFC 9700 2.4).
     password_grant_enabled: bool = True
+    # How long an authorization code waits for its exchange (accounts.identity.codes).
+    authorization_code_lifetime_seconds: int = 60
     # Made on first need, not at startup: hashing costs a tenth of a second.
     _dummy_hash: str | None = field(default=None, init=False, repr=False)
 
@@ -156,6 +172,30 @@ def login_key(username: str, client_address: str) -> str:
     return f"user:{username}|address:{client_address}"
 
 
+async def authenticate_customer(
+    sessions: SessionMaker, issuer: Issuer, *, email: str, password: str, client_address: str
+) -> CustomerRow:
+    """The customer whose password this is; OAuthInvalidGrant for any failure (one
+    message), TooManyRequests once this name's failures from this address are throttled."""
+    username = rules.normalized_email(email)
+    throttle_keys = (login_key(username, client_address),)
+    await issuer.throttle.check(*throttle_keys)
+    async with sessions() as session, session.begin():
+        customer = await repository.customer_by_email(session, username)
+    # Verified with no transaction open: argon2 takes a while, a connection is precious.
+    stored_hash = None if customer is None else customer.password_hash
+    verified = await issuer.verify_secret(stored_hash, password)
+    if customer is None or not verified:
+        await issuer.throttle.failed(*throttle_keys)
+        log.info("token.password_refused")
+        raise OAuthInvalidGrant("the username or the password is wrong")
+    if issuer.hasher.check_needs_rehash(customer.password_hash):
+        rehashed = await issuer.hash_secret(password)
+        async with sessions() as session, session.begin():
+            await repository.set_password_hash(session, customer.id, rehashed)
+    return customer
+
+
 async def password_grant(
     sessions: SessionMaker,
     issuer: Issuer,
@@ -167,27 +207,19 @@ async def password_grant(
     assert request.username is not None, "the parser requires a username"
     assert request.password is not None, "the parser requires a password"
     scopes = rules.customer_scopes(request.requested_scopes)
-    username = rules.normalized_email(request.username)
-    throttle_keys = (login_key(username, client_address),)
-    await issuer.throttle.check(*throttle_keys)
+    customer = await authenticate_customer(
+        sessions,
+        issuer,
+        email=request.username,
+        password=request.password,
+        client_address=client_address,
+    )
     async with sessions() as session, session.begin():
-        customer = await repository.customer_by_email(session, username)
-    # Verified with no transaction open: argon2 takes a while, a connection is precious.
-    stored_hash = None if customer is None else customer.password_hash
-    verified = await issuer.verify_secret(stored_hash, request.password)
-    if customer is None or not verified:
-        await issuer.throttle.failed(*throttle_keys)
-        log.info("token.password_refused")
-        raise OAuthInvalidGrant("the username or the password is wrong")
-    async with sessions() as session, session.begin():
-        if issuer.hasher.check_needs_rehash(customer.password_hash):
-            rehashed = await issuer.hash_secret(request.password)
-            await repository.set_password_hash(session, customer.id, rehashed)
-        refresh_token = await _new_refresh_family(
+        refresh_token = await new_refresh_family(
             session, issuer, customer_id=customer.id, scopes=scopes, now=now
         )
     log.info("token.issued", grant="password", subject=str(customer.id))
-    return _response(
+    return token_response(
         issuer,
         issuer.access_token(subject=str(customer.id), kind=PrincipalKind.customer, scopes=scopes),
         scopes,
@@ -203,6 +235,7 @@ async def refresh_grant(
     assert request.refresh_token is not None, "the parser requires a refresh token"
     refresh_token = rules.new_refresh_token()
     scopes: frozenset[Scope] = frozenset()
+    allowed: frozenset[Scope] = frozenset()
     # The block ends normally in every case, so a revocation commits although the
     # request is refused after it.
     async with sessions() as session, session.begin():
@@ -215,38 +248,69 @@ async def refresh_grant(
             )
         if row is not None and decision.revoke_family:
             revoked = await repository.revoke_refresh_family(session, row.family_id, now=now)
-            log.warning(
-                "token.refresh_reused",
-                family_id=str(row.family_id),
-                customer_id=str(row.customer_id),
-                revoked=revoked,
-            )
+            log.warning("token.refresh_reused", family_id=str(row.family_id), revoked=revoked)
         elif row is not None and decision.allowed:
-            original = frozenset(Scope(name) for name in row.scopes)
-            scopes = rules.narrowed_scopes(request.requested_scopes, allowed=original)
+            decision, allowed = await _renewable_scopes(session, row, client_id=request.client_id)
+        if row is not None and decision.allowed:
+            scopes = rules.narrowed_scopes(request.requested_scopes, allowed=allowed)
             await repository.mark_refresh_token_used(session, row.id, now=now)
             # The family keeps the deadline of its first token: rotation is no way to stay
-            # signed in forever.
+            # signed in forever. It keeps what the renewal still allows, never more.
             await repository.insert_refresh_token(
                 session,
                 family_id=row.family_id,
                 customer_id=row.customer_id,
+                staff_id=row.staff_id,
+                client_id=row.client_id,
                 token_hash=rules.token_hash(refresh_token),
-                scopes=list(row.scopes),
+                scopes=sorted(scope.value for scope in allowed),
                 created_at=now,
                 expires_at=row.expires_at,
             )
     if row is None or not decision.allowed:
         raise OAuthInvalidGrant(decision.reason)
-    log.info("token.issued", grant="refresh_token", subject=str(row.customer_id))
-    return _response(
+    subject, kind = token_subject(customer_id=row.customer_id, staff_id=row.staff_id)
+    log.info("token.issued", grant="refresh_token", subject=subject)
+    return token_response(
         issuer,
-        issuer.access_token(
-            subject=str(row.customer_id), kind=PrincipalKind.customer, scopes=scopes
-        ),
+        issuer.access_token(subject=subject, kind=kind, scopes=scopes),
         scopes,
         refresh_token=refresh_token,
     )
+
+
+def token_subject(
+    *, customer_id: uuid.UUID | None, staff_id: uuid.UUID | None
+) -> tuple[str, PrincipalKind]:
+    """The `sub` and kind of an access token for a customer or (`staff:<id>`) a member."""
+    if staff_id is not None:
+        return f"{STAFF_SUBJECT_PREFIX}{staff_id}", PrincipalKind.operator
+    assert customer_id is not None, "a token names a customer or a staff member"
+    return str(customer_id), PrincipalKind.customer
+
+
+async def _renewable_scopes(
+    session: AsyncSession, row: RefreshTokenRow, *, client_id: str | None
+) -> tuple[rules.RefreshDecision, frozenset[Scope]]:
+    """What a live refresh token may still renew to: its scopes, within its client's
+    ceiling and, for a member, their role's scopes today; refused for another client, a
+    client gone, or a member disabled."""
+    scopes = frozenset(Scope(name) for name in row.scopes)
+    if client_id is not None and client_id != row.client_id:
+        return rules.RefreshDecision(False, False, "the refresh token is another client's"), scopes
+    if row.client_id is not None:
+        client = await repository.get_client(session, row.client_id)
+        if client is None or client.disabled_at is not None:
+            return rules.RefreshDecision(False, False, "the client is disabled"), scopes
+        scopes &= frozenset(Scope(name) for name in client.scopes)
+    if row.staff_id is not None:
+        member = await repository.get_staff(session, row.staff_id)
+        if member is None or member.disabled_at is not None:
+            return rules.RefreshDecision(False, False, "the staff member is disabled"), scopes
+        scopes &= STAFF_ROLE_SCOPES[StaffRole(member.role)]
+    if not scopes:
+        return rules.RefreshDecision(False, False, "no scope of the token is left"), scopes
+    return rules.RefreshDecision(True, False, ""), scopes
 
 
 async def client_credentials_grant(
@@ -266,7 +330,7 @@ async def client_credentials_grant(
     allowed = frozenset(Scope(name) for name in client.scopes)
     scopes = rules.narrowed_scopes(request.requested_scopes, allowed=allowed)
     log.info("token.issued", grant="client_credentials", subject=client.client_id)
-    return _response(
+    return token_response(
         issuer,
         issuer.access_token(
             subject=client.client_id, kind=PrincipalKind(client.kind), scopes=scopes
@@ -276,19 +340,25 @@ async def client_credentials_grant(
     )
 
 
-async def _new_refresh_family(
+async def new_refresh_family(
     session: AsyncSession,
     issuer: Issuer,
     *,
-    customer_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
     scopes: frozenset[Scope],
     now: datetime,
+    staff_id: uuid.UUID | None = None,
+    client_id: str | None = None,
+    family_id: uuid.UUID | None = None,
 ) -> str:
+    """A first refresh token, of a new family (`family_id` or a fresh one): the token."""
     token = rules.new_refresh_token()
     await repository.insert_refresh_token(
         session,
-        family_id=uuid.uuid4(),
+        family_id=family_id or uuid.uuid4(),
         customer_id=customer_id,
+        staff_id=staff_id,
+        client_id=client_id,
         token_hash=rules.token_hash(token),
         scopes=sorted(scope.value for scope in scopes),
         created_at=now,
@@ -297,7 +367,7 @@ async def _new_refresh_family(
     return token
 
 
-def _response(
+def token_response(
     issuer: Issuer, access_token: str, scopes: frozenset[Scope], *, refresh_token: str | None
 ) -> TokenResponse:
     return TokenResponse(
@@ -414,17 +484,20 @@ async def _audit_client(
     log.info(action, client_id=client_id)
 
 
-def _shape(kind: str, scopes: list[str], redirect_uris: list[str]) -> dict[str, Any]:
-    # Redirect URIs only where there are any, so that the shape of a service or operator
-    # client, and the audit events that record it, stay what they were before them.
+def _shape(kind: str, scopes: list[str], redirect_uris: list[str], signs_in: str) -> dict[str, Any]:
+    # Redirect URIs and whom the client signs in only where there are redirect URIs (a
+    # public client), so that the shape of a service or operator client, and the audit
+    # events that record it, stay what they were before them.
     shape: dict[str, Any] = {"kind": kind, "scopes": sorted(scopes)}
     if redirect_uris:
         shape["redirect_uris"] = list(redirect_uris)
+        shape["signs_in"] = signs_in
     return shape
 
 
 def _shape_of(client: BootstrapClient) -> dict[str, Any]:
-    return _shape(client.kind, [scope.value for scope in client.scopes], client.redirect_uris)
+    scopes = [scope.value for scope in client.scopes]
+    return _shape(client.kind, scopes, client.redirect_uris, client.signs_in)
 
 
 async def _register_client(
@@ -439,6 +512,7 @@ async def _register_client(
         kind=client.kind,
         scopes=shape["scopes"],
         redirect_uris=client.redirect_uris,
+        signs_in=client.signs_in,
         now=now,
     )
     await _audit_client(session, "client.registered", client.client_id, now=now, after=shape)
@@ -456,7 +530,7 @@ async def _update_client(
     enabled, secret. One statement: the database holds a public client to no secret and a
     confidential one to a secret at every statement, so a kind changes with its secret."""
     shape = _shape_of(client)
-    before = _shape(row.kind, list(row.scopes), list(row.redirect_uris))
+    before = _shape(row.kind, list(row.scopes), list(row.redirect_uris), row.signs_in)
     secret_changed, secret_hash = await _configured_secret_hash(issuer, client, row)
     shape_changed = before != shape or row.disabled_at is not None
     values: dict[str, Any] = {"updated_at": now}
@@ -465,6 +539,7 @@ async def _update_client(
             "kind": client.kind,
             "scopes": shape["scopes"],
             "redirect_uris": client.redirect_uris,
+            "signs_in": client.signs_in,
             "disabled_at": None,
         }
     if secret_changed:

@@ -20,13 +20,14 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from accounts.identity import rules
+from accounts.identity import repository, rules
 from accounts.identity.errors import OAuthInvalidGrant, StaffExists, StaffSecretsNotConfigured
 from accounts.identity.service import Issuer, SessionMaker, login_key
 from accounts.models import AUDIT_EVENTS, StaffRow
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import STAFF_ROLE_SCOPES, Scope, StaffRole
 from contracts.secrets import ResealBatch, ResealRequest
+from contracts.staff import STAFF_SUBJECT_PREFIX
 from kit import audit
 from kit.resealing import SealedColumns, reseal_batch
 from kit.sealing import KeyRing, SealedValueUnreadable, sealed_key_id
@@ -198,7 +199,8 @@ async def add_staff(
 async def disable_staff(
     sessions: SessionMaker, *, email: str, actor_id: str, now: datetime
 ) -> StaffMember | None:
-    """Disable the staff member (already disabled: unchanged); None if there is none."""
+    """Disable the staff member (already disabled: unchanged) and revoke their refresh
+    tokens, so that no client renews their sign-in; None if there is none."""
     email = rules.normalized_email(email)
     async with sessions() as session, session.begin():
         statement = select(StaffRow).where(StaffRow.email == email).with_for_update()
@@ -207,6 +209,7 @@ async def disable_staff(
             return None
         if row.disabled_at is None:
             row.disabled_at = now
+            revoked = await repository.revoke_staff_refresh_tokens(session, row.id, now=now)
             await _audit(
                 session,
                 "staff.disabled",
@@ -214,9 +217,27 @@ async def disable_staff(
                 actor_type=ActorType.operator,
                 subject_id=str(row.id),
                 now=now,
+                after={"refresh_tokens_revoked": revoked},
             )
-            log.info("staff.disabled", staff_id=str(row.id))
+            log.info("staff.disabled", staff_id=str(row.id), refresh_tokens_revoked=revoked)
         return _member(row)
+
+
+async def get_member(sessions: SessionMaker, staff_id: uuid.UUID) -> StaffMember | None:
+    """The staff member with this id, disabled or not; None if there is none."""
+    async with sessions() as session, session.begin():
+        row = await repository.get_staff(session, staff_id)
+        return None if row is None else _member(row)
+
+
+def staff_id_of(subject: str) -> uuid.UUID | None:
+    """The member a token's subject names (`staff:<uuid>`), or None for any other."""
+    if not subject.startswith(STAFF_SUBJECT_PREFIX):
+        return None
+    try:
+        return uuid.UUID(subject.removeprefix(STAFF_SUBJECT_PREFIX))
+    except ValueError:
+        return None
 
 
 async def list_staff(sessions: SessionMaker) -> list[StaffMember]:

@@ -1,5 +1,6 @@
 """The admin endpoint for staff (scope `staff:manage`): add, disable, list. What
-`sagabank staff` calls; the actor is the token's subject."""
+`sagabank staff` calls; the actor is the token's subject. And a member's own profile,
+read with their own token."""
 
 from typing import Annotated
 
@@ -7,23 +8,26 @@ from fastapi import APIRouter, Depends, status
 
 from accounts.identity import staff
 from accounts.identity.errors import (
+    NotStaffToken,
     PasswordHashingBusy,
     StaffExists,
     StaffNotFound,
     StaffSecretsNotConfigured,
 )
 from accounts.identity.resources import Resources
-from contracts.auth import Scope
+from contracts.auth import PrincipalKind, Scope
 from contracts.staff import (
     STAFF_DISABLE_PATH,
     STAFF_PATH,
+    STAFF_PROFILE_PATH,
     StaffCreate,
     StaffDisable,
     StaffEnrolmentOut,
     StaffList,
     StaffMemberOut,
+    StaffProfile,
 )
-from kit.auth import Principal, require_scopes
+from kit.auth import Principal, authenticate, require_scopes
 from kit.db import ServiceDatabase
 from kit.errors import InvalidRequest
 from kit.params import Now
@@ -32,6 +36,7 @@ from kit.problems import problem_responses
 router = APIRouter(tags=["staff"])
 
 StaffManager = Annotated[Principal, Depends(require_scopes(Scope.staff_manage))]
+AnyCaller = Annotated[Principal, Depends(authenticate)]
 
 
 def _out(member: staff.StaffMember) -> StaffMemberOut:
@@ -95,3 +100,24 @@ async def disable_staff(
 @router.get(STAFF_PATH, summary="Every staff member, disabled ones too, by email")
 async def list_staff(principal: StaffManager, database: ServiceDatabase) -> StaffList:
     return StaffList(staff=[_out(member) for member in await staff.list_staff(database.sessions)])
+
+
+@router.get(
+    STAFF_PROFILE_PATH,
+    summary="The signed-in staff member's own profile (a staff token only)",
+    responses=problem_responses(NotStaffToken),
+)
+async def staff_profile(principal: AnyCaller, database: ServiceDatabase) -> StaffProfile:
+    staff_id = staff.staff_id_of(principal.subject)
+    if principal.kind is not PrincipalKind.operator or staff_id is None:
+        raise NotStaffToken("this is a staff member's own profile: sign in as one")
+    member = await staff.get_member(database.sessions, staff_id)
+    if member is None or member.disabled_at is not None:
+        raise NotStaffToken("this staff member is disabled")
+    return StaffProfile(
+        id=member.id,
+        email=member.email,
+        display_name=member.display_name,
+        role=member.role,
+        scopes=sorted(scope.value for scope in member.scopes),
+    )

@@ -307,7 +307,9 @@ class TestPasswordGrant:
         )
         oauth_error(response, 400, "invalid_request")
 
-    @pytest.mark.parametrize("grant", ["implicit", "authorization_code", ""])
+    @pytest.mark.parametrize(
+        "grant", ["implicit", "urn:ietf:params:oauth:grant-type:device_code", ""]
+    )
     async def test_unsupported_grant_type(self, http: httpx.AsyncClient, grant: str) -> None:
         response = await http.post(TOKEN, data={"grant_type": grant})
         expected = "invalid_request" if not grant else "unsupported_grant_type"

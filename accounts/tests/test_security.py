@@ -45,12 +45,19 @@ PUBLIC_ROUTES = frozenset(
         # RFC 8414 metadata, and RFC 7009 revocation (holding the token is the proof).
         ("GET", "/.well-known/oauth-authorization-server"),
         ("POST", "/v1/oauth/revoke"),
+        # The sign-in page, its form's post (its own CSRF token) and its stylesheet.
+        ("GET", "/v1/oauth/authorize"),
+        ("POST", "/v1/oauth/authorize"),
+        ("GET", "/v1/oauth/sign-in.css"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
         ("GET", "/redoc"),
     }
 )
+# Needing no scope but a staff member's own token (a person's, `staff:<id>`): any other
+# valid token is refused with 403 (TestStaffTokenRoutes).
+STAFF_TOKEN_ROUTES = frozenset({("GET", "/v1/staff/me")})
 
 
 @dataclass(frozen=True)
@@ -385,8 +392,8 @@ class TestEveryRoute:
     def test_every_route_is_covered(self, app: FastAPI) -> None:
         """A route added without a row in ROUTES, and not deliberately public, fails here."""
         routes = _route_keys(app)
-        assert routes - PUBLIC_ROUTES == set(ROUTES)
-        assert routes >= PUBLIC_ROUTES
+        assert routes - PUBLIC_ROUTES - STAFF_TOKEN_ROUTES == set(ROUTES)
+        assert routes >= PUBLIC_ROUTES | STAFF_TOKEN_ROUTES
 
     @pytest.mark.parametrize(("method", "path", "cell"), CELLS)
     async def test_refused_and_nothing_changes(
@@ -423,6 +430,32 @@ class TestEveryRoute:
         # added the three staff routes and the re-sealing of staff secrets.
         assert len(ROUTES) == 22
         assert len(CELLS) == 220 + 22 + 24
+
+
+STAFF_MEMBER = Caller(f"staff:{uuid.uuid4()}", PrincipalKind.operator, frozenset(OPERATOR_SCOPES))
+
+
+class TestStaffTokenRoutes:
+    @pytest.mark.parametrize(("method", "path"), sorted(STAFF_TOKEN_ROUTES))
+    @pytest.mark.parametrize("forgery", FORGERIES)
+    async def test_a_forged_staff_token_is_unauthorized(
+        self, shared: Shared, issuer: TestIssuer, method: str, path: str, forgery: str
+    ) -> None:
+        headers = shared.forged(issuer, STAFF_MEMBER, forgery)
+        response = await shared.client.request(method, path, headers=headers)
+        assert_problem(response, 401, "unauthorized")
+
+    @pytest.mark.parametrize(("method", "path"), sorted(STAFF_TOKEN_ROUTES))
+    @pytest.mark.parametrize(
+        "caller",
+        [CUSTOMER, STAFF, SAGA, Caller("staff:not-a-uuid", PrincipalKind.operator, frozenset())],
+        ids=["customer", "operator-client", "worker", "malformed-staff-subject"],
+    )
+    async def test_any_other_valid_token_is_forbidden(
+        self, shared: Shared, issuer: TestIssuer, method: str, path: str, caller: Caller
+    ) -> None:
+        response = await shared.client.request(method, path, headers=_headers(issuer, caller))
+        assert_problem(response, 403, "forbidden")
 
 
 class TestTheRightCallerPasses:
