@@ -90,9 +90,7 @@ class RequestContextMiddleware:
                 status_holder["started"] = True
                 response_headers = list(message.get("headers", []))
                 response_headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message["headers"] = _with_security_headers(
-                    response_headers, self.security_headers
-                )
+                message["headers"] = _with_security_headers(response_headers, self.security_headers)
             await send(message)
 
         received_bytes = 0
