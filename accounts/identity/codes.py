@@ -18,7 +18,7 @@ from accounts.identity import repository, rules, service
 from accounts.identity.authorize import AuthorizationRequest
 from accounts.identity.errors import OAuthInvalidGrant
 from accounts.identity.rules import TokenRequest
-from accounts.identity.service import Issuer, SessionMaker
+from accounts.identity.service import Issuer, SessionMaker, staff_subject
 from accounts.models import AUDIT_EVENTS, AuthorizationCodeRow
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import STAFF_ROLE_SCOPES, Scope, StaffRole, TokenResponse
@@ -40,7 +40,7 @@ class SignedIn:
     @property
     def actor(self) -> tuple[str, ActorType]:
         if self.staff_id is not None:
-            return str(self.staff_id), ActorType.operator
+            return staff_subject(self.staff_id), ActorType.operator
         return str(self.customer_id), ActorType.customer
 
 

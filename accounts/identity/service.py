@@ -279,12 +279,17 @@ async def refresh_grant(
     )
 
 
+def staff_subject(staff_id: uuid.UUID) -> str:
+    """A member as their tokens and every audit trail name them: `staff:<id>`."""
+    return f"{STAFF_SUBJECT_PREFIX}{staff_id}"
+
+
 def token_subject(
     *, customer_id: uuid.UUID | None, staff_id: uuid.UUID | None
 ) -> tuple[str, PrincipalKind]:
     """The `sub` and kind of an access token for a customer or (`staff:<id>`) a member."""
     if staff_id is not None:
-        return f"{STAFF_SUBJECT_PREFIX}{staff_id}", PrincipalKind.operator
+        return staff_subject(staff_id), PrincipalKind.operator
     assert customer_id is not None, "a token names a customer or a staff member"
     return str(customer_id), PrincipalKind.customer
 

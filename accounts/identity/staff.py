@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from accounts.identity import repository, rules
 from accounts.identity.errors import OAuthInvalidGrant, StaffExists, StaffSecretsNotConfigured
-from accounts.identity.service import Issuer, SessionMaker, login_key
+from accounts.identity.service import Issuer, SessionMaker, login_key, staff_subject
 from accounts.models import AUDIT_EVENTS, StaffRow
 from contracts.audit import ActorType, AuditEventCreate
 from contracts.auth import STAFF_ROLE_SCOPES, Scope, StaffRole
@@ -292,7 +292,7 @@ async def authenticate_staff(
         await _audit(
             session,
             "staff.sign_in_failed",
-            actor_id=subject_id,
+            actor_id=subject_id if row is None else staff_subject(row.id),
             actor_type=ActorType.operator,
             subject_id=subject_id,
             now=now,
@@ -327,7 +327,7 @@ async def _accept_code(
         await _audit(
             session,
             "staff.signed_in",
-            actor_id=str(row.id),
+            actor_id=staff_subject(row.id),
             actor_type=ActorType.operator,
             subject_id=str(row.id),
             now=now,

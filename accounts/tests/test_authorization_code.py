@@ -479,6 +479,14 @@ class Flow:
             )
         return [f"{row['action']}:{row['outcome']}" for row in rows]
 
+    async def audit_actors(self, prefix: str) -> list[str]:
+        async with raw_connection(self.database_url) as connection:
+            rows = await connection.fetch(
+                "SELECT actor_id FROM audit_events WHERE action LIKE $1 ORDER BY sequence",
+                f"{prefix}%",
+            )
+        return [row["actor_id"] for row in rows]
+
 
 FLOW_CLIENTS = [
     public_client(signs_in="staff"),
@@ -707,6 +715,8 @@ class TestSignIn:
         assert tokens["scope"] == "accounts:read reviews:write transfers:read"
         assert tokens["refresh_token"]
         assert await flow.audit_actions("staff.signed_in") == ["staff.signed_in:succeeded"]
+        # The code's events name the member as the token does, and as every service's does.
+        assert await flow.audit_actors("authorization_code.") == [claims["sub"]] * 2
 
     async def test_a_code_replayed_within_its_window_is_refused(self, flow: Flow) -> None:
         enrolment = await flow.add_staff()

@@ -90,6 +90,15 @@ class Desk:
             )
             return [f"{action}:{outcome}" for action, outcome in rows.all()]
 
+    async def actors(self, action: str) -> list[str]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(AUDIT_EVENTS.c.actor_id)
+                .where(AUDIT_EVENTS.c.action == action)
+                .order_by(AUDIT_EVENTS.c.sequence)
+            )
+            return list(rows.scalars().all())
+
 
 def code_at(enrolment: staff.Enrolment, moment: datetime) -> str:
     return pyotp.TOTP(enrolment.totp_secret).at(moment)
@@ -200,6 +209,8 @@ class TestSignIn:
         assert member.id == enrolment.member.id
         assert member.scopes == STAFF_ROLE_SCOPES[StaffRole.reviewer]
         assert await desk.actions() == ["staff.added:succeeded", "staff.signed_in:succeeded"]
+        # Named as the member's tokens name them in every other service's trail.
+        assert await desk.actors("staff.signed_in") == [f"staff:{member.id}"]
 
     async def test_a_code_one_step_off_is_accepted(self, desk: Desk) -> None:
         enrolment = await desk.add()

@@ -268,3 +268,5 @@ class TestUnknownEmailInTheTrail:
                 )
             [event] = await audit_events(app, "staff.sign_in_failed")
         assert event["subject_id"] == str(member_id)
+        # The actor as every service's trail names a member: their token's subject.
+        assert event["actor_id"] == f"staff:{member_id}"
