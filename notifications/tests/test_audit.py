@@ -193,9 +193,7 @@ class TestEveryChangeIsAudited:
         assert audited["before"] == {"status": "succeeded", "attempts_made": 1}
         assert audited["after"]["status"] == "pending"
 
-    async def test_redelivered_by_an_operator_names_the_staff_member(
-        self, bank: Service
-    ) -> None:
+    async def test_redelivered_by_an_operator_names_the_staff_member(self, bank: Service) -> None:
         staff = "staff:6f1c2b1e-8f5a-4c39-9a51-0d3e2f7b9a10"
         async with running_receiver() as receiver:
             endpoint = await bank.create(url=receiver.url())
