@@ -17,6 +17,8 @@ from console.web import (
     SIGN_IN_PATH,
     CheckedForm,
     SignedIn,
+    cookie_name,
+    read_cookie,
     render,
     set_cookie,
 )
@@ -62,7 +64,7 @@ async def callback(
     state: CallbackParameter = None,
     error: CallbackParameter = None,
 ) -> Response:
-    pending = resources.store.take_sign_in(request.cookies.get(SIGN_IN_COOKIE))
+    pending = resources.store.take_sign_in(read_cookie(request, resources, SIGN_IN_COOKIE))
     if pending is None:
         return _refused(request, resources, "This sign-in has expired or was not started here.")
     if state is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
@@ -124,7 +126,7 @@ def _refused(request: Request, resources: ConsoleResources, reason: str) -> HTML
 
 def _forget(response: Response, resources: ConsoleResources, name: str, *, same_site: str) -> None:
     response.delete_cookie(
-        name,
+        cookie_name(name, secure=resources.secure_cookies),
         path="/",
         secure=resources.secure_cookies,
         httponly=True,

@@ -152,10 +152,70 @@ class TestSignInRedirect:
         transports = {name: upstream.transport() for name, upstream in upstreams.items()}
         async with app_client(create_app(settings, clock=clock, transports=transports)) as client:
             response = await client.get("/auth/sign-in")
-        cookie = cookies_of(response)[SIGN_IN_COOKIE][SIGN_IN_COOKIE]
+        name = f"__Host-{SIGN_IN_COOKIE}"  # TestCookieNames
+        cookie = cookies_of(response)[name][name]
         assert cookie["secure"] is True
         query = parse_qs(urlsplit(response.headers["location"]).query)
         assert query["redirect_uri"] == ["https://console.bank.example/auth/callback"]
+
+
+class TestCookieNames:
+    """Secure cookies carry the `__Host-` prefix (Secure, Path=/, no Domain, set by this very
+    host), so a sibling subdomain can neither plant nor overwrite them; on http on a
+    loopback host browsers refuse that prefix, and the bare names stay."""
+
+    async def test_on_http_loopback_the_bare_names(
+        self, client: httpx.AsyncClient, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, query = await start_sign_in(client)
+        response = await client.get(
+            "/auth/callback",
+            params={"code": "the-code", "state": query["state"][0]},
+            headers={"Cookie": f"{SIGN_IN_COOKIE}={key}"},
+        )
+        assert response.status_code == 200, response.text
+        session_cookie = cookies_of(response)[SESSION_COOKIE][SESSION_COOKIE]
+        assert not session_cookie["secure"]
+        assert not any(name.startswith("__Host-") for name in cookies_of(response))
+
+    async def test_when_secure_the_host_prefix(
+        self, clock: Clock, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        upstreams["fraud"].answer("GET", "/v1/reviews", {"items": [], "next_cursor": None})
+        settings = Settings(public_url="https://console.bank.example", log_json=True)
+        transports = {name: upstream.transport() for name, upstream in upstreams.items()}
+        app = create_app(settings, clock=clock, transports=transports)
+        async with app_client(app) as client:
+            started = await client.get("/auth/sign-in")
+            client.cookies.clear()
+            sign_in_name = f"__Host-{SIGN_IN_COOKIE}"
+            sign_in_cookie = cookies_of(started)[sign_in_name][sign_in_name]
+            state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+            response = await client.get(
+                "/auth/callback",
+                params={"code": "the-code", "state": state},
+                headers={"Cookie": f"{sign_in_name}={sign_in_cookie.value}"},
+            )
+            client.cookies.clear()
+            session_name = f"__Host-{SESSION_COOKIE}"
+            session_cookie = cookies_of(response)[session_name][session_name]
+            served = await client.get(
+                "/reviews", headers={"Cookie": f"{session_name}={session_cookie.value}"}
+            )
+            client.cookies.clear()
+            # The id under the bare name: what a sibling subdomain could plant. No session.
+            planted = await client.get(
+                "/reviews", headers={"Cookie": f"{SESSION_COOKIE}={session_cookie.value}"}
+            )
+        for cookie in (sign_in_cookie, session_cookie):
+            assert cookie["secure"] is True
+            assert cookie["path"] == "/"
+            assert cookie["domain"] == ""
+        assert SESSION_COOKIE not in cookies_of(response)
+        assert served.status_code == 200, served.text
+        assert planted.headers["location"] == "/auth/sign-in"
 
 
 class TestCallback:
