@@ -106,7 +106,10 @@ def _viewer(principal: WebhooksReader, request: Request) -> Viewer:
         return Viewer(customer_id=principal.customer_id)
     if principal.kind is PrincipalKind.operator and principal.has(Scope.accounts_admin):
         return Viewer(customer_id=None)
-    raise Forbidden("This operation needs the scope webhooks:manage (customers only).")
+    raise Forbidden(
+        "This operation needs the scope webhooks:manage (a customer) or accounts:admin "
+        "(an operator)."
+    )
 
 
 Owner = Annotated[str, Depends(_owner)]

@@ -704,6 +704,7 @@ class TestOperatorRedeliver:
             assert_problem(response, 403, "insufficient-scope")
             assert await dispatcher_of(app).run_once() == 0
         assert len(receiver.requests) == 1
+        assert "accounts:admin" in response.json()["detail"]  # what would have let it
 
 
 PUBLISHER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
