@@ -1,8 +1,9 @@
 """The deny list (fraud) and customers' webhook endpoints and deliveries (notifications).
 
 Webhook endpoints belong to their customers: the notifications API lets an operator
-(`accounts:admin`) read them and their deliveries, and lets only the customer redeliver,
-so the console shows deliveries and their attempts and offers no redelivery."""
+(`accounts:admin`) read them and their deliveries and send a finished delivery again, so
+the console shows deliveries and their attempts and offers redelivery to such a member;
+it changes no endpoint."""
 
 import uuid
 from typing import Final
@@ -173,5 +174,42 @@ async def delivery(
             return DeliveryDetail.model_validate(body)
 
         found = await section(detail())
-    context = {"delivery_id": delivery_id, "delivery": found}
+    # Only a state the API can answer is echoed back (it came through the address bar).
+    redelivered = request.query_params.get("redelivered", "")
+    context = {
+        "delivery_id": delivery_id,
+        "delivery": found,
+        "redelivered": redelivered if redelivered in DeliveryStatus.__members__.values() else None,
+        "redeliverable": session.may(Scope.accounts_admin)
+        and found.value is not None
+        and found.value.status is not DeliveryStatus.pending,
+    }
     return render(request, resources, "delivery.html", context, session=session)
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", summary="Send a finished delivery again")
+async def redeliver(
+    request: Request,
+    delivery_id: uuid.UUID,
+    session: SignedIn,
+    _form: CheckedForm,
+    resources: Resources,
+) -> Response:
+    """Forwarded whatever the member's scopes: the API is the judge (and audits the member
+    as the actor); its answer, the delivery's new state or its refusal, is shown."""
+    try:
+        body = await resources.bank.post(
+            "notifications",
+            f"{DELIVERIES_PATH}/{delivery_id}/redeliver",
+            token=session.access_token,
+            body=None,
+        )
+    except ApiError as error:
+        context = {"problem": problem_text(error), "back": f"/deliveries/{delivery_id}"}
+        return render(
+            request, resources, "not_done.html", context, session=session, status_code=error.status
+        )
+    answered = Delivery.model_validate(body)
+    return RedirectResponse(
+        f"/deliveries/{delivery_id}?redelivered={answered.status.value}", status_code=303
+    )

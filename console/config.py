@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     )
     session_idle_timeout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     session_lifetime_seconds: int = Field(default=8 * 3600, ge=300, le=7 * 86400)
-    # Sessions and sign-ins in flight this process keeps at most (each a few KiB): the oldest
-    # beyond it are dropped, so a flood of sign-in starts cannot exhaust the memory.
+    # Sessions, and browsers with sign-ins in flight (five each at most), this process keeps
+    # at most (each a few KiB): the oldest beyond it are dropped, so a flood of sign-in
+    # starts cannot exhaust the memory.
     sessions_max: int = Field(default=10_000, ge=10, le=1_000_000)
     cookie_secure: CookieSecure = CookieSecure.auto
     # Each call to a service or the issuer gives up after this long.

@@ -6,6 +6,7 @@ One replica therefore serves the console, and a restart signs everyone out
 
 import asyncio
 import base64
+import hmac
 import json
 import secrets
 from collections import OrderedDict
@@ -22,6 +23,9 @@ SECRET_BYTES: Final = 32
 # A sign-in in flight (state and PKCE verifier) lasts this long: time to type a password
 # and a TOTP code on the issuer's page.
 SIGN_IN_TTL_SECONDS: Final = 600
+# Sign-ins in flight one browser keeps at once (one per tab that started one), the oldest
+# dropped: a few tabs' worth, and a bound on what one pre-session cookie holds.
+SIGN_INS_PER_BROWSER_MAX: Final = 5
 
 
 @dataclass
@@ -80,7 +84,8 @@ class PendingSignIn:
 
 class SessionStore:
     """Sessions expire after `idle_timeout_seconds` unused and `lifetime_seconds` in all;
-    at most `sessions_max` sessions (and as many sign-ins in flight), the oldest dropped."""
+    at most `sessions_max` sessions (and as many browsers with sign-ins in flight, each
+    with SIGN_INS_PER_BROWSER_MAX at most), the oldest dropped."""
 
     def __init__(
         self,
@@ -95,7 +100,8 @@ class SessionStore:
         self.lifetime = timedelta(seconds=lifetime_seconds)
         self.sessions_max = sessions_max
         self._sessions: OrderedDict[str, StaffSession] = OrderedDict()
-        self._sign_ins: OrderedDict[str, PendingSignIn] = OrderedDict()
+        # A browser's pre-session key -> its sign-ins in flight, oldest first.
+        self._sign_ins: OrderedDict[str, list[PendingSignIn]] = OrderedDict()
 
     def create(self, tokens: TokenResponse, profile: StaffProfile) -> StaffSession:
         now = self.clock()
@@ -138,26 +144,57 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def begin_sign_in(self) -> tuple[str, PendingSignIn]:
-        """A new sign-in: the key its pre-session cookie carries, and its state and verifier."""
-        key = secrets.token_urlsafe(SECRET_BYTES)
+    def begin_sign_in(self, browser_key: str | None) -> tuple[str, PendingSignIn]:
+        """A new sign-in for the browser holding `browser_key` (its pre-session cookie),
+        beside its others in flight; a key with none in flight (unknown, expired, or chosen
+        by someone else) is never adopted: a new one is made. Returns the key and the
+        sign-in's state and verifier."""
+        live = self._live_sign_ins(browser_key)
+        key = browser_key if live and browser_key else secrets.token_urlsafe(SECRET_BYTES)
         pending = PendingSignIn(
             state=secrets.token_urlsafe(SECRET_BYTES),
             code_verifier=secrets.token_urlsafe(64),
             created_at=self.clock(),
         )
-        self._sign_ins[key] = pending
+        self._sign_ins[key] = [*live, pending][-SIGN_INS_PER_BROWSER_MAX:]
+        self._sign_ins.move_to_end(key)
         while len(self._sign_ins) > self.sessions_max:
             self._sign_ins.popitem(last=False)
         return key, pending
 
-    def take_sign_in(self, key: str | None) -> PendingSignIn | None:
-        """The sign-in under `key`, once: a second callback with it finds nothing."""
-        if not key:
+    def pending_sign_ins(self, browser_key: str | None) -> tuple[PendingSignIn, ...]:
+        """The browser's sign-ins still in flight, oldest first."""
+        return tuple(self._live_sign_ins(browser_key))
+
+    def take_sign_in(self, browser_key: str | None, state: str | None) -> PendingSignIn | None:
+        """The browser's sign-in whose state is exactly `state` (compared in constant time),
+        once: a second callback with it finds nothing. A miss takes nothing."""
+        if state is None:
             return None
-        pending = self._sign_ins.pop(key, None)
-        if pending is None:
+        live = self._live_sign_ins(browser_key)
+        matched = [
+            pending
+            for pending in live
+            if hmac.compare_digest(pending.state.encode(), state.encode())
+        ]
+        if not matched or browser_key is None:
             return None
-        if self.clock() - pending.created_at >= timedelta(seconds=SIGN_IN_TTL_SECONDS):
-            return None
-        return pending
+        remaining = [pending for pending in live if pending is not matched[0]]
+        if remaining:
+            self._sign_ins[browser_key] = remaining
+        else:
+            del self._sign_ins[browser_key]
+        return matched[0]
+
+    def _live_sign_ins(self, browser_key: str | None) -> list[PendingSignIn]:
+        """The browser's sign-ins still in time; the expired ones are forgotten."""
+        if not browser_key or browser_key not in self._sign_ins:
+            return []
+        ttl = timedelta(seconds=SIGN_IN_TTL_SECONDS)
+        now = self.clock()
+        live = [p for p in self._sign_ins[browser_key] if now - p.created_at < ttl]
+        if live:
+            self._sign_ins[browser_key] = live
+        else:
+            del self._sign_ins[browser_key]
+        return live

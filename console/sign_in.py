@@ -1,7 +1,6 @@
 """Signing staff in and out: the authorization code flow with PKCE against the issuer
 (RFC 6749 4.1, RFC 7636), and sign-out revoking the session's refresh token (RFC 7009)."""
 
-import hmac
 from typing import Annotated, Final
 
 import structlog
@@ -17,6 +16,8 @@ from console.web import (
     SIGN_IN_PATH,
     CheckedForm,
     SignedIn,
+    cookie_name,
+    read_cookie,
     render,
     set_cookie,
 )
@@ -34,15 +35,16 @@ CallbackParameter = Annotated[str | None, Query(max_length=_PARAMETER_LENGTH_MAX
 
 
 @router.get(SIGN_IN_PATH, summary="Start signing in: off to the issuer's sign-in page")
-async def sign_in(resources: Resources) -> Response:
-    key, pending = resources.store.begin_sign_in()
+async def sign_in(request: Request, resources: Resources) -> Response:
+    # Beside the browser's other sign-ins in flight: a second tab leaves the first's alone.
+    key, pending = resources.store.begin_sign_in(read_cookie(request, resources, SIGN_IN_COOKIE))
     response = RedirectResponse(
         resources.issuer.authorize_url(state=pending.state, code_verifier=pending.code_verifier),
         status_code=303,
     )
     # Lax, not Strict: the issuer (often another site) sends the browser back to the
     # callback with a cross-site redirect, and a Strict cookie would stay behind. It holds
-    # only the key of a single-use, short-lived sign-in, never a session.
+    # only the key of the browser's single-use, short-lived sign-ins, never a session.
     set_cookie(
         response,
         SIGN_IN_COOKIE,
@@ -62,16 +64,19 @@ async def callback(
     state: CallbackParameter = None,
     error: CallbackParameter = None,
 ) -> Response:
-    pending = resources.store.take_sign_in(request.cookies.get(SIGN_IN_COOKIE))
+    key = read_cookie(request, resources, SIGN_IN_COOKIE)
+    if not resources.store.pending_sign_ins(key):
+        return _refused(
+            request, resources, key, "This sign-in has expired or was not started here."
+        )
+    pending = resources.store.take_sign_in(key, state)
     if pending is None:
-        return _refused(request, resources, "This sign-in has expired or was not started here.")
-    if state is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
         log.warning("console.sign_in_state_mismatch")
-        return _refused(request, resources, "The sign-in's state did not match.")
+        return _refused(request, resources, key, "The sign-in's state did not match.")
     if error is not None:
-        return _refused(request, resources, f"The issuer did not sign you in ({error}).")
+        return _refused(request, resources, key, f"The issuer did not sign you in ({error}).")
     if code is None:
-        return _refused(request, resources, "The issuer sent no authorization code.")
+        return _refused(request, resources, key, "The issuer sent no authorization code.")
     try:
         tokens = await resources.issuer.exchange_code(
             code=code, code_verifier=pending.code_verifier
@@ -79,7 +84,7 @@ async def callback(
         profile = await resources.issuer.profile(tokens.access_token)
     except IssuerRefused as refusal:
         log.warning("console.sign_in_refused", reason=str(refusal))
-        return _refused(request, resources, "The issuer refused the sign-in.")
+        return _refused(request, resources, key, "The issuer refused the sign-in.")
     session = resources.store.create(tokens, profile)
     log.info("console.signed_in", staff_id=str(profile.id), role=profile.role)
     # Not a redirect into a page: this request comes at the end of a navigation the issuer
@@ -90,7 +95,7 @@ async def callback(
     set_cookie(
         response, SESSION_COOKIE, session.id, secure=resources.secure_cookies, same_site="strict"
     )
-    _forget(response, resources, SIGN_IN_COOKIE, same_site="lax")
+    _forget_sign_ins_if_done(response, resources, key)
     return response
 
 
@@ -114,17 +119,28 @@ async def signed_out(request: Request, resources: Resources) -> HTMLResponse:
     return render(request, resources, "signed_out.html", {})
 
 
-def _refused(request: Request, resources: ConsoleResources, reason: str) -> HTMLResponse:
+def _refused(
+    request: Request, resources: ConsoleResources, key: str | None, reason: str
+) -> HTMLResponse:
     response = render(
         request, resources, "sign_in_failed.html", {"reason": reason}, status_code=400
     )
-    _forget(response, resources, SIGN_IN_COOKIE, same_site="lax")
+    _forget_sign_ins_if_done(response, resources, key)
     return response
+
+
+def _forget_sign_ins_if_done(
+    response: Response, resources: ConsoleResources, key: str | None
+) -> None:
+    """The pre-session cookie goes once the browser has no sign-in left in flight (another
+    tab's may still come back)."""
+    if not resources.store.pending_sign_ins(key):
+        _forget(response, resources, SIGN_IN_COOKIE, same_site="lax")
 
 
 def _forget(response: Response, resources: ConsoleResources, name: str, *, same_site: str) -> None:
     response.delete_cookie(
-        name,
+        cookie_name(name, secure=resources.secure_cookies),
         path="/",
         secure=resources.secure_cookies,
         httponly=True,

@@ -7,7 +7,7 @@ import uuid
 from fastapi import FastAPI
 
 from console.sessions import SessionStore, StaffSession
-from console.web import SESSION_COOKIE
+from console.web import SESSION_COOKIE, cookie_name
 from contracts.auth import StaffRole, TokenResponse
 from contracts.staff import StaffProfile
 
@@ -45,6 +45,7 @@ def session_for_tests(
     return store_of(app).create(tokens, profile)
 
 
-def session_headers(session: StaffSession) -> dict[str, str]:
-    """The Cookie header a browser holding `session` sends."""
-    return {"Cookie": f"{SESSION_COOKIE}={session.id}"}
+def session_headers(session: StaffSession, *, secure: bool = False) -> dict[str, str]:
+    """The Cookie header a browser holding `session` sends (to a console whose cookies are
+    Secure, under the `__Host-` name)."""
+    return {"Cookie": f"{cookie_name(SESSION_COOKIE, secure=secure)}={session.id}"}

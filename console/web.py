@@ -18,6 +18,11 @@ log = structlog.get_logger()
 
 SESSION_COOKIE: Final = "sagabank_console_session"
 SIGN_IN_COOKIE: Final = "sagabank_console_sign_in"
+# Secure cookies carry this prefix: a browser then keeps one only if it is Secure, Path=/,
+# without Domain and set by this very host, so a sibling subdomain can neither plant nor
+# overwrite it (RFC 6265bis, 4.1.3.2). Browsers refuse the prefix on a cookie without
+# Secure, so on plain http on a loopback host (the local stack) the bare names stay.
+HOST_PREFIX: Final = "__Host-"
 SIGN_IN_PATH: Final = "/auth/sign-in"
 CSRF_FIELD: Final = "csrf_token"
 # An access token with less than this left is renewed before it is used.
@@ -33,8 +38,17 @@ class CsrfRefused(Exception):
     """A form without this session's CSRF token: refused, nothing done."""
 
 
+def cookie_name(name: str, *, secure: bool) -> str:
+    """The name a console cookie is set and read under: `__Host-` prefixed when Secure."""
+    return f"{HOST_PREFIX}{name}" if secure else name
+
+
+def read_cookie(request: Request, resources: ConsoleResources, name: str) -> str | None:
+    return request.cookies.get(cookie_name(name, secure=resources.secure_cookies))
+
+
 async def signed_in(request: Request, resources: Resources) -> StaffSession:
-    session = resources.store.find(request.cookies.get(SESSION_COOKIE))
+    session = resources.store.find(read_cookie(request, resources, SESSION_COOKIE))
     if session is None:
         raise SignInRequired
     await _renew_if_due(session, resources)
@@ -91,9 +105,10 @@ def set_cookie(
     same_site: str,
     max_age_seconds: int | None = None,
 ) -> None:
-    """HttpOnly, Path=/, `Secure` outside the local stack (the settings decide)."""
+    """HttpOnly, Path=/, no Domain; `Secure` and `__Host-` prefixed outside the local stack
+    (the settings decide)."""
     response.set_cookie(
-        name,
+        cookie_name(name, secure=secure),
         value,
         max_age=max_age_seconds,
         path="/",

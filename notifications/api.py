@@ -9,8 +9,9 @@ Who may call what:
   `webhooks:manage`; someone else's endpoint or delivery answers 404 as if it did not
   exist, and a `customer_id` query parameter from a customer is refused (422).
 - Operators (`accounts:admin`) may READ any customer's endpoints and deliveries, to answer
-  "my webhooks stopped arriving" on call; they change nothing and never see secrets or
-  email contacts. Listing endpoints, they name the customer with `customer_id`.
+  "my webhooks stopped arriving" on call, and redeliver any customer's finished delivery;
+  they change no endpoint or contact and never see secrets or email contacts. Listing
+  endpoints, they name the customer with `customer_id`.
 - Audit events (kit.audit) need `audit:read`.
 """
 
@@ -105,11 +106,17 @@ def _viewer(principal: WebhooksReader, request: Request) -> Viewer:
         return Viewer(customer_id=principal.customer_id)
     if principal.kind is PrincipalKind.operator and principal.has(Scope.accounts_admin):
         return Viewer(customer_id=None)
-    raise Forbidden("This operation needs the scope webhooks:manage (customers only).")
+    raise Forbidden(
+        "This operation needs the scope webhooks:manage (a customer) or accounts:admin "
+        "(an operator)."
+    )
 
 
 Owner = Annotated[str, Depends(_owner)]
 Reader = Annotated[Viewer, Depends(_viewer)]
+# Redelivery sends again what was sent, with the same webhook-id, and changes none of the
+# customer's settings: whoever may read a delivery may ask for it (an operator's audited).
+Redeliverer = Annotated[Viewer, Depends(_viewer)]
 
 ENDPOINT_PATH = f"{WEBHOOK_ENDPOINTS_PATH}/{{endpoint_id}}"
 # Every protected route can answer these; listed so that /docs shows them.
@@ -377,13 +384,14 @@ async def get_delivery(viewer: Reader, delivery_id: uuid.UUID, session: Session)
     f"{DELIVERIES_PATH}/{{delivery_id}}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     tags=["deliveries"],
-    summary="Send a finished delivery again now, with the same webhook-id",
+    summary="Send a finished delivery again now, with the same webhook-id (its customer, "
+    "or an operator with accounts:admin)",
     responses=problem_responses(
         *AUTH_PROBLEMS, InvalidRequest, DeliveryNotFound, DeliveryPending, WebhookEndpointDisabled
     ),
 )
 async def redeliver(
-    owner: Owner,
+    redeliverer: Redeliverer,
     actor: AuditActor,
     delivery_id: uuid.UUID,
     session: Session,
@@ -392,7 +400,7 @@ async def redeliver(
 ) -> Delivery:
     return await service.redeliver(
         session,
-        customer_id=owner,
+        viewer=redeliverer,
         actor=actor,
         delivery_id=delivery_id,
         now=now,

@@ -3,7 +3,8 @@
 The owner of an endpoint, delivery or contact is the `customer_id` argument of every use
 case (the API takes it from the bearer token, never from the request). Changes take an
 `Actor` and write their audit event in the same transaction; reads by an operator take a
-`Viewer` that sees every owner's objects, and no change accepts one.
+`Viewer` that sees every owner's objects, and of the changes only a redelivery accepts
+one (it sends again what was sent and changes none of the customer's settings).
 """
 
 import hashlib
@@ -80,7 +81,8 @@ DISPATCHER_ACTOR_ID: Final = "notifications-dispatcher"
 @dataclass(frozen=True)
 class Viewer:
     """Whose endpoints and deliveries a reader sees: one customer's, or (`customer_id`
-    None) an operator's view of every customer's. Reads only: changes take an owner."""
+    None) an operator's view of every customer's. Reads and redelivery only: other
+    changes take an owner."""
 
     customer_id: str | None
 
@@ -689,16 +691,17 @@ async def get_delivery(
 async def redeliver(
     session: AsyncSession,
     *,
-    customer_id: str,
+    viewer: Viewer,
     actor: Actor,
     delivery_id: uuid.UUID,
     now: datetime,
     on_commit: OnCommit | None = None,
 ) -> Delivery:
-    """Send a finished (failed or succeeded) delivery again, now, with a fresh retry
-    schedule and the same `webhook-id`."""
+    """Send a finished (failed or succeeded) delivery the viewer sees again, now, with a
+    fresh retry schedule and the same `webhook-id`: the same row re-armed, never a copy,
+    so asking twice sends it once (the second ask finds it pending)."""
     found = await repository.get_delivery(
-        session, delivery_id=delivery_id, customer_id=customer_id, for_update=True
+        session, delivery_id=delivery_id, customer_id=viewer.customer_id, for_update=True
     )
     if found is None:
         raise DeliveryNotFound(f"no delivery {delivery_id}")

@@ -1,9 +1,10 @@
 """The operator console on the live bank, as `sagabank up` runs it: the launcher's console
 answers with its headers and sends browsers to the real issuer; a console app in this
 process (its test seam holding the bank's real tokens) shows what the services answer,
-records a reviewer's approval, shows the API's refusal of a forged one, and signs out by
-revoking the refresh token at the real issuer. The browser sign-in joins with the issuer's
-authorization code flow."""
+records a reviewer's approval, shows the API's refusal of a forged one, lets an operator
+redeliver a customer's failed webhook delivery, and signs out by revoking the refresh
+token at the real issuer. The browser sign-in joins with the issuer's authorization code
+flow."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,9 @@ from console.config import Settings
 from console.main import create_app
 from console.testing import session_for_tests, session_headers, store_of
 from contracts.auth import CUSTOMER_SCOPES, OPERATOR_SCOPES, TOKEN_PATH
+from contracts.notifications import WEBHOOK_ENDPOINTS_PATH
 from kit.testing import app_client
+from notifications.tests.support import Receiver, Reply, running_receiver, wait_for, wait_until
 from tests.bank import CONSOLE, Bank, Customer
 from tests.flows import TERMINAL, funded_pair, request_transfer, wait_for_status
 
@@ -197,6 +200,84 @@ class TestTheDenyListThroughTheConsole:
         )
         assert removed.status_code == 303, removed.text
         assert account_id not in (await console.get("/deny-list", headers=headers)).text
+
+
+async def _failed_delivery(
+    http: httpx.AsyncClient, bank: Bank, receiver: Receiver
+) -> tuple[Customer, str, str]:
+    """A customer's endpoint at `receiver` (answering 410 Gone) and a transfer's delivery to
+    it, failed and the endpoint disabled by the dispatcher: (customer, endpoint, delivery)."""
+    payer, source, _payee, target = await funded_pair(http, bank, funded_minor=100_00)
+    registered = await http.post(
+        f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}",
+        json={"url": receiver.url(), "event_types": ["transfer.completed"]},
+        headers=payer.headers,
+    )
+    assert registered.status_code == 201, registered.text
+    endpoint_id: str = registered.json()["id"]
+    transfer_id = await request_transfer(http, bank, payer, source, target, 10_00)
+    assert (await wait_for_status(http, bank, payer, transfer_id, TERMINAL))["status"] == (
+        "completed"
+    )
+    deliveries = f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}/{endpoint_id}/deliveries"
+
+    async def failed() -> bool:
+        listed = await http.get(deliveries, params={"status": "failed"}, headers=payer.headers)
+        return listed.status_code == 200 and len(listed.json()["items"]) == 1
+
+    await wait_for(failed, timeout_seconds=30, what="the delivery to fail on 410")
+    listed = await http.get(deliveries, headers=payer.headers)
+    [delivery] = listed.json()["items"]
+    return payer, endpoint_id, delivery["id"]
+
+
+class TestARedeliveryThroughTheConsole:
+    async def test_the_operator_sends_a_failed_delivery_again(
+        self, bank: Bank, http: httpx.AsyncClient, console: httpx.AsyncClient, console_app: FastAPI
+    ) -> None:
+        async with running_receiver() as receiver:
+            receiver.default = Reply(410)
+            payer, endpoint_id, delivery_id = await _failed_delivery(http, bank, receiver)
+            session = session_for_tests(
+                console_app, access_token=await operator_token(http, bank), scopes=OPERATOR_SCOPES
+            )
+            headers = session_headers(session)
+            listed = await console.get(
+                f"/webhooks/{endpoint_id}", params={"status": "failed"}, headers=headers
+            )
+            assert f'href="/deliveries/{delivery_id}"' in listed.text
+            page = await console.get(f"/deliveries/{delivery_id}", headers=headers)
+            assert f'action="/deliveries/{delivery_id}/redeliver"' in page.text
+            form = {"csrf_token": session.csrf_token}
+
+            # The endpoint said 410: the API refuses until its customer enables it again.
+            refused = await console.post(
+                f"/deliveries/{delivery_id}/redeliver", data=form, headers=headers
+            )
+            assert refused.status_code == 409, refused.text
+            assert "enable the endpoint before redelivering to it" in refused.text
+            assert len(receiver.requests) == 1
+
+            receiver.default = Reply(204)
+            enabled = await http.post(
+                f"{bank.url('notifications')}{WEBHOOK_ENDPOINTS_PATH}/{endpoint_id}/enable",
+                headers=payer.headers,
+            )
+            assert enabled.status_code == 200, enabled.text
+            redelivered = await console.post(
+                f"/deliveries/{delivery_id}/redeliver", data=form, headers=headers
+            )
+            assert redelivered.status_code == 303, redelivered.text
+            assert redelivered.headers["location"].endswith("?redelivered=pending")
+            await wait_until(lambda: len(receiver.requests) == 2, what="the redelivery")
+        first, second = receiver.requests
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+        async def succeeded() -> bool:
+            shown = await console.get(f"/deliveries/{delivery_id}", headers=headers)
+            return "<dt>Status</dt><dd>succeeded</dd>" in shown.text
+
+        await wait_for(succeeded, timeout_seconds=10, what="the page to show it succeeded")
 
 
 class TestSignOut:

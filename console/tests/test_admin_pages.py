@@ -2,6 +2,7 @@
 changes made only with the session's CSRF token, in the signed-in member's name."""
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -225,9 +226,137 @@ class TestWebhooks:
         assert response.status_code == 200, response.text
         assert "upstream exploded" in response.text
         assert "120 ms" in response.text
-        # The API lets only the endpoint's customer redeliver: nothing is offered here.
+        # Finished, and the member holds accounts:admin: redelivery is offered, CSRF-checked.
+        form = re.search(
+            rf'<form method="post" action="/deliveries/{DELIVERY}/redeliver"[^>]*>(.*?)</form>',
+            response.text,
+            re.DOTALL,
+        )
+        assert form is not None, response.text
+        assert f'name="csrf_token" value="{session.csrf_token}"' in form.group(1)
+        assert ">Redeliver</button>" in form.group(1)
+
+    async def test_a_pending_delivery_is_not_offered_for_redelivery(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        """The API refuses it (409) while attempts go on: nothing to press."""
+        upstreams["notifications"].answer(
+            "GET", f"/v1/deliveries/{DELIVERY}", {**delivery_body("pending"), "attempts": []}
+        )
+        session = session_for_tests(app, access_token="t", scopes=ADMIN)
+        response = await client.get(f"/deliveries/{DELIVERY}", headers=session_headers(session))
+        assert response.status_code == 200, response.text
         assert "/redeliver" not in response.text
         assert response.text.count('method="post"') == 1  # signing out, only
+
+
+class TestRedeliver:
+    """An admin sends a finished delivery again from its page; the API's answer is shown."""
+
+    PATH = f"/v1/deliveries/{DELIVERY}/redeliver"
+
+    async def test_valid_forwards_with_the_members_token_and_shows_the_new_state(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        notifications = upstreams["notifications"]
+        notifications.answer("POST", self.PATH, delivery_body("pending"), status=202)
+        notifications.answer(
+            "GET", f"/v1/deliveries/{DELIVERY}", {**delivery_body("pending"), "attempts": []}
+        )
+        token = staff_token(ADMIN)
+        session = session_for_tests(app, access_token=token, scopes=ADMIN)
+        response = await client.post(
+            f"/deliveries/{DELIVERY}/redeliver",
+            data={"csrf_token": session.csrf_token},
+            headers=session_headers(session),
+        )
+        assert response.status_code == 303, response.text
+        assert response.headers["location"] == f"/deliveries/{DELIVERY}?redelivered=pending"
+        [call] = notifications.calls("POST", self.PATH)
+        assert call.headers["authorization"] == f"Bearer {token}"
+        page = await client.get(response.headers["location"], headers=session_headers(session))
+        assert "Redelivery requested: the delivery is now pending." in page.text
+
+    async def test_a_made_up_state_in_the_address_is_not_shown(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        upstreams["notifications"].answer(
+            "GET", f"/v1/deliveries/{DELIVERY}", {**delivery_body(), "attempts": []}
+        )
+        session = session_for_tests(app, access_token="t", scopes=ADMIN)
+        page = await client.get(
+            f"/deliveries/{DELIVERY}",
+            params={"redelivered": "<b>sent to the moon</b>"},
+            headers=session_headers(session),
+        )
+        assert page.status_code == 200
+        assert "Redelivery requested" not in page.text
+        assert "moon" not in page.text
+
+    @pytest.mark.parametrize(
+        ("status", "title", "detail"),
+        [
+            (409, "Delivery pending", "the delivery is still being attempted; wait for it"),
+            (409, "Webhook endpoint disabled", "enable the endpoint before redelivering to it"),
+            (404, "Delivery not found", f"no delivery {DELIVERY}"),
+        ],
+    )
+    async def test_a_refusal_shows_the_problems_detail(
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        upstreams: dict[str, FakeUpstream],
+        status: int,
+        title: str,
+        detail: str,
+    ) -> None:
+        upstreams["notifications"].routes[("POST", self.PATH)] = lambda _request: problem(
+            status, title, detail
+        )
+        session = session_for_tests(app, access_token=staff_token(ADMIN), scopes=ADMIN)
+        response = await client.post(
+            f"/deliveries/{DELIVERY}/redeliver",
+            data={"csrf_token": session.csrf_token},
+            headers=session_headers(session),
+        )
+        assert response.status_code == status
+        assert f"notifications answered {status} {title}: {detail}" in response.text
+        assert f'href="/deliveries/{DELIVERY}"' in response.text
+
+    async def test_a_forged_redelivery_is_refused_by_the_api_and_shown(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        """Not offered to an auditor; forged anyway, it is forwarded and the API refuses."""
+        upstreams["notifications"].routes[("POST", self.PATH)] = lambda _request: problem(
+            403, "Insufficient scope", "This operation needs the scope webhooks:manage."
+        )
+        session = session_for_tests(
+            app, access_token=staff_token(AUDITOR), scopes=AUDITOR, role=StaffRole.auditor
+        )
+        response = await client.post(
+            f"/deliveries/{DELIVERY}/redeliver",
+            data={"csrf_token": session.csrf_token},
+            headers=session_headers(session),
+        )
+        assert response.status_code == 403
+        assert "notifications answered 403 Insufficient scope" in response.text
+
+    @pytest.mark.parametrize("csrf", [None, "", "wrong"])
+    async def test_without_the_csrf_token_nothing_is_forwarded(
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        upstreams: dict[str, FakeUpstream],
+        csrf: str | None,
+    ) -> None:
+        session = session_for_tests(app, access_token=staff_token(ADMIN), scopes=ADMIN)
+        response = await client.post(
+            f"/deliveries/{DELIVERY}/redeliver",
+            data={} if csrf is None else {"csrf_token": csrf},
+            headers=session_headers(session),
+        )
+        assert response.status_code == 403
+        assert upstreams["notifications"].requests == []
 
     @pytest.mark.parametrize(
         "path", ["/webhooks?customer_id=c", f"/webhooks/{ENDPOINT}", f"/deliveries/{DELIVERY}"]
@@ -244,3 +373,4 @@ class TestWebhooks:
         assert "Your role does not hold accounts:admin." in response.text
         assert upstreams["notifications"].requests == []
         assert 'href="/webhooks"' not in response.text  # not in the navigation either
+        assert "/redeliver" not in response.text

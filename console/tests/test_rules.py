@@ -10,7 +10,12 @@ import pytest
 
 from console.config import CookieSecure, Settings
 from console.search import audit_filters, money, transfer_filters
-from console.sessions import SIGN_IN_TTL_SECONDS, SessionStore, token_subject
+from console.sessions import (
+    SIGN_IN_TTL_SECONDS,
+    SIGN_INS_PER_BROWSER_MAX,
+    SessionStore,
+    token_subject,
+)
 from console.tests.support import Clock
 from contracts.auth import PrincipalKind, StaffRole, TokenResponse
 from contracts.staff import StaffProfile
@@ -59,9 +64,49 @@ def test_the_store_keeps_at_most_its_bound_dropping_the_oldest() -> None:
     assert len(store) == 10
     assert store.find(sessions[0].id) is None
     assert store.find(sessions[-1].id) is sessions[-1]
-    keys = [store.begin_sign_in()[0] for _ in range(11)]
-    assert store.take_sign_in(keys[0]) is None
-    assert store.take_sign_in(keys[-1]) is not None
+    browsers = [store.begin_sign_in(None) for _ in range(11)]
+    (first_key, first), (last_key, last) = browsers[0], browsers[-1]
+    assert store.take_sign_in(first_key, first.state) is None
+    assert store.take_sign_in(last_key, last.state) is last
+
+
+def test_a_browser_keeps_a_few_sign_ins_dropping_the_oldest() -> None:
+    """One per tab started, SIGN_INS_PER_BROWSER_MAX at most, each matched by its state."""
+    store = SessionStore(
+        clock=Clock(), idle_timeout_seconds=900, lifetime_seconds=3600, sessions_max=10
+    )
+    key, first = store.begin_sign_in(None)
+    started = [first]
+    for _ in range(SIGN_INS_PER_BROWSER_MAX):
+        same_key, pending = store.begin_sign_in(key)
+        assert same_key == key
+        started.append(pending)
+    assert store.pending_sign_ins(key) == tuple(started[1:])
+    assert store.take_sign_in(key, first.state) is None
+    assert store.take_sign_in(key, started[2].state) is started[2]
+    assert store.take_sign_in(key, started[2].state) is None  # once
+    assert store.take_sign_in(key, started[1].state) is started[1]
+
+
+def test_a_browser_key_the_store_does_not_know_is_not_adopted() -> None:
+    store = SessionStore(
+        clock=Clock(), idle_timeout_seconds=900, lifetime_seconds=3600, sessions_max=10
+    )
+    key, _pending = store.begin_sign_in("chosen-by-someone")
+    assert key != "chosen-by-someone"
+    assert store.pending_sign_ins("chosen-by-someone") == ()
+
+
+def test_a_state_is_matched_exactly_and_only_within_its_browser() -> None:
+    store = SessionStore(
+        clock=Clock(), idle_timeout_seconds=900, lifetime_seconds=3600, sessions_max=10
+    )
+    key, pending = store.begin_sign_in(None)
+    other_key, other = store.begin_sign_in(None)
+    for state in (None, "", pending.state[:-1], pending.state + "x", other.state):
+        assert store.take_sign_in(key, state) is None
+    assert store.take_sign_in(other_key, pending.state) is None
+    assert store.take_sign_in(key, pending.state) is pending  # misses consumed nothing
 
 
 def test_a_sign_in_expires() -> None:
@@ -69,9 +114,12 @@ def test_a_sign_in_expires() -> None:
     store = SessionStore(
         clock=clock, idle_timeout_seconds=900, lifetime_seconds=3600, sessions_max=10
     )
-    key, _pending = store.begin_sign_in()
-    clock.now += timedelta(seconds=SIGN_IN_TTL_SECONDS)
-    assert store.take_sign_in(key) is None
+    key, old = store.begin_sign_in(None)
+    clock.now += timedelta(seconds=SIGN_IN_TTL_SECONDS - 1)
+    _key, young = store.begin_sign_in(key)
+    clock.now += timedelta(seconds=1)
+    assert store.take_sign_in(key, old.state) is None
+    assert store.take_sign_in(key, young.state) is young
 
 
 def test_ids_and_secrets_are_unique_and_long() -> None:

@@ -124,7 +124,7 @@ class TestSignInRedirect:
         )
         query = parse_qs(location.query)
         key = cookies_of(response)[SIGN_IN_COOKIE][SIGN_IN_COOKIE].value
-        pending = store_of(app)._sign_ins[key]
+        [pending] = store_of(app).pending_sign_ins(key)
         assert query["response_type"] == ["code"]
         assert query["client_id"] == ["sagabank-console"]
         assert query["redirect_uri"] == ["http://127.0.0.1:8005/auth/callback"]
@@ -152,10 +152,70 @@ class TestSignInRedirect:
         transports = {name: upstream.transport() for name, upstream in upstreams.items()}
         async with app_client(create_app(settings, clock=clock, transports=transports)) as client:
             response = await client.get("/auth/sign-in")
-        cookie = cookies_of(response)[SIGN_IN_COOKIE][SIGN_IN_COOKIE]
+        name = f"__Host-{SIGN_IN_COOKIE}"  # TestCookieNames
+        cookie = cookies_of(response)[name][name]
         assert cookie["secure"] is True
         query = parse_qs(urlsplit(response.headers["location"]).query)
         assert query["redirect_uri"] == ["https://console.bank.example/auth/callback"]
+
+
+class TestCookieNames:
+    """Secure cookies carry the `__Host-` prefix (Secure, Path=/, no Domain, set by this very
+    host), so a sibling subdomain can neither plant nor overwrite them; on http on a
+    loopback host browsers refuse that prefix, and the bare names stay."""
+
+    async def test_on_http_loopback_the_bare_names(
+        self, client: httpx.AsyncClient, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, query = await start_sign_in(client)
+        response = await client.get(
+            "/auth/callback",
+            params={"code": "the-code", "state": query["state"][0]},
+            headers={"Cookie": f"{SIGN_IN_COOKIE}={key}"},
+        )
+        assert response.status_code == 200, response.text
+        session_cookie = cookies_of(response)[SESSION_COOKIE][SESSION_COOKIE]
+        assert not session_cookie["secure"]
+        assert not any(name.startswith("__Host-") for name in cookies_of(response))
+
+    async def test_when_secure_the_host_prefix(
+        self, clock: Clock, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        upstreams["fraud"].answer("GET", "/v1/reviews", {"items": [], "next_cursor": None})
+        settings = Settings(public_url="https://console.bank.example", log_json=True)
+        transports = {name: upstream.transport() for name, upstream in upstreams.items()}
+        app = create_app(settings, clock=clock, transports=transports)
+        async with app_client(app) as client:
+            started = await client.get("/auth/sign-in")
+            client.cookies.clear()
+            sign_in_name = f"__Host-{SIGN_IN_COOKIE}"
+            sign_in_cookie = cookies_of(started)[sign_in_name][sign_in_name]
+            state = parse_qs(urlsplit(started.headers["location"]).query)["state"][0]
+            response = await client.get(
+                "/auth/callback",
+                params={"code": "the-code", "state": state},
+                headers={"Cookie": f"{sign_in_name}={sign_in_cookie.value}"},
+            )
+            client.cookies.clear()
+            session_name = f"__Host-{SESSION_COOKIE}"
+            session_cookie = cookies_of(response)[session_name][session_name]
+            served = await client.get(
+                "/reviews", headers={"Cookie": f"{session_name}={session_cookie.value}"}
+            )
+            client.cookies.clear()
+            # The id under the bare name: what a sibling subdomain could plant. No session.
+            planted = await client.get(
+                "/reviews", headers={"Cookie": f"{SESSION_COOKIE}={session_cookie.value}"}
+            )
+        for cookie in (sign_in_cookie, session_cookie):
+            assert cookie["secure"] is True
+            assert cookie["path"] == "/"
+            assert cookie["domain"] == ""
+        assert SESSION_COOKIE not in cookies_of(response)
+        assert served.status_code == 200, served.text
+        assert planted.headers["location"] == "/auth/sign-in"
 
 
 class TestCallback:
@@ -165,7 +225,8 @@ class TestCallback:
         issuer = upstreams["issuer"]
         issuer_signs_in(issuer)
         key, query = await start_sign_in(client)
-        verifier = store_of(app)._sign_ins[key].code_verifier
+        [pending] = store_of(app).pending_sign_ins(key)
+        verifier = pending.code_verifier
         response = await client.get(
             "/auth/callback",
             params={"code": "the-code", "state": query["state"][0]},
@@ -260,6 +321,65 @@ class TestCallback:
         assert response.status_code == 400
         assert "access_denied" in response.text
         assert len(store_of(app)) == 0
+
+
+class TestSignInInSeveralTabs:
+    """Each tab's sign-in is kept under the browser's one pre-session cookie, keyed by its
+    state: either tab's callback completes, in any order."""
+
+    async def start_in_another_tab(self, client: httpx.AsyncClient, key: str) -> str:
+        response = await client.get("/auth/sign-in", headers={"Cookie": f"{SIGN_IN_COOKIE}={key}"})
+        assert response.status_code == 303
+        assert cookies_of(response)[SIGN_IN_COOKIE][SIGN_IN_COOKIE].value == key
+        return parse_qs(urlsplit(response.headers["location"]).query)["state"][0]
+
+    async def callback(self, client: httpx.AsyncClient, key: str, state: str) -> httpx.Response:
+        return await client.get(
+            "/auth/callback",
+            params={"code": "the-code", "state": state},
+            headers={"Cookie": f"{SIGN_IN_COOKIE}={key}"},
+        )
+
+    async def test_the_first_tabs_callback_completes_after_a_second_tab_started(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, query = await start_sign_in(client)
+        second_state = await self.start_in_another_tab(client, key)
+        first = await self.callback(client, key, query["state"][0])
+        assert first.status_code == 200, first.text
+        assert SESSION_COOKIE in cookies_of(first)
+        # The second tab's sign-in is still in flight: its cookie stays.
+        assert SIGN_IN_COOKIE not in cookies_of(first)
+        second = await self.callback(client, key, second_state)
+        assert second.status_code == 200, second.text
+        assert cookies_of(second)[SIGN_IN_COOKIE][SIGN_IN_COOKIE].value == ""  # all done
+        assert len(store_of(app)) == 2
+
+    async def test_a_wrong_state_completes_nothing_and_spoils_no_other_tab(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, query = await start_sign_in(client)
+        second_state = await self.start_in_another_tab(client, key)
+        refused = await self.callback(client, key, second_state[:-2])
+        assert refused.status_code == 400
+        assert SIGN_IN_COOKIE not in cookies_of(refused)  # kept for the tabs in flight
+        assert upstreams["issuer"].requests == []
+        assert (await self.callback(client, key, second_state)).status_code == 200
+        assert (await self.callback(client, key, query["state"][0])).status_code == 200
+
+    async def test_another_browsers_state_is_refused(
+        self, client: httpx.AsyncClient, app: FastAPI, upstreams: dict[str, FakeUpstream]
+    ) -> None:
+        issuer_signs_in(upstreams["issuer"])
+        key, _query = await start_sign_in(client)
+        other_key, other_query = await start_sign_in(client)
+        assert other_key != key
+        refused = await self.callback(client, key, other_query["state"][0])
+        assert refused.status_code == 400
+        assert upstreams["issuer"].requests == []
+        assert (await self.callback(client, other_key, other_query["state"][0])).is_success
 
 
 class TestSessionLifetime:

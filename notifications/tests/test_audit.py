@@ -193,6 +193,30 @@ class TestEveryChangeIsAudited:
         assert audited["before"] == {"status": "succeeded", "attempts_made": 1}
         assert audited["after"]["status"] == "pending"
 
+    async def test_redelivered_by_an_operator_names_the_staff_member(self, bank: Service) -> None:
+        staff = "staff:6f1c2b1e-8f5a-4c39-9a51-0d3e2f7b9a10"
+        async with running_receiver() as receiver:
+            endpoint = await bank.create(url=receiver.url())
+            event = transfer_event(source_customer_id=ALICE)
+            published = await bank.client.post("/v1/events", json=event, headers=as_worker())
+            assert published.status_code == 201
+            assert await dispatcher_of(bank.app).run_once() == 1
+            listed = await bank.client.get(
+                f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=as_customer(ALICE)
+            )
+            [delivery] = listed.json()["items"]
+            response = await bank.client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver",
+                headers={**as_operator(staff), "X-Request-ID": REQUEST_ID},
+            )
+            assert response.status_code == 202, response.text
+        audited = _only(await bank.events(), "delivery.redelivered")
+        assert (audited["actor_id"], audited["actor_type"]) == (staff, "operator")
+        assert audited["request_id"] == REQUEST_ID
+        assert (audited["subject_type"], audited["subject_id"]) == ("delivery", delivery["id"])
+        assert str(audited["transfer_id"]) == event["data"]["transfer_id"]
+        assert audited["after"]["endpoint_id"] == endpoint["id"]
+
     async def test_auto_disabled_by_the_dispatcher_after_410(self, bank: Service) -> None:
         async with running_receiver() as receiver:
             receiver.default = Reply(410)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from contracts.auth import PrincipalKind, Scope
 from contracts.notifications import EventType, TransferEventData
 from kit.db import Database
 from kit.sealing import parse_key_ring
@@ -34,6 +35,7 @@ from notifications.tests.support import (
     SenderDied,
     StubResolver,
     as_customer,
+    as_principal,
     as_worker,
     dispatcher_of,
     running_receiver,
@@ -586,6 +588,123 @@ class TestRedeliver:
             f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=as_customer("mallory")
         )
         assert_problem(listed, 404, "webhook-endpoint-not-found")
+
+
+STAFF_SUBJECT = "staff:6f1c2b1e-8f5a-4c39-9a51-0d3e2f7b9a10"
+
+
+def as_staff(*scopes: Scope) -> dict[str, str]:
+    """A signed-in staff member's headers (an operator token naming `staff:<id>`)."""
+    return as_principal(STAFF_SUBJECT, PrincipalKind.operator, *scopes)
+
+
+async def finished_delivery(
+    app: FastAPI, client: httpx.AsyncClient, url: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Alice's endpoint at `url` and its one delivery, attempted once (and so finished, as
+    long as the receiver answered 2xx or 410)."""
+    endpoint = await register(client, url)
+    await publish(client)
+    assert await dispatcher_of(app).run_once() == 1
+    return endpoint, await only_delivery(client, endpoint)
+
+
+class TestOperatorRedeliver:
+    """Operators (`accounts:admin`) send any customer's finished delivery again, on call for
+    "my webhooks stopped arriving"; the customer's own rule is unchanged."""
+
+    async def test_valid(self, make_app: AppFactory) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            endpoint, delivery = await finished_delivery(app, client, receiver.url())
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver",
+                headers=as_staff(Scope.accounts_admin),
+            )
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "pending"
+            assert response.json()["id"] == delivery["id"]
+            assert await dispatcher_of(app).run_once() == 1
+            again = await only_delivery(client, endpoint)
+        assert again["status"] == "succeeded"
+        assert again["attempts_made"] == 2
+        first, second = receiver.requests
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        assert first.body == second.body
+
+    async def test_asked_twice_sends_once(self, make_app: AppFactory) -> None:
+        """Idempotent on the delivery id: the same row is armed again, never a copy; a
+        second ask while it is armed is refused, and nothing more goes out."""
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            endpoint, delivery = await finished_delivery(app, client, receiver.url())
+            path = f"/v1/deliveries/{delivery['id']}/redeliver"
+            first = await client.post(path, headers=as_staff(Scope.accounts_admin))
+            assert first.status_code == 202, first.text
+            again = await client.post(path, headers=as_staff(Scope.accounts_admin))
+            assert_problem(again, 409, "delivery-pending")
+            assert await dispatcher_of(app).run_once() == 1
+            assert await dispatcher_of(app).run_once() == 0
+            listed = await deliveries(client, endpoint)
+        assert [item["id"] for item in listed] == [delivery["id"]]
+        assert len(receiver.requests) == 2
+
+    async def test_still_pending(self, client: httpx.AsyncClient) -> None:
+        endpoint = await register(client, "https://hooks.example.test/hook")
+        await publish(client)
+        [delivery] = await deliveries(client, endpoint)
+        response = await client.post(
+            f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_staff(Scope.accounts_admin)
+        )
+        assert_problem(response, 409, "delivery-pending")
+
+    async def test_unknown(self, client: httpx.AsyncClient) -> None:
+        response = await client.post(
+            f"/v1/deliveries/{uuid.uuid4()}/redeliver", headers=as_staff(Scope.accounts_admin)
+        )
+        assert_problem(response, 404, "delivery-not-found")
+
+    async def test_endpoint_disabled(self, make_app: AppFactory) -> None:
+        """Operators do not send to an endpoint its customer switched off (or that said 410)."""
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            receiver.default = Reply(410)
+            _endpoint, delivery = await finished_delivery(app, client, receiver.url())
+            assert delivery["status"] == "failed"
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver",
+                headers=as_staff(Scope.accounts_admin),
+            )
+        assert_problem(response, 409, "webhook-endpoint-disabled")
+
+    async def test_a_customer_still_reaches_only_their_own(self, make_app: AppFactory) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            _endpoint, delivery = await finished_delivery(app, client, receiver.url())
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=as_customer("mallory")
+            )
+            assert_problem(response, 404, "delivery-not-found")
+            assert await dispatcher_of(app).run_once() == 0
+        assert len(receiver.requests) == 1
+
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            as_principal(STAFF_SUBJECT, PrincipalKind.operator, Scope.audit_read),
+            # webhooks:manage makes a customer an owner; an operator owns no endpoint.
+            as_principal(STAFF_SUBJECT, PrincipalKind.operator, Scope.webhooks_manage),
+            as_principal("alice", PrincipalKind.customer, Scope.transfers_read),
+            as_principal("robot", PrincipalKind.service, Scope.notifications_publish),
+        ],
+        ids=["operator-audit-read", "operator-webhooks-manage", "customer-reader", "worker"],
+    )
+    async def test_neither_scope(self, make_app: AppFactory, headers: dict[str, str]) -> None:
+        async with running_receiver() as receiver, bank(make_app) as (app, client):
+            _endpoint, delivery = await finished_delivery(app, client, receiver.url())
+            response = await client.post(
+                f"/v1/deliveries/{delivery['id']}/redeliver", headers=headers
+            )
+            assert_problem(response, 403, "insufficient-scope")
+            assert await dispatcher_of(app).run_once() == 0
+        assert len(receiver.requests) == 1
+        assert "accounts:admin" in response.json()["detail"]  # what would have let it
 
 
 PUBLISHER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

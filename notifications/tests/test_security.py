@@ -176,8 +176,9 @@ CASES = [
         "GET", f"{ENDPOINT}/deliveries", "customer", CUSTOMER_READS, foreign_slug=ENDPOINT_GONE
     ),
     RouteCase("GET", DELIVERY, "customer", CUSTOMER_READS, foreign_slug=DELIVERY_GONE),
+    # Its customer, or an operator (accounts:admin: TestOperatorRedelivery) sends it again.
     RouteCase(
-        "POST", f"{DELIVERY}/redeliver", "customer", CUSTOMER_CHANGES, foreign_slug=DELIVERY_GONE
+        "POST", f"{DELIVERY}/redeliver", "customer", CUSTOMER_READS, foreign_slug=DELIVERY_GONE
     ),
     RouteCase(
         "PUT",
@@ -483,7 +484,8 @@ async def test_mass_assignment_is_refused(world: World, case: RouteCase, field_n
 
 class TestOperatorReads:
     """Operators answer "my webhooks stopped arriving": they read any customer's endpoints
-    and deliveries (accounts:admin), and change none (covered by the 403 cells)."""
+    and deliveries (accounts:admin), and change none of them (covered by the 403 cells);
+    redelivering is the one thing they do (TestOperatorRedelivery)."""
 
     async def test_an_operator_reads_a_customer_s_endpoints_and_deliveries(
         self, world: World
@@ -512,3 +514,22 @@ class TestOperatorReads:
         robot = Principal("robot", PrincipalKind.service, frozenset({Scope.webhooks_manage}))
         for case in (CASES_BY_KEY["POST /v1/webhook-endpoints"], CASES_BY_KEY[f"GET {ENDPOINT}"]):
             await _refused_and_unchanged(world, case, robot.headers(), 403, "insufficient-scope")
+
+
+class TestOperatorRedelivery:
+    """An operator (accounts:admin) may send any customer's finished delivery again; the
+    seeded delivery was never attempted (no dispatcher here), so it is still pending: the
+    operator gets past authorization and ownership to the delivery's own rule."""
+
+    async def test_an_operator_reaches_a_customer_s_delivery(self, world: World) -> None:
+        case = CASES_BY_KEY[f"POST {DELIVERY}/redeliver"]
+        operator = PRINCIPALS["operator"].headers()
+        await _refused_and_unchanged(world, case, operator, 409, "delivery-pending")
+
+    async def test_an_operator_asking_for_an_unknown_delivery(self, world: World) -> None:
+        before = await world.fingerprint()
+        response = await world.client.post(
+            f"/v1/deliveries/{uuid.uuid4()}/redeliver", headers=PRINCIPALS["operator"].headers()
+        )
+        assert_problem(response, 404, DELIVERY_GONE)
+        assert await world.fingerprint() == before
