@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # at most (each a few KiB): the oldest beyond it are dropped, so a flood of sign-in
     # starts cannot exhaust the memory.
     sessions_max: int = Field(default=10_000, ge=10, le=1_000_000)
+    # Sign-ins one address may start (each is kept until used or ten minutes old): well
+    # above a person's retries, far below what could push out other people's sign-ins.
+    rate_limit_sign_in: str = Field(default="30/minute", max_length=40)
     cookie_secure: CookieSecure = CookieSecure.auto
     # Each call to a service or the issuer gives up after this long.
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

@@ -19,7 +19,7 @@ from console.issuer import Issuer
 from console.resources import ConsoleResources
 from console.search import money
 from console.sessions import SessionStore
-from console.web import SIGN_IN_PATH, CsrfRefused, SignInRequired, render
+from console.web import SIGN_IN_BUCKET, SIGN_IN_PATH, CsrfRefused, SignInRequired, render
 from contracts.auth import METADATA_PATH
 from contracts.common import Health
 from kit.app import Lifespan, RequestContextMiddleware
@@ -27,6 +27,7 @@ from kit.http import create_client
 from kit.logging import configure_logging
 from kit.metrics_http import HttpMetricsMiddleware, add_metrics_route
 from kit.problems import install_problem_handlers
+from kit.ratelimit import RateLimiter, rate_limit_storage
 from kit.resources import Clock, install_resources, resources_of, utc_now
 from kit.tracing import configure_tracing, instrument_app
 
@@ -93,6 +94,11 @@ def _lifespan(
             ConsoleResources(
                 clock=clock,
                 store=store,
+                limiter=RateLimiter(
+                    {SIGN_IN_BUCKET: settings.rate_limit_sign_in},
+                    rate_limit_storage("memory://"),
+                    service=SERVICE,
+                ),
                 issuer=Issuer(
                     clients[ISSUER],
                     public_url=settings.issuer_public_url,

@@ -10,12 +10,15 @@ from fastapi.templating import Jinja2Templates
 from console.bank_api import BankApi
 from console.issuer import Issuer
 from console.sessions import SessionStore
+from kit.ratelimit import RateLimiter
 from kit.resources import ServiceResources, resources
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConsoleResources(ServiceResources):
     store: SessionStore
+    # Counts sign-in starts per address (console.sign_in); in memory, as the sessions are.
+    limiter: RateLimiter
     issuer: Issuer
     bank: BankApi
     templates: Jinja2Templates

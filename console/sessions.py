@@ -144,6 +144,9 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def sign_ins_in_flight(self) -> int:
+        return sum(len(pending) for pending in self._sign_ins.values())
+
     def begin_sign_in(self, browser_key: str | None) -> tuple[str, PendingSignIn]:
         """A new sign-in for the browser holding `browser_key` (its pre-session cookie),
         beside its others in flight; a key with none in flight (unknown, expired, or chosen

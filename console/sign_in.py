@@ -12,6 +12,7 @@ from console.resources import ConsoleResources, Resources
 from console.sessions import SIGN_IN_TTL_SECONDS
 from console.web import (
     SESSION_COOKIE,
+    SIGN_IN_BUCKET,
     SIGN_IN_COOKIE,
     SIGN_IN_PATH,
     CheckedForm,
@@ -36,6 +37,10 @@ CallbackParameter = Annotated[str | None, Query(max_length=_PARAMETER_LENGTH_MAX
 
 @router.get(SIGN_IN_PATH, summary="Start signing in: off to the issuer's sign-in page")
 async def sign_in(request: Request, resources: Resources) -> Response:
+    # Counted per address before anything is kept (429 past the rate): behind a proxy,
+    # CONSOLE_FORWARDED_ALLOW_IPS makes the address the browser's.
+    address = request.client.host if request.client is not None else "unknown"
+    await resources.limiter.hit(SIGN_IN_BUCKET, address)
     # Beside the browser's other sign-ins in flight: a second tab leaves the first's alone.
     key, pending = resources.store.begin_sign_in(read_cookie(request, resources, SIGN_IN_COOKIE))
     response = RedirectResponse(

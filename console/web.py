@@ -25,6 +25,8 @@ SIGN_IN_COOKIE: Final = "sagabank_console_sign_in"
 HOST_PREFIX: Final = "__Host-"
 SIGN_IN_PATH: Final = "/auth/sign-in"
 CSRF_FIELD: Final = "csrf_token"
+# The rate-limit bucket of sign-in starts (CONSOLE_RATE_LIMIT_SIGN_IN), per address.
+SIGN_IN_BUCKET: Final = "sign_in"
 # An access token with less than this left is renewed before it is used.
 RENEW_BEFORE: Final = timedelta(seconds=60)
 FORM_FIELD_LENGTH_MAX: Final = 2000

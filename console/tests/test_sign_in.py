@@ -508,3 +508,33 @@ class TestSecurityHeaders:
         assert response.headers["referrer-policy"] == "no-referrer"
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-frame-options"] == "DENY"
+
+
+class TestSignInStartsAreLimited:
+    """Each start keeps a sign-in in memory: one address cannot flood the store and push
+    out other people's sign-ins in flight."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(
+            public_url="http://127.0.0.1:8005",
+            issuer_public_url="https://issuer.example",
+            issuer_url="http://accounts.internal",
+            rate_limit_sign_in="3/minute",
+            log_json=True,
+        )
+
+    async def test_past_the_rate_an_address_gets_429_and_keeps_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        for _ in range(3):
+            await start_sign_in(client)
+        kept = store_of(app).sign_ins_in_flight()
+
+        refused = await client.get("/auth/sign-in")
+
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) > 0
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert SIGN_IN_COOKIE not in cookies_of(refused)
+        assert store_of(app).sign_ins_in_flight() == kept
