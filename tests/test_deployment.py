@@ -1918,8 +1918,34 @@ class TestTemporalSetup:
         for name, kind in SEARCH_ATTRIBUTES.items():
             assert listed.custom_attributes[name] == kinds[kind]
 
+    async def test_connects_through_the_standard_temporal_variables(
+        self, temporal_dev_env: WorkflowEnvironment
+    ) -> None:
+        namespace = f"setup-{uuid.uuid4().hex[:12]}"
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SAGABANK_TEMPORAL")},
+            "TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": namespace,
+        }
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(IMAGE_SCRIPTS / "temporal_setup.py"), "--deadline-seconds", "60"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert '"namespace_registered": true' in result.stderr
+        assert f'"namespace": "{namespace}"' in result.stderr
+
     def test_requires_an_address(self) -> None:
-        environment = {k: v for k, v in os.environ.items() if k != "SAGABANK_TEMPORAL_ADDRESS"}
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"SAGABANK_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"}
+        }
         result = subprocess.run(
             [sys.executable, str(IMAGE_SCRIPTS / "temporal_setup.py")],
             env=environment,
