@@ -63,6 +63,7 @@ PAYLOAD_KEY_NAME = "temporal-payload-key"
 CHECKPOINTS_DIR_NAME = "audit-checkpoints"
 # Temporal's standard connection variables (kit.temporal_connection).
 TEMPORAL_VARIABLE_PREFIX = "TEMPORAL_"
+DEV_SERVER_PROFILE_NAME = "temporal-dev-server.toml"
 _POLL_INTERVAL_SECONDS = 0.25
 # A crashed worker or service is restarted (its work is idempotent and Temporal retries
 # what it was doing), but a component that keeps crashing stops the bank: at most this
@@ -408,7 +409,22 @@ class Launcher:
         if self.settings.embedded_temporal:
             for name in [name for name in env if name.startswith(TEMPORAL_VARIABLE_PREFIX)]:
                 del env[name]
+            # Else the SDK reads the user's default profile file (~/.config/temporalio/),
+            # which may hold a Cloud API key: this file names the dev server instead.
+            env["TEMPORAL_CONFIG_FILE"] = str(self._dev_server_profile())
         return env
+
+    def _dev_server_profile(self) -> Path:
+        """A Temporal client config file whose default profile is the dev server (what
+        `temporal --config-file` reads too), written once per start."""
+        path = self.state_dir / DEV_SERVER_PROFILE_NAME
+        path.write_text(
+            "[profile.default]\n"
+            f'address = "{self.settings.temporal_target}"\n'
+            f'namespace = "{self.settings.temporal_namespace}"\n',
+            encoding="utf-8",
+        )
+        return path
 
     def _service_env(self, service: str, database_url: str) -> dict[str, str]:
         """The environment of a service: the launcher's own (OTEL_* included) plus its

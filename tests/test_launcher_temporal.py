@@ -47,6 +47,28 @@ def test_the_dev_server_ignores_a_cloud_in_the_shell(
     }
 
 
+def test_the_dev_server_ignores_the_users_profile_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    profile_file = home / ".config" / "temporalio" / "temporal.toml"
+    profile_file.parent.mkdir(parents=True)
+    profile_file.write_text(
+        '[profile.default]\naddress = "cloud.example:7233"\napi_key = "from-home"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TEMPORAL_CONFIG_FILE", raising=False)
+    launcher = Launcher(LauncherSettings(state_dir=tmp_path / "state"), out=io.StringIO())
+
+    env = _temporal_environments(launcher)["worker"]
+
+    assert temporal_connect_config(address=None, namespace=None, environ=env) == {
+        "target_host": "127.0.0.1:7233",
+        "namespace": "default",
+    }
+
+
 def test_an_external_cluster_gets_the_standard_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,8 @@ from kit.temporal_connection import (
     temporal_connect_config,
 )
 
+# No profile file: the SDK would otherwise read the user's ~/.config/temporalio/temporal.toml.
+NO_PROFILE_FILE = str(Path(__file__).parent / "no-such-temporal.toml")
 CLOUD_ADDRESS = "sagabank.a1b2c.tmprl.cloud:7233"
 CLOUD_NAMESPACE = "sagabank.a1b2c"
 
@@ -41,7 +43,9 @@ def client_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 class TestPlain:
     def test_nothing_set_is_the_local_dev_server(self) -> None:
-        config = temporal_connect_config(address=None, namespace=None, environ={})
+        config = temporal_connect_config(
+            address=None, namespace=None, environ={"TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE}
+        )
 
         assert config == {
             "target_host": TEMPORAL_ADDRESS_DEFAULT,
@@ -49,14 +53,22 @@ class TestPlain:
         }
 
     def test_standard_variables(self) -> None:
-        environ = {"TEMPORAL_ADDRESS": "temporal.internal:7233", "TEMPORAL_NAMESPACE": "bank"}
+        environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
+            "TEMPORAL_ADDRESS": "temporal.internal:7233",
+            "TEMPORAL_NAMESPACE": "bank",
+        }
 
         config = temporal_connect_config(address=None, namespace=None, environ=environ)
 
         assert config == {"target_host": "temporal.internal:7233", "namespace": "bank"}
 
     def test_component_settings_win_over_the_standard_variables(self) -> None:
-        environ = {"TEMPORAL_ADDRESS": "elsewhere:7233", "TEMPORAL_NAMESPACE": "elsewhere"}
+        environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
+            "TEMPORAL_ADDRESS": "elsewhere:7233",
+            "TEMPORAL_NAMESPACE": "elsewhere",
+        }
 
         config = temporal_connect_config(
             address="temporal:7233", namespace="sagabank", environ=environ
@@ -69,6 +81,7 @@ class TestTls:
     def test_client_certificates(self, client_certificate: tuple[Path, Path]) -> None:
         certificate, key = client_certificate
         environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
             "TEMPORAL_ADDRESS": CLOUD_ADDRESS,
             "TEMPORAL_NAMESPACE": CLOUD_NAMESPACE,
             "TEMPORAL_TLS_CLIENT_CERT_PATH": str(certificate),
@@ -95,6 +108,7 @@ class TestTls:
     ) -> None:
         authority, _ = client_certificate
         environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
             "TEMPORAL_ADDRESS": "temporal.bank.internal:7233",
             "TEMPORAL_TLS": "true",
             "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(authority),
@@ -110,6 +124,7 @@ class TestTls:
 
     def test_a_missing_certificate_file_is_a_settings_error(self, tmp_path: Path) -> None:
         environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
             "TEMPORAL_ADDRESS": CLOUD_ADDRESS,
             "TEMPORAL_TLS_CLIENT_CERT_PATH": str(tmp_path / "absent.pem"),
             "TEMPORAL_TLS_CLIENT_KEY_PATH": str(tmp_path / "absent.key"),
@@ -122,6 +137,7 @@ class TestTls:
 class TestApiKey:
     def test_api_key_turns_tls_on(self) -> None:
         environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
             "TEMPORAL_ADDRESS": CLOUD_ADDRESS,
             "TEMPORAL_NAMESPACE": CLOUD_NAMESPACE,
             "TEMPORAL_API_KEY": "secret-api-key",
@@ -139,6 +155,7 @@ class TestApiKey:
 
     def test_api_key_never_travels_in_clear(self) -> None:
         environ = {
+            "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
             "TEMPORAL_ADDRESS": CLOUD_ADDRESS,
             "TEMPORAL_API_KEY": "secret-api-key",
             "TEMPORAL_TLS": "false",
@@ -168,13 +185,19 @@ class TestProfiles:
     def test_unknown_profile_is_a_settings_error(self) -> None:
         with pytest.raises(TemporalSettingsError, match="nowhere"):
             temporal_connect_config(
-                address=None, namespace=None, environ={"TEMPORAL_PROFILE": "nowhere"}
+                address=None,
+                namespace=None,
+                environ={"TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE, "TEMPORAL_PROFILE": "nowhere"},
             )
 
 
 async def test_connects_to_the_dev_server(temporal_dev_env: WorkflowEnvironment) -> None:
     target = temporal_dev_env.client.service_client.config.target_host
-    environ = {"TEMPORAL_ADDRESS": target, "TEMPORAL_NAMESPACE": "default"}
+    environ = {
+        "TEMPORAL_CONFIG_FILE": NO_PROFILE_FILE,
+        "TEMPORAL_ADDRESS": target,
+        "TEMPORAL_NAMESPACE": "default",
+    }
     config = temporal_connect_config(address=None, namespace=None, environ=environ)
 
     client = await Client.connect(**config)

@@ -45,6 +45,8 @@ class TestService:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         target = temporal_dev_env.client.service_client.config.target_host
+        # No profile file: the SDK would otherwise read the user's default one.
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")
         monkeypatch.setenv("TEMPORAL_ADDRESS", target)
         standard = settings.model_copy(update={"temporal_address": None})
         async with client_of(build_app(standard)) as client:

@@ -50,6 +50,8 @@ CREDENTIALS = {
     "WORKER_AUTH_CHECK_TIMEOUT_SECONDS": "0",
 }
 REQUIRED = {**SERVICE_URLS, **CREDENTIALS}
+# No Temporal profile file: the SDK would otherwise read the user's default one.
+NO_PROFILE_FILE = os.path.join(os.path.dirname(__file__), "no-such-temporal.toml")
 
 
 def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
@@ -109,6 +111,7 @@ class TestSettings:
     ) -> None:
         for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", NO_PROFILE_FILE)
         monkeypatch.setenv("TEMPORAL_ADDRESS", "sagabank.a1b2c.tmprl.cloud:7233")
         monkeypatch.setenv("TEMPORAL_NAMESPACE", "sagabank.a1b2c")
         monkeypatch.setenv("TEMPORAL_API_KEY", "worker-api-key")
@@ -125,6 +128,7 @@ class TestSettings:
     ) -> None:
         for name, value in REQUIRED.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", NO_PROFILE_FILE)
         monkeypatch.setenv("TEMPORAL_ADDRESS", "elsewhere:7233")
         monkeypatch.setenv("WORKER_TEMPORAL_ADDRESS", "temporal:7233")
 
