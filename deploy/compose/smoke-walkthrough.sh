@@ -7,6 +7,8 @@
 #   SMOKE_ACCOUNTS_URL / SMOKE_TRANSACTIONS_URL   default http://127.0.0.1:8001 / :8002
 #   SMOKE_OPERATOR_CLIENT_ID / _SECRET            default compose's dev operator client
 #   SMOKE_READY_SECONDS                           how long the services may take to be ready
+#   SMOKE_TRANSFER_SECONDS                        how long the transfer may take to end
+#                                                 (the worker may still be starting)
 set -euo pipefail
 
 A=${SMOKE_ACCOUNTS_URL:-http://127.0.0.1:8001}
@@ -14,6 +16,7 @@ T=${SMOKE_TRANSACTIONS_URL:-http://127.0.0.1:8002}
 OPERATOR_ID=${SMOKE_OPERATOR_CLIENT_ID:-operator}
 OPERATOR_SECRET=${SMOKE_OPERATOR_CLIENT_SECRET:-sagabank-dev-operator-secret}
 READY_SECONDS=${SMOKE_READY_SECONDS:-300}
+TRANSFER_SECONDS=${SMOKE_TRANSFER_SECONDS:-180}
 RUN=$(python3 -c 'import uuid; print(uuid.uuid4().hex[:12])')  # fresh customers each run
 
 field() { python3 -c "import sys, json; print(json.load(sys.stdin)['$1'])"; }
@@ -73,7 +76,8 @@ TRANSFER=$(call -X POST "$T/v1/transfers" -H "Authorization: Bearer $ALICE_TOKEN
   -d "{\"source_account_id\": \"$ALICE\", \"target_account_id\": \"$BOB\", \"amount_minor\": 2550, \"currency\": \"EUR\", \"description\": \"smoke $RUN\"}" \
   | field id)
 status=pending
-for _ in $(seq 60); do
+deadline=$((SECONDS + TRANSFER_SECONDS))
+while [ "$SECONDS" -lt "$deadline" ]; do
   status=$(call "$T/v1/transfers/$TRANSFER" -H "Authorization: Bearer $ALICE_TOKEN" | field status)
   case "$status" in completed | rejected | declined | cancelled | expired) break ;; esac
   sleep 1
