@@ -369,6 +369,33 @@ class TestWorkerMetrics:
 
 
 class TestMain:
+    async def test_exits_2_on_temporal_settings_that_cannot_work(self) -> None:
+        environment = {
+            **os.environ,
+            **REQUIRED,
+            "WORKER_LOG_JSON": "true",
+            "WORKER_METRICS_ENABLED": "false",
+            "TEMPORAL_ADDRESS": "sagabank.a1b2c.tmprl.cloud:7233",
+            "TEMPORAL_API_KEY": "worker-api-key",
+            "TEMPORAL_TLS": "false",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "workflows.worker",
+            env=environment,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, errors = await asyncio.wait_for(process.communicate(), WAIT_SECONDS_MAX)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 2, errors.decode()
+        assert b"worker.temporal_settings_invalid" in errors
+        assert b"worker-api-key" not in errors
+
     async def test_stops_gracefully_on_sigterm(
         self, temporal_dev_env: WorkflowEnvironment, task_queue: str
     ) -> None:
