@@ -24,17 +24,20 @@ install: $(STAMP)
 
 # Resolves the locks anew from pyproject.toml, for Python 3.11+ on any platform, with the
 # hashes of every file of each version: dev.txt (what `make install` installs), runtime.txt
-# (the image: the dependencies alone, at dev.txt's versions) and build.txt (pip and the
-# build backend). Versions already locked are kept; `make lock LOCK_FLAGS=--upgrade` moves
-# each to the newest its range allows.
+# (the image: the dependencies alone, at dev.txt's versions), build.txt (pip and the build
+# backend) and audit.txt (CI's pip-audit and SBOM tools, the `audit` extra, kept apart).
+# Versions already locked are kept; `make lock LOCK_FLAGS=--upgrade` moves each to the
+# newest its range allows.
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" $(LOCK_FLAGS)
 BUILD_REQUIRES = import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")
+AUDIT_REQUIRES = import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["audit"], sep="\n")
 
 lock: install
 	$(UV_COMPILE) pyproject.toml --extra dev --extra local -o requirements/dev.txt
 	$(UV_COMPILE) pyproject.toml -c requirements/dev.txt -o requirements/runtime.txt
 	{ $(BIN)/python -c '$(BUILD_REQUIRES)'; echo pip; } | $(UV_COMPILE) - -o requirements/build.txt
+	$(BIN)/python -c '$(AUDIT_REQUIRES)' | $(UV_COMPILE) - -o requirements/audit.txt
 
 run: install
 	$(BIN)/sagabank up

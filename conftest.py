@@ -57,6 +57,13 @@ for _prefix in ("ACCOUNTS", "TRANSACTIONS", "FRAUD", "NOTIFICATIONS"):
 for _variable in ("WORKER_PAYLOAD_KEYS", "TRANSACTIONS_PAYLOAD_KEYS"):
     os.environ.setdefault(_variable, TEST_PAYLOAD_KEYS)
 
+# Every Temporal client reads the standard TEMPORAL_* settings and the user's profile file
+# (kit.temporal_connection): the suite's dev servers take neither a shell's Temporal Cloud
+# variables nor ~/.config/temporalio/temporal.toml. Tests of those settings set their own.
+for _variable in [name for name in os.environ if name.startswith("TEMPORAL_")]:
+    del os.environ[_variable]
+os.environ["TEMPORAL_CONFIG_FILE"] = str(Path(tempfile.gettempdir()) / "sagabank-no-temporal.toml")
+
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

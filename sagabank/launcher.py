@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import httpx
 
@@ -53,11 +53,17 @@ from sagabank.localstack.secrets import dev_key_ring, dev_secret, dev_signing_ke
 from sagabank.localstack.temporal import TemporalDevServer, ensure_search_attributes
 from sagabank.status import metrics_urls
 
+if TYPE_CHECKING:
+    from temporalio.envconfig import ClientConnectConfig
+
 STATE_FILE_NAME = "up.json"
 CODEC_SERVER = "codec"
 # The dev secret (under the state directory) the local payload key ring is made of.
 PAYLOAD_KEY_NAME = "temporal-payload-key"
 CHECKPOINTS_DIR_NAME = "audit-checkpoints"
+# Temporal's standard connection variables (kit.temporal_connection).
+TEMPORAL_VARIABLE_PREFIX = "TEMPORAL_"
+DEV_SERVER_PROFILE_NAME = "temporal-dev-server.toml"
 _POLL_INTERVAL_SECONDS = 0.25
 # A crashed worker or service is restarted (its work is idempotent and Temporal retries
 # what it was doing), but a component that keeps crashing stops the bank: at most this
@@ -336,10 +342,7 @@ class Launcher:
 
         async def connected() -> bool:
             try:
-                client = await asyncio.wait_for(
-                    Client.connect(settings.temporal_target, namespace=settings.temporal_namespace),
-                    5,
-                )
+                client = await asyncio.wait_for(Client.connect(**self.temporal_connection()), 5)
             except Exception:
                 return False
             if not settings.embedded_temporal:
@@ -384,11 +387,50 @@ class Launcher:
     def jwks_url(self) -> str:
         return f"{self.settings.service_url('accounts')}{JWKS_PATH}"
 
+    def temporal_connection(self) -> "ClientConnectConfig":
+        """Where the launcher's own Temporal client connects: the dev server it started, in
+        clear; or the external cluster, with the standard TEMPORAL_* TLS and API key."""
+        from kit.temporal_connection import temporal_connect_config  # temporalio: lazily
+
+        if self.settings.embedded_temporal:
+            return {
+                "target_host": self.settings.temporal_target,
+                "namespace": self.settings.temporal_namespace,
+            }
+        return temporal_connect_config(
+            address=self.settings.temporal_target, namespace=self.settings.temporal_namespace
+        )
+
+    def _environ_for_temporal(self) -> dict[str, str]:
+        """The launcher's environment for a Temporal client it starts. The TEMPORAL_*
+        variables describe another cluster (a shell set up for Temporal Cloud, say): the
+        dev server the launcher started takes neither its API key nor its certificates."""
+        env = dict(os.environ)
+        if self.settings.embedded_temporal:
+            for name in [name for name in env if name.startswith(TEMPORAL_VARIABLE_PREFIX)]:
+                del env[name]
+            # Else the SDK reads the user's default profile file (~/.config/temporalio/),
+            # which may hold a Cloud API key: this file names the dev server instead.
+            env["TEMPORAL_CONFIG_FILE"] = str(self._dev_server_profile())
+        return env
+
+    def _dev_server_profile(self) -> Path:
+        """A Temporal client config file whose default profile is the dev server (what
+        `temporal --config-file` reads too), written once per start."""
+        path = self.state_dir / DEV_SERVER_PROFILE_NAME
+        path.write_text(
+            "[profile.default]\n"
+            f'address = "{self.settings.temporal_target}"\n'
+            f'namespace = "{self.settings.temporal_namespace}"\n',
+            encoding="utf-8",
+        )
+        return path
+
     def _service_env(self, service: str, database_url: str) -> dict[str, str]:
         """The environment of a service: the launcher's own (OTEL_* included) plus its
         settings for this bank."""
         prefix = service.upper()
-        env = dict(os.environ)
+        env = self._environ_for_temporal()
         name_component(env, service)
         env[f"{prefix}_DATABASE_URL"] = database_url
         # Every service verifies tokens against the issuer's published keys.
@@ -492,7 +534,7 @@ class Launcher:
 
     def worker_env(self) -> dict[str, str]:
         """The worker's environment: the launcher's own (OTEL_* included) plus its settings."""
-        env = dict(os.environ)
+        env = self._environ_for_temporal()
         name_component(env, "worker")
         env["WORKER_TEMPORAL_ADDRESS"] = self.settings.temporal_target
         env["WORKER_TEMPORAL_NAMESPACE"] = self.settings.temporal_namespace
@@ -571,12 +613,7 @@ class Launcher:
         from temporalio.client import Client
 
         try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    self.settings.temporal_target, namespace=self.settings.temporal_namespace
-                ),
-                5,
-            )
+            client = await asyncio.wait_for(Client.connect(**self.temporal_connection()), 5)
             description = await client.workflow_service.describe_task_queue(
                 DescribeTaskQueueRequest(
                     namespace=self.settings.temporal_namespace,

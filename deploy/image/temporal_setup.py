@@ -3,12 +3,15 @@
 Registers the namespace when it is missing, then the custom search attributes the saga
 writes (contracts.transfers.SEARCH_ATTRIBUTES) the way `sagabank up` does for an external
 Temporal. Compose runs it as the service `temporal-setup`, Kubernetes as the Job of that
-name, both from the sagabank image. It reads the launcher's settings:
-SAGABANK_TEMPORAL_ADDRESS (required here) and SAGABANK_TEMPORAL_NAMESPACE.
+name, both from the sagabank image. It connects as every component does
+(kit.temporal_connection): the standard TEMPORAL_* settings (TLS, API key, profile), the
+launcher's SAGABANK_TEMPORAL_ADDRESS and SAGABANK_TEMPORAL_NAMESPACE over them; one of
+SAGABANK_TEMPORAL_ADDRESS and TEMPORAL_ADDRESS is required here.
 """
 
 import argparse
 import asyncio
+import os
 import time
 from datetime import timedelta
 
@@ -16,10 +19,12 @@ import structlog
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client
+from temporalio.envconfig import ClientConnectConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from kit.logging import configure_logging
 from kit.process import exit_without_finalising
+from kit.temporal_connection import described, temporal_connect_config
 from sagabank.config import LauncherSettings
 from sagabank.localstack.temporal import ensure_search_attributes
 
@@ -57,17 +62,18 @@ async def ensure_namespace(client: Client, namespace: str, *, retention_days: in
 
 
 async def prepare(
-    address: str, namespace: str, *, retention_days: int, deadline_seconds: float
+    connection: ClientConnectConfig, *, retention_days: int, deadline_seconds: float
 ) -> None:
     """Retry until done or the deadline: Temporal may still be starting, and a namespace
     just registered reaches every frontend only after its cache refreshes (seconds)."""
     deadline = time.monotonic() + deadline_seconds
     pause_seconds = 0.5
     registered = False  # by this run, maybe in an attempt before the one that succeeds
+    namespace = connection["namespace"]
     while True:
         try:
             client = await asyncio.wait_for(
-                Client.connect(address, namespace=namespace), timeout=RPC_TIMEOUT_SECONDS
+                Client.connect(**connection), timeout=RPC_TIMEOUT_SECONDS
             )
             if await ensure_namespace(client, namespace, retention_days=retention_days):
                 registered = True
@@ -85,8 +91,7 @@ async def prepare(
             continue
         log.info(
             "temporal_setup.done",
-            address=address,
-            namespace=namespace,
+            temporal=described(connection),
             namespace_registered=registered,
             search_attributes_added=added,
         )
@@ -111,12 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--deadline-seconds must be within (0, 3600]")
     configure_logging(service="temporal-setup")
     settings = LauncherSettings()
-    if settings.temporal_address is None:
-        parser.error("set SAGABANK_TEMPORAL_ADDRESS (host:port of the Temporal frontend)")
+    if settings.temporal_address is None and not os.environ.get("TEMPORAL_ADDRESS"):
+        parser.error(
+            "set SAGABANK_TEMPORAL_ADDRESS or TEMPORAL_ADDRESS (host:port of the Temporal frontend)"
+        )
+    # The launcher's namespace has a default of its own: only one set explicitly wins
+    # over TEMPORAL_NAMESPACE.
+    namespace_set = "temporal_namespace" in settings.model_fields_set
+    connection = temporal_connect_config(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace if namespace_set else None,
+    )
     asyncio.run(
         prepare(
-            settings.temporal_address,
-            settings.temporal_namespace,
+            connection,
             retention_days=options.retention_days,
             deadline_seconds=options.deadline_seconds,
         )

@@ -3,11 +3,14 @@
 import asyncio
 
 import httpx
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from sqlalchemy import Connection
+from temporalio.testing import WorkflowEnvironment
 
+from kit.temporal_connection import TemporalSettingsError
 from kit.testing import assert_problem
 from sagabank.localstack.postgres import free_port
 from transactions.config import Settings
@@ -34,6 +37,35 @@ class TestService:
             )
         for response in responses:
             assert_problem(response, 503, "workflow-service-unavailable")
+
+    async def test_connects_where_the_standard_temporal_variables_say(
+        self,
+        settings: Settings,
+        temporal_dev_env: WorkflowEnvironment,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        target = temporal_dev_env.client.service_client.config.target_host
+        # No profile file: the SDK would otherwise read the user's default one.
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", "/nonexistent/temporal.toml")
+        monkeypatch.setenv("TEMPORAL_ADDRESS", target)
+        standard = settings.model_copy(update={"temporal_address": None})
+        async with client_of(build_app(standard)) as client:
+            response = await client.post(
+                "/v1/transfers", json=transfer_body(), headers={"Idempotency-Key": "standard"}
+            )
+        assert response.status_code == 202, response.text
+        started = temporal_dev_env.client.get_workflow_handle(response.json()["workflow_id"])
+        assert (await started.describe()).task_queue == settings.task_queue
+        await started.terminate("test over")
+
+    async def test_unusable_temporal_settings_stop_the_start(
+        self, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TEMPORAL_API_KEY", "would-travel-in-clear")
+        monkeypatch.setenv("TEMPORAL_TLS", "false")
+        with pytest.raises(TemporalSettingsError, match="in clear"):
+            async with client_of(build_app(settings)):
+                pass
 
     async def test_migrations_match_the_models(
         self, app: FastAPI, client: httpx.AsyncClient

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkerDeploymentRequest,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
 from temporalio.client import WorkflowHandle
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import QUERY_STATUS, TASK_QUEUE, TransferStatus
@@ -26,7 +33,7 @@ from workflows.tests.saga import (
     new_transfer,
     start_transfer,
 )
-from workflows.worker import run_worker
+from workflows.worker import deployment_config, run_worker, temporal_connection
 
 # Nothing listens on port 1: every call fails fast with a refused connection.
 UNREACHABLE = "http://127.0.0.1:1"
@@ -43,6 +50,8 @@ CREDENTIALS = {
     "WORKER_AUTH_CHECK_TIMEOUT_SECONDS": "0",
 }
 REQUIRED = {**SERVICE_URLS, **CREDENTIALS}
+# No Temporal profile file: the SDK would otherwise read the user's default one.
+NO_PROFILE_FILE = os.path.join(os.path.dirname(__file__), "no-such-temporal.toml")
 
 
 def settings_for(env: WorkflowEnvironment, task_queue: str) -> Settings:
@@ -89,13 +98,83 @@ class TestSettings:
         monkeypatch.setenv("WORKER_ACTIVITY_CONCURRENCY_MAX", "8")
         settings = Settings()
         assert settings.temporal_address == "temporal:7233"
-        assert settings.temporal_namespace == "default"
+        assert temporal_connection(settings)["namespace"] == "default"
         assert settings.task_queue == TASK_QUEUE
         assert str(settings.accounts_url).startswith(UNREACHABLE)
         assert settings.activity_concurrency_max == 8
         assert settings.auth_client_id == "sagabank-worker"
         # The secret never shows in a repr (logs, tracebacks).
         assert "worker-test-secret" not in repr(settings)
+
+    def test_temporal_cloud_through_the_standard_variables(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in REQUIRED.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", NO_PROFILE_FILE)
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "sagabank.a1b2c.tmprl.cloud:7233")
+        monkeypatch.setenv("TEMPORAL_NAMESPACE", "sagabank.a1b2c")
+        monkeypatch.setenv("TEMPORAL_API_KEY", "worker-api-key")
+
+        connection = temporal_connection(Settings())
+
+        assert connection["target_host"] == "sagabank.a1b2c.tmprl.cloud:7233"
+        assert connection["namespace"] == "sagabank.a1b2c"
+        assert connection["api_key"] == "worker-api-key"
+        assert connection["tls"] is True
+
+    def test_worker_address_wins_over_the_standard_variable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in REQUIRED.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("TEMPORAL_CONFIG_FILE", NO_PROFILE_FILE)
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "elsewhere:7233")
+        monkeypatch.setenv("WORKER_TEMPORAL_ADDRESS", "temporal:7233")
+
+        assert temporal_connection(Settings())["target_host"] == "temporal:7233"
+
+    def test_declares_its_deployment_version(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in REQUIRED.items():
+            monkeypatch.setenv(name, value)
+
+        config = deployment_config(Settings())
+
+        assert config.version == WorkerDeploymentVersion("sagabank-saga", "0.1.0")
+        assert config.use_worker_versioning is False
+        assert config.default_versioning_behavior == VersioningBehavior.UNSPECIFIED
+
+    def test_versioning_on_with_a_build_id_and_behaviour(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in REQUIRED.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("WORKER_BUILD_ID", "2026.12.06-abc123")
+        monkeypatch.setenv("WORKER_VERSIONING_ENABLED", "true")
+        monkeypatch.setenv("WORKER_VERSIONING_BEHAVIOR", "pinned")
+
+        config = deployment_config(Settings())
+
+        assert config.version.build_id == "2026.12.06-abc123"
+        assert config.use_worker_versioning is True
+        assert config.default_versioning_behavior == VersioningBehavior.PINNED
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("WORKER_BUILD_ID", "has space"),
+            ("WORKER_DEPLOYMENT_NAME", "with.dot"),
+            ("WORKER_VERSIONING_BEHAVIOR", "sometimes"),
+        ],
+    )
+    def test_bad_versioning_settings(
+        self, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+    ) -> None:
+        for required, required_value in REQUIRED.items():
+            monkeypatch.setenv(required, required_value)
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
 
     def test_service_urls_and_credentials_are_required(
         self, monkeypatch: pytest.MonkeyPatch
@@ -160,6 +239,68 @@ class TestRunWorker:
             stop.set()
             await asyncio.wait_for(worker, WAIT_SECONDS_MAX)
         assert worker.exception() is None
+
+
+class TestWorkerVersioning:
+    async def test_a_versioned_worker_runs_the_saga_it_is_current_for(
+        self, temporal_dev_env: WorkflowEnvironment, task_queue: str
+    ) -> None:
+        """The dev server routes by deployment version: the worker's version is registered,
+        made current, and the saga it starts is stamped with it, auto-upgrading."""
+        deployment_name = f"test-{uuid.uuid4().hex[:12]}"
+        settings = settings_for(temporal_dev_env, task_queue).model_copy(
+            update={
+                "deployment_name": deployment_name,
+                "build_id": "build-1",
+                "versioning_enabled": True,
+            }
+        )
+        namespace = temporal_dev_env.client.namespace
+        service = temporal_dev_env.client.workflow_service
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop=stop))
+        try:
+            await _wait_for_deployment_version(temporal_dev_env, deployment_name, "build-1")
+            await service.set_worker_deployment_current_version(
+                SetWorkerDeploymentCurrentVersionRequest(
+                    namespace=namespace, deployment_name=deployment_name, build_id="build-1"
+                )
+            )
+            handle = await start_transfer(temporal_dev_env, task_queue, new_transfer())
+            try:
+                await wait_for_failing_attempt(handle, "validate_transfer")
+                versioning = (
+                    await handle.describe()
+                ).raw_description.workflow_execution_info.versioning_info
+            finally:
+                await handle.terminate("test over")
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, WAIT_SECONDS_MAX)
+        assert versioning.deployment_version.deployment_name == deployment_name
+        assert versioning.deployment_version.build_id == "build-1"
+        assert versioning.behavior == VersioningBehavior.AUTO_UPGRADE.value
+
+
+async def _wait_for_deployment_version(
+    env: WorkflowEnvironment, deployment_name: str, build_id: str
+) -> None:
+    """Until the server lists `build_id` in the deployment (its worker polled; bounded)."""
+    request = DescribeWorkerDeploymentRequest(
+        namespace=env.client.namespace, deployment_name=deployment_name
+    )
+    for _ in range(POLLS_MAX):
+        try:
+            described = await env.client.workflow_service.describe_worker_deployment(request)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:  # not yet polled
+                raise
+        else:
+            summaries = described.worker_deployment_info.version_summaries
+            if any(s.deployment_version.build_id == build_id for s in summaries):
+                return
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise AssertionError(f"{deployment_name}.{build_id} never registered")
 
 
 def _free_port() -> int:
@@ -228,6 +369,33 @@ class TestWorkerMetrics:
 
 
 class TestMain:
+    async def test_exits_2_on_temporal_settings_that_cannot_work(self) -> None:
+        environment = {
+            **os.environ,
+            **REQUIRED,
+            "WORKER_LOG_JSON": "true",
+            "WORKER_METRICS_ENABLED": "false",
+            "TEMPORAL_ADDRESS": "sagabank.a1b2c.tmprl.cloud:7233",
+            "TEMPORAL_API_KEY": "worker-api-key",
+            "TEMPORAL_TLS": "false",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "workflows.worker",
+            env=environment,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, errors = await asyncio.wait_for(process.communicate(), WAIT_SECONDS_MAX)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 2, errors.decode()
+        assert b"worker.temporal_settings_invalid" in errors
+        assert b"worker-api-key" not in errors
+
     async def test_stops_gracefully_on_sigterm(
         self, temporal_dev_env: WorkflowEnvironment, task_queue: str
     ) -> None:
