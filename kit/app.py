@@ -220,16 +220,7 @@ def create_service_app(
         rate_limit_storage(settings.rate_limit_storage_uri),
         service=service,
     )
-    if settings.cors_allow_origins:
-        # Bearer tokens travel in a header, never a cookie: no credentials mode needed.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
-            expose_headers=["Location", "Retry-After", "Idempotency-Replayed", "X-Request-ID"],
-            max_age=600,
-        )
+    _add_cors(app, settings)
     app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
     install_problem_handlers(app)
     _add_metrics(app, service=service, settings=settings)
@@ -240,6 +231,20 @@ def create_service_app(
     install_openapi(app, issuer_url=settings.issuer_url())
     instrument_app(app)
     return app
+
+
+def _add_cors(app: FastAPI, settings: ServiceSettings) -> None:
+    """Answer the browser origins the settings allow (none by default)."""
+    if settings.cors_allow_origins:
+        # Bearer tokens travel in a header, never a cookie: no credentials mode needed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+            expose_headers=["Location", "Retry-After", "Idempotency-Replayed", "X-Request-ID"],
+            max_age=600,
+        )
 
 
 # -- metrics (docs/decisions/0024-metrics.md) -------------------------------------------
