@@ -29,6 +29,8 @@ SWAGGER_UI_OAUTH: Final[dict[str, Any]] = {
 }
 
 ScopeAlternatives = list[frozenset[Scope]]
+_PROBLEM: Final = "#/components/schemas/Problem"
+_VALIDATION_ERROR: Final = "#/components/schemas/HTTPValidationError"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -87,12 +89,14 @@ def _problems_as_problem_json(document: dict[str, Any]) -> None:
     schemas = document.get("components", {}).get("schemas", {})
     if "Problem" not in schemas:
         return
-    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
     for _, _, operation in _operations(document):
-        for status, response in operation.get("responses", {}).items():
-            if status.isdigit() and int(status) >= 400 and "content" in response:
-                response["content"] = {PROBLEM_CONTENT_TYPE: problem}
-    if not _mentions(document["paths"], "#/components/schemas/HTTPValidationError"):
+        for response in operation.get("responses", {}).values():
+            content = response.get("content", {})
+            schema = content.get("application/json", {}).get("schema", {})
+            # Not another model a route answers on purpose (/readyz's 503 is its Health).
+            if PROBLEM_CONTENT_TYPE in content or schema.get("$ref") == _VALIDATION_ERROR:
+                response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": _PROBLEM}}}
+    if not _mentions(document["paths"], _VALIDATION_ERROR):
         schemas.pop("HTTPValidationError", None)
         if not _mentions(document, "#/components/schemas/ValidationError"):
             schemas.pop("ValidationError", None)

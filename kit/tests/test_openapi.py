@@ -8,9 +8,11 @@ from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from contracts.auth import PrincipalKind, Scope
+from contracts.common import Health
 from kit.auth import Principal, authenticate, require_any_scope, require_scopes
 from kit.errors import Forbidden
 from kit.openapi import install_openapi, oauth2_scheme, operation_id
+from kit.problems import problem_responses
 from kit.settings import ServiceSettings
 
 Reader = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
@@ -81,6 +83,30 @@ class TestDeclaredScopes:
         assert list(schemes) == ["OAuth2"]
         token_url = schemes["OAuth2"]["flows"]["password"]["tokenUrl"]
         assert token_url == "https://id.example.com/v1/oauth/token"
+
+
+class TestErrorResponses:
+    def document(self) -> dict[str, Any]:
+        app = FastAPI(generate_unique_id_function=operation_id)
+
+        @app.post("/things", responses={**problem_responses(Forbidden), 503: {"model": Health}})
+        async def create_thing(name: str) -> None: ...
+
+        install_openapi(app, issuer_url=None)
+        return app.openapi()
+
+    def test_problems_and_invalid_requests_are_problem_json(self) -> None:
+        document = self.document()
+        responses = document["paths"]["/things"]["post"]["responses"]
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        assert responses["403"]["content"] == problem
+        assert responses["422"]["content"] == problem
+        assert "HTTPValidationError" not in document["components"]["schemas"]
+
+    def test_another_model_stays_as_the_route_declares_it(self) -> None:
+        responses = self.document()["paths"]["/things"]["post"]["responses"]
+        schema = {"$ref": "#/components/schemas/Health"}
+        assert responses["503"]["content"] == {"application/json": {"schema": schema}}
 
 
 def test_without_an_issuer_url_the_flows_name_this_host() -> None:
