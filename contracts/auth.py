@@ -39,6 +39,31 @@ class Scope(enum.StrEnum):
     transfers_internal = "transfers:internal"
 
 
+# One line each, as the OAuth2 scheme of every service's OpenAPI (and Swagger UI) shows them.
+SCOPE_DESCRIPTIONS: Final[Mapping[Scope, str]] = {
+    Scope.accounts_read: "Read your bank accounts, balances and statements.",
+    Scope.accounts_write: "Open bank accounts.",
+    Scope.transfers_read: "Read your transfers, their steps and reversals.",
+    Scope.transfers_write: "Send and cancel transfers, refund ones paid to you, standing orders.",
+    Scope.webhooks_manage: "Manage your webhook endpoints and email contact; read deliveries.",
+    Scope.accounts_admin: "Operators: freeze, close, fund and read any account and its data.",
+    Scope.reviews_write: "Operators: decide transfers held for fraud review.",
+    Scope.audit_read: "Operators: read, verify and export the audit trails.",
+    Scope.secrets_rotate: "Operators: re-seal stored secrets under the newest key.",
+    Scope.transfers_reverse: "Operators: reverse any completed transfer (disputes).",
+    Scope.staff_manage: "Operators: add, disable and list staff.",
+    Scope.ledger_write: "The saga's worker: validate, hold, post and void ledger transfers.",
+    Scope.fraud_score: "The saga's worker: score transfers and report their outcomes.",
+    Scope.notifications_publish: "The saga's worker: publish transfer events.",
+    Scope.transfers_internal: "The saga's worker: record transfer steps and occurrences.",
+}
+assert set(SCOPE_DESCRIPTIONS) == set(Scope), set(Scope) - set(SCOPE_DESCRIPTIONS)
+# The public client Swagger UI's Authorize names at the issuer (each service's /docs).
+DOCS_CLIENT_ID: Final = "sagabank-docs"
+# Where Swagger UI receives the authorization code: its client's registered redirect URIs.
+DOCS_REDIRECT_PATH: Final = "/docs/oauth2-redirect"
+
+
 AUDIENCE_PREFIX: Final = "sagabank:"
 
 

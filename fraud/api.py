@@ -284,7 +284,7 @@ async def allow_account(
     summary="Live and shadow decisions side by side: how often the shadow ruleset agrees",
     responses=problem_responses(InvalidPeriod, TimezoneRequired),
 )
-async def compare_shadow(
+async def compare_shadow_ruleset(
     _principal: AccountsAdmin,
     session: Session,
     now: Now,

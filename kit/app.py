@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.auth import DOCS_REDIRECT_PATH
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
 from kit.audit import checkpoint_job
@@ -29,6 +30,7 @@ from kit.metrics_http import (
     watch_database_pool,
 )
 from kit.migrations import SchemaCheck
+from kit.openapi import SWAGGER_UI_OAUTH, install_openapi, operation_id
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
 from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter, rate_limit_storage
 from kit.settings import ServiceSettings
@@ -204,12 +206,35 @@ def create_service_app(
             stop_metrics()
             await database.dispose()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=app_lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=app_lifespan,
+        generate_unique_id_function=operation_id,
+        swagger_ui_init_oauth=SWAGGER_UI_OAUTH,
+        swagger_ui_oauth2_redirect_url=DOCS_REDIRECT_PATH,
+    )
     app.state.rate_limiter = RateLimiter(
         {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token},
         rate_limit_storage(settings.rate_limit_storage_uri),
         service=service,
     )
+    _add_cors(app, settings)
+    app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
+    install_problem_handlers(app)
+    _add_metrics(app, service=service, settings=settings)
+
+    _add_health_routes(app, service=service, migrations_path=migrations_path)
+    for router in routers:
+        app.include_router(router)
+    install_openapi(app, issuer_url=settings.issuer_url())
+    instrument_app(app)
+    return app
+
+
+def _add_cors(app: FastAPI, settings: ServiceSettings) -> None:
+    """Answer the browser origins the settings allow (none by default)."""
     if settings.cors_allow_origins:
         # Bearer tokens travel in a header, never a cookie: no credentials mode needed.
         app.add_middleware(
@@ -220,15 +245,6 @@ def create_service_app(
             expose_headers=["Location", "Retry-After", "Idempotency-Replayed", "X-Request-ID"],
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware, body_max_bytes=settings.request_body_max_bytes)
-    install_problem_handlers(app)
-    _add_metrics(app, service=service, settings=settings)
-
-    _add_health_routes(app, service=service, migrations_path=migrations_path)
-    for router in routers:
-        app.include_router(router)
-    instrument_app(app)
-    return app
 
 
 # -- metrics (docs/decisions/0024-metrics.md) -------------------------------------------

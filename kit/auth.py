@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
@@ -399,27 +399,36 @@ async def authenticate(
     return principal
 
 
-def require_scopes(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
+class ScopeRequirement:
+    """A dependency that authenticates and then demands every scope of one of its
+    `alternatives` (else 403); kit.openapi documents each operation's scopes from it."""
+
+    def __init__(self, alternatives: tuple[tuple[Scope, ...], ...]) -> None:
+        assert alternatives, "name at least one scope"
+        assert all(alternatives), "an alternative without a scope would admit any caller"
+        self.alternatives = alternatives
+
+    async def __call__(self, principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not any(all(map(principal.has, wanted)) for wanted in self.alternatives):
+            raise Forbidden(f"This operation needs the scope {self._wanted(principal)}.")
+        return principal
+
+    def _wanted(self, principal: Principal) -> str:
+        """What the caller lacks: the missing scopes of the one alternative, or each one."""
+        if len(self.alternatives) == 1:
+            return " ".join(
+                scope.value for scope in self.alternatives[0] if not principal.has(scope)
+            )
+        return " or ".join(" ".join(wanted) for wanted in self.alternatives)
+
+
+def require_scopes(*scopes: Scope) -> ScopeRequirement:
     """A dependency that authenticates and then demands every one of `scopes` (else 403)."""
     assert scopes, "name at least one scope; use `authenticate` for any caller"
-
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        missing = [scope.value for scope in scopes if not principal.has(scope)]
-        if missing:
-            raise Forbidden(f"This operation needs the scope {' '.join(missing)}.")
-        return principal
-
-    return dependency
+    return ScopeRequirement((scopes,))
 
 
-def require_any_scope(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
+def require_any_scope(*scopes: Scope) -> ScopeRequirement:
     """A dependency that demands at least one of `scopes` (e.g. a customer or an operator)."""
     assert scopes, "name at least one scope"
-
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not any(principal.has(scope) for scope in scopes):
-            wanted = " or ".join(scope.value for scope in scopes)
-            raise Forbidden(f"This operation needs the scope {wanted}.")
-        return principal
-
-    return dependency
+    return ScopeRequirement(tuple((scope,) for scope in scopes))

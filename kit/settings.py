@@ -6,7 +6,7 @@ from urllib.parse import quote
 from pydantic import Field, PostgresDsn, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from contracts.auth import TOKEN_ISSUER_DEFAULT, audience_of_service
+from contracts.auth import JWKS_PATH, TOKEN_ISSUER_DEFAULT, audience_of_service
 from kit.audit_checkpoints import decode_chain_key
 
 
@@ -35,6 +35,10 @@ class ServiceSettings(BaseSettings):
     auth_jwks_ttl_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)
     auth_jwks_refetch_interval_seconds: float = Field(default=5.0, ge=0.5, le=300.0)
     auth_issuer: str = Field(default=TOKEN_ISSUER_DEFAULT, max_length=200)
+    # The issuer's base URL as browsers and integrators reach it, which this service's OpenAPI
+    # names for its token and sign-in endpoints. None: where `auth_jwks_url` points, when
+    # that ends in the JWKS path (an internal address in compose or Kubernetes: set this).
+    auth_issuer_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://\S+$")
     # The `aud` a token must name for this service to accept it. None: the service's own,
     # `sagabank:<service>` (contracts.auth.ServiceAudience), which the issuer puts in the
     # tokens whose scopes this service checks, and in no other.
@@ -74,6 +78,14 @@ class ServiceSettings(BaseSettings):
     # networks, comma-separated, `*` for any. Read by `sagabank serve`, which hands it to
     # uvicorn; unset, the peer's address is the client's and forwarded headers are ignored.
     forwarded_allow_ips: str | None = Field(default=None, min_length=1, max_length=1000)
+
+    def issuer_url(self) -> str | None:
+        """The issuer's public base URL: `auth_issuer_url`, else `auth_jwks_url`'s, else None."""
+        if self.auth_issuer_url is not None:
+            return self.auth_issuer_url.rstrip("/")
+        if self.auth_jwks_url is not None and self.auth_jwks_url.endswith(JWKS_PATH):
+            return self.auth_jwks_url.removesuffix(JWKS_PATH)
+        return None
 
     def token_audience(self, service: str) -> str:
         """The audience this service's bearer tokens must name."""

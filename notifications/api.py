@@ -182,7 +182,7 @@ async def get_event(_principal: EventsReader, event_id: uuid.UUID, session: Sess
         *AUTH_PROBLEMS, InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointLimitReached
     ),
 )
-async def create_endpoint(
+async def create_webhook_endpoint(
     owner: Owner,
     actor: AuditActor,
     body: WebhookEndpointCreate,
@@ -206,7 +206,7 @@ async def create_endpoint(
     summary="List the customer's webhook endpoints, oldest first",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, InvalidCursor),
 )
-async def list_endpoints(
+async def list_webhook_endpoints(
     viewer: Reader,
     session: Session,
     customer_id: Annotated[
@@ -228,7 +228,9 @@ async def list_endpoints(
     summary="Get one webhook endpoint",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def get_endpoint(viewer: Reader, endpoint_id: uuid.UUID, session: Session) -> WebhookEndpoint:
+async def get_webhook_endpoint(
+    viewer: Reader, endpoint_id: uuid.UUID, session: Session
+) -> WebhookEndpoint:
     return await service.get_endpoint(session, viewer=viewer, endpoint_id=endpoint_id)
 
 
@@ -240,7 +242,7 @@ async def get_endpoint(viewer: Reader, endpoint_id: uuid.UUID, session: Session)
         *AUTH_PROBLEMS, InvalidRequest, WebhookUrlNotAllowed, WebhookEndpointNotFound
     ),
 )
-async def update_endpoint(
+async def update_webhook_endpoint(
     owner: Owner,
     actor: AuditActor,
     endpoint_id: uuid.UUID,
@@ -267,7 +269,7 @@ async def update_endpoint(
     summary="Delete an endpoint with its secrets and deliveries",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def delete_endpoint(
+async def delete_webhook_endpoint(
     owner: Owner, actor: AuditActor, endpoint_id: uuid.UUID, session: Session, now: Now
 ) -> Response:
     await service.delete_endpoint(
@@ -282,7 +284,7 @@ async def delete_endpoint(
     summary="Stop delivering to an endpoint (pending deliveries wait)",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def disable_endpoint(
+async def disable_webhook_endpoint(
     owner: Owner, actor: AuditActor, endpoint_id: uuid.UUID, session: Session, now: Now
 ) -> WebhookEndpoint:
     return await service.set_endpoint_enabled(
@@ -296,7 +298,7 @@ async def disable_endpoint(
     summary="Deliver to an endpoint again (also after it answered 410 Gone)",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def enable_endpoint(
+async def enable_webhook_endpoint(
     owner: Owner,
     actor: AuditActor,
     endpoint_id: uuid.UUID,
@@ -321,7 +323,7 @@ async def enable_endpoint(
     summary="Issue a new signing secret; the previous one keeps signing for a grace period",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest, WebhookEndpointNotFound),
 )
-async def rotate_secret(
+async def rotate_webhook_endpoint_secret(
     owner: Owner,
     actor: AuditActor,
     endpoint_id: uuid.UUID,
@@ -417,7 +419,7 @@ async def redeliver(
     summary="Set the address the customer's transfer emails go to",
     responses=problem_responses(*AUTH_PROBLEMS, InvalidRequest),
 )
-async def put_email_contact(
+async def set_email_contact(
     owner: Owner, actor: AuditActor, body: EmailContactPut, session: Session, now: Now
 ) -> EmailContact:
     return await service.put_email_contact(

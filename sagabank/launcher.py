@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, TextIO
 import httpx
 
 from contracts.auth import (
+    CUSTOMER_SCOPES,
+    DOCS_CLIENT_ID,
+    DOCS_REDIRECT_PATH,
     JWKS_PATH,
     OPERATOR_SCOPES,
     TOKEN_PATH,
@@ -226,6 +229,7 @@ class Launcher:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     def service_urls(self) -> dict[str, str]:
+        """Each service's base URL by name."""
         return {name: self.settings.service_url(name) for name in SERVICES}
 
     def urls(self) -> dict[str, str]:
@@ -380,8 +384,23 @@ class Launcher:
                 # Its sign-in page asks for a TOTP code and its tokens are staff's.
                 "signs_in": "staff",
             },
+            {
+                # Swagger UI's Authorize on each service's /docs (kit.openapi): customers
+                # sign in with the code flow and PKCE, back to the page they started from.
+                "client_id": DOCS_CLIENT_ID,
+                "kind": "public",
+                "scopes": sorted(CUSTOMER_SCOPES),
+                "redirect_uris": [
+                    f"{url}{DOCS_REDIRECT_PATH}" for url in self.service_urls().values()
+                ],
+            },
         ]
         return json.dumps(clients)
+
+    def docs_origins(self) -> list[str]:
+        """The origins of the other services' /docs, whose Authorize asks the issuer for
+        tokens from the browser (CORS)."""
+        return [url for name, url in self.service_urls().items() if name != "accounts"]
 
     @property
     def jwks_url(self) -> str:
@@ -451,6 +470,7 @@ class Launcher:
             # operator's own keys) wins.
             env.setdefault("ACCOUNTS_SIGNING_KEYS_DIR", str(dev_signing_keys_dir(self.state_dir)))
             env["ACCOUNTS_BOOTSTRAP_CLIENTS"] = self.bootstrap_clients()
+            env.setdefault("ACCOUNTS_CORS_ALLOW_ORIGINS", json.dumps(self.docs_origins()))
         if service == "transactions":
             env["TRANSACTIONS_ACCOUNTS_URL"] = self.settings.service_url("accounts")
             env["TRANSACTIONS_TEMPORAL_ADDRESS"] = self.settings.temporal_target

@@ -35,6 +35,7 @@ from contracts.problem import PROBLEM_CONTENT_TYPE
 from contracts.staff import STAFF_PROFILE_PATH
 from contracts.transfers import CALLBACK_CONFIRMATIONS_PATH, TRANSFERS_PATH
 from kit.testing import TestIssuer
+from sagabank.config import CONSOLE_CALLBACK_PATH
 from tests.bank import CONSOLE, CUSTOMERS_PATH, OPERATOR_CLIENT_ID, SERVICES, Bank, Customer
 
 pytestmark = pytest.mark.system
@@ -249,7 +250,6 @@ class TestOwnership:
 
 
 CONSOLE_CLIENT_ID = "sagabank-console"
-CONSOLE_CALLBACK_PATH = "/auth/callback"
 
 
 async def staff_signed_in(bank: Bank, role: str) -> tuple[str, dict[str, Any]]:
@@ -260,14 +260,14 @@ async def staff_signed_in(bank: Bank, role: str) -> tuple[str, dict[str, Any]]:
     added = bank.sagabank("staff", "add", "--email", email, "--role", role, "--password", password)
     assert added.returncode == 0, added.stderr
     [otpauth_uri] = [line for line in added.stdout.splitlines() if line.startswith("otpauth://")]
-    # The launcher registers the console's callback on whatever port the bank gave it.
-    callback = f"{bank.url(CONSOLE)}{CONSOLE_CALLBACK_PATH}"
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    # The console's callback on the port this bank gave it (the launcher registers it).
+    console_callback = f"{bank.url(CONSOLE)}{CONSOLE_CALLBACK_PATH}"
     query = {
         "response_type": "code",
         "client_id": CONSOLE_CLIENT_ID,
-        "redirect_uri": callback,
+        "redirect_uri": console_callback,
         "scope": "reviews:write transfers:read accounts:read",
         "state": "system-test",
         "code_challenge": challenge.decode(),
@@ -290,7 +290,7 @@ async def staff_signed_in(bank: Bank, role: str) -> tuple[str, dict[str, Any]]:
             data={
                 "grant_type": "authorization_code",
                 "code": answer["code"][0],
-                "redirect_uri": callback,
+                "redirect_uri": console_callback,
                 "client_id": CONSOLE_CLIENT_ID,
                 "code_verifier": verifier,
             },

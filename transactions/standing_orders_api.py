@@ -142,7 +142,7 @@ async def get_standing_order(
     summary="The order's occurrences, oldest first, each with its transfer and status",
     responses=problem_responses(*_AUTH_PROBLEMS, standing_orders.StandingOrderNotFound),
 )
-async def list_occurrences(
+async def list_standing_order_occurrences(
     principal: TransfersRead,
     standing_order_id: uuid.UUID,
     session: Session,
@@ -245,7 +245,7 @@ async def cancel_standing_order(
         AccountsUnavailable,
     ),
 )
-async def create_occurrence(
+async def create_standing_order_occurrence(
     principal: TransfersInternal,
     request: Request,
     standing_order_id: uuid.UUID,
@@ -272,7 +272,7 @@ async def create_occurrence(
         *_AUTH_PROBLEMS, standing_orders.StandingOrderNotFound, InvalidRequest
     ),
 )
-async def record_outcome(
+async def record_standing_order_outcome(
     principal: TransfersInternal,
     standing_order_id: uuid.UUID,
     body: OccurrenceOutcome,

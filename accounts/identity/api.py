@@ -62,7 +62,7 @@ async def form_fields(request: Request) -> dict[str, list[str]]:
     tags=["identity"],
     summary="The public keys that verify this issuer's tokens (RFC 7517)",
 )
-async def jwks(resources: Resources) -> Jwks:
+async def get_jwks(resources: Resources) -> Jwks:
     return Jwks.model_validate(resources.issuer.keys.jwks())
 
 
@@ -124,7 +124,7 @@ _TOKEN_FORM_SCHEMA: Final[dict[str, Any]] = {
         }
     },
 )
-async def token(
+async def issue_token(
     request: Request, resources: Resources, database: ServiceDatabase, now: Now
 ) -> JSONResponse:
     fields = await form_fields(request)

@@ -18,7 +18,7 @@ router = APIRouter()
     response_model=AuthorizationServerMetadata,
     response_model_exclude_none=True,
 )
-async def authorization_server_metadata(
+async def get_authorization_server_metadata(
     request: Request, resources: Resources
 ) -> AuthorizationServerMetadata:
     # Absolute URLs as this request reached us: behind a trusted proxy uvicorn's
@@ -26,9 +26,9 @@ async def authorization_server_metadata(
     return AuthorizationServerMetadata(
         issuer=resources.issuer.issuer,
         authorization_endpoint=str(request.url_for("authorize")),
-        token_endpoint=str(request.url_for("token")),
-        jwks_uri=str(request.url_for("jwks")),
-        revocation_endpoint=str(request.url_for("revoke")),
+        token_endpoint=str(request.url_for("issue_token")),
+        jwks_uri=str(request.url_for("get_jwks")),
+        revocation_endpoint=str(request.url_for("revoke_refresh_token")),
         # The code flow only (no implicit grant: RFC 9700 2.1.2), always with PKCE S256.
         response_types_supported=["code"],
         code_challenge_methods_supported=[CODE_CHALLENGE_METHOD],

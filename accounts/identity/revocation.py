@@ -91,7 +91,7 @@ _REVOCATION_FORM_SCHEMA: Final[dict[str, Any]] = {
         }
     },
 )
-async def revoke(request: Request, database: ServiceDatabase, now: Now) -> Response:
+async def revoke_refresh_token(request: Request, database: ServiceDatabase, now: Now) -> Response:
     token = parse_revocation_request(await form_fields(request))
     # Counted like refresh requests: an address may not test token guesses at will.
     await limiter_of(request).hit(TOKEN_BUCKET, f"revoke:{client_address(request)}")

@@ -107,7 +107,7 @@ async def list_staff(principal: StaffManager, database: ServiceDatabase) -> Staf
     summary="The signed-in staff member's own profile (a staff token only)",
     responses=problem_responses(NotStaffToken),
 )
-async def staff_profile(principal: AnyCaller, database: ServiceDatabase) -> StaffProfile:
+async def get_staff_profile(principal: AnyCaller, database: ServiceDatabase) -> StaffProfile:
     staff_id = staff.staff_id_of(principal.subject)
     if principal.kind is not PrincipalKind.operator or staff_id is None:
         raise NotStaffToken("this is a staff member's own profile: sign in as one")

@@ -340,7 +340,7 @@ async def close_account(
     summary="Change an account's limits (a field sent replaces it, null removes it)",
     responses=problem_responses(*_STATUS_PROBLEMS, OverdraftNotAllowed, OverdraftInUse),
 )
-async def update_limits(
+async def update_account_limits(
     account_id: uuid.UUID,
     body: AccountLimitsUpdate,
     _principal: AccountsAdmin,
@@ -359,7 +359,7 @@ async def update_limits(
     summary="An account's statement: journal entries, oldest first, with running balances",
     responses=problem_responses(*_AUTH_PROBLEMS, InvalidRequest, AccountNotFound, InvalidCursor),
 )
-async def list_entries(
+async def list_account_entries(
     account_id: uuid.UUID,
     principal: AccountsRead,
     session: Session,

@@ -98,12 +98,12 @@ class TestService:
         assert {"202", "400", "401", "403", "404", "409", "422", "429", "503"} <= set(
             create["responses"]
         )
-        # Every route but the signed callback and health asks for a bearer token.
+        # Every route but the signed callback and health asks for a token with its scopes.
         for path, operations in paths.items():
             for operation in operations.values():
-                bearer = operation.get("security") == [{"HTTPBearer": []}]
+                schemes = {name for needs in operation.get("security", []) for name in needs}
                 public = path in ("/v1/callbacks/confirmations", "/healthz", "/readyz")
-                assert bearer is not public, path
+                assert schemes == (set() if public else {"OAuth2"}), path
         headers = [p["name"] for p in create["parameters"] if p["in"] == "header"]
         assert headers == ["Idempotency-Key", "Prefer"]
         confirmations = paths["/v1/callbacks/confirmations"]["post"]
