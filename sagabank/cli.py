@@ -15,6 +15,11 @@ from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
 from contracts.money import MINOR_UNIT_EXPONENTS
 from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
+from sagabank.banking.accounts import account
+from sagabank.banking.deposits import deposit
+from sagabank.banking.identity import customer, login, logout
+from sagabank.banking.transfers import transfer
+from sagabank.banking.webhooks import webhook
 from sagabank.config import CONSOLE, SERVICES, LauncherSettings
 from sagabank.staff import staff
 
@@ -504,3 +509,7 @@ def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -
 
 
 main.add_command(staff)
+ledger.add_command(deposit)
+# Everyday banking, as a customer (sagabank/banking/): on the public HTTP API only.
+for everyday_command in (login, logout, customer, account, transfer, webhook):
+    main.add_command(everyday_command)
