@@ -5,7 +5,10 @@ file (mode 0600, refreshed when expired, revoked on logout)."""
 
 import json
 import os
+import re
 import stat
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -303,3 +306,48 @@ class TestWebhooks:
         missing = cli("webhook", "deliveries", str(uuid.uuid4()))
         assert missing.exit_code == 1
         assert "not found" in missing.stderr.lower()
+
+
+def readme_block(heading: str) -> str:
+    """The first sh block of the README section under this heading."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index(f"\n{heading}\n") :]
+    start = section.index("```sh\n") + len("```sh\n")
+    return section[start : section.index("```\n", start)]
+
+
+class TestReadme:
+    def test_the_walkthrough_moves_money_with_the_cli_alone(self, cli: Cli) -> None:
+        walkthrough = readme_block("## One transfer, by hand")
+        assert "curl" not in walkthrough
+        standing_order = readme_block("## A standing order, by hand")
+        # As written, but with this interpreter's `sagabank` (the repository's .venv in a
+        # checkout, wherever CI installed it otherwise).
+        command = str(Path(sys.executable).parent / "sagabank")
+        script = (walkthrough + standing_order).replace(".venv/bin/sagabank", command)
+        environment = {
+            **cli.bank.environment,
+            "SAGABANK_CONFIG_DIR": str(cli.config_dir),
+            # The walkthrough's curl lines name the default ports; this bank has its own.
+            "PATH": os.environ["PATH"],
+        }
+        script = script.replace("http://127.0.0.1:8002", cli.bank.url("transactions"))
+        ran = subprocess.run(
+            ["sh", "-e", "-c", script],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert ran.returncode == 0, (ran.stdout[-4000:], ran.stderr[-4000:])
+        output = ran.stdout
+        assert "100.00 EUR" in output
+        assert re.search(r"^[0-9a-f-]{36}  completed$", output, re.MULTILINE), output
+        assert "exit status 1" in output
+        assert "balance    74.50 EUR" in output
+        assert "balance    25.50 EUR" in output
+        assert "reversed     25.50 EUR" in output
+        assert "Account not found" in ran.stderr
+        assert "reversal" in ran.stderr.lower()
+        assert "cancelled" in output

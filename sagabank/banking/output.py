@@ -84,7 +84,7 @@ def fields(pairs: Iterable[tuple[str, str]]) -> list[str]:
     """`name   value` lines for one object, names aligned."""
     listed = list(pairs)
     width = max(len(name) for name, _ in listed)
-    return [f"{name.ljust(width)}  {value}" for name, value in listed]
+    return [f"{name.ljust(width)}  {value}".rstrip() for name, value in listed]
 
 
 def emit(records: Iterable[dict[str, Any]], as_json: bool, lines: Callable[[], list[str]]) -> None:

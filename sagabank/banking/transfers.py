@@ -36,8 +36,9 @@ def transfer() -> None:
 
 
 def transfer_lines(record: dict[str, Any]) -> list[str]:
+    kind = "reversal" if record.get("original_transfer_id") else "transfer"
     pairs = [
-        ("transfer", record["id"]),
+        (kind, record["id"]),
         ("status", record["status"]),
         ("amount", amount_text(record["amount_minor"], record["currency"])),
         ("from", record["source_account_id"]),
