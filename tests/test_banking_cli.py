@@ -351,3 +351,28 @@ class TestReadme:
         assert "Account not found" in ran.stderr
         assert "reversal" in ran.stderr.lower()
         assert "cancelled" in output
+
+
+class TestLongOperations:
+    def test_audit_export_writes_every_service_and_no_progress_off_a_terminal(
+        self, cli: Cli, tmp_path: Path
+    ) -> None:
+        cli.register_and_login("max")
+        open_account(cli)
+        path = tmp_path / "audit.ndjson"
+        since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        ran = cli.bank.sagabank("audit", "--export", str(path), "--since", since)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == ""
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        assert "account.created" in {event["action"] for event in events}
+        assert {event["service"] for event in events} >= {"accounts", "transactions"}
+        [summary] = ran.stderr.splitlines()
+        assert summary.startswith(f"exported {len(events):,} events (accounts ")
+        assert "\r" not in ran.stderr
+
+    def test_ledger_check_prints_only_its_report_off_a_terminal(self, cli: Cli) -> None:
+        ran = cli.bank.sagabank("ledger", "check", "--accounts-url", cli.bank.url("accounts"))
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout.startswith("Ledger invariants at ")
+        assert ran.stderr == ""
