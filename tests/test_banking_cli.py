@@ -207,7 +207,7 @@ class TestTransfers:
 
         key = str(uuid.uuid4())
         send = ["transfer", "send", f"--from={payer_account}", f"--to={payee_account}",
-                "--amount=25.50", "--currency=EUR", "--description=rent",
+                "--amount=25.50", "--currency=EUR", "--description=rent", "--wait=30",
                 f"--idempotency-key={key}"]  # fmt: skip
         [sent] = cli.records(*send)
         assert sent["status"] == "completed", sent
@@ -216,7 +216,7 @@ class TestTransfers:
         assert again["id"] == sent["id"]
         generated = cli.ok(*send[:-1])
         assert "idempotency key:" in generated.stderr
-        assert "completed" in generated.stdout
+        assert "25.50 EUR" in generated.stdout
 
         [shown] = cli.records("transfer", "show", sent["id"])
         assert [step["name"] for step in shown["steps"]][:1] == ["validate"]
@@ -231,6 +231,8 @@ class TestTransfers:
         assert lines[-1].endswith("completed")
         events = cli.records("transfer", "watch", sent["id"])
         assert events[-1]["status"] == "completed"
+        [second] = [item for item in listed if item["id"] != sent["id"]]
+        assert cli.records("transfer", "watch", second["id"])[-1]["status"] == "completed"
         [account] = cli.records("account", "show", payer_account)
         assert account["balances"]["posted_minor"] == 10_000 - 2 * 2550
 
@@ -270,7 +272,7 @@ class TestTransfers:
         target = open_account(cli)
         await cli.bank.deposit(http, source, 100)
         [refused] = cli.records("transfer", "send", f"--from={source}", f"--to={target}",
-                                "--amount=5.00", "--currency=EUR")  # fmt: skip
+                                "--amount=5.00", "--currency=EUR", "--wait=30")  # fmt: skip
         assert refused["status"] == "rejected"
         assert "insufficient" in (refused["failure_reason"] or "").lower()
         watched = cli("transfer", "watch", refused["id"])
