@@ -16,10 +16,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from sagabank.banking.output import amount_minor_of
+from sagabank.banking.profiles import parse_urls
 from sagabank.cli import main
 from tests.bank import Bank
 
@@ -425,3 +428,50 @@ class TestWatchOnATerminal:
         assert exit_code == 2
         assert "\r\x1b[Kscheduled  " in shown
         assert "is still scheduled after" in errors
+
+
+class TestSessionEnds:
+    def test_a_revoked_refresh_token_asks_for_a_new_login(self, cli: Cli) -> None:
+        cli.register_and_login("oli")
+        copy = cli.credentials_path("copy")
+        stored = json.loads(cli.credentials_path().read_text())
+        stored["expires_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        copy.write_text(json.dumps(stored))
+        cli.ok("logout")  # revokes the refresh token's whole family, the copy's too
+        result = cli("account", "list", "--profile=copy")
+        assert result.exit_code == 1
+        assert "the session has ended" in result.stderr
+        assert "sagabank login" in result.stderr
+        assert cli.ok("logout").stdout == "not logged in (profile default)\n"
+
+
+class TestWithoutABank:
+    @pytest.mark.parametrize(
+        ("amount", "currency", "amount_minor"),
+        [("25.50", "EUR", 2550), ("25.5", "EUR", 2550), ("7", "EUR", 700), ("1000", "JPY", 1000)],
+    )
+    def test_amounts_become_minor_units(
+        self, amount: str, currency: str, amount_minor: int
+    ) -> None:
+        assert amount_minor_of(amount, currency) == amount_minor
+
+    @pytest.mark.parametrize(
+        ("amount", "currency"),
+        [("0", "EUR"), ("-1", "EUR"), ("1.5", "JPY"), ("1e400", "EUR"), ("NaN", "EUR"),
+         ("ten", "EUR"), ("1", "XYZ")],
+    )  # fmt: skip
+    def test_bad_amounts_are_refused(self, amount: str, currency: str) -> None:
+        with pytest.raises(click.BadParameter):
+            amount_minor_of(amount, currency)
+
+    def test_urls_a_host_or_one_service(self) -> None:
+        assert parse_urls(("https://bank.example",)) == {
+            "accounts": "https://bank.example:8001",
+            "transactions": "https://bank.example:8002",
+            "notifications": "https://bank.example:8004",
+        }
+        given = ("accounts=https://id.example/", "https://bank.example")
+        assert parse_urls(given)["accounts"] == "https://id.example"
+        for bad in ("ftp://bank.example", "https://bank.example/api", "fraud=http://f.example"):
+            with pytest.raises(click.UsageError):
+                parse_urls((bad,))

@@ -12,7 +12,7 @@ from typing import Any, NoReturn, ParamSpec
 
 import click
 
-from contracts.money import MINOR_UNIT_EXPONENTS
+from contracts.money import AMOUNT_MINOR_MAX, MINOR_UNIT_EXPONENTS
 from sagabank.bankclient import BankError
 from sagabank.banking import profiles
 from sagabank.banking.session import ApiProblem, ndjson, open_session
@@ -49,6 +49,8 @@ def amount_minor_of(amount: str, currency: str) -> int:
             f"{amount} {currency}: {currency} has {exponent} decimal places",
             param_hint="--amount",
         )
+    if scaled > AMOUNT_MINOR_MAX:
+        raise click.BadParameter(f"{amount} {currency} is more than the bank moves at once")
     return int(scaled)
 
 
