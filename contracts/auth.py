@@ -7,6 +7,8 @@ from typing import Final
 from pydantic import BaseModel, Field
 
 TOKEN_PATH: Final = "/v1/oauth/token"
+# Customers register here (no token needed), then ask the token endpoint for one.
+CUSTOMERS_PATH: Final = "/v1/customers"
 JWKS_PATH: Final = "/.well-known/jwks.json"
 TOKEN_ISSUER_DEFAULT: Final = "sagabank-accounts"
 # The one signing algorithm accepted anywhere: asymmetric, so no service can mint tokens.

@@ -9,7 +9,7 @@ service to verify its chain. The merge and the formats are pure, tested without 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any, NoReturn
 from uuid import UUID
 
 import httpx
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from contracts.audit import (
     AUDIT_EVENTS_PATH,
+    AUDIT_EXPORT_PATH,
     AUDIT_LIMIT_MAX,
     AUDIT_VERIFY_PATH,
     AuditEvent,
@@ -24,6 +25,7 @@ from contracts.audit import (
 )
 from contracts.common import Page
 from sagabank.bankclient import BankError
+from sagabank.progress import Progress
 
 # One question gathers at most this many events per service (20 pages of 500): beyond it
 # the answer is cut short, and the command says so rather than run on without end.
@@ -69,15 +71,19 @@ def _get(http: httpx.Client, url: str, params: Mapping[str, str], service: str) 
         response = http.get(url, params=params)
     except httpx.HTTPError as error:
         raise BankError(f"cannot reach {service} at {url}: {type(error).__name__}") from None
+    if response.status_code != 200:
+        _get_refusal(response, service)
+    return response.content
+
+
+def _get_refusal(response: httpx.Response, service: str) -> NoReturn:
     if response.status_code in (401, 403):
         raise BankError(
             f"{service} refused the audit query ({response.status_code}): the token needs "
             "the audit:read scope",
             exit_code=1,
         )
-    if response.status_code != 200:
-        raise BankError(f"{service} answered {response.status_code}: {response.text[:300]}")
-    return response.content
+    raise BankError(f"{service} answered {response.status_code}: {response.text[:300]}")
 
 
 def gather(
@@ -107,6 +113,33 @@ def gather(
         if cursor is None:
             return Gathered(service, events, truncated=False)
     return Gathered(service, events, truncated=True)
+
+
+def export(
+    http: httpx.Client,
+    service: str,
+    base_url: str,
+    question: Question,
+    sink: IO[str],
+    progress: Progress,
+) -> int:
+    """Stream `service`'s events of [since, until) into `sink` as NDJSON, oldest first, as
+    the service sends them (never all in memory); how many there were."""
+    url = f"{base_url.rstrip('/')}{AUDIT_EXPORT_PATH}"
+    exported = 0
+    try:
+        with http.stream("GET", url, params=question.params()) as response:
+            if response.status_code != 200:
+                response.read()
+                _get_refusal(response, service)
+            for line in response.iter_lines():
+                if line:
+                    sink.write(f"{line}\n")
+                    exported += 1
+                    progress.note(f"{service} {exported:,} events")
+    except httpx.HTTPError as error:
+        raise BankError(f"cannot export from {service} at {url}: {type(error).__name__}") from None
+    return exported
 
 
 def verify(http: httpx.Client, service: str, base_url: str) -> AuditVerification:

@@ -4,7 +4,7 @@ import asyncio
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID
 
 import click
@@ -15,8 +15,17 @@ from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
 from contracts.money import MINOR_UNIT_EXPONENTS
 from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
+from sagabank.banking.accounts import account
+from sagabank.banking.deposits import deposit
+from sagabank.banking.identity import customer, login, logout
+from sagabank.banking.transfers import transfer
+from sagabank.banking.webhooks import webhook
 from sagabank.config import CONSOLE, SERVICES, LauncherSettings
+from sagabank.progress import Progress
 from sagabank.staff import staff
+
+if TYPE_CHECKING:
+    from sagabank.audit import Question
 
 # How long `sagabank status` waits for each readiness probe.
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -265,6 +274,14 @@ class _Moment(click.ParamType[datetime]):
     help="Verify every service's keyed chain against its last checkpoint instead.",
 )
 @click.option(
+    "--export",
+    "export_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default=None,
+    help="Write every service's events of --since..--until to this NDJSON file (- for "
+    "stdout) instead, service by service, oldest first.",
+)
+@click.option(
     "--token",
     "access_token",
     envvar="SAGABANK_TOKEN",
@@ -280,6 +297,7 @@ def audit(
     until: datetime | None,
     as_json: bool,
     verify: bool,
+    export_path: str | None,
     access_token: str | None,
 ) -> None:
     """One timeline of what happened, from the audit trails of all four services.
@@ -301,6 +319,9 @@ def audit(
     )
     if verify and question.params():
         raise click.UsageError("--verify checks whole chains: it takes no filter")
+    if export_path is not None:
+        _export_audit(question, export_path, access_token, verify=verify)
+        return
     settings = LauncherSettings()
     urls = service_urls(settings)
     try:
@@ -335,6 +356,34 @@ def audit(
     click.echo("\n".join(trail.table(events)))
     if not events:
         click.echo("no audit event matches", err=True)
+
+
+def _export_audit(
+    question: "Question", export_path: str, access_token: str | None, *, verify: bool
+) -> None:
+    """`sagabank audit --export`: progress on a terminal, a summary on stderr at the end."""
+    from sagabank import audit as trail
+
+    if verify or question.params().keys() - {"since", "until"}:
+        raise click.UsageError("--export takes --since and --until only")
+    settings = LauncherSettings()
+    urls = service_urls(settings)
+    try:
+        if access_token is None:
+            access_token = _operator_token(settings, urls["accounts"])
+        with (
+            trail.client(access_token) as http,
+            click.open_file(export_path, "w") as sink,
+            Progress("exporting the audit trails") as progress,
+        ):
+            counts = {
+                name: trail.export(http, name, urls[name], question, sink, progress)
+                for name in SERVICES
+            }
+    except BankError as error:
+        _fail(error)
+    summary = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    click.echo(f"exported {sum(counts.values()):,} events ({summary}) to {export_path}", err=True)
 
 
 @main.group()
@@ -482,11 +531,14 @@ def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -
             click.echo(f"cannot get an operator token from the accounts service: {error}", err=True)
             sys.exit(2)
     try:
-        with httpx.Client(
-            timeout=timeout_seconds,
-            follow_redirects=False,
-            headers={"Authorization": f"Bearer {access_token}"},
-        ) as http:
+        with (
+            httpx.Client(
+                timeout=timeout_seconds,
+                follow_redirects=False,
+                headers={"Authorization": f"Bearer {access_token}"},
+            ) as http,
+            Progress("checking the ledger's invariants"),
+        ):
             response = http.get(url)
     except httpx.HTTPError as error:
         click.echo(f"cannot reach the accounts service at {url}: {error!r}", err=True)
@@ -504,3 +556,7 @@ def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -
 
 
 main.add_command(staff)
+ledger.add_command(deposit)
+# Everyday banking, as a customer (sagabank/banking/): on the public HTTP API only.
+for everyday_command in (login, logout, customer, account, transfer, webhook):
+    main.add_command(everyday_command)

@@ -3,7 +3,9 @@ merge and formats, paging, tokens asked of a fake issuer, metrics URLs from the 
 and what the commands say when something is wrong. (tests/test_audit_system.py and
 tests/test_metrics_system.py run them against the real bank.)"""
 
+import io
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +22,7 @@ from sagabank.bankclient import BankError, customer_token, operator_token, servi
 from sagabank.cli import main
 from sagabank.config import LauncherSettings
 from sagabank.localstack.postgres import free_port
+from sagabank.progress import REDRAW_INTERVAL_SECONDS, Progress
 from sagabank.status import metrics_urls
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -425,3 +428,36 @@ class TestStatus:
         result = CliRunner().invoke(main, ["status", "--json"], env=environment)
         assert result.exit_code == 1
         assert "no bank is running" in result.output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class TestProgress:
+    def test_on_a_terminal_the_line_is_redrawn_then_cleared(self) -> None:
+        terminal = _Terminal()
+        with Progress("exporting", stream=terminal) as progress:
+            progress.note("accounts 12 events")
+            deadline = time.monotonic() + 5
+            while "accounts 12 events" not in terminal.getvalue():
+                assert time.monotonic() < deadline, terminal.getvalue()
+                time.sleep(0.01)
+        written = terminal.getvalue()
+        assert written.startswith("\r\x1b[Kexporting: accounts 12 events (")
+        assert written.endswith("\r\x1b[K")
+
+    def test_elsewhere_nothing_is_written(self) -> None:
+        pipe = io.StringIO()
+        with Progress("exporting", stream=pipe) as progress:
+            progress.note("accounts 12 events")
+            time.sleep(3 * REDRAW_INTERVAL_SECONDS)
+        assert pipe.getvalue() == ""
+
+    def test_export_takes_only_a_time_range(self) -> None:
+        result = CliRunner().invoke(
+            main, ["audit", "--export", "-", "--transfer", str(TRANSFER_ID)]
+        )
+        assert result.exit_code == 2
+        assert "--export takes --since and --until only" in result.output

@@ -21,7 +21,7 @@ from accounts.identity.errors import (
 from accounts.identity.resources import Resources
 from accounts.identity.rules import Customer, CustomerCreate, GrantType, Jwks
 from accounts.identity.staff_api import router as staff_router
-from contracts.auth import JWKS_PATH, TOKEN_PATH, TokenResponse
+from contracts.auth import CUSTOMERS_PATH, JWKS_PATH, TOKEN_PATH, TokenResponse
 from kit.audit import request_id_of
 from kit.db import ServiceDatabase, Session
 from kit.errors import InvalidRequest, TooManyRequests
@@ -29,7 +29,6 @@ from kit.params import Now
 from kit.problems import problem_responses
 from kit.ratelimit import TOKEN_BUCKET, limiter_of
 
-CUSTOMERS_PATH: Final = "/v1/customers"
 _FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _FORM_FIELDS_MAX: Final = 20
 

@@ -1,0 +1,118 @@
+"""`sagabank account open|show|list|statement`: the logged-in customer's own accounts."""
+
+from typing import Any
+from uuid import UUID
+
+import click
+
+from contracts.accounts import ACCOUNTS_PATH
+from sagabank.banking.output import (
+    amount_text,
+    banking_command,
+    emit,
+    fields,
+    json_option,
+    profile_option,
+    table,
+)
+from sagabank.banking.session import ITEMS_MAX_DEFAULT, BankSession
+
+_items_max = click.option(
+    "--limit",
+    "items_max",
+    type=click.IntRange(min=1, max=10_000),
+    default=ITEMS_MAX_DEFAULT,
+    show_default=True,
+    help="At most this many.",
+)
+
+
+@click.group()
+def account() -> None:
+    """Your accounts: open one, see its balances, list them, read a statement."""
+
+
+def account_lines(record: dict[str, Any]) -> list[str]:
+    currency = record["currency"]
+    balances = record["balances"]
+    return fields(
+        [
+            ("account", record["id"]),
+            ("currency", currency),
+            ("status", record["status"]),
+            ("balance", amount_text(balances["posted_minor"], currency)),
+            ("available", amount_text(balances["available_minor"], currency)),
+            ("pending", amount_text(balances["pending_minor"], currency)),
+            ("opened", record["created_at"]),
+        ]
+    )
+
+
+@account.command("open")
+@click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
+@profile_option
+@json_option
+@banking_command
+def open_account(session: BankSession, as_json: bool, currency: str) -> None:
+    """Open an account in this currency, owned by you."""
+    opened = session.call("POST", "accounts", ACCOUNTS_PATH, json={"currency": currency.upper()})
+    emit([opened], as_json, lambda: account_lines(opened))
+
+
+@account.command()
+@click.argument("account_id", type=click.UUID)
+@profile_option
+@json_option
+@banking_command
+def show(session: BankSession, as_json: bool, account_id: UUID) -> None:
+    """One account with its balances (posted, available, pending)."""
+    shown = session.call("GET", "accounts", f"{ACCOUNTS_PATH}/{account_id}")
+    emit([shown], as_json, lambda: account_lines(shown))
+
+
+@account.command("list")
+@_items_max
+@profile_option
+@json_option
+@banking_command
+def list_accounts(session: BankSession, as_json: bool, items_max: int) -> None:
+    """Your accounts, oldest first."""
+    listed = list(session.pages("accounts", ACCOUNTS_PATH, {}, items_max))
+    rows = [
+        (
+            item["id"],
+            item["currency"],
+            item["status"],
+            amount_text(item["balances"]["posted_minor"], item["currency"]),
+            amount_text(item["balances"]["available_minor"], item["currency"]),
+        )
+        for item in listed
+    ]
+    header = ("ACCOUNT", "CURRENCY", "STATUS", "BALANCE", "AVAILABLE")
+    emit(listed, as_json, lambda: table(header, rows) if rows else ["no accounts"])
+
+
+@account.command()
+@click.argument("account_id", type=click.UUID)
+@_items_max
+@profile_option
+@json_option
+@banking_command
+def statement(session: BankSession, as_json: bool, account_id: UUID, items_max: int) -> None:
+    """An account's journal entries, oldest first, each with the balance after it."""
+    currency = session.call("GET", "accounts", f"{ACCOUNTS_PATH}/{account_id}")["currency"]
+    path = f"{ACCOUNTS_PATH}/{account_id}/entries"
+    entries = list(session.pages("accounts", path, {}, items_max))
+    rows = [
+        (
+            entry["created_at"],
+            entry["transfer_kind"],
+            entry["total"],
+            amount_text(entry["amount_minor"], currency),
+            amount_text(entry["posted_balance_after_minor"], currency),
+            entry["reference"] or "",
+        )
+        for entry in entries
+    ]
+    header = ("WHEN", "KIND", "TOTAL", "AMOUNT", "BALANCE AFTER", "REFERENCE")
+    emit(entries, as_json, lambda: table(header, rows) if rows else ["no entries"])
