@@ -17,11 +17,11 @@ from console.bank_api import SERVICE_NAMES, BankApi
 from console.config import Settings
 from console.issuer import Issuer
 from console.resources import ConsoleResources
-from console.search import money
 from console.sessions import SessionStore
 from console.web import SIGN_IN_BUCKET, SIGN_IN_PATH, CsrfRefused, SignInRequired, render
 from contracts.auth import METADATA_PATH
 from contracts.common import Health
+from contracts.money import display_amount
 from kit.app import Lifespan, RequestContextMiddleware
 from kit.http import create_client
 from kit.logging import configure_logging
@@ -53,7 +53,7 @@ SECURITY_HEADERS: Final = (
 
 def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=TEMPLATES_DIR)  # autoescapes .html
-    templates.env.filters["money"] = money
+    templates.env.filters["money"] = display_amount
     return templates
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
 from contracts.common import CURSOR_LENGTH_MAX
-from contracts.money import MINOR_UNIT_EXPONENTS
 from contracts.transfers import TransferStatus
 
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
@@ -97,12 +96,3 @@ def audit_filters(query: Mapping[str, str]) -> Filters:
 
 
 _AUDIT_FIELDS: Final = ("transfer_id", "account_id", "actor_id", "action", "since", "until")
-
-
-def money(amount_minor: int, currency: str) -> str:
-    """`10,000.00 EUR`: integer arithmetic on minor units, never a float."""
-    exponent = MINOR_UNIT_EXPONENTS.get(currency, 2)
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    text = f"{whole:,}" + (f".{fraction:0{exponent}d}" if exponent else "")
-    return f"{sign}{text} {currency}"

@@ -53,6 +53,18 @@ def minor_unit_exponent(currency: str) -> int:
     return MINOR_UNIT_EXPONENTS[currency]
 
 
+def display_amount(amount_minor: int, currency: str) -> str:
+    """`-1,234.50 EUR`, for people (the console, the CLI): any signed count of minor units,
+    grouped by thousands, without floats; a currency not listed shows its minor units."""
+    exponent = MINOR_UNIT_EXPONENTS.get(currency)
+    if exponent is None:
+        return f"{amount_minor:,} (minor units) {currency}"
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**exponent)
+    decimals = f".{fraction:0{exponent}d}" if exponent else ""
+    return f"{sign}{whole:,}{decimals} {currency}"
+
+
 def _known_currency(code: str) -> str:
     if code not in MINOR_UNIT_EXPONENTS:
         raise ValueError(f"unknown or unsupported ISO 4217 currency code: {code!r}")

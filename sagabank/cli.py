@@ -12,7 +12,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
-from contracts.money import MINOR_UNIT_EXPONENTS
+from contracts.money import display_amount
 from contracts.secrets import RESEAL_LIMIT_MAX
 from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
 from sagabank.banking.accounts import account
@@ -437,17 +437,6 @@ def ledger() -> None:
     """Operate on the ledger that the accounts service keeps."""
 
 
-def _amount(amount_minor: int, currency: str) -> str:
-    """`1,234.50 EUR` from minor units, without floats; raw minor units if unknown."""
-    exponent = MINOR_UNIT_EXPONENTS.get(currency)
-    if exponent is None:
-        return f"{amount_minor:,} (minor units) {currency}"
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    decimals = f".{fraction:0{exponent}d}" if exponent else ""
-    return f"{sign}{whole:,}{decimals} {currency}"
-
-
 def _report(invariants: LedgerInvariants) -> list[str]:
     verdict = "OK" if invariants.ok else "BROKEN"
     lines = [f"Ledger invariants at {invariants.checked_at.isoformat()}: {verdict}"]
@@ -470,8 +459,8 @@ def _report(invariants: LedgerInvariants) -> list[str]:
         ):
             relation = "=" if balanced else "!="
             lines.append(
-                f"  {totals.currency} {phase:<7} debits {_amount(debits, totals.currency)}"
-                f" {relation} credits {_amount(credits, totals.currency)}"
+                f"  {totals.currency} {phase:<7} debits {display_amount(debits, totals.currency)}"
+                f" {relation} credits {display_amount(credits, totals.currency)}"
                 f"  {'ok' if balanced else 'UNBALANCED'}"
             )
     accounts = invariants.accounts

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from console.config import CookieSecure, Settings
-from console.search import audit_filters, money, transfer_filters
+from console.search import audit_filters, transfer_filters
 from console.sessions import (
     SIGN_IN_TTL_SECONDS,
     SIGN_INS_PER_BROWSER_MAX,
@@ -18,6 +18,7 @@ from console.sessions import (
 )
 from console.tests.support import Clock
 from contracts.auth import PrincipalKind, StaffRole, TokenResponse
+from contracts.money import display_amount
 from contracts.staff import StaffProfile
 from kit.testing import TestIssuer
 
@@ -139,10 +140,11 @@ def test_ids_and_secrets_are_unique_and_long() -> None:
         (-2550, "EUR", "-25.50 EUR"),
         (1234, "JPY", "1,234 JPY"),
         (1001, "BHD", "1.001 BHD"),
+        (123456, "XTS", "123,456 (minor units) XTS"),
     ],
 )
 def test_money_in_minor_units(amount_minor: int, currency: str, shown: str) -> None:
-    assert money(amount_minor, currency) == shown
+    assert display_amount(amount_minor, currency) == shown
 
 
 def test_a_tokens_subject() -> None:

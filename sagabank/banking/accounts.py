@@ -6,25 +6,17 @@ from uuid import UUID
 import click
 
 from contracts.accounts import ACCOUNTS_PATH
+from contracts.money import display_amount
 from sagabank.banking.output import (
-    amount_text,
     banking_command,
     emit,
     fields,
+    items_max_option,
     json_option,
     profile_option,
     table,
 )
-from sagabank.banking.session import ITEMS_MAX_DEFAULT, BankSession
-
-_items_max = click.option(
-    "--limit",
-    "items_max",
-    type=click.IntRange(min=1, max=10_000),
-    default=ITEMS_MAX_DEFAULT,
-    show_default=True,
-    help="At most this many.",
-)
+from sagabank.banking.session import BankSession
 
 
 @click.group()
@@ -40,9 +32,9 @@ def account_lines(record: dict[str, Any]) -> list[str]:
             ("account", record["id"]),
             ("currency", currency),
             ("status", record["status"]),
-            ("balance", amount_text(balances["posted_minor"], currency)),
-            ("available", amount_text(balances["available_minor"], currency)),
-            ("pending", amount_text(balances["pending_minor"], currency)),
+            ("balance", display_amount(balances["posted_minor"], currency)),
+            ("available", display_amount(balances["available_minor"], currency)),
+            ("pending", display_amount(balances["pending_minor"], currency)),
             ("opened", record["created_at"]),
         ]
     )
@@ -71,7 +63,7 @@ def show(session: BankSession, as_json: bool, account_id: UUID) -> None:
 
 
 @account.command("list")
-@_items_max
+@items_max_option
 @profile_option
 @json_option
 @banking_command
@@ -83,8 +75,8 @@ def list_accounts(session: BankSession, as_json: bool, items_max: int) -> None:
             item["id"],
             item["currency"],
             item["status"],
-            amount_text(item["balances"]["posted_minor"], item["currency"]),
-            amount_text(item["balances"]["available_minor"], item["currency"]),
+            display_amount(item["balances"]["posted_minor"], item["currency"]),
+            display_amount(item["balances"]["available_minor"], item["currency"]),
         )
         for item in listed
     ]
@@ -94,7 +86,7 @@ def list_accounts(session: BankSession, as_json: bool, items_max: int) -> None:
 
 @account.command()
 @click.argument("account_id", type=click.UUID)
-@_items_max
+@items_max_option
 @profile_option
 @json_option
 @banking_command
@@ -108,8 +100,8 @@ def statement(session: BankSession, as_json: bool, account_id: UUID, items_max: 
             entry["created_at"],
             entry["transfer_kind"],
             entry["total"],
-            amount_text(entry["amount_minor"], currency),
-            amount_text(entry["posted_balance_after_minor"], currency),
+            display_amount(entry["amount_minor"], currency),
+            display_amount(entry["posted_balance_after_minor"], currency),
             entry["reference"] or "",
         )
         for entry in entries

@@ -7,10 +7,10 @@ from uuid import UUID
 import click
 
 from contracts.accounts import ACCOUNTS_PATH
+from contracts.money import display_amount
 from sagabank.bankclient import BankError, operator_token
 from sagabank.banking.output import (
     amount_minor_of,
-    amount_text,
     chosen_idempotency_key,
     emit,
     fail,
@@ -69,7 +69,7 @@ def deposit(profile: str, as_json: bool, account_id: UUID, **options: Any) -> No
             [
                 ("deposit", moved["id"]),
                 ("account", str(account_id)),
-                ("amount", amount_text(moved["amount_minor"], moved["currency"])),
+                ("amount", display_amount(moved["amount_minor"], moved["currency"])),
             ]
         ),
     )

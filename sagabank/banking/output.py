@@ -15,21 +15,10 @@ import click
 from contracts.money import AMOUNT_MINOR_MAX, MINOR_UNIT_EXPONENTS
 from sagabank.bankclient import BankError
 from sagabank.banking import profiles
-from sagabank.banking.session import ApiProblem, ndjson, open_session
+from sagabank.banking.session import ITEMS_MAX_DEFAULT, ApiProblem, ndjson, open_session
 
 Parameters = ParamSpec("Parameters")
 _AMOUNT_LENGTH_MAX = 40
-
-
-def amount_text(amount_minor: int, currency: str) -> str:
-    """`1,234.50 EUR` from minor units; raw minor units for a currency we do not know."""
-    exponent = MINOR_UNIT_EXPONENTS.get(currency)
-    if exponent is None:
-        return f"{amount_minor:,} (minor units) {currency}"
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**exponent)
-    decimals = f".{fraction:0{exponent}d}" if exponent else ""
-    return f"{sign}{whole:,}{decimals} {currency}"
 
 
 def amount_minor_of(amount: str, currency: str) -> int:
@@ -127,6 +116,18 @@ def profile_option(function: Callable[Parameters, None]) -> Callable[Parameters,
 def json_option(function: Callable[Parameters, None]) -> Callable[Parameters, None]:
     return click.option(
         "--json", "as_json", is_flag=True, help="NDJSON for scripts: one JSON object a line."
+    )(function)
+
+
+def items_max_option(function: Callable[Parameters, None]) -> Callable[Parameters, None]:
+    """`--limit`: how many items a listing shows at most (it follows the API's pages)."""
+    return click.option(
+        "--limit",
+        "items_max",
+        type=click.IntRange(min=1, max=10_000),
+        default=ITEMS_MAX_DEFAULT,
+        show_default=True,
+        help="At most this many.",
     )(function)
 
 

@@ -8,22 +8,23 @@ from uuid import UUID
 
 import click
 
+from contracts.money import display_amount
 from contracts.reversals import TRANSFER_REVERSALS_PATH
 from contracts.transfers import PREFER_WAIT_SECONDS_MAX, TRANSFERS_PATH, TransferStatus
 from sagabank.bankclient import BankError
 from sagabank.banking.output import (
     amount_minor_of,
-    amount_text,
     banking_command,
     chosen_idempotency_key,
     emit,
     fields,
     idempotency_key_option,
+    items_max_option,
     json_option,
     profile_option,
     table,
 )
-from sagabank.banking.session import ITEMS_MAX_DEFAULT, BankSession, ndjson
+from sagabank.banking.session import BankSession, ndjson
 
 # How often `watch` asks for the transfer: a step takes tens of milliseconds to seconds.
 WATCH_POLL_INTERVAL_SECONDS = 0.5
@@ -40,7 +41,7 @@ def transfer_lines(record: dict[str, Any]) -> list[str]:
     pairs = [
         (kind, record["id"]),
         ("status", record["status"]),
-        ("amount", amount_text(record["amount_minor"], record["currency"])),
+        ("amount", display_amount(record["amount_minor"], record["currency"])),
         ("from", record["source_account_id"]),
         ("to", record["target_account_id"]),
         ("description", record.get("description") or record.get("reason") or ""),
@@ -52,7 +53,7 @@ def transfer_lines(record: dict[str, Any]) -> list[str]:
     if record.get("original_transfer_id"):
         pairs.append(("reverses", record["original_transfer_id"]))
     if record.get("reversed_minor"):
-        pairs.append(("reversed", amount_text(record["reversed_minor"], record["currency"])))
+        pairs.append(("reversed", display_amount(record["reversed_minor"], record["currency"])))
     return fields(pairs)
 
 
@@ -113,13 +114,7 @@ def show(session: BankSession, as_json: bool, transfer_id: UUID) -> None:
 @transfer.command("list")
 @click.option("--account", "account_id", type=click.UUID, default=None, help="In or out of it.")
 @click.option("--status", type=click.Choice([status.value for status in TransferStatus]))
-@click.option(
-    "--limit",
-    "items_max",
-    type=click.IntRange(min=1, max=10_000),
-    default=ITEMS_MAX_DEFAULT,
-    show_default=True,
-)
+@items_max_option
 @profile_option
 @json_option
 @banking_command
@@ -139,7 +134,7 @@ def list_transfers(
         (
             item["id"],
             item["status"],
-            amount_text(item["amount_minor"], item["currency"]),
+            display_amount(item["amount_minor"], item["currency"]),
             item["source_account_id"],
             item["target_account_id"],
             item["created_at"],

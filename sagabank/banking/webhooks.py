@@ -10,6 +10,7 @@ from sagabank.banking.output import (
     banking_command,
     emit,
     fields,
+    items_max_option,
     json_option,
     profile_option,
     table,
@@ -86,13 +87,7 @@ def list_endpoints(session: BankSession, as_json: bool) -> None:
 @webhook.command()
 @click.argument("endpoint_id", type=click.UUID)
 @click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]))
-@click.option(
-    "--limit",
-    "items_max",
-    type=click.IntRange(min=1, max=10_000),
-    default=ITEMS_MAX_DEFAULT,
-    show_default=True,
-)
+@items_max_option
 @profile_option
 @json_option
 @banking_command
