@@ -1083,6 +1083,18 @@ class TestCompose:
             port = LAUNCHER.service_port(service)
             assert published[service] == [(port, port)]
 
+    def test_the_console_signs_in_staff_at_its_own_callback(self) -> None:
+        # Registered as `sagabank up` registers it: a public client whose sign-in page asks
+        # for a TOTP code, with the one callback the compose console sends browsers back to.
+        services = interpolate(load_compose())["services"]
+        registered = json.loads(services["accounts"]["environment"]["ACCOUNTS_BOOTSTRAP_CLIENTS"])
+        clients = {client["client_id"]: client for client in registered}
+        console = services[CONSOLE]["environment"]
+        client = clients[console.get("CONSOLE_CLIENT_ID", "sagabank-console")]
+        assert (client["kind"], client.get("signs_in")) == ("public", "staff")
+        assert client["redirect_uris"] == [f"{console['CONSOLE_PUBLIC_URL']}/auth/callback"]
+        assert set(client["scopes"]) == {scope.value for scope in OPERATOR_SCOPES}
+
     def test_temporal_tuned_like_the_dev_server(self) -> None:
         # The one Temporal setting that changes a saga's latency (decision 0031) holds for
         # the compose server as for the dev server `make run` starts.
