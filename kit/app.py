@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.auth import DOCS_REDIRECT_PATH
 from contracts.common import Health, MigrationsCheck
 from contracts.problem import CommonProblem, Problem, problem_type
 from kit.audit import checkpoint_job
 from kit.audit_checkpoints import CheckpointDirectory
 from kit.auth import JwksKeySource, KeysStatus, TokenVerifier, token_verifier_of
 from kit.db import Database, ServiceDatabase
+from kit.docs_page import install_docs_page
 from kit.jobs import ExclusiveJob
 from kit.logging import configure_logging
 from kit.metrics_http import (
@@ -30,7 +30,7 @@ from kit.metrics_http import (
     watch_database_pool,
 )
 from kit.migrations import SchemaCheck
-from kit.openapi import SWAGGER_UI_OAUTH, install_openapi, operation_id
+from kit.openapi import install_openapi, operation_id
 from kit.problems import install_problem_handlers, internal_error_problem, problem_response
 from kit.ratelimit import MONEY_BUCKET, TOKEN_BUCKET, RateLimiter, rate_limit_storage
 from kit.settings import ServiceSettings
@@ -44,7 +44,8 @@ SECURITY_HEADERS: Final = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
-    # Only framing is forbidden: a script-restricting policy would break /docs (Swagger UI).
+    # Only framing is forbidden here: /docs and its redirect page send stricter ones of their
+    # own (kit.docs_page), which `_with_security_headers` leaves alone.
     (b"content-security-policy", b"frame-ancestors 'none'"),
     # Browsers honour it only over https, where the services sit behind TLS in production.
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -212,8 +213,9 @@ def create_service_app(
         version=version,
         lifespan=app_lifespan,
         generate_unique_id_function=operation_id,
-        swagger_ui_init_oauth=SWAGGER_UI_OAUTH,
-        swagger_ui_oauth2_redirect_url=DOCS_REDIRECT_PATH,
+        # kit.docs_page serves /docs and its redirect page without a CDN.
+        docs_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.rate_limiter = RateLimiter(
         {MONEY_BUCKET: settings.rate_limit_money, TOKEN_BUCKET: settings.rate_limit_token},
@@ -229,6 +231,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     install_openapi(app, issuer_url=settings.issuer_url())
+    install_docs_page(app, issuer_url=settings.issuer_url())
     instrument_app(app)
     return app
 

@@ -25,6 +25,7 @@ from contracts.auth import (
     PrincipalKind,
     Scope,
 )
+from kit.docs_page import DOCS_ASSETS_PATH
 from kit.testing import TestIssuer, app_client, assert_problem
 
 CUSTOMER_A = "customer-a"
@@ -52,6 +53,8 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
+        # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
+        ("GET", DOCS_ASSETS_PATH),
         ("GET", "/redoc"),
     }
 )

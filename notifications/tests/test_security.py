@@ -31,6 +31,7 @@ from contracts.auth import (
     PrincipalKind,
     Scope,
 )
+from kit.docs_page import DOCS_ASSETS_PATH
 from kit.migrations import upgrade_to_head
 from kit.settings import to_asyncpg_dsn, with_database
 from kit.testing import app_client, assert_problem
@@ -55,7 +56,17 @@ URL = f"https://{PUBLIC_HOST}/hook"
 # Reachable without a token, on purpose. Anything else answering an anonymous caller
 # with other than 401 fails `TestAnonymousSweep`.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
+        DOCS_ASSETS_PATH,
+    }
 )
 
 

@@ -39,6 +39,7 @@ from contracts.transfers import (
     TRANSFERS_BATCH_PATH,
     TRANSFERS_PATH,
 )
+from kit.docs_page import DOCS_ASSETS_PATH
 from kit.testing import assert_problem
 from transactions.config import Settings
 from transactions.tests.standin import StandInTransferWorkflow
@@ -69,6 +70,8 @@ PUBLIC_ROUTES: Final = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
+        # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
+        ("GET", DOCS_ASSETS_PATH),
         ("GET", "/redoc"),
         ("POST", CALLBACK_CONFIRMATIONS_PATH),
     }
