@@ -1,7 +1,7 @@
 """The webhooks notifications sends are described in its OpenAPI `webhooks` section
 (docs/decisions/0040): one per event type, none forgotten; each with the schema of the body
-the dispatcher really sends, an example it accepts, the Standard Webhooks headers and what
-the receiver's answer means."""
+the dispatcher really sends (from the data the saga's activity publishes), an example it
+accepts, the Standard Webhooks headers and what the receiver's answer means."""
 
 import json
 import uuid
@@ -13,8 +13,11 @@ import pytest
 from jsonschema.protocols import Validator
 
 from contracts.notifications import EventType
+from contracts.transfers import TransferStatus
 from notifications.dispatcher import webhook_body
 from tests.service_apps import service_apps, write_signing_keys
+from workflows.models import EventPublication
+from workflows.tests.test_activities import TRANSFER, Services, run
 
 HEADERS: Final = ("webhook-id", "webhook-signature", "webhook-timestamp")
 OCCURRED_AT: Final = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
@@ -39,37 +42,48 @@ def validator(document: dict[str, Any], event_type: EventType) -> Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-def saga_data(event_type: EventType) -> dict[str, object]:
-    """An event's `data` as the saga publishes it (workflows' publish_event and
-    publish_occurrence_failed), routing keys included: the dispatcher strips them."""
-    data: dict[str, object] = {
-        "transfer_id": str(uuid.uuid4()),
-        "status": "rejected",
-        "amount_minor": 12_500,
-        "currency": "EUR",
-        "source_account_id": str(uuid.uuid4()),
-        "target_account_id": str(uuid.uuid4()),
-        "failure_reason": "insufficient-funds",
-        "source_customer_id": "customer-a",
-        "target_customer_id": "customer-b",
-    }
-    if event_type in REVERSALS:
-        data["original_transfer_id"] = str(uuid.uuid4())
+async def saga_data(event_type: EventType) -> dict[str, object]:
+    """An event's `data` as the saga publishes it, routing keys included (the dispatcher
+    strips them): a transfer event from the saga's own activity (publish_event, its HTTP
+    call captured); an occurrence's as publish_occurrence_failed shapes it."""
     if event_type is EventType.standing_order_occurrence_failed:
-        del data["target_customer_id"]
-        # An occurrence refused before its transfer existed has no transfer id.
-        data |= {
+        # Refused before its transfer existed: no transfer id.
+        return {
             "transfer_id": None,
+            "status": "rejected",
+            "amount_minor": 50_000,
+            "currency": "EUR",
+            "source_account_id": str(uuid.uuid4()),
+            "target_account_id": str(uuid.uuid4()),
+            "failure_reason": "insufficient-funds",
             "standing_order_id": str(uuid.uuid4()),
             "scheduled_at": OCCURRED_AT.isoformat(),
+            "source_customer_id": "customer-a",
         }
-    return data
+    services = Services()
+    try:
+        services.answer_json(201, {})
+        publication = EventPublication(
+            transfer=TRANSFER,
+            type=event_type,
+            status=TransferStatus.rejected,
+            occurred_at=OCCURRED_AT,
+            failure_reason="insufficient-funds",
+            source_customer_id="customer-a",
+            target_customer_id="customer-b",
+            original_transfer_id=uuid.uuid4() if event_type in REVERSALS else None,
+        )
+        await run(services.activities.publish_event, publication)
+        data: dict[str, object] = services.body()["data"]
+        return data
+    finally:
+        await services.activities.aclose()
 
 
-def sent_body(event_type: EventType) -> dict[str, Any]:
+async def sent_body(event_type: EventType) -> dict[str, Any]:
     """The JSON body the dispatcher sends for this event."""
-    sent = webhook_body(event_type, occurred_at=OCCURRED_AT, data=saga_data(event_type))
-    body: dict[str, Any] = json.loads(sent)
+    data = await saga_data(event_type)
+    body: dict[str, Any] = json.loads(webhook_body(event_type, occurred_at=OCCURRED_AT, data=data))
     return body
 
 
@@ -79,22 +93,23 @@ def test_the_webhooks_section_lists_exactly_the_event_types(document: dict[str, 
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
-def test_each_schema_validates_the_body_the_dispatcher_sends(
+async def test_each_schema_validates_the_body_the_dispatcher_sends(
     document: dict[str, Any], event_type: EventType
 ) -> None:
-    body = sent_body(event_type)
+    body = await sent_body(event_type)
     assert not set(body["data"]) & {"source_customer_id", "target_customer_id"}
+    assert ("original_transfer_id" in body["data"]) == (event_type in REVERSALS)
     validator(document, event_type).validate(body)
 
 
 @pytest.mark.parametrize("event_type", list(EventType))
-def test_each_schema_refuses_another_types_body_and_a_body_without_the_amount(
+async def test_each_schema_refuses_another_types_body_and_a_body_without_the_amount(
     document: dict[str, Any], event_type: EventType
 ) -> None:
     check = validator(document, event_type)
     other = next(other for other in EventType if other is not event_type)
-    assert not check.is_valid(sent_body(other) | {"type": other.value})
-    body = sent_body(event_type)
+    assert not check.is_valid(await sent_body(other))
+    body = await sent_body(event_type)
     del body["data"]["amount_minor"]
     assert not check.is_valid(body)
 
