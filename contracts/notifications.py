@@ -116,6 +116,37 @@ class WebhookPayload(BaseModel):
     data: dict[str, Any]
 
 
+class TransferWebhookData(BaseModel):
+    """The `data` a receiver gets with a `transfer.*` webhook: the saga's TransferEventData
+    without its routing keys (customer ids stay inside the bank)."""
+
+    transfer_id: UUID = Field(description="For a reversal's events, the reversal.")
+    status: str = Field(examples=["completed"])
+    amount_minor: int = Field(gt=0, description="In the currency's minor units (cents).")
+    currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
+    source_account_id: UUID
+    target_account_id: UUID
+    failure_reason: str | None = Field(default=None, examples=["insufficient-funds"])
+    original_transfer_id: UUID | None = Field(
+        default=None, description="Reversals only: the transfer the reversal reverses."
+    )
+
+
+class StandingOrderOccurrenceFailedWebhookData(BaseModel):
+    """The `data` of a `standing_order.occurrence_failed` webhook: the occurrence's transfer
+    (none if it was refused before it existed), the order, and when it was due."""
+
+    transfer_id: UUID | None
+    status: str = Field(examples=["rejected"])
+    amount_minor: int = Field(gt=0, description="In the currency's minor units (cents).")
+    currency: str = Field(min_length=3, max_length=3, examples=["EUR"])
+    source_account_id: UUID
+    target_account_id: UUID
+    failure_reason: str | None = Field(default=None, examples=["insufficient-funds"])
+    standing_order_id: UUID
+    scheduled_at: datetime
+
+
 class WebhookEndpointCreate(StrictModel):
     url: WebhookUrl
     event_types: EventTypes

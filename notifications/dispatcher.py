@@ -72,6 +72,12 @@ def _public_data(data: dict[str, object]) -> dict[str, object]:
     return {key: value for key, value in data.items() if key not in ROUTING_DATA_KEYS}
 
 
+def webhook_body(event_type: EventType, *, occurred_at: datetime, data: dict[str, object]) -> bytes:
+    """The JSON body of an event's webhook request (its schema: notifications/webhook_catalogue)."""
+    payload = WebhookPayload(type=event_type, timestamp=occurred_at, data=_public_data(data))
+    return payload.model_dump_json().encode()
+
+
 async def _excerpt(response: httpx.Response) -> str | None:
     """The first bytes of the answer, read raw (never decompressed) and no further."""
     collected = bytearray()
@@ -310,12 +316,9 @@ class Dispatcher:
             # restored to the ring lets the delivery through.
             return _Answer(error="no signing secret of this endpoint opens under the key ring")
         message_id = webhook_signatures.webhook_id(claim.delivery_id)
-        payload = WebhookPayload(
-            type=EventType(claim.event_type),
-            timestamp=claim.occurred_at,
-            data=_public_data(claim.data),
+        body = webhook_body(
+            EventType(claim.event_type), occurred_at=claim.occurred_at, data=claim.data
         )
-        body = payload.model_dump_json().encode()
         timestamp_seconds = int(started_at.timestamp())
         headers = {
             "content-type": "application/json",

@@ -33,6 +33,7 @@ from notifications.models import AUDIT_EVENTS
 from notifications.resources import NotificationsResources
 from notifications.service import WebhookRules
 from notifications.ssrf import GuardedTransport, Resolver, TargetPolicy, system_resolver
+from notifications.webhook_catalogue import install_webhook_catalogue
 
 MIGRATIONS_PATH = Path(__file__).parent / "migrations"
 # At start, plain-text secrets (rows from before sealing) are sealed in batches of this
@@ -246,4 +247,5 @@ def create_app(
         ),
         token_verifier=token_verifier,
     )
+    install_webhook_catalogue(app)
     return app

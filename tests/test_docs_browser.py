@@ -58,11 +58,9 @@ async def offline(context: BrowserContext) -> list[str]:
 
 async def operation_ids(http: httpx.AsyncClient, bank: Bank, service: str) -> list[str]:
     document = (await http.get(f"{bank.url(service)}/openapi.json")).json()
-    return [
-        operation["operationId"]
-        for by_method in document["paths"].values()
-        for operation in by_method.values()
-    ]
+    # The page lists the webhooks (notifications') beside the paths.
+    described = [*document["paths"].values(), *document.get("webhooks", {}).values()]
+    return [operation["operationId"] for by_method in described for operation in by_method.values()]
 
 
 @pytest.mark.parametrize("service", SERVICES)
