@@ -28,7 +28,12 @@ CHAIN_KEY = base64.b64encode(b"m" * 32).decode()
 DATABASE_URL = "postgresql://nobody@127.0.0.1:9/nothing"
 SERVICE = "metricstest"
 _ISSUER = TestIssuer()
-_TOKEN = _ISSUER.token("c", PrincipalKind.customer, CUSTOMER_SCOPES)
+# Minted at import: it must outlive the whole suite, which takes longer than the
+# 15 minutes a token lives by default.
+_IMPORT_TOKEN_LIFETIME_SECONDS = 24 * 3600
+_TOKEN = _ISSUER.token(
+    "c", PrincipalKind.customer, CUSTOMER_SCOPES, lifetime_seconds=_IMPORT_TOKEN_LIFETIME_SECONDS
+)
 
 
 class _Settings(ServiceSettings):

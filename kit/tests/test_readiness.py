@@ -38,7 +38,12 @@ DatabaseFactory = Callable[[Path], Awaitable[str]]
 
 MIGRATIONS_PATH = Path(__file__).parent / "two_revisions"
 NEWER_REVISION = "ffff_newer"
-_TOKEN = TestIssuer().token("c", PrincipalKind.customer, CUSTOMER_SCOPES)
+# Minted at import: it must outlive the whole suite, which takes longer than the
+# 15 minutes a token lives by default.
+_IMPORT_TOKEN_LIFETIME_SECONDS = 24 * 3600
+_TOKEN = TestIssuer().token(
+    "c", PrincipalKind.customer, CUSTOMER_SCOPES, lifetime_seconds=_IMPORT_TOKEN_LIFETIME_SECONDS
+)
 CHAIN_KEY = base64.b64encode(b"r" * 32).decode()
 
 

@@ -685,17 +685,22 @@ class TestOperatorRedeliver:
         assert len(receiver.requests) == 1
 
     @pytest.mark.parametrize(
-        "headers",
+        ("subject", "kind", "scope"),
         [
-            as_principal(STAFF_SUBJECT, PrincipalKind.operator, Scope.audit_read),
+            (STAFF_SUBJECT, PrincipalKind.operator, Scope.audit_read),
             # webhooks:manage makes a customer an owner; an operator owns no endpoint.
-            as_principal(STAFF_SUBJECT, PrincipalKind.operator, Scope.webhooks_manage),
-            as_principal("alice", PrincipalKind.customer, Scope.transfers_read),
-            as_principal("robot", PrincipalKind.service, Scope.notifications_publish),
+            (STAFF_SUBJECT, PrincipalKind.operator, Scope.webhooks_manage),
+            ("alice", PrincipalKind.customer, Scope.transfers_read),
+            ("robot", PrincipalKind.service, Scope.notifications_publish),
         ],
         ids=["operator-audit-read", "operator-webhooks-manage", "customer-reader", "worker"],
     )
-    async def test_neither_scope(self, make_app: AppFactory, headers: dict[str, str]) -> None:
+    async def test_neither_scope(
+        self, make_app: AppFactory, subject: str, kind: PrincipalKind, scope: Scope
+    ) -> None:
+        # Minted when the test runs, not at collection: a token lives 15 minutes, and a
+        # whole suite takes longer than that.
+        headers = as_principal(subject, kind, scope)
         async with running_receiver() as receiver, bank(make_app) as (app, client):
             _endpoint, delivery = await finished_delivery(app, client, receiver.url())
             response = await client.post(
