@@ -22,6 +22,8 @@ BROWSER_REQUIRED_SETTING: Final = "SAGABANK_BROWSER_REQUIRED"
 # The console's pages are checked at the size of a laptop screen (issue 19) and narrow.
 DESKTOP_VIEWPORT: Final = {"width": 1280, "height": 800}
 NARROW_VIEWPORT: Final = {"width": 390, "height": 844}
+# How long a page action or expectation waits before the test fails.
+PAGE_TIMEOUT_MILLISECONDS: Final = 15_000
 
 
 def chromium_executable() -> str | None:

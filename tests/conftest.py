@@ -6,10 +6,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser, BrowserContext
 from temporalio.client import Client
 
 from sagabank.localstack.otlp import OtlpReceiver, running_otlp_receiver
 from tests.bank import Bank, start_bank
+from tests.browser import DESKTOP_VIEWPORT, PAGE_TIMEOUT_MILLISECONDS, running_chromium
 
 READY_TIMEOUT_SECONDS = 240.0
 # Spans leave each process this soon (the standard default is 5 s): tests wait less.
@@ -61,3 +63,21 @@ async def bank_temporal(bank: Bank) -> Client:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless chromium for the session's browser tests (tests/browser.py)."""
+    async with running_chromium() as running:
+        yield running
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile (no cookies) per test, at the size of a laptop screen."""
+    fresh = await browser.new_context(viewport=DESKTOP_VIEWPORT)  # type: ignore[arg-type]
+    fresh.set_default_timeout(PAGE_TIMEOUT_MILLISECONDS)
+    try:
+        yield fresh
+    finally:
+        await fresh.close()

@@ -10,7 +10,6 @@ temporary directory.
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -19,7 +18,6 @@ import httpx
 import pyotp
 import pytest
 from playwright.async_api import (
-    Browser,
     BrowserContext,
     ConsoleMessage,
     Page,
@@ -30,7 +28,7 @@ from playwright.async_api import (
 from contracts.auth import StaffRole
 from contracts.staff import STAFF_PATH
 from tests.bank import CONSOLE, Bank, Customer
-from tests.browser import DESKTOP_VIEWPORT, NARROW_VIEWPORT, running_chromium
+from tests.browser import NARROW_VIEWPORT
 from tests.flows import funded_pair, request_transfer, wait_for_status
 
 pytestmark = pytest.mark.system
@@ -39,7 +37,6 @@ SCREENSHOTS_SETTING: Final = "SAGABANK_CONSOLE_SCREENSHOTS"
 SESSION_COOKIE: Final = "sagabank_console_session"
 # 10,000 EUR from a brand-new account: the default ruleset sends it to review (650 points).
 REVIEWED_AMOUNT_MINOR: Final = 1_000_000
-PAGE_TIMEOUT_MILLISECONDS: Final = 15_000
 CONSOLE_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -51,23 +48,6 @@ class StaffMember:
     email: str
     password: str
     totp: pyotp.TOTP
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with running_chromium() as running:
-        yield running
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (no cookies) per test, at the size of a laptop screen."""
-    fresh = await browser.new_context(viewport=DESKTOP_VIEWPORT)  # type: ignore[arg-type]
-    fresh.set_default_timeout(PAGE_TIMEOUT_MILLISECONDS)
-    try:
-        yield fresh
-    finally:
-        await fresh.close()
 
 
 @pytest.fixture

@@ -5,38 +5,19 @@ Content-Security-Policy, and its Authorize obtains a token through the issuer's 
 page (the `sagabank-docs` client, PKCE) with which "Try it out" answers 200
 (docs/decisions/0040, "Offline /docs")."""
 
-from collections.abc import AsyncIterator
 from typing import Final
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Route, expect
+from playwright.async_api import BrowserContext, Page, Route, expect
 
 from tests.bank import SERVICES, Bank
-from tests.browser import DESKTOP_VIEWPORT, running_chromium
 from tests.test_console_browser import csp_violations
 
 pytestmark = pytest.mark.system
 
-PAGE_TIMEOUT_MILLISECONDS: Final = 15_000
 LOCAL_HOST: Final = "127.0.0.1"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with running_chromium() as running:
-        yield running
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    fresh = await browser.new_context(viewport=DESKTOP_VIEWPORT)  # type: ignore[arg-type]
-    fresh.set_default_timeout(PAGE_TIMEOUT_MILLISECONDS)
-    try:
-        yield fresh
-    finally:
-        await fresh.close()
 
 
 @pytest.fixture
