@@ -56,7 +56,7 @@ ENV PATH=/opt/sagabank/bin:$PATH \
 # The image's version: the pipeline passes the commit it tags the image with, compose its
 # SAGABANK_VERSION. It is the worker's build id (deployment version, decision 0042), so a
 # new image is a new version wherever it runs; nothing should set WORKER_BUILD_ID over it.
-# Last, so that a new version rebuilds no layer above.
+# After every layer that installs anything, so that a new version rebuilds none of them.
 ARG SAGABANK_VERSION=dev
 LABEL org.opencontainers.image.version=$SAGABANK_VERSION
 ENV WORKER_BUILD_ID=$SAGABANK_VERSION

@@ -10,6 +10,7 @@ scripts (deploy/image/) run here against the real PostgreSQL and Temporal of the
 """
 
 import asyncio
+import base64
 import copy
 import importlib
 import importlib.util
@@ -30,6 +31,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import click
+import httpx
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
@@ -41,6 +43,8 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from accounts.config import BootstrapClient
+from accounts.config import Settings as AccountsSettings
+from accounts.main import create_app as create_accounts_app
 from contracts.auth import (
     CUSTOMER_SCOPES,
     DOCS_CLIENT_ID,
@@ -2110,6 +2114,81 @@ class TestPipeline:
         assert f"kubectl create secret generic {K8S_SIGNING_KEYS_SECRET}" in deploy
         assert f"--from-literal={active}.pem=" in deploy
         assert f"kubectl get secret {K8S_SIGNING_KEYS_SECRET}" in deploy
+
+
+# -- the deployed /docs, as the services build them from these settings ---------------------
+
+
+def deployed_environments() -> dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]]:
+    """Per deployment: (accounts' environment, transactions', each service's public URL)."""
+    compose = interpolate(load_compose())["services"]
+    documents = kubernetes_documents()
+    config_data = next(d["data"] for _, d in documents if d["kind"] == "ConfigMap")
+    pods = {
+        d["metadata"]["name"]: container_environment(_container(d), config_data)
+        for _, d in documents
+        if d["kind"] == "Deployment"
+    }
+    return {
+        "compose": (
+            {k: str(v) for k, v in compose["accounts"]["environment"].items()},
+            {k: str(v) for k, v in compose["transactions"]["environment"].items()},
+            compose_public_urls(compose),
+        ),
+        "kubernetes": (
+            pods["accounts"],
+            pods["transactions"],
+            kubernetes_public_urls(config_data[K8S_PUBLIC_DOMAIN_KEY]),
+        ),
+    }
+
+
+class TestDeployedDocs:
+    """What a browser on a deployed /docs meets, from the apps built with the deployment's
+    issuer settings (no database: neither the spec nor CORS needs one)."""
+
+    @pytest.mark.parametrize("deployment", ["compose", "kubernetes"])
+    async def test_authorize_reaches_the_issuer_from_every_page(
+        self, deployment: str, tmp_path: Path
+    ) -> None:
+        accounts_env, transactions_env, public_urls = deployed_environments()[deployment]
+        keys_dir = tmp_path / "keys"
+        keys_dir.mkdir()
+        (keys_dir / "key.pem").write_bytes(SigningKey.generate().private_pem)
+        accounts = create_accounts_app(
+            AccountsSettings.model_validate(
+                {
+                    "database_url": "postgresql://nobody@127.0.0.1:1/nothing",
+                    # Kubernetes' is a Secret reference: any key does for the spec and CORS.
+                    "audit_chain_key": base64.b64encode(b"d" * 32).decode(),
+                    "signing_keys_dir": keys_dir,
+                    "auth_jwks_url": accounts_env["ACCOUNTS_AUTH_JWKS_URL"],
+                    "auth_issuer_url": accounts_env["ACCOUNTS_AUTH_ISSUER_URL"],
+                    "cors_allow_origins": json.loads(accounts_env[CORS_VARIABLE]),
+                    "hold_sweep_enabled": False,
+                    "invariant_check_enabled": False,
+                }
+            )
+        )
+        issuer = public_urls["accounts"]
+        transport = httpx.ASGITransport(app=accounts)
+        async with httpx.AsyncClient(transport=transport, base_url=issuer) as http:
+            for service in ("transactions", "fraud", "notifications", "accounts"):
+                origin = origin_of(public_urls[service])
+                preflight = await http.options(
+                    TOKEN_PATH,
+                    headers={
+                        "origin": origin,
+                        "access-control-request-method": "POST",
+                        "access-control-request-headers": "content-type",
+                    },
+                )
+                allowed = preflight.headers.get("access-control-allow-origin")
+                # The issuer's own page posts same-origin: no CORS, nothing to allow.
+                assert allowed == (None if service == "accounts" else origin), service
+        spec = accounts.openapi()["components"]["securitySchemes"]["OAuth2"]["flows"]
+        assert spec["authorizationCode"]["tokenUrl"] == f"{issuer}{TOKEN_PATH}"
+        assert transactions_env["TRANSACTIONS_AUTH_ISSUER_URL"] == issuer
 
 
 # -- the worker's deployment version: the image's own -------------------------------------
