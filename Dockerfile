@@ -53,6 +53,13 @@ COPY deploy/image/healthcheck.py deploy/image/temporal_setup.py /opt/sagabank/li
 ENV PATH=/opt/sagabank/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
+# The image's version: the pipeline passes the commit it tags the image with, compose its
+# SAGABANK_VERSION. It is the worker's build id (deployment version, decision 0042), so a
+# new image is a new version wherever it runs; nothing should set WORKER_BUILD_ID over it.
+# After every layer that installs anything, so that a new version rebuilds none of them.
+ARG SAGABANK_VERSION=dev
+LABEL org.opencontainers.image.version=$SAGABANK_VERSION
+ENV WORKER_BUILD_ID=$SAGABANK_VERSION
 WORKDIR /opt/sagabank
 USER 10001:10001
 EXPOSE 8001 8002 8003 8004 8005

@@ -99,6 +99,10 @@ class Settings(ServiceSettings):
     # The file stem of the key that signs; may be left out when the directory holds one key.
     signing_key_active: str | None = Field(default=None, max_length=100)
     bootstrap_clients: list[BootstrapClient] = Field(default_factory=list, max_length=50)
+    # Public clients (browser pages, native apps) upserted beside them. They hold no secret,
+    # so a deployment may name them in plain configuration (Kubernetes' ConfigMap) while
+    # the confidential clients stay in its secret store.
+    bootstrap_public_clients: list[BootstrapClient] = Field(default_factory=list, max_length=50)
     access_token_lifetime_seconds: int = Field(default=900, ge=5, le=3600)
     refresh_token_lifetime_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=90 * 24 * 3600)
     # How long an authorization code may wait for its exchange (RFC 6749 4.1.2: short).
@@ -119,6 +123,23 @@ class Settings(ServiceSettings):
     # Seals the staff's TOTP secrets at rest (`id:base64key,...`, newest first). Left
     # unset, staff can be neither added nor signed in; everything else works.
     secrets_keys: KeyRingSetting | None = None
+
+    @model_validator(mode="after")
+    def _public_list_and_one_registration_each(self) -> Self:
+        confidential = [c.client_id for c in self.bootstrap_public_clients if c.kind != "public"]
+        if confidential:
+            raise ValueError(
+                f"bootstrap_public_clients holds public clients only: {', '.join(confidential)}"
+            )
+        ids = [client.client_id for client in self.registered_clients()]
+        repeated = sorted({client_id for client_id in ids if ids.count(client_id) > 1})
+        if repeated:
+            raise ValueError(f"a client is registered twice: {', '.join(repeated)}")
+        return self
+
+    def registered_clients(self) -> list[BootstrapClient]:
+        """Every client the issuer upserts at start: the bootstrap and public lists."""
+        return [*self.bootstrap_clients, *self.bootstrap_public_clients]
 
     def staff_key_ring(self) -> KeyRing | None:
         """The ring of `secrets_keys`, or None when unset."""

@@ -62,7 +62,7 @@ async def _bootstrap(
     for attempt in range(1, _BOOTSTRAP_ATTEMPTS_MAX + 1):
         try:
             await identity_service.bootstrap(
-                database.sessions, token_issuer, clients=settings.bootstrap_clients, now=clock
+                database.sessions, token_issuer, clients=settings.registered_clients(), now=clock
             )
             return
         except (OSError, OperationalError, InterfaceError) as error:

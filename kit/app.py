@@ -213,8 +213,10 @@ def create_service_app(
         version=version,
         lifespan=app_lifespan,
         generate_unique_id_function=operation_id,
-        # kit.docs_page serves /docs and its redirect page without a CDN.
+        # kit.docs_page serves /docs and its redirect page without a CDN. ReDoc's page loads
+        # its script from one (blank offline): off, Swagger UI is the one page (decision 0040).
         docs_url=None,
+        redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.rate_limiter = RateLimiter(

@@ -10,6 +10,7 @@ scripts (deploy/image/) run here against the real PostgreSQL and Temporal of the
 """
 
 import asyncio
+import base64
 import copy
 import importlib
 import importlib.util
@@ -26,10 +27,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import click
+import httpx
 import pytest
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
@@ -40,7 +42,18 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.auth import JWKS_PATH, OPERATOR_SCOPES, TOKEN_PATH, WORKER_SCOPES
+from accounts.config import BootstrapClient
+from accounts.config import Settings as AccountsSettings
+from accounts.main import create_app as create_accounts_app
+from contracts.auth import (
+    CUSTOMER_SCOPES,
+    DOCS_CLIENT_ID,
+    DOCS_REDIRECT_PATH,
+    JWKS_PATH,
+    OPERATOR_SCOPES,
+    TOKEN_PATH,
+    WORKER_SCOPES,
+)
 from contracts.transfers import SEARCH_ATTRIBUTES
 from kit.migrations import application_role, owner_role
 from kit.token_signing import SigningKey
@@ -108,6 +121,23 @@ STAFF_RING_SECRET_KEY = "accounts-secrets-keys"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - a command line under test; nothing binds it
 # The defaults `make run` uses, whatever SAGABANK_* variables this shell happens to set.
 LAUNCHER = LauncherSettings.model_construct()
+# Authorize on every service's /docs, and the CLI's sign-in: the public clients registered
+# in plain configuration, the issuer's public URL each service names, the docs' origins.
+PUBLIC_CLIENTS_VARIABLE = "ACCOUNTS_BOOTSTRAP_PUBLIC_CLIENTS"
+CORS_VARIABLE = "ACCOUNTS_CORS_ALLOW_ORIGINS"
+CUSTOMER_SCOPE_NAMES = sorted(scope.value for scope in CUSTOMER_SCOPES)
+# Exactly as the CLI's `sagabank login` presents itself (a native app, RFC 8252).
+CLI_CLIENT: Final = {
+    "client_id": "sagabank-cli",
+    "kind": "public",
+    "signs_in": "customers",
+    "scopes": CUSTOMER_SCOPE_NAMES,
+    "redirect_uris": ["http://127.0.0.1/callback"],
+}
+# Where a browser on the compose machine opens the pages (the published ports).
+COMPOSE_PUBLIC_HOST = "localhost"
+# The ConfigMap key every public address of the manifests is made of.
+K8S_PUBLIC_DOMAIN_KEY = "public-domain"
 
 Problems = list[str]
 Document = dict[str, Any]
@@ -429,6 +459,83 @@ def dockerignore_excludes(path: str) -> bool:
     return excluded
 
 
+# -- the developer surface: Authorize on every /docs, the CLI's sign-in ------------------
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _public_clients(where: str, value: str | None) -> tuple[dict[str, Document], Problems]:
+    """The public clients as the issuer would read them, by id (its own validation)."""
+    try:
+        parsed = TypeAdapter(list[BootstrapClient]).validate_json(value or "[]")
+    except ValidationError as error:
+        return {}, [f"{where}: {PUBLIC_CLIENTS_VARIABLE} is refused by the issuer: {error}"]
+    clients = {client.client_id: client.model_dump(mode="json") for client in parsed}
+    for client in clients.values():
+        client.pop("client_secret", None)
+        client["scopes"] = sorted(client["scopes"])
+    return clients, []
+
+
+def developer_surface_problems(
+    where: str, environments: dict[str, dict[str, str]], public_urls: dict[str, str]
+) -> Problems:
+    """Authorize works on every service's /docs as browsers reach it (`public_urls`: each
+    service's public base URL): each names the issuer's public URL, the issuer registers
+    the docs client back to every page and the CLI's client, and allows the other pages'
+    origins exactly."""
+    if set(public_urls) != set(SERVICES):
+        return [f"{where}: no public URL for {sorted(set(SERVICES) - set(public_urls))}"]
+    problems: Problems = []
+    issuer = public_urls["accounts"]
+    for component in (*SERVICES, CONSOLE):
+        variable = (
+            "CONSOLE_ISSUER_PUBLIC_URL"
+            if component == CONSOLE
+            else f"{component.upper()}_AUTH_ISSUER_URL"
+        )
+        value = environments.get(component, {}).get(variable)
+        if value != issuer:
+            problems.append(f"{where}: {variable} is {value!r}, not the issuer's public {issuer}")
+    accounts = environments.get("accounts", {})
+    clients, refused = _public_clients(where, accounts.get(PUBLIC_CLIENTS_VARIABLE))
+    docs_client = CLI_CLIENT | {
+        "client_id": DOCS_CLIENT_ID,
+        "redirect_uris": [f"{public_urls[service]}{DOCS_REDIRECT_PATH}" for service in SERVICES],
+    }
+    for expected in (docs_client, CLI_CLIENT):
+        registered = clients.get(str(expected["client_id"]))
+        if not refused and registered != expected:
+            problems.append(
+                f"{where}: {expected['client_id']} is registered as {registered}, not {expected}"
+            )
+    try:
+        allowed = json.loads(accounts.get(CORS_VARIABLE, "[]"))
+    except ValueError:
+        allowed = None
+    wanted = [origin_of(public_urls[service]) for service in SERVICES if service != "accounts"]
+    if not isinstance(allowed, list) or sorted(allowed) != sorted(wanted):
+        problems.append(f"{where}: {CORS_VARIABLE} allows {allowed}, not the docs' {wanted}")
+    return [*problems, *refused]
+
+
+def compose_public_urls(services: dict[str, Document]) -> dict[str, str]:
+    """Each service's base URL on the compose machine: its published port."""
+    return {
+        service: f"http://{COMPOSE_PUBLIC_HOST}:{port}"
+        for service in SERVICES
+        for port, _ in _published_ports(services.get(service, {}))[:1]
+    }
+
+
+def kubernetes_public_urls(domain: str) -> dict[str, str]:
+    """Each service's base URL behind the ingress: `https://<service>.<public-domain>`."""
+    return {service: f"https://{service}.{domain}" for service in SERVICES}
+
+
 # -- compose --------------------------------------------------------------------------
 
 
@@ -600,6 +707,14 @@ def compose_problems(compose: Document) -> Problems:
         problems.append(f"components disagree on the Temporal namespace: {sorted(namespaces)}")
     problems += _compose_identity_problems(resolved)
     problems += _compose_observability_problems(services)
+    problems += developer_surface_problems(
+        "compose",
+        {
+            name: {variable: str(value) for variable, value in (s.get("environment") or {}).items()}
+            for name, s in services.items()
+        },
+        compose_public_urls(services),
+    )
     accounts = services.get("accounts") or {}
     limit = accounts.get("mem_limit")
     problems += hashing_memory_problems(
@@ -735,12 +850,58 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+_DEPENDENT_VARIABLE = re.compile(r"\$\((\w+)\)")
+
+
+def container_environment(container: Document, config_data: dict[str, str]) -> dict[str, str]:
+    """A container's environment as the kubelet resolves it: ConfigMap values read, Secret
+    references as `secret:<key>`, and `$(NAME)` in a value replaced by an earlier
+    variable's value (left as written when there is none, as Kubernetes does)."""
+    environment: dict[str, str] = {}
+    for variable in container.get("env", []):
+        source = variable.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            value = config_data.get(source["configMapKeyRef"]["key"])
+        elif "secretKeyRef" in source:
+            value = f"secret:{source['secretKeyRef']['key']}"
+        elif "value" in variable:
+            value = _DEPENDENT_VARIABLE.sub(
+                lambda match: environment.get(match.group(1), match.group(0)),
+                str(variable["value"]),
+            )
+        else:
+            value = None
+        if value is not None:
+            environment[variable["name"]] = value
+    return environment
+
+
+def _dependent_variable_problems(where: str, container: Document) -> tuple[set[str], Problems]:
+    """(the variables other values are made of, references to no earlier variable)."""
+    defined: set[str] = set()
+    referenced: set[str] = set()
+    problems: Problems = []
+    for variable in container.get("env", []):
+        for name in _DEPENDENT_VARIABLE.findall(str(variable.get("value", ""))):
+            referenced.add(name)
+            if name not in defined:
+                problems.append(
+                    f"{where}: {variable['name']} uses $({name}), which no earlier variable "
+                    "defines: Kubernetes leaves it as written"
+                )
+        defined.add(variable["name"])
+    return referenced, problems
+
+
 def _container_problems(
     where: str, container: Document, config_keys: set[str], *, probes: bool
 ) -> Problems:
     problems: Problems = []
     command = [str(part) for part in container.get("args", [])]
     problems += [f"{where}: {problem}" for problem in command_problems(command)]
+    # A variable that only builds others' values (`$(PUBLIC_DOMAIN)`) is read by no setting.
+    building_blocks, dependent_problems = _dependent_variable_problems(where, container)
+    problems += dependent_problems
     if container.get("image") != K8S_IMAGE:
         problems.append(
             f"{where}: image {container.get('image')!r}, the kustomization sets {K8S_IMAGE!r}"
@@ -762,7 +923,7 @@ def _container_problems(
                 problems.append(f"{where}: {variable['name']} reads an unknown Secret key")
         elif "value" not in variable:
             problems.append(f"{where}: {variable['name']} has no value")
-    problems += environment_problems(where, command, names)
+    problems += environment_problems(where, command, names - building_blocks)
     resources = container.get("resources", {})
     for bound in ("requests", "limits"):
         for resource in ("cpu", "memory"):
@@ -807,17 +968,7 @@ def _identity_config_key(variable: str) -> str | None:
 def _accounts_issuer_problems(deployment: Document, config_data: dict[str, str]) -> Problems:
     """The accounts pods' issuer settings as they resolve (ConfigMap values read, Secret
     references named): no password grant, the staff ring from its Secret key."""
-    environment: dict[str, str] = {}
-    for variable in _pod_spec(deployment)["containers"][0].get("env", []):
-        source = variable.get("valueFrom", {})
-        if "configMapKeyRef" in source:
-            value = config_data.get(source["configMapKeyRef"]["key"])
-            if value is not None:
-                environment[variable["name"]] = value
-        elif "secretKeyRef" in source:
-            environment[variable["name"]] = f"secret:{source['secretKeyRef']['key']}"
-        elif "value" in variable:
-            environment[variable["name"]] = str(variable["value"])
+    environment = container_environment(_pod_spec(deployment)["containers"][0], config_data)
     problems = deployed_issuer_problems("Deployment/accounts", environment)
     ring = environment.get(STAFF_RING_VARIABLE)
     if ring is not None and ring != f"secret:{STAFF_RING_SECRET_KEY}":
@@ -942,6 +1093,20 @@ def _monitoring_problems(
     return problems
 
 
+def _kubernetes_developer_surface_problems(
+    deployments: dict[str, Document], config_data: dict[str, str]
+) -> Problems:
+    """Authorize on every /docs behind the ingress, every address made of `public-domain`."""
+    domain = config_data.get(K8S_PUBLIC_DOMAIN_KEY)
+    if not domain:
+        return [f"ConfigMap: no {K8S_PUBLIC_DOMAIN_KEY}: no public address is known"]
+    environments = {
+        name: container_environment(_pod_spec(deployment)["containers"][0], config_data)
+        for name, deployment in deployments.items()
+    }
+    return developer_surface_problems("deploy/k8s", environments, kubernetes_public_urls(domain))
+
+
 def _console_replica_problems(deployment: Document, *, scaled: bool) -> Problems:
     """Exactly one console pod, ever: its sessions live in its memory (decision 0038)."""
     problems: Problems = []
@@ -1025,6 +1190,7 @@ def kubernetes_problems(documents: list[tuple[str, Document]]) -> Problems:
         }:
             problems.append(f"Deployment/{service}: no {jwks}: no token verifies")
     problems += _monitoring_problems(by_kind, deployments)
+    problems += _kubernetes_developer_surface_problems(deployments, config_data)
     if "accounts" in deployments:
         problems += _accounts_issuer_problems(deployments["accounts"], config_data)
         problems += _signing_keys_problems(deployments["accounts"])
@@ -1325,6 +1491,35 @@ def _writable_alert_rules(compose: Document) -> None:
     volumes[:] = [str(volume).removesuffix(":ro") for volume in volumes]
 
 
+def _issuer_url_internal(compose: Document) -> None:
+    compose["services"]["fraud"]["environment"]["FRAUD_AUTH_ISSUER_URL"] = "http://accounts:8001"
+
+
+def _docs_redirect_elsewhere(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    clients = environment[PUBLIC_CLIENTS_VARIABLE]
+    environment[PUBLIC_CLIENTS_VARIABLE] = clients.replace("localhost:8004", "127.0.0.1:8004")
+
+
+def _cors_without_a_docs_origin(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    environment[CORS_VARIABLE] = json.dumps(json.loads(environment[CORS_VARIABLE])[1:])
+
+
+def _cli_client_with_more_scopes(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    clients = json.loads(environment[PUBLIC_CLIENTS_VARIABLE])
+    clients[-1]["scopes"].append("reviews:write")
+    environment[PUBLIC_CLIENTS_VARIABLE] = json.dumps(clients)
+
+
+def _public_client_with_a_secret(compose: Document) -> None:
+    environment = compose["services"]["accounts"]["environment"]
+    clients = json.loads(environment[PUBLIC_CLIENTS_VARIABLE])
+    clients[0]["client_secret"] = "a-secret-a-browser-cannot-keep"
+    environment[PUBLIC_CLIENTS_VARIABLE] = json.dumps(clients)
+
+
 class TestComposeValidatorCatches:
     """Each case breaks a copy of compose.yaml and expects the validator to say so."""
 
@@ -1371,6 +1566,14 @@ class TestComposeValidatorCatches:
             (_traces_elsewhere, "OTEL_EXPORTER_OTLP_ENDPOINT is 'http://jaeger:4317'"),
             (_worker_without_traces, "services.worker: no OTEL_EXPORTER_OTLP_ENDPOINT"),
             (_writable_alert_rules, "mounts ./deploy/observability/prometheus/alerts.yml writable"),
+            (
+                _issuer_url_internal,
+                "FRAUD_AUTH_ISSUER_URL is 'http://accounts:8001', not the issuer's public",
+            ),
+            (_docs_redirect_elsewhere, "sagabank-docs is registered as"),
+            (_cors_without_a_docs_origin, "ACCOUNTS_CORS_ALLOW_ORIGINS allows"),
+            (_cli_client_with_more_scopes, "sagabank-cli is registered as"),
+            (_public_client_with_a_secret, "is refused by the issuer"),
         ],
     )
     def test_breakage(self, breakage: Callable[[Document], None], expected: str) -> None:
@@ -1470,6 +1673,25 @@ class TestKubernetes:
                 ),
                 "ACCOUNTS_SECRETS_KEYS is not the Secret key accounts-secrets-keys",
             ),
+            (
+                lambda d: _env_entries(d).pop(CORS_VARIABLE),
+                "deploy/k8s: ACCOUNTS_CORS_ALLOW_ORIGINS allows [], not the docs'",
+            ),
+            (
+                # Defined after the values made of it: Kubernetes would leave `$(...)` as is.
+                lambda d: _env_entries(d).__setitem__(
+                    "PUBLIC_DOMAIN",
+                    next(v for v in _container(d)["env"] if v["name"] == "PUBLIC_DOMAIN"),
+                ),
+                "ACCOUNTS_AUTH_ISSUER_URL uses $(PUBLIC_DOMAIN), which no earlier variable defines",
+            ),
+            (
+                lambda d: _env_entries(d).__setitem__(
+                    "ACCOUNTS_AUTH_ISSUER_URL",
+                    {"name": "ACCOUNTS_AUTH_ISSUER_URL", "value": "https://auth.$(PUBLIC_DOMAIN)"},
+                ),
+                "ACCOUNTS_AUTH_ISSUER_URL is 'https://auth.sagabank.example', not the issuer's",
+            ),
         ],
     )
     def test_validator_catches(self, breakage: Callable[[Document], object], expected: str) -> None:
@@ -1482,6 +1704,34 @@ class TestKubernetes:
         breakage(accounts)
         problems = kubernetes_problems(documents)
         assert any(expected in problem for problem in problems), problems
+
+    def test_public_clients_and_docs_origins_are_those_of_compose(self) -> None:
+        # The same registrations in both, each on its own public addresses: with every
+        # service's base URL written as its name, compose and Kubernetes say the same.
+        def as_names(text: str, public_urls: dict[str, str]) -> str:
+            for service, url in public_urls.items():
+                text = text.replace(url, f"<{service}>")
+            return text
+
+        compose = interpolate(load_compose())["services"]
+        compose_accounts = compose["accounts"]["environment"]
+        documents = kubernetes_documents()
+        config_data = next(d["data"] for _, d in documents if d["kind"] == "ConfigMap")
+        accounts = next(
+            d
+            for _, d in documents
+            if d["kind"] == "Deployment" and d["metadata"]["name"] == "accounts"
+        )
+        k8s_accounts = container_environment(_container(accounts), config_data)
+        compose_urls = compose_public_urls(compose)
+        k8s_urls = kubernetes_public_urls(config_data[K8S_PUBLIC_DOMAIN_KEY])
+        for variable in (PUBLIC_CLIENTS_VARIABLE, CORS_VARIABLE):
+            in_compose = json.loads(as_names(compose_accounts[variable], compose_urls))
+            in_kubernetes = json.loads(as_names(k8s_accounts[variable], k8s_urls))
+            assert in_compose == in_kubernetes, variable
+        assert "<transactions>/docs/oauth2-redirect" in as_names(
+            k8s_accounts[PUBLIC_CLIENTS_VARIABLE], k8s_urls
+        )
 
     def test_validator_requires_the_worker_budget(self) -> None:
         documents = [
@@ -1864,6 +2114,152 @@ class TestPipeline:
         assert f"kubectl create secret generic {K8S_SIGNING_KEYS_SECRET}" in deploy
         assert f"--from-literal={active}.pem=" in deploy
         assert f"kubectl get secret {K8S_SIGNING_KEYS_SECRET}" in deploy
+
+
+# -- the deployed /docs, as the services build them from these settings ---------------------
+
+
+def deployed_environments() -> dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]]:
+    """Per deployment: (accounts' environment, transactions', each service's public URL)."""
+    compose = interpolate(load_compose())["services"]
+    documents = kubernetes_documents()
+    config_data = next(d["data"] for _, d in documents if d["kind"] == "ConfigMap")
+    pods = {
+        d["metadata"]["name"]: container_environment(_container(d), config_data)
+        for _, d in documents
+        if d["kind"] == "Deployment"
+    }
+    return {
+        "compose": (
+            {k: str(v) for k, v in compose["accounts"]["environment"].items()},
+            {k: str(v) for k, v in compose["transactions"]["environment"].items()},
+            compose_public_urls(compose),
+        ),
+        "kubernetes": (
+            pods["accounts"],
+            pods["transactions"],
+            kubernetes_public_urls(config_data[K8S_PUBLIC_DOMAIN_KEY]),
+        ),
+    }
+
+
+class TestDeployedDocs:
+    """What a browser on a deployed /docs meets, from the apps built with the deployment's
+    issuer settings (no database: neither the spec nor CORS needs one)."""
+
+    @pytest.mark.parametrize("deployment", ["compose", "kubernetes"])
+    async def test_authorize_reaches_the_issuer_from_every_page(
+        self, deployment: str, tmp_path: Path
+    ) -> None:
+        accounts_env, transactions_env, public_urls = deployed_environments()[deployment]
+        keys_dir = tmp_path / "keys"
+        keys_dir.mkdir()
+        (keys_dir / "key.pem").write_bytes(SigningKey.generate().private_pem)
+        accounts = create_accounts_app(
+            AccountsSettings.model_validate(
+                {
+                    "database_url": "postgresql://nobody@127.0.0.1:1/nothing",
+                    # Kubernetes' is a Secret reference: any key does for the spec and CORS.
+                    "audit_chain_key": base64.b64encode(b"d" * 32).decode(),
+                    "signing_keys_dir": keys_dir,
+                    "auth_jwks_url": accounts_env["ACCOUNTS_AUTH_JWKS_URL"],
+                    "auth_issuer_url": accounts_env["ACCOUNTS_AUTH_ISSUER_URL"],
+                    "cors_allow_origins": json.loads(accounts_env[CORS_VARIABLE]),
+                    "hold_sweep_enabled": False,
+                    "invariant_check_enabled": False,
+                }
+            )
+        )
+        issuer = public_urls["accounts"]
+        transport = httpx.ASGITransport(app=accounts)
+        async with httpx.AsyncClient(transport=transport, base_url=issuer) as http:
+            for service in ("transactions", "fraud", "notifications", "accounts"):
+                origin = origin_of(public_urls[service])
+                preflight = await http.options(
+                    TOKEN_PATH,
+                    headers={
+                        "origin": origin,
+                        "access-control-request-method": "POST",
+                        "access-control-request-headers": "content-type",
+                    },
+                )
+                allowed = preflight.headers.get("access-control-allow-origin")
+                # The issuer's own page posts same-origin: no CORS, nothing to allow.
+                assert allowed == (None if service == "accounts" else origin), service
+        spec = accounts.openapi()["components"]["securitySchemes"]["OAuth2"]["flows"]
+        assert spec["authorizationCode"]["tokenUrl"] == f"{issuer}{TOKEN_PATH}"
+        assert transactions_env["TRANSACTIONS_AUTH_ISSUER_URL"] == issuer
+
+
+# -- the worker's deployment version: the image's own -------------------------------------
+
+IMAGE_VERSION_ARG = "SAGABANK_VERSION"
+BUILD_ID_VARIABLE = "WORKER_BUILD_ID"
+# What every job that builds the image tags it with: the commit.
+COMMIT_TAG = "${{ github.sha }}"
+
+
+def build_id_pattern() -> re.Pattern[str]:
+    (pattern,) = [
+        str(constraint.pattern)
+        for constraint in WorkerSettings.model_fields["build_id"].metadata
+        if getattr(constraint, "pattern", None) is not None
+    ]
+    return re.compile(pattern)
+
+
+class TestWorkerBuildId:
+    """A new image is a new worker deployment version (decision 0042): the image carries
+    its version as WORKER_BUILD_ID, set where it is built, and nothing overrides it."""
+
+    def test_the_image_sets_it_from_its_version(self) -> None:
+        final = dockerfile_stages()[-1]
+        arguments = [a for keyword, a in final if keyword == "ARG"]
+        defaults = [
+            a.partition("=")[2] for a in arguments if a.partition("=")[0] == IMAGE_VERSION_ARG
+        ]
+        assert len(defaults) == 1, f"the final stage declares no ARG {IMAGE_VERSION_ARG}"
+        default = defaults[0]
+        assert build_id_pattern().fullmatch(default), default
+        environment = " ".join(a for keyword, a in final if keyword == "ENV")
+        assert re.search(rf"\b{BUILD_ID_VARIABLE}=\$\{{?{IMAGE_VERSION_ARG}\}}?(\s|$)", environment)
+        labels = " ".join(a for keyword, a in final if keyword == "LABEL")
+        assert f"org.opencontainers.image.version=${IMAGE_VERSION_ARG}" in labels.replace(
+            "{", ""
+        ).replace("}", "")
+
+    def test_a_commit_and_a_release_tag_are_valid_build_ids(self) -> None:
+        for version in ("3f9c2a7d0e5b41c68a9d2e7f1b0c4a6d8e2f9b13", "0.1.0", "local"):
+            assert build_id_pattern().fullmatch(version), version
+
+    def test_compose_builds_with_its_version_and_overrides_nothing(self) -> None:
+        compose = load_compose()
+        for name, service in compose["services"].items():
+            assert BUILD_ID_VARIABLE not in (service.get("environment") or {}), name
+            if "build" in service:
+                build = service["build"]
+                assert isinstance(build, dict), f"{name}: builds without its version"
+                version = str(build.get("args", {}).get(IMAGE_VERSION_ARG, ""))
+                assert version.startswith(f"${{{IMAGE_VERSION_ARG}:-"), name
+                assert build_id_pattern().fullmatch(interpolate(version)), version
+
+    def test_kubernetes_overrides_nothing(self) -> None:
+        # The image a Deployment runs (whatever tag an overlay or `kubectl set image` gives
+        # it) names its own version; a value here would outlive the next image.
+        for file_name, document in kubernetes_documents():
+            if document["kind"] in ("Deployment", "Job"):
+                for container in _pod_spec(document)["containers"]:
+                    names = {variable["name"] for variable in container.get("env", [])}
+                    assert BUILD_ID_VARIABLE not in names, file_name
+
+    def test_the_pipeline_builds_each_image_with_the_commit_it_tags_and_deploys(self) -> None:
+        jobs = load_workflow()["jobs"]
+        push = next(s for s in jobs["image"]["steps"] if "build-push" in s.get("uses", ""))
+        assert f"{IMAGE_VERSION_ARG}={COMMIT_TAG}" in str(push["with"].get("build-args", ""))
+        assert f"${{{{ env.IMAGE }}}}:{COMMIT_TAG}" in push["with"]["tags"]
+        (up,) = [s for s in jobs["smoke"]["steps"] if " up " in s.get("run", "")]
+        assert up.get("env", {}).get(IMAGE_VERSION_ARG) == COMMIT_TAG
+        assert 'newTag: "${GITHUB_SHA}"' in runs_of(jobs["deploy"])
 
 
 # -- the scripts the image ships, against real servers -------------------------------------

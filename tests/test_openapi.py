@@ -24,7 +24,7 @@ from contracts.auth import (
     Scope,
 )
 from fraud.main import MIGRATIONS_PATH as FRAUD_MIGRATIONS
-from kit.testing import TestIssuer, app_client
+from kit.testing import TestIssuer, app_client, assert_problem
 from notifications.main import MIGRATIONS_PATH as NOTIFICATIONS_MIGRATIONS
 from tests.service_apps import ISSUER_URL, SERVICES, service_apps, write_signing_keys
 from tests.test_security_system import ALWAYS_PUBLIC, PUBLIC
@@ -114,6 +114,17 @@ async def test_swagger_ui_authorize_names_the_docs_client_with_pkce(tmp_path: Pa
         page = (await client.get("/docs")).text
     assert f'"clientId": "{DOCS_CLIENT_ID}"' in page
     assert '"usePkceWithAuthorizationCodeGrant": true' in page
+
+
+async def test_no_docs_page_needs_a_cdn_redoc_is_off(tmp_path: Path) -> None:
+    # ReDoc's page loads its script from a CDN, blank on a bank's offline network: Swagger
+    # UI at /docs (served from the installed package) is the one docs page (decision 0040).
+    for service, app in service_apps(write_signing_keys(tmp_path)).items():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/redoc")
+        assert_problem(response, 404, "not-found")
+        assert app.redoc_url is None, service
 
 
 def caller_kind(scopes: frozenset[Scope]) -> PrincipalKind:

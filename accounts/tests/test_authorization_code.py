@@ -5,6 +5,7 @@ the authorization code flow with PKCE (RFC 7636) that signs customers and staff 
 import asyncio
 import base64
 import hashlib
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -312,6 +313,53 @@ class TestPublicClients:
             ("public", True, [CONSOLE_CALLBACK]),
             ("operator", False, []),
         ]
+
+    async def test_public_clients_from_configuration_are_registered(
+        self,
+        settings: Settings,
+        clock: Clock,
+        database_url: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # Public clients hold no secret: Kubernetes names them in its ConfigMap, not in the
+        # Secret that holds the confidential ones (deploy/k8s/accounts.yaml).
+        registration = [public_client().model_dump(mode="json", exclude_none=True)]
+        monkeypatch.setenv("ACCOUNTS_BOOTSTRAP_PUBLIC_CLIENTS", json.dumps(registration))
+        fields = settings.model_dump(exclude={"bootstrap_public_clients"})
+        configured = Settings(**fields)
+        async with app_client(create_app(configured, clock=clock)):
+            pass
+        async with raw_connection(database_url) as connection:
+            row = await connection.fetchrow(
+                "SELECT kind, secret_hash, redirect_uris FROM clients WHERE client_id = $1",
+                CONSOLE_ID,
+            )
+        assert row is not None, "the public client from ACCOUNTS_BOOTSTRAP_PUBLIC_CLIENTS"
+        assert dict(row) == {
+            "kind": "public",
+            "secret_hash": None,
+            "redirect_uris": [CONSOLE_CALLBACK],
+        }
+
+    def test_the_public_list_holds_public_clients_only(self, settings: Settings) -> None:
+        confidential = {
+            "client_id": "operator",
+            "client_secret": "operator-secret-for-tests",
+            "kind": "operator",
+            "scopes": sorted(OPERATOR_SCOPES),
+        }
+        with pytest.raises(ValidationError, match="holds public clients only"):
+            Settings.model_validate(
+                settings.model_dump() | {"bootstrap_public_clients": [confidential]}
+            )
+
+    def test_a_client_is_registered_by_one_list_only(self, settings: Settings) -> None:
+        twice = {
+            "bootstrap_clients": [public_client()],
+            "bootstrap_public_clients": [public_client()],
+        }
+        with pytest.raises(ValidationError, match="registered twice: sagabank-console"):
+            Settings.model_validate(settings.model_dump() | twice)
 
 
 # --- The authorization code flow with PKCE -------------------------------------------------

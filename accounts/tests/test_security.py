@@ -55,7 +55,6 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/docs/oauth2-redirect"),
         # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
         ("GET", DOCS_ASSETS_PATH),
-        ("GET", "/redoc"),
     }
 )
 # Needing no scope but a staff member's own token (a person's, `staff:<id>`): any other

@@ -63,7 +63,6 @@ PUBLIC_PATHS = frozenset(
         "/openapi.json",
         "/docs",
         "/docs/oauth2-redirect",
-        "/redoc",
         # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
         DOCS_ASSETS_PATH,
     }

@@ -72,7 +72,6 @@ PUBLIC_ROUTES: Final = frozenset(
         ("GET", "/docs/oauth2-redirect"),
         # Swagger UI's script, stylesheet and ours, served for /docs (kit.docs_page).
         ("GET", DOCS_ASSETS_PATH),
-        ("GET", "/redoc"),
         ("POST", CALLBACK_CONFIRMATIONS_PATH),
     }
 )
