@@ -475,6 +475,46 @@ class TestWebhooks:
         assert "not found" in missing.stderr.lower()
 
 
+UUID_LINE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n")
+
+
+class TestQuiet:
+    """`-q/--quiet`: what a command created or listed, as ids only, one per line."""
+
+    async def test_create_and_list_commands_print_only_ids(
+        self, cli: Cli, http: httpx.AsyncClient
+    ) -> None:
+        email = f"quinn-{uuid.uuid4().hex[:10]}@example.com"
+        registered = cli.ok("customer", "register", f"--email={email}", "--password-stdin", "-q",
+                            stdin=f"{PASSWORD}\n").stdout  # fmt: skip
+        assert UUID_LINE.fullmatch(registered), registered
+        cli.ok("login", f"--email={email}", "--password-stdin", stdin=f"{PASSWORD}\n")
+        source = cli.ok("account", "open", "--currency=EUR", "-q").stdout
+        target = cli.ok("account", "open", "--currency=EUR", "--quiet", "--json").stdout
+        assert UUID_LINE.fullmatch(source), source
+        assert UUID_LINE.fullmatch(target), target
+        source_id, target_id = source.strip(), target.strip()
+        assert cli.ok("account", "list", "-q").stdout == source + target
+        deposited = cli.ok("ledger", "deposit", source_id, "--amount=5", "--currency=EUR", "-q")
+        assert UUID_LINE.fullmatch(deposited.stdout), deposited.stdout
+        [entry] = cli.records("account", "statement", source_id)
+        assert cli.ok("account", "statement", source_id, "-q").stdout == f"{entry['id']}\n"
+
+        sent = cli.ok("transfer", "send", f"--from={source_id}", f"--to={target_id}",
+                      "--amount=1", "--currency=EUR", "--wait=30", "-q")  # fmt: skip
+        assert UUID_LINE.fullmatch(sent.stdout), sent.stdout
+        assert "idempotency key:" in sent.stderr
+        listed = cli.ok("transfer", "list", f"--account={source_id}", "-q").stdout
+        assert listed == sent.stdout
+        reversed_ = cli.ok("transfer", "reverse", sent.stdout.strip(), "--reason=back", "-q")
+        assert UUID_LINE.fullmatch(reversed_.stdout), reversed_.stdout
+
+        added = cli.ok("webhook", "add", "--url=http://127.0.0.1:9/hook", "-q").stdout
+        assert UUID_LINE.fullmatch(added), added
+        assert cli.ok("webhook", "list", "-q").stdout == added
+        assert cli.ok("webhook", "deliveries", added.strip(), "-q").stdout == ""
+
+
 def readme_block(heading: str) -> str:
     """The first sh block of the README section under this heading."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -487,6 +527,7 @@ class TestReadme:
     def test_the_walkthrough_moves_money_with_the_cli_alone(self, cli: Cli) -> None:
         walkthrough = readme_block("## One transfer, by hand")
         assert "curl" not in walkthrough
+        assert "python" not in walkthrough  # new ids come from `-q`
         standing_order = readme_block("## A standing order, by hand")
         # As written, but with this interpreter's `sagabank` (the repository's .venv in a
         # checkout, wherever CI installed it otherwise).

@@ -15,6 +15,7 @@ from sagabank.banking.output import (
     fields,
     json_option,
     profile_option,
+    quiet_option,
     url_option,
 )
 from sagabank.banking.session import BankSession
@@ -125,6 +126,7 @@ def customer() -> None:
 @click.option("--email", required=True, help="The new customer's email (their sign-in name).")
 @click.option("--display-name", default=None, help="How the bank names them.")
 @_password_stdin
+@quiet_option
 @url_option
 @profile_option
 @json_option
@@ -135,6 +137,7 @@ def register(
     email: str,
     display_name: str | None,
     password_stdin: bool,
+    quiet: bool,
 ) -> None:
     """Register a customer (no login needed); then `sagabank login`."""
     password = read_password(from_stdin=password_stdin, confirm=True)
@@ -152,4 +155,5 @@ def register(
                 ("registered", created["created_at"]),
             ]
         ),
+        quiet=quiet,
     )
