@@ -24,6 +24,7 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from playwright.async_api import BrowserContext, expect
 from pydantic import SecretStr
 
 from contracts.auth import AUTHORIZE_PATH, CLI_CLIENT_ID
@@ -276,6 +277,27 @@ class TestBrowserLogin:
         assert json.loads(path.read_text())["refresh_token"]
         assert cli.records("account", "list", "--profile=browser") == []
         assert cli.ok("logout", "--profile=browser").stdout == "logged out (profile browser)\n"
+
+    async def test_in_chromium_the_sign_in_page_sends_the_code_to_the_listener(
+        self, cli: Cli, context: BrowserContext
+    ) -> None:
+        # The sign-in page's CSP (form-action) must let the form's redirect reach the
+        # listener's port, which only a real browser enforces.
+        email = register(cli, "ria")
+        login = BrowserLogin(cli, "--profile=chromium")
+        url = login.sign_in_url(cli.bank.url("accounts"))
+        page = await context.new_page()
+        await page.goto(url)
+        await page.get_by_label("Email").fill(email)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+
+        await expect(page.get_by_text("You can close this tab.")).to_be_visible()
+        assert page.url.startswith("http://127.0.0.1:")
+        exit_code, stdout = login.ended()
+        assert exit_code == 0, login.stderr
+        assert stdout == "logged in (profile chromium)\n"
+        assert cli.records("account", "list", "--profile=chromium") == []
 
     @pytest.mark.parametrize(
         ("answer", "message"),
