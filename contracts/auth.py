@@ -64,6 +64,11 @@ assert set(SCOPE_DESCRIPTIONS) == set(Scope), set(Scope) - set(SCOPE_DESCRIPTION
 DOCS_CLIENT_ID: Final = "sagabank-docs"
 # Where Swagger UI receives the authorization code: its client's registered redirect URIs.
 DOCS_REDIRECT_PATH: Final = "/docs/oauth2-redirect"
+# The public client `sagabank login` names: it signs customers in through the browser, back
+# to a port it listens on for the one answer; registered without a port, any port is
+# accepted on this loopback IP (RFC 8252 7.3; docs/decisions/0044).
+CLI_CLIENT_ID: Final = "sagabank-cli"
+CLI_REDIRECT_URI: Final = "http://127.0.0.1/callback"
 
 
 AUDIENCE_PREFIX: Final = "sagabank:"

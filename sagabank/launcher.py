@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, TextIO
 import httpx
 
 from contracts.auth import (
+    CLI_CLIENT_ID,
+    CLI_REDIRECT_URI,
     CUSTOMER_SCOPES,
     DOCS_CLIENT_ID,
     DOCS_REDIRECT_PATH,
@@ -361,8 +363,8 @@ class Launcher:
         return dev_secret(self.state_dir, "worker-client-secret")
 
     def bootstrap_clients(self) -> str:
-        """ACCOUNTS_BOOTSTRAP_CLIENTS: the worker's client, the operator's and the
-        console's (public), as JSON."""
+        """ACCOUNTS_BOOTSTRAP_CLIENTS: the worker's client, the operator's, and the public
+        ones of the console, the docs pages and the CLI, as JSON."""
         clients = [
             {
                 "client_id": WORKER_CLIENT_ID,
@@ -393,6 +395,14 @@ class Launcher:
                 "redirect_uris": [
                     f"{url}{DOCS_REDIRECT_PATH}" for url in self.service_urls().values()
                 ],
+            },
+            {
+                # `sagabank login`: the browser comes back to a port the CLI listens on.
+                "client_id": CLI_CLIENT_ID,
+                "kind": "public",
+                "scopes": sorted(CUSTOMER_SCOPES),
+                "redirect_uris": [CLI_REDIRECT_URI],
+                "signs_in": "customers",
             },
         ]
         return json.dumps(clients)

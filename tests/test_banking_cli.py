@@ -6,23 +6,32 @@ file (mode 0600, refreshed when expired, revoked on logout)."""
 import json
 import os
 import pty
+import queue
 import re
 import stat
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from playwright.async_api import BrowserContext, expect
+from pydantic import SecretStr
 
+from contracts.auth import AUTHORIZE_PATH, CLI_CLIENT_ID
+from sagabank.banking.loopback import SignInFailed, code_of_answer
 from sagabank.banking.output import amount_minor_of
 from sagabank.banking.profiles import parse_urls
+from sagabank.banking.session import ApiProblem, BankSession
 from sagabank.cli import main
 from tests.bank import Bank
 
@@ -160,6 +169,180 @@ class TestLogin:
                           "--url=http://127.0.0.9", stdin=PASSWORD)  # fmt: skip
         assert unreachable.exit_code == 2
         assert "http://127.0.0.9:8001" in unreachable.stderr
+
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+# The slowest of the login process's own start and its answer to a request.
+LOGIN_PROCESS_TIMEOUT_SECONDS = 30.0
+
+
+class BrowserLogin:
+    """`sagabank login --no-browser` in a process of its own, waiting for the browser: the
+    sign-in URL it printed on stderr, and its exit status and output once it has ended."""
+
+    def __init__(self, cli: Cli, *arguments: str) -> None:
+        environment = {**cli.bank.environment, "SAGABANK_CONFIG_DIR": str(cli.config_dir)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sagabank", "login", "--no-browser", *arguments],
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        self.stderr = ""
+
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def sign_in_url(self, accounts_url: str) -> str:
+        """The authorization URL it printed (it starts with the issuer's)."""
+        deadline = time.monotonic() + LOGIN_PROCESS_TIMEOUT_SECONDS
+        while (remaining_seconds := deadline - time.monotonic()) > 0:
+            line = self._lines.get(timeout=remaining_seconds)
+            assert line is not None, f"the login ended first: {self.stderr}"
+            self.stderr += line
+            if line.startswith(f"{accounts_url}{AUTHORIZE_PATH}?"):
+                return line.strip()
+        raise AssertionError(f"no sign-in URL printed: {self.stderr}")
+
+    def ended(self) -> tuple[int, str]:
+        """Its exit status and stdout; all of its stderr is in `stderr` then."""
+        exit_code = self.process.wait(timeout=LOGIN_PROCESS_TIMEOUT_SECONDS)
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        self._reader.join(timeout=LOGIN_PROCESS_TIMEOUT_SECONDS)
+        while (line := self._lines.get_nowait()) is not None:
+            self.stderr += line
+        return exit_code, stdout
+
+
+def sign_in_as_a_browser(url: str, email: str, password: str) -> httpx.Response:
+    """What a person does in the browser: the issuer's page, its form filled in and sent,
+    and the redirect followed to the CLI's listener; the listener's answer."""
+    with httpx.Client(timeout=10.0) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200, page.text
+        [csrf_token] = CSRF_FIELD.findall(page.text)
+        form = dict(parse_qsl(urlsplit(url).query)) | {"csrf_token": csrf_token}
+        posted = browser.post(
+            url.partition("?")[0], data=form | {"email": email, "password": password}
+        )
+        assert posted.status_code == 303, posted.text
+        return browser.get(posted.headers["location"])
+
+
+def register(cli: Cli, name: str) -> str:
+    email = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+    cli.ok("customer", "register", f"--email={email}", "--password-stdin",
+           stdin=f"{PASSWORD}\n")  # fmt: skip
+    return email
+
+
+class TestBrowserLogin:
+    """`sagabank login`: the authorization code flow with PKCE, back to a loopback port."""
+
+    def test_signs_in_on_the_issuers_page_and_the_profile_works(self, cli: Cli) -> None:
+        email = register(cli, "pia")
+        login = BrowserLogin(cli, "--profile=browser", "--json")
+        url = login.sign_in_url(cli.bank.url("accounts"))
+        query = dict(parse_qsl(urlsplit(url).query))
+        assert query["client_id"] == CLI_CLIENT_ID
+        assert query["code_challenge_method"] == "S256"
+        listener = urlsplit(query["redirect_uri"])
+        assert (listener.scheme, listener.hostname, listener.path) == (
+            "http", "127.0.0.1", "/callback"
+        )  # fmt: skip
+        # Another request first (a browser's favicon): answered 404, the wait goes on.
+        stray = httpx.get(f"http://127.0.0.1:{listener.port}/favicon.ico", timeout=10.0)
+        assert stray.status_code == 404
+
+        answered = sign_in_as_a_browser(url, email, PASSWORD)
+
+        assert answered.status_code == 200, answered.text
+        assert "You can close this tab." in answered.text
+        assert answered.headers["referrer-policy"] == "no-referrer"
+        exit_code, stdout = login.ended()
+        assert exit_code == 0, login.stderr
+        [record] = [json.loads(line) for line in stdout.splitlines()]
+        assert (record["profile"], record["email"]) == ("browser", None)
+        path = cli.credentials_path("browser")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert json.loads(path.read_text())["refresh_token"]
+        assert cli.records("account", "list", "--profile=browser") == []
+        assert cli.ok("logout", "--profile=browser").stdout == "logged out (profile browser)\n"
+
+    async def test_in_chromium_the_sign_in_page_sends_the_code_to_the_listener(
+        self, cli: Cli, context: BrowserContext
+    ) -> None:
+        # The sign-in page's CSP (form-action) must let the form's redirect reach the
+        # listener's port, which only a real browser enforces.
+        email = register(cli, "ria")
+        login = BrowserLogin(cli, "--profile=chromium")
+        url = login.sign_in_url(cli.bank.url("accounts"))
+        page = await context.new_page()
+        await page.goto(url)
+        await page.get_by_label("Email").fill(email)
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
+
+        await expect(page.get_by_text("You can close this tab.")).to_be_visible()
+        assert page.url.startswith("http://127.0.0.1:")
+        exit_code, stdout = login.ended()
+        assert exit_code == 0, login.stderr
+        assert stdout == "logged in (profile chromium)\n"
+        assert cli.records("account", "list", "--profile=chromium") == []
+
+    @pytest.mark.parametrize(
+        ("answer", "message"),
+        [
+            ({"code": "a-code", "state": "not-this-logins"}, "is not this login's (its state)"),
+            (
+                {"error": "access_denied", "error_description": "the person said no"},
+                "the bank did not sign you in (access_denied: the person said no)",
+            ),
+            ({}, "carries no code"),
+        ],
+        ids=["wrong-state", "access-denied", "no-code"],
+    )
+    def test_a_refused_or_forged_answer_stores_nothing(
+        self, cli: Cli, answer: dict[str, str], message: str
+    ) -> None:
+        login = BrowserLogin(cli)
+        query = dict(parse_qsl(urlsplit(login.sign_in_url(cli.bank.url("accounts"))).query))
+        answered = httpx.get(
+            f"{query['redirect_uri']}?{urlencode({'state': query['state']} | answer)}",
+            timeout=10.0,
+        )
+        assert answered.status_code == 400
+        assert "Not signed in" in answered.text
+        exit_code, stdout = login.ended()
+        assert exit_code == 1
+        assert stdout == ""
+        assert message in login.stderr
+        assert "nothing was stored; run `sagabank login` again" in login.stderr
+        assert not cli.credentials_path().exists()
+
+    def test_no_answer_in_time_stores_nothing(self, cli: Cli) -> None:
+        login = BrowserLogin(cli, "--timeout-seconds=1")
+        login.sign_in_url(cli.bank.url("accounts"))
+        exit_code, _ = login.ended()
+        assert exit_code == 1
+        assert "error: no answer from the browser within 1 s" in login.stderr
+        assert not cli.credentials_path().exists()
+
+    def test_email_and_password_stdin_go_together(self, cli: Cli) -> None:
+        for arguments in (["--email=x@example.com"], ["--password-stdin"]):
+            result = cli("login", *arguments, stdin="a password\n")
+            assert result.exit_code == 2
+            assert "--email and --password-stdin go together" in result.stderr
+        assert not cli.credentials_path().exists()
 
 
 class TestAccounts:
@@ -314,6 +497,46 @@ class TestWebhooks:
         assert "not found" in missing.stderr.lower()
 
 
+UUID_LINE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n")
+
+
+class TestQuiet:
+    """`-q/--quiet`: what a command created or listed, as ids only, one per line."""
+
+    async def test_create_and_list_commands_print_only_ids(
+        self, cli: Cli, http: httpx.AsyncClient
+    ) -> None:
+        email = f"quinn-{uuid.uuid4().hex[:10]}@example.com"
+        registered = cli.ok("customer", "register", f"--email={email}", "--password-stdin", "-q",
+                            stdin=f"{PASSWORD}\n").stdout  # fmt: skip
+        assert UUID_LINE.fullmatch(registered), registered
+        cli.ok("login", f"--email={email}", "--password-stdin", stdin=f"{PASSWORD}\n")
+        source = cli.ok("account", "open", "--currency=EUR", "-q").stdout
+        target = cli.ok("account", "open", "--currency=EUR", "--quiet", "--json").stdout
+        assert UUID_LINE.fullmatch(source), source
+        assert UUID_LINE.fullmatch(target), target
+        source_id, target_id = source.strip(), target.strip()
+        assert cli.ok("account", "list", "-q").stdout == source + target
+        deposited = cli.ok("ledger", "deposit", source_id, "--amount=5", "--currency=EUR", "-q")
+        assert UUID_LINE.fullmatch(deposited.stdout), deposited.stdout
+        [entry] = cli.records("account", "statement", source_id)
+        assert cli.ok("account", "statement", source_id, "-q").stdout == f"{entry['id']}\n"
+
+        sent = cli.ok("transfer", "send", f"--from={source_id}", f"--to={target_id}",
+                      "--amount=1", "--currency=EUR", "--wait=30", "-q")  # fmt: skip
+        assert UUID_LINE.fullmatch(sent.stdout), sent.stdout
+        assert "idempotency key:" in sent.stderr
+        listed = cli.ok("transfer", "list", f"--account={source_id}", "-q").stdout
+        assert listed == sent.stdout
+        reversed_ = cli.ok("transfer", "reverse", sent.stdout.strip(), "--reason=back", "-q")
+        assert UUID_LINE.fullmatch(reversed_.stdout), reversed_.stdout
+
+        added = cli.ok("webhook", "add", "--url=http://127.0.0.1:9/hook", "-q").stdout
+        assert UUID_LINE.fullmatch(added), added
+        assert cli.ok("webhook", "list", "-q").stdout == added
+        assert cli.ok("webhook", "deliveries", added.strip(), "-q").stdout == ""
+
+
 def readme_block(heading: str) -> str:
     """The first sh block of the README section under this heading."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -326,6 +549,7 @@ class TestReadme:
     def test_the_walkthrough_moves_money_with_the_cli_alone(self, cli: Cli) -> None:
         walkthrough = readme_block("## One transfer, by hand")
         assert "curl" not in walkthrough
+        assert "python" not in walkthrough  # new ids come from `-q`
         standing_order = readme_block("## A standing order, by hand")
         # As written, but with this interpreter's `sagabank` (the repository's .venv in a
         # checkout, wherever CI installed it otherwise).
@@ -446,6 +670,41 @@ class TestSessionEnds:
 
 
 class TestWithoutABank:
+    @pytest.mark.parametrize(
+        "query",
+        ["code=c", "state=s&state=s&code=c", "state=S&code=c", "state=s", "state=s&code="],
+        ids=["no-state", "repeated-state", "other-state", "no-code", "empty-code"],
+    )
+    def test_only_this_logins_answer_with_a_code_counts(self, query: str) -> None:
+        assert code_of_answer("state=s&code=c", state="s") == "c"
+        with pytest.raises(SignInFailed):
+            code_of_answer(query, state="s")
+
+    def test_a_bank_without_the_password_grant_points_to_the_browser(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("SAGABANK_CONFIG_DIR", str(tmp_path))
+        # The issuer's answer where the password grant is off (as
+        # accounts/tests/test_password_grant_switch.py shows it).
+        refusal = {
+            "type": "https://sagabank.dev/problems/oauth-unsupported-grant-type",
+            "title": "Unsupported grant type",
+            "status": 400,
+            "detail": "this issuer does not serve the password grant",
+            "error": "unsupported_grant_type",
+        }
+        transport = httpx.MockTransport(lambda _: httpx.Response(400, json=refusal))
+        urls = {"accounts": "https://id.bank.example"}
+        session = BankSession("deployed", urls, httpx.Client(transport=transport))
+        with pytest.raises(ApiProblem) as refused:
+            session.login("x@example.com", SecretStr("a password"))
+        assert str(refused.value) == (
+            "Unsupported grant type: this issuer does not serve the password grant; sign in "
+            "in the browser instead: `sagabank login` without --password-stdin"
+        )
+        assert refused.value.problem["error"] == "unsupported_grant_type"
+        assert not (tmp_path / "credentials" / "deployed.json").exists()
+
     @pytest.mark.parametrize(
         ("amount", "currency", "amount_minor"),
         [("25.50", "EUR", 2550), ("25.5", "EUR", 2550), ("7", "EUR", 700), ("1000", "JPY", 1000)],

@@ -3,11 +3,13 @@ no database: which client and redirect URI a request names, what else it asks, w
 answer may go and what the sign-in page's headers allow.
 
 A request naming no registered public client, or a redirect URI not registered for it
-exactly, is answered on the issuer's own page (`ClientRefused`): redirecting it would make
-the issuer an open redirector (RFC 6749 4.1.2.1). Every other error goes back to the
-client's redirect URI (`AuthorizationRefused`).
+exactly (save a native app's loopback port, RFC 8252 7.3), is answered on the issuer's own
+page (`ClientRefused`): redirecting it would make the issuer an open redirector (RFC 6749
+4.1.2.1). Every other error goes back to the client's redirect URI
+(`AuthorizationRefused`).
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -22,6 +24,11 @@ SIGNS_IN_STAFF: Final = "staff"
 STATE_LENGTH_MAX: Final = 1000
 # The one method accepted: `plain` would hand the verifier to whoever sees the request.
 CODE_CHALLENGE_METHOD: Final = "S256"
+# Registered without a port, these accept any (RFC 8252 7.3); `localhost` is not among them:
+# a name may resolve elsewhere, and RFC 8252 8.3 says to use the IP literal.
+_PORTLESS_LOOPBACK_ORIGINS: Final = ("http://127.0.0.1", "http://[::1]")
+_PORT: Final = re.compile(r"[1-9][0-9]{0,4}")
+_PORT_MAX: Final = 65535
 _REQUEST_LIMITS: Final = {
     "response_type": 100,
     "scope": rules.SCOPE_LENGTH_MAX,
@@ -106,12 +113,32 @@ def client_reference(params: Mapping[str, list[str]]) -> tuple[str, str]:
 
 def check_redirect_uri(client: PublicClient | None, redirect_uri: str) -> PublicClient:
     """The client, if it is a registered public client and `redirect_uri` one of its URIs,
-    character for character (RFC 9700 2.1: no prefix, port or query leeway)."""
+    character for character (RFC 9700 2.1: no prefix, port or query leeway), save the port
+    of a loopback IP literal registered without one (RFC 8252 7.3)."""
     if client is None:
         raise ClientRefused("no public client is registered with this id")
-    if redirect_uri not in client.redirect_uris:
+    if redirect_uri in client.redirect_uris:
+        return client
+    if not any(loopback_port_matches(uri, redirect_uri) for uri in client.redirect_uris):
         raise ClientRefused("this redirect URI is not registered for the client")
     return client
+
+
+def loopback_port_matches(registered: str, requested: str) -> bool:
+    """Whether `requested` is `registered` with a port added, `registered` being plain http
+    to 127.0.0.1 or [::1] with no port: a native app listens on a port the system chose
+    (RFC 8252 7.3, 8.3). Compared as text, so nothing but the port can differ: no user
+    info, other host, path, query or fragment; `localhost` is a name, never relaxed."""
+    for origin in _PORTLESS_LOOPBACK_ORIGINS:
+        rest = registered.removeprefix(origin)
+        if rest != registered and rest[:1] in ("", "/", "?"):
+            after_origin = requested.removeprefix(f"{origin}:")
+            if after_origin == requested or not after_origin.endswith(rest):
+                return False
+            port = after_origin[: len(after_origin) - len(rest)]
+            # ASCII digits (str.isdigit admits others), no leading zero, a port one can bind.
+            return _PORT.fullmatch(port) is not None and int(port) <= _PORT_MAX
+    return False
 
 
 def parse_authorization_request(

@@ -169,7 +169,9 @@ async def _checked_client(
     summary="Authorization endpoint (code flow with PKCE S256): the sign-in page",
     description=(
         "Query: `response_type=code`, `client_id` (a public client), `redirect_uri` (one "
-        "of its registered URIs, exactly), `scope`, `state`, `code_challenge` and "
+        "of its registered URIs, exactly; one registered as `http://127.0.0.1/...` or "
+        "`http://[::1]/...`, without a port, on any port: RFC 8252 7.3), `scope`, "
+        "`state`, `code_challenge` and "
         "`code_challenge_method=S256`. A bad client or redirect URI gets an error page; "
         "other errors go back to the redirect URI with `error` and the `state`."
     ),

@@ -536,8 +536,17 @@ class Flow:
         return [row["actor_id"] for row in rows]
 
 
+NATIVE_APP_ID = "native-app"
+# Registered without a port: the app listens where the system lets it (RFC 8252 7.3).
+NATIVE_APP_REDIRECT = "http://127.0.0.1/callback"
+NATIVE_APP_LOCALHOST = "http://localhost/callback"
 FLOW_CLIENTS = [
     public_client(signs_in="staff"),
+    public_client(
+        client_id=NATIVE_APP_ID,
+        scopes=sorted(CUSTOMER_SCOPES),
+        redirect_uris=[NATIVE_APP_REDIRECT, NATIVE_APP_LOCALHOST],
+    ),
     public_client(
         client_id=CUSTOMER_APP_ID,
         scopes=sorted(CUSTOMER_SCOPES),
@@ -690,6 +699,47 @@ class TestAuthorizePage:
         assert params["error_description"]
         assert params["state"] == STATE
         assert "code" not in params
+
+
+class TestLoopbackRedirects:
+    """A native app's code arrives on the port it listens on, and is redeemed with that
+    same URI (accounts/tests/test_loopback_redirects.py has every refused variant)."""
+
+    async def test_any_port_of_a_port_less_loopback_ip(self, flow: Flow) -> None:
+        listening = "http://127.0.0.1:51234/callback"
+        query = customer_query(client_id=NATIVE_APP_ID, redirect_uri=listening)
+        page, _ = await flow.page(query)
+        # The form's post is followed by the redirect to that port: the CSP names it.
+        assert (
+            "form-action 'self' http://127.0.0.1:51234;" in page.headers["content-security-policy"]
+        )
+
+        code = await flow.customer_code(client_id=NATIVE_APP_ID, redirect_uri=listening)
+
+        for other in (NATIVE_APP_REDIRECT, "http://127.0.0.1:51235/callback"):
+            refused = await flow.exchange(code, client_id=NATIVE_APP_ID, redirect_uri=other)
+            oauth_error(refused, 400, "invalid_grant")
+        tokens = await flow.tokens(code, client_id=NATIVE_APP_ID, redirect_uri=listening)
+        assert tokens["refresh_token"]
+
+    @pytest.mark.parametrize(
+        "redirect_uri",
+        [
+            "http://localhost:51234/callback",
+            "http://127.0.0.1:51234/other",
+            "https://127.0.0.1:51234/callback",
+            "http://evil.example@127.0.0.1:51234/callback",
+            "http://127.0.0.1:51234/callback#fragment",
+        ],
+        ids=["localhost", "other-path", "https", "userinfo", "fragment"],
+    )
+    async def test_nothing_else_gets_past_the_error_page(
+        self, flow: Flow, redirect_uri: str
+    ) -> None:
+        query = customer_query(client_id=NATIVE_APP_ID, redirect_uri=redirect_uri)
+        assert_error_page(await flow.http.get(AUTHORIZE, params=query))
+        form = query | {"csrf_token": "x" * 43, "email": EMAIL, "password": PASSWORD}
+        assert_error_page(await flow.http.post(AUTHORIZE, data=form))
 
 
 class TestSignIn:

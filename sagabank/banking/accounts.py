@@ -14,6 +14,7 @@ from sagabank.banking.output import (
     items_max_option,
     json_option,
     profile_option,
+    quiet_option,
     table,
 )
 from sagabank.banking.session import BankSession
@@ -42,13 +43,14 @@ def account_lines(record: dict[str, Any]) -> list[str]:
 
 @account.command("open")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. EUR.")
+@quiet_option
 @profile_option
 @json_option
 @banking_command
-def open_account(session: BankSession, as_json: bool, currency: str) -> None:
+def open_account(session: BankSession, as_json: bool, currency: str, quiet: bool) -> None:
     """Open an account in this currency, owned by you."""
     opened = session.call("POST", "accounts", ACCOUNTS_PATH, json={"currency": currency.upper()})
-    emit([opened], as_json, lambda: account_lines(opened))
+    emit([opened], as_json, lambda: account_lines(opened), quiet=quiet)
 
 
 @account.command()
@@ -64,10 +66,11 @@ def show(session: BankSession, as_json: bool, account_id: UUID) -> None:
 
 @account.command("list")
 @items_max_option
+@quiet_option
 @profile_option
 @json_option
 @banking_command
-def list_accounts(session: BankSession, as_json: bool, items_max: int) -> None:
+def list_accounts(session: BankSession, as_json: bool, items_max: int, quiet: bool) -> None:
     """Your accounts, oldest first."""
     listed = list(session.pages("accounts", ACCOUNTS_PATH, {}, items_max))
     rows = [
@@ -81,16 +84,19 @@ def list_accounts(session: BankSession, as_json: bool, items_max: int) -> None:
         for item in listed
     ]
     header = ("ACCOUNT", "CURRENCY", "STATUS", "BALANCE", "AVAILABLE")
-    emit(listed, as_json, lambda: table(header, rows) if rows else ["no accounts"])
+    emit(listed, as_json, lambda: table(header, rows) if rows else ["no accounts"], quiet=quiet)
 
 
 @account.command()
 @click.argument("account_id", type=click.UUID)
 @items_max_option
+@quiet_option
 @profile_option
 @json_option
 @banking_command
-def statement(session: BankSession, as_json: bool, account_id: UUID, items_max: int) -> None:
+def statement(
+    session: BankSession, as_json: bool, account_id: UUID, items_max: int, quiet: bool
+) -> None:
     """An account's journal entries, oldest first, each with the balance after it."""
     currency = session.call("GET", "accounts", f"{ACCOUNTS_PATH}/{account_id}")["currency"]
     path = f"{ACCOUNTS_PATH}/{account_id}/entries"
@@ -107,4 +113,4 @@ def statement(session: BankSession, as_json: bool, account_id: UUID, items_max: 
         for entry in entries
     ]
     header = ("WHEN", "KIND", "TOTAL", "AMOUNT", "BALANCE AFTER", "REFERENCE")
-    emit(entries, as_json, lambda: table(header, rows) if rows else ["no entries"])
+    emit(entries, as_json, lambda: table(header, rows) if rows else ["no entries"], quiet=quiet)

@@ -18,6 +18,7 @@ from sagabank.banking.output import (
     idempotency_key_option,
     json_option,
     profile_option,
+    quiet_option,
 )
 from sagabank.banking.session import open_session
 from sagabank.config import LauncherSettings
@@ -36,6 +37,7 @@ from sagabank.config import LauncherSettings
     default=None,
     help="A token with accounts:admin [default: the operator client's, fetched now].",
 )
+@quiet_option
 @profile_option
 @json_option
 def deposit(profile: str, as_json: bool, account_id: UUID, **options: Any) -> None:
@@ -72,6 +74,7 @@ def deposit(profile: str, as_json: bool, account_id: UUID, **options: Any) -> No
                 ("amount", display_amount(moved["amount_minor"], moved["currency"])),
             ]
         ),
+        quiet=options["quiet"],
     )
 
 

@@ -8,12 +8,14 @@ from pydantic import SecretStr
 
 from contracts.auth import CUSTOMERS_PATH
 from sagabank.banking import profiles
+from sagabank.banking.loopback import SIGN_IN_TIMEOUT_SECONDS_DEFAULT, browser_sign_in
 from sagabank.banking.output import (
     banking_command,
     emit,
     fields,
     json_option,
     profile_option,
+    quiet_option,
     url_option,
 )
 from sagabank.banking.session import BankSession
@@ -40,21 +42,58 @@ _password_stdin = click.option(
 
 
 @click.command()
-@click.option("--email", required=True, help="The customer's email: their sign-in name.")
-@_password_stdin
+@click.option(
+    "--email", default=None, help="With --password-stdin: the customer's email (sign-in name)."
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Sign in with the password grant instead, the password on one line of stdin "
+    "(a bank that serves it: `make run`).",
+)
+@click.option("--no-browser", is_flag=True, help="Only print the sign-in URL (on stderr).")
+@click.option(
+    "--timeout-seconds",
+    type=click.FloatRange(min=1, max=3600),
+    default=SIGN_IN_TIMEOUT_SECONDS_DEFAULT,
+    show_default=True,
+    help="How long to wait for the browser's sign-in.",
+)
 @url_option
 @profile_option
 @json_option
 @banking_command
-def login(session: BankSession, as_json: bool, email: str, password_stdin: bool) -> None:
-    """Sign in as a customer (OAuth2 password grant) and keep the tokens for the profile.
+def login(
+    session: BankSession,
+    as_json: bool,
+    email: str | None,
+    password_stdin: bool,
+    no_browser: bool,
+    timeout_seconds: float,
+) -> None:
+    """Sign in as a customer and keep the tokens for the profile.
+
+    In a browser on this machine: the bank's sign-in page (OAuth2 authorization code flow
+    with PKCE), whose answer comes back to this command on 127.0.0.1; the URL is printed on
+    stderr and opened unless --no-browser. With --email and --password-stdin: the password
+    grant, where the bank serves it (`make run`; deployed banks do not).
 
     The tokens go to a file only you can read (mode 0600) under your config directory
     (SAGABANK_CONFIG_DIR overrides it); the profile remembers the bank's URLs. The access
     token is renewed with the refresh token when it expires.
     """
-    password = read_password(from_stdin=password_stdin, confirm=False)
-    credentials = session.login(email, password)
+    if password_stdin != (email is not None):
+        raise click.UsageError(
+            "--email and --password-stdin go together (the password grant); "
+            "without them the bank's sign-in page asks in the browser"
+        )
+    if email is not None:
+        credentials = session.login(email, read_password(from_stdin=True, confirm=False))
+    else:
+        issued = browser_sign_in(
+            session, open_browser=not no_browser, timeout_seconds=timeout_seconds
+        )
+        credentials = session.keep(issued)
     profiles.remember_urls(session.profile, session.urls)
     record = {
         "profile": session.profile,
@@ -62,7 +101,8 @@ def login(session: BankSession, as_json: bool, email: str, password_stdin: bool)
         "expires_at": credentials.expires_at.isoformat(),
         "urls": session.urls,
     }
-    emit([record], as_json, lambda: [f"logged in as {email} (profile {session.profile})"])
+    who = f" as {email}" if email else ""
+    emit([record], as_json, lambda: [f"logged in{who} (profile {session.profile})"])
 
 
 @click.command()
@@ -86,6 +126,7 @@ def customer() -> None:
 @click.option("--email", required=True, help="The new customer's email (their sign-in name).")
 @click.option("--display-name", default=None, help="How the bank names them.")
 @_password_stdin
+@quiet_option
 @url_option
 @profile_option
 @json_option
@@ -96,8 +137,9 @@ def register(
     email: str,
     display_name: str | None,
     password_stdin: bool,
+    quiet: bool,
 ) -> None:
-    """Register a customer (no login needed); then `sagabank login --email ...`."""
+    """Register a customer (no login needed); then `sagabank login`."""
     password = read_password(from_stdin=password_stdin, confirm=True)
     body: dict[str, Any] = {"email": email, "password": password.get_secret_value()}
     if display_name is not None:
@@ -113,4 +155,5 @@ def register(
                 ("registered", created["created_at"]),
             ]
         ),
+        quiet=quiet,
     )

@@ -78,8 +78,19 @@ def fields(pairs: Iterable[tuple[str, str]]) -> list[str]:
     return [f"{name.ljust(width)}  {value}".rstrip() for name, value in listed]
 
 
-def emit(records: Iterable[dict[str, Any]], as_json: bool, lines: Callable[[], list[str]]) -> None:
-    """NDJSON of the records with --json, else the lines for people."""
+def emit(
+    records: Iterable[dict[str, Any]],
+    as_json: bool,
+    lines: Callable[[], list[str]],
+    *,
+    quiet: bool = False,
+) -> None:
+    """The records' ids one per line with --quiet, NDJSON of them with --json, else the
+    lines for people."""
+    if quiet:
+        for record in records:
+            click.echo(record["id"])
+        return
     if as_json:
         for record in records:
             click.echo(ndjson(record))
@@ -116,6 +127,13 @@ def profile_option(function: Callable[Parameters, None]) -> Callable[Parameters,
 def json_option(function: Callable[Parameters, None]) -> Callable[Parameters, None]:
     return click.option(
         "--json", "as_json", is_flag=True, help="NDJSON for scripts: one JSON object a line."
+    )(function)
+
+
+def quiet_option(function: Callable[Parameters, None]) -> Callable[Parameters, None]:
+    """`-q/--quiet` (docker's): only the ids of what was created or listed, for `$(...)`."""
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Print only the id(s), one per line (over --json)."
     )(function)
 
 

@@ -32,9 +32,10 @@ class Profile(BaseModel):
 
 
 class Credentials(BaseModel):
-    """A customer's tokens from the password grant; `expires_at` is the access token's."""
+    """A customer's tokens; `expires_at` is the access token's. `email` is the name the
+    password grant signed in with (the browser's sign-in page does not tell it: None)."""
 
-    email: str = Field(max_length=320)
+    email: str | None = Field(default=None, max_length=320)
     access_token: str = Field(max_length=4096)
     refresh_token: str | None = Field(default=None, max_length=512)
     expires_at: datetime

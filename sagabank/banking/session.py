@@ -23,12 +23,14 @@ _BODY_EXCERPT_LENGTH_MAX = 300
 
 
 class ApiProblem(BankError):
-    """The bank refused: `problem` is its RFC 9457 object (one is made up if it sent none)."""
+    """The bank refused: `problem` is its RFC 9457 object (one is made up if it sent none);
+    `advice`, when given, tells the person what to do instead."""
 
-    def __init__(self, problem: dict[str, Any]) -> None:
+    def __init__(self, problem: dict[str, Any], *, advice: str | None = None) -> None:
         title = str(problem.get("title") or "refused")
         detail = problem.get("detail") or problem.get("error_description")
-        super().__init__(f"{title}: {detail}" if detail else title, exit_code=1)
+        message = f"{title}: {detail}" if detail else title
+        super().__init__(f"{message}; {advice}" if advice else message, exit_code=1)
         self.problem = problem
 
 
@@ -142,7 +144,7 @@ class BankSession:
         profiles.save_credentials(self.profile, renewed)
         return renewed
 
-    def token(self, form: dict[str, str], email: str) -> Credentials:
+    def token(self, form: dict[str, str], email: str | None) -> Credentials:
         """Credentials from the issuer's token endpoint, for this form."""
         answer = self.call("POST", "accounts", TOKEN_PATH, authenticated=False, data=form)
         try:
@@ -158,12 +160,24 @@ class BankSession:
         )
 
     def login(self, email: str, password: SecretStr) -> Credentials:
+        """Sign in with the password grant (a bank that serves it) and keep the tokens."""
         form = {
             "grant_type": "password",
             "username": email,
             "password": password.get_secret_value(),
         }
-        credentials = self.token(form, email)
+        try:
+            credentials = self.token(form, email)
+        except ApiProblem as problem:
+            if problem.problem.get("error") != "unsupported_grant_type":
+                raise
+            # Deployed banks turn the password grant off (decision 0039).
+            advice = "sign in in the browser instead: `sagabank login` without --password-stdin"
+            raise ApiProblem(problem.problem, advice=advice) from None
+        return self.keep(credentials)
+
+    def keep(self, credentials: Credentials) -> Credentials:
+        """Store the profile's new credentials (mode 0600) and use them from now on."""
         profiles.save_credentials(self.profile, credentials)
         self._credentials = credentials
         return credentials

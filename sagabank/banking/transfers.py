@@ -22,6 +22,7 @@ from sagabank.banking.output import (
     items_max_option,
     json_option,
     profile_option,
+    quiet_option,
     table,
 )
 from sagabank.banking.session import BankSession, ndjson
@@ -73,6 +74,7 @@ def transfer_lines(record: dict[str, Any]) -> list[str]:
     help="Seconds to wait for the outcome (Prefer: wait); 0 answers at once.",
 )
 @click.option("--execute-at", type=click.DateTime(), default=None, help="Date it ahead (UTC).")
+@quiet_option
 @profile_option
 @json_option
 @banking_command
@@ -97,7 +99,7 @@ def send(session: BankSession, as_json: bool, **options: Any) -> None:
         "POST", "transactions", TRANSFERS_PATH, json=body, headers=headers,
         timeout=wait_seconds + 10.0,
     )  # fmt: skip
-    emit([sent], as_json, lambda: transfer_lines(sent))
+    emit([sent], as_json, lambda: transfer_lines(sent), quiet=options["quiet"])
 
 
 @transfer.command()
@@ -115,6 +117,7 @@ def show(session: BankSession, as_json: bool, transfer_id: UUID) -> None:
 @click.option("--account", "account_id", type=click.UUID, default=None, help="In or out of it.")
 @click.option("--status", type=click.Choice([status.value for status in TransferStatus]))
 @items_max_option
+@quiet_option
 @profile_option
 @json_option
 @banking_command
@@ -124,6 +127,7 @@ def list_transfers(
     account_id: UUID | None,
     status: str | None,
     items_max: int,
+    quiet: bool,
 ) -> None:
     """Your transfers, newest first."""
     params = {"account_id": str(account_id)} if account_id else {}
@@ -142,7 +146,7 @@ def list_transfers(
         for item in listed
     ]
     header = ("TRANSFER", "STATUS", "AMOUNT", "FROM", "TO", "CREATED")
-    emit(listed, as_json, lambda: table(header, rows) if rows else ["no transfers"])
+    emit(listed, as_json, lambda: table(header, rows) if rows else ["no transfers"], quiet=quiet)
 
 
 @transfer.command()
@@ -151,6 +155,7 @@ def list_transfers(
 @click.option("--currency", default=None, help="The transfer's currency, with --amount.")
 @click.option("--reason", required=True, help="Why (the payer sees it).")
 @idempotency_key_option
+@quiet_option
 @profile_option
 @json_option
 @banking_command
@@ -162,6 +167,7 @@ def reverse(
     currency: str | None,
     reason: str,
     idempotency_key: str | None,
+    quiet: bool,
 ) -> None:
     """As the payee, send a completed transfer's money back, in full or in part; the
     reversal is a saga of its own (see `transfer show` of the original for what it moved)."""
@@ -174,7 +180,7 @@ def reverse(
     path = TRANSFER_REVERSALS_PATH.format(transfer_id=transfer_id)
     headers = {"Idempotency-Key": chosen_idempotency_key(idempotency_key)}
     reversal = session.call("POST", "transactions", path, json=body, headers=headers)
-    emit([reversal], as_json, lambda: transfer_lines(reversal))
+    emit([reversal], as_json, lambda: transfer_lines(reversal), quiet=quiet)
 
 
 @transfer.command()

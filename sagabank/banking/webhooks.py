@@ -13,6 +13,7 @@ from sagabank.banking.output import (
     items_max_option,
     json_option,
     profile_option,
+    quiet_option,
     table,
 )
 from sagabank.banking.session import ITEMS_MAX_DEFAULT, BankSession
@@ -33,6 +34,7 @@ def webhook() -> None:
     help="An event type to send; repeatable [default: every type].",
 )
 @click.option("--description", default=None, help="A note for you.")
+@quiet_option
 @profile_option
 @json_option
 @banking_command
@@ -42,6 +44,7 @@ def add(
     endpoint_url: str,
     event_types: tuple[str, ...],
     description: str | None,
+    quiet: bool,
 ) -> None:
     """Register an endpoint; its signing secret is shown this once: keep it."""
     body = {
@@ -61,14 +64,16 @@ def add(
                 ("secret", f"{added['secret']}  (shown this once)"),
             ]
         ),
+        quiet=quiet,
     )
 
 
 @webhook.command("list")
+@quiet_option
 @profile_option
 @json_option
 @banking_command
-def list_endpoints(session: BankSession, as_json: bool) -> None:
+def list_endpoints(session: BankSession, as_json: bool, quiet: bool) -> None:
     """Your endpoints, oldest first."""
     listed = list(session.pages("notifications", WEBHOOK_ENDPOINTS_PATH, {}, ITEMS_MAX_DEFAULT))
     rows = [
@@ -81,13 +86,19 @@ def list_endpoints(session: BankSession, as_json: bool) -> None:
         for item in listed
     ]
     header = ("ENDPOINT", "STATE", "URL", "EVENTS")
-    emit(listed, as_json, lambda: table(header, rows) if rows else ["no webhook endpoints"])
+    emit(
+        listed,
+        as_json,
+        lambda: table(header, rows) if rows else ["no webhook endpoints"],
+        quiet=quiet,
+    )
 
 
 @webhook.command()
 @click.argument("endpoint_id", type=click.UUID)
 @click.option("--status", type=click.Choice([status.value for status in DeliveryStatus]))
 @items_max_option
+@quiet_option
 @profile_option
 @json_option
 @banking_command
@@ -97,6 +108,7 @@ def deliveries(
     endpoint_id: UUID,
     status: str | None,
     items_max: int,
+    quiet: bool,
 ) -> None:
     """An endpoint's deliveries, newest first, with their attempts and last answer."""
     path = f"{WEBHOOK_ENDPOINTS_PATH}/{endpoint_id}/deliveries"
@@ -114,4 +126,4 @@ def deliveries(
         for item in listed
     ]
     header = ("DELIVERY", "EVENT", "STATUS", "ATTEMPTS", "LAST ANSWER", "CREATED")
-    emit(listed, as_json, lambda: table(header, rows) if rows else ["no deliveries"])
+    emit(listed, as_json, lambda: table(header, rows) if rows else ["no deliveries"], quiet=quiet)
