@@ -46,6 +46,8 @@ from accounts.config import BootstrapClient
 from accounts.config import Settings as AccountsSettings
 from accounts.main import create_app as create_accounts_app
 from contracts.auth import (
+    CLI_CLIENT_ID,
+    CLI_REDIRECT_URI,
     CUSTOMER_SCOPES,
     DOCS_CLIENT_ID,
     DOCS_REDIRECT_PATH,
@@ -127,12 +129,13 @@ PUBLIC_CLIENTS_VARIABLE = "ACCOUNTS_BOOTSTRAP_PUBLIC_CLIENTS"
 CORS_VARIABLE = "ACCOUNTS_CORS_ALLOW_ORIGINS"
 CUSTOMER_SCOPE_NAMES = sorted(scope.value for scope in CUSTOMER_SCOPES)
 # Exactly as the CLI's `sagabank login` presents itself (a native app, RFC 8252).
+# The same constants `sagabank up` registers it with (sagabank/launcher.py).
 CLI_CLIENT: Final = {
-    "client_id": "sagabank-cli",
+    "client_id": CLI_CLIENT_ID,
     "kind": "public",
     "signs_in": "customers",
     "scopes": CUSTOMER_SCOPE_NAMES,
-    "redirect_uris": ["http://127.0.0.1/callback"],
+    "redirect_uris": [CLI_REDIRECT_URI],
 }
 # Where a browser on the compose machine opens the pages (the published ports).
 COMPOSE_PUBLIC_HOST = "localhost"
