@@ -29,6 +29,7 @@ SWAGGER_UI_OAUTH: Final[dict[str, Any]] = {
 }
 
 ScopeAlternatives = list[frozenset[Scope]]
+_SCHEMAS: Final = "#/components/schemas/"
 _PROBLEM: Final = "#/components/schemas/Problem"
 _VALIDATION_ERROR: Final = "#/components/schemas/HTTPValidationError"
 
@@ -76,6 +77,7 @@ def install_openapi(app: FastAPI, *, issuer_url: str | None) -> None:
             document = generate()
             _document_security(app, document, issuer_url=issuer_url)
             _problems_as_problem_json(document)
+            _restore_example_nulls(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -100,6 +102,46 @@ def _problems_as_problem_json(document: dict[str, Any]) -> None:
         schemas.pop("HTTPValidationError", None)
         if not _mentions(document, "#/components/schemas/ValidationError"):
             schemas.pop("ValidationError", None)
+
+
+def _restore_example_nulls(document: dict[str, Any]) -> None:
+    """Put back the `null`s FastAPI drops from the document (it encodes it with
+    `exclude_none`): in each model's examples, a required property that may be null and is
+    missing was null, and without it the example would not be valid (docs/decisions/0043)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for schema in schemas.values():
+        for example in schema.get("examples", []):
+            _fill_nulls(example, schema, schemas, depth=0)
+
+
+_EXAMPLE_DEPTH_MAX: Final = 10
+
+
+def _fill_nulls(value: Any, schema: dict[str, Any], schemas: dict[str, Any], *, depth: int) -> None:
+    if depth > _EXAMPLE_DEPTH_MAX:
+        return
+    reference = schema.get("$ref", "")
+    if reference.startswith(_SCHEMAS):
+        schema = schemas.get(reference.removeprefix(_SCHEMAS), {})
+    if isinstance(value, list):
+        for item in value:
+            _fill_nulls(item, schema.get("items", {}), schemas, depth=depth + 1)
+        return
+    if not isinstance(value, dict):
+        return
+    for variant in schema.get("anyOf", []):
+        _fill_nulls(value, variant, schemas, depth=depth + 1)
+    properties = schema.get("properties", {})
+    for name in schema.get("required", []):
+        if name not in value and _nullable(properties.get(name, {})):
+            value[name] = None
+    for name, member in value.items():
+        if name in properties:
+            _fill_nulls(member, properties[name], schemas, depth=depth + 1)
+
+
+def _nullable(schema: dict[str, Any]) -> bool:
+    return any(variant.get("type") == "null" for variant in schema.get("anyOf", []))
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
