@@ -74,10 +74,12 @@ def limiter_of(request: Request) -> RateLimiter:
 def rate_limited(bucket: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated principal, counted against `bucket`."""
 
+    # The limiter as a dependency, so kit.openapi sees which routes may answer 429.
     async def dependency(
-        request: Request, principal: Annotated[Principal, Depends(authenticate)]
+        limiter: Annotated[RateLimiter, Depends(limiter_of)],
+        principal: Annotated[Principal, Depends(authenticate)],
     ) -> Principal:
-        await limiter_of(request).hit(bucket, f"{principal.kind.value}:{principal.subject}")
+        await limiter.hit(bucket, f"{principal.kind.value}:{principal.subject}")
         return principal
 
     return dependency

@@ -7,6 +7,7 @@ from typing import Any, Final
 import jsonschema
 import pytest
 
+from contracts.problem import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from tests.service_apps import SERVICES, service_apps, write_signing_keys
 
 SCHEMA_PREFIX: Final = "#/components/schemas/"
@@ -75,6 +76,34 @@ def test_every_example_is_valid_against_its_schema(
         for error in validator(document, name).iter_errors(example)
     ]
     assert invalid == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_operations_problem_examples_are_problems_of_their_status(
+    documents: dict[str, dict[str, Any]], service: str
+) -> None:
+    """Every operation lists at least the 500 any route may answer; each named example is a
+    valid Problem whose status is the response's and whose type ends in its name."""
+    document = documents[service]
+    problem = validator(document, "Problem")
+    wrong, without_500 = [], []
+    for path, by_method in document["paths"].items():
+        for method, operation in by_method.items():
+            responses = operation.get("responses", {})
+            if "500" not in responses:
+                without_500.append((method, path))
+            for status, response in responses.items():
+                media = response.get("content", {}).get(PROBLEM_CONTENT_TYPE, {})
+                for name, example in media.get("examples", {}).items():
+                    value = example["value"]
+                    if (
+                        not problem.is_valid(value)
+                        or str(value["status"]) != status
+                        or value["type"] != f"{PROBLEM_TYPE_PREFIX}{name}"
+                    ):
+                        wrong.append((method, path, status, name))
+    assert without_500 == []
+    assert wrong == []
 
 
 def test_an_invalid_example_is_caught() -> None:
