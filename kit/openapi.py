@@ -3,7 +3,7 @@ ids, and one OAuth2 scheme naming the issuer's flows and scopes, with the scopes
 operation demands read from its `kit.auth` dependencies (docs/decisions/0040)."""
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -32,7 +32,7 @@ from kit.errors import (
     Unauthorized,
 )
 from kit.problems import problem_example
-from kit.ratelimit import limiter_of
+from kit.ratelimit import RateLimited
 
 SECURITY_SCHEME: Final = "OAuth2"
 # Swagger UI's Authorize (FastAPI's `swagger_ui_init_oauth`): the issuer's public client for
@@ -132,16 +132,17 @@ def _common_problems(route: APIRoute | RouteContext) -> Iterator[type[ProblemErr
         yield ServiceUnavailable  # the issuer's keys cannot be fetched
         if any(alternatives):
             yield Forbidden
-    if _depends_on(route.dependant, limiter_of):
+    if _depends_on(route.dependant, lambda call: isinstance(call, RateLimited)):
         yield TooManyRequests
-    if _depends_on(route.dependant, request_deadline):
+    if _depends_on(route.dependant, lambda call: call is request_deadline):
         yield InvalidDeadline
         yield DeadlineExceeded
 
 
-def _depends_on(dependant: Dependant, call: Any) -> bool:
+def _depends_on(dependant: Dependant, matches: Callable[[Any], bool]) -> bool:
+    """Whether any dependency in the tree is a call that `matches`."""
     return any(
-        dependency.call is call or _depends_on(dependency, call)
+        matches(dependency.call) or _depends_on(dependency, matches)
         for dependency in dependant.dependencies
     )
 

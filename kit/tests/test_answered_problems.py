@@ -15,8 +15,10 @@ from kit.deadline import RequestDeadline
 from kit.errors import InvalidRequest, ProblemError
 from kit.openapi import install_openapi, operation_id
 from kit.problems import install_problem_handlers, problem_observers, problem_responses
+from kit.ratelimit import MONEY_BUCKET, rate_limited
 
 Reader = Annotated[Principal, Depends(require_scopes(Scope.accounts_read))]
+MoneyMoved = Annotated[Principal, Depends(rate_limited(MONEY_BUCKET))]
 
 
 class ThingNotFound(ProblemError):
@@ -40,19 +42,26 @@ async def get_thing(thing_id: str, reader: Reader, deadline: RequestDeadline) ->
 async def ping() -> None: ...
 
 
+async def send_money(principal: MoneyMoved) -> None: ...
+
+
 def app_with_routes() -> FastAPI:
     app = FastAPI(generate_unique_id_function=operation_id)
     install_problem_handlers(app)
     app.get("/things/{thing_id}", responses=problem_responses(ThingNotFound, ThingGone))(get_thing)
     app.get("/ping")(ping)
+    app.post("/money")(send_money)
     install_openapi(app, issuer_url=None)
     return app
 
 
-def problems(document: dict[str, Any], path: str, status: str) -> dict[str, Any]:
-    examples: dict[str, Any] = document["paths"][path]["get"]["responses"][status]["content"][
-        "application/problem+json"
-    ]["examples"]
+def problems(
+    document: dict[str, Any], path: str, status: str, method: str = "get"
+) -> dict[str, Any]:
+    """The named problem examples of one response (none when the status is not listed)."""
+    response = document["paths"][path][method]["responses"].get(status, {})
+    media: dict[str, Any] = response.get("content", {}).get("application/problem+json", {})
+    examples: dict[str, Any] = media.get("examples", {})
     return examples
 
 
@@ -85,6 +94,11 @@ class TestDocumentedProblems:
             "500": ["internal-error"],
             "503": ["deadline-exceeded", "service-unavailable"],
         }
+
+    def test_a_rate_limited_route_may_answer_429(self) -> None:
+        document = app_with_routes().openapi()
+        assert list(problems(document, "/money", "429", method="post")) == ["too-many-requests"]
+        assert list(problems(document, "/money", "403", method="post")) == []
 
     def test_a_public_route_without_parameters_only_may_fail(self) -> None:
         responses = app_with_routes().openapi()["paths"]["/ping"]["get"]["responses"]
