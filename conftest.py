@@ -21,6 +21,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.transfers import SEARCH_ATTRIBUTES
+from kit.answered_problems import recording_undocumented_problems
 from kit.migrations import (
     application_role,
     database_access_statements,
@@ -97,6 +98,17 @@ def _fixture_scopes(item: pytest.Item) -> dict[str, str]:
 
 def _module_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _routes_document_the_problems_they_answer() -> Iterator[None]:
+    """Every problem a service's route answers in any test must be one its OpenAPI lists for
+    that status (kit.answered_problems; docs/decisions/0043). Checked once the session ends,
+    so a failure shows as an error at the teardown of the session's last test."""
+    with recording_undocumented_problems() as undocumented:
+        yield
+    listed = "".join(f"\n  {answer}" for answer in sorted(undocumented))
+    assert not undocumented, f"routes answered problems their OpenAPI does not list:{listed}"
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from accounts.config import Settings
 from accounts.identity import service as identity_service
 from accounts.identity.api import router as oauth_router
 from accounts.identity.authorize_api import router as authorize_router
+from accounts.identity.errors import StaffSecretsNotConfigured
 from accounts.identity.hashing import PasswordHashing
 from accounts.identity.keys import SigningKeys, load_signing_keys
 from accounts.identity.metadata import router as metadata_router
@@ -165,6 +166,7 @@ def _routers(settings: Settings) -> list[APIRouter]:
         secrets_router(
             reseal=partial(reseal_staff_secrets, settings.staff_key_ring()),
             audit_table=AUDIT_EVENTS,
+            problems=(StaffSecretsNotConfigured,),
         ),
     ]
 

@@ -5,9 +5,18 @@ from datetime import datetime
 from typing import Annotated, Final
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import ShortText, StrictModel
+from contracts.examples import (
+    EXAMPLE_CUSTOMER_ID,
+    EXAMPLE_LEDGER_TRANSFER_ID,
+    EXAMPLE_PAYEE_CUSTOMER_ID,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+)
 from contracts.money import AMOUNT_MINOR_MAX, AmountMinor, CurrencyCode
 from contracts.problem import Problem
 
@@ -128,6 +137,35 @@ class Balances(BaseModel):
 
 
 class Account(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "customer_id": EXAMPLE_CUSTOMER_ID,
+                    "kind": "customer",
+                    "currency": "EUR",
+                    "status": "active",
+                    "debits_must_not_exceed_credits": True,
+                    "credits_must_not_exceed_debits": False,
+                    "max_transfer_amount_minor": 500000,
+                    "daily_outflow_limit_minor": 1000000,
+                    "balances": {
+                        "posted_minor": 125000,
+                        "pending_minor": -2500,
+                        "available_minor": 122500,
+                        "debits_pending_minor": 2500,
+                        "debits_posted_minor": 75000,
+                        "credits_pending_minor": 0,
+                        "credits_posted_minor": 200000,
+                    },
+                    "created_at": EXAMPLE_TIME,
+                    "overdraft_limit_minor": None,
+                }
+            ]
+        }
+    )
+
     id: UUID
     customer_id: str | None
     kind: AccountKind
@@ -146,6 +184,12 @@ class AccountLimitsUpdate(StrictModel):
     """Change an account's limits: a field sent replaces that limit (`null` removes it);
     a field left out stays as it is."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"max_transfer_amount_minor": 250000, "daily_outflow_limit_minor": None}]
+        }
+    )
+
     max_transfer_amount_minor: LimitMinor | None = None
     daily_outflow_limit_minor: LimitMinor | None = None
     overdraft_limit_minor: LimitMinor | None = None
@@ -153,6 +197,14 @@ class AccountLimitsUpdate(StrictModel):
 
 class DepositCreate(StrictModel):
     """Operator moves money in from (deposit) or out to (withdrawal) the system account."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"amount_minor": 150000, "currency": "EUR", "reference": "Salary December"}
+            ]
+        }
+    )
 
     amount_minor: AmountMinor
     currency: CurrencyCode
@@ -192,6 +244,23 @@ class LedgerTransferCreate(StrictModel):
     `void_pending` name `pending_id`; a post may carry a smaller amount (partial post).
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "kind": "pending",
+                    "debit_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "credit_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 2500,
+                    "currency": "EUR",
+                    "timeout_seconds": 86400,
+                    "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
+                }
+            ]
+        }
+    )
+
     id: UUID
     kind: LedgerTransferKind
     debit_account_id: UUID | None = None
@@ -204,6 +273,26 @@ class LedgerTransferCreate(StrictModel):
 
 
 class LedgerTransfer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "kind": "pending",
+                    "debit_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "credit_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 2500,
+                    "currency": "EUR",
+                    "pending_id": None,
+                    "timeout_seconds": 86400,
+                    "expires_at": "2026-12-07T09:30:00Z",
+                    "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
+                    "created_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     kind: LedgerTransferKind
     debit_account_id: UUID
@@ -220,6 +309,20 @@ class LedgerTransfer(BaseModel):
 class TransferValidationRequest(StrictModel):
     """Ask whether a customer transfer may go ahead: accounts, currency, status and limits."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 2500,
+                    "currency": "EUR",
+                }
+            ]
+        }
+    )
+
     transfer_id: UUID
     source_account_id: UUID
     target_account_id: UUID
@@ -228,6 +331,19 @@ class TransferValidationRequest(StrictModel):
 
 
 class TransferValidation(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "valid": True,
+                    "source_customer_id": EXAMPLE_CUSTOMER_ID,
+                    "target_customer_id": EXAMPLE_PAYEE_CUSTOMER_ID,
+                }
+            ]
+        }
+    )
+
     transfer_id: UUID
     valid: bool
     # Who owns each side, so the saga can route the transfer's events to both customers.
@@ -265,6 +381,36 @@ class AccountTotalsCheck(BaseModel):
 class LedgerInvariants(BaseModel):
     """The ledger's invariants checked at one moment; `ok` only when every check holds."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ok": True,
+                    "currencies": [
+                        {
+                            "currency": "EUR",
+                            "debits_pending_minor": 2500,
+                            "credits_pending_minor": 2500,
+                            "debits_posted_minor": 9850000,
+                            "credits_posted_minor": 9850000,
+                            "pending_balanced": True,
+                            "posted_balanced": True,
+                        }
+                    ],
+                    "accounts": {
+                        "accounts_checked": 42,
+                        "mismatched_count": 0,
+                        "mismatched_account_ids": [],
+                    },
+                    "checked_at": EXAMPLE_TIME,
+                    "expired_holds_unswept_count": 0,
+                    "entries_without_transfer_count": 0,
+                    "transfers_without_entries_count": 0,
+                }
+            ]
+        }
+    )
+
     ok: bool
     currencies: list[CurrencyTotals]
     accounts: AccountTotalsCheck
@@ -293,6 +439,24 @@ class StatementEntryTotal(enum.StrEnum):
 class StatementEntry(BaseModel):
     """One journal entry of an account, with the account's balances right after it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 1042,
+                    "transfer_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "transfer_kind": "pending",
+                    "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
+                    "total": "debits_pending",
+                    "amount_minor": 2500,
+                    "posted_balance_after_minor": 125000,
+                    "pending_balance_after_minor": -2500,
+                    "created_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     id: int
     transfer_id: UUID
     transfer_kind: LedgerTransferKind
@@ -318,6 +482,28 @@ class LedgerTransferBatchEvent(LedgerTransferCreate):
 
 
 class LedgerTransferBatch(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfers": [
+                        {
+                            "id": EXAMPLE_LEDGER_TRANSFER_ID,
+                            "kind": "pending",
+                            "debit_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                            "credit_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                            "amount_minor": 2500,
+                            "currency": "EUR",
+                            "timeout_seconds": 86400,
+                            "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
+                            "linked": False,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     transfers: list[LedgerTransferBatchEvent] = Field(
         min_length=1, max_length=LEDGER_TRANSFER_BATCH_SIZE_MAX
     )
@@ -337,4 +523,32 @@ class LedgerTransferBatchResult(BaseModel):
 
 
 class LedgerTransferBatchResults(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "index": 0,
+                            "status": 201,
+                            "transfer": {
+                                "id": EXAMPLE_LEDGER_TRANSFER_ID,
+                                "kind": "pending",
+                                "debit_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                                "credit_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                                "amount_minor": 2500,
+                                "currency": "EUR",
+                                "pending_id": None,
+                                "timeout_seconds": 86400,
+                                "expires_at": "2026-12-07T09:30:00Z",
+                                "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
+                                "created_at": EXAMPLE_TIME,
+                            },
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     results: list[LedgerTransferBatchResult] = Field(max_length=LEDGER_TRANSFER_BATCH_SIZE_MAX)

@@ -5,7 +5,16 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.examples import (
+    EXAMPLE_AUDIT_EVENT_ID,
+    EXAMPLE_CUSTOMER_ID,
+    EXAMPLE_HASH,
+    EXAMPLE_REQUEST_ID,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TIME,
+)
 
 AUDIT_EVENTS_PATH: Final = "/v1/admin/audit-events"
 AUDIT_VERIFY_PATH: Final = "/v1/admin/audit-events/verify"
@@ -29,6 +38,26 @@ class ActorType(enum.StrEnum):
 class AuditEventCreate(BaseModel):
     """One audited fact. `id` is deterministic where the writer may retry (saga steps)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_AUDIT_EVENT_ID,
+                    "occurred_at": EXAMPLE_TIME,
+                    "actor_id": EXAMPLE_CUSTOMER_ID,
+                    "actor_type": "customer",
+                    "action": "account.opened",
+                    "subject_type": "account",
+                    "subject_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "account_ids": [EXAMPLE_SOURCE_ACCOUNT_ID],
+                    "request_id": EXAMPLE_REQUEST_ID,
+                    "after": {"currency": "EUR", "status": "active"},
+                    "outcome": "ok",
+                }
+            ]
+        }
+    )
+
     id: UUID
     occurred_at: datetime
     actor_id: str = Field(max_length=64)
@@ -49,6 +78,33 @@ class AuditEventCreate(BaseModel):
 
 
 class AuditEvent(AuditEventCreate):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_AUDIT_EVENT_ID,
+                    "occurred_at": EXAMPLE_TIME,
+                    "actor_id": EXAMPLE_CUSTOMER_ID,
+                    "actor_type": "customer",
+                    "action": "account.opened",
+                    "subject_type": "account",
+                    "subject_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "transfer_id": None,
+                    "account_ids": [EXAMPLE_SOURCE_ACCOUNT_ID],
+                    "request_id": EXAMPLE_REQUEST_ID,
+                    "after": {"currency": "EUR", "status": "active"},
+                    "outcome": "ok",
+                    "service": "accounts",
+                    "sequence": 1042,
+                    "recorded_at": EXAMPLE_TIME,
+                    "previous_hash": EXAMPLE_HASH,
+                    "hash": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+                    "hash_version": 2,
+                }
+            ]
+        }
+    )
+
     service: str
     sequence: int
     recorded_at: datetime
@@ -69,6 +125,20 @@ class AuditCheckpoint(BaseModel):
 
 
 class AuditVerification(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "service": "accounts",
+                    "events_checked": 1042,
+                    "ok": True,
+                    "checkpoint_sequence": 1000,
+                    "checkpoint_published_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     service: str
     events_checked: int
     ok: bool

@@ -4,7 +4,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 TOKEN_PATH: Final = "/v1/oauth/token"
 # Customers register here (no token needed), then ask the token endpoint for one.
@@ -183,6 +183,20 @@ assert all(scopes <= OPERATOR_SCOPES for scopes in STAFF_ROLE_SCOPES.values())
 class TokenResponse(BaseModel):
     """RFC 6749 section 5.1."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIzZjFjIn0.c2lnbmF0dXJl",
+                    "token_type": "Bearer",
+                    "expires_in": 900,
+                    "scope": "accounts:read transfers:read transfers:write",
+                    "refresh_token": "rt_Qm9vbXNoYWthbGFrYS1yZWZyZXNoLXRva2Vu",
+                }
+            ]
+        }
+    )
+
     access_token: str = Field(max_length=4096)
     token_type: str = "Bearer"
     expires_in: int
@@ -198,6 +212,43 @@ AUTHORIZE_PATH: Final = "/v1/oauth/authorize"
 
 class AuthorizationServerMetadata(BaseModel):
     """RFC 8414 section 2: what the issuer serves; a field it does not serve is absent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "issuer": "https://id.bank.example",
+                    "authorization_endpoint": "https://id.bank.example/v1/oauth/authorize",
+                    "token_endpoint": "https://id.bank.example/v1/oauth/token",
+                    "jwks_uri": "https://id.bank.example/.well-known/jwks.json",
+                    "revocation_endpoint": "https://id.bank.example/v1/oauth/revoke",
+                    "response_types_supported": ["code"],
+                    "grant_types_supported": [
+                        "authorization_code",
+                        "client_credentials",
+                        "refresh_token",
+                    ],
+                    "token_endpoint_auth_methods_supported": [
+                        "client_secret_basic",
+                        "client_secret_post",
+                        "none",
+                    ],
+                    "revocation_endpoint_auth_methods_supported": [
+                        "client_secret_basic",
+                        "client_secret_post",
+                        "none",
+                    ],
+                    "scopes_supported": [
+                        "accounts:read",
+                        "accounts:write",
+                        "transfers:read",
+                        "transfers:write",
+                    ],
+                    "code_challenge_methods_supported": ["S256"],
+                }
+            ]
+        }
+    )
 
     issuer: str = Field(max_length=200)
     authorization_endpoint: str | None = Field(default=None, max_length=2000)

@@ -1,9 +1,11 @@
 """Small shapes every contract reuses: pages, health, limits on free text."""
 
 import enum
-from typing import Annotated, Final, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.examples import EXAMPLE_CURSOR
 
 ItemT = TypeVar("ItemT")
 
@@ -26,8 +28,18 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _page_examples(schema: dict[str, Any], page_model: type[BaseModel]) -> None:
+    """A page's example holds its item model's first example (no item when it has none)."""
+    (item_model, *_) = page_model.__pydantic_generic_metadata__["args"] or (None,)
+    extra = getattr(item_model, "model_config", {}).get("json_schema_extra")
+    items = extra.get("examples", [])[:1] if isinstance(extra, dict) else []
+    schema["examples"] = [{"items": items, "next_cursor": EXAMPLE_CURSOR}]
+
+
 class Page(BaseModel, Generic[ItemT]):
     """One page of a cursor-paginated list; `next_cursor` is None on the last page."""
+
+    model_config = ConfigDict(json_schema_extra=_page_examples)
 
     items: list[ItemT]
     next_cursor: str | None = Field(default=None, max_length=CURSOR_LENGTH_MAX)
@@ -44,6 +56,18 @@ class MigrationsCheck(enum.StrEnum):
 class Health(BaseModel):
     """`/healthz` and `/readyz`: ready when `database` is "ok", `migrations` ok or ahead and
     `keys` (a service verifying tokens) loaded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "service": "accounts",
+                    "checks": {"database": "ok", "migrations": "ok", "keys": "ok"},
+                }
+            ]
+        }
+    )
 
     status: str = Field(max_length=20)
     service: str = Field(max_length=40)

@@ -4,9 +4,16 @@ import enum
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import Identifier, StrictModel
+from contracts.examples import (
+    EXAMPLE_LATER_TIME,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+)
 from contracts.money import AmountMinor, CurrencyCode
 
 SCORES_PATH = "/v1/scores"
@@ -34,6 +41,20 @@ class FraudDecision(enum.StrEnum):
 
 
 class ScoreRequest(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                }
+            ]
+        }
+    )
+
     transfer_id: UUID
     source_account_id: UUID
     target_account_id: UUID
@@ -49,6 +70,27 @@ class ScoreReason(BaseModel):
 
 class Score(BaseModel):
     """A stored score: scoring the same transfer again returns this same document."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "score": 300,
+                    "decision": "approve",
+                    "reasons": [
+                        {
+                            "code": "large_amount",
+                            "text": "The amount is above 1,000.00 EUR.",
+                            "points": 300,
+                        }
+                    ],
+                    "ruleset_version": "2026.11.2",
+                    "created_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
 
     transfer_id: UUID
     score: int = Field(ge=0, le=SCORE_MAX)
@@ -91,6 +133,27 @@ class RuleDescription(BaseModel):
 class RulesetDescription(BaseModel):
     """The ruleset scoring new transfers; a stored score keeps the version that made it."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "version": "2026.11.2",
+                    "review_at": 500,
+                    "decline_at": 800,
+                    "score_max": 1000,
+                    "rules": [
+                        {
+                            "code": "large_amount",
+                            "description": "The amount is at or above a per-currency threshold.",
+                            "points": 300,
+                            "parameters": {"threshold_minor": {"EUR": 100000, "USD": 100000}},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     version: str = Field(max_length=64)
     review_at: int = Field(ge=1, le=SCORE_MAX)
     decline_at: int = Field(ge=1, le=SCORE_MAX)
@@ -107,6 +170,23 @@ class OutcomeReport(StrictModel):
     Feeds the per-account features (only `completed` transfers move money) and the
     per-rule precision (a reviewer's verdict and the final status, against the score).
     """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "final_status": "completed",
+                    "review_decision": "approve",
+                    "occurred_at": EXAMPLE_LATER_TIME,
+                }
+            ]
+        }
+    )
 
     transfer_id: UUID
     source_account_id: UUID
@@ -138,6 +218,32 @@ class AccountFeatures(BaseModel):
     last completed transfers, with its spread (median absolute deviation).
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "currency": "EUR",
+                    "as_of": EXAMPLE_TIME,
+                    "first_seen_at": "2026-03-14T10:02:00Z",
+                    "age_seconds": 22980000,
+                    "transfers_last_hour": 1,
+                    "amount_last_hour_minor": 125000,
+                    "transfers_last_day": 3,
+                    "amount_last_day_minor": 158000,
+                    "round_transfers_last_hour": 0,
+                    "declines_last_day": 0,
+                    "completed_transfers": 57,
+                    "typical_amount_minor": 4200,
+                    "typical_spread_minor": 1800,
+                    "typical_sample_size": 50,
+                    "counterparty_known": True,
+                    "denied": False,
+                }
+            ]
+        }
+    )
+
     account_id: UUID
     currency: CurrencyCode
     as_of: datetime
@@ -159,6 +265,30 @@ class AccountFeatures(BaseModel):
 
 class ReviewItem(BaseModel):
     """A transfer the fraud service sent to review that has no final outcome yet."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 950000,
+                    "currency": "EUR",
+                    "score": 620,
+                    "reasons": [
+                        {
+                            "code": "very_large_amount",
+                            "text": "The amount is above 5,000.00 EUR.",
+                            "points": 620,
+                        }
+                    ],
+                    "ruleset_version": "2026.11.2",
+                    "scored_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
 
     transfer_id: UUID
     source_account_id: UUID
@@ -191,6 +321,33 @@ class RuleStats(BaseModel):
 
 
 class RuleStatsReport(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ruleset_version": "2026.11.2",
+                    "scored_since": "2026-11-01T00:00:00Z",
+                    "scored_until": "2026-12-01T00:00:00Z",
+                    "scored": 18240,
+                    "with_outcome": 18102,
+                    "rules": [
+                        {
+                            "code": "large_amount",
+                            "fired": 412,
+                            "with_outcome": 409,
+                            "completed": 371,
+                            "declined": 12,
+                            "reviewed": 38,
+                            "review_approved": 30,
+                            "review_rejected": 8,
+                            "precision": 0.21,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     ruleset_version: str | None = Field(max_length=64)
     scored_since: datetime
     scored_until: datetime
@@ -200,11 +357,32 @@ class RuleStatsReport(BaseModel):
 
 
 class DenyListEntryCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"reason": "Mule account reported by the police", "listed_by": "grace.hopper"}
+            ]
+        }
+    )
+
     reason: str = Field(min_length=1, max_length=300)
     listed_by: Identifier
 
 
 class DenyListEntry(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "reason": "Mule account reported by the police",
+                    "listed_by": "grace.hopper",
+                    "listed_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     account_id: UUID
     reason: str = Field(max_length=300)
     listed_by: str = Field(max_length=64)
@@ -213,6 +391,29 @@ class DenyListEntry(BaseModel):
 
 class ShadowScore(BaseModel):
     """A shadow ruleset's verdict on a transfer, recorded beside the live one it never changed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "ruleset_version": "2026.12.0",
+                    "score": 520,
+                    "decision": "review",
+                    "reasons": [
+                        {
+                            "code": "amount_above_typical",
+                            "text": "The amount is far above the account's typical transfer.",
+                            "points": 520,
+                        }
+                    ],
+                    "live_ruleset_version": "2026.11.2",
+                    "live_decision": "approve",
+                    "created_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
 
     transfer_id: UUID
     ruleset_version: str = Field(max_length=64)
@@ -232,6 +433,25 @@ class DecisionPair(BaseModel):
 
 class ShadowComparison(BaseModel):
     """Live and shadow decisions side by side over a period: how often they agree."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "shadow_ruleset_version": "2026.12.0",
+                    "scored_since": "2026-11-01T00:00:00Z",
+                    "scored_until": "2026-12-01T00:00:00Z",
+                    "evaluated": 18240,
+                    "agreed": 18191,
+                    "pairs": [
+                        {"live": "approve", "shadow": "approve", "count": 17950},
+                        {"live": "approve", "shadow": "review", "count": 49},
+                        {"live": "review", "shadow": "review", "count": 241},
+                    ],
+                }
+            ]
+        }
+    )
 
     shadow_ruleset_version: str | None = Field(max_length=64)
     scored_since: datetime

@@ -6,9 +6,21 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import Identifier, ShortText, StrictModel
+from contracts.examples import (
+    EXAMPLE_CUSTOMER_ID,
+    EXAMPLE_DELIVERY_ID,
+    EXAMPLE_EVENT_ID,
+    EXAMPLE_LATER_TIME,
+    EXAMPLE_PAYEE_CUSTOMER_ID,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+    EXAMPLE_WEBHOOK_ENDPOINT_ID,
+)
 
 EVENTS_PATH = "/v1/events"
 
@@ -45,6 +57,28 @@ class EventType(enum.StrEnum):
 class EventCreate(StrictModel):
     """An event to fan out; idempotent on `id` (the saga derives it from transfer id + type)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_EVENT_ID,
+                    "type": "transfer.completed",
+                    "timestamp": EXAMPLE_LATER_TIME,
+                    "data": {
+                        "transfer_id": EXAMPLE_TRANSFER_ID,
+                        "status": "completed",
+                        "amount_minor": 125000,
+                        "currency": "EUR",
+                        "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                        "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                        "source_customer_id": EXAMPLE_CUSTOMER_ID,
+                        "target_customer_id": EXAMPLE_PAYEE_CUSTOMER_ID,
+                    },
+                }
+            ]
+        }
+    )
+
     id: UUID
     type: EventType
     timestamp: datetime
@@ -52,6 +86,29 @@ class EventCreate(StrictModel):
 
 
 class Event(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_EVENT_ID,
+                    "type": "transfer.completed",
+                    "timestamp": EXAMPLE_LATER_TIME,
+                    "data": {
+                        "transfer_id": EXAMPLE_TRANSFER_ID,
+                        "status": "completed",
+                        "amount_minor": 125000,
+                        "currency": "EUR",
+                        "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                        "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                        "source_customer_id": EXAMPLE_CUSTOMER_ID,
+                        "target_customer_id": EXAMPLE_PAYEE_CUSTOMER_ID,
+                    },
+                    "received_at": EXAMPLE_LATER_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     type: EventType
     timestamp: datetime
@@ -148,6 +205,18 @@ class StandingOrderOccurrenceFailedWebhookData(BaseModel):
 
 
 class WebhookEndpointCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/sagabank",
+                    "event_types": ["transfer.completed", "transfer.rejected"],
+                    "description": "Bookkeeping",
+                }
+            ]
+        }
+    )
+
     url: WebhookUrl
     event_types: EventTypes
     description: ShortText | None = None
@@ -157,12 +226,38 @@ class WebhookEndpointUpdate(StrictModel):
     """Only the fields sent change. `url` and `event_types` cannot be cleared (null leaves
     them as they are); `description: null` clears the description."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"event_types": ["transfer.completed", "transfer.rejected", "transfer.reversed"]}
+            ]
+        }
+    )
+
     url: WebhookUrl | None = None
     event_types: EventTypes | None = None
     description: ShortText | None = None
 
 
 class WebhookEndpoint(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_WEBHOOK_ENDPOINT_ID,
+                    "customer_id": EXAMPLE_CUSTOMER_ID,
+                    "url": "https://hooks.example.com/sagabank",
+                    "event_types": ["transfer.completed", "transfer.rejected"],
+                    "description": "Bookkeeping",
+                    "enabled": True,
+                    "disabled_reason": None,
+                    "created_at": EXAMPLE_TIME,
+                    "updated_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     customer_id: str
     url: str
@@ -178,16 +273,49 @@ class WebhookEndpoint(BaseModel):
 class WebhookEndpointCreated(WebhookEndpoint):
     """Returned once, at creation: the only time the signing secret is shown."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_WEBHOOK_ENDPOINT_ID,
+                    "customer_id": EXAMPLE_CUSTOMER_ID,
+                    "url": "https://hooks.example.com/sagabank",
+                    "event_types": ["transfer.completed", "transfer.rejected"],
+                    "description": "Bookkeeping",
+                    "enabled": True,
+                    "disabled_reason": None,
+                    "created_at": EXAMPLE_TIME,
+                    "updated_at": EXAMPLE_TIME,
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/VG7DnDJWCc=",
+                }
+            ]
+        }
+    )
+
     secret: str
 
 
 class WebhookSecretRotate(StrictModel):
     """How long the previous secret(s) keep signing beside the new one (default: a setting)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"grace_seconds": 86400}]})
+
     grace_seconds: int | None = Field(default=None, ge=0, le=WEBHOOK_SECRET_GRACE_SECONDS_MAX)
 
 
 class WebhookSecretRotated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "endpoint_id": EXAMPLE_WEBHOOK_ENDPOINT_ID,
+                    "secret": "whsec_C2FGq4Tdq1Rb7L0ZxU9fKkPq3nJmVwYs8hE6aDgTzXo=",
+                    "previous_secrets_expire_at": "2026-12-07T09:30:00Z",
+                }
+            ]
+        }
+    )
+
     endpoint_id: UUID
     secret: str
     previous_secrets_expire_at: datetime
@@ -216,6 +344,27 @@ class DeliveryAttempt(BaseModel):
 
 
 class Delivery(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_DELIVERY_ID,
+                    "webhook_id": "msg_" + EXAMPLE_DELIVERY_ID,
+                    "endpoint_id": EXAMPLE_WEBHOOK_ENDPOINT_ID,
+                    "event_id": EXAMPLE_EVENT_ID,
+                    "event_type": "transfer.completed",
+                    "status": "succeeded",
+                    "attempts_made": 1,
+                    "next_attempt_at": None,
+                    "last_attempt_at": EXAMPLE_LATER_TIME,
+                    "last_status_code": 200,
+                    "created_at": EXAMPLE_LATER_TIME,
+                    "updated_at": EXAMPLE_LATER_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     # The `webhook-id` header: the same on every attempt and redelivery of this delivery.
     webhook_id: str
@@ -237,14 +386,60 @@ DELIVERY_ATTEMPTS_SHOWN_MAX = 50
 class DeliveryDetail(Delivery):
     """A delivery with its attempts, newest first (at most DELIVERY_ATTEMPTS_SHOWN_MAX)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_DELIVERY_ID,
+                    "webhook_id": "msg_" + EXAMPLE_DELIVERY_ID,
+                    "endpoint_id": EXAMPLE_WEBHOOK_ENDPOINT_ID,
+                    "event_id": EXAMPLE_EVENT_ID,
+                    "event_type": "transfer.completed",
+                    "status": "succeeded",
+                    "attempts_made": 1,
+                    "next_attempt_at": None,
+                    "last_attempt_at": EXAMPLE_LATER_TIME,
+                    "last_status_code": 200,
+                    "created_at": EXAMPLE_LATER_TIME,
+                    "updated_at": EXAMPLE_LATER_TIME,
+                    "attempts": [
+                        {
+                            "number": 1,
+                            "started_at": EXAMPLE_LATER_TIME,
+                            "status_code": 200,
+                            "latency_ms": 142,
+                            "outcome": "succeeded",
+                            "error": None,
+                            "response_excerpt": "ok",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     attempts: list[DeliveryAttempt]
 
 
 class EmailContactPut(StrictModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"address": "ada@example.com"}]})
+
     address: EmailAddress
 
 
 class EmailContact(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": EXAMPLE_CUSTOMER_ID,
+                    "address": "ada@example.com",
+                    "updated_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     customer_id: str
     address: str
     updated_at: datetime

@@ -52,7 +52,22 @@ def problem_type(slug: str) -> str:
 class Problem(BaseModel):
     """An RFC 9457 problem document; extension members are allowed."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "urn:sagabank:problem:insufficient-funds",
+                    "title": "Insufficient funds",
+                    "status": 409,
+                    "detail": "The account's available balance does not cover 25.00 EUR.",
+                    "instance": "/v1/ledger/transfers",
+                    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "request_id": "req-7c1e2f",
+                }
+            ]
+        },
+    )
 
     type: str = Field(default="about:blank", max_length=200)
     title: str = Field(max_length=200)

@@ -8,9 +8,18 @@ from datetime import datetime
 from typing import Final
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.common import ShortText, StrictModel
+from contracts.examples import (
+    EXAMPLE_LATER_TIME,
+    EXAMPLE_LEDGER_TRANSFER_ID,
+    EXAMPLE_REVERSAL_ID,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+)
 from contracts.money import AmountMinor
 from contracts.transfers import (
     TRANSFER_REVERSALS_MAX,
@@ -44,11 +53,39 @@ def reversal_workflow_id(reversal_id: UUID) -> str:
 class ReversalCreate(StrictModel):
     """`amount_minor` omitted: reverse what remains of the original."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"amount_minor": 25000, "reason": "Deposit returned"}]}
+    )
+
     amount_minor: AmountMinor | None = None
     reason: ShortText = Field(min_length=1)
 
 
 class Reversal(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_REVERSAL_ID,
+                    "workflow_id": "reversal-" + EXAMPLE_REVERSAL_ID,
+                    "original_transfer_id": EXAMPLE_TRANSFER_ID,
+                    "status": "completed",
+                    "source_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "amount_minor": 25000,
+                    "currency": "EUR",
+                    "reason": "Deposit returned",
+                    "steps": [{"name": "post", "outcome": "ok", "occurred_at": EXAMPLE_LATER_TIME}],
+                    "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+                    "failure_reason": None,
+                    "created_at": EXAMPLE_TIME,
+                    "updated_at": EXAMPLE_LATER_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     workflow_id: str
     original_transfer_id: UUID
@@ -68,6 +105,36 @@ class Reversal(BaseModel):
 
 
 class ReversalList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "id": EXAMPLE_REVERSAL_ID,
+                            "workflow_id": "reversal-" + EXAMPLE_REVERSAL_ID,
+                            "original_transfer_id": EXAMPLE_TRANSFER_ID,
+                            "status": "completed",
+                            "source_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                            "target_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                            "amount_minor": 25000,
+                            "currency": "EUR",
+                            "reason": "Deposit returned",
+                            "steps": [
+                                {"name": "post", "outcome": "ok", "occurred_at": EXAMPLE_LATER_TIME}
+                            ],
+                            "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                            "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+                            "failure_reason": None,
+                            "created_at": EXAMPLE_TIME,
+                            "updated_at": EXAMPLE_LATER_TIME,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     items: list[Reversal] = Field(max_length=TRANSFER_REVERSALS_MAX)
 
 

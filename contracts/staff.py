@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts.auth import StaffRole
+from contracts.examples import EXAMPLE_STAFF_ID, EXAMPLE_TIME
 
 STAFF_PATH: Final = "/v1/admin/staff"
 STAFF_DISABLE_PATH: Final = "/v1/admin/staff/disable"
@@ -18,7 +19,19 @@ STAFF_PASSWORD_LENGTH_MAX: Final = 256
 
 
 class StaffCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "grace@bank.example",
+                    "role": "reviewer",
+                    "display_name": "Grace Hopper",
+                    "password": "a long passphrase of five words",
+                }
+            ]
+        },
+    )
 
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
     role: StaffRole
@@ -29,12 +42,29 @@ class StaffCreate(BaseModel):
 
 
 class StaffDisable(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "grace@bank.example"}]}
+    )
 
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
 
 
 class StaffMemberOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_STAFF_ID,
+                    "email": "grace@bank.example",
+                    "display_name": "Grace Hopper",
+                    "role": "reviewer",
+                    "created_at": EXAMPLE_TIME,
+                    "disabled_at": None,
+                }
+            ]
+        }
+    )
+
     id: UUID
     email: str
     display_name: str | None
@@ -46,11 +76,48 @@ class StaffMemberOut(BaseModel):
 class StaffEnrolmentOut(BaseModel):
     """A new member and the otpauth:// URI their authenticator app takes: shown this once."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "staff": {
+                        "id": EXAMPLE_STAFF_ID,
+                        "email": "grace@bank.example",
+                        "display_name": "Grace Hopper",
+                        "role": "reviewer",
+                        "created_at": EXAMPLE_TIME,
+                        "disabled_at": None,
+                    },
+                    "otpauth_uri": "otpauth://totp/Sagabank:grace%40bank.example?secret=JBSWY3DPEHPK3PXP&issuer=Sagabank",
+                }
+            ]
+        }
+    )
+
     staff: StaffMemberOut
     otpauth_uri: str
 
 
 class StaffList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "staff": [
+                        {
+                            "id": EXAMPLE_STAFF_ID,
+                            "email": "grace@bank.example",
+                            "display_name": "Grace Hopper",
+                            "role": "reviewer",
+                            "created_at": EXAMPLE_TIME,
+                            "disabled_at": None,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     staff: list[StaffMemberOut]
 
 
@@ -63,6 +130,20 @@ STAFF_SUBJECT_PREFIX: Final = "staff:"
 
 
 class StaffProfile(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_STAFF_ID,
+                    "email": "grace@bank.example",
+                    "display_name": "Grace Hopper",
+                    "role": "reviewer",
+                    "scopes": ["reviews:write", "transfers:read"],
+                }
+            ]
+        }
+    )
+
     id: UUID
     email: str
     display_name: str | None

@@ -5,9 +5,16 @@ from datetime import datetime
 from typing import Final
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.common import ShortText, StrictModel
+from contracts.examples import (
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_STANDING_ORDER_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+)
 from contracts.money import AmountMinor, CurrencyCode
 from contracts.transfers import TransferStatus
 
@@ -55,6 +62,23 @@ class StandingOrderCreate(StrictModel):
     """A recurring transfer: every `interval` (ISO 8601: "P1M", "P7D", "PT12H") from
     `start_at`, until `end_at` or for `count` occurrences (at most one of the two)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "description": "Rent",
+                    "interval": "P1M",
+                    "start_at": "2027-01-01T08:00:00Z",
+                    "count": 12,
+                }
+            ]
+        }
+    )
+
     source_account_id: UUID
     target_account_id: UUID
     amount_minor: AmountMinor
@@ -67,6 +91,31 @@ class StandingOrderCreate(StrictModel):
 
 
 class StandingOrder(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_STANDING_ORDER_ID,
+                    "schedule_id": "standing-order-" + EXAMPLE_STANDING_ORDER_ID,
+                    "status": "active",
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "description": "Rent",
+                    "interval": "P1M",
+                    "start_at": "2027-01-01T08:00:00Z",
+                    "end_at": None,
+                    "count": 12,
+                    "next_run_at": ["2027-01-01T08:00:00Z", "2027-02-01T08:00:00Z"],
+                    "next_run_at_known": True,
+                    "created_at": EXAMPLE_TIME,
+                    "updated_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     id: UUID
     schedule_id: str
     status: StandingOrderStatus
@@ -93,11 +142,27 @@ class StandingOrder(BaseModel):
 class OccurrenceRequest(StrictModel):
     """The occurrence workflow's ask: create the transfer due at `scheduled_at`."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"scheduled_at": "2027-01-01T08:00:00Z"}]}
+    )
+
     scheduled_at: AwareDatetime
 
 
 class OccurrenceOutcome(StrictModel):
     """How an occurrence's transfer ended, as the occurrence workflow learnt it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "scheduled_at": "2027-01-01T08:00:00Z",
+                    "status": "rejected",
+                    "failure_reason": "insufficient-funds",
+                }
+            ]
+        }
+    )
 
     scheduled_at: AwareDatetime
     status: TransferStatus
@@ -105,6 +170,22 @@ class OccurrenceOutcome(StrictModel):
 
 
 class StandingOrderOccurrence(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "standing_order_id": EXAMPLE_STANDING_ORDER_ID,
+                    "scheduled_at": "2027-01-01T08:00:00Z",
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "status": "completed",
+                    "failure_reason": None,
+                    "failed_at": None,
+                    "created_at": "2027-01-01T08:00:01Z",
+                }
+            ]
+        }
+    )
+
     standing_order_id: UUID
     scheduled_at: datetime
     # None when transactions refused to create the transfer for good (the source account

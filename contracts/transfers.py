@@ -6,10 +6,18 @@ from datetime import datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.accounts import AccountsProblem
 from contracts.common import Identifier, ShortText, StrictModel
+from contracts.examples import (
+    EXAMPLE_LATER_TIME,
+    EXAMPLE_LEDGER_TRANSFER_ID,
+    EXAMPLE_SOURCE_ACCOUNT_ID,
+    EXAMPLE_TARGET_ACCOUNT_ID,
+    EXAMPLE_TIME,
+    EXAMPLE_TRANSFER_ID,
+)
 from contracts.fraud import FraudDecision, ScoreReason
 from contracts.money import AmountMinor, CurrencyCode
 from contracts.problem import Problem
@@ -120,6 +128,21 @@ Metadata = Annotated[dict[Identifier, ShortText], Field(max_length=20)]
 
 
 class TransferCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "description": "Rent December",
+                    "metadata": {"reference": "RENT-2026-12"},
+                }
+            ]
+        }
+    )
+
     source_account_id: UUID
     target_account_id: UUID
     amount_minor: AmountMinor
@@ -150,6 +173,49 @@ class FraudAssessment(BaseModel):
 
 
 class Transfer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_TRANSFER_ID,
+                    "workflow_id": "transfer-" + EXAMPLE_TRANSFER_ID,
+                    "status": "completed",
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "description": "Rent December",
+                    "metadata": {"reference": "RENT-2026-12"},
+                    "steps": [
+                        {"name": "validate", "outcome": "ok", "occurred_at": EXAMPLE_TIME},
+                        {"name": "hold", "outcome": "ok", "occurred_at": EXAMPLE_TIME},
+                        {"name": "score", "outcome": "approve", "occurred_at": EXAMPLE_TIME},
+                        {"name": "post", "outcome": "ok", "occurred_at": EXAMPLE_LATER_TIME},
+                    ],
+                    "fraud": {
+                        "score": 300,
+                        "decision": "approve",
+                        "reasons": [
+                            {
+                                "code": "large_amount",
+                                "text": "The amount is above 1,000.00 EUR.",
+                                "points": 300,
+                            }
+                        ],
+                    },
+                    "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+                    "failure_reason": None,
+                    "created_at": EXAMPLE_TIME,
+                    "updated_at": EXAMPLE_LATER_TIME,
+                    "reversal_of": None,
+                    "reversed_minor": 0,
+                    "reversal_ids": [],
+                }
+            ]
+        }
+    )
+
     id: UUID
     workflow_id: str
     status: TransferStatus
@@ -181,6 +247,23 @@ class StepRecord(StrictModel):
     report with an older version never moves the transfer's status backwards.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "step": "hold",
+                    "outcome": "ok",
+                    "status": "pending",
+                    "version": 2,
+                    "occurred_at": EXAMPLE_TIME,
+                    "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                    "workflow_id": "transfer-" + EXAMPLE_TRANSFER_ID,
+                    "run_id": "7b0e1d2c-3f4a-4b5c-8d6e-9f0a1b2c3d4e",
+                }
+            ]
+        }
+    )
+
     step: str = Field(min_length=1, max_length=40)
     outcome: str = Field(min_length=1, max_length=40)
     status: TransferStatus
@@ -204,6 +287,32 @@ class StepRecordBatch(StrictModel):
 
     Applied in one transaction, each record exactly as if it had been reported alone.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {
+                            "step": "validate",
+                            "outcome": "ok",
+                            "status": "pending",
+                            "version": 1,
+                            "occurred_at": EXAMPLE_TIME,
+                        },
+                        {
+                            "step": "hold",
+                            "outcome": "ok",
+                            "status": "pending",
+                            "version": 2,
+                            "occurred_at": EXAMPLE_TIME,
+                            "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
 
     records: list[StepRecord] = Field(min_length=1, max_length=STEP_BATCH_SIZE_MAX)
 
@@ -241,6 +350,12 @@ class ReviewRequest(StrictModel):
     """A reviewer's verdict, as `POST /v1/admin/transfers/{id}/review` takes it. The
     reviewer is the token's subject: a body naming one (`reviewer_id`) is refused."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"decision": "approve", "note": "Customer confirmed by phone"}]
+        }
+    )
+
     decision: Literal["approve", "reject"]
     note: ShortText | None = None
 
@@ -256,6 +371,10 @@ class ReviewDecision(StrictModel):
 
 class CancelRequest(StrictModel):
     """A customer's request to cancel (signal `cancel`); honoured only before posting."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "Paid the wrong account"}]}
+    )
 
     reason: ShortText | None = None
 
@@ -297,6 +416,22 @@ class TransferBatchItem(TransferCreate):
     """One transfer of a batch, with the Idempotency-Key it would carry as a single POST:
     the same key and body in a batch and in a single POST are the same request."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                    "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                    "amount_minor": 125000,
+                    "currency": "EUR",
+                    "description": "Rent December",
+                    "metadata": {"reference": "RENT-2026-12"},
+                    "idempotency_key": "rent-2026-12",
+                }
+            ]
+        }
+    )
+
     idempotency_key: IdempotencyKeyText
 
     def to_create(self) -> TransferCreate:
@@ -306,6 +441,26 @@ class TransferBatchItem(TransferCreate):
 class TransferBatchCreate(StrictModel):
     """Up to 100 transfers. Each item is validated on its own, so one malformed item is
     answered with its own problem and does not sink the others."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                            "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                            "amount_minor": 125000,
+                            "currency": "EUR",
+                            "description": "Rent December",
+                            "metadata": {"reference": "RENT-2026-12"},
+                            "idempotency_key": "rent-2026-12",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
 
     items: list[object] = Field(
         min_length=1,
@@ -326,6 +481,72 @@ class TransferBatchResult(BaseModel):
 
 
 class TransferBatchResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {
+                            "index": 0,
+                            "idempotency_key": "rent-2026-12",
+                            "status": 201,
+                            "replayed": False,
+                            "transfer": {
+                                "id": EXAMPLE_TRANSFER_ID,
+                                "workflow_id": "transfer-" + EXAMPLE_TRANSFER_ID,
+                                "status": "completed",
+                                "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
+                                "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
+                                "amount_minor": 125000,
+                                "currency": "EUR",
+                                "description": "Rent December",
+                                "metadata": {"reference": "RENT-2026-12"},
+                                "steps": [
+                                    {
+                                        "name": "validate",
+                                        "outcome": "ok",
+                                        "occurred_at": EXAMPLE_TIME,
+                                    },
+                                    {"name": "hold", "outcome": "ok", "occurred_at": EXAMPLE_TIME},
+                                    {
+                                        "name": "score",
+                                        "outcome": "approve",
+                                        "occurred_at": EXAMPLE_TIME,
+                                    },
+                                    {
+                                        "name": "post",
+                                        "outcome": "ok",
+                                        "occurred_at": EXAMPLE_LATER_TIME,
+                                    },
+                                ],
+                                "fraud": {
+                                    "score": 300,
+                                    "decision": "approve",
+                                    "reasons": [
+                                        {
+                                            "code": "large_amount",
+                                            "text": "The amount is above 1,000.00 EUR.",
+                                            "points": 300,
+                                        }
+                                    ],
+                                },
+                                "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
+                                "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
+                                "failure_reason": None,
+                                "created_at": EXAMPLE_TIME,
+                                "updated_at": EXAMPLE_LATER_TIME,
+                                "reversal_of": None,
+                                "reversed_minor": 0,
+                                "reversal_ids": [],
+                            },
+                            "problem": None,
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     results: list[TransferBatchResult] = Field(max_length=TRANSFER_BATCH_SIZE_MAX)
 
 
@@ -354,6 +575,19 @@ CallbackReferencePrefix = Annotated[
 
 
 class CallbackClientCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "rail-x",
+                    "description": "Confirmations from the instant payment rail",
+                    "account_ids": [EXAMPLE_SOURCE_ACCOUNT_ID],
+                    "reference_prefix": "RX-",
+                }
+            ]
+        }
+    )
+
     name: CallbackClientName
     description: ShortText | None = None
     account_ids: list[UUID] = Field(
@@ -382,6 +616,22 @@ class CallbackClient(BaseModel):
 class CallbackClientCreated(CallbackClient):
     """Returned once, at registration: the only time the signing secret is shown."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5f6a7b8c-9d0e-4f1a-b2c3-d4e5f6a7b8c9",
+                    "name": "rail-x",
+                    "description": "Confirmations from the instant payment rail",
+                    "account_ids": [EXAMPLE_SOURCE_ACCOUNT_ID],
+                    "reference_prefix": "RX-",
+                    "created_at": EXAMPLE_TIME,
+                    "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw/VG7DnDJWCc=",
+                }
+            ]
+        }
+    )
+
     secret: str = Field(description="Standard Webhooks secret, `whsec_` + base64 of 32 bytes")
 
 
@@ -398,6 +648,20 @@ class ConfirmationCallback(StrictModel):
 
 class ConfirmationReceipt(BaseModel):
     """The answer to a confirmation: the same body again for a replayed `webhook-id`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "webhook_id": "msg_2Lh5yQ9dJ0wR3mZ8",
+                    "transfer_id": EXAMPLE_TRANSFER_ID,
+                    "decision": "approve",
+                    "external_reference": "RX-20261206-000417",
+                    "transfer_status": "in_review",
+                }
+            ]
+        }
+    )
 
     webhook_id: str
     transfer_id: UUID

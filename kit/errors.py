@@ -38,6 +38,15 @@ class ProblemError(Exception):
     def type_uri(cls) -> str:
         return problem_type(cls.slug)
 
+    @classmethod
+    def example_detail(cls) -> str:
+        """The `detail` of this problem's documented example: the first paragraph of the
+        class's own docstring, else its title."""
+        own = cls.__dict__.get("__doc__")
+        if not own:
+            return f"{cls.title}."
+        return " ".join(own.strip().split("\n\n")[0].split())
+
     def to_problem(
         self, *, instance: str | None, trace_id: str | None, request_id: str | None = None
     ) -> Problem:
@@ -122,6 +131,22 @@ class Forbidden(ProblemError):
     status = 403
     slug = CommonProblem.insufficient_scope
     title = "Insufficient scope"
+
+
+class PayloadTooLarge(ProblemError):
+    """The request body is larger than the service accepts (kit.app caps every body)."""
+
+    status = 413
+    slug = CommonProblem.payload_too_large
+    title = "Payload too large"
+
+
+class InternalError(ProblemError):
+    """An unexpected error; quote the trace id when reporting it."""
+
+    status = 500
+    slug = CommonProblem.internal_error
+    title = "Internal server error"
 
 
 class TooManyRequests(ProblemError):

@@ -3,12 +3,13 @@ ids, and one OAuth2 scheme naming the issuer's flows and scopes, with the scopes
 operation demands read from its `kit.auth` dependencies (docs/decisions/0040)."""
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.dependencies.utils import get_flat_params
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from contracts.auth import (
     AUTHORIZE_PATH,
@@ -19,6 +20,19 @@ from contracts.auth import (
 )
 from contracts.problem import PROBLEM_CONTENT_TYPE
 from kit.auth import ScopeRequirement, authenticate
+from kit.deadline import DeadlineExceeded, InvalidDeadline, request_deadline
+from kit.errors import (
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ProblemError,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
+from kit.problems import problem_example
+from kit.ratelimit import RateLimited
 
 SECURITY_SCHEME: Final = "OAuth2"
 # Swagger UI's Authorize (FastAPI's `swagger_ui_init_oauth`): the issuer's public client for
@@ -29,6 +43,7 @@ SWAGGER_UI_OAUTH: Final[dict[str, Any]] = {
 }
 
 ScopeAlternatives = list[frozenset[Scope]]
+_SCHEMAS: Final = "#/components/schemas/"
 _PROBLEM: Final = "#/components/schemas/Problem"
 _VALIDATION_ERROR: Final = "#/components/schemas/HTTPValidationError"
 
@@ -76,9 +91,82 @@ def install_openapi(app: FastAPI, *, issuer_url: str | None) -> None:
             document = generate()
             _document_security(app, document, issuer_url=issuer_url)
             _problems_as_problem_json(document)
+            _document_problems(app, document)
+            _restore_example_nulls(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # Its routes document the problems they answer (kit.answered_problems checks them).
+    app.state.documents_problems = True
+
+
+# Status -> slug -> the named example of each problem a route documents.
+DocumentedProblems = dict[int, dict[str, dict[str, Any]]]
+
+
+def documented_problems(route: APIRoute | RouteContext) -> DocumentedProblems:
+    """Each problem `route` may answer, by status then by slug, as its named example: those
+    it declares (`kit.problems.problem_responses`) and those kit answers for any route
+    like it (docs/decisions/0043)."""
+    found: DocumentedProblems = {}
+    for status, response in route.responses.items():
+        examples = response.get("content", {}).get(PROBLEM_CONTENT_TYPE, {}).get("examples", {})
+        for slug, example in examples.items():
+            found.setdefault(int(status), {})[slug] = example
+    for error in _common_problems(route):
+        found.setdefault(error.status, {}).setdefault(str(error.slug), problem_example(error))
+    return found
+
+
+def _common_problems(route: APIRoute | RouteContext) -> Iterator[type[ProblemError]]:
+    """The problems kit itself answers on `route`: by its parameters, body and security."""
+    yield InternalError
+    parameters = get_flat_params(route.dependant)
+    if route.body_field is not None:
+        yield PayloadTooLarge
+    if parameters or route.body_field is not None:
+        yield InvalidRequest  # FastAPI's rule for its own 422
+    alternatives = scope_alternatives(route.dependant)
+    if alternatives is not None:
+        yield Unauthorized
+        yield ServiceUnavailable  # the issuer's keys cannot be fetched
+        if any(alternatives):
+            yield Forbidden
+    if _depends_on(route.dependant, lambda call: isinstance(call, RateLimited)):
+        yield TooManyRequests
+    if _depends_on(route.dependant, lambda call: call is request_deadline):
+        yield InvalidDeadline
+        yield DeadlineExceeded
+
+
+def _depends_on(dependant: Dependant, matches: Callable[[Any], bool]) -> bool:
+    """Whether any dependency in the tree is a call that `matches`."""
+    return any(
+        matches(dependency.call) or _depends_on(dependency, matches)
+        for dependency in dependant.dependencies
+    )
+
+
+def _document_problems(app: FastAPI, document: dict[str, Any]) -> None:
+    """On each operation, per status, every problem type it documents as a named example."""
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
+            continue
+        problems = documented_problems(route)
+        for method in route.methods or ():
+            operation = document["paths"][route.path_format].get(method.lower())
+            if operation is None:
+                continue
+            responses = operation.setdefault("responses", {})
+            for status, examples in sorted(problems.items()):
+                response = responses.setdefault(str(status), {})
+                titles = "; ".join(example["summary"] for example in examples.values())
+                if not response.get("description"):
+                    response["description"] = titles
+                response.setdefault("content", {})[PROBLEM_CONTENT_TYPE] = {
+                    "schema": {"$ref": _PROBLEM},
+                    "examples": examples,
+                }
 
 
 def _problems_as_problem_json(document: dict[str, Any]) -> None:
@@ -100,6 +188,46 @@ def _problems_as_problem_json(document: dict[str, Any]) -> None:
         schemas.pop("HTTPValidationError", None)
         if not _mentions(document, "#/components/schemas/ValidationError"):
             schemas.pop("ValidationError", None)
+
+
+def _restore_example_nulls(document: dict[str, Any]) -> None:
+    """Put back the `null`s FastAPI drops from the document (it encodes it with
+    `exclude_none`): in each model's examples, a required property that may be null and is
+    missing was null, and without it the example would not be valid (docs/decisions/0043)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    for schema in schemas.values():
+        for example in schema.get("examples", []):
+            _fill_nulls(example, schema, schemas, depth=0)
+
+
+_EXAMPLE_DEPTH_MAX: Final = 10
+
+
+def _fill_nulls(value: Any, schema: dict[str, Any], schemas: dict[str, Any], *, depth: int) -> None:
+    if depth > _EXAMPLE_DEPTH_MAX:
+        return
+    reference = schema.get("$ref", "")
+    if reference.startswith(_SCHEMAS):
+        schema = schemas.get(reference.removeprefix(_SCHEMAS), {})
+    if isinstance(value, list):
+        for item in value:
+            _fill_nulls(item, schema.get("items", {}), schemas, depth=depth + 1)
+        return
+    if not isinstance(value, dict):
+        return
+    for variant in schema.get("anyOf", []):
+        _fill_nulls(value, variant, schemas, depth=depth + 1)
+    properties = schema.get("properties", {})
+    for name in schema.get("required", []):
+        if name not in value and _nullable(properties.get(name, {})):
+            value[name] = None
+    for name, member in value.items():
+        if name in properties:
+            _fill_nulls(member, properties[name], schemas, depth=depth + 1)
+
+
+def _nullable(schema: dict[str, Any]) -> bool:
+    return any(variant.get("type") == "null" for variant in schema.get("anyOf", []))
 
 
 def _operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:

@@ -1,5 +1,6 @@
 """One set of handlers renders every error as RFC 9457 problem+json (domain errors: kit.errors)."""
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -7,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from contracts.problem import PROBLEM_CONTENT_TYPE, CommonProblem, Problem, problem_type
 from kit.errors import ProblemError, validation_issues
@@ -29,23 +31,59 @@ _STATUS_SLUGS: dict[int, tuple[CommonProblem, str]] = {
 }
 
 
+# Each is told of every problem a service answers, with the request's scope (tests record
+# which route answered which problem type: kit.answered_problems).
+ProblemObserver = Callable[[Scope, Problem], None]
+problem_observers: list[ProblemObserver] = []
+
+
+class ProblemResponse(JSONResponse):
+    """A problem+json answer, shown to the `problem_observers` as it is sent."""
+
+    def __init__(self, problem: Problem, headers: dict[str, str] | None = None) -> None:
+        super().__init__(
+            problem.model_dump(mode="json", exclude_none=True),
+            status_code=problem.status,
+            media_type=PROBLEM_CONTENT_TYPE,
+            headers=headers,
+        )
+        self.problem = problem
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        for observe in problem_observers:
+            observe(scope, self.problem)
+        await super().__call__(scope, receive, send)
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        problem.model_dump(mode="json", exclude_none=True),
-        status_code=problem.status,
-        media_type=PROBLEM_CONTENT_TYPE,
-        headers=headers,
+    return ProblemResponse(problem, headers)
+
+
+def problem_example(error: type[ProblemError]) -> dict[str, Any]:
+    """The named OpenAPI example of `error`: the Problem document a service answers with."""
+    problem = Problem(
+        type=error.type_uri(), title=error.title, status=error.status, detail=error.example_detail()
     )
+    return {"summary": error.title, "value": problem.model_dump(mode="json", exclude_none=True)}
 
 
 def problem_responses(*errors: type[ProblemError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a route, so /docs shows each problem it can answer with."""
+    """OpenAPI `responses=` for a route: per status, each problem type it can answer as a
+    named example (kit.openapi adds the ones kit answers for every route like it)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for error in errors:
         entry = responses.setdefault(
             error.status,
-            {"model": Problem, "content": {PROBLEM_CONTENT_TYPE: {}}, "description": ""},
+            {
+                "model": Problem,
+                "content": {PROBLEM_CONTENT_TYPE: {"examples": {}}},
+                "description": "",
+            },
         )
+        examples = entry["content"][PROBLEM_CONTENT_TYPE]["examples"]
+        if str(error.slug) in examples:
+            continue
+        examples[str(error.slug)] = problem_example(error)
         entry["description"] = "; ".join(
             part for part in (entry["description"], f"{error.title} (`{error.type_uri()}`)") if part
         )

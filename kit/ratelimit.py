@@ -71,13 +71,20 @@ def limiter_of(request: Request) -> RateLimiter:
     return limiter
 
 
-def rate_limited(bucket: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the authenticated principal, counted against `bucket`."""
+class RateLimited:
+    """A dependency: the authenticated principal, counted against `bucket` (a class, so
+    kit.openapi can tell which routes may answer 429)."""
 
-    async def dependency(
-        request: Request, principal: Annotated[Principal, Depends(authenticate)]
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    async def __call__(
+        self, request: Request, principal: Annotated[Principal, Depends(authenticate)]
     ) -> Principal:
-        await limiter_of(request).hit(bucket, f"{principal.kind.value}:{principal.subject}")
+        await limiter_of(request).hit(self.bucket, f"{principal.kind.value}:{principal.subject}")
         return principal
 
-    return dependency
+
+def rate_limited(bucket: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated principal, counted against `bucket`."""
+    return RateLimited(bucket)

@@ -8,7 +8,7 @@ batches, and running it again finds only the rows left.
 """
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -28,7 +28,7 @@ from kit import audit
 from kit.audit import change_event
 from kit.auth import Principal, require_scopes
 from kit.db import Session
-from kit.errors import Forbidden, InvalidRequest, Unauthorized
+from kit.errors import Forbidden, InvalidRequest, ProblemError, Unauthorized
 from kit.params import AuditActor, Now
 from kit.problems import problem_responses
 from kit.sealing import KeyRing, SealedValueUnreadable, header_of
@@ -126,16 +126,19 @@ async def reseal_batch(
 Reseal = Callable[[AsyncSession, ResealRequest], Awaitable[ResealBatch]]
 
 
-def secrets_router(*, reseal: Reseal, audit_table: Table) -> APIRouter:
+def secrets_router(
+    *, reseal: Reseal, audit_table: Table, problems: Sequence[type[ProblemError]] = ()
+) -> APIRouter:
     """`POST /v1/admin/secrets/reseal` for callers with `secrets:rotate`: one batch, audited
-    as `secrets.resealed` in the same transaction (counts and the key id; never a secret)."""
+    as `secrets.resealed` in the same transaction (counts and the key id; never a secret).
+    `problems`: those `reseal` itself may raise, for the route's documentation."""
     router = APIRouter(tags=["secrets"])
     Rotator = Annotated[Principal, Depends(require_scopes(Scope.secrets_rotate))]
 
     @router.post(
         SECRETS_RESEAL_PATH,
         summary="Re-seal one batch of this service's secrets under its newest key",
-        responses=problem_responses(Unauthorized, Forbidden, InvalidRequest),
+        responses=problem_responses(Unauthorized, Forbidden, InvalidRequest, *problems),
     )
     async def reseal_secrets(
         _principal: Rotator, actor: AuditActor, now: Now, session: Session, body: ResealRequest

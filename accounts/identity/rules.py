@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import unquote
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accounts.identity.errors import (
     OAuthInvalidClient,
@@ -29,6 +29,7 @@ from accounts.identity.errors import (
 )
 from contracts.auth import CUSTOMER_SCOPES, Scope
 from contracts.common import StrictModel
+from contracts.examples import EXAMPLE_CUSTOMER_ID, EXAMPLE_TIME
 
 # Field lengths the token endpoint accepts (RFC 6749 sets none; we do).
 USERNAME_LENGTH_MAX: Final = 254
@@ -321,6 +322,18 @@ def judge_refresh(
 
 
 class CustomerCreate(StrictModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "password": "correct horse battery staple",
+                    "display_name": "Ada Lovelace",
+                }
+            ]
+        }
+    )
+
     email: str = Field(min_length=3, max_length=USERNAME_LENGTH_MAX)
     password: str = Field(min_length=PASSWORD_LENGTH_MIN, max_length=PASSWORD_LENGTH_MAX)
     display_name: str | None = Field(default=None, min_length=1, max_length=100)
@@ -338,6 +351,19 @@ class CustomerCreate(StrictModel):
 
 
 class Customer(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_CUSTOMER_ID,
+                    "email": "ada@example.com",
+                    "display_name": "Ada Lovelace",
+                    "created_at": EXAMPLE_TIME,
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     email: str
     display_name: str | None
@@ -345,4 +371,23 @@ class Customer(BaseModel):
 
 
 class Jwks(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keys": [
+                        {
+                            "kty": "RSA",
+                            "kid": "2026-12-primary",
+                            "use": "sig",
+                            "alg": "RS256",
+                            "n": "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7",
+                            "e": "AQAB",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
     keys: list[dict[str, str]] = Field(max_length=20)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import TypeAdapter, model_validator
+from pydantic import ConfigDict, TypeAdapter, model_validator
 
 from accounts.ledger import service
 from accounts.ledger.errors import (
@@ -153,6 +153,19 @@ def _owner(principal: Principal) -> str | None:
 class AccountOpen(StrictModel):
     """Open an account. A customer leaves out `customer_id` (the token names the owner);
     an operator names the registered customer who will own it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "currency": "EUR",
+                    "max_transfer_amount_minor": 500000,
+                    "daily_outflow_limit_minor": 1000000,
+                    "balance_rule": "debits_must_not_exceed_credits",
+                }
+            ]
+        }
+    )
 
     customer_id: Identifier | None = None
     currency: CurrencyCode

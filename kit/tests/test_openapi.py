@@ -98,9 +98,13 @@ class TestErrorResponses:
     def test_problems_and_invalid_requests_are_problem_json(self) -> None:
         document = self.document()
         responses = document["paths"]["/things"]["post"]["responses"]
-        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        assert responses["403"]["content"] == problem
-        assert responses["422"]["content"] == problem
+        problem = {"$ref": "#/components/schemas/Problem"}
+        for status, slug in (("403", "insufficient-scope"), ("422", "invalid-request")):
+            assert list(responses[status]["content"]) == ["application/problem+json"]
+            assert responses[status]["content"]["application/problem+json"]["schema"] == problem
+            assert list(responses[status]["content"]["application/problem+json"]["examples"]) == [
+                slug
+            ]
         assert "HTTPValidationError" not in document["components"]["schemas"]
 
     def test_another_model_stays_as_the_route_declares_it(self) -> None:
