@@ -15,8 +15,7 @@ from jose import jwt
 
 from accounts.config import BootstrapClient, Settings
 from accounts.identity.keys import SigningKeysError, load_signing_keys
-from accounts.main import create_app
-from accounts.tests.helpers import Clock, raw_connection, write_signing_key
+from accounts.tests.helpers import Clock, accounts_app, raw_connection, write_signing_key
 from contracts.auth import (
     JWKS_PATH,
     TOKEN_ISSUER_DEFAULT,
@@ -106,9 +105,9 @@ class TestLoading:
         self, settings: Settings, tmp_path: Path
     ) -> None:
         with pytest.raises(SigningKeysError):
-            create_app(settings.model_copy(update={"signing_keys_dir": tmp_path}))
+            accounts_app(settings.model_copy(update={"signing_keys_dir": tmp_path}))
         with pytest.raises(SigningKeysError):
-            create_app(settings.model_copy(update={"signing_keys_dir": None}))
+            accounts_app(settings.model_copy(update={"signing_keys_dir": None}))
 
 
 class SwitchableTransport(httpx.AsyncBaseTransport):
@@ -143,7 +142,7 @@ class Rotation:
                 "bootstrap_clients": [WORKER],
             }
         )
-        app = create_app(settings, clock=self.clock)
+        app = accounts_app(settings, clock=self.clock)
         async with app_client(app) as client:
             self.transport.app = app
             try:
