@@ -50,6 +50,12 @@ def accounts_app(
     )
 
 
+def minimal_cost_app() -> FastAPI:
+    """uvicorn's factory for `accounts_server`: the service built from its environment, as
+    `accounts.main:create_app` builds it, but hashing with MINIMAL_COST_PASSWORD_HASHER."""
+    return create_app(password_hasher=MINIMAL_COST_PASSWORD_HASHER)
+
+
 class Clock:
     """The service's clock, standing still until a test moves it."""
 
@@ -301,8 +307,9 @@ def accounts_server(
     environment: dict[str, str] | None = None,
     signing_key: SigningKey | None = None,
 ) -> Iterator[str]:
-    """The accounts service under uvicorn in a process of its own; its base URL. Stopped
-    (SIGINT, then SIGKILL if it lingers) when the block ends, also on failure.
+    """The accounts service under uvicorn in a process of its own (`minimal_cost_app`); its
+    base URL. Stopped (SIGINT, then SIGKILL if it lingers) when the block ends, also on
+    failure.
 
     It signs with `signing_key` (a fresh one if None), written next to `log_path`; mint
     tokens it accepts with `server_token(signing_key, ...)`.
@@ -321,7 +328,7 @@ def accounts_server(
         sys.executable,
         "-m",
         "uvicorn",
-        "accounts.main:create_app",
+        "accounts.tests.helpers:minimal_cost_app",
         "--factory",
         "--host",
         "127.0.0.1",
