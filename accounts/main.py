@@ -126,8 +126,9 @@ def _start_invariant_check(
     return checker
 
 
-def _token_issuer(settings: Settings, keys: SigningKeys) -> identity_service.Issuer:
-    hasher = PasswordHasher()
+def _token_issuer(
+    settings: Settings, keys: SigningKeys, hasher: PasswordHasher
+) -> identity_service.Issuer:
     return identity_service.Issuer(
         keys=keys,
         issuer=settings.issuer,
@@ -176,8 +177,13 @@ def create_app(
     *,
     clock: Clock = utc_now,
     token_verifier: TokenVerifier | None = None,
+    password_hasher: PasswordHasher | None = None,
 ) -> FastAPI:
     """`clock` decides when holds expire and stamps tokens; tests pass one they can move.
+
+    Passwords and client secrets hash with argon2-cffi's defaults (argon2id, t=3, 64 MiB,
+    p=4) unless `password_hasher` says otherwise: only tests pass a cheaper one, in code,
+    so no setting can lower the cost of a deployment.
 
     Bearer tokens verify against the service's own signing keys, unless `token_verifier`
     (a test's issuer) says otherwise. Raises `SigningKeysError` when the key directory
@@ -185,7 +191,7 @@ def create_app(
     """
     settings = settings or Settings()  # read from the environment
     keys = load_signing_keys(settings.signing_keys_dir, active=settings.signing_key_active)
-    token_issuer = _token_issuer(settings, keys)
+    token_issuer = _token_issuer(settings, keys, password_hasher or PasswordHasher())
     verifier = token_verifier or TokenVerifier(
         keys.key_source(), issuer=settings.issuer, audience=settings.token_audience("accounts")
     )

@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from accounts import main as accounts_main
 from accounts.config import Settings as AccountsSettings
-from accounts.tests.helpers import write_signing_key
+from accounts.tests.helpers import accounts_app, write_signing_key
 from contracts.secrets import SECRETS_RESEAL_PATH
 from contracts.staff import STAFF_PATH
 from fraud import main as fraud_main
@@ -194,7 +194,7 @@ def _accounts_app(url: str, ring: str, signing_keys_dir: Path) -> FastAPI:
         | {"signing_keys_dir": signing_keys_dir, "hold_sweep_enabled": False}
         | {"invariant_check_enabled": False}
     )
-    return accounts_main.create_app(settings, token_verifier=ISSUER.verifier)
+    return accounts_app(settings, token_verifier=ISSUER.verifier)
 
 
 async def _enrol_staff(app: FastAPI) -> list[str]:

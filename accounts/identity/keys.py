@@ -6,6 +6,7 @@ Rotation, with no token refused on the way:
 3. after the access-token lifetime, remove the old file: its tokens have all expired.
 """
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -16,6 +17,10 @@ from kit.token_signing import SigningKey
 # More keys than this in the directory is a mistake, not a rotation.
 SIGNING_KEYS_MAX: Final = 10
 _KEY_FILE_BYTES_MAX: Final = 16 * 1024
+# Parsing a key checks it (~40 ms of CPU). The same bytes always make the same key, so an
+# app built again in one process (each accounts test builds one) parses a file once; a
+# rotated file has other bytes and is parsed anew. Bounded: rotations never grow it.
+_parsed_key: Final = functools.lru_cache(maxsize=2 * SIGNING_KEYS_MAX)(SigningKey.from_private_pem)
 
 
 class SigningKeysError(Exception):
@@ -62,7 +67,7 @@ def load_signing_keys(directory: Path | None, *, active: str | None) -> SigningK
         if path.stat().st_size > _KEY_FILE_BYTES_MAX:
             raise SigningKeysError(f"{path.name} is too large to be an RSA key")
         try:
-            by_name[path.stem] = SigningKey.from_private_pem(path.read_bytes())
+            by_name[path.stem] = _parsed_key(path.read_bytes())
         except (ValueError, TypeError, AssertionError) as error:
             # The message names the file, never its content.
             raise SigningKeysError(f"{path.name} is not an unencrypted RSA private key") from error

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 
 from accounts.config import Settings
-from accounts.main import MIGRATIONS_PATH, create_app
-from accounts.tests.helpers import Bank, Clock, write_signing_key
+from accounts.main import MIGRATIONS_PATH
+from accounts.tests.helpers import Bank, Clock, accounts_app, write_signing_key
 from kit.migrations import upgrade_to_head
 from kit.settings import to_asyncpg_dsn, with_database
 from kit.testing import TestIssuer, app_client
@@ -79,7 +79,7 @@ def settings(service_database_url: str, signing_keys_dir: Path) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings, clock: Clock, issuer: TestIssuer) -> FastAPI:
-    return create_app(settings, clock=clock, token_verifier=issuer.verifier)
+    return accounts_app(settings, clock=clock, token_verifier=issuer.verifier)
 
 
 @pytest.fixture

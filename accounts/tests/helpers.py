@@ -11,15 +11,49 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequen
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import httpx
+from argon2 import PasswordHasher
+from fastapi import FastAPI
 
+from accounts.config import Settings
+from accounts.main import create_app
 from contracts.auth import TOKEN_ISSUER_DEFAULT, PrincipalKind, Scope, audiences_of
+from kit.auth import TokenVerifier
+from kit.resources import Clock as ServiceClock
+from kit.resources import utc_now
 from kit.settings import to_asyncpg_dsn
 from kit.testing import TestIssuer
 from kit.token_signing import SigningKey, mint_token
+
+# argon2id at its floor (one pass over 1 MiB, one lane): about a millisecond a hash where
+# the production cost (t=3, 64 MiB, p=4) takes 0.1-0.35 s, and most accounts tests register
+# or sign someone in. Tests about the cost itself build their app with `create_app`.
+MINIMAL_COST_PASSWORD_HASHER: Final = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def accounts_app(
+    settings: Settings,
+    *,
+    clock: ServiceClock = utc_now,
+    token_verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    """The accounts app hashing with MINIMAL_COST_PASSWORD_HASHER: for tests not about
+    password hashing."""
+    return create_app(
+        settings,
+        clock=clock,
+        token_verifier=token_verifier,
+        password_hasher=MINIMAL_COST_PASSWORD_HASHER,
+    )
+
+
+def minimal_cost_app() -> FastAPI:
+    """uvicorn's factory for `accounts_server`: the service built from its environment, as
+    `accounts.main:create_app` builds it, but hashing with MINIMAL_COST_PASSWORD_HASHER."""
+    return create_app(password_hasher=MINIMAL_COST_PASSWORD_HASHER)
 
 
 class Clock:
@@ -273,8 +307,9 @@ def accounts_server(
     environment: dict[str, str] | None = None,
     signing_key: SigningKey | None = None,
 ) -> Iterator[str]:
-    """The accounts service under uvicorn in a process of its own; its base URL. Stopped
-    (SIGINT, then SIGKILL if it lingers) when the block ends, also on failure.
+    """The accounts service under uvicorn in a process of its own (`minimal_cost_app`); its
+    base URL. Stopped (SIGINT, then SIGKILL if it lingers) when the block ends, also on
+    failure.
 
     It signs with `signing_key` (a fresh one if None), written next to `log_path`; mint
     tokens it accepts with `server_token(signing_key, ...)`.
@@ -293,7 +328,7 @@ def accounts_server(
         sys.executable,
         "-m",
         "uvicorn",
-        "accounts.main:create_app",
+        "accounts.tests.helpers:minimal_cost_app",
         "--factory",
         "--host",
         "127.0.0.1",

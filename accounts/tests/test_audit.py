@@ -13,9 +13,8 @@ from fastapi import FastAPI
 from accounts.config import BootstrapClient, Settings
 from accounts.ledger import service
 from accounts.ledger.rules import expiry_void_id
-from accounts.main import create_app
 from accounts.resources import AccountsResources
-from accounts.tests.helpers import Bank, Clock, raw_connection
+from accounts.tests.helpers import Bank, Clock, accounts_app, raw_connection
 from contracts.auth import OPERATOR_SCOPES, WORKER_SCOPES
 from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client, assert_problem
@@ -324,7 +323,7 @@ class TestStartupEvents:
         )
         for clients in ([operator, worker], [operator, worker], [changed_operator]):
             configured = settings.model_copy(update={"bootstrap_clients": clients})
-            app = create_app(configured, clock=clock, token_verifier=issuer.verifier)
+            app = accounts_app(configured, clock=clock, token_verifier=issuer.verifier)
             async with app_client(app) as client:
                 client.headers.update(issuer.operator())
                 recorded = await events(client)

@@ -22,8 +22,7 @@ from pydantic import ValidationError
 from accounts.config import BootstrapClient, Settings
 from accounts.identity import staff
 from accounts.identity.resources import IdentityResources
-from accounts.main import create_app
-from accounts.tests.helpers import Clock, raw_connection
+from accounts.tests.helpers import Clock, accounts_app, raw_connection
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
@@ -47,7 +46,7 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 def issuer_app(settings: Settings, clock: Clock) -> FastAPI:
     """The service as it runs: it verifies the tokens it issues with its own keys."""
-    return create_app(settings, clock=clock)
+    return accounts_app(settings, clock=clock)
 
 
 @pytest.fixture
@@ -177,7 +176,7 @@ class TestRevocation:
 
     async def test_rate_limited_per_address(self, settings: Settings, clock: Clock) -> None:
         limited = settings.model_copy(update={"rate_limit_token": "2/minute"})
-        async with app_client(create_app(limited, clock=clock)) as http:
+        async with app_client(accounts_app(limited, clock=clock)) as http:
             for _ in range(2):
                 assert (await http.post(REVOKE, data={"token": "guess"})).status_code == 200
             response = await http.post(REVOKE, data={"token": "guess"})
@@ -243,7 +242,7 @@ class TestPublicClients:
         self, settings: Settings, clock: Clock, database_url: str
     ) -> None:
         configured = settings.model_copy(update={"bootstrap_clients": [public_client()]})
-        async with app_client(create_app(configured, clock=clock)) as http:
+        async with app_client(accounts_app(configured, clock=clock)) as http:
             # A public client has no secret to authenticate with: no client_credentials.
             response = await http.post(
                 TOKEN,
@@ -271,7 +270,7 @@ class TestPublicClients:
         moved = "https://console.example.com/auth/callback"
         for client in (public_client(), public_client(redirect_uris=[moved])):
             configured = settings.model_copy(update={"bootstrap_clients": [client]})
-            async with app_client(create_app(configured, clock=clock)):
+            async with app_client(accounts_app(configured, clock=clock)):
                 pass
         async with raw_connection(database_url) as connection:
             uris = await connection.fetchval(
@@ -299,7 +298,7 @@ class TestPublicClients:
         stored = []
         for client in (confidential, public_client(), confidential):
             configured = settings.model_copy(update={"bootstrap_clients": [client]})
-            async with app_client(create_app(configured, clock=clock)):
+            async with app_client(accounts_app(configured, clock=clock)):
                 pass
             async with raw_connection(database_url) as connection:
                 row = await connection.fetchrow(
@@ -327,7 +326,7 @@ class TestPublicClients:
         monkeypatch.setenv("ACCOUNTS_BOOTSTRAP_PUBLIC_CLIENTS", json.dumps(registration))
         fields = settings.model_dump(exclude={"bootstrap_public_clients"})
         configured = Settings(**fields)
-        async with app_client(create_app(configured, clock=clock)):
+        async with app_client(accounts_app(configured, clock=clock)):
             pass
         async with raw_connection(database_url) as connection:
             row = await connection.fetchrow(
@@ -576,7 +575,7 @@ async def flow(settings: Settings, clock: Clock, database_url: str) -> AsyncIter
             "login_failure_rate": f"{FAILURES_ALLOWED}/minute",
         }
     )
-    app = create_app(configured, clock=clock)
+    app = accounts_app(configured, clock=clock)
     async with app_client(app) as http:
         yield Flow(http, app, clock, database_url)
 

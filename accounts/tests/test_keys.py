@@ -10,13 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from fastapi import FastAPI
 from jose import jwt
 
 from accounts.config import BootstrapClient, Settings
 from accounts.identity.keys import SigningKeysError, load_signing_keys
-from accounts.main import create_app
-from accounts.tests.helpers import Clock, raw_connection, write_signing_key
+from accounts.tests.helpers import Clock, accounts_app, raw_connection, write_signing_key
 from contracts.auth import (
     JWKS_PATH,
     TOKEN_ISSUER_DEFAULT,
@@ -53,6 +54,29 @@ def new_key() -> SigningKey:
 
 
 class TestLoading:
+    def test_a_key_file_is_parsed_once_per_content(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Every accounts app loads the directory again; parsing checks the RSA key (~40 ms).
+        parsed: list[bytes] = []
+        parse = serialization.load_pem_private_key
+
+        def counting(data: bytes, password: bytes | None) -> PrivateKeyTypes:
+            parsed.append(data)
+            return parse(data, password)
+
+        monkeypatch.setattr(serialization, "load_pem_private_key", counting)
+        first, second = SigningKey.generate(), SigningKey.generate()
+        write_signing_key(tmp_path, "only", first)
+
+        loaded = [load_signing_keys(tmp_path, active=None).active.kid for _ in range(3)]
+        write_signing_key(tmp_path, "only", second)
+        rewritten = load_signing_keys(tmp_path, active=None).active.kid
+
+        assert loaded == [first.kid] * 3
+        assert rewritten == second.kid
+        assert parsed == [first.private_pem, second.private_pem]
+
     def test_one_key_needs_no_name(self, tmp_path: Path, old_key: SigningKey) -> None:
         write_signing_key(tmp_path, "only", old_key)
         keys = load_signing_keys(tmp_path, active=None)
@@ -106,9 +130,9 @@ class TestLoading:
         self, settings: Settings, tmp_path: Path
     ) -> None:
         with pytest.raises(SigningKeysError):
-            create_app(settings.model_copy(update={"signing_keys_dir": tmp_path}))
+            accounts_app(settings.model_copy(update={"signing_keys_dir": tmp_path}))
         with pytest.raises(SigningKeysError):
-            create_app(settings.model_copy(update={"signing_keys_dir": None}))
+            accounts_app(settings.model_copy(update={"signing_keys_dir": None}))
 
 
 class SwitchableTransport(httpx.AsyncBaseTransport):
@@ -143,7 +167,7 @@ class Rotation:
                 "bootstrap_clients": [WORKER],
             }
         )
-        app = create_app(settings, clock=self.clock)
+        app = accounts_app(settings, clock=self.clock)
         async with app_client(app) as client:
             self.transport.app = app
             try:

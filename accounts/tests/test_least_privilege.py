@@ -12,8 +12,7 @@ from fastapi import FastAPI
 from jose import jwt
 
 from accounts.config import BootstrapClient, Settings
-from accounts.main import create_app
-from accounts.tests.helpers import Bank, Clock
+from accounts.tests.helpers import Bank, Clock, accounts_app
 from contracts.auth import OPERATOR_SCOPES, WORKER_SCOPES
 from kit.testing import app_client, assert_problem
 
@@ -47,7 +46,7 @@ CLIENTS = [
 @pytest.fixture
 async def http(settings: Settings, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
     """The service as it runs: it verifies the tokens it issues with its own keys."""
-    app = create_app(settings.model_copy(update={"bootstrap_clients": CLIENTS}), clock=clock)
+    app = accounts_app(settings.model_copy(update={"bootstrap_clients": CLIENTS}), clock=clock)
     async with app_client(app) as http:
         yield http
 

@@ -12,9 +12,8 @@ from prometheus_client import REGISTRY
 
 from accounts.config import Settings
 from accounts.ledger import invariant_check, sweeper
-from accounts.main import create_app
 from accounts.resources import AccountsResources
-from accounts.tests.helpers import Bank, Clock, raw_connection
+from accounts.tests.helpers import Bank, Clock, accounts_app, raw_connection
 from accounts.tests.test_sweeper import place_holds
 from kit.db import database_of
 from kit.resources import resources_of
@@ -116,7 +115,7 @@ class TestInvariantCheckJob:
         )
         marker = clock().timestamp() + 12_345
         clock.advance(12_345)
-        app = create_app(checking, clock=clock, token_verifier=issuer.verifier)
+        app = accounts_app(checking, clock=clock, token_verifier=issuer.verifier)
         async with app_client(app):
             deadline = asyncio.get_running_loop().time() + 10
             while _sample("sagabank_ledger_invariant_check_timestamp_seconds") != marker:

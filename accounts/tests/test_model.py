@@ -28,9 +28,8 @@ from hypothesis.stateful import (
 
 from accounts.config import Settings
 from accounts.ledger import service
-from accounts.main import create_app
 from accounts.resources import AccountsResources
-from accounts.tests.helpers import Clock
+from accounts.tests.helpers import Clock, accounts_app
 from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client
 
@@ -248,7 +247,7 @@ class LedgerMachine(RuleBasedStateMachine):
             hold_sweep_enabled=False,
             signing_keys_dir=self.signing_keys_dir,
         )
-        self.app = create_app(app_settings, clock=self.clock, token_verifier=self.issuer.verifier)
+        self.app = accounts_app(app_settings, clock=self.clock, token_verifier=self.issuer.verifier)
         self.operator = self.issuer.operator()
         self.worker = self.issuer.worker()
         self.client_context = app_client(self.app)

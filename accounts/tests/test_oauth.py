@@ -16,8 +16,7 @@ from limits.aio.storage import MemoryStorage
 from prometheus_client import REGISTRY
 
 from accounts.config import BootstrapClient, Settings
-from accounts.main import create_app
-from accounts.tests.helpers import Clock
+from accounts.tests.helpers import Clock, accounts_app
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
@@ -105,7 +104,7 @@ def issuer_settings(settings: Settings) -> Settings:
 @pytest.fixture
 def issuer_app(issuer_settings: Settings, clock: Clock) -> FastAPI:
     """The service as it runs: it verifies the tokens it issues with its own keys."""
-    return create_app(issuer_settings, clock=clock)
+    return accounts_app(issuer_settings, clock=clock)
 
 
 @pytest.fixture
@@ -199,7 +198,7 @@ class TestRegistration:
 
     async def test_rate_limited_per_address(self, issuer_settings: Settings, clock: Clock) -> None:
         limited = issuer_settings.model_copy(update={"rate_limit_token": "2/minute"})
-        async with app_client(create_app(limited, clock=clock)) as http:
+        async with app_client(accounts_app(limited, clock=clock)) as http:
             await register(http, email="one@example.com")
             await register(http, email="two@example.com")
             response = await http.post(
@@ -362,7 +361,7 @@ class TestLoginThrottle:
             update={"rate_limit_storage_uri": f"{SharedMemoryStorage.STORAGE_SCHEME[0]}://"}
         )
         SharedMemoryStorage.forget()
-        one, two = create_app(shared, clock=clock), create_app(shared, clock=clock)
+        one, two = accounts_app(shared, clock=clock), accounts_app(shared, clock=clock)
         async with app_client(one) as first, app_client(two) as second:
             await register(first)
             for replica in (first, second, first):
@@ -525,7 +524,7 @@ class TestClientCredentials:
             }
         )
         SharedMemoryStorage.forget()
-        one, two = create_app(shared, clock=clock), create_app(shared, clock=clock)
+        one, two = accounts_app(shared, clock=clock), accounts_app(shared, clock=clock)
         async with app_client(one) as first, app_client(two) as second:
             statuses = [
                 (
@@ -541,7 +540,7 @@ class TestClientCredentials:
 
     async def test_rate_limited_per_client(self, issuer_settings: Settings, clock: Clock) -> None:
         limited = issuer_settings.model_copy(update={"rate_limit_token": "2/minute"})
-        async with app_client(create_app(limited, clock=clock)) as http:
+        async with app_client(accounts_app(limited, clock=clock)) as http:
             statuses = [
                 (
                     await http.post(
@@ -559,7 +558,7 @@ class TestBootstrap:
     async def test_a_changed_secret_replaces_the_old_one(
         self, issuer_settings: Settings, clock: Clock
     ) -> None:
-        async with app_client(create_app(issuer_settings, clock=clock)):
+        async with app_client(accounts_app(issuer_settings, clock=clock)):
             pass
         changed = [
             BootstrapClient.model_validate(
@@ -571,7 +570,7 @@ class TestBootstrap:
             CLIENTS[1],
         ]
         restarted = issuer_settings.model_copy(update={"bootstrap_clients": changed})
-        async with app_client(create_app(restarted, clock=clock)) as http:
+        async with app_client(accounts_app(restarted, clock=clock)) as http:
             old = await http.post(
                 TOKEN,
                 data={"grant_type": "client_credentials"},
@@ -588,10 +587,10 @@ class TestBootstrap:
     async def test_a_removed_client_gets_no_more_tokens(
         self, issuer_settings: Settings, clock: Clock
     ) -> None:
-        async with app_client(create_app(issuer_settings, clock=clock)):
+        async with app_client(accounts_app(issuer_settings, clock=clock)):
             pass
         restarted = issuer_settings.model_copy(update={"bootstrap_clients": CLIENTS[1:]})
-        async with app_client(create_app(restarted, clock=clock)) as http:
+        async with app_client(accounts_app(restarted, clock=clock)) as http:
             response = await http.post(
                 TOKEN,
                 data={"grant_type": "client_credentials"},

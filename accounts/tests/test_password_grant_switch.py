@@ -10,8 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from accounts.config import BootstrapClient, Settings
-from accounts.main import create_app
-from accounts.tests.helpers import Clock, raw_connection
+from accounts.tests.helpers import Clock, accounts_app, raw_connection
 from contracts.auth import OPERATOR_SCOPES
 from kit.testing import app_client, assert_problem
 
@@ -41,13 +40,13 @@ def closed_settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 async def closed(closed_settings: Settings, clock: Clock) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(create_app(closed_settings, clock=clock)) as client:
+    async with app_client(accounts_app(closed_settings, clock=clock)) as client:
         yield client
 
 
 @pytest.fixture
 def open_app(settings: Settings, clock: Clock) -> FastAPI:
-    return create_app(settings, clock=clock)
+    return accounts_app(settings, clock=clock)
 
 
 async def _register(http: httpx.AsyncClient) -> None:

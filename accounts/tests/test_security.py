@@ -15,9 +15,8 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 
 from accounts.config import Settings
-from accounts.main import create_app
 from accounts.tests.conftest import STAFF_SECRETS_KEYS
-from accounts.tests.helpers import Bank, Clock, raw_connection
+from accounts.tests.helpers import Bank, Clock, accounts_app, raw_connection
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
@@ -373,7 +372,7 @@ async def shared(
         # The matrix sends a few hundred refused requests; none may trip a rate limit.
         rate_limit_money="10000/minute",
     )
-    app = create_app(settings, token_verifier=issuer.verifier)
+    app = accounts_app(settings, token_verifier=issuer.verifier)
     async with app_client(app) as client, raw_connection(module_database_url) as connection:
         world = await build_world(client, issuer)
         yield Shared(client, connection, world)
@@ -603,7 +602,7 @@ class TestRateLimits:
     ) -> None:
         limited = settings.model_copy(update={"rate_limit_money": "2/minute"})
         async with app_client(
-            create_app(limited, clock=clock, token_verifier=issuer.verifier)
+            accounts_app(limited, clock=clock, token_verifier=issuer.verifier)
         ) as client:
             bank = Bank(client, issuer)
             account = await bank.open_account()

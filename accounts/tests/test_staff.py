@@ -19,9 +19,8 @@ from accounts.identity import staff
 from accounts.identity.errors import OAuthInvalidGrant, StaffExists
 from accounts.identity.resources import IdentityResources
 from accounts.identity.service import Issuer, SessionMaker
-from accounts.main import create_app
 from accounts.models import AUDIT_EVENTS, StaffRow
-from accounts.tests.helpers import Clock
+from accounts.tests.helpers import Clock, accounts_app
 from contracts.auth import (
     CUSTOMER_SCOPES,
     OPERATOR_SCOPES,
@@ -112,7 +111,7 @@ async def desk(settings: Settings, clock: Clock) -> AsyncIterator[Desk]:
             "login_failure_rate": f"{FAILURES_ALLOWED}/minute",
         }
     )
-    app = create_app(keyed, clock=clock)
+    app = accounts_app(keyed, clock=clock)
     async with app_client(app):
         issuer = resources_of(app, IdentityResources).issuer
         yield Desk(database_of(app).sessions, issuer, parse_key_ring(KEY_RING), clock)
@@ -344,7 +343,7 @@ class TestAdminEndpoint:
         self, settings: Settings, clock: Clock, issuer: TestIssuer
     ) -> None:
         unkeyed = settings.model_copy(update={"secrets_keys": None})
-        app = create_app(unkeyed, clock=clock, token_verifier=issuer.verifier)
+        app = accounts_app(unkeyed, clock=clock, token_verifier=issuer.verifier)
         async with app_client(app) as client:
             body = {"email": EMAIL, "role": "reviewer", "password": PASSWORD}
             answer = await client.post(STAFF_PATH, json=body, headers=self.headers(issuer))

@@ -20,9 +20,8 @@ from accounts.config import BootstrapClient, Settings
 from accounts.identity import staff
 from accounts.identity.errors import OAuthInvalidGrant, StaffSecretsNotConfigured
 from accounts.identity.resources import IdentityResources
-from accounts.main import create_app
 from accounts.models import AUDIT_EVENTS, StaffRow
-from accounts.tests.helpers import Clock
+from accounts.tests.helpers import Clock, accounts_app
 from contracts.auth import OPERATOR_SCOPES, Scope
 from contracts.secrets import SECRETS_RESEAL_PATH
 from contracts.staff import STAFF_PATH
@@ -74,7 +73,7 @@ async def issuer_http(
     settings: Settings, clock: Clock, ring: str | None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
     """The issuer as it runs (verifying its own tokens), its staff sealed under `ring`."""
-    app = create_app(_issuer_settings(settings, ring), clock=clock)
+    app = accounts_app(_issuer_settings(settings, ring), clock=clock)
     async with app_client(app) as http:
         yield http, app
 

@@ -12,9 +12,8 @@ from fastapi import FastAPI
 from accounts.config import Settings
 from accounts.ledger import service, sweeper
 from accounts.ledger.rules import expiry_void_id
-from accounts.main import create_app
 from accounts.resources import AccountsResources
-from accounts.tests.helpers import Bank, Clock, raw_connection
+from accounts.tests.helpers import Bank, Clock, accounts_app, raw_connection
 from kit.resources import resources_of
 from kit.testing import TestIssuer, app_client
 
@@ -38,7 +37,7 @@ async def sweeping_bank(
     sweeping: Settings, clock: Clock, issuer: TestIssuer
 ) -> AsyncIterator[Bank]:
     """A service whose background sweeper runs every 50 ms, two holds per batch."""
-    app = create_app(sweeping, clock=clock, token_verifier=issuer.verifier)
+    app = accounts_app(sweeping, clock=clock, token_verifier=issuer.verifier)
     async with app_client(app) as client:
         client.headers.update(issuer.operator())
         yield Bank(client, issuer)
@@ -110,7 +109,9 @@ class TestTwoInstances:
         """Two replicas on one database: one sweeps (its sweeper reads its clock each
         round), the other stands by and never reads its clock."""
         clocks = [InstanceClock(clock), InstanceClock(clock)]
-        apps = [create_app(sweeping, clock=each, token_verifier=issuer.verifier) for each in clocks]
+        apps = [
+            accounts_app(sweeping, clock=each, token_verifier=issuer.verifier) for each in clocks
+        ]
         async with app_client(apps[0]) as client, app_client(apps[1]):
             client.headers.update(issuer.operator())
             bank = Bank(client, issuer)
