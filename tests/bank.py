@@ -4,6 +4,7 @@ own tokens, and the operator client the launcher registers."""
 
 import base64
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -28,6 +29,11 @@ SERVICES = ("accounts", "transactions", "fraud", "notifications")
 # database, no API of its own).
 CONSOLE = "console"
 READY_LINE = "Sagabank is ready"
+# `sagabank up` prefixes each line with its component's name in this width, then "| ".
+_NAME_WIDTH = 13
+_LAUNCHER_PREFIX = f"{'sagabank':<{_NAME_WIDTH}}|"
+_EXITED = re.compile(rf"{re.escape(_LAUNCHER_PREFIX)} (?P<name>\S+) exited unexpectedly")
+_REPORT_LINES = 40
 CUSTOMERS_PATH = "/v1/customers"
 OPERATOR_CLIENT_ID = "system-test-operator"
 # A token is reused for this long (tokens live 15 minutes; sessions can outlast one).
@@ -84,6 +90,19 @@ class Bank:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def why_it_stopped(self) -> str:
+        """What the launcher said, and the last lines of the first component it saw exit
+        before its end: the other components' shutdown would push both out of a tail."""
+        lines = self.output().splitlines()
+        said = [line for line in lines if line.startswith(_LAUNCHER_PREFIX)]
+        exited = next(filter(None, map(_EXITED.match, said)), None)
+        report = ["the launcher said:", *said[-_REPORT_LINES:]]
+        if exited is not None:
+            prefix = f"{exited['name']:<{_NAME_WIDTH}}|"
+            last = [line for line in lines if line.startswith(prefix)][-_REPORT_LINES:]
+            report += [f"{exited['name']} before it exited:", *last]
+        return "\n".join(report)
 
     async def operator_headers(self, http: httpx.AsyncClient) -> dict[str, str]:
         """The operator's bearer header, from the real token endpoint (client_credentials)."""
@@ -194,7 +213,7 @@ class Bank:
         deadline = time.monotonic() + timeout_seconds
         while READY_LINE not in self.output():
             if self.process.poll() is not None:
-                raise AssertionError(f"sagabank up exited early:\n{self.output()[-6000:]}")
+                raise AssertionError(f"sagabank up exited early:\n{self.why_it_stopped()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"not ready in {timeout_seconds}s:\n{self.output()[-6000:]}")
             time.sleep(0.2)

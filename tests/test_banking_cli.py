@@ -3,6 +3,7 @@
 people and NDJSON with `--json`, the API's problems shown plainly, and the credentials
 file (mode 0600, refreshed when expired, revoked on logout)."""
 
+import asyncio
 import json
 import os
 import pty
@@ -498,6 +499,8 @@ class TestWebhooks:
 
 
 UUID_LINE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\n")
+# How long a new endpoint may wait for its first delivery (the saga notifies as it ends).
+DELIVERY_WAIT_SECONDS = 30.0
 
 
 class TestQuiet:
@@ -522,6 +525,11 @@ class TestQuiet:
         [entry] = cli.records("account", "statement", source_id)
         assert cli.ok("account", "statement", source_id, "-q").stdout == f"{entry['id']}\n"
 
+        # Before the transfer: its events are then delivered (or tried) to the endpoint.
+        added = cli.ok("webhook", "add", "--url=http://127.0.0.1:9/hook", "-q").stdout
+        assert UUID_LINE.fullmatch(added), added
+        assert cli.ok("webhook", "list", "-q").stdout == added
+
         sent = cli.ok("transfer", "send", f"--from={source_id}", f"--to={target_id}",
                       "--amount=1", "--currency=EUR", "--wait=30", "-q")  # fmt: skip
         assert UUID_LINE.fullmatch(sent.stdout), sent.stdout
@@ -531,10 +539,17 @@ class TestQuiet:
         reversed_ = cli.ok("transfer", "reverse", sent.stdout.strip(), "--reason=back", "-q")
         assert UUID_LINE.fullmatch(reversed_.stdout), reversed_.stdout
 
-        added = cli.ok("webhook", "add", "--url=http://127.0.0.1:9/hook", "-q").stdout
-        assert UUID_LINE.fullmatch(added), added
-        assert cli.ok("webhook", "list", "-q").stdout == added
-        assert cli.ok("webhook", "deliveries", added.strip(), "-q").stdout == ""
+        # The transfer's and the reversal's events keep arriving while this runs: what -q
+        # prints are delivery ids, each one a later --json listing also has.
+        deliveries = ("webhook", "deliveries", added.strip())
+        deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
+        while not cli.records(*deliveries):
+            assert time.monotonic() < deadline, "no delivery to the endpoint"
+            await asyncio.sleep(0.2)
+        printed = cli.ok(*deliveries, "-q").stdout.splitlines(keepends=True)
+        assert printed, "no delivery id printed"
+        assert all(UUID_LINE.fullmatch(line) for line in printed), printed
+        assert {line.strip() for line in printed} <= {d["id"] for d in cli.records(*deliveries)}
 
 
 def readme_block(heading: str) -> str:
