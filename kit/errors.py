@@ -105,6 +105,9 @@ class IdempotencyKeyMissing(ProblemError):
 
 
 class ServiceUnavailable(ProblemError):
+    """The service cannot answer for now (for one, the token issuer's keys are not yet available to
+    check a token): nothing changed; retry after Retry-After."""
+
     status = 503
     slug = CommonProblem.service_unavailable
     title = "Service unavailable"
@@ -150,6 +153,9 @@ class InternalError(ProblemError):
 
 
 class TooManyRequests(ProblemError):
+    """The caller sent more requests than its rate limit allows in the current window: nothing
+    changed; retry after Retry-After."""
+
     status = 429
     slug = CommonProblem.too_many_requests
     title = "Too many requests"
