@@ -153,8 +153,8 @@ class InternalError(ProblemError):
 
 
 class TooManyRequests(ProblemError):
-    """The caller sent more requests than its rate limit allows in the current window: nothing
-    changed; retry after Retry-After."""
+    """More requests (or sign-in attempts) than the rate limit allows for now: this one changed
+    nothing; retry after Retry-After."""
 
     status = 429
     slug = CommonProblem.too_many_requests

@@ -58,8 +58,8 @@ class TransferNotInReview(ProblemError):
 
 
 class WorkflowServiceUnavailable(ProblemError):
-    """The bank could not reach its workflow engine (Temporal) for this change: nothing was done;
-    retry the same request after Retry-After."""
+    """The bank could not reach its workflow engine (Temporal): retry the same request, with the
+    same Idempotency-Key, after Retry-After (a transfer recorded already may still go ahead)."""
 
     status = 503
     slug = TransactionsProblem.workflow_service_unavailable
