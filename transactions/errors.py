@@ -93,8 +93,8 @@ class BatchItemFailed(ProblemError):
 
 
 class CallbackSignatureInvalid(ProblemError):
-    """The callback's webhook-id, webhook-timestamp or webhook-signature header is missing or
-    malformed, or no registered client's secret signs it: sign it as Standard Webhooks says."""
+    """The callback's Callback-Client-Id or Standard Webhooks headers are missing or malformed,
+    or no registered client's secret signs it: send your client id and sign as the standard says."""
 
     status = 401
     slug = TransactionsProblem.callback_signature_invalid

@@ -18,8 +18,8 @@ class OAuthError(ProblemError):
 
 
 class OAuthInvalidRequest(OAuthError):
-    """The token (or revocation) request lacks a parameter its grant needs, repeats one or sends one
-    too long (`error` is invalid_request): send each parameter once, as RFC 6749 says."""
+    """The token (or revocation) request lacks a parameter its grant needs, or sends one twice, too
+    long or malformed (`error` is invalid_request): send each once, as RFC 6749 and 7636 say."""
 
     status = 400
     slug = AccountsProblem.oauth_invalid_request
