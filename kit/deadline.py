@@ -41,6 +41,9 @@ class DeadlineExceeded(ServiceUnavailable):
 
 
 class InvalidDeadline(ProblemError):
+    """The Request-Deadline header is not an RFC 3339 timestamp with a time zone offset (such as
+    2026-12-06T03:11:25Z): send one, or leave the header out."""
+
     status = 400
     slug = CommonProblem.invalid_deadline
     title = "Invalid Request-Deadline header"

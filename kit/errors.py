@@ -105,6 +105,9 @@ class IdempotencyKeyMissing(ProblemError):
 
 
 class ServiceUnavailable(ProblemError):
+    """The service cannot answer for now (for one, the token issuer's keys are not yet available to
+    check a token): nothing changed; retry after Retry-After."""
+
     status = 503
     slug = CommonProblem.service_unavailable
     title = "Service unavailable"
@@ -150,6 +153,9 @@ class InternalError(ProblemError):
 
 
 class TooManyRequests(ProblemError):
+    """More requests (or sign-in attempts) than the rate limit allows for now: this one changed
+    nothing; retry after Retry-After."""
+
     status = 429
     slug = CommonProblem.too_many_requests
     title = "Too many requests"

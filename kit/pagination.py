@@ -39,6 +39,9 @@ Cursor = Annotated[
 
 
 class InvalidCursor(ProblemError):
+    """The `cursor` is not one this list issued (it was altered, truncated or is too long): pass a
+    page's `next_cursor` unchanged, or none for the first page."""
+
     status = 422
     slug = CommonProblem.invalid_cursor
     title = "Cursor is malformed"

@@ -120,3 +120,29 @@ def test_an_invalid_example_is_caught() -> None:
         }
     }
     assert not validator(document, "Money").is_valid({"amount_minor": -5})
+
+
+def problem_examples(document: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """Each named problem example of each operation: method, path, status and its value."""
+    for path, by_method in document["paths"].items():
+        for method, operation in by_method.items():
+            for status, response in operation.get("responses", {}).items():
+                media = response.get("content", {}).get(PROBLEM_CONTENT_TYPE, {})
+                for example in media.get("examples", {}).values():
+                    yield method, path, status, example["value"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_problem_example_says_when_it_is_answered(
+    documents: dict[str, dict[str, Any]], service: str
+) -> None:
+    """An example's detail is its class's docstring (kit.errors `example_detail`): one that
+    only repeats the title tells an integrator nothing the title did not."""
+    repeating = sorted(
+        {
+            (value["type"].removeprefix(PROBLEM_TYPE_PREFIX), value["title"])
+            for _, _, _, value in problem_examples(documents[service])
+            if value.get("detail", "").rstrip(".").casefold() == value["title"].casefold()
+        }
+    )
+    assert repeating == [], "give each class a docstring: when it is answered, what to do"

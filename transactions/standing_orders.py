@@ -56,30 +56,45 @@ log = structlog.get_logger()
 
 
 class IntervalNotValid(ProblemError):
+    """The interval is not an ISO 8601 duration a standing order can run on: whole months that
+    divide a year (P1M, P3M, P1Y) or a fixed length (P7D, PT12H), not a mix."""
+
     status = 422
     slug = TransactionsProblem.standing_order_interval_invalid
     title = "The interval is not one a standing order can run on"
 
 
 class IntervalTooShort(ProblemError):
+    """The interval is shorter than the shortest the bank runs a standing order on (the detail says
+    it, in seconds): ask for a longer one."""
+
     status = 422
     slug = TransactionsProblem.standing_order_interval_too_short
     title = "The interval is shorter than the shortest allowed"
 
 
 class ScheduleNotValid(ProblemError):
+    """The order's `end_at` is not after its `start_at`, or both `end_at` and `count` were given:
+    give at most one of them, ending after the start."""
+
     status = 422
     slug = TransactionsProblem.standing_order_schedule_invalid
     title = "The order's start, end or count do not make a schedule"
 
 
 class StandingOrderNotFound(ProblemError):
+    """No standing order you may see has this id (another customer's is answered alike), or it has
+    no occurrence at the time asked."""
+
     status = 404
     slug = TransactionsProblem.standing_order_not_found
     title = "Standing order not found"
 
 
 class StandingOrderCancelled(ProblemError):
+    """The standing order is cancelled: it cannot be paused, resumed or run again; create a new
+    one."""
+
     status = 409
     slug = TransactionsProblem.standing_order_cancelled
     title = "The standing order is cancelled"

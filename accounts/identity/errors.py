@@ -18,6 +18,9 @@ class OAuthError(ProblemError):
 
 
 class OAuthInvalidRequest(OAuthError):
+    """The token (or revocation) request lacks a parameter its grant needs, or sends one twice, too
+    long or malformed (`error` is invalid_request): send each once, as RFC 6749 and 7636 say."""
+
     status = 400
     slug = AccountsProblem.oauth_invalid_request
     title = "Invalid token request"
@@ -25,6 +28,9 @@ class OAuthInvalidRequest(OAuthError):
 
 
 class OAuthInvalidClient(OAuthError):
+    """Client authentication failed: no client credentials where the grant needs them, malformed
+    Basic credentials, or a wrong client id or secret (`error` is invalid_client)."""
+
     status = 401
     slug = AccountsProblem.oauth_invalid_client
     title = "Client authentication failed"
@@ -36,6 +42,9 @@ class OAuthInvalidClient(OAuthError):
 
 
 class OAuthInvalidGrant(OAuthError):
+    """The grant does not verify (`error` is invalid_grant): a wrong username or password, or a
+    refresh token or authorization code that is unknown, used, expired or revoked; sign in again."""
+
     status = 400
     slug = AccountsProblem.oauth_invalid_grant
     title = "Invalid grant"
@@ -43,6 +52,9 @@ class OAuthInvalidGrant(OAuthError):
 
 
 class OAuthUnsupportedGrantType(OAuthError):
+    """The issuer does not serve this grant type, or it is turned off in this deployment (`error` is
+    unsupported_grant_type): use one its metadata lists in `grant_types_supported`."""
+
     status = 400
     slug = AccountsProblem.oauth_unsupported_grant_type
     title = "Unsupported grant type"
@@ -50,6 +62,9 @@ class OAuthUnsupportedGrantType(OAuthError):
 
 
 class OAuthInvalidScope(OAuthError):
+    """The `scope` parameter is empty, names an unknown scope, or asks for a scope the client or
+    subject may not have (`error` is invalid_scope): ask for fewer scopes."""
+
     status = 400
     slug = AccountsProblem.oauth_invalid_scope
     title = "Invalid scope"
@@ -57,6 +72,8 @@ class OAuthInvalidScope(OAuthError):
 
 
 class CustomerExists(ProblemError):
+    """A customer already registered with this email: sign in, or register with another email."""
+
     status = 409
     slug = AccountsProblem.customer_exists
     title = "A customer with this email exists"
@@ -69,12 +86,17 @@ class PasswordHashingBusy(ServiceUnavailable):
 
 
 class StaffExists(ProblemError):
+    """A staff member (perhaps disabled) already has this email: add the new one under another
+    email."""
+
     status = 409
     slug = AccountsProblem.staff_exists
     title = "A staff member with this email exists"
 
 
 class StaffNotFound(ProblemError):
+    """No staff member has this email: check the email, or add the staff member first."""
+
     status = 404
     slug = AccountsProblem.staff_not_found
     title = "No staff member has this email"
