@@ -16,6 +16,7 @@ from contracts.examples import (
     EXAMPLE_TARGET_ACCOUNT_ID,
     EXAMPLE_TIME,
     EXAMPLE_TRANSFER_ID,
+    example_of,
 )
 from contracts.money import AMOUNT_MINOR_MAX, AmountMinor, CurrencyCode
 from contracts.problem import Problem
@@ -531,19 +532,7 @@ class LedgerTransferBatchResults(BaseModel):
                         {
                             "index": 0,
                             "status": 201,
-                            "transfer": {
-                                "id": EXAMPLE_LEDGER_TRANSFER_ID,
-                                "kind": "pending",
-                                "debit_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
-                                "credit_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
-                                "amount_minor": 2500,
-                                "currency": "EUR",
-                                "pending_id": None,
-                                "timeout_seconds": 86400,
-                                "expires_at": "2026-12-07T09:30:00Z",
-                                "reference": "transfer:" + EXAMPLE_TRANSFER_ID,
-                                "created_at": EXAMPLE_TIME,
-                            },
+                            "transfer": example_of(LedgerTransfer),
                         }
                     ]
                 }

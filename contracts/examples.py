@@ -1,7 +1,10 @@
 """The values the OpenAPI examples of every model share, so one example's account is the
 account another example's transfer moves money from (docs/decisions/0043)."""
 
-from typing import Final
+import copy
+from typing import Any, Final
+
+from pydantic import BaseModel
 
 EXAMPLE_CUSTOMER_ID: Final = "3f1c9a52-7d4e-4b8a-9c61-2e5d8f0a7b34"
 EXAMPLE_PAYEE_CUSTOMER_ID: Final = "8a2e4c71-5b3d-4f9e-a1c0-6d7b9e2f4a18"
@@ -24,3 +27,15 @@ EXAMPLE_LATER_TIME: Final = "2026-12-06T09:30:02Z"
 EXAMPLE_CURSOR: Final = "eyJhZnRlciI6IjIwMjYtMTItMDZUMDk6MzA6MDBaIn0"
 EXAMPLE_REQUEST_ID: Final = "4bf92f3577b34da6a3ce929d0e0e4736"
 EXAMPLE_HASH: Final = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """A copy of the first example `model` declares, for the example of a model that holds
+    one (a batch's results, an event's delivery): each example is written once."""
+    extra = model.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict), f"{model.__name__} declares no example"
+    examples = extra["examples"]
+    assert isinstance(examples, list), f"{model.__name__}'s examples are not a list"
+    first = examples[0]
+    assert isinstance(first, dict), f"{model.__name__}'s example is not an object"
+    return copy.deepcopy(first)

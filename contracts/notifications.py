@@ -20,6 +20,7 @@ from contracts.examples import (
     EXAMPLE_TIME,
     EXAMPLE_TRANSFER_ID,
     EXAMPLE_WEBHOOK_ENDPOINT_ID,
+    example_of,
 )
 
 EVENTS_PATH = "/v1/events"
@@ -88,24 +89,7 @@ class EventCreate(StrictModel):
 class Event(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "id": EXAMPLE_EVENT_ID,
-                    "type": "transfer.completed",
-                    "timestamp": EXAMPLE_LATER_TIME,
-                    "data": {
-                        "transfer_id": EXAMPLE_TRANSFER_ID,
-                        "status": "completed",
-                        "amount_minor": 125000,
-                        "currency": "EUR",
-                        "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
-                        "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
-                        "source_customer_id": EXAMPLE_CUSTOMER_ID,
-                        "target_customer_id": EXAMPLE_PAYEE_CUSTOMER_ID,
-                    },
-                    "received_at": EXAMPLE_LATER_TIME,
-                }
-            ]
+            "examples": [{**example_of(EventCreate), "received_at": EXAMPLE_LATER_TIME}]
         }
     )
 

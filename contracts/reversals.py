@@ -19,6 +19,7 @@ from contracts.examples import (
     EXAMPLE_TARGET_ACCOUNT_ID,
     EXAMPLE_TIME,
     EXAMPLE_TRANSFER_ID,
+    example_of,
 )
 from contracts.money import AmountMinor
 from contracts.transfers import (
@@ -105,35 +106,7 @@ class Reversal(BaseModel):
 
 
 class ReversalList(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "id": EXAMPLE_REVERSAL_ID,
-                            "workflow_id": "reversal-" + EXAMPLE_REVERSAL_ID,
-                            "original_transfer_id": EXAMPLE_TRANSFER_ID,
-                            "status": "completed",
-                            "source_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
-                            "target_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
-                            "amount_minor": 25000,
-                            "currency": "EUR",
-                            "reason": "Deposit returned",
-                            "steps": [
-                                {"name": "post", "outcome": "ok", "occurred_at": EXAMPLE_LATER_TIME}
-                            ],
-                            "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
-                            "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
-                            "failure_reason": None,
-                            "created_at": EXAMPLE_TIME,
-                            "updated_at": EXAMPLE_LATER_TIME,
-                        }
-                    ]
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [example_of(Reversal)]}]})
 
     items: list[Reversal] = Field(max_length=TRANSFER_REVERSALS_MAX)
 

@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts.auth import StaffRole
-from contracts.examples import EXAMPLE_STAFF_ID, EXAMPLE_TIME
+from contracts.examples import EXAMPLE_STAFF_ID, EXAMPLE_TIME, example_of
 
 STAFF_PATH: Final = "/v1/admin/staff"
 STAFF_DISABLE_PATH: Final = "/v1/admin/staff/disable"
@@ -80,14 +80,7 @@ class StaffEnrolmentOut(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "staff": {
-                        "id": EXAMPLE_STAFF_ID,
-                        "email": "grace@bank.example",
-                        "display_name": "Grace Hopper",
-                        "role": "reviewer",
-                        "created_at": EXAMPLE_TIME,
-                        "disabled_at": None,
-                    },
+                    "staff": example_of(StaffMemberOut),
                     "otpauth_uri": "otpauth://totp/Sagabank:grace%40bank.example?secret=JBSWY3DPEHPK3PXP&issuer=Sagabank",
                 }
             ]
@@ -100,22 +93,7 @@ class StaffEnrolmentOut(BaseModel):
 
 class StaffList(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "staff": [
-                        {
-                            "id": EXAMPLE_STAFF_ID,
-                            "email": "grace@bank.example",
-                            "display_name": "Grace Hopper",
-                            "role": "reviewer",
-                            "created_at": EXAMPLE_TIME,
-                            "disabled_at": None,
-                        }
-                    ]
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"staff": [example_of(StaffMemberOut)]}]}
     )
 
     staff: list[StaffMemberOut]

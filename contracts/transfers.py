@@ -17,6 +17,7 @@ from contracts.examples import (
     EXAMPLE_TARGET_ACCOUNT_ID,
     EXAMPLE_TIME,
     EXAMPLE_TRANSFER_ID,
+    example_of,
 )
 from contracts.fraud import FraudDecision, ScoreReason
 from contracts.money import AmountMinor, CurrencyCode
@@ -443,23 +444,7 @@ class TransferBatchCreate(StrictModel):
     answered with its own problem and does not sink the others."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "items": [
-                        {
-                            "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
-                            "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
-                            "amount_minor": 125000,
-                            "currency": "EUR",
-                            "description": "Rent December",
-                            "metadata": {"reference": "RENT-2026-12"},
-                            "idempotency_key": "rent-2026-12",
-                        }
-                    ]
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"items": [example_of(TransferBatchItem)]}]}
     )
 
     items: list[object] = Field(
@@ -491,54 +476,7 @@ class TransferBatchResponse(BaseModel):
                             "idempotency_key": "rent-2026-12",
                             "status": 201,
                             "replayed": False,
-                            "transfer": {
-                                "id": EXAMPLE_TRANSFER_ID,
-                                "workflow_id": "transfer-" + EXAMPLE_TRANSFER_ID,
-                                "status": "completed",
-                                "source_account_id": EXAMPLE_SOURCE_ACCOUNT_ID,
-                                "target_account_id": EXAMPLE_TARGET_ACCOUNT_ID,
-                                "amount_minor": 125000,
-                                "currency": "EUR",
-                                "description": "Rent December",
-                                "metadata": {"reference": "RENT-2026-12"},
-                                "steps": [
-                                    {
-                                        "name": "validate",
-                                        "outcome": "ok",
-                                        "occurred_at": EXAMPLE_TIME,
-                                    },
-                                    {"name": "hold", "outcome": "ok", "occurred_at": EXAMPLE_TIME},
-                                    {
-                                        "name": "score",
-                                        "outcome": "approve",
-                                        "occurred_at": EXAMPLE_TIME,
-                                    },
-                                    {
-                                        "name": "post",
-                                        "outcome": "ok",
-                                        "occurred_at": EXAMPLE_LATER_TIME,
-                                    },
-                                ],
-                                "fraud": {
-                                    "score": 300,
-                                    "decision": "approve",
-                                    "reasons": [
-                                        {
-                                            "code": "large_amount",
-                                            "text": "The amount is above 1,000.00 EUR.",
-                                            "points": 300,
-                                        }
-                                    ],
-                                },
-                                "hold_id": EXAMPLE_LEDGER_TRANSFER_ID,
-                                "posting_id": "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7",
-                                "failure_reason": None,
-                                "created_at": EXAMPLE_TIME,
-                                "updated_at": EXAMPLE_LATER_TIME,
-                                "reversal_of": None,
-                                "reversed_minor": 0,
-                                "reversal_ids": [],
-                            },
+                            "transfer": example_of(Transfer),
                             "problem": None,
                         }
                     ]
