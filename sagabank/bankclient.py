@@ -110,6 +110,15 @@ def operator_token(
     )
 
 
+def launcher_operator_token(accounts_url: str, settings: LauncherSettings | None = None) -> str:
+    """The operator client's token, with the id and secret `sagabank up` registered it with
+    (SAGABANK_OPERATOR_CLIENT_ID / _SECRET)."""
+    settings = settings or LauncherSettings()
+    return operator_token(
+        accounts_url, settings.operator_client_id, settings.operator_client_secret
+    )
+
+
 def customer_token(
     accounts_url: str,
     email: str,

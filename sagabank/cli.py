@@ -12,12 +12,19 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from contracts.accounts import LEDGER_INVARIANTS_PATH, LedgerInvariants
+from contracts.auth import Scope
 from contracts.money import display_amount
 from contracts.secrets import RESEAL_LIMIT_MAX
-from sagabank.bankclient import BankError, customer_token, operator_token, service_urls
+from sagabank.bankclient import (
+    BankError,
+    customer_token,
+    launcher_operator_token,
+    service_urls,
+)
 from sagabank.banking.accounts import account
 from sagabank.banking.deposits import deposit
 from sagabank.banking.identity import customer, login, logout
+from sagabank.banking.output import operator_token_option
 from sagabank.banking.transfers import transfer
 from sagabank.banking.webhooks import webhook
 from sagabank.config import CONSOLE, SERVICES, LauncherSettings
@@ -199,12 +206,6 @@ def _fail(error: BankError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-def _operator_token(settings: LauncherSettings, accounts_url: str) -> str:
-    return operator_token(
-        accounts_url, settings.operator_client_id, settings.operator_client_secret
-    )
-
-
 @main.command()
 @click.option(
     "--operator",
@@ -233,7 +234,7 @@ def token(as_operator: bool, email: str | None, password: str | None) -> None:
     accounts_url = service_urls(settings)["accounts"]
     try:
         if email is None:
-            access_token = _operator_token(settings, accounts_url)
+            access_token = launcher_operator_token(accounts_url, settings)
         else:
             if password is None:
                 password = click.prompt("password", hide_input=True, err=True)
@@ -281,13 +282,7 @@ class _Moment(click.ParamType[datetime]):
     help="Write every service's events of --since..--until to this NDJSON file (- for "
     "stdout) instead, service by service, oldest first.",
 )
-@click.option(
-    "--token",
-    "access_token",
-    envvar="SAGABANK_TOKEN",
-    default=None,
-    help="A token with audit:read [default: the operator client's, fetched now].",
-)
+@operator_token_option(Scope.audit_read)
 def audit(
     transfer_id: UUID | None,
     account_id: str | None,
@@ -326,7 +321,7 @@ def audit(
     urls = service_urls(settings)
     try:
         if access_token is None:
-            access_token = _operator_token(settings, urls["accounts"])
+            access_token = launcher_operator_token(urls["accounts"], settings)
         with trail.client(access_token) as http:
             if verify:
                 verifications = [trail.verify(http, name, urls[name]) for name in SERVICES]
@@ -370,7 +365,7 @@ def _export_audit(
     urls = service_urls(settings)
     try:
         if access_token is None:
-            access_token = _operator_token(settings, urls["accounts"])
+            access_token = launcher_operator_token(urls["accounts"], settings)
         with (
             trail.client(access_token) as http,
             click.open_file(export_path, "w") as sink,
@@ -399,13 +394,7 @@ def secrets() -> None:
     show_default=True,
     help="Rows re-sealed per request (each batch is its own transaction).",
 )
-@click.option(
-    "--token",
-    "access_token",
-    envvar="SAGABANK_TOKEN",
-    default=None,
-    help="A token with secrets:rotate [default: the operator client's, fetched now].",
-)
+@operator_token_option(Scope.secrets_rotate)
 def rotate(batch_size: int, access_token: str | None) -> None:
     """Re-seal every secret of accounts, transactions and notifications under their newest key.
 
@@ -420,7 +409,7 @@ def rotate(batch_size: int, access_token: str | None) -> None:
     urls = service_urls(settings)
     try:
         if access_token is None:
-            access_token = _operator_token(settings, urls["accounts"])
+            access_token = launcher_operator_token(urls["accounts"], settings)
         with rotation.client(access_token) as http:
             done = [
                 rotation.rotate_service(http, name, urls[name], batch_size=batch_size)
@@ -499,13 +488,7 @@ def _report(invariants: LedgerInvariants) -> list[str]:
     show_default=True,
     help="How long to wait for the check (it reads every account and journal entry).",
 )
-@click.option(
-    "--token",
-    "access_token",
-    envvar="SAGABANK_TOKEN",
-    default=None,
-    help="A token with accounts:admin [default: the operator client's, fetched now].",
-)
+@operator_token_option(Scope.accounts_admin)
 def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -> None:
     """Check the ledger's invariants: per currency, debits equal credits (posted and
     pending); each account's totals equal the sum of its journal entries.
@@ -515,7 +498,7 @@ def check(accounts_url: str, timeout_seconds: float, access_token: str | None) -
     url = f"{accounts_url.rstrip('/')}{LEDGER_INVARIANTS_PATH}"
     if access_token is None:
         try:
-            access_token = _operator_token(LauncherSettings(), accounts_url)
+            access_token = launcher_operator_token(accounts_url, LauncherSettings())
         except BankError as error:
             click.echo(f"cannot get an operator token from the accounts service: {error}", err=True)
             sys.exit(2)

@@ -9,7 +9,7 @@ import click
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from contracts.auth import StaffRole
+from contracts.auth import Scope, StaffRole
 from contracts.staff import (
     STAFF_DISABLE_PATH,
     STAFF_PASSWORD_LENGTH_MIN,
@@ -18,8 +18,9 @@ from contracts.staff import (
     StaffList,
     StaffMemberOut,
 )
-from sagabank.bankclient import HTTP_TIMEOUT_SECONDS_DEFAULT, BankError, operator_token
+from sagabank.bankclient import HTTP_TIMEOUT_SECONDS_DEFAULT, BankError, launcher_operator_token
 from sagabank.bankclient import service_urls as bank_urls
+from sagabank.banking.output import operator_token_option
 from sagabank.config import LauncherSettings
 
 QR_SUFFIXES = (".png", ".svg")
@@ -40,11 +41,8 @@ def _call(
     accounts_url, access_token = context.obj
     url = f"{accounts_url.rstrip('/')}{path}"
     if access_token is None:
-        settings = LauncherSettings()
         try:
-            access_token = operator_token(
-                accounts_url, settings.operator_client_id, settings.operator_client_secret
-            )
+            access_token = launcher_operator_token(accounts_url)
         except BankError as error:
             _fail(str(error), error.exit_code)
     try:
@@ -91,13 +89,7 @@ def _write_qr(uri: str, path: Path) -> None:
     default=None,
     help="Base URL of the accounts service [default: the running bank's].",
 )
-@click.option(
-    "--token",
-    "access_token",
-    envvar="SAGABANK_TOKEN",
-    default=None,
-    help="A token with staff:manage [default: the operator client's, fetched now].",
-)
+@operator_token_option(Scope.staff_manage)
 @click.pass_context
 def staff(context: click.Context, accounts_url: str | None, access_token: str | None) -> None:
     """Add, disable and list the staff who sign in as people (password and TOTP).

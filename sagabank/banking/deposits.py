@@ -7,8 +7,9 @@ from uuid import UUID
 import click
 
 from contracts.accounts import ACCOUNTS_PATH
+from contracts.auth import Scope
 from contracts.money import display_amount
-from sagabank.bankclient import BankError, operator_token
+from sagabank.bankclient import BankError, launcher_operator_token
 from sagabank.banking.output import (
     amount_minor_of,
     chosen_idempotency_key,
@@ -17,11 +18,11 @@ from sagabank.banking.output import (
     fields,
     idempotency_key_option,
     json_option,
+    operator_token_option,
     profile_option,
     quiet_option,
 )
 from sagabank.banking.session import open_session
-from sagabank.config import LauncherSettings
 
 
 @click.command()
@@ -30,13 +31,7 @@ from sagabank.config import LauncherSettings
 @click.option("--currency", required=True, help="The account's currency (ISO 4217).")
 @click.option("--reference", default=None, help="Where the money came from.")
 @idempotency_key_option
-@click.option(
-    "--token",
-    "access_token",
-    envvar="SAGABANK_TOKEN",
-    default=None,
-    help="A token with accounts:admin [default: the operator client's, fetched now].",
-)
+@operator_token_option(Scope.accounts_admin)
 @quiet_option
 @profile_option
 @json_option
@@ -54,7 +49,9 @@ def deposit(profile: str, as_json: bool, account_id: UUID, **options: Any) -> No
     try:
         session = open_session(profile, {})
         with session.http:
-            access_token = options["access_token"] or _operator_token(session.urls["accounts"])
+            access_token = options["access_token"] or launcher_operator_token(
+                session.urls["accounts"]
+            )
             request = session.http.build_request(
                 "POST",
                 session.url("accounts", f"{ACCOUNTS_PATH}/{account_id}/deposits"),
@@ -76,9 +73,3 @@ def deposit(profile: str, as_json: bool, account_id: UUID, **options: Any) -> No
         ),
         quiet=options["quiet"],
     )
-
-
-def _operator_token(accounts_url: str) -> str:
-    settings = LauncherSettings()
-    client_id, client_secret = settings.operator_client_id, settings.operator_client_secret
-    return operator_token(accounts_url, client_id, client_secret)

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, ParamSpec
 
 import click
 
+from contracts.auth import Scope
 from contracts.money import AMOUNT_MINOR_MAX, MINOR_UNIT_EXPONENTS
 from sagabank.bankclient import BankError
 from sagabank.banking import profiles
@@ -135,6 +136,20 @@ def quiet_option(function: Callable[Parameters, None]) -> Callable[Parameters, N
     return click.option(
         "-q", "--quiet", is_flag=True, help="Print only the id(s), one per line (over --json)."
     )(function)
+
+
+def operator_token_option(
+    scope: Scope,
+) -> Callable[[Callable[Parameters, None]], Callable[Parameters, None]]:
+    """`--token` (or SAGABANK_TOKEN): an operator's token with `scope`; unset, the command
+    fetches the operator client's when it runs (`launcher_operator_token`)."""
+    return click.option(
+        "--token",
+        "access_token",
+        envvar="SAGABANK_TOKEN",
+        default=None,
+        help=f"A token with {scope.value} [default: the operator client's, fetched now].",
+    )
 
 
 def items_max_option(function: Callable[Parameters, None]) -> Callable[Parameters, None]:
