@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +32,7 @@ from workflows.tests.saga import (
     new_transfer,
     start_transfer,
 )
+from workflows.tests.worker_process import worker_process
 from workflows.worker import deployment_config, run_worker, temporal_connection
 
 # Nothing listens on port 1: every call fails fast with a refused connection.
@@ -379,19 +379,8 @@ class TestMain:
             "TEMPORAL_API_KEY": "worker-api-key",
             "TEMPORAL_TLS": "false",
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workflows.worker",
-            env=environment,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
+        async with worker_process(environment) as process:
             _, errors = await asyncio.wait_for(process.communicate(), WAIT_SECONDS_MAX)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
         assert process.returncode == 2, errors.decode()
         assert b"worker.temporal_settings_invalid" in errors
         assert b"worker-api-key" not in errors
@@ -407,15 +396,8 @@ class TestMain:
             "WORKER_LOG_JSON": "true",
             "WORKER_METRICS_PORT": str(_free_port()),
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workflows.worker",
-            env=environment,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        try:
+        async with worker_process(environment) as process:
+            assert process.stderr is not None
             async with asyncio.timeout(WAIT_SECONDS_MAX * 3):
                 while b"worker.started" not in (line := await process.stderr.readline()):
                     assert line, "the worker exited before it started"
@@ -424,9 +406,5 @@ class TestMain:
             process.send_signal(signal.SIGTERM)
             remaining = await asyncio.wait_for(process.stderr.read(), WAIT_SECONDS_MAX)
             return_code = await asyncio.wait_for(process.wait(), WAIT_SECONDS_MAX)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
         assert return_code == 0, remaining.decode()
         assert b"worker.stopped" in remaining

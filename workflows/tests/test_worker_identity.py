@@ -4,7 +4,6 @@ credential does (a failing activity that keeps retrying; at start, a worker that
 import asyncio
 import base64
 import os
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +23,7 @@ from workflows.config import Settings
 from workflows.models import EventPublication, StepReport
 from workflows.tests.saga import FAKE_TIME, new_transfer
 from workflows.tests.test_activities import run
+from workflows.tests.worker_process import worker_process
 from workflows.worker import CredentialsRefused, check_credentials, create_activities
 
 TOKEN_URL = "http://accounts.test/v1/oauth/token"
@@ -256,19 +256,8 @@ async def test_worker_with_a_refused_secret_stops_and_says_why() -> None:
             "WORKER_LOG_JSON": "true",
             "WORKER_METRICS_ENABLED": "false",
         }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workflows.worker",
-            env=environment,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
+        async with worker_process(environment) as process:
             _, stderr = await asyncio.wait_for(process.communicate(), WAIT_SECONDS_MAX)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
     assert process.returncode == 3
     assert b"worker.credentials_refused" in stderr
     assert environment["WORKER_AUTH_CLIENT_SECRET"].encode() not in stderr
