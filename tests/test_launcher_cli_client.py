@@ -1,21 +1,18 @@
 """`sagabank up` registers the CLI's public client: `sagabank login` signs customers in
 through the browser, back to a loopback port of its own (RFC 8252 7.3)."""
 
-import io
 import json
 from pathlib import Path
 
 from accounts.config import BootstrapClient
 from contracts.auth import CLI_CLIENT_ID, CLI_REDIRECT_URI, CUSTOMER_SCOPES
-from sagabank.config import LauncherSettings
-from sagabank.launcher import Launcher
+from tests.launchers import idle_launcher
 
 
 def test_the_issuer_registers_the_cli_with_a_port_less_loopback_redirect(
     tmp_path: Path,
 ) -> None:
-    launcher = Launcher(LauncherSettings(state_dir=tmp_path / "state"), out=io.StringIO())
-    launcher.state_dir.mkdir(parents=True)
+    launcher = idle_launcher(tmp_path)
     clients = {client["client_id"]: client for client in json.loads(launcher.bootstrap_clients())}
 
     assert CLI_CLIENT_ID == "sagabank-cli"

@@ -1,28 +1,18 @@
 """`sagabank up` gives the console the bank's URLs and registers the console's callback,
 both following the console's port."""
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
 from console.config import Settings as ConsoleSettings
-from sagabank.config import CONSOLE_CLIENT_ID, LauncherSettings
-from sagabank.launcher import Launcher
-
-
-def _launcher(tmp_path: Path, **settings: object) -> Launcher:
-    launcher = Launcher(
-        LauncherSettings(state_dir=tmp_path / "state", **settings),  # type: ignore[arg-type]
-        out=io.StringIO(),
-    )
-    launcher.state_dir.mkdir(parents=True)
-    return launcher
+from sagabank.config import CONSOLE_CLIENT_ID
+from tests.launchers import idle_launcher
 
 
 def test_the_console_reads_the_banks_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    launcher = _launcher(tmp_path, console_port=9105, fraud_port=9103)
+    launcher = idle_launcher(tmp_path, console_port=9105, fraud_port=9103)
     environment = launcher.console_env()
     for name, value in environment.items():
         if name.startswith("CONSOLE_"):
@@ -38,7 +28,7 @@ def test_the_console_reads_the_banks_urls(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_the_issuer_registers_the_consoles_exact_callback(tmp_path: Path) -> None:
-    launcher = _launcher(tmp_path, console_port=9105)
+    launcher = idle_launcher(tmp_path, console_port=9105)
     clients = {client["client_id"]: client for client in json.loads(launcher.bootstrap_clients())}
     console = clients[CONSOLE_CLIENT_ID]
     assert console["kind"] == "public"
@@ -47,5 +37,5 @@ def test_the_issuer_registers_the_consoles_exact_callback(tmp_path: Path) -> Non
 
 
 def test_the_banner_lists_the_console(tmp_path: Path) -> None:
-    launcher = _launcher(tmp_path, console_port=9105)
+    launcher = idle_launcher(tmp_path, console_port=9105)
     assert launcher.urls()["console"] == "http://127.0.0.1:9105"

@@ -1,7 +1,6 @@
 """`sagabank up` lets each service's /docs obtain a token: the issuer registers the docs'
 public client with each page's exact redirect URI, and answers the pages' origins (CORS)."""
 
-import io
 import json
 from pathlib import Path
 
@@ -9,21 +8,11 @@ import pytest
 
 from accounts.config import Settings as AccountsSettings
 from contracts.auth import CUSTOMER_SCOPES, DOCS_CLIENT_ID
-from sagabank.config import LauncherSettings
-from sagabank.launcher import Launcher
-
-
-def _launcher(tmp_path: Path, **settings: object) -> Launcher:
-    launcher = Launcher(
-        LauncherSettings(state_dir=tmp_path / "state", **settings),  # type: ignore[arg-type]
-        out=io.StringIO(),
-    )
-    launcher.state_dir.mkdir(parents=True)
-    return launcher
+from tests.launchers import idle_launcher
 
 
 def test_the_issuer_registers_each_docs_pages_redirect(tmp_path: Path) -> None:
-    launcher = _launcher(tmp_path, transactions_port=9102)
+    launcher = idle_launcher(tmp_path, transactions_port=9102)
     clients = {client["client_id"]: client for client in json.loads(launcher.bootstrap_clients())}
     docs = clients[DOCS_CLIENT_ID]
     assert docs["kind"] == "public"
@@ -40,7 +29,7 @@ def test_the_issuer_registers_each_docs_pages_redirect(tmp_path: Path) -> None:
 def test_the_issuer_answers_the_other_docs_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    launcher = _launcher(tmp_path)
+    launcher = idle_launcher(tmp_path)
     environment = launcher._service_env("accounts", "postgresql://u@127.0.0.1/accounts")
     for name, value in environment.items():
         if name.startswith("ACCOUNTS_"):
